@@ -1,0 +1,14 @@
+//! Kracauer's sans-IO core.
+//!
+//! Everything that decides what happens to a packet lives here, and nothing here reads a
+//! clock, opens a file or makes a syscall: time comes in as `now`, packets come in as
+//! bytes, and packets to send go out through caller-owned buffers. That keeps every
+//! behaviour reproducible in a unit test and fuzzable.
+#![forbid(unsafe_code)]
+
+pub mod addr;
+pub mod name;
+pub mod peek;
+pub mod route;
+pub mod wire;
+pub mod xlat;

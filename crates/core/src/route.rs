@@ -1,0 +1,1 @@
+//! The name table: host name → backend (exact names, `*.` wildcards, a default).

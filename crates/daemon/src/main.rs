@@ -1,0 +1,2 @@
+//! The `kracauer` binary.
+fn main() {}
