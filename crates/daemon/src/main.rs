@@ -1,2 +1,64 @@
-//! The `kracauer` binary.
-fn main() {}
+//! The `kracauer` binary: command-line parsing and dispatch to the subcommands.
+//!
+//! Only `addr` exists so far; `run`, `check` and `demo` arrive with the daemon.
+
+use std::net::IpAddr;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use kracauer_core::addr::{Prefix96, low32};
+
+/// Share one IPv4 address among IPv6-only servers: route TLS/HTTP by name, translate each
+/// flow to IPv6 with the client's address embedded in a /96.
+#[derive(Debug, Parser)]
+#[command(name = "kracauer", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Convert between a client's IPv4 address and its IPv6 form inside the prefix.
+    ///
+    /// `kracauer addr 2001:db8:64::c633:6402` prints 198.51.100.2;
+    /// `kracauer addr 198.51.100.2 --prefix 2001:db8:64::/96` prints 2001:db8:64::c633:6402.
+    Addr {
+        /// An IPv6 address to decode, or an IPv4 address to embed (needs --prefix).
+        address: IpAddr,
+        /// The translation prefix, e.g. 2001:db8:64::/96.
+        #[arg(long, short)]
+        prefix: Option<Prefix96>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Addr { address, prefix } => match addr(address, prefix) {
+            Ok(line) => {
+                println!("{line}");
+                ExitCode::SUCCESS
+            }
+            Err(message) => {
+                eprintln!("kracauer: {message}");
+                ExitCode::from(2)
+            }
+        },
+    }
+}
+
+/// The `addr` subcommand: one line of output, or why not.
+fn addr(address: IpAddr, prefix: Option<Prefix96>) -> Result<String, String> {
+    match (address, prefix) {
+        (IpAddr::V4(v4), Some(prefix)) => Ok(prefix.embed(v4).to_string()),
+        (IpAddr::V4(v4), None) => Err(format!(
+            "to embed {v4} give the prefix, e.g. `kracauer addr {v4} --prefix 2001:db8:64::/96`"
+        )),
+        (IpAddr::V6(v6), Some(prefix)) => prefix
+            .extract(v6)
+            .map(|v4| v4.to_string())
+            .ok_or_else(|| format!("{v6} is not inside the prefix {prefix}")),
+        (IpAddr::V6(v6), None) => Ok(low32(v6).to_string()),
+    }
+}
