@@ -1,12 +1,16 @@
 //! The `kracauer` binary: command-line parsing and dispatch to the subcommands.
 //!
-//! Only `addr` exists so far; `run`, `check` and `demo` arrive with the daemon.
+//! `addr` and `check` exist so far; `run` and `demo` arrive with the engine.
 
 use std::net::IpAddr;
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use kracauer_core::addr::{Prefix96, low32};
+
+mod check;
+mod config;
 
 /// Share one IPv4 address among IPv6-only servers: route TLS/HTTP by name, translate each
 /// flow to IPv6 with the client's address embedded in a /96.
@@ -19,6 +23,12 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Validate a configuration file and print the resolved route table.
+    Check {
+        /// The configuration file (TOML).
+        #[arg(long, short)]
+        config: PathBuf,
+    },
     /// Convert between a client's IPv4 address and its IPv6 form inside the prefix.
     ///
     /// `kracauer addr 2001:db8:64::c633:6402` prints 198.51.100.2;
@@ -35,6 +45,16 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
+        Command::Check { config } => match config::load(&config) {
+            Ok(c) => {
+                print!("{}", check::report(&config, &c));
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("kracauer: {e}");
+                ExitCode::from(1)
+            }
+        },
         Command::Addr { address, prefix } => match addr(address, prefix) {
             Ok(line) => {
                 println!("{line}");

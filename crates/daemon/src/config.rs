@@ -1,0 +1,458 @@
+//! The configuration file: the operator's contract (DESIGN.md, "Configuration").
+//!
+//! Parsing happens in two steps. Serde reads the TOML into `Raw*` structs that keep the
+//! byte span of every value the operator wrote; validation then turns them into a
+//! [`Config`], and every error, from the TOML parser or from validation, is reported
+//! with the file, line and column of the offending value and says what would be valid.
+//! Unknown keys are errors, so a typo never silently falls back to a default.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+use kracauer_core::addr::Prefix96;
+use serde::Deserialize;
+use toml::Spanned;
+
+/// Default TUN device name.
+pub const DEFAULT_TUN_NAME: &str = "kracauer0";
+/// Default IPv6-side MTU.
+pub const DEFAULT_MTU: u16 = 1500;
+/// Smallest MTU IPv6 allows on any link (RFC 8200 §5).
+pub const MIN_MTU: u16 = 1280;
+/// Longest interface name Linux accepts (IFNAMSIZ - 1).
+pub const MAX_IFNAME_LEN: usize = 15;
+
+/// A validated configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    pub prefix: Prefix96,
+    pub default_backend: Option<Ipv6Addr>,
+    pub tun: Tun,
+    pub listen: Vec<Listen>,
+    pub routes: Vec<Route>,
+    pub metrics: Option<Metrics>,
+}
+
+/// `[tun]`
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tun {
+    pub name: String,
+    pub mtu: u16,
+}
+
+/// One `[[listen]]` table: an IPv4 service address and its ports by protocol.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listen {
+    pub address: Ipv4Addr,
+    pub tls: Vec<u16>,
+    pub http: Vec<u16>,
+}
+
+/// One `[[route]]` table, as written (names are resolved by the route table).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Route {
+    pub hosts: Vec<String>,
+    pub backend: Ipv6Addr,
+    /// Service port → backend port.
+    pub ports: BTreeMap<u16, u16>,
+    /// Where each host name was written, for errors found later (parallel to `hosts`).
+    pub host_positions: Vec<Position>,
+}
+
+/// `[metrics]`
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Metrics {
+    pub listen: SocketAddr,
+}
+
+/// A line and column in the config file, both counted from 1 (columns in characters).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Position {
+    pub line: usize,
+    pub column: usize,
+}
+
+/// Why a configuration was not accepted.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{}: cannot read the configuration: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{}:{}:{}: {message}", file.display(), at.line, at.column)]
+    Invalid {
+        file: PathBuf,
+        at: Position,
+        message: String,
+    },
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    prefix: Spanned<String>,
+    default_backend: Option<Spanned<String>>,
+    tun: Option<RawTun>,
+    #[serde(default)]
+    listen: Vec<Spanned<RawListen>>,
+    #[serde(default)]
+    route: Vec<Spanned<RawRoute>>,
+    metrics: Option<RawMetrics>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTun {
+    name: Option<Spanned<String>>,
+    mtu: Option<Spanned<u16>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawListen {
+    address: Spanned<String>,
+    #[serde(default)]
+    tls: Vec<Spanned<u16>>,
+    #[serde(default)]
+    http: Vec<Spanned<u16>>,
+    #[serde(default)]
+    quic: Vec<Spanned<u16>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRoute {
+    hosts: Spanned<Vec<Spanned<String>>>,
+    backend: Spanned<String>,
+    #[serde(default)]
+    ports: HashMap<Spanned<String>, Spanned<u16>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMetrics {
+    listen: Spanned<String>,
+}
+
+/// Reads and validates the configuration file at `path`.
+pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    parse(&text, path)
+}
+
+/// Validates configuration `text`; `file` names it in errors.
+pub fn parse(text: &str, file: &Path) -> Result<Config, ConfigError> {
+    let v = Validator { text, file };
+    let raw: RawConfig = match toml::from_str(text) {
+        Ok(raw) => raw,
+        Err(e) => return v.err(e.span().unwrap_or(0..0), e.message().trim_end()),
+    };
+    v.config(raw)
+}
+
+/// Line and column (1-based, columns in characters) of byte `offset` in `text`.
+pub fn position(text: &str, offset: usize) -> Position {
+    let offset = offset.min(text.len());
+    let before = text.get(..offset).unwrap_or(text);
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    Position {
+        line: before.matches('\n').count() + 1,
+        column: before[line_start..].chars().count() + 1,
+    }
+}
+
+struct Validator<'a> {
+    text: &'a str,
+    file: &'a Path,
+}
+
+impl Validator<'_> {
+    fn err<T>(&self, span: Range<usize>, message: impl fmt::Display) -> Result<T, ConfigError> {
+        Err(ConfigError::Invalid {
+            file: self.file.to_owned(),
+            at: position(self.text, span.start),
+            message: message.to_string(),
+        })
+    }
+
+    fn config(&self, raw: RawConfig) -> Result<Config, ConfigError> {
+        let prefix: Prefix96 = match raw.prefix.get_ref().parse() {
+            Ok(p) => p,
+            Err(e) => return self.err(raw.prefix.span(), format!("prefix: {e}")),
+        };
+        let default_backend = match &raw.default_backend {
+            Some(b) => Some(self.backend(b, prefix, "default_backend")?),
+            None => None,
+        };
+        let tun = self.tun(raw.tun)?;
+        let listen = self.listen(&raw.listen)?;
+        let routes = raw
+            .route
+            .iter()
+            .map(|r| self.route(r, prefix, &listen))
+            .collect::<Result<Vec<_>, _>>()?;
+        let metrics = match raw.metrics {
+            Some(m) => Some(Metrics {
+                listen: match m.listen.get_ref().parse() {
+                    Ok(a) => a,
+                    Err(_) => {
+                        return self.err(
+                            m.listen.span(),
+                            format!(
+                                "metrics.listen: {:?} is not ADDRESS:PORT, e.g. \"127.0.0.1:9641\" or \"[::1]:9641\"",
+                                m.listen.get_ref()
+                            ),
+                        );
+                    }
+                },
+            }),
+            None => None,
+        };
+        Ok(Config {
+            prefix,
+            default_backend,
+            tun,
+            listen,
+            routes,
+            metrics,
+        })
+    }
+
+    fn backend(
+        &self,
+        s: &Spanned<String>,
+        prefix: Prefix96,
+        key: &str,
+    ) -> Result<Ipv6Addr, ConfigError> {
+        let addr: Ipv6Addr = match s.get_ref().parse() {
+            Ok(a) => a,
+            Err(_) => {
+                let hint = if s.get_ref().parse::<Ipv4Addr>().is_ok() {
+                    "; backends are reached over IPv6 only"
+                } else {
+                    ""
+                };
+                return self.err(
+                    s.span(),
+                    format!(
+                        "{key}: {:?} is not an IPv6 address, e.g. \"2001:db8:1::2\"{hint}",
+                        s.get_ref()
+                    ),
+                );
+            }
+        };
+        let why = if addr.is_unspecified() {
+            Some("the unspecified address")
+        } else if addr.is_loopback() {
+            Some("loopback; a backend must be reachable over the network")
+        } else if addr.is_multicast() {
+            Some("multicast; a backend must be a unicast address")
+        } else if addr.is_unicast_link_local() {
+            Some("link-local; a backend must be routable")
+        } else if prefix.contains(addr) {
+            Some("inside the translation prefix, which stands for clients")
+        } else if addr.to_ipv4_mapped().is_some() {
+            Some("IPv4-mapped; backends are reached over IPv6 only")
+        } else {
+            None
+        };
+        match why {
+            Some(why) => self.err(s.span(), format!("{key}: {addr} is {why}")),
+            None => Ok(addr),
+        }
+    }
+
+    fn tun(&self, raw: Option<RawTun>) -> Result<Tun, ConfigError> {
+        let (name, mtu) = raw.map_or((None, None), |t| (t.name, t.mtu));
+        let name = match name {
+            None => DEFAULT_TUN_NAME.to_owned(),
+            Some(n) => {
+                let s = n.get_ref();
+                let ok = !s.is_empty()
+                    && s.len() <= MAX_IFNAME_LEN
+                    && s != "."
+                    && s != ".."
+                    && s.bytes()
+                        .all(|b| b.is_ascii_graphic() && b != b'/' && b != b':');
+                if !ok {
+                    return self.err(
+                        n.span(),
+                        format!(
+                            "tun.name: {s:?} is not a usable interface name: 1 to {MAX_IFNAME_LEN} printable ASCII characters without '/', ':' or spaces, e.g. \"{DEFAULT_TUN_NAME}\""
+                        ),
+                    );
+                }
+                s.clone()
+            }
+        };
+        let mtu = match mtu {
+            None => DEFAULT_MTU,
+            Some(m) if *m.get_ref() < MIN_MTU => {
+                return self.err(
+                    m.span(),
+                    format!(
+                        "tun.mtu: {} is below {MIN_MTU}, the smallest MTU IPv6 allows",
+                        m.get_ref()
+                    ),
+                );
+            }
+            Some(m) => *m.get_ref(),
+        };
+        Ok(Tun { name, mtu })
+    }
+
+    fn listen(&self, raw: &[Spanned<RawListen>]) -> Result<Vec<Listen>, ConfigError> {
+        if raw.is_empty() {
+            return self.err(
+                0..0,
+                "no [[listen]] table: give at least one IPv4 service address, e.g.\n[[listen]]\naddress = \"203.0.113.10\"\ntls = [443]",
+            );
+        }
+        let mut seen: HashMap<Ipv4Addr, Range<usize>> = HashMap::new();
+        let mut out = Vec::with_capacity(raw.len());
+        for l in raw {
+            let l_span = l.span();
+            let l = l.get_ref();
+            let address = self.service_address(&l.address)?;
+            if let Some(first) = seen.insert(address, l.address.span()) {
+                let first = position(self.text, first.start);
+                return self.err(
+                    l.address.span(),
+                    format!(
+                        "listen: {address} already has a [[listen]] table (line {}); put all its ports in one",
+                        first.line
+                    ),
+                );
+            }
+            if let Some(q) = l.quic.first() {
+                return self.err(
+                    q.span(),
+                    "listen.quic: QUIC is not supported by this version yet; remove `quic` (tls and http are)",
+                );
+            }
+            if l.tls.is_empty() && l.http.is_empty() {
+                return self.err(
+                    l_span,
+                    format!(
+                        "listen: {address} has no ports: give `tls = [443]` and/or `http = [80]`"
+                    ),
+                );
+            }
+            let mut ports: HashMap<u16, &str> = HashMap::new();
+            for (proto, list) in [("tls", &l.tls), ("http", &l.http)] {
+                for p in list {
+                    let port = *p.get_ref();
+                    if port == 0 {
+                        return self.err(
+                            p.span(),
+                            format!("listen.{proto}: port 0 is not a service port (1 to 65535)"),
+                        );
+                    }
+                    if let Some(other) = ports.insert(port, proto) {
+                        return self.err(
+                            p.span(),
+                            format!("listen.{proto}: port {port} of {address} is already a {other} port; a port carries one protocol"),
+                        );
+                    }
+                }
+            }
+            out.push(Listen {
+                address,
+                tls: l.tls.iter().map(|p| *p.get_ref()).collect(),
+                http: l.http.iter().map(|p| *p.get_ref()).collect(),
+            });
+        }
+        Ok(out)
+    }
+
+    fn service_address(&self, s: &Spanned<String>) -> Result<Ipv4Addr, ConfigError> {
+        match s.get_ref().parse::<IpAddr>() {
+            Ok(IpAddr::V4(a)) if a.is_unspecified() || a.is_broadcast() || a.is_multicast() || a.is_loopback() => self
+                .err(
+                    s.span(),
+                    format!("listen.address: {a} cannot be a service address; give the IPv4 unicast address clients connect to"),
+                ),
+            Ok(IpAddr::V4(a)) => Ok(a),
+            Ok(IpAddr::V6(a)) => self.err(
+                s.span(),
+                format!("listen.address: {a} is IPv6; IPv6 clients reach the backends directly, so give the IPv4 service address, e.g. \"203.0.113.10\""),
+            ),
+            Err(_) => self.err(
+                s.span(),
+                format!("listen.address: {:?} is not an IPv4 address, e.g. \"203.0.113.10\"", s.get_ref()),
+            ),
+        }
+    }
+
+    fn route(
+        &self,
+        raw: &Spanned<RawRoute>,
+        prefix: Prefix96,
+        listen: &[Listen],
+    ) -> Result<Route, ConfigError> {
+        let r = raw.get_ref();
+        if r.hosts.get_ref().is_empty() {
+            return self.err(
+                r.hosts.span(),
+                "route.hosts: the list is empty; give at least one name, e.g. [\"a.example\"]",
+            );
+        }
+        let backend = self.backend(&r.backend, prefix, "route.backend")?;
+        let mut ports = BTreeMap::new();
+        let mut keys: Vec<_> = r.ports.iter().collect();
+        keys.sort_by_key(|(k, _)| k.span().start);
+        for (k, v) in keys {
+            let service: u16 = match k.get_ref().parse() {
+                Ok(p) if p != 0 => p,
+                _ => {
+                    return self.err(
+                        k.span(),
+                        format!("route.ports: {:?} is not a port number (1 to 65535), e.g. ports = {{ 443 = 8443 }}", k.get_ref()),
+                    );
+                }
+            };
+            if !listen
+                .iter()
+                .any(|l| l.tls.contains(&service) || l.http.contains(&service))
+            {
+                return self.err(
+                    k.span(),
+                    format!("route.ports: {service} is not a service port of any [[listen]] table, so nothing would use this remap"),
+                );
+            }
+            if *v.get_ref() == 0 {
+                return self.err(
+                    v.span(),
+                    "route.ports: backend port 0 is not a port (1 to 65535)",
+                );
+            }
+            ports.insert(service, *v.get_ref());
+        }
+        Ok(Route {
+            hosts: r
+                .hosts
+                .get_ref()
+                .iter()
+                .map(|h| h.get_ref().clone())
+                .collect(),
+            backend,
+            ports,
+            host_positions: r
+                .hosts
+                .get_ref()
+                .iter()
+                .map(|h| position(self.text, h.span().start))
+                .collect(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,328 @@
+//! Config parsing as an operator meets it: what is accepted, and the exact place and
+//! wording of what is not.
+
+use super::*;
+
+const GOOD: &str = r#"prefix = "2001:db8:64::/96"
+default_backend = "2001:db8:1::2"
+
+[tun]
+name = "kracauer0"
+mtu = 1500
+
+[[listen]]
+address = "203.0.113.10"
+tls = [443]
+http = [80]
+
+[[route]]
+hosts = ["a.example", "*.a.example"]
+backend = "2001:db8:1::2"
+ports = { 443 = 8443 }
+
+[metrics]
+listen = "127.0.0.1:9641"
+"#;
+
+fn parse_str(text: &str) -> Result<Config, ConfigError> {
+    parse(text, Path::new("k.toml"))
+}
+
+/// The error's `file:line:column: message` text.
+fn error(text: &str) -> String {
+    match parse_str(text) {
+        Ok(c) => panic!("accepted: {c:?}"),
+        Err(e) => e.to_string(),
+    }
+}
+
+/// `GOOD` with one line replaced (matched by its start).
+fn good_with(line_start: &str, replacement: &str) -> String {
+    let mut found = false;
+    let out: Vec<&str> = GOOD
+        .lines()
+        .map(|l| {
+            if !found && l.starts_with(line_start) {
+                found = true;
+                replacement
+            } else {
+                l
+            }
+        })
+        .collect();
+    assert!(found, "no line starts with {line_start:?}");
+    out.join("\n") + "\n"
+}
+
+#[test]
+fn design_example_without_quic_is_accepted_in_full() {
+    let c = parse_str(GOOD).unwrap();
+    assert_eq!(c.prefix.to_string(), "2001:db8:64::/96");
+    assert_eq!(c.default_backend, Some("2001:db8:1::2".parse().unwrap()));
+    assert_eq!(
+        c.tun,
+        Tun {
+            name: "kracauer0".into(),
+            mtu: 1500
+        }
+    );
+    assert_eq!(
+        c.listen,
+        vec![Listen {
+            address: Ipv4Addr::new(203, 0, 113, 10),
+            tls: vec![443],
+            http: vec![80]
+        }]
+    );
+    assert_eq!(c.routes.len(), 1);
+    assert_eq!(c.routes[0].hosts, ["a.example", "*.a.example"]);
+    assert_eq!(c.routes[0].ports, BTreeMap::from([(443, 8443)]));
+    assert_eq!(
+        c.routes[0].host_positions[1],
+        Position {
+            line: 14,
+            column: 23
+        }
+    );
+    assert_eq!(
+        c.metrics,
+        Some(Metrics {
+            listen: "127.0.0.1:9641".parse().unwrap()
+        })
+    );
+}
+
+#[test]
+fn minimal_config_gets_documented_defaults() {
+    let c = parse_str(
+        "prefix = \"2001:db8:64::/96\"\n[[listen]]\naddress = \"203.0.113.10\"\ntls = [443]\n",
+    )
+    .unwrap();
+    assert_eq!(
+        c.tun,
+        Tun {
+            name: DEFAULT_TUN_NAME.into(),
+            mtu: DEFAULT_MTU
+        }
+    );
+    assert_eq!(c.default_backend, None);
+    assert!(c.routes.is_empty());
+    assert_eq!(c.metrics, None);
+}
+
+#[test]
+fn quic_port_is_refused_until_quic_exists() {
+    let e = error(&good_with("http = [80]", "http = [80]\nquic = [443]"));
+    assert!(
+        e.starts_with("k.toml:12:9: listen.quic: QUIC is not supported"),
+        "{e}"
+    );
+}
+
+#[test]
+fn unknown_key_names_its_place_and_the_valid_keys() {
+    let e = error(&good_with("mtu = 1500", "mut = 1500"));
+    assert!(e.starts_with("k.toml:6:1: "), "{e}");
+    assert!(e.contains("unknown field `mut`"), "{e}");
+    assert!(e.contains("expected `name` or `mtu`"), "{e}");
+}
+
+#[test]
+fn top_level_key_after_a_table_is_reported_inside_that_table() {
+    let e = error("[tun]\nname = \"k0\"\nprefix = \"2001:db8:64::/96\"\n");
+    assert!(e.starts_with("k.toml:3:1: unknown field `prefix`"), "{e}");
+}
+
+#[test]
+fn missing_prefix_is_reported() {
+    let e = error("[[listen]]\naddress = \"203.0.113.10\"\ntls = [443]\n");
+    assert!(e.contains("missing field `prefix`"), "{e}");
+}
+
+#[test]
+fn toml_syntax_error_names_line_and_column() {
+    let e = error("prefix = \"2001:db8:64::/96\"\nlisten = [\n");
+    assert!(e.starts_with("k.toml:2:"), "{e}");
+}
+
+#[test]
+fn non_96_prefix_points_at_the_value_and_says_why() {
+    let e = error(&good_with("prefix", "prefix = \"2001:db8:64::/64\""));
+    assert!(
+        e.starts_with("k.toml:1:10: prefix: the prefix length is /64, but it must be /96"),
+        "{e}"
+    );
+}
+
+#[test]
+fn ipv4_backend_is_refused_with_a_hint() {
+    let e = error(&good_with("backend", "backend = \"198.51.100.7\""));
+    assert!(
+        e.starts_with("k.toml:15:11: route.backend: \"198.51.100.7\" is not an IPv6 address"),
+        "{e}"
+    );
+    assert!(e.contains("IPv6 only"), "{e}");
+}
+
+#[test]
+fn backend_inside_the_prefix_is_refused() {
+    let e = error(&good_with(
+        "default_backend",
+        "default_backend = \"2001:db8:64::1\"",
+    ));
+    assert!(
+        e.starts_with(
+            "k.toml:2:19: default_backend: 2001:db8:64::1 is inside the translation prefix"
+        ),
+        "{e}"
+    );
+}
+
+#[test]
+fn loopback_and_link_local_backends_are_refused() {
+    assert!(error(&good_with("backend", "backend = \"::1\"")).contains("loopback"));
+    assert!(error(&good_with("backend", "backend = \"fe80::1\"")).contains("link-local"));
+    assert!(error(&good_with("backend", "backend = \"ff02::1\"")).contains("multicast"));
+}
+
+#[test]
+fn one_port_with_two_protocols_is_refused() {
+    let e = error(&good_with("http = [80]", "http = [80, 443]"));
+    assert!(
+        e.starts_with("k.toml:11:13: listen.http: port 443 of 203.0.113.10 is already a tls port"),
+        "{e}"
+    );
+}
+
+#[test]
+fn port_listed_twice_is_refused() {
+    let e = error(&good_with("tls = [443]", "tls = [443, 443]"));
+    assert!(
+        e.contains("port 443 of 203.0.113.10 is already a tls port"),
+        "{e}"
+    );
+}
+
+#[test]
+fn same_service_address_in_two_listen_tables_names_the_first() {
+    let text = good_with(
+        "http = [80]",
+        "http = [80]\n\n[[listen]]\naddress = \"203.0.113.10\"\ntls = [8443]",
+    );
+    let e = error(&text);
+    assert!(
+        e.starts_with("k.toml:14:11: listen: 203.0.113.10 already has a [[listen]] table (line 9)"),
+        "{e}"
+    );
+}
+
+#[test]
+fn ipv6_service_address_is_refused_with_the_reason() {
+    let e = error(&good_with("address", "address = \"2001:db8::10\""));
+    assert!(
+        e.contains("IPv6 clients reach the backends directly"),
+        "{e}"
+    );
+}
+
+#[test]
+fn loopback_service_address_is_refused() {
+    let e = error(&good_with("address", "address = \"127.0.0.1\""));
+    assert!(e.contains("cannot be a service address"), "{e}");
+}
+
+#[test]
+fn listen_without_ports_is_refused() {
+    let e = error("prefix = \"2001:db8:64::/96\"\n[[listen]]\naddress = \"203.0.113.10\"\n");
+    assert!(e.contains("203.0.113.10 has no ports"), "{e}");
+}
+
+#[test]
+fn no_listen_table_is_refused_with_an_example() {
+    let e = error("prefix = \"2001:db8:64::/96\"\n");
+    assert!(e.contains("no [[listen]] table"), "{e}");
+    assert!(e.contains("address = \"203.0.113.10\""), "{e}");
+}
+
+#[test]
+fn port_out_of_range_is_a_toml_error_at_the_value() {
+    let e = error(&good_with("tls = [443]", "tls = [70000]"));
+    assert!(e.starts_with("k.toml:10:8: "), "{e}");
+}
+
+#[test]
+fn port_zero_is_refused() {
+    let e = error(&good_with("tls = [443]", "tls = [0]"));
+    assert!(e.contains("port 0 is not a service port"), "{e}");
+}
+
+#[test]
+fn remap_of_a_port_nobody_listens_on_is_refused() {
+    let e = error(&good_with("ports", "ports = { 444 = 8443 }"));
+    assert!(
+        e.starts_with("k.toml:16:11: route.ports: 444 is not a service port"),
+        "{e}"
+    );
+}
+
+#[test]
+fn remap_key_that_is_not_a_number_is_refused() {
+    let e = error(&good_with("ports", "ports = { https = 8443 }"));
+    assert!(e.contains("\"https\" is not a port number"), "{e}");
+}
+
+#[test]
+fn empty_hosts_list_is_refused() {
+    let e = error(&good_with("hosts", "hosts = []"));
+    assert!(
+        e.starts_with("k.toml:14:9: route.hosts: the list is empty"),
+        "{e}"
+    );
+}
+
+#[test]
+fn mtu_below_the_ipv6_minimum_is_refused() {
+    let e = error(&good_with("mtu", "mtu = 1279"));
+    assert!(
+        e.starts_with("k.toml:6:7: tun.mtu: 1279 is below 1280"),
+        "{e}"
+    );
+}
+
+#[test]
+fn tun_name_longer_than_15_bytes_is_refused() {
+    let e = error(&good_with("name", "name = \"kracauer-too-long0\""));
+    assert!(e.contains("tun.name"), "{e}");
+    assert!(parse_str(&good_with("name", "name = \"kracauer-long0\"")).is_ok());
+}
+
+#[test]
+fn metrics_listen_must_be_address_and_port() {
+    let e = error(&good_with("listen =", "listen = \"localhost:9641\""));
+    assert!(
+        e.starts_with("k.toml:19:10: metrics.listen: \"localhost:9641\" is not ADDRESS:PORT"),
+        "{e}"
+    );
+}
+
+#[test]
+fn unreadable_file_is_reported_with_its_path() {
+    let e = load(Path::new("/nonexistent/kracauer.toml"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.starts_with("/nonexistent/kracauer.toml: cannot read the configuration"),
+        "{e}"
+    );
+}
+
+#[test]
+fn position_counts_characters_not_bytes() {
+    let text = "a = \"é\"\nb = 1";
+    assert_eq!(
+        position(text, text.find("1").unwrap()),
+        Position { line: 2, column: 5 }
+    );
+    let after_e = text.find('"').unwrap() + 1 + 'é'.len_utf8();
+    assert_eq!(position(text, after_e), Position { line: 1, column: 7 });
+}
