@@ -7,8 +7,11 @@
 #![forbid(unsafe_code)]
 
 pub mod addr;
+pub mod flow;
 pub mod name;
 pub mod peek;
 pub mod route;
+pub mod tcp;
+pub mod time;
 pub mod wire;
 pub mod xlat;

@@ -1,0 +1,4 @@
+//! Flows: the table that finds them, the timers that expire them, and their states.
+
+pub mod table;
+pub mod timers;

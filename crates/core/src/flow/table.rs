@@ -1,0 +1,317 @@
+//! The flow table: flows in a slab, found by either side's addresses.
+//!
+//! A flow is found from a client's IPv4 packet by [`ClientKey`] (client address and port,
+//! service address and port) and, once its backend is chosen, from a backend's IPv6 packet
+//! by [`BackendKey`] (backend address and port, the client's embedded address and port).
+//! Both indexes are keyed by what attackers choose, so they hash with SipHash-1-3 under a
+//! secret key (the same construction std's `HashMap` uses, but with a key the caller
+//! derives from the engine's seed, so the core reads no OS randomness and tests are
+//! reproducible). A [`FlowId`] carries a generation so that a stale reference (a timer
+//! entry for a freed flow) never reaches the flow that reused its slot.
+
+use std::collections::HashMap;
+use std::collections::hash_map::Entry;
+use std::hash::BuildHasher;
+use std::net::{Ipv4Addr, Ipv6Addr};
+
+use siphasher::sip::SipHasher13;
+use slab::Slab;
+
+/// A flow's handle: slot index and generation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct FlowId {
+    index: u32,
+    generation: u32,
+}
+
+impl FlowId {
+    /// A handle from its parts (tests and timers).
+    pub const fn from_parts(index: u32, generation: u32) -> Self {
+        Self { index, generation }
+    }
+}
+
+/// A flow as the client side sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ClientKey {
+    pub client: Ipv4Addr,
+    pub client_port: u16,
+    pub service: Ipv4Addr,
+    pub service_port: u16,
+}
+
+/// A flow as the backend side sees it (the prefix is the same for every flow of one
+/// engine, so the client's IPv4 address stands for its embedded IPv6 address).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct BackendKey {
+    pub backend: Ipv6Addr,
+    pub backend_port: u16,
+    pub client: Ipv4Addr,
+    pub client_port: u16,
+}
+
+/// SipHash-1-3 under a secret key.
+#[derive(Debug, Clone, Copy)]
+pub struct KeyedHash {
+    k0: u64,
+    k1: u64,
+}
+
+impl KeyedHash {
+    /// A hasher keyed with `key`.
+    pub const fn new(key: [u64; 2]) -> Self {
+        Self {
+            k0: key[0],
+            k1: key[1],
+        }
+    }
+}
+
+impl BuildHasher for KeyedHash {
+    type Hasher = SipHasher13;
+
+    fn build_hasher(&self) -> SipHasher13 {
+        SipHasher13::new_with_keys(self.k0, self.k1)
+    }
+}
+
+/// Why a flow could not be added or indexed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum TableError {
+    #[error("the flow table is full")]
+    Full,
+    #[error("a flow with this client-side 4-tuple exists")]
+    ClientTupleTaken,
+    #[error("a flow with this backend-side 4-tuple exists")]
+    BackendTupleTaken,
+    #[error("no such flow")]
+    NoSuchFlow,
+}
+
+#[derive(Debug)]
+struct Slot<F> {
+    generation: u32,
+    client_key: ClientKey,
+    backend_key: Option<BackendKey>,
+    flow: F,
+}
+
+/// Flows and their two indexes.
+#[derive(Debug)]
+pub struct FlowTable<F> {
+    slots: Slab<Slot<F>>,
+    by_client: HashMap<ClientKey, FlowId, KeyedHash>,
+    by_backend: HashMap<BackendKey, FlowId, KeyedHash>,
+    next_generation: u32,
+    capacity: usize,
+}
+
+impl<F> FlowTable<F> {
+    /// A table for at most `capacity` flows, hashing with `key`. Memory for all of them is
+    /// reserved up front, so the table never reallocates while flows come and go.
+    pub fn new(capacity: usize, key: [u64; 2]) -> Self {
+        Self {
+            slots: Slab::with_capacity(capacity),
+            by_client: HashMap::with_capacity_and_hasher(capacity, KeyedHash::new(key)),
+            by_backend: HashMap::with_capacity_and_hasher(capacity, KeyedHash::new(key)),
+            next_generation: 0,
+            capacity,
+        }
+    }
+
+    /// Number of flows.
+    pub fn len(&self) -> usize {
+        self.slots.len()
+    }
+
+    /// Whether there are no flows.
+    pub fn is_empty(&self) -> bool {
+        self.slots.is_empty()
+    }
+
+    /// The most flows the table takes.
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    /// Adds a flow found by `key` on the client side.
+    pub fn insert(&mut self, key: ClientKey, flow: F) -> Result<FlowId, TableError> {
+        if self.slots.len() >= self.capacity {
+            return Err(TableError::Full);
+        }
+        let Entry::Vacant(v) = self.by_client.entry(key) else {
+            return Err(TableError::ClientTupleTaken);
+        };
+        let generation = self.next_generation;
+        self.next_generation = self.next_generation.wrapping_add(1);
+        let index = self.slots.insert(Slot {
+            generation,
+            client_key: key,
+            backend_key: None,
+            flow,
+        });
+        // The slab never holds more than `capacity` entries, and capacity is a usize the
+        // caller chose; indexes past u32 would need 4 billion flows.
+        let id = FlowId {
+            index: index as u32,
+            generation,
+        };
+        v.insert(id);
+        Ok(id)
+    }
+
+    /// Makes flow `id` findable by `key` from the backend side.
+    pub fn index_backend(&mut self, id: FlowId, key: BackendKey) -> Result<(), TableError> {
+        let Some(slot) = self.slot_mut(id) else {
+            return Err(TableError::NoSuchFlow);
+        };
+        if slot.backend_key.is_some() {
+            return Err(TableError::BackendTupleTaken);
+        }
+        match self.by_backend.entry(key) {
+            Entry::Occupied(_) => Err(TableError::BackendTupleTaken),
+            Entry::Vacant(v) => {
+                v.insert(id);
+                if let Some(slot) = self.slots.get_mut(id.index as usize) {
+                    slot.backend_key = Some(key);
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// The flow a client-side packet belongs to.
+    pub fn find_client(&self, key: &ClientKey) -> Option<FlowId> {
+        self.by_client.get(key).copied()
+    }
+
+    /// The flow a backend-side packet belongs to.
+    pub fn find_backend(&self, key: &BackendKey) -> Option<FlowId> {
+        self.by_backend.get(key).copied()
+    }
+
+    /// The flow behind `id`, if it still exists.
+    pub fn get(&self, id: FlowId) -> Option<&F> {
+        self.slots
+            .get(id.index as usize)
+            .filter(|s| s.generation == id.generation)
+            .map(|s| &s.flow)
+    }
+
+    /// The flow behind `id`, if it still exists.
+    pub fn get_mut(&mut self, id: FlowId) -> Option<&mut F> {
+        self.slot_mut(id).map(|s| &mut s.flow)
+    }
+
+    /// The keys flow `id` is indexed under.
+    pub fn keys(&self, id: FlowId) -> Option<(ClientKey, Option<BackendKey>)> {
+        self.slots
+            .get(id.index as usize)
+            .filter(|s| s.generation == id.generation)
+            .map(|s| (s.client_key, s.backend_key))
+    }
+
+    /// Removes flow `id` and its index entries; returns it.
+    pub fn remove(&mut self, id: FlowId) -> Option<F> {
+        self.slot_mut(id)?;
+        let slot = self.slots.remove(id.index as usize);
+        self.by_client.remove(&slot.client_key);
+        if let Some(b) = slot.backend_key {
+            self.by_backend.remove(&b);
+        }
+        Some(slot.flow)
+    }
+
+    fn slot_mut(&mut self, id: FlowId) -> Option<&mut Slot<F>> {
+        self.slots
+            .get_mut(id.index as usize)
+            .filter(|s| s.generation == id.generation)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ck(port: u16) -> ClientKey {
+        ClientKey {
+            client: Ipv4Addr::new(198, 51, 100, 2),
+            client_port: port,
+            service: Ipv4Addr::new(203, 0, 113, 10),
+            service_port: 443,
+        }
+    }
+
+    fn bk(port: u16) -> BackendKey {
+        BackendKey {
+            backend: "2001:db8:1::2".parse().unwrap(),
+            backend_port: 443,
+            client: Ipv4Addr::new(198, 51, 100, 2),
+            client_port: port,
+        }
+    }
+
+    #[test]
+    fn flow_is_found_from_both_sides_once_indexed() {
+        let mut t = FlowTable::new(4, [1, 2]);
+        let id = t.insert(ck(1000), "a").unwrap();
+        assert_eq!(t.find_client(&ck(1000)), Some(id));
+        assert_eq!(t.find_backend(&bk(1000)), None);
+        t.index_backend(id, bk(1000)).unwrap();
+        assert_eq!(t.find_backend(&bk(1000)), Some(id));
+        assert_eq!(t.get(id), Some(&"a"));
+    }
+
+    #[test]
+    fn removal_frees_both_index_entries() {
+        let mut t = FlowTable::new(4, [1, 2]);
+        let id = t.insert(ck(1000), "a").unwrap();
+        t.index_backend(id, bk(1000)).unwrap();
+        assert_eq!(t.remove(id), Some("a"));
+        assert_eq!(t.find_client(&ck(1000)), None);
+        assert_eq!(t.find_backend(&bk(1000)), None);
+        assert!(t.is_empty());
+    }
+
+    #[test]
+    fn stale_id_does_not_reach_the_flow_that_reused_its_slot() {
+        let mut t = FlowTable::new(4, [1, 2]);
+        let old = t.insert(ck(1000), "old").unwrap();
+        t.remove(old);
+        let new = t.insert(ck(1001), "new").unwrap();
+        assert_ne!(old, new);
+        assert_eq!(t.get(old), None);
+        assert_eq!(t.remove(old), None);
+        assert_eq!(t.get(new), Some(&"new"));
+    }
+
+    #[test]
+    fn second_flow_on_one_backend_tuple_is_refused() {
+        let mut t = FlowTable::new(4, [1, 2]);
+        let a = t.insert(ck(1000), "a").unwrap();
+        t.index_backend(a, bk(1000)).unwrap();
+        let mut other_service = ck(1000);
+        other_service.service = Ipv4Addr::new(203, 0, 113, 11);
+        let b = t.insert(other_service, "b").unwrap();
+        assert_eq!(
+            t.index_backend(b, bk(1000)),
+            Err(TableError::BackendTupleTaken)
+        );
+        assert_eq!(t.find_backend(&bk(1000)), Some(a));
+    }
+
+    #[test]
+    fn same_client_tuple_twice_is_refused() {
+        let mut t = FlowTable::new(4, [1, 2]);
+        t.insert(ck(1000), "a").unwrap();
+        assert_eq!(t.insert(ck(1000), "b"), Err(TableError::ClientTupleTaken));
+    }
+
+    #[test]
+    fn table_refuses_past_its_capacity() {
+        let mut t = FlowTable::new(2, [1, 2]);
+        t.insert(ck(1), ()).unwrap();
+        t.insert(ck(2), ()).unwrap();
+        assert_eq!(t.insert(ck(3), ()), Err(TableError::Full));
+    }
+}
