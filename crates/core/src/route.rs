@@ -1,1 +1,0 @@
-//! The name table: host name → backend (exact names, `*.` wildcards, a default).
