@@ -10,7 +10,7 @@
 //!   never summed: the transport checksum is updated incrementally (RFC 1624) for the
 //!   pseudo-header and port changes. The one exception: an IPv4 UDP datagram without a
 //!   checksum (0) must get one in IPv6, and that is computed over the whole datagram.
-//!   [`ChecksumMode::Partial`] handles packets whose checksum field holds only the folded,
+//!   [`ChecksumForm::Partial`] handles packets whose checksum field holds only the folded,
 //!   uncomplemented pseudo-header sum (`CHECKSUM_PARTIAL` from TUN offloads); there only
 //!   the pseudo-header change is applied, since ports are summed later with the payload.
 //! * **ICMP, into a caller-provided output buffer** ([`icmpv4_to_icmpv6`],
@@ -38,8 +38,13 @@
 //!   messages RFC 7915 says to drop come back as [`XlatError::IcmpDropped`] with an
 //!   [`IcmpDrop`] reason the engine can count.
 
+mod icmp;
+mod ip;
 pub mod rfc7915;
 
+pub use crate::wire::ChecksumForm;
+pub use icmp::{IcmpV4Params, IcmpV6Params, icmpv4_to_icmpv6, icmpv6_to_icmpv4};
+pub use ip::{HEADROOM, ipv4_to_ipv6, ipv6_to_ipv4};
 pub use rfc7915::NextHopMtus;
 
 use std::net::{Ipv4Addr, Ipv6Addr};
@@ -114,23 +119,15 @@ pub enum XlatError {
     /// An IPv6 packet too large to become one IPv4 packet (or a jumbogram).
     #[error("packet too large for IPv4")]
     TooBig,
+    /// The ICMP checksum of the message to translate is wrong.
+    #[error("bad ICMP checksum")]
+    BadChecksum,
     /// The caller's output buffer is smaller than the minimum it must hold.
     #[error("output buffer too small")]
     OutputTooSmall,
     /// An ICMP message RFC 7915 says to drop.
     #[error("ICMP dropped: {0}")]
     IcmpDropped(#[from] IcmpDrop),
-}
-
-/// How the transport checksum field of a packet should be read and written.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum ChecksumMode {
-    /// A complete checksum (complemented sum over pseudo-header, header and payload).
-    #[default]
-    Full,
-    /// `CHECKSUM_PARTIAL`: the field holds the folded, uncomplemented sum of the
-    /// pseudo-header only; the rest is summed later (by the kernel or the NIC).
-    Partial,
 }
 
 /// What happens to the TTL / hop limit.
@@ -145,12 +142,22 @@ pub enum HopLimit {
 }
 
 /// Options of the in-place TCP/UDP translation.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Options {
-    /// The form of the transport checksum.
-    pub checksum: ChecksumMode,
+    /// The form of the transport checksum field (full, or `CHECKSUM_PARTIAL`).
+    pub checksum: ChecksumForm,
     /// TTL / hop-limit policy.
     pub hop_limit: HopLimit,
+}
+
+impl Default for Options {
+    /// Full checksum, hop limit decremented.
+    fn default() -> Self {
+        Self {
+            checksum: ChecksumForm::Full,
+            hop_limit: HopLimit::Decrement,
+        }
+    }
 }
 
 /// Addresses and ports a translated IPv6 packet gets.
