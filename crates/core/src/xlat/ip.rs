@@ -181,9 +181,11 @@ pub fn ipv4_to_ipv6(
         // IPv4 UDP without checksum: IPv6 requires one, so it is computed in full.
         put16(segment, 0, to.src_port);
         put16(segment, 2, to.dst_port);
+        // The UDP length is at most the segment length (checked above).
         let udp_len = get16(segment, 4).unwrap_or(l4_len);
+        let datagram = segment.get(..usize::from(udp_len)).unwrap_or(&[]);
         let pseudo = checksum::pseudo_header_v6(&to.src, &to.dst, protocol, u32::from(udp_len));
-        let ck = match checksum::finish(checksum::combine(pseudo, checksum::sum(segment))) {
+        let ck = match checksum::finish(checksum::combine(pseudo, checksum::sum(datagram))) {
             0 => 0xffff,
             c => c,
         };
