@@ -69,8 +69,8 @@ fn build(p: &V4Packet, df: bool, ttl: u8) -> Vec<u8> {
     let l4_len = p.payload.len() + if p.tcp { 20 } else { 8 };
     let mut ip = Ipv4Header::new(l4_len as u16, ttl, proto, p.src.octets(), p.dst.octets())
         .expect("payload fits");
-    ip.dscp = etherparse::Ipv4Dscp::try_new(p.tos >> 2).expect("6 bits");
-    ip.ecn = etherparse::Ipv4Ecn::try_new(p.tos & 3).expect("2 bits");
+    ip.dscp = etherparse::IpDscp::try_new(p.tos >> 2).expect("6 bits");
+    ip.ecn = etherparse::IpEcn::try_new(p.tos & 3).expect("2 bits");
     ip.identification = p.ident;
     ip.dont_fragment = df;
     let builder =
