@@ -1,0 +1,140 @@
+//! The engine's configuration: addresses it serves, sizes, timeouts and limits.
+//!
+//! Every limit an operator may want to tune is here with its default; the daemon maps
+//! its config file onto this struct. Nothing here changes on reload except the routes,
+//! which the engine takes separately.
+
+use core::time::Duration;
+use std::net::Ipv4Addr;
+
+use crate::addr::Prefix96;
+
+/// Which peeker a service port uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Protocol {
+    /// TLS ClientHello SNI.
+    Tls,
+    /// HTTP/1.x `Host`.
+    Http,
+}
+
+/// One IPv4 service address and its ports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Service {
+    pub address: Ipv4Addr,
+    pub tls: Vec<u16>,
+    pub http: Vec<u16>,
+}
+
+/// Everything the engine needs besides the routes.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// The /96 that client addresses are embedded in.
+    pub prefix: Prefix96,
+    /// Service addresses and ports.
+    pub services: Vec<Service>,
+    /// MTU towards the backends; the MSS Kracauer announces is this minus 60.
+    pub ipv6_mtu: u16,
+    /// Window scale Kracauer announces to clients that offer scaling (`ws_k`); windows
+    /// from backends are rescaled to it.
+    pub window_scale: u8,
+    /// How long a client has from its SYN to name the host (default 5 s).
+    pub peek_timeout: Duration,
+    /// Most bytes read while peeking (default 16 KiB).
+    pub peek_cap: usize,
+    /// Most flows peeking at once from one client address (default 64).
+    pub max_peeking_per_client: u32,
+    /// Most bytes held in all peek buffers together (default 64 MiB).
+    pub max_peek_bytes: usize,
+    /// How long the backend has to answer the SYN (default 5 s).
+    pub connect_timeout: Duration,
+    /// First retransmission of the SYN to the backend; doubles each time (default 1 s).
+    pub syn_retransmit: Duration,
+    /// Established flows idle this long are forgotten (default 7440 s, RFC 5382).
+    pub idle_timeout: Duration,
+    /// How long a closed flow stays to translate stragglers (default 30 s).
+    pub linger: Duration,
+    /// Most flows of any state (default 1,000,000).
+    pub max_flows: usize,
+    /// Most half-open flows (SYN answered, no ACK yet); past it, SYN cookies (default
+    /// 16,384).
+    pub max_half_open: usize,
+    /// Seed for every secret (ISN and cookie keys, hash keys); the daemon draws it from
+    /// the OS, tests fix it.
+    pub seed: [u8; 32],
+}
+
+impl EngineConfig {
+    /// A configuration with every default, for `prefix` and `services`.
+    pub fn new(prefix: Prefix96, services: Vec<Service>, seed: [u8; 32]) -> Self {
+        Self {
+            prefix,
+            services,
+            ipv6_mtu: 1500,
+            window_scale: 7,
+            peek_timeout: Duration::from_secs(5),
+            peek_cap: 16 * 1024,
+            max_peeking_per_client: 64,
+            max_peek_bytes: 64 * 1024 * 1024,
+            connect_timeout: Duration::from_secs(5),
+            syn_retransmit: Duration::from_secs(1),
+            idle_timeout: Duration::from_secs(7440),
+            linger: Duration::from_secs(30),
+            max_flows: 1_000_000,
+            max_half_open: 16_384,
+            seed,
+        }
+    }
+
+    /// The protocol a service address and port speaks, if it is a service.
+    pub fn protocol(&self, address: Ipv4Addr, port: u16) -> Option<Protocol> {
+        let s = self.services.iter().find(|s| s.address == address)?;
+        if s.tls.contains(&port) {
+            Some(Protocol::Tls)
+        } else if s.http.contains(&port) {
+            Some(Protocol::Http)
+        } else {
+            None
+        }
+    }
+
+    /// Whether `address` is a service address (any port).
+    pub fn is_service_address(&self, address: Ipv4Addr) -> bool {
+        self.services.iter().any(|s| s.address == address)
+    }
+
+    /// The MSS Kracauer announces and clamps to: what fits the IPv6 MTU.
+    pub fn mss(&self) -> u16 {
+        self.ipv6_mtu.saturating_sub(60).max(536)
+    }
+
+    /// Checks values that would make the engine misbehave.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.ipv6_mtu < 1280 {
+            return Err(ConfigError::MtuTooSmall(self.ipv6_mtu));
+        }
+        if self.window_scale > 14 {
+            return Err(ConfigError::WindowScale(self.window_scale));
+        }
+        if self.max_flows == 0 || self.max_flows > u32::MAX as usize {
+            return Err(ConfigError::MaxFlows(self.max_flows));
+        }
+        if self.peek_cap == 0 {
+            return Err(ConfigError::PeekCap);
+        }
+        Ok(())
+    }
+}
+
+/// A configuration value the engine cannot work with.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    #[error("IPv6 MTU {0} is below 1280, the minimum IPv6 allows")]
+    MtuTooSmall(u16),
+    #[error("window scale {0} is above 14, the maximum TCP allows (RFC 7323)")]
+    WindowScale(u8),
+    #[error("max_flows {0} must be between 1 and 4294967295")]
+    MaxFlows(usize),
+    #[error("peek_cap must be at least 1 byte")]
+    PeekCap,
+}

@@ -1,0 +1,320 @@
+//! The engine: every protocol decision Kracauer makes, sans-IO.
+//!
+//! The daemon reads a packet from the TUN into a buffer with at least 20 bytes of
+//! headroom and calls [`Engine::handle_packet`]. The engine either rewrites the packet in
+//! place and says where it now lies ([`Verdict::Forward`]: write it back to the TUN),
+//! consumes it (answering, if at all, through the caller's [`Output`]), or drops it with a
+//! counted [`DropReason`]. Timers fire through [`Engine::handle_timeout`];
+//! [`Engine::poll_timeout`] says when next to call it. Nothing here reads a clock or
+//! allocates per forwarded packet: forwarding is a hash lookup and header rewrites.
+//!
+//! The TCP splice is DESIGN.md's: Kracauer answers the client's SYN itself, peeks at the
+//! first bytes without acknowledging them, opens the backend connection with the client's
+//! own ISN and options, and from the backend's SYN-ACK on rewrites every segment with a
+//! sequence offset, a timestamp offset and a window rescale. The client-side handling is
+//! in `client.rs`, the backend side in `backend.rs`, ICMP in `icmp.rs`.
+
+mod backend;
+mod client;
+pub mod config;
+pub mod event;
+pub mod output;
+pub mod stats;
+#[cfg(test)]
+mod tests;
+
+use core::hash::Hasher;
+use core::ops::Range;
+use std::collections::{HashMap, VecDeque};
+use std::net::{Ipv4Addr, SocketAddrV4, SocketAddrV6};
+use std::sync::Arc;
+
+use siphasher::sip::SipHasher24;
+
+pub use self::config::{ConfigError, EngineConfig, Protocol, Service};
+pub use self::event::Event;
+pub use self::output::Output;
+pub use self::stats::{Direction, DropReason, Outcome, Side, Stats};
+use crate::flow::state::{Flow, FlowState};
+use crate::flow::table::{FlowId, FlowTable, KeyedHash};
+use crate::flow::timers::Timers;
+use crate::route::RouteTable;
+use crate::tcp::isn::IsnSource;
+use crate::time::Time;
+
+/// What became of a packet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// Translated in place: write `buf[range]` to the TUN.
+    Forward(Range<usize>),
+    /// Used by the engine (answers, if any, are in the output).
+    Consumed,
+    /// Dropped and counted.
+    Dropped(DropReason),
+}
+
+/// The translator.
+#[derive(Debug)]
+pub struct Engine {
+    config: EngineConfig,
+    routes: Arc<RouteTable>,
+    flows: FlowTable<Flow>,
+    timers: Timers,
+    isn: IsnSource,
+    stats: Stats,
+    events: VecDeque<Event>,
+    /// Flows in `SynReceived`.
+    half_open: usize,
+    /// Flows peeking (SynReceived, Peeking), by client address.
+    peeking: HashMap<Ipv4Addr, u32, KeyedHash>,
+    /// Heap bytes reserved by all peek buffers.
+    peek_bytes: usize,
+    /// IPv4 Identification for translated packets without DF.
+    next_ident: u16,
+}
+
+/// Most events kept when nobody drains them.
+const MAX_EVENTS: usize = 65_536;
+
+impl Engine {
+    /// An engine for `config`, routing by `routes`.
+    pub fn new(config: EngineConfig, routes: Arc<RouteTable>) -> Result<Self, ConfigError> {
+        config.validate()?;
+        let key = |label: &str| -> [u64; 2] {
+            let derive = |n: u8| {
+                let mut h = SipHasher24::new_with_keys(
+                    u64::from_le_bytes(config.seed[..8].try_into().unwrap_or_default()),
+                    u64::from_le_bytes(config.seed[8..16].try_into().unwrap_or_default()),
+                );
+                h.write(&config.seed[16..]);
+                h.write(label.as_bytes());
+                h.write_u8(n);
+                h.finish()
+            };
+            [derive(0), derive(1)]
+        };
+        let flows = FlowTable::new(config.max_flows, key("flow index"));
+        let peeking = HashMap::with_hasher(KeyedHash::new(key("peeking")));
+        let isn = IsnSource::new(key("isn"), key("cookie"));
+        Ok(Self {
+            timers: Timers::with_capacity(config.max_flows.min(1 << 20) * 2),
+            flows,
+            isn,
+            stats: Stats::new(),
+            events: VecDeque::new(),
+            half_open: 0,
+            peeking,
+            peek_bytes: 0,
+            next_ident: key("ident")[0] as u16,
+            routes,
+            config,
+        })
+    }
+
+    /// Replaces the route table. Flows that already chose a backend keep it.
+    pub fn set_routes(&mut self, routes: Arc<RouteTable>) {
+        self.routes = routes;
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> &EngineConfig {
+        &self.config
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+
+    /// Number of flows in the table.
+    pub fn flow_count(&self) -> usize {
+        self.flows.len()
+    }
+
+    /// Number of flows by state name (for metrics; walks nothing, counts what the engine
+    /// tracks).
+    pub fn half_open(&self) -> usize {
+        self.half_open
+    }
+
+    /// Bytes held by peek buffers.
+    pub fn peek_bytes(&self) -> usize {
+        self.peek_bytes
+    }
+
+    /// The next access-log event.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    /// When [`Engine::handle_timeout`] should next be called.
+    pub fn poll_timeout(&self) -> Option<Time> {
+        self.timers.next()
+    }
+
+    /// Handles one packet read from the TUN: `buf[start..]` is the packet, and the bytes
+    /// before `start` are headroom the IPv4→IPv6 translation may grow into (at least 20).
+    pub fn handle_packet(
+        &mut self,
+        now: Time,
+        buf: &mut [u8],
+        start: usize,
+        out: &mut Output,
+    ) -> Verdict {
+        let version = buf.get(start).map_or(0, |b| b >> 4);
+        let verdict = match version {
+            4 => self.handle_client(now, buf, start, out),
+            6 => self.handle_backend(now, buf, start, out),
+            _ => Verdict::Dropped(DropReason::ClientMalformed),
+        };
+        if let Verdict::Dropped(reason) = verdict {
+            self.stats.drop(reason);
+        }
+        verdict
+    }
+
+    /// Runs every timer due at `now`.
+    pub fn handle_timeout(&mut self, now: Time, out: &mut Output) {
+        while let Some((at, id)) = self.timers.pop_due(now) {
+            let Some(flow) = self.flows.get_mut(id) else {
+                continue;
+            };
+            if flow.armed != at {
+                continue; // stale entry: the flow re-armed earlier since
+            }
+            flow.armed = Time::NEVER;
+            let deadline = self.deadline(id);
+            if deadline > now {
+                self.arm(id, deadline);
+                continue;
+            }
+            self.expire(now, id, out);
+        }
+    }
+
+    /// The moment flow `id` next needs attention.
+    fn deadline(&self, id: FlowId) -> Time {
+        let Some(flow) = self.flows.get(id) else {
+            return Time::NEVER;
+        };
+        let c = &self.config;
+        match &flow.state {
+            FlowState::SynReceived | FlowState::Peeking(_) => flow.created + c.peek_timeout,
+            FlowState::Connecting(conn) => {
+                conn.retransmit_at.min(conn.named_at + c.connect_timeout)
+            }
+            FlowState::Spliced(_) => flow.last_seen + c.idle_timeout,
+            FlowState::Refused(r) => r.until,
+            FlowState::Closing(cl) => cl.until,
+        }
+    }
+
+    /// Makes sure flow `id` has a timer entry no later than `at`.
+    fn arm(&mut self, id: FlowId, at: Time) {
+        if let Some(flow) = self.flows.get_mut(id) {
+            flow.armed = self.timers.arm(id, at, flow.armed);
+        }
+    }
+
+    /// Re-arms flow `id` for whatever its state now needs.
+    fn rearm(&mut self, id: FlowId) {
+        let at = self.deadline(id);
+        self.arm(id, at);
+    }
+
+    /// A flow's timer came due.
+    fn expire(&mut self, now: Time, id: FlowId, out: &mut Output) {
+        let Some(flow) = self.flows.get(id) else {
+            return;
+        };
+        match &flow.state {
+            FlowState::SynReceived | FlowState::Peeking(_) => {
+                self.reset_client(id, out);
+                self.finish(now, id, Outcome::PeekTimeout);
+            }
+            FlowState::Connecting(conn) => {
+                if now >= conn.named_at + self.config.connect_timeout {
+                    self.reset_client(id, out);
+                    self.finish(now, id, Outcome::ConnectTimeout);
+                } else {
+                    self.retransmit_backend_syn(now, id, out);
+                    self.rearm(id);
+                }
+            }
+            FlowState::Spliced(_) => self.finish(now, id, Outcome::IdleTimeout),
+            FlowState::Refused(_) => self.finish(now, id, Outcome::UnknownName),
+            FlowState::Closing(cl) => {
+                let outcome = cl.outcome;
+                self.finish(now, id, outcome);
+            }
+        }
+    }
+
+    /// Frees flow `id`, counts its outcome and queues its access-log event.
+    fn finish(&mut self, now: Time, id: FlowId, outcome: Outcome) {
+        let Some((ck, bk)) = self.flows.keys(id) else {
+            return;
+        };
+        let Some(flow) = self.flows.remove(id) else {
+            return;
+        };
+        self.leave_peeking(&flow, ck.client);
+        self.stats.outcome(outcome);
+        let (name, bytes) = match flow.state {
+            FlowState::Spliced(s) => (s.name, s.bytes),
+            FlowState::Closing(c) => (c.splice.name, c.splice.bytes),
+            FlowState::Connecting(c) => (c.name, [0, 0]),
+            _ => (None, [0, 0]),
+        };
+        self.push_event(Event::Closed {
+            client: SocketAddrV4::new(ck.client, ck.client_port),
+            service: SocketAddrV4::new(ck.service, ck.service_port),
+            name,
+            backend: bk.map(|b| SocketAddrV6::new(b.backend, b.backend_port, 0, 0)),
+            bytes_to_backend: bytes[0],
+            bytes_to_client: bytes[1],
+            duration: now.saturating_since(flow.created),
+            outcome,
+        });
+    }
+
+    /// Releases what a flow held while it was peeking (the per-client count, the
+    /// half-open count, the peek buffer's bytes).
+    fn leave_peeking(&mut self, flow: &Flow, client: Ipv4Addr) {
+        match &flow.state {
+            FlowState::SynReceived => {
+                self.half_open = self.half_open.saturating_sub(1);
+                self.uncount_peeking(client);
+            }
+            FlowState::Peeking(p) => {
+                self.peek_bytes = self.peek_bytes.saturating_sub(p.buf.capacity());
+                self.uncount_peeking(client);
+            }
+            FlowState::Connecting(c) => {
+                self.peek_bytes = self.peek_bytes.saturating_sub(c.buf.capacity());
+            }
+            _ => {}
+        }
+    }
+
+    fn uncount_peeking(&mut self, client: Ipv4Addr) {
+        if let Some(n) = self.peeking.get_mut(&client) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                self.peeking.remove(&client);
+            }
+        }
+    }
+
+    fn push_event(&mut self, e: Event) {
+        if self.events.len() < MAX_EVENTS {
+            self.events.push_back(e);
+        }
+    }
+
+    /// An IPv4 Identification for a translated packet.
+    fn ident(&mut self) -> u16 {
+        self.next_ident = self.next_ident.wrapping_add(1);
+        self.next_ident
+    }
+}

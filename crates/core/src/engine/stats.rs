@@ -1,0 +1,255 @@
+//! Counters: packets and bytes by direction, flows by outcome, drops by named reason.
+//!
+//! A dropped packet is never an error: it is counted under a [`DropReason`], each
+//! tagged with the side whose packet it was ([`Side`]), so an operator can tell a
+//! scanner on the client side from a misbehaving backend from Kracauer's own limits.
+
+/// Whose packet was dropped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Side {
+    /// An IPv4 packet from a client (or claiming to be).
+    Client,
+    /// An IPv6 packet from a backend (or towards the prefix).
+    Backend,
+    /// Kracauer's own limits or failures.
+    Internal,
+}
+
+impl Side {
+    /// Lower-case name for metrics labels.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Side::Client => "client",
+            Side::Backend => "backend",
+            Side::Internal => "internal",
+        }
+    }
+}
+
+macro_rules! drop_reasons {
+    ($($variant:ident = $name:literal, $side:ident, $doc:literal;)*) => {
+        /// Why a packet was dropped.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum DropReason {
+            $(#[doc = $doc] $variant,)*
+        }
+
+        impl DropReason {
+            /// Every reason, in declaration order.
+            pub const ALL: &'static [DropReason] = &[$(DropReason::$variant,)*];
+
+            /// Snake-case name for metrics labels and logs.
+            pub const fn name(self) -> &'static str {
+                match self { $(DropReason::$variant => $name,)* }
+            }
+
+            /// Whose packet it was.
+            pub const fn side(self) -> Side {
+                match self { $(DropReason::$variant => Side::$side,)* }
+            }
+
+            /// What it means, for operators.
+            pub const fn description(self) -> &'static str {
+                match self { $(DropReason::$variant => $doc,)* }
+            }
+        }
+    };
+}
+
+drop_reasons! {
+    ClientMalformed = "client_malformed", Client, "IPv4 or TCP header that does not parse (lengths, options running past the header).";
+    ClientBadChecksum = "client_bad_checksum", Client, "TCP checksum wrong on a segment Kracauer itself had to read (SYN, peeked data).";
+    ClientNotService = "client_not_service", Client, "IPv4 packet to an address or port that is not a configured service.";
+    ClientFragment = "client_fragment", Client, "IPv4 fragment to a service (fragments are not handled yet).";
+    ClientBadFlags = "client_bad_flags", Client, "Impossible flag combination (SYN with FIN or RST, no ACK on a non-SYN).";
+    ClientNoFlow = "client_no_flow", Client, "Non-SYN segment for no known flow and no valid cookie (answered with RST).";
+    ClientOutOfWindow = "client_out_of_window", Client, "Segment outside what Kracauer can accept in this state.";
+    ClientPeekHoles = "client_peek_holes", Client, "Peek segment that would leave too many holes in the peek buffer.";
+    ClientPeekLimit = "client_peek_limit", Client, "Too many connections peeking from one client address.";
+    ClientIcmp = "client_icmp", Client, "ICMPv4 that is not an error about a known flow, or that cannot be translated.";
+    BackendMalformed = "backend_malformed", Backend, "IPv6 or TCP header that does not parse.";
+    BackendNotPrefix = "backend_not_prefix", Backend, "IPv6 packet whose destination is not in the translation prefix.";
+    BackendNoFlow = "backend_no_flow", Backend, "Segment for no known flow (answered with RST).";
+    BackendBadSynAck = "backend_bad_synack", Backend, "SYN-ACK whose ACK number does not match the SYN Kracauer sent.";
+    BackendUnexpected = "backend_unexpected", Backend, "Segment the flow's state cannot use (data before the handshake ended).";
+    BackendIcmp = "backend_icmp", Backend, "ICMPv6 that is not an error about a known flow, or that cannot be translated.";
+    BackendNotTcp = "backend_not_tcp", Backend, "IPv6 packet to the prefix that is neither TCP nor ICMPv6.";
+    FlowTableFull = "flow_table_full", Internal, "No room for a new flow (max_flows).";
+    PeekMemory = "peek_memory", Internal, "The global cap on peek-buffer bytes is reached.";
+    TupleCollision = "tuple_collision", Internal, "A second client connection would map onto an IPv6 4-tuple in use.";
+    OutputFull = "output_full", Internal, "No room left in the output buffer for a packet Kracauer makes.";
+    TranslationFailed = "translation_failed", Internal, "Header translation refused the packet (e.g. TTL exhausted).";
+}
+
+/// How a flow ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Outcome {
+    /// Both ends closed with FIN.
+    Closed,
+    /// The client reset it.
+    ClientReset,
+    /// The backend reset it.
+    BackendReset,
+    /// Idle for longer than the idle timeout.
+    IdleTimeout,
+    /// No name within the peek deadline.
+    PeekTimeout,
+    /// The backend did not answer the SYN within the connect timeout.
+    ConnectTimeout,
+    /// The backend refused (RST or ICMPv6 error to the SYN).
+    BackendRefused,
+    /// The name matched no route and there is no default: alert / 421 sent.
+    UnknownName,
+    /// The first bytes were neither TLS nor HTTP, or were malformed: RST sent.
+    NotRecognised,
+    /// Refused by a limit (per-client peeks, peek memory, 4-tuple collision).
+    Limited,
+}
+
+impl Outcome {
+    /// Every outcome.
+    pub const ALL: &'static [Outcome] = &[
+        Outcome::Closed,
+        Outcome::ClientReset,
+        Outcome::BackendReset,
+        Outcome::IdleTimeout,
+        Outcome::PeekTimeout,
+        Outcome::ConnectTimeout,
+        Outcome::BackendRefused,
+        Outcome::UnknownName,
+        Outcome::NotRecognised,
+        Outcome::Limited,
+    ];
+
+    /// Snake-case name for metrics labels and logs.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Outcome::Closed => "closed",
+            Outcome::ClientReset => "client_reset",
+            Outcome::BackendReset => "backend_reset",
+            Outcome::IdleTimeout => "idle_timeout",
+            Outcome::PeekTimeout => "peek_timeout",
+            Outcome::ConnectTimeout => "connect_timeout",
+            Outcome::BackendRefused => "backend_refused",
+            Outcome::UnknownName => "unknown_name",
+            Outcome::NotRecognised => "not_recognised",
+            Outcome::Limited => "limited",
+        }
+    }
+}
+
+/// Direction of a forwarded packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Direction {
+    /// IPv4 client to IPv6 backend.
+    ToBackend,
+    /// IPv6 backend to IPv4 client.
+    ToClient,
+}
+
+/// Counters since the engine started.
+#[derive(Debug, Clone, Default)]
+pub struct Stats {
+    drops: Vec<u64>,
+    outcomes: Vec<u64>,
+    /// Packets forwarded (translated), by direction: [to backend, to client].
+    pub packets: [u64; 2],
+    /// TCP payload bytes forwarded, by direction: [to backend, to client].
+    pub bytes: [u64; 2],
+    /// Packets Kracauer made itself (SYN-ACKs, RSTs, SYNs, ACKs, peeked data, refusals).
+    pub made: u64,
+    /// SYN-ACKs answered with a cookie because the half-open table was full.
+    pub cookies_sent: u64,
+    /// Connections established from a valid cookie.
+    pub cookies_accepted: u64,
+    /// Flows that reached the spliced state.
+    pub spliced: u64,
+}
+
+impl Stats {
+    pub(crate) fn new() -> Self {
+        Self {
+            drops: vec![0; DropReason::ALL.len()],
+            outcomes: vec![0; Outcome::ALL.len()],
+            ..Default::default()
+        }
+    }
+
+    pub(crate) fn drop(&mut self, reason: DropReason) {
+        if let Some(c) = self.drops.get_mut(reason as usize) {
+            *c += 1;
+        }
+    }
+
+    pub(crate) fn outcome(&mut self, outcome: Outcome) {
+        if let Some(c) = self.outcomes.get_mut(outcome as usize) {
+            *c += 1;
+        }
+    }
+
+    pub(crate) fn forwarded(&mut self, dir: Direction, payload: usize) {
+        let i = dir as usize;
+        self.packets[i] += 1;
+        self.bytes[i] += payload as u64;
+    }
+
+    /// Packets dropped for `reason`.
+    pub fn drops(&self, reason: DropReason) -> u64 {
+        self.drops.get(reason as usize).copied().unwrap_or(0)
+    }
+
+    /// Every reason with its count.
+    pub fn all_drops(&self) -> impl Iterator<Item = (DropReason, u64)> + '_ {
+        DropReason::ALL.iter().map(|&r| (r, self.drops(r)))
+    }
+
+    /// Flows that ended with `outcome`.
+    pub fn outcomes(&self, outcome: Outcome) -> u64 {
+        self.outcomes.get(outcome as usize).copied().unwrap_or(0)
+    }
+
+    /// Sum of all drops.
+    pub fn total_drops(&self) -> u64 {
+        self.drops.iter().sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_reason_has_a_distinct_name_and_a_side() {
+        let mut names: Vec<_> = DropReason::ALL.iter().map(|r| r.name()).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), DropReason::ALL.len());
+        assert!(
+            DropReason::ALL
+                .iter()
+                .all(|r| r.name().starts_with(r.side().name()) || r.side() == Side::Internal)
+        );
+    }
+
+    #[test]
+    fn drops_are_counted_by_reason() {
+        let mut s = Stats::new();
+        s.drop(DropReason::ClientNoFlow);
+        s.drop(DropReason::ClientNoFlow);
+        s.drop(DropReason::OutputFull);
+        assert_eq!(s.drops(DropReason::ClientNoFlow), 2);
+        assert_eq!(s.drops(DropReason::OutputFull), 1);
+        assert_eq!(s.drops(DropReason::BackendNoFlow), 0);
+        assert_eq!(s.total_drops(), 3);
+    }
+
+    #[test]
+    fn reasons_index_matches_declaration_order() {
+        for (i, r) in DropReason::ALL.iter().enumerate() {
+            assert_eq!(*r as usize, i);
+        }
+        for (i, o) in Outcome::ALL.iter().enumerate() {
+            assert_eq!(*o as usize, i);
+        }
+    }
+}

@@ -1,0 +1,88 @@
+//! A parsed summary of one TCP segment: the fields the engine decides on, copied out of
+//! the packet so that the packet's buffer can then be rewritten.
+
+use crate::wire::WireError;
+use crate::wire::tcp::{SeqNumber, TcpOption, TcpPacket, flags};
+
+/// The options the engine looks at.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SegOptions {
+    pub mss: Option<u16>,
+    pub wscale: Option<u8>,
+    pub sack_permitted: bool,
+    /// (TSval, TSecr)
+    pub timestamps: Option<(u32, u32)>,
+    /// Whether a SACK option is present.
+    pub sack: bool,
+}
+
+/// One segment's header fields.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SegInfo {
+    pub src_port: u16,
+    pub dst_port: u16,
+    pub seq: SeqNumber,
+    pub ack: SeqNumber,
+    pub flags: u8,
+    pub window: u16,
+    /// Payload bytes.
+    pub payload_len: u32,
+    /// Offset of the payload from the start of the TCP header.
+    pub payload_offset: usize,
+    pub options: SegOptions,
+}
+
+impl SegInfo {
+    /// Reads a checked TCP segment; options that do not parse are an error.
+    pub fn parse<T: AsRef<[u8]>>(tcp: &TcpPacket<T>) -> Result<Self, WireError> {
+        let mut options = SegOptions::default();
+        for o in tcp.options() {
+            match o?.1 {
+                TcpOption::Mss(m) => options.mss = Some(m),
+                TcpOption::WindowScale(w) => options.wscale = Some(w.min(14)),
+                TcpOption::SackPermitted => options.sack_permitted = true,
+                TcpOption::Sack(_) => options.sack = true,
+                TcpOption::Timestamps { tsval, tsecr } => options.timestamps = Some((tsval, tsecr)),
+                TcpOption::Unknown { .. } | TcpOption::Malformed { .. } => {}
+            }
+        }
+        let payload = tcp.payload_range();
+        Ok(Self {
+            src_port: tcp.src_port(),
+            dst_port: tcp.dst_port(),
+            seq: tcp.seq_number(),
+            ack: tcp.ack_number(),
+            flags: tcp.flags(),
+            window: tcp.window_len(),
+            payload_len: payload.len() as u32,
+            payload_offset: payload.start,
+            options,
+        })
+    }
+
+    pub fn syn(&self) -> bool {
+        self.flags & flags::SYN != 0
+    }
+
+    pub fn ack_flag(&self) -> bool {
+        self.flags & flags::ACK != 0
+    }
+
+    pub fn fin(&self) -> bool {
+        self.flags & flags::FIN != 0
+    }
+
+    pub fn rst(&self) -> bool {
+        self.flags & flags::RST != 0
+    }
+
+    /// The ACK number, if the ACK flag is set.
+    pub fn ack_number(&self) -> Option<SeqNumber> {
+        self.ack_flag().then_some(self.ack)
+    }
+
+    /// Sequence space the segment occupies (payload, plus one each for SYN and FIN).
+    pub fn seg_len(&self) -> u32 {
+        self.payload_len + u32::from(self.syn()) + u32::from(self.fin())
+    }
+}
