@@ -640,3 +640,80 @@ proptest! {
         prop_assert_eq!(completed, their_tcp_v6(&seg, src6, dst6));
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(128))]
+
+    #[test]
+    fn built_segments_parse_in_etherparse_with_matching_fields_and_checksums(
+        ports in any::<(u16, u16)>(),
+        seq in any::<u32>(),
+        ack in any::<u32>(),
+        flags in any::<u8>(),
+        window in any::<u16>(),
+        mss in any::<Option<u16>>(),
+        ws in any::<Option<u8>>(),
+        sack_permitted in any::<bool>(),
+        ts in any::<Option<(u32, u32)>>(),
+        blocks in proptest::collection::vec(any::<(u32, u32)>(), 0..=3),
+        payload in proptest::collection::vec(any::<u8>(), 0..100),
+        v6 in any::<bool>(),
+    ) {
+        use kracauer_core::wire::build::{IpHeaderSpec, TcpOptionsSpec, TcpSegmentSpec, emit_tcp};
+        let blocks: Vec<_> = blocks.into_iter().map(|(l, r)| (SeqNumber(l), SeqNumber(r))).collect();
+        let options = TcpOptionsSpec { mss, window_scale: ws, sack_permitted, timestamps: ts, sack_blocks: &blocks };
+        let seg = TcpSegmentSpec {
+            src_port: ports.0, dst_port: ports.1, seq: SeqNumber(seq), ack: SeqNumber(ack),
+            flags, window, options, payload: &payload,
+        };
+        let ip = if v6 {
+            IpHeaderSpec::V6 {
+                src: "2001:db8:1::2".parse().unwrap(),
+                dst: "2001:db8:64::c633:6402".parse().unwrap(),
+                hop_limit: 64,
+                flow_label: seq & 0xfffff,
+            }
+        } else {
+            IpHeaderSpec::V4 { src: Ipv4Addr::new(203, 0, 113, 10), dst: Ipv4Addr::new(198, 51, 100, 2), ttl: 64, ident: ports.0 }
+        };
+        let opts_len = 4 * usize::from(mss.is_some())
+            + 12 * usize::from(ts.is_some())
+            + 4 * usize::from(ws.is_some())
+            + 4 * usize::from(sack_permitted && ts.is_none())
+            + if blocks.is_empty() { 0 } else { 4 + 8 * blocks.len() };
+        let mut buf = [0u8; 256];
+        let built = emit_tcp(&mut buf, &ip, &seg);
+        if opts_len > 40 {
+            prop_assert_eq!(built, Err(kracauer_core::wire::WireError::ValueOutOfRange));
+            return Ok(());
+        }
+        let n = built.unwrap();
+        let parsed = etherparse::SlicedPacket::from_ip(&buf[..n]).unwrap();
+        let Some(etherparse::TransportSlice::Tcp(t)) = parsed.transport else { panic!("no tcp") };
+        prop_assert_eq!((t.source_port(), t.destination_port()), ports);
+        prop_assert_eq!((t.sequence_number(), t.acknowledgment_number()), (seq, ack));
+        prop_assert_eq!(t.window_size(), window);
+        prop_assert_eq!(t.payload(), &payload[..]);
+        let expect: Vec<Opt> = mss.map(Opt::Mss).into_iter()
+            .chain(ts.filter(|_| sack_permitted).map(|_| Opt::SackPerm))
+            .chain(ts.map(|(v, e)| Opt::Ts(v, e)))
+            .chain(ws.map(Opt::Ws))
+            .chain(Some(Opt::SackPerm).filter(|_| sack_permitted && ts.is_none()))
+            .chain(Some(Opt::Sack(blocks.iter().map(|(l, r)| (l.0, r.0)).collect())).filter(|_| !blocks.is_empty()))
+            .collect();
+        let their_opts: Vec<TcpOptionElement> = t.options_iterator().map(|o| o.unwrap()).collect();
+        prop_assert_eq!(theirs(&their_opts), expect);
+        let h = t.to_header();
+        let want = match parsed.net {
+            Some(etherparse::NetSlice::Ipv4(ip)) => {
+                prop_assert_eq!(ip.header().header_checksum(), ip.header().to_header().calc_header_checksum());
+                h.calc_checksum_ipv4_raw(ip.header().source(), ip.header().destination(), t.payload()).unwrap()
+            }
+            Some(etherparse::NetSlice::Ipv6(ip)) => {
+                h.calc_checksum_ipv6_raw(ip.header().source(), ip.header().destination(), t.payload()).unwrap()
+            }
+            _ => panic!("no ip"),
+        };
+        prop_assert_eq!(t.checksum(), want);
+    }
+}
