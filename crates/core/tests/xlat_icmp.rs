@@ -399,3 +399,17 @@ fn output_buffer_too_small_for_the_headers_is_refused() {
     let err = icmpv4_to_icmpv6(&msg, &mut out, &to_v6(), &mut OneFlow::default());
     assert_eq!(err, Err(XlatError::OutputTooSmall));
 }
+
+#[test]
+fn inner_tcp_cut_after_its_sequence_number_gets_it_rewritten() {
+    // RFC 792 routers quote the IP header and 8 bytes: ports and sequence number.
+    let inner = v4_tcp_to_client(&payload(100), 1000);
+    let msg = icmpv4(11, 0, [0; 4], &inner[..28]);
+    let mut out = [0u8; 1280];
+    let n = icmpv4_to_icmpv6(&msg, &mut out, &to_v6(), &mut OneFlow::default()).unwrap();
+    let (_, icmp) = parse_v6(&out[..n]);
+    let l4 = &icmp.payload()[40..];
+    assert_eq!(l4.len(), 8);
+    assert_eq!(&l4[..4], &[0x20, 0xfb, 0xc7, 0x38]);
+    assert_eq!(l4[4..8], (1000 + DELTA).to_be_bytes());
+}
