@@ -399,3 +399,35 @@ fn output_buffer_too_small_for_the_headers_is_refused() {
     let err = icmpv4_to_icmpv6(&msg, &mut out, &to_v6(), &mut OneFlow::default());
     assert_eq!(err, Err(XlatError::OutputTooSmall));
 }
+
+#[test]
+fn inner_tcp_cut_after_its_sequence_number_gets_it_rewritten() {
+    // RFC 792 routers quote the IP header and 8 bytes: ports and sequence number.
+    let inner = v4_tcp_to_client(&payload(100), 1000);
+    let msg = icmpv4(11, 0, [0; 4], &inner[..28]);
+    let mut out = [0u8; 1280];
+    let n = icmpv4_to_icmpv6(&msg, &mut out, &to_v6(), &mut OneFlow::default()).unwrap();
+    let (_, icmp) = parse_v6(&out[..n]);
+    let l4 = &icmp.payload()[40..];
+    assert_eq!(l4.len(), 8);
+    assert_eq!(&l4[..4], &[0x20, 0xfb, 0xc7, 0x38]);
+    assert_eq!(l4[4..8], (1000 + DELTA).to_be_bytes());
+}
+
+/// Fuzz reproducer: an all-zero Echo Reply (checksum 0xffff) must come back from IPv6
+/// with checksum 0xffff, the only valid one for all-zero data (an incremental update
+/// would give 0x0000).
+#[test]
+fn all_zero_echo_reply_round_trips_with_checksum_ffff() {
+    let msg = [
+        0x45, 0x00, 0x00, 0x1c, 0x46, 0x30, 0x40, 0x00, 0x32, 0x01, 0x00, 0x00, 203, 0, 113, 1,
+        198, 51, 100, 2, 0x00, 0x00, 0xff, 0xff, 0x00, 0x00, 0x00, 0x00,
+    ];
+    let mut out = [0u8; 100];
+    let n = icmpv4_to_icmpv6(&msg, &mut out, &to_v6(), &mut OneFlow::default()).unwrap();
+    parse_v6(&out[..n]);
+    let mut back = [0u8; 100];
+    let m = icmpv6_to_icmpv4(&out[..n], &mut back, &to_v4(), &mut OneFlow::default()).unwrap();
+    assert_eq!(m, 28);
+    assert_eq!(&back[20..28], &[0, 0, 0xff, 0xff, 0, 0, 0, 0]);
+}

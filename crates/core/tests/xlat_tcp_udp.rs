@@ -432,3 +432,71 @@ fn large_ipv6_packet_gets_df_and_small_one_does_not() {
         );
     }
 }
+
+/// Ones'-complement sum of `b` as 16-bit words, folded.
+fn fold_sum(b: &[u8]) -> u16 {
+    let mut s: u32 = b
+        .chunks(2)
+        .map(|w| u32::from(u16::from_be_bytes([w[0], *w.get(1).unwrap_or(&0)])))
+        .sum();
+    while s >> 16 != 0 {
+        s = (s & 0xffff) + (s >> 16);
+    }
+    s as u16
+}
+
+#[test]
+fn udp_checksum_that_becomes_zero_is_sent_as_ffff_in_ipv4() {
+    // Choose the first payload word so that the IPv4 datagram sums to 0xffff: its
+    // computed checksum is 0, which UDP must send as 0xffff.
+    let mut payload = vec![0u8, 0, 1, 2, 3, 4, 5];
+    let mut v4_sum = Vec::new();
+    v4_sum.extend_from_slice(&SERVICE4.octets());
+    v4_sum.extend_from_slice(&CLIENT4.octets());
+    let udp_len = (8 + payload.len()) as u16;
+    v4_sum.extend_from_slice(&[0, 17]);
+    v4_sum.extend_from_slice(&udp_len.to_be_bytes());
+    v4_sum.extend_from_slice(&443u16.to_be_bytes());
+    v4_sum.extend_from_slice(&51000u16.to_be_bytes());
+    v4_sum.extend_from_slice(&udp_len.to_be_bytes());
+    v4_sum.extend_from_slice(&payload[2..]);
+    let word = 0xffff - fold_sum(&v4_sum);
+    payload[..2].copy_from_slice(&word.to_be_bytes());
+
+    let b = PacketBuilder::ipv6(BACKEND6.octets(), CLIENT6.octets(), 64).udp(8443, 51000);
+    let mut packet = Vec::new();
+    b.write(&mut packet, &payload).unwrap();
+    let to = V4Rewrite {
+        src: SERVICE4,
+        dst: CLIENT4,
+        src_port: 443,
+        dst_port: 51000,
+        identification: 1,
+    };
+    let range = ipv6_to_ipv4(&mut packet, 0, &to, Options::default()).unwrap();
+    let out = &packet[range];
+    assert_eq!(&out[26..28], &[0xff, 0xff]);
+    let p = PacketHeaders::from_ip_slice(out).unwrap();
+    let Some(NetHeaders::Ipv4(ip, _)) = &p.net else {
+        panic!()
+    };
+    let Some(TransportHeader::Udp(udp)) = &p.transport else {
+        panic!()
+    };
+    assert_eq!(udp.checksum, udp.calc_checksum_ipv4(ip, &payload).unwrap());
+}
+
+#[test]
+fn ipv6_packet_too_long_for_ipv4_is_refused() {
+    let payload = vec![0u8; 65_535 - 20];
+    let b = PacketBuilder::ipv6(BACKEND6.octets(), CLIENT6.octets(), 64).tcp(1, 2, 3, 4);
+    let mut packet = Vec::new();
+    b.write(&mut packet, &payload).unwrap();
+    let err = ipv6_to_ipv4(&mut packet, 0, &to_client_side(), Options::default());
+    assert_eq!(err, Err(XlatError::TooBig));
+    // 20 bytes less fits exactly: a 65535-byte IPv4 packet.
+    let mut packet = packet[..packet.len() - 20].to_vec();
+    packet[4..6].copy_from_slice(&(65_535u16 - 20).to_be_bytes());
+    let range = ipv6_to_ipv4(&mut packet, 0, &to_client_side(), Options::default()).unwrap();
+    assert_eq!(range.len(), 65_535);
+}

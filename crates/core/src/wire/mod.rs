@@ -23,6 +23,7 @@
 //!
 //! Nothing here allocates.
 
+pub mod build;
 pub mod checksum;
 pub mod icmpv4;
 pub mod icmpv6;

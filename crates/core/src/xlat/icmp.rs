@@ -154,7 +154,17 @@ fn rewrite_inner_l4<A, B>(
     }
 }
 
-/// Checks the TTL/hop limit, the bounded output size, and returns the limit.
+/// Computes the checksum of the ICMP message `msg` (pseudo-header sum `pseudo`, 0 for
+/// ICMPv4) and stores it. Recomputed rather than updated: an ICMPv4 message can be all
+/// zeros (an Echo Reply with identifier, sequence and data 0), whose only valid checksum
+/// is 0xffff, which no incremental update can tell from 0x0000.
+fn fill_icmp_checksum(msg: &mut [u8], pseudo: u32) {
+    put16(msg, 2, 0);
+    let ck = checksum::finish(checksum::combine(pseudo, checksum::sum(msg)));
+    put16(msg, 2, ck);
+}
+
+/// Checks the bounded output size and returns the limit.
 fn output_limit(out: &[u8], cap: usize, min: usize) -> Result<usize, XlatError> {
     let limit = out.len().min(cap);
     if limit < min {
@@ -207,15 +217,9 @@ pub fn icmpv4_to_icmpv6<M: InnerMapping + ?Sized>(
         dst.copy_from_slice(icmp);
         dst[0] = new_ty;
         dst[1] = new_code;
-        let ck = get16(icmp, 2).unwrap_or(0);
-        let ck = checksum::update_u16(
-            ck,
-            u16::from_be_bytes([ty, code]),
-            u16::from_be_bytes([new_ty, new_code]),
-        );
         let pseudo =
             checksum::pseudo_header_v6(&to.src, &to.dst, ip_proto::ICMPV6, icmp.len() as u32);
-        put16(dst, 2, checksum::update_sum(ck, 0, pseudo));
+        fill_icmp_checksum(dst, pseudo);
         icmp.len()
     } else {
         let limit = output_limit(
@@ -274,9 +278,7 @@ pub fn icmpv4_to_icmpv6<M: InnerMapping + ?Sized>(
         let icmp_len = ICMP_HEADER_LEN + ipv6::HEADER_LEN + copy;
         let pseudo =
             checksum::pseudo_header_v6(&to.src, &to.dst, ip_proto::ICMPV6, icmp_len as u32);
-        let msg = &mut out[AT_ICMP..AT_ICMP + icmp_len];
-        let ck = checksum::finish(checksum::combine(pseudo, checksum::sum(msg)));
-        put16(msg, 2, ck);
+        fill_icmp_checksum(&mut out[AT_ICMP..AT_ICMP + icmp_len], pseudo);
         icmp_len
     };
     let payload_len = u16::try_from(icmp_len).map_err(|_| XlatError::TooBig)?;
@@ -369,13 +371,7 @@ pub fn icmpv6_to_icmpv4<M: InnerMapping + ?Sized>(
         dst.copy_from_slice(icmp);
         dst[0] = new_ty;
         dst[1] = new_code;
-        let ck = get16(icmp, 2).unwrap_or(0);
-        let ck = checksum::update_u16(
-            ck,
-            u16::from_be_bytes([ty, code]),
-            u16::from_be_bytes([new_ty, new_code]),
-        );
-        put16(dst, 2, checksum::update_sum(ck, pseudo_in, 0));
+        fill_icmp_checksum(dst, 0);
         icmp.len()
     } else {
         let limit = output_limit(
@@ -437,9 +433,7 @@ pub fn icmpv6_to_icmpv4<M: InnerMapping + ?Sized>(
             _ => {}
         }
         let icmp_len = ICMP_HEADER_LEN + ipv4::HEADER_LEN + copy;
-        let msg = &mut out[AT_ICMP..AT_ICMP + icmp_len];
-        let ck = checksum::checksum(msg);
-        put16(msg, 2, ck);
+        fill_icmp_checksum(&mut out[AT_ICMP..AT_ICMP + icmp_len], 0);
         icmp_len
     };
     write_ipv4_header(

@@ -34,6 +34,15 @@
 //!   skipped.
 //! * Fragments (IPv4 MF or offset, IPv6 Fragment header) are refused with
 //!   [`XlatError::Fragment`]: fragment handling is a later issue.
+//! * The IPv4 header checksum of an input packet is not verified (the kernel routed it
+//!   into the TUN and already did); an ICMP checksum is, since it is recomputed.
+//! * ICMP errors: the embedded packet must be TCP or UDP and show at least its ports;
+//!   its Identification becomes 0 going to IPv4 (a stateless translator does not know
+//!   the original), its hop limit / TTL is copied, and an embedded UDP checksum of 0 is
+//!   left alone. An ICMPv4 Fragmentation Needed with MTU 0 gets the RFC 1191 plateau
+//!   below the embedded Total Length, plus 20 (see [`rfc7915::mtu_v4_to_v6`]). RFC 4884
+//!   extensions are not translated: the length field is zeroed and any extension bytes
+//!   are carried as quoted data.
 //! * Packets that cannot be translated are refused with a named [`XlatError`]; ICMP
 //!   messages RFC 7915 says to drop come back as [`XlatError::IcmpDropped`] with an
 //!   [`IcmpDrop`] reason the engine can count.

@@ -1,0 +1,192 @@
+//! Real ClientHellos (crates/core/testdata/*.bin, see its README.md) through peek::tls:
+//! exact SNI, ALPN and ECH flag for each, the same answer from every prefix, from random
+//! segmentations, and from the hello re-cut into 100-byte records.
+
+use kracauer_core::peek::tls::{HelloError, TlsPeek, TlsPeekConfig, peek, unrecognized_name_alert};
+
+struct Vector {
+    name: &'static str,
+    bytes: &'static [u8],
+    sni: Option<&'static str>,
+    alpn: Option<&'static [&'static [u8]]>,
+    ech_outer: bool,
+}
+
+const H2_HTTP11: &[&[u8]] = &[b"h2", b"http/1.1"];
+
+const VECTORS: &[Vector] = &[
+    Vector {
+        name: "openssl_s_client",
+        bytes: include_bytes!("../testdata/openssl_s_client.bin"),
+        sni: Some("a.example"),
+        alpn: None,
+        ech_outer: false,
+    },
+    Vector {
+        name: "openssl_tls12",
+        bytes: include_bytes!("../testdata/openssl_tls12.bin"),
+        sni: Some("a.example"),
+        alpn: None,
+        ech_outer: false,
+    },
+    Vector {
+        name: "openssl_no_sni",
+        bytes: include_bytes!("../testdata/openssl_no_sni.bin"),
+        sni: None,
+        alpn: None,
+        ech_outer: false,
+    },
+    Vector {
+        name: "curl",
+        bytes: include_bytes!("../testdata/curl.bin"),
+        sni: Some("a.example"),
+        alpn: Some(H2_HTTP11),
+        ech_outer: false,
+    },
+    Vector {
+        name: "rustls_pq",
+        bytes: include_bytes!("../testdata/rustls_pq.bin"),
+        sni: Some("a.example"),
+        alpn: Some(H2_HTTP11),
+        ech_outer: false,
+    },
+    Vector {
+        name: "chromium",
+        bytes: include_bytes!("../testdata/chromium.bin"),
+        sni: Some("a.example"),
+        alpn: Some(H2_HTTP11),
+        ech_outer: true,
+    },
+];
+
+fn run(data: &[u8]) -> TlsPeek {
+    peek(data, &TlsPeekConfig::default())
+}
+
+fn assert_expected(v: &Vector, got: &TlsPeek) {
+    let TlsPeek::Found {
+        sni,
+        alpn,
+        ech_outer,
+    } = got
+    else {
+        panic!("{}: expected Found, got {got:?}", v.name);
+    };
+    assert_eq!(sni.as_ref().map(|n| n.as_str()), v.sni, "{}: sni", v.name);
+    let alpn: Option<Vec<&[u8]>> = alpn.as_ref().map(|a| a.iter().collect());
+    assert_eq!(alpn.as_deref(), v.alpn, "{}: alpn", v.name);
+    assert_eq!(*ech_outer, v.ech_outer, "{}: ech_outer", v.name);
+}
+
+#[test]
+fn each_vector_gives_its_exact_sni_alpn_and_ech_flag() {
+    for v in VECTORS {
+        assert_expected(v, &run(v.bytes));
+    }
+}
+
+#[test]
+fn every_proper_prefix_of_each_vector_needs_more() {
+    for v in VECTORS {
+        for n in 0..v.bytes.len() {
+            assert_eq!(
+                run(&v.bytes[..n]),
+                TlsPeek::NeedMore,
+                "{} prefix {n}",
+                v.name
+            );
+        }
+    }
+}
+
+/// A small deterministic generator (xorshift64*), so failures reproduce.
+struct Rng(u64);
+
+impl Rng {
+    fn below(&mut self, n: usize) -> usize {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        (self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 32) as usize % n
+    }
+}
+
+#[test]
+fn random_segmentations_give_the_whole_vectors_answer() {
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    for v in VECTORS {
+        let whole = run(v.bytes);
+        for _ in 0..3 {
+            // Up to 6 segments, cut at random points, arriving one after another.
+            let mut cuts: Vec<usize> = (0..5).map(|_| rng.below(v.bytes.len())).collect();
+            cuts.push(v.bytes.len());
+            cuts.sort_unstable();
+            let mut buffer = Vec::new();
+            let mut from = 0;
+            for &to in &cuts {
+                buffer.extend_from_slice(&v.bytes[from..to]);
+                from = to;
+                let got = run(&buffer);
+                if buffer.len() < v.bytes.len() {
+                    assert_eq!(got, TlsPeek::NeedMore, "{} at {}", v.name, buffer.len());
+                } else {
+                    assert_eq!(got, whole, "{} cuts {cuts:?}", v.name);
+                }
+            }
+        }
+    }
+}
+
+/// The handshake bytes of a vector re-cut into records of at most `size` bytes, with
+/// the vector's own record version.
+fn recut(bytes: &[u8], size: usize) -> Vec<u8> {
+    let mut stream = Vec::new();
+    let mut rest = bytes;
+    while let [_, _, _, hi, lo, tail @ ..] = rest {
+        let len = usize::from(u16::from_be_bytes([*hi, *lo]));
+        stream.extend_from_slice(&tail[..len]);
+        rest = &tail[len..];
+    }
+    assert!(rest.is_empty(), "vector ends inside a record header");
+    let mut out = Vec::new();
+    for piece in stream.chunks(size) {
+        out.extend_from_slice(&bytes[..3]);
+        out.extend_from_slice(&(piece.len() as u16).to_be_bytes());
+        out.extend_from_slice(piece);
+    }
+    out
+}
+
+#[test]
+fn vectors_recut_into_100_byte_records_give_the_same_answer() {
+    for v in VECTORS {
+        let recut = recut(v.bytes, 100);
+        assert!(recut.len() > v.bytes.len(), "{}: no extra records", v.name);
+        assert_expected(v, &run(&recut));
+        for n in 0..recut.len() {
+            assert_eq!(run(&recut[..n]), TlsPeek::NeedMore, "{} prefix {n}", v.name);
+        }
+    }
+}
+
+#[test]
+fn pq_hello_over_a_smaller_cap_is_too_large_from_its_headers() {
+    let v = &VECTORS[4];
+    assert_eq!(v.name, "rustls_pq");
+    let config = TlsPeekConfig {
+        max_hello_bytes: 1400,
+    };
+    let too_large = TlsPeek::Invalid(HelloError::TooLarge { cap: 1400 });
+    assert_eq!(peek(&v.bytes[..9], &config), too_large);
+    assert_eq!(peek(v.bytes, &config), too_large);
+}
+
+#[test]
+fn refusal_alert_uses_each_clients_record_version() {
+    for v in VECTORS {
+        let alert = unrecognized_name_alert(v.bytes);
+        assert_eq!(alert[..2], [0x15, 0x03], "{}", v.name);
+        assert_eq!(alert[2], v.bytes[2], "{}", v.name);
+        assert_eq!(alert[3..], [0x00, 0x02, 0x02, 0x70], "{}", v.name);
+    }
+}
