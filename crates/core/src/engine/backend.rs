@@ -45,7 +45,7 @@ impl Engine {
         }
         match upper.protocol {
             ip_proto::TCP => {}
-            ip_proto::ICMPV6 => return Verdict::Dropped(DropReason::BackendIcmp),
+            ip_proto::ICMPV6 => return self.backend_icmp(now, packet, out),
             _ => return Verdict::Dropped(DropReason::BackendNotTcp),
         }
         let end = ip.payload_range().end;

@@ -46,8 +46,10 @@ impl Engine {
         if !self.config.is_service_address(service) {
             return Verdict::Dropped(DropReason::ClientNotService);
         }
-        if ip.protocol() != ip_proto::TCP {
-            return Verdict::Dropped(DropReason::ClientNotService);
+        match ip.protocol() {
+            ip_proto::TCP => {}
+            ip_proto::ICMP => return self.client_icmp(packet, out),
+            _ => return Verdict::Dropped(DropReason::ClientNotService),
         }
         if ip.is_fragment() {
             return Verdict::Dropped(DropReason::ClientFragment);

@@ -18,6 +18,7 @@ mod backend;
 mod client;
 pub mod config;
 pub mod event;
+mod icmp;
 pub mod output;
 pub mod stats;
 #[cfg(test)]

@@ -6,6 +6,7 @@
 //! [`Sent`] records, so tests read as the conversation they check.
 
 mod handshake;
+mod icmp;
 mod splice;
 
 use std::net::{Ipv4Addr, Ipv6Addr};
