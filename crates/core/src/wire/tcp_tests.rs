@@ -470,5 +470,8 @@ fn quoted_eight_bytes_give_ports_and_sequence_number() {
     p.set_ack_number(SeqNumber(5)); // not quoted: dropped
     p.rewrite_ack_number(SeqNumber(6), ChecksumForm::Full); // likewise
     assert_eq!(b, [0x9c, 0x40, 0x01, 0xbb, 0, 0, 0, 1]);
-    assert_eq!(TcpPacket::new_checked_quoted(&SYN_V4[20..27]), Err(WireError::Truncated));
+    assert_eq!(
+        TcpPacket::new_checked_quoted(&SYN_V4[20..27]),
+        Err(WireError::Truncated)
+    );
 }
