@@ -242,3 +242,17 @@ fn end_of_options_stops_the_walk() {
     let opts = [option::EOL, 68, 200, 0];
     assert_eq!(Ipv4Options::new(&opts).count(), 0);
 }
+
+#[test]
+fn options_cut_at_every_length_end_in_overrun_inside_an_option() {
+    // NOP, LSRR of 7 bytes (1..8), EOL.
+    let all = [option::NOP, option::LSRR, 7, 4, 203, 0, 113, 1, option::EOL];
+    for n in 0..=all.len() {
+        let walked: Vec<_> = Ipv4Options::new(&all[..n]).collect();
+        if n <= 1 || n >= 8 {
+            assert!(walked.iter().all(|o| o.is_ok()), "cut at {n}: {walked:?}");
+        } else {
+            assert_eq!(walked, vec![Err(WireError::OptionOverrun)], "cut at {n}");
+        }
+    }
+}

@@ -475,3 +475,19 @@ fn quoted_eight_bytes_give_ports_and_sequence_number() {
         Err(WireError::Truncated)
     );
 }
+
+#[test]
+fn options_cut_at_every_length_end_in_overrun_inside_an_option() {
+    // The SYN's options: MSS at 0..4, SACK-permitted 4..6, TS 6..16, NOP 16, WS 17..20.
+    let all = &SYN_V4[40..60];
+    let boundaries = [0, 4, 6, 16, 17, 20];
+    for n in 0..=all.len() {
+        let walked: Vec<_> = TcpOptions::new(&all[..n]).collect();
+        let last = walked.last().cloned();
+        if boundaries.contains(&n) {
+            assert!(walked.iter().all(|o| o.is_ok()), "cut at {n}: {walked:?}");
+        } else {
+            assert_eq!(last, Some(Err(WireError::OptionOverrun)), "cut at {n}");
+        }
+    }
+}
