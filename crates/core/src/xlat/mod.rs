@@ -18,7 +18,8 @@
 //!   the embedded packet, whose addresses, ports and TCP sequence numbers come from an
 //!   [`InnerMapping`] supplied by the engine. The output is bounded (1280 bytes for
 //!   ICMPv6, 576 for ICMPv4), so the copy is bounded too. Echo Request/Reply are
-//!   translated the same way.
+//!   translated the same way, whole (bounded by the message and `out`). ICMP checksums
+//!   are verified on input and recomputed on output.
 //!
 //! Choices where the RFC leaves room:
 //!
