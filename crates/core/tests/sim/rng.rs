@@ -90,10 +90,6 @@ impl Source {
         }
     }
 
-    pub fn total(&self) -> usize {
-        self.total
-    }
-
     /// Whether every byte was taken.
     pub fn done(&self) -> bool {
         self.pos == self.total

@@ -67,8 +67,19 @@ pub struct Setup {
     pub backend_payload: usize,
     /// The client stops sending after this many bytes and never closes.
     pub client_stall_at: Option<usize>,
+    /// The client closes only after the other side's FIN (a TLS client waits for the
+    /// server), instead of as soon as it has sent everything.
+    pub client_waits_for_fin: bool,
+    /// Both ends close only once everything they sent is acknowledged, so the FIN goes
+    /// alone. smoltcp 0.14 cannot finish a close otherwise on a lossy link: a
+    /// receiver that already has a segment's data ignores the FIN on its
+    /// retransmission (its window test counts only the payload), and the sender, once
+    /// the data is acknowledged, does not go on to retransmit the FIN alone.
+    pub close_when_acked: bool,
     pub client_timestamps: bool,
     pub backend_timestamps: bool,
+    /// The client holds short segments while data is unacknowledged (RFC 896).
+    pub client_classic_nagle: bool,
     /// Options the client does not offer (stripped from its SYN before the engine).
     pub client_strip: Strip,
     /// Options the backend declines (stripped from the SYN before the backend).
@@ -95,8 +106,11 @@ impl Setup {
             client_payload: 20_000,
             backend_payload: 100_000,
             client_stall_at: None,
+            client_waits_for_fin: false,
+            close_when_acked: false,
             client_timestamps: true,
             backend_timestamps: true,
+            client_classic_nagle: false,
             client_strip: Strip::default(),
             backend_strip: Strip::default(),
             client_buffer: 256 * 1024,
@@ -116,8 +130,11 @@ impl Setup {
         }
     }
 
+    /// The same faults on every link (and closes that wait for acknowledgements, see
+    /// `close_when_acked`).
     pub fn all_faults(mut self, f: Faults) -> Self {
         self.faults = [f; 4];
+        self.close_when_acked = true;
         self
     }
 }
@@ -195,6 +212,10 @@ struct Host {
     /// The first bytes received.
     got_head: Vec<u8>,
     close_called: bool,
+    /// Close only once the peer's FIN arrived.
+    waits_for_fin: bool,
+    /// Close only once everything sent is acknowledged.
+    close_when_acked: bool,
     sent: Sent,
     reset_at: Option<u64>,
 }
@@ -209,11 +230,17 @@ impl Host {
         match addr {
             IpCidr::Ipv4(_) => {
                 let gw = Ipv4Addr::new(198, 51, 100, 1);
-                iface.routes_mut().add_default_ipv4_route(gw).expect("route");
+                iface
+                    .routes_mut()
+                    .add_default_ipv4_route(gw)
+                    .expect("route");
             }
             IpCidr::Ipv6(_) => {
                 let gw = Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, 1);
-                iface.routes_mut().add_default_ipv6_route(gw).expect("route");
+                iface
+                    .routes_mut()
+                    .add_default_ipv6_route(gw)
+                    .expect("route");
             }
         }
         Self {
@@ -225,14 +252,11 @@ impl Host {
             got: StreamHash::default(),
             got_head: Vec::new(),
             close_called: false,
+            waits_for_fin: false,
+            close_when_acked: false,
             sent: Sent::default(),
             reset_at: None,
         }
-    }
-
-    fn socket(&mut self) -> Option<&mut tcp::Socket<'static>> {
-        let h = self.socket?;
-        Some(self.sockets.get_mut::<tcp::Socket<'static>>(h))
     }
 
     fn state(&self) -> Option<tcp::State> {
@@ -250,7 +274,9 @@ impl Host {
                 break;
             }
         }
-        if self.src.done() && !self.close_called && s.may_send() {
+        let peer_done = !self.waits_for_fin || !s.may_recv();
+        let acked = !self.close_when_acked || s.send_queue() == 0;
+        if self.src.done() && peer_done && acked && !self.close_called && s.may_send() {
             s.close();
             self.close_called = true;
         }
@@ -294,6 +320,8 @@ pub struct World {
     /// Broken invariants (bad packets, acknowledgements of unsent data, ...).
     pub violations: Vec<String>,
     trace: VecDeque<Traced>,
+    /// Every SYN, FIN and RST that entered a link.
+    controls: Vec<Traced>,
     /// The first data segment the engine got from the client started after the
     /// client's first byte.
     pub first_data_out_of_order: Option<bool>,
@@ -343,6 +371,11 @@ impl World {
         if setup.client_timestamps {
             socket.set_tsval_generator(Some(client_tsval));
         }
+        // smoltcp's Nagle is RFC 896's: it holds the short tail of a ClientHello until
+        // the first segment is acknowledged, which Kracauer never does while peeking.
+        // TLS clients set TCP_NODELAY, and Linux's Nagle (Minshall's variant) sends a
+        // short segment behind a full one anyway; `classic_nagle` plays the others.
+        socket.set_nagle_enabled(setup.client_classic_nagle);
         let cport = 40_000 + (seed % 20_000) as u16;
         socket
             .connect(
@@ -354,6 +387,8 @@ impl World {
         client.socket = Some(client.sockets.add(socket));
         client.src = Source::new(setup.head.clone(), setup.client_payload, seed ^ 0xda7a);
         client.src.stall_at = setup.client_stall_at;
+        client.waits_for_fin = setup.client_waits_for_fin;
+        client.close_when_acked = setup.close_when_acked;
 
         let mut backend = Host::new(IpCidr::new(BACKEND.into(), 64), seed ^ 0xb4, t);
         if setup.backend_listens {
@@ -368,6 +403,7 @@ impl World {
             backend.socket = Some(backend.sockets.add(socket));
         }
         backend.src = Source::new(Vec::new(), setup.backend_payload, seed ^ 0xbac);
+        backend.close_when_acked = setup.close_when_acked;
 
         let [f0, f1, f2, f3] = setup.faults;
         let mut to_engine = Link::new("c>k", f0, seed ^ 1);
@@ -394,6 +430,7 @@ impl World {
             drops: Vec::new(),
             violations: Vec::new(),
             trace: VecDeque::with_capacity(TRACE),
+            controls: Vec::new(),
             first_data_out_of_order: None,
         }
     }
@@ -460,7 +497,8 @@ impl World {
             self.poll_hosts();
             if let Some(at) = self.engine.poll_timeout() {
                 if at.as_micros() <= self.now {
-                    self.engine.handle_timeout(Time::from_micros(self.now), &mut self.out);
+                    self.engine
+                        .handle_timeout(Time::from_micros(self.now), &mut self.out);
                     self.route_output();
                 }
             }
@@ -525,23 +563,35 @@ impl World {
             while let Some(p) = host.dev.tx.pop_front() {
                 match probe::parse(&p) {
                     Ok(seg) => host.sent.note(&seg),
-                    Err(e) => self.violations.push(format!("{name} sent a bad packet: {e}")),
+                    Err(e) => self
+                        .violations
+                        .push(format!("{name} sent a bad packet: {e}")),
                 }
-                Self::record(&mut self.trace, self.now, link.name, &p);
+                Self::record(&mut self.trace, &mut self.controls, self.now, link.name, &p);
                 link.send(self.now, p);
             }
         }
     }
 
-    fn record(trace: &mut VecDeque<Traced>, now: u64, link: &'static str, packet: &[u8]) {
+    fn record(
+        trace: &mut VecDeque<Traced>,
+        controls: &mut Vec<Traced>,
+        now: u64,
+        link: &'static str,
+        packet: &[u8],
+    ) {
         if trace.len() == TRACE {
             trace.pop_front();
         }
-        trace.push_back(Traced {
+        let t = Traced {
             at_us: now,
             link,
             seg: probe::parse(packet),
-        });
+        };
+        if t.seg.as_ref().is_ok_and(|s| s.syn || s.fin || s.rst) && controls.len() < 1000 {
+            controls.push(t.clone());
+        }
+        trace.push_back(t);
     }
 
     /// Delivers every packet due now; returns whether an endpoint got one.
@@ -560,11 +610,11 @@ impl World {
                         }
                     }
                 }
-                self.to_engine_packet(&p);
+                self.engine_gets(&p);
             }
             while let Some(p) = self.from_backend.pop_due(now) {
                 progress = true;
-                self.to_engine_packet(&p);
+                self.engine_gets(&p);
             }
             for (link, host, name) in [
                 (&mut self.to_client, &mut self.client, "client"),
@@ -574,9 +624,20 @@ impl World {
                     progress = true;
                     to_host = true;
                     if let Ok(seg) = probe::parse(&p) {
-                        if let Err(e) = host.sent.check(&seg) {
+                        let (src, dst): (IpAddr, IpAddr) = if name == "client" {
+                            (SERVICE.into(), CLIENT.into())
+                        } else {
+                            (CLIENT6.into(), BACKEND.into())
+                        };
+                        if (seg.src, seg.dst) != (Some(src), Some(dst)) {
                             self.violations
-                                .push(format!("at {} ms the {name} got {seg}: {e}", (now - START_US) / 1000));
+                                .push(format!("the {name} got {seg}: wrong addresses"));
+                        }
+                        if let Err(e) = host.sent.check(&seg) {
+                            self.violations.push(format!(
+                                "at {} ms the {name} got {seg}: {e}",
+                                (now - START_US) / 1000
+                            ));
                         }
                         if seg.rst && host.reset_at.is_none() {
                             host.reset_at = Some(now);
@@ -590,7 +651,7 @@ impl World {
     }
 
     /// Hands a packet to the engine and routes what comes out.
-    fn to_engine_packet(&mut self, packet: &[u8]) {
+    fn engine_gets(&mut self, packet: &[u8]) {
         const HEADROOM: usize = 20;
         self.scratch.clear();
         self.scratch.resize(HEADROOM, 0);
@@ -647,7 +708,7 @@ impl World {
         } else {
             &mut self.to_backend
         };
-        Self::record(&mut self.trace, self.now, link.name, &p);
+        Self::record(&mut self.trace, &mut self.controls, self.now, link.name, &p);
         link.send(self.now, p);
     }
 
@@ -662,6 +723,11 @@ impl World {
             self.elapsed_ms(),
             self.client_state(),
             self.backend_state()
+        );
+        let _ = writeln!(
+            s,
+            "client sent {:?}, backend sent {:?}",
+            self.client.sent, self.backend.sent
         );
         let [up, down] = self.streams();
         let _ = writeln!(s, "client->backend sent {:?} got {:?}", up.0, up.1);
@@ -691,10 +757,25 @@ impl World {
         for v in self.violations.iter().take(20) {
             let _ = writeln!(s, "VIOLATION {v}");
         }
+        let _ = writeln!(s, "SYN, FIN and RST segments:");
+        for t in self.controls.iter().take(60) {
+            let seg = t.seg.as_ref().map_or_else(|e| e.clone(), |s| s.to_string());
+            let _ = writeln!(
+                s,
+                "  {:>8.3} {} {seg}",
+                (t.at_us - START_US) as f64 / 1000.0,
+                t.link
+            );
+        }
         let _ = writeln!(s, "last packets:");
         for t in self.trace.iter().rev().take(60).rev() {
             let seg = t.seg.as_ref().map_or_else(|e| e.clone(), |s| s.to_string());
-            let _ = writeln!(s, "  {:>8.3} {} {seg}", (t.at_us - START_US) as f64 / 1000.0, t.link);
+            let _ = writeln!(
+                s,
+                "  {:>8.3} {} {seg}",
+                (t.at_us - START_US) as f64 / 1000.0,
+                t.link
+            );
         }
         s
     }
