@@ -93,6 +93,7 @@ pub struct Setup {
     pub backend_black_hole: bool,
     /// The client→engine link holds the first data segment back until the next one.
     pub reverse_first_data: bool,
+    pub engine: EngineConfig,
 }
 
 impl Setup {
@@ -118,6 +119,7 @@ impl Setup {
             faults: [Faults::CLEAN; 4],
             backend_black_hole: false,
             reverse_first_data: false,
+            engine: engine_config(),
         }
     }
 
@@ -322,6 +324,11 @@ pub struct World {
     trace: VecDeque<Traced>,
     /// Every SYN, FIN and RST that entered a link.
     controls: Vec<Traced>,
+    /// The engine's SYN-ACK to the client, its SYN to the backend, the backend's
+    /// SYN-ACK (the first of each).
+    pub engine_synack: Option<Seg>,
+    pub engine_syn: Option<Seg>,
+    pub backend_synack: Option<Seg>,
     /// The first data segment the engine got from the client started after the
     /// client's first byte.
     pub first_data_out_of_order: Option<bool>,
@@ -414,11 +421,12 @@ impl World {
         to_backend.strip = setup.backend_strip;
         to_backend.black_hole = setup.backend_black_hole;
         let from_backend = Link::new("b>k", f3, seed ^ 4);
+        let engine = Engine::new(setup.engine.clone(), routes()).expect("engine");
 
         Self {
             setup,
             now,
-            engine: Engine::new(engine_config(), routes()).expect("engine"),
+            engine,
             out: Output::default(),
             scratch: Vec::with_capacity(2048),
             client,
@@ -432,7 +440,29 @@ impl World {
             trace: VecDeque::with_capacity(TRACE),
             controls: Vec::new(),
             first_data_out_of_order: None,
+            engine_synack: None,
+            engine_syn: None,
+            backend_synack: None,
         }
+    }
+
+    /// Gives every link new faults from now on.
+    pub fn set_faults(&mut self, f: Faults) {
+        for l in [
+            &mut self.to_engine,
+            &mut self.to_client,
+            &mut self.to_backend,
+            &mut self.from_backend,
+        ] {
+            l.faults = f;
+        }
+    }
+
+    /// Every byte both ways has arrived.
+    pub fn all_delivered(&self) -> bool {
+        self.client_sent_all()
+            && self.backend_sent_all()
+            && self.streams().iter().all(|(sent, got)| sent == got)
     }
 
     /// Virtual milliseconds since the start.
@@ -562,7 +592,12 @@ impl World {
             host.iface.poll(t, &mut host.dev, &mut host.sockets);
             while let Some(p) = host.dev.tx.pop_front() {
                 match probe::parse(&p) {
-                    Ok(seg) => host.sent.note(&seg),
+                    Ok(seg) => {
+                        host.sent.note(&seg);
+                        if seg.syn && seg.ack_flag && self.backend_synack.is_none() {
+                            self.backend_synack = Some(seg);
+                        }
+                    }
                     Err(e) => self
                         .violations
                         .push(format!("{name} sent a bad packet: {e}")),
@@ -690,11 +725,20 @@ impl World {
 
     /// A packet from the engine: IPv4 to the client, IPv6 to the backend.
     fn emit(&mut self, p: Vec<u8>) {
-        if let Err(e) = probe::parse(&p) {
-            self.violations.push(format!(
+        match probe::parse(&p) {
+            Err(e) => self.violations.push(format!(
                 "at {} ms the engine sent a bad packet: {e}: {p:02x?}",
                 self.elapsed_ms()
-            ));
+            )),
+            Ok(seg) if seg.syn => {
+                let first = if seg.ack_flag {
+                    &mut self.engine_synack
+                } else {
+                    &mut self.engine_syn
+                };
+                first.get_or_insert(seg);
+            }
+            Ok(_) => {}
         }
         if p.len() > MTU {
             self.violations.push(format!(
