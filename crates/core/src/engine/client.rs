@@ -358,19 +358,25 @@ impl Engine {
             flow.state = FlowState::Peeking(Box::default());
             self.half_open = self.half_open.saturating_sub(1);
         }
-        if seg.fin()
-            && matches!(
-                self.flows.get(id).map(|f| &f.state),
-                Some(FlowState::Peeking(_))
-            )
-        {
-            // The client closed before naming a host.
-            self.reset_client(id, out);
-            self.finish(now, id, Outcome::NotRecognised);
-            return Verdict::Consumed;
-        }
         if seg.payload_len > 0 {
             self.peek_data(now, id, key, seg, &buf[payload], out);
+        }
+        if seg.fin() {
+            // A FIN right behind every byte the client sent, with the host still not
+            // named: it never will be. A FIN behind a hole, or once the name is known,
+            // is left to the client to retransmit (it is not acknowledged).
+            if let Some(Flow {
+                state: FlowState::Peeking(p),
+                c_isn,
+                ..
+            }) = self.flows.get(id)
+            {
+                let received_end = *c_isn + 1 + p.buf.contiguous().len() as u32;
+                if seg.seq + seg.payload_len == received_end {
+                    self.reset_client(id, out);
+                    self.finish(now, id, Outcome::NotRecognised);
+                }
+            }
         }
         Verdict::Consumed
     }

@@ -350,3 +350,62 @@ fn peeks_per_client_are_capped() {
     let step = h.client_to(80, flags::SYN, C_ISN, 0, linux_syn_options(), &[]);
     assert_eq!(step.verdict, Verdict::Dropped(DropReason::ClientPeekLimit));
 }
+
+#[test]
+fn request_with_fin_in_the_same_segment_is_peeked_and_sent_to_the_backend() {
+    // An HTTP/1.0-style client that shuts down its side right after the request.
+    let mut h = Harness::new();
+    let synack = h.syn(80);
+    let k = synack.seg.seq.0;
+    let step = h.client_to(
+        80,
+        flags::ACK | flags::PSH | flags::FIN,
+        C_ISN + 1,
+        k + 1,
+        ts(101, 0),
+        HTTP_REQUEST,
+    );
+    assert_eq!(step.verdict, Verdict::Consumed);
+    let syn = step.only_sent();
+    assert!(syn.v6 && syn.seg.syn(), "the backend is contacted: {syn:?}");
+}
+
+#[test]
+fn fin_behind_a_hole_while_peeking_waits_for_the_missing_bytes() {
+    let mut h = Harness::new();
+    let synack = h.syn(443);
+    let k = synack.seg.seq.0;
+    let hello = client_hello("a.example");
+    let (first, second) = hello.split_at(20);
+    let later = h.client_to(
+        443,
+        flags::ACK | flags::FIN,
+        C_ISN + 1 + 20,
+        k + 1,
+        ts(101, 0),
+        second,
+    );
+    assert!(later.sent.is_empty(), "no RST: {:?}", later.sent);
+    let step = h.client_to(443, flags::ACK, C_ISN + 1, k + 1, ts(102, 0), first);
+    assert!(step.only_sent().seg.syn());
+}
+
+#[test]
+fn fin_after_every_byte_of_an_unfinished_hello_is_reset() {
+    let mut h = Harness::new();
+    let synack = h.syn(443);
+    let k = synack.seg.seq.0;
+    let hello = client_hello("a.example");
+    let part = &hello[..20];
+    let step = h.client_to(
+        443,
+        flags::ACK | flags::FIN,
+        C_ISN + 1,
+        k + 1,
+        ts(101, 0),
+        part,
+    );
+    let rst = step.only_sent();
+    assert!(!rst.v6 && rst.seg.rst());
+    assert_eq!(h.engine.stats().outcomes(Outcome::NotRecognised), 1);
+}

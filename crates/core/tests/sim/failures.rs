@@ -1,0 +1,126 @@
+//! Flows that never splice: a backend that does not answer or refuses, a client that
+//! stalls, a name with no route.
+
+use kracauer_core::engine::Outcome;
+use smoltcp::socket::tcp::State;
+
+use super::hello;
+use super::world::{Setup, World};
+
+#[test]
+fn a_backend_that_never_answers_gets_the_client_reset_at_the_connect_timeout() {
+    let mut w = World::new(Setup {
+        backend_black_hole: true,
+        client_waits_for_fin: true,
+        client_payload: 0,
+        ..Setup::tls(60, hello::RUSTLS_PQ)
+    });
+    let done = w.run_until(30_000, |w| w.client_state() == Some(State::Closed));
+    assert!(done, "{}", w.report());
+    let at = w.client_reset_at_ms().expect("reset");
+    // The name is known ~15 ms in; the connect timeout is 5 s.
+    assert!(
+        (5_000..5_100).contains(&at),
+        "reset at {at} ms\n{}",
+        w.report()
+    );
+    assert_eq!(
+        w.engine.stats().outcomes(Outcome::ConnectTimeout),
+        1,
+        "{}",
+        w.report()
+    );
+    assert_eq!(w.engine.flow_count(), 0, "{}", w.report());
+    assert!(w.violations.is_empty(), "{}", w.report());
+}
+
+#[test]
+fn a_backend_that_refuses_gets_the_client_reset_at_once() {
+    let mut w = World::new(Setup {
+        backend_listens: false,
+        client_waits_for_fin: true,
+        client_payload: 0,
+        ..Setup::tls(61, hello::CURL)
+    });
+    let done = w.run_until(30_000, |w| w.client_state() == Some(State::Closed));
+    assert!(done, "{}", w.report());
+    let at = w.client_reset_at_ms().expect("reset");
+    assert!(at < 100, "reset at {at} ms\n{}", w.report());
+    assert_eq!(
+        w.engine.stats().outcomes(Outcome::BackendRefused),
+        1,
+        "{}",
+        w.report()
+    );
+    assert_eq!(w.engine.flow_count(), 0, "{}", w.report());
+    assert!(w.violations.is_empty(), "{}", w.report());
+}
+
+#[test]
+fn a_client_that_stalls_mid_hello_is_reset_at_the_peek_deadline() {
+    let mut w = World::new(Setup {
+        client_stall_at: Some(100),
+        ..Setup::tls(62, hello::RUSTLS_PQ)
+    });
+    let done = w.run_until(30_000, |w| w.client_state() == Some(State::Closed));
+    assert!(done, "{}", w.report());
+    let at = w.client_reset_at_ms().expect("reset");
+    // The SYN reaches the engine 5 ms in; the peek deadline is 5 s after it.
+    assert!(
+        (5_000..5_100).contains(&at),
+        "reset at {at} ms\n{}",
+        w.report()
+    );
+    assert_eq!(
+        w.engine.stats().outcomes(Outcome::PeekTimeout),
+        1,
+        "{}",
+        w.report()
+    );
+    assert_eq!(w.backend_state(), Some(State::Listen), "{}", w.report());
+    assert!(w.violations.is_empty(), "{}", w.report());
+}
+
+/// Runs a refused flow: the client gets `answer` then FIN, closes, and the backend sees
+/// nothing.
+fn refused(setup: Setup, answer: &[u8]) {
+    let mut w = World::new(Setup {
+        client_waits_for_fin: true,
+        client_payload: 0,
+        ..setup
+    });
+    let done = w.run_until(60_000, |w| {
+        matches!(w.client_state(), Some(State::Closed | State::TimeWait))
+    });
+    assert!(done, "{}", w.report());
+    assert!(w.client_got_head().starts_with(answer), "{}", w.report());
+    assert_eq!(w.client_reset_at_ms(), None, "{}", w.report());
+    assert_eq!(w.backend_state(), Some(State::Listen), "{}", w.report());
+    assert!(w.violations.is_empty(), "{}", w.report());
+    w.run_for(60_000);
+    assert_eq!(
+        w.engine.stats().outcomes(Outcome::UnknownName),
+        1,
+        "{}",
+        w.report()
+    );
+    assert_eq!(w.engine.flow_count(), 0, "{}", w.report());
+    assert_eq!(w.engine.stats().total_drops(), 0, "{}", w.report());
+}
+
+#[test]
+fn an_unknown_tls_name_gets_the_unrecognized_name_alert_and_a_clean_close() {
+    for (seed, h) in [(63, hello::CURL), (64, hello::RUSTLS_PQ)] {
+        let setup = Setup::tls(seed, &hello::with_unknown_name(h));
+        refused(setup, &[0x15, 3, 1, 0, 2, 2, 112]);
+    }
+}
+
+#[test]
+fn an_unknown_http_host_gets_421_and_a_clean_close() {
+    let setup = Setup {
+        head: b"GET / HTTP/1.1\r\nHost: b.example\r\n\r\n".to_vec(),
+        ..Setup::http(65)
+    };
+    refused(setup, b"HTTP/1.1 421");
+}

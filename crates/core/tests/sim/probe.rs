@@ -1,0 +1,215 @@
+//! Reads simulated packets: a checked parse of IPv4/IPv6 + TCP (header checksum, TCP
+//! checksum, lengths) into a [`Seg`] summary, and the option stripper that plays a peer
+//! that does not offer (or declines) window scaling, SACK or timestamps.
+
+use std::fmt;
+use std::net::IpAddr;
+
+use smoltcp::wire::{IpAddress, IpProtocol, Ipv4Packet, Ipv6Packet, TcpOption, TcpPacket};
+
+/// One TCP segment, as seen on a link.
+#[derive(Debug, Clone, Default)]
+pub struct Seg {
+    pub v6: bool,
+    pub src: Option<IpAddr>,
+    pub dst: Option<IpAddr>,
+    pub src_port: u16,
+    pub dst_port: u16,
+    pub seq: u32,
+    pub ack: u32,
+    pub syn: bool,
+    pub ack_flag: bool,
+    pub fin: bool,
+    pub rst: bool,
+    pub window: u16,
+    pub payload_len: usize,
+    pub mss: Option<u16>,
+    pub wscale: Option<u8>,
+    pub sack_permitted: bool,
+    pub sack: Vec<(u32, u32)>,
+    pub ts: Option<(u32, u32)>,
+}
+
+impl Seg {
+    /// Sequence space the segment occupies (SYN and FIN count one each).
+    pub fn seq_len(&self) -> u32 {
+        self.payload_len as u32 + u32::from(self.syn) + u32::from(self.fin)
+    }
+}
+
+impl fmt::Display for Seg {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let flags: String = [
+            (self.syn, 'S'),
+            (self.ack_flag, '.'),
+            (self.fin, 'F'),
+            (self.rst, 'R'),
+        ]
+        .iter()
+        .filter(|(on, _)| *on)
+        .map(|(_, c)| *c)
+        .collect();
+        write!(
+            f,
+            "v{} {}:{} > {}:{} [{flags}] seq {} ack {} win {} len {}",
+            if self.v6 { 6 } else { 4 },
+            self.src.map_or("?".into(), |a| a.to_string()),
+            self.src_port,
+            self.dst.map_or("?".into(), |a| a.to_string()),
+            self.dst_port,
+            self.seq,
+            self.ack,
+            self.window,
+            self.payload_len
+        )?;
+        if let Some(m) = self.mss {
+            write!(f, " mss {m}")?;
+        }
+        if let Some(w) = self.wscale {
+            write!(f, " ws {w}")?;
+        }
+        if self.sack_permitted {
+            write!(f, " sackOK")?;
+        }
+        if !self.sack.is_empty() {
+            write!(f, " sack {:?}", self.sack)?;
+        }
+        if let Some((v, e)) = self.ts {
+            write!(f, " ts {v}/{e}")?;
+        }
+        Ok(())
+    }
+}
+
+/// The IP addresses and the TCP bytes of a packet, checking the IP layer.
+fn ip_layer(packet: &[u8]) -> Result<(bool, IpAddress, IpAddress, &[u8]), String> {
+    match packet.first().map(|b| b >> 4) {
+        Some(4) => {
+            let ip = Ipv4Packet::new_checked(packet).map_err(|e| format!("IPv4: {e}"))?;
+            if !ip.verify_checksum() {
+                return Err("IPv4 header checksum".into());
+            }
+            if usize::from(ip.total_len()) != packet.len() {
+                return Err(format!(
+                    "IPv4 total length {} but {} bytes",
+                    ip.total_len(),
+                    packet.len()
+                ));
+            }
+            if ip.next_header() != IpProtocol::Tcp {
+                return Err(format!("IPv4 protocol {}", ip.next_header()));
+            }
+            let (src, dst) = (ip.src_addr(), ip.dst_addr());
+            let start = usize::from(ip.header_len());
+            Ok((false, src.into(), dst.into(), &packet[start..]))
+        }
+        Some(6) => {
+            let ip = Ipv6Packet::new_checked(packet).map_err(|e| format!("IPv6: {e}"))?;
+            if 40 + usize::from(ip.payload_len()) != packet.len() {
+                return Err(format!(
+                    "IPv6 payload length {} but {} bytes",
+                    ip.payload_len(),
+                    packet.len()
+                ));
+            }
+            if ip.next_header() != IpProtocol::Tcp {
+                return Err(format!("IPv6 next header {}", ip.next_header()));
+            }
+            let (src, dst) = (ip.src_addr(), ip.dst_addr());
+            Ok((true, src.into(), dst.into(), &packet[40..]))
+        }
+        other => Err(format!("IP version {other:?}")),
+    }
+}
+
+/// Parses a packet, checking every checksum and length.
+pub fn parse(packet: &[u8]) -> Result<Seg, String> {
+    let (v6, src, dst, tcp_bytes) = ip_layer(packet)?;
+    let tcp = TcpPacket::new_checked(tcp_bytes).map_err(|e| format!("TCP: {e}"))?;
+    if !tcp.verify_checksum(&src, &dst) {
+        return Err("TCP checksum".into());
+    }
+    let mut seg = Seg {
+        v6,
+        src: Some(src.into()),
+        dst: Some(dst.into()),
+        src_port: tcp.src_port(),
+        dst_port: tcp.dst_port(),
+        seq: tcp.seq_number().0 as u32,
+        ack: tcp.ack_number().0 as u32,
+        syn: tcp.syn(),
+        ack_flag: tcp.ack(),
+        fin: tcp.fin(),
+        rst: tcp.rst(),
+        window: tcp.window_len(),
+        payload_len: tcp.payload().len(),
+        ..Seg::default()
+    };
+    let mut options = tcp.options();
+    while !options.is_empty() {
+        let (rest, option) = TcpOption::parse(options).map_err(|e| format!("TCP option: {e}"))?;
+        match option {
+            TcpOption::EndOfList => break,
+            TcpOption::NoOperation | TcpOption::Unknown { .. } => {}
+            TcpOption::MaxSegmentSize(m) => seg.mss = Some(m),
+            TcpOption::WindowScale(w) => seg.wscale = Some(w),
+            TcpOption::SackPermitted => seg.sack_permitted = true,
+            TcpOption::SackRange(r) => seg.sack.extend(r.iter().flatten()),
+            TcpOption::TimeStamp { tsval, tsecr } => seg.ts = Some((tsval, tsecr)),
+        }
+        options = rest;
+    }
+    Ok(seg)
+}
+
+/// Options to take out of SYNs (replaced by NOPs, checksum fixed).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Strip {
+    pub wscale: bool,
+    pub sack: bool,
+    pub timestamps: bool,
+}
+
+impl Strip {
+    pub fn any(&self) -> bool {
+        self.wscale || self.sack || self.timestamps
+    }
+}
+
+/// Replaces the options `strip` names with NOPs if `packet` is a SYN (without ACK).
+pub fn strip_syn_options(packet: &mut [u8], strip: Strip) {
+    let Ok((_, src, dst, _)) = ip_layer(packet) else {
+        return;
+    };
+    let start = if packet[0] >> 4 == 4 {
+        usize::from(packet[0] & 0x0f) * 4
+    } else {
+        40
+    };
+    let Ok(mut tcp) = TcpPacket::new_checked(&mut packet[start..]) else {
+        return;
+    };
+    if !tcp.syn() || tcp.ack() {
+        return;
+    }
+    let options = tcp.options_mut();
+    let mut i = 0;
+    while i < options.len() {
+        let kind = options[i];
+        let len = match kind {
+            0 => break,
+            1 => 1,
+            _ => usize::from(*options.get(i + 1).unwrap_or(&2)).max(2),
+        };
+        let gone = (kind == 3 && strip.wscale)
+            || (kind == 4 && strip.sack)
+            || (kind == 8 && strip.timestamps);
+        if gone {
+            for b in options.iter_mut().skip(i).take(len) {
+                *b = 1;
+            }
+        }
+        i += len;
+    }
+    tcp.fill_checksum(&src, &dst);
+}

@@ -1,0 +1,826 @@
+//! The simulated network: a smoltcp client (IPv4) and a smoltcp backend (IPv6), each
+//! on a [`QueueDevice`], the engine between them, four one-way [`Link`]s, and one
+//! virtual clock. [`World::run_until`] advances the clock to the next thing that has to
+//! happen (a link delivery, a smoltcp timer, an engine timer), delivers, polls, and
+//! checks every packet that crosses a link: checksums and lengths, and that what an
+//! endpoint receives acknowledges, SACKs and echoes only what it sent itself.
+
+use std::cell::Cell;
+use std::collections::VecDeque;
+use std::fmt::Write as _;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::sync::Arc;
+
+use kracauer_core::addr::Prefix96;
+use kracauer_core::engine::{Engine, EngineConfig, Output, Service, Verdict};
+use kracauer_core::route::{RouteSpec, RouteTable};
+use kracauer_core::time::Time;
+use smoltcp::iface::{Config, Interface, SocketHandle, SocketSet};
+use smoltcp::socket::tcp;
+use smoltcp::time::Instant;
+use smoltcp::wire::{HardwareAddress, IpCidr};
+
+use super::device::{MTU, QueueDevice};
+use super::link::{Faults, Link};
+use super::probe::{self, Seg, Strip};
+use super::rng::{Source, StreamHash};
+
+pub const CLIENT: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 2);
+pub const SERVICE: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 10);
+pub const BACKEND: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, 2);
+/// 2001:db8:64::198.51.100.2, the client as the backend sees it.
+pub const CLIENT6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0x64, 0, 0, 0, 0xc633, 0x6402);
+pub const HTTP_REQUEST: &[u8] = b"GET / HTTP/1.1\r\nHost: a.example\r\n\r\n";
+
+/// The virtual clock starts here (µs), so engine timestamps are not near zero.
+const START_US: u64 = 1_000_000_000;
+
+thread_local! {
+    /// The virtual time in ms, for smoltcp's timestamp generators (plain `fn`s).
+    static NOW_MS: Cell<u32> = const { Cell::new(0) };
+}
+
+fn client_tsval() -> u32 {
+    NOW_MS.with(Cell::get).wrapping_add(50_000)
+}
+
+/// The backend's timestamp clock wraps about one second into the run.
+fn backend_tsval() -> u32 {
+    NOW_MS
+        .with(Cell::get)
+        .wrapping_add(u32::MAX - (START_US / 1000) as u32 - 1_000)
+}
+
+/// Everything a scenario chooses.
+#[derive(Debug, Clone)]
+pub struct Setup {
+    pub seed: u64,
+    /// Service port the client connects to (80: HTTP, 443: TLS).
+    pub service_port: u16,
+    /// Port the backend listens on (80, or 8443 for 443).
+    pub backend_port: u16,
+    /// Whether the backend has a listening socket (without one smoltcp answers RST).
+    pub backend_listens: bool,
+    /// The client's first bytes (request head or ClientHello), then its payload size.
+    pub head: Vec<u8>,
+    pub client_payload: usize,
+    pub backend_payload: usize,
+    /// The client stops sending after this many bytes and never closes.
+    pub client_stall_at: Option<usize>,
+    /// The client closes only after the other side's FIN (a TLS client waits for the
+    /// server), instead of as soon as it has sent everything.
+    pub client_waits_for_fin: bool,
+    /// Both ends close only once everything they sent is acknowledged, so the FIN goes
+    /// alone. smoltcp 0.14 cannot finish a close otherwise on a lossy link: a
+    /// receiver that already has a segment's data ignores the FIN on its
+    /// retransmission (its window test counts only the payload), and the sender, once
+    /// the data is acknowledged, does not go on to retransmit the FIN alone.
+    pub close_when_acked: bool,
+    pub client_timestamps: bool,
+    pub backend_timestamps: bool,
+    /// The client holds short segments while data is unacknowledged (RFC 896).
+    pub client_classic_nagle: bool,
+    /// Options the client does not offer (stripped from its SYN before the engine).
+    pub client_strip: Strip,
+    /// Options the backend declines (stripped from the SYN before the backend).
+    pub backend_strip: Strip,
+    /// Socket buffer sizes (above 64 KiB smoltcp scales its window).
+    pub client_buffer: usize,
+    pub backend_buffer: usize,
+    /// Faults of the links: client→engine, engine→client, engine→backend, backend→engine.
+    pub faults: [Faults; 4],
+    /// The engine→backend link drops everything.
+    pub backend_black_hole: bool,
+    /// The client→engine link holds the first data segment back until the next one.
+    pub reverse_first_data: bool,
+    pub engine: EngineConfig,
+}
+
+impl Setup {
+    pub fn http(seed: u64) -> Self {
+        Self {
+            seed,
+            service_port: 80,
+            backend_port: 80,
+            backend_listens: true,
+            head: HTTP_REQUEST.to_vec(),
+            client_payload: 20_000,
+            backend_payload: 100_000,
+            client_stall_at: None,
+            client_waits_for_fin: false,
+            close_when_acked: false,
+            client_timestamps: true,
+            backend_timestamps: true,
+            client_classic_nagle: false,
+            client_strip: Strip::default(),
+            backend_strip: Strip::default(),
+            client_buffer: 256 * 1024,
+            backend_buffer: 256 * 1024,
+            faults: [Faults::CLEAN; 4],
+            backend_black_hole: false,
+            reverse_first_data: false,
+            engine: engine_config(),
+        }
+    }
+
+    pub fn tls(seed: u64, hello: &[u8]) -> Self {
+        Self {
+            service_port: 443,
+            backend_port: 8443,
+            head: hello.to_vec(),
+            ..Self::http(seed)
+        }
+    }
+
+    /// The same faults on every link (and closes that wait for acknowledgements, see
+    /// `close_when_acked`).
+    pub fn all_faults(mut self, f: Faults) -> Self {
+        self.faults = [f; 4];
+        self.close_when_acked = true;
+        self
+    }
+}
+
+/// What one endpoint has sent, to judge what it receives.
+#[derive(Debug, Default, Clone, Copy)]
+struct Sent {
+    isn: Option<u32>,
+    /// Highest sequence number sent plus one.
+    snd_max: u32,
+    max_tsval: Option<u32>,
+}
+
+/// `a <= b` in wrapping 32-bit order.
+fn le(a: u32, b: u32) -> bool {
+    (b.wrapping_sub(a) as i32) >= 0
+}
+
+impl Sent {
+    fn note(&mut self, seg: &Seg) {
+        if seg.rst {
+            return;
+        }
+        if seg.syn {
+            self.isn = Some(seg.seq);
+            self.snd_max = seg.seq.wrapping_add(1);
+        }
+        let end = seg.seq.wrapping_add(seg.seq_len());
+        if le(self.snd_max, end) {
+            self.snd_max = end;
+        }
+        if let Some((tsval, _)) = seg.ts {
+            if self.max_tsval.is_none_or(|m| le(m, tsval)) {
+                self.max_tsval = Some(tsval);
+            }
+        }
+    }
+
+    /// Whether `seg`, arriving at this endpoint, refers only to what it sent.
+    fn check(&self, seg: &Seg) -> Result<(), String> {
+        let Some(isn) = self.isn else {
+            return Ok(());
+        };
+        if seg.ack_flag && !(le(isn, seg.ack) && le(seg.ack, self.snd_max)) {
+            return Err(format!(
+                "acknowledges {} outside [{isn}, {}]",
+                seg.ack, self.snd_max
+            ));
+        }
+        for &(l, r) in &seg.sack {
+            if !(le(isn, l) && le(l, r) && le(r, self.snd_max)) {
+                return Err(format!(
+                    "SACK block {l}-{r} outside [{isn}, {}]",
+                    self.snd_max
+                ));
+            }
+        }
+        if let (Some((_, tsecr)), Some(max)) = (seg.ts, self.max_tsval) {
+            if seg.ack_flag && !le(tsecr, max) {
+                return Err(format!("echoes TSval {tsecr} never sent (max {max})"));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// An endpoint: one smoltcp interface, its device and one TCP socket.
+struct Host {
+    iface: Interface,
+    dev: QueueDevice,
+    sockets: SocketSet<'static>,
+    socket: Option<SocketHandle>,
+    src: Source,
+    got: StreamHash,
+    /// The first bytes received.
+    got_head: Vec<u8>,
+    close_called: bool,
+    /// Close only once the peer's FIN arrived.
+    waits_for_fin: bool,
+    /// Close only once everything sent is acknowledged.
+    close_when_acked: bool,
+    sent: Sent,
+    reset_at: Option<u64>,
+}
+
+impl Host {
+    fn new(addr: IpCidr, seed: u64, now: Instant) -> Self {
+        let mut dev = QueueDevice::default();
+        let mut config = Config::new(HardwareAddress::Ip);
+        config.random_seed = seed;
+        let mut iface = Interface::new(config, &mut dev, now);
+        iface.update_ip_addrs(|a| a.push(addr).expect("one address"));
+        match addr {
+            IpCidr::Ipv4(_) => {
+                let gw = Ipv4Addr::new(198, 51, 100, 1);
+                iface
+                    .routes_mut()
+                    .add_default_ipv4_route(gw)
+                    .expect("route");
+            }
+            IpCidr::Ipv6(_) => {
+                let gw = Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, 1);
+                iface
+                    .routes_mut()
+                    .add_default_ipv6_route(gw)
+                    .expect("route");
+            }
+        }
+        Self {
+            iface,
+            dev,
+            sockets: SocketSet::new(vec![]),
+            socket: None,
+            src: Source::new(Vec::new(), 0, seed),
+            got: StreamHash::default(),
+            got_head: Vec::new(),
+            close_called: false,
+            waits_for_fin: false,
+            close_when_acked: false,
+            sent: Sent::default(),
+            reset_at: None,
+        }
+    }
+
+    fn state(&self) -> Option<tcp::State> {
+        let h = self.socket?;
+        Some(self.sockets.get::<tcp::Socket<'static>>(h).state())
+    }
+
+    /// The application: send the source, close when it is done, read everything.
+    fn app(&mut self) {
+        let Some(h) = self.socket else { return };
+        let s = self.sockets.get_mut::<tcp::Socket<'static>>(h);
+        while s.can_send() && !self.src.exhausted() {
+            let src = &mut self.src;
+            if s.send(|buf| (src.take(buf), ())).is_err() {
+                break;
+            }
+        }
+        let peer_done = !self.waits_for_fin || !s.may_recv();
+        let acked = !self.close_when_acked || s.send_queue() == 0;
+        if self.src.done() && peer_done && acked && !self.close_called && s.may_send() {
+            s.close();
+            self.close_called = true;
+        }
+        while s.can_recv() {
+            let (got, head) = (&mut self.got, &mut self.got_head);
+            let r = s.recv(|buf| {
+                got.update(buf);
+                let keep = buf.len().min(4096usize.saturating_sub(head.len()));
+                head.extend_from_slice(&buf[..keep]);
+                (buf.len(), ())
+            });
+            if r.is_err() {
+                break;
+            }
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Traced {
+    at_us: u64,
+    link: &'static str,
+    seg: Result<Seg, String>,
+}
+
+/// The whole simulation.
+pub struct World {
+    pub setup: Setup,
+    now: u64,
+    pub engine: Engine,
+    out: Output,
+    scratch: Vec<u8>,
+    client: Host,
+    backend: Host,
+    to_engine: Link,
+    to_client: Link,
+    to_backend: Link,
+    from_backend: Link,
+    /// Verdicts other than Forward/Consumed, with the packet.
+    pub drops: Vec<String>,
+    /// Broken invariants (bad packets, acknowledgements of unsent data, ...).
+    pub violations: Vec<String>,
+    trace: VecDeque<Traced>,
+    /// Every SYN, FIN and RST that entered a link.
+    controls: Vec<Traced>,
+    /// The engine's SYN-ACK to the client, its SYN to the backend, the backend's
+    /// SYN-ACK (the first of each).
+    pub engine_synack: Option<Seg>,
+    pub engine_syn: Option<Seg>,
+    pub backend_synack: Option<Seg>,
+    /// The first data segment the engine got from the client started after the
+    /// client's first byte.
+    pub first_data_out_of_order: Option<bool>,
+}
+
+const TRACE: usize = 400;
+
+pub fn engine_config() -> EngineConfig {
+    EngineConfig::new(
+        "2001:db8:64::/96".parse::<Prefix96>().expect("prefix"),
+        vec![Service {
+            address: SERVICE,
+            tls: vec![443],
+            http: vec![80],
+        }],
+        [7; 32],
+    )
+}
+
+pub fn routes() -> Arc<RouteTable> {
+    let mut ports = std::collections::BTreeMap::new();
+    ports.insert(443, 8443);
+    Arc::new(
+        RouteTable::builder()
+            .route(RouteSpec {
+                hosts: vec!["a.example".into(), "*.a.example".into()],
+                backend: BACKEND,
+                ports,
+            })
+            .expect("route")
+            .build(),
+    )
+}
+
+impl World {
+    pub fn new(setup: Setup) -> Self {
+        let now = START_US;
+        let t = Instant::from_micros(now as i64);
+        NOW_MS.with(|c| c.set((now / 1000) as u32));
+        let seed = setup.seed;
+
+        let mut client = Host::new(IpCidr::new(CLIENT.into(), 24), seed ^ 0xc1, t);
+        let mut socket = tcp::Socket::new(
+            tcp::SocketBuffer::new(vec![0; setup.client_buffer]),
+            tcp::SocketBuffer::new(vec![0; setup.client_buffer]),
+        );
+        if setup.client_timestamps {
+            socket.set_tsval_generator(Some(client_tsval));
+        }
+        // smoltcp's Nagle is RFC 896's: it holds the short tail of a ClientHello until
+        // the first segment is acknowledged, which Kracauer never does while peeking.
+        // TLS clients set TCP_NODELAY, and Linux's Nagle (Minshall's variant) sends a
+        // short segment behind a full one anyway; `classic_nagle` plays the others.
+        socket.set_nagle_enabled(setup.client_classic_nagle);
+        let cport = 40_000 + (seed % 20_000) as u16;
+        socket
+            .connect(
+                client.iface.context(),
+                (IpAddr::from(SERVICE), setup.service_port),
+                (IpAddr::from(CLIENT), cport),
+            )
+            .expect("connect");
+        client.socket = Some(client.sockets.add(socket));
+        client.src = Source::new(setup.head.clone(), setup.client_payload, seed ^ 0xda7a);
+        client.src.stall_at = setup.client_stall_at;
+        client.waits_for_fin = setup.client_waits_for_fin;
+        client.close_when_acked = setup.close_when_acked;
+
+        let mut backend = Host::new(IpCidr::new(BACKEND.into(), 64), seed ^ 0xb4, t);
+        if setup.backend_listens {
+            let mut socket = tcp::Socket::new(
+                tcp::SocketBuffer::new(vec![0; setup.backend_buffer]),
+                tcp::SocketBuffer::new(vec![0; setup.backend_buffer]),
+            );
+            if setup.backend_timestamps {
+                socket.set_tsval_generator(Some(backend_tsval));
+            }
+            socket.listen(setup.backend_port).expect("listen");
+            backend.socket = Some(backend.sockets.add(socket));
+        }
+        backend.src = Source::new(Vec::new(), setup.backend_payload, seed ^ 0xbac);
+        backend.close_when_acked = setup.close_when_acked;
+
+        let [f0, f1, f2, f3] = setup.faults;
+        let mut to_engine = Link::new("c>k", f0, seed ^ 1);
+        to_engine.strip = setup.client_strip;
+        to_engine.hold_first_data = setup.reverse_first_data;
+        let to_client = Link::new("k>c", f1, seed ^ 2);
+        let mut to_backend = Link::new("k>b", f2, seed ^ 3);
+        to_backend.strip = setup.backend_strip;
+        to_backend.black_hole = setup.backend_black_hole;
+        let from_backend = Link::new("b>k", f3, seed ^ 4);
+        let engine = Engine::new(setup.engine.clone(), routes()).expect("engine");
+
+        Self {
+            setup,
+            now,
+            engine,
+            out: Output::default(),
+            scratch: Vec::with_capacity(2048),
+            client,
+            backend,
+            to_engine,
+            to_client,
+            to_backend,
+            from_backend,
+            drops: Vec::new(),
+            violations: Vec::new(),
+            trace: VecDeque::with_capacity(TRACE),
+            controls: Vec::new(),
+            first_data_out_of_order: None,
+            engine_synack: None,
+            engine_syn: None,
+            backend_synack: None,
+        }
+    }
+
+    /// Gives every link new faults from now on.
+    pub fn set_faults(&mut self, f: Faults) {
+        for l in [
+            &mut self.to_engine,
+            &mut self.to_client,
+            &mut self.to_backend,
+            &mut self.from_backend,
+        ] {
+            l.faults = f;
+        }
+    }
+
+    /// Every byte both ways has arrived.
+    pub fn all_delivered(&self) -> bool {
+        self.client_sent_all()
+            && self.backend_sent_all()
+            && self.streams().iter().all(|(sent, got)| sent == got)
+    }
+
+    /// Virtual milliseconds since the start.
+    pub fn elapsed_ms(&self) -> u64 {
+        (self.now - START_US) / 1000
+    }
+
+    pub fn client_state(&self) -> Option<tcp::State> {
+        self.client.state()
+    }
+
+    pub fn backend_state(&self) -> Option<tcp::State> {
+        self.backend.state()
+    }
+
+    /// What the client sent and what the backend received, and the other way.
+    pub fn streams(&self) -> [(StreamHash, StreamHash); 2] {
+        [
+            (self.client.src.hash, self.backend.got),
+            (self.backend.src.hash, self.client.got),
+        ]
+    }
+
+    pub fn client_sent_all(&self) -> bool {
+        self.client.src.done()
+    }
+
+    pub fn backend_sent_all(&self) -> bool {
+        self.backend.src.done()
+    }
+
+    /// The first bytes the client received.
+    pub fn client_got_head(&self) -> &[u8] {
+        &self.client.got_head
+    }
+
+    /// When (ms since start) an RST first reached the client / the backend.
+    pub fn client_reset_at_ms(&self) -> Option<u64> {
+        self.client.reset_at.map(|t| (t - START_US) / 1000)
+    }
+
+    pub fn backend_reset_at_ms(&self) -> Option<u64> {
+        self.backend.reset_at.map(|t| (t - START_US) / 1000)
+    }
+
+    /// Both sockets are closed (Closed or TimeWait).
+    pub fn both_closed(&self) -> bool {
+        let done = |s: Option<tcp::State>| {
+            matches!(s, Some(tcp::State::Closed | tcp::State::TimeWait) | None)
+        };
+        done(self.client_state()) && done(self.backend_state())
+    }
+
+    /// Runs until `done` holds or `limit_ms` of virtual time pass; returns whether
+    /// `done` held.
+    pub fn run_until(&mut self, limit_ms: u64, done: impl Fn(&World) -> bool) -> bool {
+        let deadline = self.now + limit_ms * 1000;
+        let mut rounds = 0u64;
+        loop {
+            rounds += 1;
+            assert!(rounds < 50_000_000, "the simulation does not settle");
+            self.poll_hosts();
+            if let Some(at) = self.engine.poll_timeout() {
+                if at.as_micros() <= self.now {
+                    self.engine
+                        .handle_timeout(Time::from_micros(self.now), &mut self.out);
+                    self.route_output();
+                }
+            }
+            if self.deliver_due() {
+                continue;
+            }
+            if done(self) {
+                return true;
+            }
+            let next = self.next_event();
+            if next > deadline {
+                self.set_now(deadline);
+                return done(self);
+            }
+            self.set_now(next.max(self.now + 1));
+        }
+    }
+
+    /// Runs for `ms` of virtual time.
+    pub fn run_for(&mut self, ms: u64) {
+        self.run_until(ms, |_| false);
+    }
+
+    fn set_now(&mut self, now: u64) {
+        self.now = now;
+        NOW_MS.with(|c| c.set((now / 1000) as u32));
+    }
+
+    fn next_event(&mut self) -> u64 {
+        let t = Instant::from_micros(self.now as i64);
+        let mut next = u64::MAX;
+        for host in [&mut self.client, &mut self.backend] {
+            if let Some(at) = host.iface.poll_at(t, &host.sockets) {
+                next = next.min(at.total_micros().max(0) as u64);
+            }
+        }
+        for link in [
+            &self.to_engine,
+            &self.to_client,
+            &self.to_backend,
+            &self.from_backend,
+        ] {
+            if let Some(at) = link.next_at() {
+                next = next.min(at);
+            }
+        }
+        if let Some(at) = self.engine.poll_timeout() {
+            next = next.min(at.as_micros());
+        }
+        next
+    }
+
+    fn poll_hosts(&mut self) {
+        let t = Instant::from_micros(self.now as i64);
+        for (host, link, name) in [
+            (&mut self.client, &mut self.to_engine, "client"),
+            (&mut self.backend, &mut self.from_backend, "backend"),
+        ] {
+            host.iface.poll(t, &mut host.dev, &mut host.sockets);
+            host.app();
+            host.iface.poll(t, &mut host.dev, &mut host.sockets);
+            while let Some(p) = host.dev.tx.pop_front() {
+                match probe::parse(&p) {
+                    Ok(seg) => {
+                        host.sent.note(&seg);
+                        if seg.syn && seg.ack_flag && self.backend_synack.is_none() {
+                            self.backend_synack = Some(seg);
+                        }
+                    }
+                    Err(e) => self
+                        .violations
+                        .push(format!("{name} sent a bad packet: {e}")),
+                }
+                Self::record(&mut self.trace, &mut self.controls, self.now, link.name, &p);
+                link.send(self.now, p);
+            }
+        }
+    }
+
+    fn record(
+        trace: &mut VecDeque<Traced>,
+        controls: &mut Vec<Traced>,
+        now: u64,
+        link: &'static str,
+        packet: &[u8],
+    ) {
+        if trace.len() == TRACE {
+            trace.pop_front();
+        }
+        let t = Traced {
+            at_us: now,
+            link,
+            seg: probe::parse(packet),
+        };
+        if t.seg.as_ref().is_ok_and(|s| s.syn || s.fin || s.rst) && controls.len() < 1000 {
+            controls.push(t.clone());
+        }
+        trace.push_back(t);
+    }
+
+    /// Delivers every packet due now; returns whether an endpoint got one.
+    fn deliver_due(&mut self) -> bool {
+        let now = self.now;
+        let mut to_host = false;
+        let mut progress = true;
+        while progress {
+            progress = false;
+            while let Some(p) = self.to_engine.pop_due(now) {
+                progress = true;
+                if self.first_data_out_of_order.is_none() {
+                    if let (Ok(seg), Some(isn)) = (probe::parse(&p), self.client.sent.isn) {
+                        if seg.payload_len > 0 {
+                            self.first_data_out_of_order = Some(seg.seq != isn.wrapping_add(1));
+                        }
+                    }
+                }
+                self.engine_gets(&p);
+            }
+            while let Some(p) = self.from_backend.pop_due(now) {
+                progress = true;
+                self.engine_gets(&p);
+            }
+            for (link, host, name) in [
+                (&mut self.to_client, &mut self.client, "client"),
+                (&mut self.to_backend, &mut self.backend, "backend"),
+            ] {
+                while let Some(p) = link.pop_due(now) {
+                    progress = true;
+                    to_host = true;
+                    if let Ok(seg) = probe::parse(&p) {
+                        let (src, dst): (IpAddr, IpAddr) = if name == "client" {
+                            (SERVICE.into(), CLIENT.into())
+                        } else {
+                            (CLIENT6.into(), BACKEND.into())
+                        };
+                        if (seg.src, seg.dst) != (Some(src), Some(dst)) {
+                            self.violations
+                                .push(format!("the {name} got {seg}: wrong addresses"));
+                        }
+                        if let Err(e) = host.sent.check(&seg) {
+                            self.violations.push(format!(
+                                "at {} ms the {name} got {seg}: {e}",
+                                (now - START_US) / 1000
+                            ));
+                        }
+                        if seg.rst && host.reset_at.is_none() {
+                            host.reset_at = Some(now);
+                        }
+                    }
+                    host.dev.rx.push_back(p);
+                }
+            }
+        }
+        to_host
+    }
+
+    /// Hands a packet to the engine and routes what comes out.
+    fn engine_gets(&mut self, packet: &[u8]) {
+        const HEADROOM: usize = 20;
+        self.scratch.clear();
+        self.scratch.resize(HEADROOM, 0);
+        self.scratch.extend_from_slice(packet);
+        let verdict = self.engine.handle_packet(
+            Time::from_micros(self.now),
+            &mut self.scratch,
+            HEADROOM,
+            &mut self.out,
+        );
+        match verdict {
+            Verdict::Forward(r) => {
+                let p = self.scratch[r].to_vec();
+                self.emit(p);
+            }
+            Verdict::Consumed => {}
+            Verdict::Dropped(reason) => {
+                let seg = probe::parse(packet).map_or_else(|e| e, |s| s.to_string());
+                self.drops.push(format!(
+                    "at {} ms {}: {seg}",
+                    self.elapsed_ms(),
+                    reason.name()
+                ));
+            }
+        }
+        self.route_output();
+    }
+
+    fn route_output(&mut self) {
+        let made: Vec<Vec<u8>> = self.out.packets().map(<[u8]>::to_vec).collect();
+        self.out.clear();
+        for p in made {
+            self.emit(p);
+        }
+    }
+
+    /// A packet from the engine: IPv4 to the client, IPv6 to the backend.
+    fn emit(&mut self, p: Vec<u8>) {
+        match probe::parse(&p) {
+            Err(e) => self.violations.push(format!(
+                "at {} ms the engine sent a bad packet: {e}: {p:02x?}",
+                self.elapsed_ms()
+            )),
+            Ok(seg) if seg.syn => {
+                let first = if seg.ack_flag {
+                    &mut self.engine_synack
+                } else {
+                    &mut self.engine_syn
+                };
+                first.get_or_insert(seg);
+            }
+            Ok(_) => {}
+        }
+        if p.len() > MTU {
+            self.violations.push(format!(
+                "at {} ms the engine sent {} bytes, over the MTU",
+                self.elapsed_ms(),
+                p.len()
+            ));
+        }
+        let link = if p.first().is_some_and(|b| b >> 4 == 4) {
+            &mut self.to_client
+        } else {
+            &mut self.to_backend
+        };
+        Self::record(&mut self.trace, &mut self.controls, self.now, link.name, &p);
+        link.send(self.now, p);
+    }
+
+    /// A report for assertion messages: states, streams, drops, violations, links,
+    /// engine counters and the last packets.
+    pub fn report(&self) -> String {
+        let mut s = String::new();
+        let _ = writeln!(
+            s,
+            "seed {} at {} ms: client {:?} backend {:?}",
+            self.setup.seed,
+            self.elapsed_ms(),
+            self.client_state(),
+            self.backend_state()
+        );
+        let _ = writeln!(
+            s,
+            "client sent {:?}, backend sent {:?}",
+            self.client.sent, self.backend.sent
+        );
+        let [up, down] = self.streams();
+        let _ = writeln!(s, "client->backend sent {:?} got {:?}", up.0, up.1);
+        let _ = writeln!(s, "backend->client sent {:?} got {:?}", down.0, down.1);
+        let stats = self.engine.stats();
+        let drops: Vec<_> = stats.all_drops().filter(|(_, n)| *n > 0).collect();
+        let _ = writeln!(
+            s,
+            "engine: flows {} spliced {} packets {:?} bytes {:?} made {} drops {drops:?}",
+            self.engine.flow_count(),
+            stats.spliced,
+            stats.packets,
+            stats.bytes,
+            stats.made
+        );
+        for l in [
+            &self.to_engine,
+            &self.to_client,
+            &self.to_backend,
+            &self.from_backend,
+        ] {
+            let _ = writeln!(s, "link {}: {:?}", l.name, l.stats);
+        }
+        for d in self.drops.iter().take(20) {
+            let _ = writeln!(s, "drop {d}");
+        }
+        for v in self.violations.iter().take(20) {
+            let _ = writeln!(s, "VIOLATION {v}");
+        }
+        let _ = writeln!(s, "SYN, FIN and RST segments:");
+        for t in self.controls.iter().take(60) {
+            let seg = t.seg.as_ref().map_or_else(|e| e.clone(), |s| s.to_string());
+            let _ = writeln!(
+                s,
+                "  {:>8.3} {} {seg}",
+                (t.at_us - START_US) as f64 / 1000.0,
+                t.link
+            );
+        }
+        let _ = writeln!(s, "last packets:");
+        for t in self.trace.iter().rev().take(60).rev() {
+            let seg = t.seg.as_ref().map_or_else(|e| e.clone(), |s| s.to_string());
+            let _ = writeln!(
+                s,
+                "  {:>8.3} {} {seg}",
+                (t.at_us - START_US) as f64 / 1000.0,
+                t.link
+            );
+        }
+        s
+    }
+}
