@@ -220,7 +220,8 @@ pub(crate) fn ipv6_upper_layer<T: AsRef<[u8]>>(
     ip: &Ipv6Packet<T>,
 ) -> Result<(u8, usize), XlatError> {
     let bytes = ip.as_bytes();
-    for h in ip.ext_headers() {
+    let mut walk = ip.ext_headers();
+    for h in &mut walk {
         let h = h.map_err(|_| XlatError::Malformed)?;
         match h.kind {
             ip_proto::IPV6_FRAG => return Err(XlatError::Fragment),
@@ -230,8 +231,7 @@ pub(crate) fn ipv6_upper_layer<T: AsRef<[u8]>>(
             _ => {}
         }
     }
-    let upper = ip.upper_layer().map_err(|_| XlatError::Malformed)?;
-    Ok((upper.protocol, upper.offset))
+    Ok(walk.upper())
 }
 
 /// Translates the IPv6 TCP or UDP packet at `buf[start..]` to IPv4 in place.
