@@ -9,8 +9,8 @@
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 use super::ip::{
-    Ipv4Fields, get16, ipv6_upper_layer, next_hop_limit, ports_sum, put16, v4_pair_sum,
-    v6_pair_sum, write_ipv4_header,
+    Ipv4Fields, check_ipv4_options, get16, ipv6_upper_layer, next_hop_limit, ports_sum, put16,
+    v4_pair_sum, v6_pair_sum, write_ipv4_header,
 };
 use super::rfc7915::{
     Icmpv4Out, Icmpv6Out, icmpv4 as t4, icmpv6 as t6, map_icmpv4, map_icmpv6, mtu_v4_to_v6,
@@ -192,6 +192,7 @@ pub fn icmpv4_to_icmpv6<M: InnerMapping + ?Sized>(
     if ip.is_fragment() {
         return Err(XlatError::Fragment);
     }
+    check_ipv4_options(&ip)?;
     if ip.protocol() != ip_proto::ICMP {
         return Err(XlatError::Protocol(ip.protocol()));
     }

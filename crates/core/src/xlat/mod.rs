@@ -53,7 +53,10 @@ mod ip;
 pub mod rfc7915;
 
 pub use crate::wire::ChecksumForm;
-pub use icmp::{IcmpV4Params, IcmpV6Params, icmpv4_to_icmpv6, icmpv6_to_icmpv4};
+pub use icmp::{
+    IcmpV4Params, IcmpV6Params, MAX_ICMPV4_ERROR, MAX_ICMPV6_ERROR, icmpv4_to_icmpv6,
+    icmpv6_to_icmpv4,
+};
 pub use ip::{HEADROOM, ipv4_to_ipv6, ipv6_to_ipv4};
 pub use rfc7915::NextHopMtus;
 
