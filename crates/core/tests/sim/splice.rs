@@ -113,6 +113,8 @@ fn tls_transfers_with_real_hellos_arrive_intact() {
         (30, hello::RUSTLS_PQ),
         (31, hello::CHROMIUM),
         (32, hello::CURL),
+        (33, hello::OPENSSL),
+        (34, hello::OPENSSL_TLS12),
     ] {
         transfer(Setup::tls(seed, hello));
         let setup = Setup {

@@ -458,6 +458,11 @@ impl World {
         }
     }
 
+    /// Packets put on the engine→backend link (lost ones included).
+    pub fn sent_to_backend(&self) -> u64 {
+        self.to_backend.stats.sent
+    }
+
     /// Every byte both ways has arrived.
     pub fn all_delivered(&self) -> bool {
         self.client_sent_all()
