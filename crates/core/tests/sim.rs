@@ -7,6 +7,7 @@ mod sim {
     pub mod device;
     pub mod hello;
     pub mod link;
+    pub mod oracle;
     pub mod probe;
     pub mod rng;
     pub mod world;

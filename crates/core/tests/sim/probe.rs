@@ -213,3 +213,11 @@ pub fn strip_syn_options(packet: &mut [u8], strip: Strip) {
     }
     tcp.fill_checksum(&src, &dst);
 }
+
+/// The TCP payload of a packet that [`parse`] accepts.
+pub fn tcp_payload(packet: &[u8]) -> Option<&[u8]> {
+    let (_, _, _, tcp_bytes) = ip_layer(packet).ok()?;
+    let tcp = TcpPacket::new_checked(tcp_bytes).ok()?;
+    let start = usize::from(tcp.header_len());
+    tcp_bytes.get(start..)
+}

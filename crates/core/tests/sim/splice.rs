@@ -229,7 +229,11 @@ fn window_scaling_sack_and_timestamps_offered_or_declined_on_either_side() {
             let ws = offered(true, client_strip.wscale);
             let sack = offered(true, client_strip.sack);
             let ts = offered(client_ts, client_strip.timestamps);
-            let synack = w.engine_synack.as_ref().expect("SYN-ACK to the client");
+            let synack = w
+                .handshakes
+                .engine_synack
+                .as_ref()
+                .expect("SYN-ACK to the client");
             assert_eq!(
                 (
                     synack.wscale.is_some(),
@@ -240,14 +244,22 @@ fn window_scaling_sack_and_timestamps_offered_or_declined_on_either_side() {
                 "the engine offers the client what it offered\n{}",
                 w.report()
             );
-            let syn = w.engine_syn.as_ref().expect("SYN to the backend");
+            let syn = w
+                .handshakes
+                .engine_syn
+                .as_ref()
+                .expect("SYN to the backend");
             assert_eq!(
                 (syn.wscale.is_some(), syn.sack_permitted, syn.ts.is_some()),
                 (ws, sack, ts),
                 "the backend is offered what the client offered\n{}",
                 w.report()
             );
-            let b = w.backend_synack.as_ref().expect("backend SYN-ACK");
+            let b = w
+                .handshakes
+                .backend_synack
+                .as_ref()
+                .expect("backend SYN-ACK");
             assert_eq!(
                 (b.wscale.is_some(), b.sack_permitted, b.ts.is_some()),
                 (

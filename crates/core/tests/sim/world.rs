@@ -22,6 +22,7 @@ use smoltcp::wire::{HardwareAddress, IpCidr};
 
 use super::device::{MTU, QueueDevice};
 use super::link::{Faults, Link};
+use super::oracle::{Handshakes, Oracle};
 use super::probe::{self, Seg, Strip};
 use super::rng::{Source, StreamHash};
 
@@ -324,11 +325,9 @@ pub struct World {
     trace: VecDeque<Traced>,
     /// Every SYN, FIN and RST that entered a link.
     controls: Vec<Traced>,
-    /// The engine's SYN-ACK to the client, its SYN to the backend, the backend's
-    /// SYN-ACK (the first of each).
-    pub engine_synack: Option<Seg>,
-    pub engine_syn: Option<Seg>,
-    pub backend_synack: Option<Seg>,
+    /// The first SYN and SYN-ACK of each side.
+    pub handshakes: Handshakes,
+    oracle: Oracle,
     /// The first data segment the engine got from the client started after the
     /// client's first byte.
     pub first_data_out_of_order: Option<bool>,
@@ -440,9 +439,8 @@ impl World {
             trace: VecDeque::with_capacity(TRACE),
             controls: Vec::new(),
             first_data_out_of_order: None,
-            engine_synack: None,
-            engine_syn: None,
-            backend_synack: None,
+            handshakes: Handshakes::default(),
+            oracle: Oracle::default(),
         }
     }
 
@@ -599,8 +597,8 @@ impl World {
                 match probe::parse(&p) {
                     Ok(seg) => {
                         host.sent.note(&seg);
-                        if seg.syn && seg.ack_flag && self.backend_synack.is_none() {
-                            self.backend_synack = Some(seg);
+                        if seg.syn && seg.ack_flag {
+                            self.handshakes.backend_synack.get_or_insert(seg);
                         }
                     }
                     Err(e) => self
@@ -648,6 +646,11 @@ impl World {
                         if seg.payload_len > 0 {
                             self.first_data_out_of_order = Some(seg.seq != isn.wrapping_add(1));
                         }
+                    }
+                }
+                if let Ok(seg) = probe::parse(&p) {
+                    if seg.syn && !seg.ack_flag {
+                        self.handshakes.client_syn.get_or_insert(seg);
                     }
                 }
                 self.engine_gets(&p);
@@ -705,6 +708,13 @@ impl World {
         match verdict {
             Verdict::Forward(r) => {
                 let p = self.scratch[r].to_vec();
+                if let Err(e) = self.oracle.check(&self.handshakes, packet, &p) {
+                    let seg = probe::parse(packet).map_or_else(|e| e, |s| s.to_string());
+                    self.violations.push(format!(
+                        "at {} ms {seg} translated wrong: {e}",
+                        self.elapsed_ms()
+                    ));
+                }
                 self.emit(p);
             }
             Verdict::Consumed => {}
@@ -737,9 +747,9 @@ impl World {
             )),
             Ok(seg) if seg.syn => {
                 let first = if seg.ack_flag {
-                    &mut self.engine_synack
+                    &mut self.handshakes.engine_synack
                 } else {
-                    &mut self.engine_syn
+                    &mut self.handshakes.engine_syn
                 };
                 first.get_or_insert(seg);
             }
