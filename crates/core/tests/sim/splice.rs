@@ -4,6 +4,7 @@
 use core::time::Duration;
 
 use kracauer_core::engine::Outcome;
+use smoltcp::socket::tcp::State;
 
 use super::hello;
 use super::link::Faults;
@@ -272,4 +273,69 @@ fn window_scaling_sack_and_timestamps_offered_or_declined_on_either_side() {
             );
         }
     }
+}
+
+#[test]
+fn a_slow_reader_with_a_small_window_gets_everything() {
+    // The client's 4 KiB window closes again and again; the backend's window probes and
+    // the client's window updates cross the engine both ways.
+    for (seed, faults) in [(70, Faults::CLEAN), (71, faulty())] {
+        let mut setup = Setup {
+            client_buffer: 4 * 1024,
+            client_read_chunk: Some(700),
+            client_payload: 1_000,
+            backend_payload: 120_000,
+            ..Setup::http(seed)
+        };
+        if faults.loss > 0.0 {
+            setup = setup.all_faults(faults);
+        }
+        transfer(setup);
+    }
+}
+
+/// Runs until one side aborts mid-transfer and checks the other side got the RST
+/// through the engine, which ends the flow with `outcome` after lingering.
+fn aborted(setup: Setup, outcome: Outcome) {
+    let mut w = World::new(setup);
+    let done = w.run_until(120_000, |w| {
+        w.client_state() == Some(State::Closed) && w.backend_state() == Some(State::Closed)
+    });
+    assert!(done, "{}", w.report());
+    let (client_rst, backend_rst) = (w.client_reset_at_ms(), w.backend_reset_at_ms());
+    match outcome {
+        Outcome::BackendReset => assert!(client_rst.is_some(), "{}", w.report()),
+        _ => assert!(backend_rst.is_some(), "{}", w.report()),
+    }
+    assert!(w.violations.is_empty(), "{}", w.report());
+    w.run_for(w.setup.engine.linger.as_millis() as u64 + 30_000);
+    let stats = w.engine.stats();
+    assert_eq!(stats.outcomes(outcome), 1, "{}", w.report());
+    assert_eq!(w.engine.flow_count(), 0, "{}", w.report());
+    assert_eq!(stats.total_drops(), 0, "{}", w.report());
+}
+
+#[test]
+fn a_backend_that_aborts_mid_transfer_resets_the_client_through_the_splice() {
+    aborted(
+        Setup {
+            backend_abort_after: Some(1_000),
+            client_payload: 200_000,
+            backend_payload: 2_000_000,
+            ..Setup::http(72)
+        },
+        Outcome::BackendReset,
+    );
+}
+
+#[test]
+fn a_client_that_aborts_mid_transfer_resets_the_backend_through_the_splice() {
+    aborted(
+        Setup {
+            client_abort_after: Some(20_000),
+            backend_payload: 2_000_000,
+            ..Setup::tls(73, hello::CHROMIUM)
+        },
+        Outcome::ClientReset,
+    );
 }

@@ -85,6 +85,11 @@ pub struct Setup {
     pub client_strip: Strip,
     /// Options the backend declines (stripped from the SYN before the backend).
     pub backend_strip: Strip,
+    /// The client reads at most this much at a time (a slow reader).
+    pub client_read_chunk: Option<usize>,
+    /// The client / the backend aborts (RST) once it has received this many bytes.
+    pub client_abort_after: Option<u64>,
+    pub backend_abort_after: Option<u64>,
     /// Socket buffer sizes (above 64 KiB smoltcp scales its window).
     pub client_buffer: usize,
     pub backend_buffer: usize,
@@ -115,6 +120,9 @@ impl Setup {
             client_classic_nagle: false,
             client_strip: Strip::default(),
             backend_strip: Strip::default(),
+            client_read_chunk: None,
+            client_abort_after: None,
+            backend_abort_after: None,
             client_buffer: 256 * 1024,
             backend_buffer: 256 * 1024,
             faults: [Faults::CLEAN; 4],
@@ -219,6 +227,10 @@ struct Host {
     waits_for_fin: bool,
     /// Close only once everything sent is acknowledged.
     close_when_acked: bool,
+    /// Read at most this much per poll (a slow reader).
+    read_chunk: Option<usize>,
+    /// Abort (RST) once this many bytes were received.
+    abort_after: Option<u64>,
     sent: Sent,
     reset_at: Option<u64>,
 }
@@ -257,6 +269,8 @@ impl Host {
             close_called: false,
             waits_for_fin: false,
             close_when_acked: false,
+            read_chunk: None,
+            abort_after: None,
             sent: Sent::default(),
             reset_at: None,
         }
@@ -283,17 +297,24 @@ impl Host {
             s.close();
             self.close_called = true;
         }
-        while s.can_recv() {
+        let mut budget = self.read_chunk.unwrap_or(usize::MAX);
+        while s.can_recv() && budget > 0 {
             let (got, head) = (&mut self.got, &mut self.got_head);
             let r = s.recv(|buf| {
-                got.update(buf);
-                let keep = buf.len().min(4096usize.saturating_sub(head.len()));
+                let n = buf.len().min(budget);
+                got.update(&buf[..n]);
+                let keep = n.min(4096usize.saturating_sub(head.len()));
                 head.extend_from_slice(&buf[..keep]);
-                (buf.len(), ())
+                (n, n)
             });
-            if r.is_err() {
-                break;
+            match r {
+                Ok(n) => budget -= n,
+                Err(_) => break,
             }
+        }
+        if self.abort_after.is_some_and(|n| self.got.len >= n) && s.is_open() {
+            s.abort();
+            self.abort_after = None;
         }
     }
 }
@@ -395,6 +416,8 @@ impl World {
         client.src.stall_at = setup.client_stall_at;
         client.waits_for_fin = setup.client_waits_for_fin;
         client.close_when_acked = setup.close_when_acked;
+        client.read_chunk = setup.client_read_chunk;
+        client.abort_after = setup.client_abort_after;
 
         let mut backend = Host::new(IpCidr::new(BACKEND.into(), 64), seed ^ 0xb4, t);
         if setup.backend_listens {
@@ -410,6 +433,7 @@ impl World {
         }
         backend.src = Source::new(Vec::new(), setup.backend_payload, seed ^ 0xbac);
         backend.close_when_acked = setup.close_when_acked;
+        backend.abort_after = setup.backend_abort_after;
 
         let [f0, f1, f2, f3] = setup.faults;
         let mut to_engine = Link::new("c>k", f0, seed ^ 1);
