@@ -339,3 +339,30 @@ fn a_client_that_aborts_mid_transfer_resets_the_backend_through_the_splice() {
         Outcome::ClientReset,
     );
 }
+
+#[test]
+fn syn_cookies_carry_connections_with_and_without_timestamps() {
+    // With no room for half-open flows every SYN is answered with a cookie; without
+    // timestamps to carry them the cookie SYN-ACK offers no window scaling and no SACK.
+    for (seed, client_timestamps, faults) in [
+        (80, true, Faults::CLEAN),
+        (81, false, Faults::CLEAN),
+        (82, true, faulty()),
+        (83, false, faulty()),
+    ] {
+        let mut setup = Setup {
+            client_timestamps,
+            client_payload: 40_000,
+            ..Setup::tls(seed, hello::RUSTLS_PQ)
+        };
+        if faults.loss > 0.0 {
+            setup = setup.all_faults(faults);
+        }
+        setup.engine.max_half_open = 0;
+        let w = transfer(setup);
+        assert!(w.engine.stats().cookies_accepted >= 1, "{}", w.report());
+        let synack = w.handshakes.engine_synack.as_ref().expect("SYN-ACK");
+        assert_eq!(synack.wscale.is_some(), client_timestamps, "{}", w.report());
+        assert_eq!(synack.sack_permitted, client_timestamps, "{}", w.report());
+    }
+}
