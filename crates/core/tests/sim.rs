@@ -6,6 +6,7 @@
 mod sim {
     pub mod device;
     pub mod hello;
+    pub mod host;
     pub mod link;
     pub mod oracle;
     pub mod probe;
