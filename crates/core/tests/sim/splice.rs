@@ -377,3 +377,25 @@ fn concurrent_connections_from_one_client_each_keep_their_own_splice() {
     };
     transfer(tls);
 }
+
+#[test]
+fn a_smaller_ipv6_mtu_is_kept_by_clamping_the_mss_both_ways() {
+    // IPv6 MTU 1400: the client is told MSS 1340 so that its segments fit once 20 bytes
+    // longer, and the backend is offered the same; nothing on the IPv6 side exceeds 1400.
+    let mut setup = Setup {
+        client_payload: 200_000,
+        backend_payload: 300_000,
+        ..Setup::tls(95, hello::CHROMIUM).all_faults(faulty())
+    };
+    setup.engine.ipv6_mtu = 1400;
+    let w = transfer(setup);
+    let hs = w.handshakes();
+    let synack = hs.engine_synack.as_ref().expect("SYN-ACK");
+    let syn = hs.engine_syn.as_ref().expect("SYN to the backend");
+    assert_eq!(
+        (synack.mss, syn.mss),
+        (Some(1340), Some(1340)),
+        "{}",
+        w.report()
+    );
+}

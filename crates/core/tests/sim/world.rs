@@ -500,6 +500,12 @@ impl World {
             host.app();
             host.iface.poll(t, &mut host.dev, &mut host.sockets);
             while let Some(p) = host.dev.tx.pop_front() {
+                if name == "backend" && p.len() > usize::from(self.setup.engine.ipv6_mtu) {
+                    self.violations.push(format!(
+                        "the backend sent {} bytes, over the IPv6 MTU",
+                        p.len()
+                    ));
+                }
                 match probe::parse(&p) {
                     Ok(seg) => {
                         let port = host.port_of(&seg, true);
@@ -680,14 +686,20 @@ impl World {
             }
             Ok(_) => {}
         }
-        if p.len() > MTU {
+        let v4 = p.first().is_some_and(|b| b >> 4 == 4);
+        let mtu = if v4 {
+            MTU
+        } else {
+            usize::from(self.setup.engine.ipv6_mtu)
+        };
+        if p.len() > mtu {
             self.violations.push(format!(
-                "at {} ms the engine sent {} bytes, over the MTU",
+                "at {} ms the engine sent {} bytes, over the MTU {mtu}",
                 self.elapsed_ms(),
                 p.len()
             ));
         }
-        let link = if p.first().is_some_and(|b| b >> 4 == 4) {
+        let link = if v4 {
             &mut self.to_client
         } else {
             &mut self.to_backend
