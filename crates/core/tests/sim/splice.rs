@@ -3,7 +3,7 @@
 
 use core::time::Duration;
 
-use kracauer_core::engine::Outcome;
+use kracauer_core::engine::{DropReason, Outcome};
 use smoltcp::socket::tcp::State;
 
 use super::hello;
@@ -20,11 +20,12 @@ fn faulty() -> Faults {
 /// clean close on both sides, no RST, no broken invariant, the engine forgets the flows
 /// after lingering with each spliced once and closed by FINs, and it dropped nothing.
 pub fn transfer(setup: Setup) -> World {
-    finish(World::new(setup))
+    finish(World::new(setup), &[])
 }
 
-/// Runs `w` to the end of its transfer and checks it, as [`transfer`].
-pub fn finish(mut w: World) -> World {
+/// Runs `w` to the end of its transfer and checks it, as [`transfer`], allowing drops
+/// for the reasons in `allowed`.
+pub fn finish(mut w: World, allowed: &[DropReason]) -> World {
     let done = w.run_until(600_000, |w| {
         w.both_closed() && w.client_sent_all() && w.backend_sent_all()
     });
@@ -42,8 +43,11 @@ pub fn finish(mut w: World) -> World {
     assert_eq!(stats.spliced, n, "{}", w.report());
     assert_eq!(stats.outcomes(Outcome::Closed), n, "{}", w.report());
     assert_eq!(w.engine.peek_bytes(), 0, "{}", w.report());
-    assert!(w.drops.is_empty(), "{}", w.report());
-    assert_eq!(stats.total_drops(), 0, "{}", w.report());
+    let unexpected = stats
+        .all_drops()
+        .filter(|(r, n)| *n > 0 && !allowed.contains(r))
+        .count();
+    assert_eq!(unexpected, 0, "{}", w.report());
     w
 }
 
@@ -85,7 +89,7 @@ fn connection_set_up_survives_heavy_loss_duplication_and_reordering() {
         let mut w = World::new(setup);
         assert!(w.run_until(600_000, World::all_delivered), "{}", w.report());
         w.set_faults(Faults::CLEAN);
-        finish(w);
+        finish(w, &[]);
     }
 }
 
@@ -398,4 +402,24 @@ fn a_smaller_ipv6_mtu_is_kept_by_clamping_the_mss_both_ways() {
         "{}",
         w.report()
     );
+}
+
+#[test]
+fn a_hello_in_many_small_reordered_segments_is_reassembled() {
+    // A middlebox clamps the client's MSS to 100: Chromium's 1,815-byte hello goes out
+    // as ~21 segments, which the links reorder, duplicate and drop.
+    // Past 8 holes the engine refuses a segment (counted as client_peek_holes) and the
+    // client's retransmission brings it again.
+    let mut refused = 0;
+    for seed in 100..106 {
+        let setup = Setup {
+            client_mss: Some(100),
+            client_payload: 5_000,
+            backend_payload: 50_000,
+            ..Setup::tls(seed, hello::CHROMIUM).all_faults(Faults::lossy(0.05, 0.05, 0.3))
+        };
+        let w = finish(World::new(setup), &[DropReason::ClientPeekHoles]);
+        refused += w.engine.stats().drops(DropReason::ClientPeekHoles);
+    }
+    assert!(refused > 0, "the scenario never made too many holes");
 }

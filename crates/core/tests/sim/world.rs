@@ -94,6 +94,8 @@ pub struct Setup {
     pub backend_buffer: usize,
     /// Faults of the links: client→engine, engine→client, engine→backend, backend→engine.
     pub faults: [Faults; 4],
+    /// The client is told this MSS (the engine's SYN-ACK is clamped on its way).
+    pub client_mss: Option<u16>,
     /// The engine→backend link drops everything.
     pub backend_black_hole: bool,
     /// The client→engine link holds the first data segment back until the next one.
@@ -127,6 +129,7 @@ impl Setup {
             client_buffer: 256 * 1024,
             backend_buffer: 256 * 1024,
             faults: [Faults::CLEAN; 4],
+            client_mss: None,
             backend_black_hole: false,
             reverse_first_data: false,
             engine: engine_config(),
@@ -287,7 +290,8 @@ impl World {
         let mut to_engine = Link::new("c>k", f0, seed ^ 1);
         to_engine.strip = setup.client_strip;
         to_engine.hold_first_data = setup.reverse_first_data;
-        let to_client = Link::new("k>c", f1, seed ^ 2);
+        let mut to_client = Link::new("k>c", f1, seed ^ 2);
+        to_client.clamp_mss = setup.client_mss;
         let mut to_backend = Link::new("k>b", f2, seed ^ 3);
         to_backend.strip = setup.backend_strip;
         to_backend.black_hole = setup.backend_black_hole;
