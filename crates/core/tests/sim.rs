@@ -6,7 +6,9 @@
 mod sim {
     pub mod device;
     pub mod hello;
+    pub mod host;
     pub mod link;
+    pub mod oracle;
     pub mod probe;
     pub mod rng;
     pub mod world;

@@ -7,6 +7,17 @@ use smoltcp::socket::tcp::State;
 use super::hello;
 use super::world::{Setup, World};
 
+/// The flow ended with `outcome`, is gone, and nothing was dropped or broken.
+fn ended(w: &World, outcome: Outcome) {
+    let stats = w.engine.stats();
+    assert_eq!(stats.outcomes(outcome), 1, "{}", w.report());
+    assert_eq!(stats.spliced, 0, "{}", w.report());
+    assert_eq!(w.engine.flow_count(), 0, "{}", w.report());
+    assert_eq!(stats.total_drops(), 0, "{}", w.report());
+    assert!(w.drops.is_empty(), "{}", w.report());
+    assert!(w.violations.is_empty(), "{}", w.report());
+}
+
 #[test]
 fn a_backend_that_never_answers_gets_the_client_reset_at_the_connect_timeout() {
     let mut w = World::new(Setup {
@@ -24,14 +35,12 @@ fn a_backend_that_never_answers_gets_the_client_reset_at_the_connect_timeout() {
         "reset at {at} ms\n{}",
         w.report()
     );
-    assert_eq!(
-        w.engine.stats().outcomes(Outcome::ConnectTimeout),
-        1,
-        "{}",
+    ended(&w, Outcome::ConnectTimeout);
+    assert!(
+        w.sent_to_backend() >= 2,
+        "the SYN is retransmitted\n{}",
         w.report()
     );
-    assert_eq!(w.engine.flow_count(), 0, "{}", w.report());
-    assert!(w.violations.is_empty(), "{}", w.report());
 }
 
 #[test]
@@ -46,14 +55,26 @@ fn a_backend_that_refuses_gets_the_client_reset_at_once() {
     assert!(done, "{}", w.report());
     let at = w.client_reset_at_ms().expect("reset");
     assert!(at < 100, "reset at {at} ms\n{}", w.report());
-    assert_eq!(
-        w.engine.stats().outcomes(Outcome::BackendRefused),
-        1,
-        "{}",
-        w.report()
-    );
-    assert_eq!(w.engine.flow_count(), 0, "{}", w.report());
-    assert!(w.violations.is_empty(), "{}", w.report());
+    ended(&w, Outcome::BackendRefused);
+    assert_eq!(w.backend_reset_at_ms(), None, "{}", w.report());
+}
+
+/// A client whose Nagle is RFC 896's (hold a short segment while anything is
+/// unacknowledged) and that does not set TCP_NODELAY sends a ClientHello longer than one
+/// MSS as a full segment, then waits for an ACK before sending the short rest. Kracauer
+/// does not acknowledge while peeking, so the name never comes.
+#[test]
+#[ignore = "known limitation: a classic-Nagle client with a hello over one MSS waits for \
+            an ACK the engine never sends while peeking, until the peek deadline"]
+fn a_classic_nagle_client_with_a_two_segment_hello_is_spliced() {
+    let mut w = World::new(Setup {
+        client_classic_nagle: true,
+        client_waits_for_fin: true,
+        client_payload: 0,
+        ..Setup::tls(67, hello::RUSTLS_PQ)
+    });
+    let spliced = w.run_until(30_000, |w| w.engine.stats().spliced == 1);
+    assert!(spliced, "{}", w.report());
 }
 
 #[test]
@@ -71,14 +92,8 @@ fn a_client_that_stalls_mid_hello_is_reset_at_the_peek_deadline() {
         "reset at {at} ms\n{}",
         w.report()
     );
-    assert_eq!(
-        w.engine.stats().outcomes(Outcome::PeekTimeout),
-        1,
-        "{}",
-        w.report()
-    );
+    ended(&w, Outcome::PeekTimeout);
     assert_eq!(w.backend_state(), Some(State::Listen), "{}", w.report());
-    assert!(w.violations.is_empty(), "{}", w.report());
 }
 
 /// Runs a refused flow: the client gets `answer` then FIN, closes, and the backend sees
@@ -114,6 +129,14 @@ fn an_unknown_tls_name_gets_the_unrecognized_name_alert_and_a_clean_close() {
         let setup = Setup::tls(seed, &hello::with_unknown_name(h));
         refused(setup, &[0x15, 3, 1, 0, 2, 2, 112]);
     }
+}
+
+#[test]
+fn a_hello_without_a_server_name_gets_the_alert_when_there_is_no_default_route() {
+    refused(
+        Setup::tls(66, hello::OPENSSL_NO_SNI),
+        &[0x15, 3, 1, 0, 2, 2, 112],
+    );
 }
 
 #[test]

@@ -8,6 +8,13 @@ pub const CHROMIUM: &[u8] = include_bytes!("../../testdata/chromium.bin");
 /// curl (OpenSSL), 517 bytes.
 pub const CURL: &[u8] = include_bytes!("../../testdata/curl.bin");
 
+/// OpenSSL `s_client`, TLS 1.3, 315 bytes.
+pub const OPENSSL: &[u8] = include_bytes!("../../testdata/openssl_s_client.bin");
+/// OpenSSL `s_client -tls1_2`, 206 bytes.
+pub const OPENSSL_TLS12: &[u8] = include_bytes!("../../testdata/openssl_tls12.bin");
+/// OpenSSL `s_client -noservername`: no server_name extension.
+pub const OPENSSL_NO_SNI: &[u8] = include_bytes!("../../testdata/openssl_no_sni.bin");
+
 /// `hello` with its `a.example` server name replaced by `b.example` (same length, so
 /// every length field stays right).
 pub fn with_unknown_name(hello: &[u8]) -> Vec<u8> {

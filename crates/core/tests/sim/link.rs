@@ -56,6 +56,8 @@ pub struct Link {
     pub black_hole: bool,
     /// Options to strip from SYNs crossing this link.
     pub strip: Strip,
+    /// Lower the MSS of SYNs and SYN-ACKs crossing this link.
+    pub clamp_mss: Option<u16>,
     /// Hold the first segment with data until the next one with data has passed.
     pub hold_first_data: bool,
     held: Option<Vec<u8>>,
@@ -73,6 +75,7 @@ impl Link {
             faults,
             black_hole: false,
             strip: Strip::default(),
+            clamp_mss: None,
             hold_first_data: false,
             held: None,
             released: false,
@@ -92,6 +95,9 @@ impl Link {
         }
         if self.strip.any() {
             probe::strip_syn_options(&mut packet, self.strip);
+        }
+        if let Some(mss) = self.clamp_mss {
+            probe::clamp_mss(&mut packet, mss);
         }
         if self.hold_first_data && !self.released {
             let has_data = probe::parse(&packet).is_ok_and(|s| s.payload_len > 0);

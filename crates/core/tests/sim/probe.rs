@@ -176,6 +176,40 @@ impl Strip {
     }
 }
 
+/// Lowers the MSS option of a SYN or SYN-ACK to `mss` (a middlebox clamping it).
+pub fn clamp_mss(packet: &mut [u8], mss: u16) {
+    let Ok((_, src, dst, _)) = ip_layer(packet) else {
+        return;
+    };
+    let start = if packet[0] >> 4 == 4 {
+        usize::from(packet[0] & 0x0f) * 4
+    } else {
+        40
+    };
+    let Ok(mut tcp) = TcpPacket::new_checked(&mut packet[start..]) else {
+        return;
+    };
+    if !tcp.syn() {
+        return;
+    }
+    let options = tcp.options_mut();
+    let mut i = 0;
+    while i + 1 < options.len() {
+        let kind = options[i];
+        let len = match kind {
+            0 => break,
+            1 => 1,
+            _ => usize::from(options[i + 1]).max(2),
+        };
+        if kind == 2 && len == 4 && i + 4 <= options.len() {
+            let old = u16::from_be_bytes([options[i + 2], options[i + 3]]);
+            options[i + 2..i + 4].copy_from_slice(&old.min(mss).to_be_bytes());
+        }
+        i += len;
+    }
+    tcp.fill_checksum(&src, &dst);
+}
+
 /// Replaces the options `strip` names with NOPs if `packet` is a SYN (without ACK).
 pub fn strip_syn_options(packet: &mut [u8], strip: Strip) {
     let Ok((_, src, dst, _)) = ip_layer(packet) else {
@@ -212,4 +246,12 @@ pub fn strip_syn_options(packet: &mut [u8], strip: Strip) {
         i += len;
     }
     tcp.fill_checksum(&src, &dst);
+}
+
+/// The TCP payload of a packet that [`parse`] accepts.
+pub fn tcp_payload(packet: &[u8]) -> Option<&[u8]> {
+    let (_, _, _, tcp_bytes) = ip_layer(packet).ok()?;
+    let tcp = TcpPacket::new_checked(tcp_bytes).ok()?;
+    let start = usize::from(tcp.header_len());
+    tcp_bytes.get(start..)
 }

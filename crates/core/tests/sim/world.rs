@@ -6,7 +6,7 @@
 //! endpoint receives acknowledges, SACKs and echoes only what it sent itself.
 
 use std::cell::Cell;
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::fmt::Write as _;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
@@ -15,13 +15,13 @@ use kracauer_core::addr::Prefix96;
 use kracauer_core::engine::{Engine, EngineConfig, Output, Service, Verdict};
 use kracauer_core::route::{RouteSpec, RouteTable};
 use kracauer_core::time::Time;
-use smoltcp::iface::{Config, Interface, SocketHandle, SocketSet};
 use smoltcp::socket::tcp;
 use smoltcp::time::Instant;
-use smoltcp::wire::{HardwareAddress, IpCidr};
 
-use super::device::{MTU, QueueDevice};
+use super::device::MTU;
+use super::host::{Behaviour, Host, Role};
 use super::link::{Faults, Link};
+use super::oracle::{Handshakes, Oracle};
 use super::probe::{self, Seg, Strip};
 use super::rng::{Source, StreamHash};
 
@@ -84,16 +84,25 @@ pub struct Setup {
     pub client_strip: Strip,
     /// Options the backend declines (stripped from the SYN before the backend).
     pub backend_strip: Strip,
+    /// The client reads at most this much at a time (a slow reader).
+    pub client_read_chunk: Option<usize>,
+    /// The client / the backend aborts (RST) once it has received this many bytes.
+    pub client_abort_after: Option<u64>,
+    pub backend_abort_after: Option<u64>,
     /// Socket buffer sizes (above 64 KiB smoltcp scales its window).
     pub client_buffer: usize,
     pub backend_buffer: usize,
     /// Faults of the links: client→engine, engine→client, engine→backend, backend→engine.
     pub faults: [Faults; 4],
+    /// The client is told this MSS (the engine's SYN-ACK is clamped on its way).
+    pub client_mss: Option<u16>,
     /// The engine→backend link drops everything.
     pub backend_black_hole: bool,
     /// The client→engine link holds the first data segment back until the next one.
     pub reverse_first_data: bool,
     pub engine: EngineConfig,
+    /// Client connections opened at once (from consecutive ports).
+    pub connections: u16,
 }
 
 impl Setup {
@@ -114,12 +123,17 @@ impl Setup {
             client_classic_nagle: false,
             client_strip: Strip::default(),
             backend_strip: Strip::default(),
+            client_read_chunk: None,
+            client_abort_after: None,
+            backend_abort_after: None,
             client_buffer: 256 * 1024,
             backend_buffer: 256 * 1024,
             faults: [Faults::CLEAN; 4],
+            client_mss: None,
             backend_black_hole: false,
             reverse_first_data: false,
             engine: engine_config(),
+            connections: 1,
         }
     }
 
@@ -138,162 +152,6 @@ impl Setup {
         self.faults = [f; 4];
         self.close_when_acked = true;
         self
-    }
-}
-
-/// What one endpoint has sent, to judge what it receives.
-#[derive(Debug, Default, Clone, Copy)]
-struct Sent {
-    isn: Option<u32>,
-    /// Highest sequence number sent plus one.
-    snd_max: u32,
-    max_tsval: Option<u32>,
-}
-
-/// `a <= b` in wrapping 32-bit order.
-fn le(a: u32, b: u32) -> bool {
-    (b.wrapping_sub(a) as i32) >= 0
-}
-
-impl Sent {
-    fn note(&mut self, seg: &Seg) {
-        if seg.rst {
-            return;
-        }
-        if seg.syn {
-            self.isn = Some(seg.seq);
-            self.snd_max = seg.seq.wrapping_add(1);
-        }
-        let end = seg.seq.wrapping_add(seg.seq_len());
-        if le(self.snd_max, end) {
-            self.snd_max = end;
-        }
-        if let Some((tsval, _)) = seg.ts {
-            if self.max_tsval.is_none_or(|m| le(m, tsval)) {
-                self.max_tsval = Some(tsval);
-            }
-        }
-    }
-
-    /// Whether `seg`, arriving at this endpoint, refers only to what it sent.
-    fn check(&self, seg: &Seg) -> Result<(), String> {
-        let Some(isn) = self.isn else {
-            return Ok(());
-        };
-        if seg.ack_flag && !(le(isn, seg.ack) && le(seg.ack, self.snd_max)) {
-            return Err(format!(
-                "acknowledges {} outside [{isn}, {}]",
-                seg.ack, self.snd_max
-            ));
-        }
-        for &(l, r) in &seg.sack {
-            if !(le(isn, l) && le(l, r) && le(r, self.snd_max)) {
-                return Err(format!(
-                    "SACK block {l}-{r} outside [{isn}, {}]",
-                    self.snd_max
-                ));
-            }
-        }
-        if let (Some((_, tsecr)), Some(max)) = (seg.ts, self.max_tsval) {
-            if seg.ack_flag && !le(tsecr, max) {
-                return Err(format!("echoes TSval {tsecr} never sent (max {max})"));
-            }
-        }
-        Ok(())
-    }
-}
-
-/// An endpoint: one smoltcp interface, its device and one TCP socket.
-struct Host {
-    iface: Interface,
-    dev: QueueDevice,
-    sockets: SocketSet<'static>,
-    socket: Option<SocketHandle>,
-    src: Source,
-    got: StreamHash,
-    /// The first bytes received.
-    got_head: Vec<u8>,
-    close_called: bool,
-    /// Close only once the peer's FIN arrived.
-    waits_for_fin: bool,
-    /// Close only once everything sent is acknowledged.
-    close_when_acked: bool,
-    sent: Sent,
-    reset_at: Option<u64>,
-}
-
-impl Host {
-    fn new(addr: IpCidr, seed: u64, now: Instant) -> Self {
-        let mut dev = QueueDevice::default();
-        let mut config = Config::new(HardwareAddress::Ip);
-        config.random_seed = seed;
-        let mut iface = Interface::new(config, &mut dev, now);
-        iface.update_ip_addrs(|a| a.push(addr).expect("one address"));
-        match addr {
-            IpCidr::Ipv4(_) => {
-                let gw = Ipv4Addr::new(198, 51, 100, 1);
-                iface
-                    .routes_mut()
-                    .add_default_ipv4_route(gw)
-                    .expect("route");
-            }
-            IpCidr::Ipv6(_) => {
-                let gw = Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, 1);
-                iface
-                    .routes_mut()
-                    .add_default_ipv6_route(gw)
-                    .expect("route");
-            }
-        }
-        Self {
-            iface,
-            dev,
-            sockets: SocketSet::new(vec![]),
-            socket: None,
-            src: Source::new(Vec::new(), 0, seed),
-            got: StreamHash::default(),
-            got_head: Vec::new(),
-            close_called: false,
-            waits_for_fin: false,
-            close_when_acked: false,
-            sent: Sent::default(),
-            reset_at: None,
-        }
-    }
-
-    fn state(&self) -> Option<tcp::State> {
-        let h = self.socket?;
-        Some(self.sockets.get::<tcp::Socket<'static>>(h).state())
-    }
-
-    /// The application: send the source, close when it is done, read everything.
-    fn app(&mut self) {
-        let Some(h) = self.socket else { return };
-        let s = self.sockets.get_mut::<tcp::Socket<'static>>(h);
-        while s.can_send() && !self.src.exhausted() {
-            let src = &mut self.src;
-            if s.send(|buf| (src.take(buf), ())).is_err() {
-                break;
-            }
-        }
-        let peer_done = !self.waits_for_fin || !s.may_recv();
-        let acked = !self.close_when_acked || s.send_queue() == 0;
-        if self.src.done() && peer_done && acked && !self.close_called && s.may_send() {
-            s.close();
-            self.close_called = true;
-        }
-        while s.can_recv() {
-            let (got, head) = (&mut self.got, &mut self.got_head);
-            let r = s.recv(|buf| {
-                got.update(buf);
-                let keep = buf.len().min(4096usize.saturating_sub(head.len()));
-                head.extend_from_slice(&buf[..keep]);
-                (buf.len(), ())
-            });
-            if r.is_err() {
-                break;
-            }
-        }
     }
 }
 
@@ -324,11 +182,10 @@ pub struct World {
     trace: VecDeque<Traced>,
     /// Every SYN, FIN and RST that entered a link.
     controls: Vec<Traced>,
-    /// The engine's SYN-ACK to the client, its SYN to the backend, the backend's
-    /// SYN-ACK (the first of each).
-    pub engine_synack: Option<Seg>,
-    pub engine_syn: Option<Seg>,
-    pub backend_synack: Option<Seg>,
+    /// The first SYN and SYN-ACK of each side, and the translation oracle, by the
+    /// client's port.
+    handshakes: BTreeMap<u16, Handshakes>,
+    oracles: BTreeMap<u16, Oracle>,
     /// The first data segment the engine got from the client started after the
     /// client's first byte.
     pub first_data_out_of_order: Option<bool>,
@@ -349,7 +206,7 @@ pub fn engine_config() -> EngineConfig {
 }
 
 pub fn routes() -> Arc<RouteTable> {
-    let mut ports = std::collections::BTreeMap::new();
+    let mut ports = BTreeMap::new();
     ports.insert(443, 8443);
     Arc::new(
         RouteTable::builder()
@@ -370,53 +227,71 @@ impl World {
         NOW_MS.with(|c| c.set((now / 1000) as u32));
         let seed = setup.seed;
 
-        let mut client = Host::new(IpCidr::new(CLIENT.into(), 24), seed ^ 0xc1, t);
-        let mut socket = tcp::Socket::new(
-            tcp::SocketBuffer::new(vec![0; setup.client_buffer]),
-            tcp::SocketBuffer::new(vec![0; setup.client_buffer]),
-        );
-        if setup.client_timestamps {
-            socket.set_tsval_generator(Some(client_tsval));
-        }
-        // smoltcp's Nagle is RFC 896's: it holds the short tail of a ClientHello until
-        // the first segment is acknowledged, which Kracauer never does while peeking.
-        // TLS clients set TCP_NODELAY, and Linux's Nagle (Minshall's variant) sends a
-        // short segment behind a full one anyway; `classic_nagle` plays the others.
-        socket.set_nagle_enabled(setup.client_classic_nagle);
-        let cport = 40_000 + (seed % 20_000) as u16;
-        socket
-            .connect(
-                client.iface.context(),
-                (IpAddr::from(SERVICE), setup.service_port),
-                (IpAddr::from(CLIENT), cport),
-            )
-            .expect("connect");
-        client.socket = Some(client.sockets.add(socket));
-        client.src = Source::new(setup.head.clone(), setup.client_payload, seed ^ 0xda7a);
-        client.src.stall_at = setup.client_stall_at;
-        client.waits_for_fin = setup.client_waits_for_fin;
-        client.close_when_acked = setup.close_when_acked;
-
-        let mut backend = Host::new(IpCidr::new(BACKEND.into(), 64), seed ^ 0xb4, t);
-        if setup.backend_listens {
+        let mut client = Host::new(Role::Client, seed ^ 0xc1, t);
+        client.behaviour = Behaviour {
+            waits_for_fin: setup.client_waits_for_fin,
+            close_when_acked: setup.close_when_acked,
+            read_chunk: setup.client_read_chunk,
+            abort_after: setup.client_abort_after,
+        };
+        for i in 0..setup.connections {
             let mut socket = tcp::Socket::new(
-                tcp::SocketBuffer::new(vec![0; setup.backend_buffer]),
-                tcp::SocketBuffer::new(vec![0; setup.backend_buffer]),
+                tcp::SocketBuffer::new(vec![0; setup.client_buffer]),
+                tcp::SocketBuffer::new(vec![0; setup.client_buffer]),
             );
-            if setup.backend_timestamps {
-                socket.set_tsval_generator(Some(backend_tsval));
+            if setup.client_timestamps {
+                socket.set_tsval_generator(Some(client_tsval));
             }
-            socket.listen(setup.backend_port).expect("listen");
-            backend.socket = Some(backend.sockets.add(socket));
+            // smoltcp's Nagle is RFC 896's: it holds the short tail of a ClientHello
+            // until the first segment is acknowledged, which Kracauer never does while
+            // peeking. TLS clients set TCP_NODELAY, and Linux's Nagle (Minshall's
+            // variant) sends a short segment behind a full one anyway;
+            // `client_classic_nagle` plays the others.
+            socket.set_nagle_enabled(setup.client_classic_nagle);
+            let cport = 40_000 + (seed % 20_000) as u16 + i;
+            socket
+                .connect(
+                    client.iface.context(),
+                    (IpAddr::from(SERVICE), setup.service_port),
+                    (IpAddr::from(CLIENT), cport),
+                )
+                .expect("connect");
+            let mut src = Source::new(
+                setup.head.clone(),
+                setup.client_payload,
+                seed ^ 0xda7a ^ u64::from(cport),
+            );
+            src.stall_at = setup.client_stall_at;
+            client.add(socket, Some(cport), Some(src));
         }
-        backend.src = Source::new(Vec::new(), setup.backend_payload, seed ^ 0xbac);
-        backend.close_when_acked = setup.close_when_acked;
+
+        let mut backend = Host::new(Role::Backend, seed ^ 0xb4, t);
+        backend.behaviour = Behaviour {
+            close_when_acked: setup.close_when_acked,
+            abort_after: setup.backend_abort_after,
+            ..Behaviour::default()
+        };
+        backend.reply = (setup.backend_payload, seed ^ 0xbac);
+        if setup.backend_listens {
+            for _ in 0..setup.connections {
+                let mut socket = tcp::Socket::new(
+                    tcp::SocketBuffer::new(vec![0; setup.backend_buffer]),
+                    tcp::SocketBuffer::new(vec![0; setup.backend_buffer]),
+                );
+                if setup.backend_timestamps {
+                    socket.set_tsval_generator(Some(backend_tsval));
+                }
+                socket.listen(setup.backend_port).expect("listen");
+                backend.add(socket, None, None);
+            }
+        }
 
         let [f0, f1, f2, f3] = setup.faults;
         let mut to_engine = Link::new("c>k", f0, seed ^ 1);
         to_engine.strip = setup.client_strip;
         to_engine.hold_first_data = setup.reverse_first_data;
-        let to_client = Link::new("k>c", f1, seed ^ 2);
+        let mut to_client = Link::new("k>c", f1, seed ^ 2);
+        to_client.clamp_mss = setup.client_mss;
         let mut to_backend = Link::new("k>b", f2, seed ^ 3);
         to_backend.strip = setup.backend_strip;
         to_backend.black_hole = setup.backend_black_hole;
@@ -440,9 +315,8 @@ impl World {
             trace: VecDeque::with_capacity(TRACE),
             controls: Vec::new(),
             first_data_out_of_order: None,
-            engine_synack: None,
-            engine_syn: None,
-            backend_synack: None,
+            handshakes: BTreeMap::new(),
+            oracles: BTreeMap::new(),
         }
     }
 
@@ -458,6 +332,11 @@ impl World {
         }
     }
 
+    /// Packets put on the engine→backend link (lost ones included).
+    pub fn sent_to_backend(&self) -> u64 {
+        self.to_backend.stats.sent
+    }
+
     /// Every byte both ways has arrived.
     pub fn all_delivered(&self) -> bool {
         self.client_sent_all()
@@ -470,50 +349,84 @@ impl World {
         (self.now - START_US) / 1000
     }
 
+    /// The state of the first client connection.
     pub fn client_state(&self) -> Option<tcp::State> {
-        self.client.state()
+        let c = self.client.conns.first()?;
+        Some(self.client.state(c))
     }
 
+    /// The state of the backend socket of the first client connection (or of the first
+    /// socket, while none is connected).
     pub fn backend_state(&self) -> Option<tcp::State> {
-        self.backend.state()
+        let port = self.client.conns.first().and_then(|c| c.port);
+        let c = port
+            .and_then(|p| self.backend.conn(p))
+            .or(self.backend.conns.first())?;
+        Some(self.backend.state(c))
     }
 
-    /// What the client sent and what the backend received, and the other way.
-    pub fn streams(&self) -> [(StreamHash, StreamHash); 2] {
-        [
-            (self.client.src.hash, self.backend.got),
-            (self.backend.src.hash, self.client.got),
-        ]
+    /// For each client connection: (what the client sent, what the backend got), then
+    /// (what the backend sent, what the client got).
+    pub fn streams(&self) -> Vec<(StreamHash, StreamHash)> {
+        let mut v = Vec::new();
+        for c in &self.client.conns {
+            let b = c.port.and_then(|p| self.backend.conn(p));
+            let sent = c.src.as_ref().map(|s| s.hash).unwrap_or_default();
+            v.push((sent, b.map(|b| b.got).unwrap_or_default()));
+            let back = b.and_then(|b| b.src.as_ref()).map(|s| s.hash);
+            v.push((back.unwrap_or_default(), c.got));
+        }
+        v
     }
 
     pub fn client_sent_all(&self) -> bool {
-        self.client.src.done()
+        let done = |c: &super::host::Conn| c.src.as_ref().is_some_and(Source::done);
+        self.client.conns.iter().all(done)
     }
 
+    /// Every backend socket a client connection reached has sent everything.
     pub fn backend_sent_all(&self) -> bool {
-        self.backend.src.done()
+        self.client.conns.iter().all(|c| {
+            c.port
+                .and_then(|p| self.backend.conn(p))
+                .and_then(|b| b.src.as_ref())
+                .is_some_and(Source::done)
+        })
     }
 
-    /// The first bytes the client received.
+    /// The first bytes the (first) client connection received.
     pub fn client_got_head(&self) -> &[u8] {
-        &self.client.got_head
+        self.client.conns.first().map_or(&[], |c| &c.got_head)
     }
 
     /// When (ms since start) an RST first reached the client / the backend.
     pub fn client_reset_at_ms(&self) -> Option<u64> {
-        self.client.reset_at.map(|t| (t - START_US) / 1000)
+        let first = self.client.reset_at.values().min()?;
+        Some((first - START_US) / 1000)
     }
 
     pub fn backend_reset_at_ms(&self) -> Option<u64> {
-        self.backend.reset_at.map(|t| (t - START_US) / 1000)
+        let first = self.backend.reset_at.values().min()?;
+        Some((first - START_US) / 1000)
     }
 
-    /// Both sockets are closed (Closed or TimeWait).
+    /// Every client connection and its backend socket are closed (Closed or
+    /// TimeWait).
     pub fn both_closed(&self) -> bool {
-        let done = |s: Option<tcp::State>| {
-            matches!(s, Some(tcp::State::Closed | tcp::State::TimeWait) | None)
-        };
-        done(self.client_state()) && done(self.backend_state())
+        let done = |s: tcp::State| matches!(s, tcp::State::Closed | tcp::State::TimeWait);
+        self.client.conns.iter().all(|c| {
+            done(self.client.state(c))
+                && c.port
+                    .and_then(|p| self.backend.conn(p))
+                    .is_some_and(|b| done(self.backend.state(b)))
+        })
+    }
+
+    /// The handshakes of the first client connection.
+    pub fn handshakes(&self) -> Handshakes {
+        let port = self.client.conns.first().and_then(|c| c.port);
+        port.and_then(|p| self.handshakes.get(&p).cloned())
+            .unwrap_or_default()
     }
 
     /// Runs until `done` holds or `limit_ms` of virtual time pass; returns whether
@@ -591,11 +504,19 @@ impl World {
             host.app();
             host.iface.poll(t, &mut host.dev, &mut host.sockets);
             while let Some(p) = host.dev.tx.pop_front() {
+                if name == "backend" && p.len() > usize::from(self.setup.engine.ipv6_mtu) {
+                    self.violations.push(format!(
+                        "the backend sent {} bytes, over the IPv6 MTU",
+                        p.len()
+                    ));
+                }
                 match probe::parse(&p) {
                     Ok(seg) => {
-                        host.sent.note(&seg);
-                        if seg.syn && seg.ack_flag && self.backend_synack.is_none() {
-                            self.backend_synack = Some(seg);
+                        let port = host.port_of(&seg, true);
+                        host.sent.entry(port).or_default().note(&seg);
+                        if seg.syn && seg.ack_flag {
+                            let h = self.handshakes.entry(port).or_default();
+                            h.backend_synack.get_or_insert(seg);
                         }
                     }
                     Err(e) => self
@@ -638,11 +559,16 @@ impl World {
             progress = false;
             while let Some(p) = self.to_engine.pop_due(now) {
                 progress = true;
-                if self.first_data_out_of_order.is_none() {
-                    if let (Ok(seg), Some(isn)) = (probe::parse(&p), self.client.sent.isn) {
+                if let Ok(seg) = probe::parse(&p) {
+                    let isn = self.client.sent.get(&seg.src_port).and_then(|s| s.isn);
+                    if let (None, Some(isn)) = (self.first_data_out_of_order, isn) {
                         if seg.payload_len > 0 {
                             self.first_data_out_of_order = Some(seg.seq != isn.wrapping_add(1));
                         }
+                    }
+                    if seg.syn && !seg.ack_flag {
+                        let h = self.handshakes.entry(seg.src_port).or_default();
+                        h.client_syn.get_or_insert(seg);
                     }
                 }
                 self.engine_gets(&p);
@@ -668,14 +594,22 @@ impl World {
                             self.violations
                                 .push(format!("the {name} got {seg}: wrong addresses"));
                         }
-                        if let Err(e) = host.sent.check(&seg) {
+                        let port = host.port_of(&seg, false);
+                        let sent = host.sent.get(&port).copied().unwrap_or_default();
+                        if let Err(e) = sent.check(&seg) {
                             self.violations.push(format!(
                                 "at {} ms the {name} got {seg}: {e}",
                                 (now - START_US) / 1000
                             ));
                         }
-                        if seg.rst && host.reset_at.is_none() {
-                            host.reset_at = Some(now);
+                        // An RST for a connection this end has finished (a duplicate
+                        // of its last ACK answered by a peer already closed) ends
+                        // nothing.
+                        let finished = host.conn(port).is_some_and(|c| {
+                            matches!(host.state(c), tcp::State::TimeWait | tcp::State::Closed)
+                        });
+                        if seg.rst && !finished {
+                            host.reset_at.entry(port).or_insert(now);
                         }
                     }
                     host.dev.rx.push_back(p);
@@ -700,6 +634,20 @@ impl World {
         match verdict {
             Verdict::Forward(r) => {
                 let p = self.scratch[r].to_vec();
+                let port = match probe::parse(packet) {
+                    Ok(seg) if seg.v6 => seg.dst_port,
+                    Ok(seg) => seg.src_port,
+                    Err(_) => 0,
+                };
+                let h = self.handshakes.entry(port).or_default();
+                let oracle = self.oracles.entry(port).or_default();
+                if let Err(e) = oracle.check(h, packet, &p) {
+                    let seg = probe::parse(packet).map_or_else(|e| e, |s| s.to_string());
+                    self.violations.push(format!(
+                        "at {} ms {seg} translated wrong: {e}",
+                        self.elapsed_ms()
+                    ));
+                }
                 self.emit(p);
             }
             Verdict::Consumed => {}
@@ -731,23 +679,31 @@ impl World {
                 self.elapsed_ms()
             )),
             Ok(seg) if seg.syn => {
+                let port = if seg.v6 { seg.src_port } else { seg.dst_port };
+                let h = self.handshakes.entry(port).or_default();
                 let first = if seg.ack_flag {
-                    &mut self.engine_synack
+                    &mut h.engine_synack
                 } else {
-                    &mut self.engine_syn
+                    &mut h.engine_syn
                 };
                 first.get_or_insert(seg);
             }
             Ok(_) => {}
         }
-        if p.len() > MTU {
+        let v4 = p.first().is_some_and(|b| b >> 4 == 4);
+        let mtu = if v4 {
+            MTU
+        } else {
+            usize::from(self.setup.engine.ipv6_mtu)
+        };
+        if p.len() > mtu {
             self.violations.push(format!(
-                "at {} ms the engine sent {} bytes, over the MTU",
+                "at {} ms the engine sent {} bytes, over the MTU {mtu}",
                 self.elapsed_ms(),
                 p.len()
             ));
         }
-        let link = if p.first().is_some_and(|b| b >> 4 == 4) {
+        let link = if v4 {
             &mut self.to_client
         } else {
             &mut self.to_backend
@@ -770,12 +726,14 @@ impl World {
         );
         let _ = writeln!(
             s,
-            "client sent {:?}, backend sent {:?}",
-            self.client.sent, self.backend.sent
+            "client sent {:?}\nbackend sent {:?}",
+            self.client.sent.values().take(4).collect::<Vec<_>>(),
+            self.backend.sent.values().take(4).collect::<Vec<_>>()
         );
-        let [up, down] = self.streams();
-        let _ = writeln!(s, "client->backend sent {:?} got {:?}", up.0, up.1);
-        let _ = writeln!(s, "backend->client sent {:?} got {:?}", down.0, down.1);
+        for (i, (sent, got)) in self.streams().iter().enumerate().take(8) {
+            let dir = if i % 2 == 0 { "up" } else { "down" };
+            let _ = writeln!(s, "stream {} {dir}: sent {sent:?} got {got:?}", i / 2);
+        }
         let stats = self.engine.stats();
         let drops: Vec<_> = stats.all_drops().filter(|(_, n)| *n > 0).collect();
         let _ = writeln!(
@@ -800,6 +758,20 @@ impl World {
         }
         for v in self.violations.iter().take(20) {
             let _ = writeln!(s, "VIOLATION {v}");
+        }
+        let _ = writeln!(s, "RST segments:");
+        let rsts = self
+            .controls
+            .iter()
+            .filter(|t| t.seg.as_ref().is_ok_and(|s| s.rst));
+        for t in rsts.take(10) {
+            let seg = t.seg.as_ref().map_or_else(|e| e.clone(), |s| s.to_string());
+            let _ = writeln!(
+                s,
+                "  {:>8.3} {} {seg}",
+                (t.at_us - START_US) as f64 / 1000.0,
+                t.link
+            );
         }
         let _ = writeln!(s, "SYN, FIN and RST segments:");
         for t in self.controls.iter().take(60) {
