@@ -407,12 +407,61 @@ fn second_client_connection_onto_the_same_backend_tuple_is_refused() {
 fn new_syn_on_a_closing_tuple_starts_fresh() {
     let mut h = Harness::new();
     let (synack, _) = h.spliced_http(backend_linux());
-    h.client_to(80, flags::RST, C_ISN + 1, synack.seg.seq.0 + 1, emit::Options::default(), &[]);
+    h.client_to(
+        80,
+        flags::RST,
+        C_ISN + 1,
+        synack.seg.seq.0 + 1,
+        emit::Options::default(),
+        &[],
+    );
     // The same client port connects again before the linger ends.
     let step = h.client_to(80, flags::SYN, C_ISN + 50_000, 0, linux_syn_options(), &[]);
     let fresh = step.only_sent();
     assert_eq!(fresh.flags(), flags::SYN | flags::ACK);
     assert_eq!(fresh.seg.ack, SeqNumber(C_ISN + 50_001));
     assert_eq!(h.engine.flow_count(), 1);
-    assert_eq!(h.engine.stats().outcomes(Outcome::ClientReset), 1, "the old flow was closed out");
+    assert_eq!(
+        h.engine.stats().outcomes(Outcome::ClientReset),
+        1,
+        "the old flow was closed out"
+    );
+}
+
+#[test]
+fn corrupt_segment_is_forwarded_still_corrupt_not_recomputed() {
+    let mut h = Harness::new();
+    let (synack, _) = h.spliced_http(backend_linux());
+    let seg = Segment {
+        src_port: CPORT,
+        dst_port: 80,
+        seq: SeqNumber(C_ISN + 1),
+        ack: SeqNumber(synack.seg.seq.0 + 1),
+        flags: flags::ACK,
+        window: 502,
+        options: emit::Options::default(),
+        payload: b"payload",
+    };
+    let mut buf = vec![0u8; HEADROOM + seg.v4_len()];
+    seg.emit_v4(CLIENT, SERVICE, 1, &mut buf[HEADROOM..])
+        .unwrap();
+    let last = buf.len() - 1;
+    buf[last] ^= 0x40; // corrupt a payload byte after the checksum was computed
+    let mut out = Output::default();
+    let Verdict::Forward(r) = h.engine.handle_packet(h.now, &mut buf, HEADROOM, &mut out) else {
+        panic!("a spliced segment is forwarded without reading its payload")
+    };
+    let ip = Ipv6Packet::new_checked(&buf[r]).unwrap();
+    let tcp = TcpPacket::new_checked(ip.payload()).unwrap();
+    assert!(
+        !tcp.verify_checksum_v6(&ip.src_addr(), &ip.dst_addr()),
+        "the backend will drop it"
+    );
+    buf[last] ^= 0x40;
+    let ip = Ipv6Packet::new_checked(&buf[HEADROOM - 20..]).unwrap();
+    let tcp = TcpPacket::new_checked(ip.payload()).unwrap();
+    assert!(
+        tcp.verify_checksum_v6(&ip.src_addr(), &ip.dst_addr()),
+        "the update itself was exact"
+    );
 }
