@@ -81,7 +81,7 @@ impl Engine {
             .and_then(|id| self.flows.get(id))
             .is_some_and(|f| match f.state {
                 FlowState::Spliced(_) => true,
-                FlowState::Closing(_) => !(seg.syn() && !seg.ack_flag()),
+                FlowState::Closing(_) => !seg.syn() || seg.ack_flag(),
                 _ => false,
             });
         let checksum_ok = forwarding || tcp.verify_checksum_v4(client, service);
