@@ -1,16 +1,14 @@
 //! The `kracauer` binary: command-line parsing and dispatch to the subcommands.
 //!
-//! `addr` and `check` exist so far; `run` and `demo` arrive with the engine.
+//! Everything but parsing lives in the `kracauer` library crate (`lib.rs`).
 
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use kracauer::{check, routes};
 use kracauer_core::addr::{Prefix96, low32};
-
-mod check;
-mod config;
 
 /// Share one IPv4 address among IPv6-only servers: route TLS/HTTP by name, translate each
 /// flow to IPv6 with the client's address embedded in a /96.
@@ -45,9 +43,9 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Check { config } => match config::load(&config) {
-            Ok(c) => {
-                print!("{}", check::report(&config, &c));
+        Command::Check { config } => match routes::load(&config) {
+            Ok(l) => {
+                print!("{}", check::report(&config, &l.config, &l.routes));
                 ExitCode::SUCCESS
             }
             Err(e) => {
