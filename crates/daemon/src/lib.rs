@@ -6,4 +6,7 @@
 
 pub mod check;
 pub mod config;
+pub mod host;
+pub mod netlink;
 pub mod routes;
+pub mod tun;
