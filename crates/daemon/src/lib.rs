@@ -7,6 +7,10 @@
 pub mod check;
 pub mod config;
 pub mod host;
+pub mod logging;
+pub mod metrics;
 pub mod netlink;
 pub mod routes;
+pub mod run;
+pub mod runtime;
 pub mod tun;

@@ -15,12 +15,23 @@ use kracauer_core::addr::{Prefix96, low32};
 #[derive(Debug, Parser)]
 #[command(name = "kracauer", version, about, long_about = None)]
 struct Cli {
+    /// More log output: -v for debug, -vv for trace (RUST_LOG, if set, wins).
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    verbose: u8,
     #[command(subcommand)]
     command: Command,
 }
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Set up the host, translate in the foreground, clean up on SIGINT/SIGTERM.
+    ///
+    /// SIGHUP reloads the configuration (routes); an invalid file changes nothing.
+    Run {
+        /// The configuration file (TOML).
+        #[arg(long, short)]
+        config: PathBuf,
+    },
     /// Validate a configuration file and print the resolved route table.
     Check {
         /// The configuration file (TOML).
@@ -43,6 +54,16 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
+        Command::Run { config } => {
+            kracauer::logging::init(cli.verbose);
+            match kracauer::run::run(&config) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("kracauer: {e}");
+                    ExitCode::from(1)
+                }
+            }
+        }
         Command::Check { config } => match routes::load(&config) {
             Ok(l) => {
                 print!("{}", check::report(&config, &l.config, &l.routes));
