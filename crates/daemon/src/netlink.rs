@@ -409,6 +409,16 @@ pub struct Sysctls {
 }
 
 impl Sysctls {
+    /// Before the TUN comes up: no IPv6 link-local address on it (`addr_gen_mode=1`),
+    /// so the kernel sends no router solicitations or MLD reports into it, which the
+    /// engine would only count as drops. An old kernel without the setting is no error.
+    pub fn before_up(&mut self, tun: &str) {
+        let path = format!("/proc/sys/net/ipv6/conf/{tun}/addr_gen_mode");
+        if let Err(e) = self.set(&path, "1") {
+            tracing::debug!("{e}");
+        }
+    }
+
     /// Enables IPv4 and IPv6 forwarding, and on the TUN `accept_local=1` and
     /// `rp_filter=0` so the kernel takes packets from it whose source is one of the
     /// host's own addresses (answers from an owned service address).

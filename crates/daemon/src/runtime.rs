@@ -106,13 +106,17 @@ impl DataPlane {
                 };
                 handled += 1;
                 let packet = &mut buf[..HEADROOM + n];
-                if let Verdict::Forward(range) =
-                    self.engine.handle_packet(now(), packet, HEADROOM, &mut out)
-                {
-                    match packet.get(range) {
+                match self.engine.handle_packet(now(), packet, HEADROOM, &mut out) {
+                    Verdict::Forward(range) => match packet.get(range) {
                         Some(p) => self.write(p),
                         None => self.tun_write_errors += 1,
-                    }
+                    },
+                    Verdict::Consumed => {}
+                    Verdict::Dropped(reason) => tracing::trace!(
+                        reason = reason.name(),
+                        head = ?&packet[HEADROOM..packet.len().min(HEADROOM + 40)],
+                        "dropped"
+                    ),
                 }
                 self.flush(&mut out);
                 self.take_routes();
