@@ -147,9 +147,19 @@ impl Netlink {
     pub async fn owns(&self, address: Ipv4Addr) -> Result<bool, NetError> {
         let mut addrs = self.handle.address().get().execute();
         while let Some(a) = addrs.try_next().await.map_err(nl("list addresses"))? {
-            let mine = a.attributes.iter().any(|attr| {
-                matches!(attr, AddressAttribute::Local(IpAddr::V4(x)) | AddressAttribute::Address(IpAddr::V4(x)) if *x == address)
+            // IFA_LOCAL is the host's own address; IFA_ADDRESS is the peer's on a
+            // point-to-point link, so it only counts when there is no IFA_LOCAL.
+            let local = a.attributes.iter().find_map(|attr| match attr {
+                AddressAttribute::Local(ip) => Some(*ip),
+                _ => None,
             });
+            let own = local.or_else(|| {
+                a.attributes.iter().find_map(|attr| match attr {
+                    AddressAttribute::Address(ip) => Some(*ip),
+                    _ => None,
+                })
+            });
+            let mine = own == Some(IpAddr::V4(address));
             if mine {
                 return Ok(true);
             }
