@@ -56,7 +56,9 @@ pub struct BackendKey {
 // SipHash round's worth of work, and this runs for every forwarded packet.
 impl Hash for ClientKey {
     fn hash<H: Hasher>(&self, state: &mut H) {
-        state.write_u64((u64::from(u32::from(self.client)) << 32) | u64::from(u32::from(self.service)));
+        state.write_u64(
+            (u64::from(u32::from(self.client)) << 32) | u64::from(u32::from(self.service)),
+        );
         state.write_u32((u32::from(self.client_port) << 16) | u32::from(self.service_port));
     }
 }
