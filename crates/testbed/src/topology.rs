@@ -122,7 +122,7 @@ impl Topology {
         }
         sweep_stale();
         let tag = format!(
-            "krc-{:x}-{}",
+            "{TAG_PREFIX}{}-{}",
             std::process::id(),
             SEQUENCE.fetch_add(1, Ordering::SeqCst)
         );
@@ -131,10 +131,8 @@ impl Topology {
             dir: std::env::temp_dir().join(&tag),
         };
         std::fs::create_dir_all(&guard.dir)?;
-        let client = guard.make(&tag, "client")?;
-        let router = guard.make(&tag, "router")?;
-        let backend_a = guard.make(&tag, "a")?;
-        let backend_b = guard.make(&tag, "b")?;
+        let [client, router, backend_a, backend_b] = ROLES.map(|role| guard.make(&tag, role));
+        let (client, router, backend_a, backend_b) = (client?, router?, backend_a?, backend_b?);
         let pki = Pki::new()?;
         std::fs::write(guard.dir.join("ca.pem"), pki.ca_pem())?;
         let mut tb = Topology {
@@ -267,7 +265,7 @@ impl Topology {
         Ok(())
     }
 
-    /// The short unique tag in every name this testbed made (`krc-PID-N`).
+    /// The short unique tag in every name this testbed made (`krc-tbPID-N`).
     pub fn tag(&self) -> &str {
         &self.tag
     }
@@ -421,23 +419,62 @@ impl Topology {
     }
 }
 
-/// Deletes `krc-PID-*` namespaces whose process is gone (a test run killed before its
-/// clean-up ran). Namespaces of live processes are never touched.
+/// The start of every name a testbed makes: `krc-tbPID-N-ROLE`.
+const TAG_PREFIX: &str = "krc-tb";
+/// The roles of a testbed's namespaces (the last part of their names).
+const ROLES: [&str; 4] = ["client", "router", "a", "b"];
+
+/// Deletes namespaces named exactly like a testbed's (`krc-tbPID-N-ROLE`) whose process
+/// is gone: a test run killed before its clean-up ran. Namespaces of live processes, and
+/// any name of another shape, are never touched.
 pub fn sweep_stale() {
     let Ok(entries) = std::fs::read_dir("/var/run/netns") else {
         return;
     };
     for entry in entries.flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
-        let Some(pid) = name
-            .strip_prefix("krc-")
-            .and_then(|rest| rest.split('-').next())
-            .and_then(|hex| u32::from_str_radix(hex, 16).ok())
-        else {
+        let Some(pid) = stale_owner(&name) else {
             continue;
         };
         if !Path::new(&format!("/proc/{pid}")).exists() && netns::exists(&name) {
             let _ = netns::ip(["netns", "del", &name]);
+        }
+    }
+}
+
+/// The pid in a testbed namespace name, if `name` has exactly that shape.
+fn stale_owner(name: &str) -> Option<u32> {
+    let mut parts = name.strip_prefix(TAG_PREFIX)?.splitn(3, '-');
+    let pid = parts.next()?;
+    let n = parts.next()?;
+    let role = parts.next()?;
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    if !digits(pid) || !digits(n) || !ROLES.contains(&role) {
+        return None;
+    }
+    pid.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn testbed_namespace_name_yields_its_owner_pid() {
+        assert_eq!(stale_owner("krc-tb4242-7-router"), Some(4242));
+    }
+
+    #[test]
+    fn names_of_other_shapes_are_never_swept() {
+        for name in [
+            "krc-be-22737",
+            "krc-tb12-3-backend",
+            "krc-tbx-1-a",
+            "krc-tb12--a",
+            "krc-tb12-1",
+            "other",
+        ] {
+            assert_eq!(stale_owner(name), None, "{name}");
         }
     }
 }
