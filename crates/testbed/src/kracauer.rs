@@ -20,7 +20,7 @@ use nix::unistd::Pid;
 
 use crate::Error;
 use crate::client::{self, Reply};
-use crate::topology::{METRICS, PREFIX, TUN, Topology};
+use crate::topology::{METRICS, Topology};
 
 /// How long kracauer may take to come up.
 pub const READY_TIMEOUT: Duration = Duration::from_secs(20);
@@ -83,7 +83,7 @@ impl<'tb> Kracauer<'tb> {
                     self.log()
                 )));
             }
-            if self.routes_ready() && (!metrics || self.metrics().is_ok()) {
+            if self.tb.kracauer_ready() && (!metrics || self.metrics().is_ok()) {
                 return Ok(());
             }
             if Instant::now() > deadline {
@@ -94,14 +94,6 @@ impl<'tb> Kracauer<'tb> {
             }
             thread::sleep(Duration::from_millis(50));
         }
-    }
-
-    fn routes_ready(&self) -> bool {
-        let r = &self.tb.router;
-        let v6 = r.ip(["-6", "route", "show", "table", "all", "dev", TUN]);
-        let v4 = r.ip(["-4", "route", "show", "table", "all", "dev", TUN]);
-        let prefix = PREFIX.trim_end_matches("/96");
-        matches!((v6, v4), (Ok(v6), Ok(v4)) if v6.contains(prefix) && !v4.trim().is_empty())
     }
 
     /// The daemon's process id.

@@ -22,6 +22,7 @@
 use std::io;
 
 pub mod client;
+pub mod demo;
 mod http;
 pub mod kracauer;
 pub mod netns;

@@ -321,6 +321,16 @@ impl Topology {
         Kracauer::start(self, config)
     }
 
+    /// Whether kracauer has set the router up: its TUN device carries the prefix route
+    /// and an IPv4 route (the service address's /32, or the policy table's default).
+    pub fn kracauer_ready(&self) -> bool {
+        let r = &self.router;
+        let v6 = r.ip(["-6", "route", "show", "table", "all", "dev", TUN]);
+        let v4 = r.ip(["-4", "route", "show", "table", "all", "dev", TUN]);
+        let prefix = PREFIX.trim_end_matches("/96");
+        matches!((v6, v4), (Ok(v6), Ok(v4)) if v6.contains(prefix) && !v4.trim().is_empty())
+    }
+
     /// `GET path` with `Host: host` on port 80, from the client.
     pub fn http_get(&self, host: &str, path: &str) -> Result<Reply, Error> {
         let host = host.to_owned();
