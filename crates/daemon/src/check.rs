@@ -3,10 +3,14 @@
 use std::fmt::Write as _;
 use std::path::Path;
 
+use kracauer_core::route::RouteTable;
+
 use crate::config::Config;
 
-/// The report `kracauer check` prints for a valid configuration.
-pub fn report(path: &Path, c: &Config) -> String {
+/// The report `kracauer check` prints for a valid configuration: its settings, then the
+/// resolved route table (normalised names, sorted, each with its backend and remapped
+/// ports) and what happens to any other name.
+pub fn report(path: &Path, c: &Config, routes: &RouteTable) -> String {
     let mut out = String::new();
     // Writing to a String cannot fail.
     let _ = writeln!(out, "{}: valid", path.display());
@@ -23,15 +27,23 @@ pub fn report(path: &Path, c: &Config) -> String {
         let _ = writeln!(out, "metrics   http://{}/metrics", m.listen);
     }
     let _ = writeln!(out, "routes");
-    for r in &c.routes {
-        for h in &r.hosts {
-            let remap: Vec<String> = r.ports.iter().map(|(s, b)| format!("{s}->{b}")).collect();
-            let _ = write!(out, "  {h:<32} {}", r.backend);
-            if !remap.is_empty() {
-                let _ = write!(out, "  ports {}", remap.join(" "));
-            }
-            out.push('\n');
+    for e in routes.entries() {
+        let name = if e.is_wildcard() {
+            format!("*.{}", e.name())
+        } else {
+            e.name().to_owned()
+        };
+        let route = e.route();
+        let _ = write!(out, "  {name:<32} {}", route.backend());
+        let remap: Vec<String> = route
+            .port_map()
+            .iter()
+            .map(|(s, b)| format!("{s}->{b}"))
+            .collect();
+        if !remap.is_empty() {
+            let _ = write!(out, "  ports {}", remap.join(" "));
         }
+        out.push('\n');
     }
     match c.default_backend {
         Some(b) => {

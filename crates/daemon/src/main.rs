@@ -1,28 +1,37 @@
 //! The `kracauer` binary: command-line parsing and dispatch to the subcommands.
 //!
-//! `addr` and `check` exist so far; `run` and `demo` arrive with the engine.
+//! Everything but parsing lives in the `kracauer` library crate (`lib.rs`).
 
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use kracauer::{check, routes};
 use kracauer_core::addr::{Prefix96, low32};
-
-mod check;
-mod config;
 
 /// Share one IPv4 address among IPv6-only servers: route TLS/HTTP by name, translate each
 /// flow to IPv6 with the client's address embedded in a /96.
 #[derive(Debug, Parser)]
 #[command(name = "kracauer", version, about, long_about = None)]
 struct Cli {
+    /// More log output: -v for debug, -vv for trace (RUST_LOG, if set, wins).
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    verbose: u8,
     #[command(subcommand)]
     command: Command,
 }
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Set up the host, translate in the foreground, clean up on SIGINT/SIGTERM.
+    ///
+    /// SIGHUP reloads the configuration (routes); an invalid file changes nothing.
+    Run {
+        /// The configuration file (TOML).
+        #[arg(long, short)]
+        config: PathBuf,
+    },
     /// Validate a configuration file and print the resolved route table.
     Check {
         /// The configuration file (TOML).
@@ -45,9 +54,19 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Check { config } => match config::load(&config) {
-            Ok(c) => {
-                print!("{}", check::report(&config, &c));
+        Command::Run { config } => {
+            kracauer::logging::init(cli.verbose);
+            match kracauer::run::run(&config) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("kracauer: {e}");
+                    ExitCode::from(1)
+                }
+            }
+        }
+        Command::Check { config } => match routes::load(&config) {
+            Ok(l) => {
+                print!("{}", check::report(&config, &l.config, &l.routes));
                 ExitCode::SUCCESS
             }
             Err(e) => {

@@ -1,0 +1,16 @@
+//! The Kracauer daemon as a library: configuration, the mapping onto the engine, and
+//! (on Linux) the TUN driver, netlink set-up, the data-plane runtime and observability.
+//!
+//! The `kracauer` binary (`main.rs`) is a thin command line over this; tests and the
+//! testbed call into it directly.
+
+pub mod check;
+pub mod config;
+pub mod host;
+pub mod logging;
+pub mod metrics;
+pub mod netlink;
+pub mod routes;
+pub mod run;
+pub mod runtime;
+pub mod tun;

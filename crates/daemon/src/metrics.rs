@@ -1,0 +1,276 @@
+//! The Prometheus endpoint: `GET /metrics` at `[metrics] listen`, text format 0.0.4.
+//!
+//! It renders the [`Snapshot`] the data plane publishes about once a second, so scraping
+//! never touches the engine. The HTTP side is the least that Prometheus needs: one
+//! request per connection, a request head of at most 8 KiB read within 5 seconds.
+
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::sync::PoisonError;
+use std::time::Duration;
+
+use kracauer_core::engine::{DropReason, Outcome};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinHandle;
+
+use crate::runtime::{Published, Snapshot};
+
+/// Largest request head read.
+const MAX_HEAD: usize = 8 * 1024;
+/// Time a client has to send its request head.
+const READ_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Binds `addr` and serves `/metrics` from `published` on a task of the current runtime.
+pub async fn serve(addr: SocketAddr, published: Published) -> std::io::Result<JoinHandle<()>> {
+    let listener = TcpListener::bind(addr).await?;
+    Ok(tokio::spawn(async move {
+        loop {
+            match listener.accept().await {
+                Ok((stream, _)) => {
+                    tokio::spawn(answer(stream, published.clone()));
+                }
+                Err(e) => {
+                    tracing::warn!("metrics: accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        }
+    }))
+}
+
+async fn answer(mut stream: TcpStream, published: Published) {
+    let mut head = Vec::with_capacity(1024);
+    let read = tokio::time::timeout(READ_TIMEOUT, async {
+        let mut chunk = [0u8; 1024];
+        while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < MAX_HEAD {
+            match stream.read(&mut chunk).await {
+                Ok(0) | Err(_) => return false,
+                Ok(n) => head.extend_from_slice(&chunk[..n]),
+            }
+        }
+        true
+    })
+    .await;
+    if !matches!(read, Ok(true)) {
+        return;
+    }
+    let response = respond(&head, || {
+        let snapshot = published
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        render(&snapshot)
+    });
+    let _ = stream.write_all(response.as_bytes()).await;
+    let _ = stream.shutdown().await;
+}
+
+/// The whole HTTP response to request head `head`; `body` renders the metrics.
+pub fn respond(head: &[u8], body: impl FnOnce() -> String) -> String {
+    let line = head.split(|&b| b == b'\r').next().unwrap_or_default();
+    let mut parts = line.split(|&b| b == b' ');
+    let (method, target) = (parts.next(), parts.next());
+    let (status, ctype, body) = match (method, target) {
+        (Some(b"GET"), Some(b"/metrics")) => {
+            ("200 OK", "text/plain; version=0.0.4; charset=utf-8", body())
+        }
+        (Some(b"GET"), _) => (
+            "404 Not Found",
+            "text/plain; charset=utf-8",
+            "metrics are at /metrics\n".to_owned(),
+        ),
+        _ => (
+            "405 Method Not Allowed",
+            "text/plain; charset=utf-8",
+            "only GET /metrics\n".to_owned(),
+        ),
+    };
+    format!(
+        "HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+}
+
+/// The snapshot in Prometheus text format.
+pub fn render(s: &Snapshot) -> String {
+    let mut out = String::with_capacity(8 * 1024);
+    let mut metric = |name: &str, kind: &str, help: &str, samples: &[(String, u64)]| {
+        let _ = writeln!(out, "# HELP kracauer_{name} {help}");
+        let _ = writeln!(out, "# TYPE kracauer_{name} {kind}");
+        for (labels, value) in samples {
+            let _ = writeln!(out, "kracauer_{name}{labels} {value}");
+        }
+    };
+    let st = &s.stats;
+    let dir = |i: usize| ["{direction=\"to_backend\"}", "{direction=\"to_client\"}"][i].to_owned();
+    metric(
+        "packets_total",
+        "counter",
+        "Packets translated and forwarded, by direction.",
+        &[(dir(0), st.packets[0]), (dir(1), st.packets[1])],
+    );
+    metric(
+        "bytes_total",
+        "counter",
+        "TCP payload bytes forwarded, by direction.",
+        &[(dir(0), st.bytes[0]), (dir(1), st.bytes[1])],
+    );
+    metric(
+        "packets_made_total",
+        "counter",
+        "Packets Kracauer made itself (SYN-ACKs, RSTs, backend SYNs, peeked data, refusals).",
+        &[(String::new(), st.made)],
+    );
+    let drops: Vec<(String, u64)> = DropReason::ALL
+        .iter()
+        .map(|r| {
+            (
+                format!("{{reason=\"{}\",side=\"{}\"}}", r.name(), r.side().name()),
+                st.drops(*r),
+            )
+        })
+        .collect();
+    metric(
+        "drops_total",
+        "counter",
+        "Packets dropped, by reason and by whose packet it was.",
+        &drops,
+    );
+    let outcomes: Vec<(String, u64)> = Outcome::ALL
+        .iter()
+        .map(|o| (format!("{{outcome=\"{}\"}}", o.name()), st.outcomes(*o)))
+        .collect();
+    metric(
+        "flows_ended_total",
+        "counter",
+        "Flows that ended, by outcome.",
+        &outcomes,
+    );
+    metric(
+        "flows_spliced_total",
+        "counter",
+        "Flows that reached their backend.",
+        &[(String::new(), st.spliced)],
+    );
+    metric(
+        "syn_cookies_sent_total",
+        "counter",
+        "SYN-ACKs answered with a cookie because the half-open table was full.",
+        &[(String::new(), st.cookies_sent)],
+    );
+    metric(
+        "syn_cookies_accepted_total",
+        "counter",
+        "Connections established from a valid SYN cookie.",
+        &[(String::new(), st.cookies_accepted)],
+    );
+    metric(
+        "flows",
+        "gauge",
+        "Flows in the table, any state.",
+        &[(String::new(), s.flows as u64)],
+    );
+    metric(
+        "flows_half_open",
+        "gauge",
+        "Flows whose SYN was answered and whose handshake has not completed.",
+        &[(String::new(), s.half_open as u64)],
+    );
+    metric(
+        "peek_bytes",
+        "gauge",
+        "Bytes held in peek buffers.",
+        &[(String::new(), s.peek_bytes as u64)],
+    );
+    metric(
+        "tun_write_errors_total",
+        "counter",
+        "Packets the TUN refused to take.",
+        &[(String::new(), s.tun_write_errors)],
+    );
+    metric(
+        "reloads_total",
+        "counter",
+        "Route tables installed by SIGHUP.",
+        &[(String::new(), s.reloads)],
+    );
+    metric(
+        "uptime_seconds",
+        "gauge",
+        "Seconds since the data plane started.",
+        &[(String::new(), s.uptime.as_secs())],
+    );
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_drop_reason_is_a_sample_with_its_side() {
+        let text = render(&Snapshot::default());
+        for r in DropReason::ALL {
+            let line = format!(
+                "kracauer_drops_total{{reason=\"{}\",side=\"{}\"}} 0",
+                r.name(),
+                r.side().name()
+            );
+            assert!(text.lines().any(|l| l == line), "missing {line}");
+        }
+        assert!(text.contains("kracauer_drops_total{reason=\"client_no_flow\",side=\"client\"} 0"));
+    }
+
+    #[test]
+    fn counters_and_gauges_carry_the_snapshot_values() {
+        let s = Snapshot {
+            flows: 3,
+            half_open: 1,
+            ..Snapshot::default()
+        };
+        let text = render(&s);
+        assert!(text.lines().any(|l| l == "kracauer_flows 3"), "{text}");
+        assert!(text.lines().any(|l| l == "kracauer_flows_half_open 1"));
+        assert!(
+            text.lines()
+                .any(|l| l == "kracauer_packets_total{direction=\"to_client\"} 0")
+        );
+        assert!(
+            text.lines()
+                .any(|l| l == "kracauer_flows_ended_total{outcome=\"closed\"} 0")
+        );
+    }
+
+    #[test]
+    fn every_sample_has_help_and_type_before_it() {
+        let text = render(&Snapshot::default());
+        let mut declared = Vec::new();
+        for l in text.lines() {
+            if let Some(rest) = l.strip_prefix("# TYPE ") {
+                declared.push(rest.split(' ').next().unwrap_or_default().to_owned());
+            } else if !l.starts_with('#') {
+                let name = l.split(['{', ' ']).next().unwrap_or_default();
+                assert_eq!(declared.last().map(String::as_str), Some(name), "{l}");
+            }
+        }
+    }
+
+    #[test]
+    fn get_metrics_is_answered_with_the_body_and_its_length() {
+        let r = respond(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n", || {
+            "a 1\n".into()
+        });
+        assert!(r.starts_with("HTTP/1.1 200 OK\r\n"), "{r}");
+        assert!(r.contains("Content-Length: 4\r\n"));
+        assert!(r.ends_with("\r\n\r\na 1\n"));
+    }
+
+    #[test]
+    fn other_paths_and_methods_are_refused_without_rendering() {
+        let r = respond(b"GET / HTTP/1.1\r\n\r\n", || unreachable!());
+        assert!(r.starts_with("HTTP/1.1 404 "), "{r}");
+        let r = respond(b"POST /metrics HTTP/1.1\r\n\r\n", || unreachable!());
+        assert!(r.starts_with("HTTP/1.1 405 "), "{r}");
+    }
+}

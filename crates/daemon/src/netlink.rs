@@ -1,0 +1,458 @@
+//! Host set-up through netlink (DESIGN.md, "The packet path"), and its undoing.
+//!
+//! What Kracauer adds, all tagged with the routing protocol [`PROTOCOL`] so that a later
+//! start can find and remove what a crashed run left:
+//! - a route for the translation prefix (`/96`) into the TUN;
+//! - for each service address this host does not own: a `/32` route into the TUN;
+//! - for each service address this host owns: one policy rule per configured TCP port
+//!   (`to ADDR ipproto tcp dport PORT lookup TABLE`) at preference [`DIVERT_PREF`], and
+//!   in table [`TABLE`] a default route into the TUN. Those rules only work ahead of the
+//!   kernel's `local` rule at preference 0, so that rule is re-added at [`LOCAL_PREF`]
+//!   (tagged) and only then removed from 0: the host never lacks its local table.
+//!
+//! [`remove_ours`] undoes all of it and puts the `local` rule back at 0 if Kracauer had
+//! moved it; it runs both before a set-up (leftovers of a `kill -9`) and at exit.
+//! Forwarding and the TUN's `accept_local`/`rp_filter` are sysctls ([`Sysctls`]).
+//! `docs/setup-by-hand.md` gives the same as `ip` and `sysctl` commands.
+
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::path::PathBuf;
+
+use futures_util::TryStreamExt;
+use kracauer_core::addr::Prefix96;
+use rtnetlink::packet_route::IpProtocol;
+use rtnetlink::packet_route::address::AddressAttribute;
+use rtnetlink::packet_route::route::{RouteMessage, RouteProtocol, RouteScope};
+use rtnetlink::packet_route::rule::{RuleAction, RuleAttribute, RuleMessage, RulePortRange};
+use rtnetlink::{Handle, IpVersion, RouteMessageBuilder};
+
+use crate::config::Config;
+
+/// The routing protocol number on every route and rule Kracauer adds (`proto 107` in
+/// `ip` output; 107 is `k`, unused by `/etc/iproute2/rt_protos`).
+pub const PROTOCOL: u8 = 107;
+/// The routing table whose default route is the TUN, for owned service addresses.
+pub const TABLE: u32 = 27506;
+/// Preference of the rules that divert service ports to [`TABLE`].
+pub const DIVERT_PREF: u32 = 500;
+/// Preference the `local` rule is moved to, after the divert rules.
+pub const LOCAL_PREF: u32 = 1000;
+/// The kernel's `local` table.
+const TABLE_LOCAL: u32 = 255;
+
+/// A host set-up step that failed.
+#[derive(Debug, thiserror::Error)]
+pub enum NetError {
+    #[error("cannot open a netlink socket: {0}")]
+    Connect(#[source] io::Error),
+    #[error("netlink: cannot {what}: {source}")]
+    Netlink {
+        what: String,
+        #[source]
+        source: rtnetlink::Error,
+    },
+    #[error("no network interface named {0:?}")]
+    NoLink(String),
+    #[error(
+        "the rule for the local table is at preference {0}, ahead of Kracauer's rules at {DIVERT_PREF}; move it after {DIVERT_PREF} or route the service address to the TUN instead"
+    )]
+    LocalRuleTooEarly(u32),
+    #[error("cannot write {value} to {}: {source}", path.display())]
+    Sysctl {
+        path: PathBuf,
+        value: String,
+        #[source]
+        source: io::Error,
+    },
+}
+
+fn nl(what: impl Into<String>) -> impl FnOnce(rtnetlink::Error) -> NetError {
+    let what = what.into();
+    move |source| NetError::Netlink { what, source }
+}
+
+/// Whether `e` is the kernel saying "no such entry" (already gone) or "exists".
+fn is_errno(e: &rtnetlink::Error, errno: rustix::io::Errno) -> bool {
+    matches!(e, rtnetlink::Error::NetlinkError(m)
+        if m.code.map(|c| c.get()) == Some(-errno.raw_os_error()))
+}
+
+/// What the set-up diverts into the TUN.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Plan {
+    pub tun: String,
+    pub prefix: Prefix96,
+    /// Each service address with all its TCP ports (tls and http).
+    pub services: Vec<(Ipv4Addr, Vec<u16>)>,
+}
+
+impl Plan {
+    /// The plan for a configuration.
+    pub fn new(c: &Config) -> Self {
+        Self {
+            tun: c.tun.name.clone(),
+            prefix: c.prefix,
+            services: c
+                .listen
+                .iter()
+                .map(|l| (l.address, l.tls.iter().chain(&l.http).copied().collect()))
+                .collect(),
+        }
+    }
+}
+
+/// How a service address reaches the TUN.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Divert {
+    /// Not this host's address: a `/32` route.
+    Route(Ipv4Addr),
+    /// This host's address: policy rules for these TCP ports.
+    Rules(Ipv4Addr, Vec<u16>),
+}
+
+/// A netlink connection (its task runs on the current tokio runtime).
+#[derive(Debug, Clone)]
+pub struct Netlink {
+    handle: Handle,
+}
+
+impl Netlink {
+    /// Opens a netlink socket in the calling thread's network namespace.
+    pub fn connect() -> Result<Self, NetError> {
+        let (conn, handle, _) = rtnetlink::new_connection().map_err(NetError::Connect)?;
+        tokio::spawn(conn);
+        Ok(Self { handle })
+    }
+
+    /// The index of interface `name`.
+    pub async fn link_index(&self, name: &str) -> Result<u32, NetError> {
+        let mut links = self
+            .handle
+            .link()
+            .get()
+            .match_name(name.to_owned())
+            .execute();
+        match links.try_next().await {
+            Ok(Some(link)) => Ok(link.header.index),
+            Ok(None) => Err(NetError::NoLink(name.to_owned())),
+            Err(e) if is_errno(&e, rustix::io::Errno::NODEV) => {
+                Err(NetError::NoLink(name.to_owned()))
+            }
+            Err(e) => Err(nl(format!("look up interface {name}"))(e)),
+        }
+    }
+
+    /// Whether `address` is assigned to an interface of this host.
+    pub async fn owns(&self, address: Ipv4Addr) -> Result<bool, NetError> {
+        let mut addrs = self.handle.address().get().execute();
+        while let Some(a) = addrs.try_next().await.map_err(nl("list addresses"))? {
+            let mine = a.attributes.iter().any(|attr| {
+                matches!(attr, AddressAttribute::Local(IpAddr::V4(x)) | AddressAttribute::Address(IpAddr::V4(x)) if *x == address)
+            });
+            if mine {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    /// Sets up routes and rules for `plan` through the TUN with index `tun`. Call
+    /// [`remove_ours`](Self::remove_ours) first (leftovers) and after (also on error).
+    pub async fn set_up(&self, plan: &Plan, tun: u32) -> Result<Vec<Divert>, NetError> {
+        let route6 = RouteMessageBuilder::<Ipv6Addr>::new()
+            .destination_prefix(plan.prefix.network(), 96)
+            .output_interface(tun)
+            .protocol(RouteProtocol::Other(PROTOCOL))
+            .scope(RouteScope::Link)
+            .build();
+        self.add_route(route6, format!("route {} into {}", plan.prefix, plan.tun))
+            .await?;
+        let mut diverts = Vec::new();
+        let mut table_route = false;
+        for (address, ports) in &plan.services {
+            if !self.owns(*address).await? {
+                let r = RouteMessageBuilder::<Ipv4Addr>::new()
+                    .destination_prefix(*address, 32)
+                    .output_interface(tun)
+                    .protocol(RouteProtocol::Other(PROTOCOL))
+                    .scope(RouteScope::Link)
+                    .build();
+                self.add_route(r, format!("route {address}/32 into {}", plan.tun))
+                    .await?;
+                diverts.push(Divert::Route(*address));
+                continue;
+            }
+            if !table_route {
+                let r = RouteMessageBuilder::<Ipv4Addr>::new()
+                    .destination_prefix(Ipv4Addr::UNSPECIFIED, 0)
+                    .output_interface(tun)
+                    .table_id(TABLE)
+                    .protocol(RouteProtocol::Other(PROTOCOL))
+                    .scope(RouteScope::Link)
+                    .build();
+                self.add_route(
+                    r,
+                    format!("route default into {} in table {TABLE}", plan.tun),
+                )
+                .await?;
+                table_route = true;
+            }
+            for &port in ports {
+                let mut req = self
+                    .handle
+                    .rule()
+                    .add()
+                    .v4()
+                    .destination_prefix(*address, 32)
+                    .table_id(TABLE)
+                    .priority(DIVERT_PREF)
+                    .action(RuleAction::ToTable);
+                let attrs = &mut req.message_mut().attributes;
+                attrs.push(RuleAttribute::IpProtocol(IpProtocol::Tcp));
+                attrs.push(RuleAttribute::DestinationPortRange(RulePortRange {
+                    start: port,
+                    end: port,
+                }));
+                attrs.push(RuleAttribute::Protocol(RouteProtocol::Other(PROTOCOL)));
+                req.execute()
+                    .await
+                    .map_err(nl(format!("add rule for {address} tcp port {port}")))?;
+            }
+            diverts.push(Divert::Rules(*address, ports.clone()));
+        }
+        if table_route {
+            self.move_local_rule().await?;
+        }
+        Ok(diverts)
+    }
+
+    async fn add_route(&self, msg: RouteMessage, what: String) -> Result<(), NetError> {
+        self.handle
+            .route()
+            .add(msg)
+            .execute()
+            .await
+            .map_err(nl(format!("add {what}")))
+    }
+
+    /// Puts the kernel's `local` rule after the divert rules: re-added (tagged) at
+    /// [`LOCAL_PREF`] first, then removed from preference 0.
+    async fn move_local_rule(&self) -> Result<(), NetError> {
+        let rules = self.rules(IpVersion::V4).await?;
+        let local: Vec<&RuleMessage> = rules
+            .iter()
+            .filter(|r| rule_table(r) == TABLE_LOCAL && rule_selects_all(r))
+            .collect();
+        let Some(first) = local.iter().map(|r| rule_pref(r)).min() else {
+            return Ok(()); // no local rule at all: nothing ahead of ours
+        };
+        if first > DIVERT_PREF {
+            return Ok(());
+        }
+        if first != 0 {
+            return Err(NetError::LocalRuleTooEarly(first));
+        }
+        self.add_local_rule(LOCAL_PREF, true).await?;
+        for r in local.iter().filter(|r| rule_pref(r) == 0) {
+            self.handle
+                .rule()
+                .del((*r).clone())
+                .execute()
+                .await
+                .map_err(nl("remove the local rule from preference 0"))?;
+        }
+        Ok(())
+    }
+
+    async fn add_local_rule(&self, pref: u32, tagged: bool) -> Result<(), NetError> {
+        let mut req = self
+            .handle
+            .rule()
+            .add()
+            .v4()
+            .table_id(TABLE_LOCAL)
+            .priority(pref)
+            .action(RuleAction::ToTable);
+        // Untagged is the kernel's own rule being put back: say so, as the kernel does.
+        let protocol = if tagged {
+            RouteProtocol::Other(PROTOCOL)
+        } else {
+            RouteProtocol::Kernel
+        };
+        req.message_mut()
+            .attributes
+            .push(RuleAttribute::Protocol(protocol));
+        match req.execute().await {
+            Err(e) if is_errno(&e, rustix::io::Errno::EXIST) => Ok(()),
+            r => r.map_err(nl(format!("add the local rule at preference {pref}"))),
+        }
+    }
+
+    async fn rules(&self, v: IpVersion) -> Result<Vec<RuleMessage>, NetError> {
+        self.handle
+            .rule()
+            .get(v)
+            .execute()
+            .try_collect()
+            .await
+            .map_err(nl("list rules"))
+    }
+
+    /// Removes every rule and route tagged [`PROTOCOL`], putting the `local` rule back
+    /// at preference 0 first if Kracauer had moved it. Returns how many it removed.
+    pub async fn remove_ours(&self) -> Result<usize, NetError> {
+        let mut removed = 0;
+        for v in [IpVersion::V4, IpVersion::V6] {
+            let rules = self.rules(v.clone()).await?;
+            let ours = |r: &&RuleMessage| rule_protocol(r) == Some(PROTOCOL);
+            let moved_local = rules
+                .iter()
+                .filter(ours)
+                .any(|r| rule_table(r) == TABLE_LOCAL);
+            let local_at_0 = rules
+                .iter()
+                .any(|r| rule_table(r) == TABLE_LOCAL && rule_pref(r) == 0);
+            if moved_local && !local_at_0 && matches!(v, IpVersion::V4) {
+                self.add_local_rule(0, false).await?;
+            }
+            for r in rules.iter().filter(ours) {
+                match self.handle.rule().del(r.clone()).execute().await {
+                    Ok(()) => removed += 1,
+                    Err(e) if is_errno(&e, rustix::io::Errno::NOENT) => {}
+                    Err(e) => return Err(nl("remove a rule")(e)),
+                }
+            }
+        }
+        let v4 = RouteMessageBuilder::<Ipv4Addr>::new().build();
+        let v6 = RouteMessageBuilder::<Ipv6Addr>::new().build();
+        for query in [v4, v6] {
+            let routes: Vec<RouteMessage> = self
+                .handle
+                .route()
+                .get(query)
+                .execute()
+                .try_collect()
+                .await
+                .map_err(nl("list routes"))?;
+            for r in routes
+                .into_iter()
+                .filter(|r| u8::from(r.header.protocol) == PROTOCOL)
+            {
+                match self.handle.route().del(r).execute().await {
+                    Ok(()) => removed += 1,
+                    Err(e) if is_errno(&e, rustix::io::Errno::SRCH) => {}
+                    Err(e) if is_errno(&e, rustix::io::Errno::NOENT) => {}
+                    Err(e) => return Err(nl("remove a route")(e)),
+                }
+            }
+        }
+        Ok(removed)
+    }
+}
+
+fn rule_protocol(r: &RuleMessage) -> Option<u8> {
+    r.attributes.iter().find_map(|a| match a {
+        RuleAttribute::Protocol(p) => Some(u8::from(*p)),
+        _ => None,
+    })
+}
+
+/// The rule's preference; the kernel leaves it out when it is 0.
+fn rule_pref(r: &RuleMessage) -> u32 {
+    r.attributes
+        .iter()
+        .find_map(|a| match a {
+            RuleAttribute::Priority(p) => Some(*p),
+            _ => None,
+        })
+        .unwrap_or(0)
+}
+
+fn rule_table(r: &RuleMessage) -> u32 {
+    r.attributes
+        .iter()
+        .find_map(|a| match a {
+            RuleAttribute::Table(t) => Some(*t),
+            _ => None,
+        })
+        .unwrap_or(u32::from(r.header.table))
+}
+
+/// Whether a rule matches every packet (no selector), as the kernel's `local` rule does.
+fn rule_selects_all(r: &RuleMessage) -> bool {
+    r.header.src_len == 0
+        && r.header.dst_len == 0
+        && !r.attributes.iter().any(|a| {
+            matches!(
+                a,
+                RuleAttribute::Source(_)
+                    | RuleAttribute::Destination(_)
+                    | RuleAttribute::Iifname(_)
+                    | RuleAttribute::Oifname(_)
+                    | RuleAttribute::FwMark(_)
+                    | RuleAttribute::FwMask(_)
+                    | RuleAttribute::TunId(_)
+                    | RuleAttribute::L3MDev(_)
+                    | RuleAttribute::UidRange(_)
+                    | RuleAttribute::IpProtocol(_)
+                    | RuleAttribute::SourcePortRange(_)
+                    | RuleAttribute::DestinationPortRange(_)
+            )
+        })
+}
+
+/// Sysctls Kracauer sets, with the values to put back at exit.
+#[derive(Debug, Default)]
+pub struct Sysctls {
+    restore: Vec<(PathBuf, String)>,
+}
+
+impl Sysctls {
+    /// Enables IPv4 and IPv6 forwarding, and on the TUN `accept_local=1` and
+    /// `rp_filter=0` so the kernel takes packets from it whose source is one of the
+    /// host's own addresses (answers from an owned service address).
+    pub fn set_up(&mut self, tun: &str) -> Result<(), NetError> {
+        self.set("/proc/sys/net/ipv4/ip_forward", "1")?;
+        self.set("/proc/sys/net/ipv6/conf/all/forwarding", "1")?;
+        self.set(&format!("/proc/sys/net/ipv4/conf/{tun}/accept_local"), "1")?;
+        self.set(&format!("/proc/sys/net/ipv4/conf/{tun}/rp_filter"), "0")?;
+        Ok(())
+    }
+
+    /// Writes `value` to `path`, remembering the old value if it differs.
+    pub fn set(&mut self, path: &str, value: &str) -> Result<(), NetError> {
+        let path = PathBuf::from(path);
+        let err = |source| NetError::Sysctl {
+            path: path.clone(),
+            value: value.to_owned(),
+            source,
+        };
+        let old = std::fs::read_to_string(&path).map_err(err)?;
+        let old = old.trim();
+        if old != value {
+            std::fs::write(&path, value).map_err(err)?;
+            self.restore.push((path.clone(), old.to_owned()));
+        }
+        Ok(())
+    }
+
+    /// Puts back every value changed, newest first. Values of a device that is gone
+    /// are skipped.
+    pub fn restore(&mut self) -> Vec<NetError> {
+        let mut errors = Vec::new();
+        while let Some((path, old)) = self.restore.pop() {
+            if !path.exists() {
+                continue;
+            }
+            if let Err(source) = std::fs::write(&path, &old) {
+                errors.push(NetError::Sysctl {
+                    path,
+                    value: old,
+                    source,
+                });
+            }
+        }
+        errors
+    }
+}

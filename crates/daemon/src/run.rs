@@ -1,0 +1,185 @@
+//! `kracauer run`: the control plane. It loads the configuration, sets the host up,
+//! starts the data-plane thread, then waits for signals on a single-threaded tokio
+//! runtime:
+//! - SIGHUP reloads the configuration: validated in full first; on error it is logged
+//!   and nothing changes; on success the new route table goes to the data plane (other
+//!   settings need a restart, and a reload that changes them says so);
+//! - SIGINT and SIGTERM stop the data plane, undo the host set-up and exit 0.
+//!
+//! If the data plane fails (the TUN went away), the set-up is undone and `run` fails.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, Sender};
+use std::sync::{Arc, Mutex};
+
+use kracauer_core::engine::{self, Engine};
+use kracauer_core::route::RouteTable;
+use tokio::signal::unix::{SignalKind, signal};
+
+use crate::config::{Config, ConfigError};
+use crate::host::{Host, SetupError};
+use crate::metrics;
+use crate::routes::{self, Loaded};
+use crate::runtime::{DataPlane, Published, Snapshot};
+
+/// Why `kracauer run` stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("the engine refused the configuration: {0}")]
+    Engine(#[from] engine::ConfigError),
+    #[error("cannot draw a random seed from the OS: {0}")]
+    Seed(getrandom::Error),
+    #[error("host set-up failed: {0}")]
+    Setup(#[from] SetupError),
+    #[error("{what}: {source}")]
+    Io {
+        what: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the data plane stopped: {0}")]
+    DataPlane(std::io::Error),
+}
+
+fn io(what: &'static str) -> impl FnOnce(std::io::Error) -> RunError {
+    move |source| RunError::Io { what, source }
+}
+
+/// Runs the daemon until SIGINT or SIGTERM (`Ok`) or a failure (`Err`).
+pub fn run(path: &Path) -> Result<(), RunError> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(io("cannot start the control-plane runtime"))?;
+    rt.block_on(control(path.to_owned()))
+}
+
+async fn control(path: PathBuf) -> Result<(), RunError> {
+    // Signals first: a SIGTERM during set-up must not kill us half-way.
+    let mut hup = signal(SignalKind::hangup()).map_err(io("cannot catch SIGHUP"))?;
+    let mut int = signal(SignalKind::interrupt()).map_err(io("cannot catch SIGINT"))?;
+    let mut term = signal(SignalKind::terminate()).map_err(io("cannot catch SIGTERM"))?;
+
+    let Loaded { config, routes } = routes::load(&path)?;
+    let seed = routes::os_seed().map_err(RunError::Seed)?;
+    let engine = Engine::new(routes::engine_config(&config, seed), Arc::new(routes))?;
+    let (mut host, tun) = Host::set_up(&config).await?;
+    if host.leftovers > 0 {
+        tracing::warn!(
+            "removed {} rules and routes left by an earlier run that did not exit cleanly",
+            host.leftovers
+        );
+    }
+    for line in host.describe(config.prefix, &config.tun.name) {
+        tracing::info!("{line}");
+    }
+
+    let published: Published = Arc::new(Mutex::new(Snapshot::default()));
+    let metrics = match config.metrics {
+        Some(m) => match metrics::serve(m.listen, published.clone()).await {
+            Ok(task) => {
+                tracing::info!("metrics at http://{}/metrics", m.listen);
+                Some(task)
+            }
+            Err(e) => {
+                undo(&mut host).await;
+                return Err(RunError::Io {
+                    what: "cannot listen for metrics",
+                    source: e,
+                });
+            }
+        },
+        None => None,
+    };
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let (routes_tx, routes_rx) = mpsc::channel();
+    let (done_tx, mut done_rx) = tokio::sync::oneshot::channel();
+    let mut plane = DataPlane::new(tun, engine, routes_rx, stop.clone(), published);
+    let thread = std::thread::Builder::new()
+        .name("kracauer-data".into())
+        .spawn(move || {
+            let result = plane.run();
+            let _ = done_tx.send(());
+            (plane, result)
+        })
+        .map_err(io("cannot start the data-plane thread"))?;
+    tracing::info!(
+        "kracauer {} running on {} (config {})",
+        env!("CARGO_PKG_VERSION"),
+        config.tun.name,
+        path.display()
+    );
+
+    loop {
+        tokio::select! {
+            _ = hup.recv() => reload(&path, &config, &routes_tx),
+            _ = int.recv() => { tracing::info!("SIGINT: stopping"); break; }
+            _ = term.recv() => { tracing::info!("SIGTERM: stopping"); break; }
+            _ = &mut done_rx => break,
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    let joined = thread.join();
+    if let Some(task) = metrics {
+        task.abort();
+    }
+    undo(&mut host).await;
+    match joined {
+        Ok((plane, result)) => {
+            drop(plane.into_tun());
+            result.map_err(RunError::DataPlane)
+        }
+        Err(_) => Err(RunError::DataPlane(std::io::Error::other(
+            "the data-plane thread panicked",
+        ))),
+    }
+}
+
+async fn undo(host: &mut Host) {
+    for e in host.tear_down().await {
+        tracing::error!("could not undo: {e}");
+    }
+}
+
+/// SIGHUP: load and validate the file again; only a fully valid one changes anything.
+fn reload(path: &Path, running: &Config, routes: &Sender<Arc<RouteTable>>) {
+    match routes::load(path) {
+        Err(e) => tracing::error!("reload refused, nothing changed: {e}"),
+        Ok(Loaded {
+            config,
+            routes: table,
+        }) => {
+            for what in needs_restart(running, &config) {
+                tracing::warn!(
+                    "reload: {what} changed; that takes a restart (only routes are reloaded)"
+                );
+            }
+            let names = table.len();
+            if routes.send(Arc::new(table)).is_ok() {
+                tracing::info!("reload: {names} names from {}", path.display());
+            }
+        }
+    }
+}
+
+/// The settings that differ between `a` and `b` and only a restart applies.
+pub fn needs_restart(a: &Config, b: &Config) -> Vec<&'static str> {
+    let mut out = Vec::new();
+    if a.prefix != b.prefix {
+        out.push("prefix");
+    }
+    if a.tun != b.tun {
+        out.push("[tun]");
+    }
+    if a.listen != b.listen {
+        out.push("[[listen]]");
+    }
+    if a.metrics != b.metrics {
+        out.push("[metrics]");
+    }
+    out
+}

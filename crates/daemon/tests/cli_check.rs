@@ -1,0 +1,69 @@
+//! `kracauer check` as an operator runs it: the resolved route table, or the error with
+//! its place in the file.
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+/// Writes `text` to a file unique to this test process and test.
+fn config_file(test: &str, text: &str) -> PathBuf {
+    let path =
+        std::env::temp_dir().join(format!("kracauer-check-{}-{test}.toml", std::process::id()));
+    std::fs::write(&path, text).expect("write config");
+    path
+}
+
+fn check(path: &PathBuf) -> Output {
+    let o = Command::new(env!("CARGO_BIN_EXE_kracauer"))
+        .arg("check")
+        .arg("--config")
+        .arg(path)
+        .output()
+        .expect("run kracauer");
+    let _ = std::fs::remove_file(path);
+    o
+}
+
+const HEAD: &str = "prefix = \"2001:db8:64::/96\"\n\n[[listen]]\naddress = \"203.0.113.10\"\ntls = [443]\nhttp = [80]\n\n";
+
+#[test]
+fn check_prints_normalised_names_sorted_with_backends_and_ports() {
+    let path = config_file(
+        "table",
+        &format!(
+            "{HEAD}[[route]]\nhosts = [\"*.B.example\", \"a.example\"]\nbackend = \"2001:db8:1::2\"\nports = {{ 443 = 8443 }}\n\n[[route]]\nhosts = [\"Bücher.example\"]\nbackend = \"2001:db8:1::3\"\n"
+        ),
+    );
+    let o = check(&path);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let routes: Vec<&str> = out
+        .lines()
+        .skip_while(|l| *l != "routes")
+        .skip(1)
+        .map(str::trim_end)
+        .collect();
+    let expected = [
+        format!("  {:<32} 2001:db8:1::2  ports 443->8443", "a.example"),
+        format!("  {:<32} 2001:db8:1::2  ports 443->8443", "*.b.example"),
+        format!("  {:<32} 2001:db8:1::3", "xn--bcher-kva.example"),
+        format!("  {:<32} refused", "(any other name)"),
+    ];
+    assert_eq!(routes, expected, "{out}");
+}
+
+#[test]
+fn check_reports_a_duplicate_name_at_its_line_and_column() {
+    let path = config_file(
+        "dup",
+        &format!(
+            "{HEAD}[[route]]\nhosts = [\"a.example\"]\nbackend = \"2001:db8:1::2\"\n\n[[route]]\nhosts = [\"A.EXAMPLE\"]\nbackend = \"2001:db8:1::3\"\n"
+        ),
+    );
+    let o = check(&path);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        err.contains(".toml:13:10: route.hosts: \"A.EXAMPLE\" is the same name as \"a.example\" at line 9, column 10"),
+        "{err}"
+    );
+}
