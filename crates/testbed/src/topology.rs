@@ -404,8 +404,8 @@ impl Topology {
     pub fn inject_loss(&self, percent: u32) -> Result<(), Error> {
         let rules = format!(
             "table inet krc_loss {{\n\
-             chain input {{ type filter hook input priority 0; numgen random mod 100 < {percent} drop; }}\n\
-             chain output {{ type filter hook output priority 0; numgen random mod 100 < {percent} drop; }}\n\
+             chain input {{ type filter hook input priority 0; numgen random mod 100 < {percent} counter drop; }}\n\
+             chain output {{ type filter hook output priority 0; numgen random mod 100 < {percent} counter drop; }}\n\
              }}\n"
         );
         let file = self.guard.dir.join("loss.nft");
@@ -426,6 +426,23 @@ impl Topology {
                 stderr: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
             })
         }
+    }
+
+    /// How many packets the loss rules of [`Topology::inject_loss`] dropped so far (both
+    /// ways), from their nftables counters.
+    pub fn loss_dropped(&self) -> Result<u64, Error> {
+        let out = self
+            .client
+            .command("nft")
+            .args(["list", "table", "inet", "krc_loss"])
+            .output()
+            .map_err(|e| Error::spawn("nft", e))?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        Ok(text
+            .split("packets ")
+            .skip(1)
+            .filter_map(|rest| rest.split_whitespace().next()?.parse::<u64>().ok())
+            .sum())
     }
 }
 

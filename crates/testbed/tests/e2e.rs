@@ -273,6 +273,7 @@ fn transfers_survive_three_percent_random_loss_each_way() {
             HTTPS_PORT,
         );
     }
+    assert!(tb.loss_dropped().unwrap() > 0, "the loss rules dropped nothing");
 }
 
 #[test]

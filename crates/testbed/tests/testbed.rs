@@ -158,4 +158,5 @@ fn shared_address_echo_answers_the_client_even_with_loss() {
         .output()
         .unwrap();
     assert!(String::from_utf8_lossy(&rules.stdout).contains("numgen random mod 100 < 3"));
+    let _ = tb.loss_dropped().unwrap();
 }
