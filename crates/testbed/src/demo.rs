@@ -60,13 +60,22 @@ impl Fetch {
                     )
                 }
                 None => format!(
-                    "{url} -> refused by kracauer: HTTP {} {}; no backend contacted",
+                    "{url} -> refused by kracauer: HTTP {} ({}); no backend contacted",
                     r.status,
-                    r.body.lines().next().unwrap_or_default().trim()
+                    r.body
+                        .lines()
+                        .next()
+                        .unwrap_or_default()
+                        .trim()
+                        .trim_end_matches('.')
                 ),
             },
             Err(Error::Tls(rustls::Error::AlertReceived(alert))) => {
-                format!("{url} -> refused by kracauer: TLS alert {alert:?}; no backend contacted")
+                let alert = match alert {
+                    rustls::AlertDescription::UnrecognisedName => "unrecognized_name".to_owned(),
+                    other => format!("{other:?}"),
+                };
+                format!("{url} -> refused by kracauer: TLS alert {alert}; no backend contacted")
             }
             Err(e) => format!("{url} -> FAILED: {e}"),
         }
@@ -119,4 +128,12 @@ pub fn narrate(tb: &Topology, out: &mut impl Write) -> io::Result<Vec<Fetch>> {
         fetches.push(fetch);
     }
     Ok(fetches)
+}
+
+/// Sends SIGTERM to this very process. An in-process `kracauer run` (the demo's router)
+/// stops on SIGTERM once it has installed its handler, as the binary does; this is how
+/// the demo tells it to clean up. Call it only after the router is ready.
+pub fn terminate_self() -> Result<(), Error> {
+    nix::sys::signal::raise(nix::sys::signal::Signal::SIGTERM)
+        .map_err(|e| Error::Setup(format!("cannot signal this process: {e}")))
 }

@@ -273,7 +273,10 @@ fn transfers_survive_three_percent_random_loss_each_way() {
             HTTPS_PORT,
         );
     }
-    assert!(tb.loss_dropped().unwrap() > 0, "the loss rules dropped nothing");
+    assert!(
+        tb.loss_dropped().unwrap() > 0,
+        "the loss rules dropped nothing"
+    );
 }
 
 #[test]
@@ -402,8 +405,50 @@ fn demo_narration_shows_what_each_backend_saw() {
         "{text}"
     );
     assert!(
-        text.contains("refused by kracauer: TLS alert UnrecognisedName"),
+        text.contains("refused by kracauer: TLS alert unrecognized_name"),
         "{text}"
     );
     assert!(text.contains("refused by kracauer: HTTP 421"), "{text}");
+}
+
+#[test]
+fn kracauer_demo_shows_each_backend_saw_the_client_and_cleans_up() {
+    if !privileged("kracauer_demo_shows_each_backend_saw_the_client_and_cleans_up") {
+        return;
+    }
+    let out = kracauer_testbed::kracauer::run_binary(&["demo"]).unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}\n{text}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for url in [
+        "https://a.example/",
+        "https://b.example/",
+        "http://b.example/",
+    ] {
+        let line = text
+            .lines()
+            .find(|l| l.starts_with(&format!("{url} ")))
+            .unwrap_or_else(|| panic!("no line for {url}:\n{text}"));
+        assert!(
+            line.contains("saw 2001:db8:64::c633:6402 = 198.51.100.2 port")
+                && line.contains("(the client's own port)"),
+            "{line}"
+        );
+    }
+    assert!(text.contains("TLS alert unrecognized_name"), "{text}");
+    // Its namespaces are gone: `testbed krc-tbPID-N: ...` names them.
+    let tag = text
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .trim_end_matches(':')
+        .to_owned();
+    assert!(tag.starts_with("krc-tb"), "{text}");
+    for role in ["client", "router", "a", "b"] {
+        assert!(!kracauer_testbed::netns::exists(&format!("{tag}-{role}")));
+    }
 }
