@@ -45,7 +45,7 @@ impl<'tb> Kracauer<'tb> {
     /// `[metrics]` table, until the metrics endpoint accepts connections.
     pub fn start(tb: &'tb Topology, config: &str) -> Result<Self, Error> {
         let binary = binary()?;
-        let n = std::fs::read_dir(tb.dir())?.count();
+        let n = tb.next_start();
         let config_path = tb.dir().join("kracauer.toml");
         std::fs::write(&config_path, config)?;
         let log = tb.dir().join(format!("kracauer-{n}.log"));

@@ -111,6 +111,7 @@ pub struct Topology {
     pub contacts_router: ContactLog,
     // Declared before `guard`: servers stop before the namespaces go.
     servers: Vec<Server>,
+    starts: AtomicU32,
     guard: Guard,
 }
 
@@ -147,6 +148,7 @@ impl Topology {
             contacts_b: ContactLog::default(),
             contacts_router: ContactLog::default(),
             servers: Vec::new(),
+            starts: AtomicU32::new(0),
             guard,
         };
         tb.wire()?;
@@ -275,6 +277,11 @@ impl Topology {
         self.variant
     }
 
+    /// Counts daemon starts in this testbed (names their log files).
+    pub(crate) fn next_start(&self) -> u32 {
+        self.starts.fetch_add(1, Ordering::SeqCst)
+    }
+
     /// The testbed's own directory (CA certificate, configurations, logs).
     pub fn dir(&self) -> &Path {
         &self.guard.dir
@@ -295,8 +302,14 @@ impl Topology {
     /// `b.example` to backend b, metrics on 127.0.0.1:9641 in the router namespace.
     /// `extra` is appended as is (more `[[route]]` tables).
     pub fn config(&self, extra: &str) -> String {
+        self.config_with("", extra)
+    }
+
+    /// [`Topology::config`] with `top` (top-level keys such as `default_backend = ...`)
+    /// written right after the prefix, before the first table.
+    pub fn config_with(&self, top: &str, extra: &str) -> String {
         let mut c = String::new();
-        let _ = writeln!(c, "prefix = \"{PREFIX}\"\n");
+        let _ = writeln!(c, "prefix = \"{PREFIX}\"\n{top}\n");
         let _ = writeln!(c, "[tun]\nname = \"{TUN}\"\nmtu = 1500\n");
         let _ = writeln!(
             c,

@@ -14,7 +14,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use kracauer_testbed::topology::{
-    BACKEND_A, BACKEND_B, CLIENT_V6, HTTP_PORT, HTTPS_PORT, SERVICE_V4, SSH_PORT,
+    BACKEND_A, BACKEND_B, CLIENT_V6, HTTP_PORT, HTTPS_ALT_PORT, HTTPS_PORT, SERVICE_V4, SSH_PORT,
 };
 use kracauer_testbed::{Error, Reply, Topology, Variant, client, pattern, privileged};
 
@@ -376,13 +376,59 @@ fn after_kill_9_and_restart_new_connections_work_and_old_ones_are_reset() {
     // The restarted daemon knows nothing of the old flow: the client's next segment is
     // answered with a RST, well before the client's own timeouts.
     old.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    let _ = old.write_all(&[0u8; 10]);
-    let mut buf = [0u8; 100];
-    let outcome = old.read(&mut buf);
-    match outcome {
-        Err(e) => assert_eq!(e.kind(), ErrorKind::ConnectionReset, "{e}"),
-        Ok(n) => panic!("old connection read {n} bytes instead of a reset"),
+    let reset =
+        |e: &std::io::Error| matches!(e.kind(), ErrorKind::ConnectionReset | ErrorKind::BrokenPipe);
+    match old.write_all(&[0u8; 10]) {
+        Err(e) => assert!(reset(&e), "{e}"),
+        Ok(()) => match old.read(&mut [0u8; 100]) {
+            Err(e) => assert!(reset(&e), "{e}"),
+            Ok(n) => panic!("old connection read {n} bytes instead of a reset"),
+        },
     }
+}
+
+#[test]
+fn remapped_port_reaches_the_backend_on_its_own_port() {
+    if !privileged("remapped_port_reaches_the_backend_on_its_own_port") {
+        return;
+    }
+    let tb = Topology::build(Variant::Routed).unwrap();
+    let remap = format!(
+        "[[route]]\nhosts = [\"alt.example\"]\nbackend = \"{BACKEND_B}\"\nports = {{ 443 = {HTTPS_ALT_PORT} }}\n"
+    );
+    let _k = tb.start_kracauer(&tb.config(&remap)).unwrap();
+    // Backend b's certificate does not name alt.example: the TLS error proves the
+    // handshake reached backend b on 8443, and its contact log says the same.
+    let tls = tb.https_get("alt.example", "/");
+    assert!(matches!(tls, Err(Error::Tls(_))), "{tls:?}");
+    let contacts = tb.contacts_b.contacts();
+    assert_eq!(contacts.len(), 1, "{contacts:?}");
+    assert_eq!(
+        contacts[0].local,
+        SocketAddr::new(BACKEND_B.into(), HTTPS_ALT_PORT)
+    );
+    assert_eq!(contacts[0].peer.ip(), CLIENT_V6);
+    assert!(tb.contacts_a.is_empty());
+}
+
+#[test]
+fn default_backend_takes_unknown_names() {
+    if !privileged("default_backend_takes_unknown_names") {
+        return;
+    }
+    let tb = Topology::build(Variant::Routed).unwrap();
+    let top = format!("default_backend = \"{BACKEND_B}\"");
+    let _k = tb.start_kracauer(&tb.config_with(&top, "")).unwrap();
+    assert_translated(
+        &tb.http_get("c.example", "/").unwrap(),
+        BACKEND_B,
+        HTTP_PORT,
+    );
+    assert_translated(
+        &tb.http_get("a.example", "/").unwrap(),
+        BACKEND_A,
+        HTTP_PORT,
+    );
 }
 
 #[test]
