@@ -29,7 +29,8 @@ pub struct Host {
 }
 
 impl Host {
-    /// Removes leftovers, opens the TUN and sets up routes, rules and sysctls for `c`.
+    /// Removes leftovers, opens the TUN (down), sets its sysctls, brings it up, then
+    /// sets up routes, rules and forwarding for `c`.
     /// Must run on a tokio runtime (the netlink connection is a task).
     pub async fn set_up(c: &Config) -> Result<(Self, Tun), SetupError> {
         let netlink = Netlink::connect()?;
@@ -41,7 +42,7 @@ impl Host {
             diverts: Vec::new(),
             leftovers,
         };
-        match host.apply(c).await {
+        match host.apply(c, &tun).await {
             Ok(()) => Ok((host, tun)),
             Err(e) => {
                 for undo in host.tear_down().await {
@@ -52,8 +53,10 @@ impl Host {
         }
     }
 
-    async fn apply(&mut self, c: &Config) -> Result<(), SetupError> {
+    async fn apply(&mut self, c: &Config, tun: &Tun) -> Result<(), SetupError> {
         let index = self.netlink.link_index(&c.tun.name).await?;
+        self.sysctls.before_up(&c.tun.name);
+        tun.up()?;
         self.sysctls.set_up(&c.tun.name)?;
         self.diverts = self.netlink.set_up(&Plan::new(c), index).await?;
         Ok(())

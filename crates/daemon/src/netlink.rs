@@ -147,9 +147,19 @@ impl Netlink {
     pub async fn owns(&self, address: Ipv4Addr) -> Result<bool, NetError> {
         let mut addrs = self.handle.address().get().execute();
         while let Some(a) = addrs.try_next().await.map_err(nl("list addresses"))? {
-            let mine = a.attributes.iter().any(|attr| {
-                matches!(attr, AddressAttribute::Local(IpAddr::V4(x)) | AddressAttribute::Address(IpAddr::V4(x)) if *x == address)
+            // IFA_LOCAL is the host's own address; IFA_ADDRESS is the peer's on a
+            // point-to-point link, so it only counts when there is no IFA_LOCAL.
+            let local = a.attributes.iter().find_map(|attr| match attr {
+                AddressAttribute::Local(ip) => Some(*ip),
+                _ => None,
             });
+            let own = local.or_else(|| {
+                a.attributes.iter().find_map(|attr| match attr {
+                    AddressAttribute::Address(ip) => Some(*ip),
+                    _ => None,
+                })
+            });
+            let mine = own == Some(IpAddr::V4(address));
             if mine {
                 return Ok(true);
             }
@@ -409,6 +419,16 @@ pub struct Sysctls {
 }
 
 impl Sysctls {
+    /// Before the TUN comes up: no IPv6 link-local address on it (`addr_gen_mode=1`),
+    /// so the kernel sends no router solicitations or MLD reports into it, which the
+    /// engine would only count as drops. An old kernel without the setting is no error.
+    pub fn before_up(&mut self, tun: &str) {
+        let path = format!("/proc/sys/net/ipv6/conf/{tun}/addr_gen_mode");
+        if let Err(e) = self.set(&path, "1") {
+            tracing::debug!("{e}");
+        }
+    }
+
     /// Enables IPv4 and IPv6 forwarding, and on the TUN `accept_local=1` and
     /// `rp_filter=0` so the kernel takes packets from it whose source is one of the
     /// host's own addresses (answers from an owned service address).
@@ -454,5 +474,93 @@ impl Sysctls {
             }
         }
         errors
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rule(table: u8, attributes: Vec<RuleAttribute>) -> RuleMessage {
+        let mut r = RuleMessage::default();
+        r.header.table = table;
+        r.header.action = RuleAction::ToTable;
+        r.attributes = attributes;
+        r
+    }
+
+    #[test]
+    fn kernel_local_rule_is_at_preference_0_and_selects_everything() {
+        // As the kernel dumps it: no FRA_PRIORITY for preference 0.
+        let local = rule(
+            255,
+            vec![
+                RuleAttribute::Table(255),
+                RuleAttribute::SuppressPrefixLen(u32::MAX),
+                RuleAttribute::Protocol(RouteProtocol::Kernel),
+            ],
+        );
+        assert_eq!(rule_pref(&local), 0);
+        assert_eq!(rule_table(&local), TABLE_LOCAL);
+        assert!(rule_selects_all(&local));
+        assert_eq!(rule_protocol(&local), Some(2));
+    }
+
+    #[test]
+    fn divert_rule_is_ours_and_selects_only_its_port() {
+        let divert = rule(
+            0,
+            vec![
+                RuleAttribute::Table(TABLE),
+                RuleAttribute::Priority(DIVERT_PREF),
+                RuleAttribute::IpProtocol(IpProtocol::Tcp),
+                RuleAttribute::DestinationPortRange(RulePortRange {
+                    start: 443,
+                    end: 443,
+                }),
+                RuleAttribute::Protocol(RouteProtocol::Other(PROTOCOL)),
+            ],
+        );
+        assert_eq!(rule_pref(&divert), DIVERT_PREF);
+        assert_eq!(rule_table(&divert), TABLE);
+        assert!(!rule_selects_all(&divert));
+        assert_eq!(rule_protocol(&divert), Some(PROTOCOL));
+    }
+
+    #[test]
+    fn table_falls_back_to_the_header_without_the_attribute() {
+        assert_eq!(rule_table(&rule(254, vec![])), 254);
+    }
+
+    #[test]
+    fn sysctls_put_back_what_they_changed_and_leave_the_rest() {
+        let dir = std::env::temp_dir().join(format!("krc-sysctl-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let changed = dir.join("changed");
+        let same = dir.join("same");
+        std::fs::write(&changed, "0\n").unwrap();
+        std::fs::write(&same, "1\n").unwrap();
+        let mut s = Sysctls::default();
+        s.set(changed.to_str().unwrap(), "1").unwrap();
+        s.set(same.to_str().unwrap(), "1").unwrap();
+        assert_eq!(std::fs::read_to_string(&changed).unwrap(), "1");
+        assert_eq!(std::fs::read_to_string(&same).unwrap(), "1\n");
+        assert!(s.restore().is_empty());
+        assert_eq!(std::fs::read_to_string(&changed).unwrap(), "0");
+        assert_eq!(std::fs::read_to_string(&same).unwrap(), "1\n");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn sysctl_of_a_missing_device_is_an_error_naming_the_path() {
+        let mut s = Sysctls::default();
+        let e = s
+            .set("/proc/sys/net/ipv4/conf/krc-none/accept_local", "1")
+            .unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("/proc/sys/net/ipv4/conf/krc-none/accept_local"),
+            "{e}"
+        );
     }
 }

@@ -183,3 +183,31 @@ pub fn needs_restart(a: &Config, b: &Config) -> Vec<&'static str> {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config;
+
+    const BASE: &str = "prefix = \"2001:db8:64::/96\"\n\n[[listen]]\naddress = \"203.0.113.10\"\ntls = [443]\n\n[[route]]\nhosts = [\"a.example\"]\nbackend = \"2001:db8:1::2\"\n";
+
+    fn parse(text: &str) -> Config {
+        config::parse(text, Path::new("k.toml")).expect("valid")
+    }
+
+    #[test]
+    fn route_changes_alone_need_no_restart() {
+        let b = parse(&BASE.replace("a.example", "b.example"));
+        assert!(needs_restart(&parse(BASE), &b).is_empty());
+    }
+
+    #[test]
+    fn prefix_and_listen_changes_are_named_as_needing_a_restart() {
+        let b = parse(
+            &BASE
+                .replace("2001:db8:64::/96", "2001:db8:65::/96")
+                .replace("tls = [443]", "tls = [443, 8443]"),
+        );
+        assert_eq!(needs_restart(&parse(BASE), &b), ["prefix", "[[listen]]"]);
+    }
+}

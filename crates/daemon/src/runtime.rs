@@ -106,13 +106,17 @@ impl DataPlane {
                 };
                 handled += 1;
                 let packet = &mut buf[..HEADROOM + n];
-                if let Verdict::Forward(range) =
-                    self.engine.handle_packet(now(), packet, HEADROOM, &mut out)
-                {
-                    match packet.get(range) {
+                match self.engine.handle_packet(now(), packet, HEADROOM, &mut out) {
+                    Verdict::Forward(range) => match packet.get(range) {
                         Some(p) => self.write(p),
                         None => self.tun_write_errors += 1,
-                    }
+                    },
+                    Verdict::Consumed => {}
+                    Verdict::Dropped(reason) => tracing::trace!(
+                        reason = reason.name(),
+                        head = ?&packet[HEADROOM..packet.len().min(HEADROOM + 40)],
+                        "dropped"
+                    ),
                 }
                 self.flush(&mut out);
                 self.take_routes();
@@ -206,7 +210,7 @@ pub fn log_event(event: &Event) {
             target: "kracauer::access",
             %client,
             %service,
-            name = name.as_ref().map_or("-", |n| n.as_str()),
+            name = %name.as_ref().map_or("-", |n| n.as_str()),
             %backend,
             peek_ms = peek_time.as_millis() as u64,
             "opened"
@@ -224,13 +228,80 @@ pub fn log_event(event: &Event) {
             target: "kracauer::access",
             %client,
             %service,
-            name = name.as_ref().map_or("-", |n| n.as_str()),
+            name = %name.as_ref().map_or("-", |n| n.as_str()),
             backend = %backend.map_or_else(|| "-".to_owned(), |b| b.to_string()),
             to_backend = bytes_to_backend,
             to_client = bytes_to_client,
             duration_ms = duration.as_millis() as u64,
-            outcome = outcome.name(),
+            outcome = %outcome.name(),
             "closed"
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kracauer_core::engine::Outcome;
+    use kracauer_core::name::HostName;
+    use std::io::Write;
+
+    /// What `f` logs, as the daemon formats it (no colours).
+    fn logged(f: impl FnOnce()) -> String {
+        #[derive(Clone)]
+        struct Buf(Arc<Mutex<Vec<u8>>>);
+        impl Write for Buf {
+            fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(b);
+                Ok(b.len())
+            }
+            fn flush(&mut self) -> io::Result<()> {
+                Ok(())
+            }
+        }
+        let buf = Buf(Arc::new(Mutex::new(Vec::new())));
+        let writer = buf.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .with_max_level(tracing::Level::DEBUG)
+            .finish();
+        tracing::subscriber::with_default(subscriber, f);
+        let out = buf.0.lock().unwrap().clone();
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn closed_flow_is_one_access_line_with_every_field() {
+        let event = Event::Closed {
+            client: "198.51.100.2:40000".parse().unwrap(),
+            service: "203.0.113.10:443".parse().unwrap(),
+            name: Some(HostName::parse(b"a.example").unwrap()),
+            backend: Some("[2001:db8:1::2]:8443".parse().unwrap()),
+            bytes_to_backend: 517,
+            bytes_to_client: 4096,
+            duration: Duration::from_millis(1250),
+            outcome: Outcome::Closed,
+        };
+        let out = logged(|| log_event(&event));
+        assert_eq!(out.lines().count(), 1, "{out}");
+        assert!(out.contains(" INFO kracauer::access: closed client=198.51.100.2:40000 service=203.0.113.10:443 name=a.example backend=[2001:db8:1::2]:8443 to_backend=517 to_client=4096 duration_ms=1250 outcome=closed"), "{out}");
+    }
+
+    #[test]
+    fn flow_refused_before_a_backend_logs_dashes() {
+        let event = Event::Closed {
+            client: "198.51.100.2:40000".parse().unwrap(),
+            service: "203.0.113.10:80".parse().unwrap(),
+            name: None,
+            backend: None,
+            bytes_to_backend: 0,
+            bytes_to_client: 0,
+            duration: Duration::from_secs(5),
+            outcome: Outcome::PeekTimeout,
+        };
+        let out = logged(|| log_event(&event));
+        assert!(out.contains("name=- backend=- "), "{out}");
+        assert!(out.contains("outcome=peek_timeout"), "{out}");
     }
 }

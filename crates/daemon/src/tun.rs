@@ -21,13 +21,15 @@ pub struct Tun {
 }
 
 impl Tun {
-    /// Creates or attaches to the TUN device `name`, sets its MTU and brings it up.
+    /// Creates or attaches to the TUN device `name` and sets its MTU. The device is left
+    /// down (so per-device sysctls can be set before the kernel configures IPv6 on it);
+    /// [`up`](Self::up) brings it up.
     pub fn open(name: &str, mtu: u16) -> io::Result<Self> {
         let dev = DeviceBuilder::new()
             .name(name)
             .mtu(mtu)
             .packet_information(false)
-            .enable(true)
+            .enable(false)
             .build_sync()
             .map_err(|e| {
                 io::Error::new(e.kind(), format!("cannot open TUN device {name:?}: {e}"))
@@ -37,6 +39,11 @@ impl Tun {
             dev,
             name: name.to_owned(),
         })
+    }
+
+    /// Brings the device up.
+    pub fn up(&self) -> io::Result<()> {
+        self.dev.enabled(true)
     }
 
     /// The interface name.

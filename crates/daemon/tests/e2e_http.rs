@@ -58,11 +58,12 @@ fn veth(a: &Netns, a_if: &str, b: &Netns, b_if: &str) {
 }
 
 impl Topology {
-    fn new() -> Self {
+    /// Namespaces `krc-{tag}c-PID`, `krc-{tag}r-PID`, `krc-{tag}b-PID`.
+    fn new(tag: &str) -> Self {
         let t = Topology {
-            client: Netns::new("cli"),
-            router: Netns::new("rtr"),
-            backend: Netns::new("be"),
+            client: Netns::new(&format!("{tag}c")),
+            router: Netns::new(&format!("{tag}r")),
+            backend: Netns::new(&format!("{tag}b")),
         };
         veth(&t.client, "c0", &t.router, "r0");
         veth(&t.router, "r1", &t.backend, "b0");
@@ -128,8 +129,8 @@ struct Daemon {
 impl Daemon {
     fn start(router: &Netns) -> Self {
         let dir = std::env::temp_dir();
-        let config = dir.join(format!("krc-e2e-{}.toml", std::process::id()));
-        let log = dir.join(format!("krc-e2e-{}.log", std::process::id()));
+        let config = dir.join(format!("{}.toml", router.name));
+        let log = dir.join(format!("{}.log", router.name));
         std::fs::write(&config, CONFIG).expect("write config");
         let child = router
             .command(env!("CARGO_BIN_EXE_kracauer"))
@@ -153,9 +154,15 @@ impl Daemon {
 
     /// Waits (bounded) until the daemon says it runs; panics with its log otherwise.
     fn wait_running(&mut self) {
+        self.wait_log("running on krc0", 1);
+    }
+
+    /// Waits (bounded) until the log holds `text` `times` times; panics with the log
+    /// otherwise or if the daemon exits.
+    fn wait_log(&mut self, text: &str, times: usize) {
         let deadline = Instant::now() + Duration::from_secs(20);
         while Instant::now() < deadline {
-            if self.log().contains("running on krc0") {
+            if self.log().matches(text).count() >= times {
                 return;
             }
             if let Some(status) = self
@@ -167,7 +174,24 @@ impl Daemon {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        panic!("kracauer did not start:\n{}", self.log());
+        panic!("kracauer did not log {text:?}:\n{}", self.log());
+    }
+
+    fn signal(&self, signal: rustix::process::Signal) {
+        let pid = self
+            .child
+            .as_ref()
+            .and_then(|c| rustix::process::Pid::from_raw(c.id() as i32))
+            .expect("running");
+        rustix::process::kill_process(pid, signal).expect("kill");
+    }
+
+    /// Like a crash: SIGKILL, nothing undone.
+    fn kill_9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 
     /// SIGTERM, then the exit status (SIGKILL after 10 s).
@@ -242,7 +266,7 @@ fn backend_sees_the_client_ipv4_embedded_in_the_prefix() {
     if !privileged("backend_sees_the_client_ipv4_embedded_in_the_prefix") {
         return;
     }
-    let t = Topology::new();
+    let t = Topology::new("e");
     start_backend(&t.backend);
     let mut daemon = Daemon::start(&t.router);
     daemon.wait_running();
@@ -279,4 +303,84 @@ fn backend_sees_the_client_ipv4_embedded_in_the_prefix() {
     assert!(rules.starts_with("0:\tfrom all lookup local"), "{rules}");
     assert!(!rules.contains("proto 107"), "{rules}");
     assert!(!t.router.ip(&["link", "show"]).contains("krc0"));
+}
+
+const EMBEDDED: &str = "2001:db8:64::c633:6402\n";
+
+#[test]
+fn sighup_routes_new_names_and_a_bad_file_changes_nothing() {
+    if !privileged("sighup_routes_new_names_and_a_bad_file_changes_nothing") {
+        return;
+    }
+    let t = Topology::new("h");
+    start_backend(&t.backend);
+    let mut daemon = Daemon::start(&t.router);
+    daemon.wait_running();
+    assert_eq!(curl(&t.client, "b.example", "203.0.113.10").0, "421");
+
+    let with_b = CONFIG.replace("[\"a.example\"]", "[\"a.example\", \"b.example\"]");
+    std::fs::write(&daemon.config, with_b).expect("write config");
+    daemon.signal(rustix::process::Signal::HUP);
+    daemon.wait_log("new route table in force", 1);
+    assert_eq!(
+        curl(&t.client, "b.example", "203.0.113.10"),
+        ("200".into(), EMBEDDED.into()),
+        "after reload; log:\n{}",
+        daemon.log()
+    );
+
+    let broken = CONFIG.replace("[\"a.example\"]", "[\"a.example\", \"b..example\"]");
+    std::fs::write(&daemon.config, broken).expect("write config");
+    daemon.signal(rustix::process::Signal::HUP);
+    daemon.wait_log("reload refused, nothing changed", 1);
+    assert_eq!(
+        curl(&t.client, "b.example", "203.0.113.10"),
+        ("200".into(), EMBEDDED.into()),
+        "after a refused reload; log:\n{}",
+        daemon.log()
+    );
+    assert!(
+        daemon.stop().is_some_and(|s| s.success()),
+        "{}",
+        daemon.log()
+    );
+}
+
+#[test]
+fn start_after_kill_9_removes_the_leftovers_and_works() {
+    if !privileged("start_after_kill_9_removes_the_leftovers_and_works") {
+        return;
+    }
+    let t = Topology::new("k");
+    start_backend(&t.backend);
+    let pristine = t.router.ip(&["rule", "show"]);
+    let mut daemon = Daemon::start(&t.router);
+    daemon.wait_running();
+    daemon.kill_9();
+    let left = t.router.ip(&["rule", "show"]);
+    assert!(left.contains("proto 107"), "{left}");
+    assert!(!left.lines().any(|l| l.starts_with("0:")), "{left}");
+    drop(daemon);
+
+    let mut daemon = Daemon::start(&t.router);
+    daemon.wait_running();
+    assert!(
+        daemon
+            .log()
+            .contains("removed 2 rules and routes left by an earlier run"),
+        "{}",
+        daemon.log()
+    );
+    assert_eq!(
+        curl(&t.client, "a.example", "203.0.113.10"),
+        ("200".into(), EMBEDDED.into()),
+        "log:\n{}",
+        daemon.log()
+    );
+    assert!(
+        daemon.stop().is_some_and(|s| s.success()),
+        "{}",
+        daemon.log()
+    );
+    assert_eq!(t.router.ip(&["rule", "show"]), pristine);
 }

@@ -191,3 +191,31 @@ fn start_after_a_crash_removes_what_the_crashed_run_left() {
     assert_eq!(after.0, before.0);
     assert_eq!(after.1, before.1);
 }
+
+#[test]
+fn persistent_tun_is_attached_to_and_outlives_the_run() {
+    if !privileged("persistent_tun_is_attached_to_and_outlives_the_run") {
+        return;
+    }
+    let ns = Netns::new("persist");
+    ns.ip(&["tuntap", "add", "dev", "krc0", "mode", "tun"]);
+    let c = config::parse(CONFIG, Path::new("k.toml")).expect("config");
+    let rt = || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime")
+    };
+    ns.enter(|| {
+        rt().block_on(async {
+            let (mut host, tun) = Host::set_up(&c).await.expect("set up");
+            let link = ns.ip(&["link", "show", "krc0"]);
+            assert!(link.contains("mtu 1400") && link.contains(",UP"), "{link}");
+            assert!(host.tear_down().await.is_empty());
+            drop(tun);
+        });
+    });
+    let routes = ns.ip(&["-6", "route", "show", "table", "all"]);
+    assert!(!routes.contains("proto 107"), "{routes}");
+    assert!(ns.ip(&["link", "show", "krc0"]).contains("krc0"));
+}

@@ -4,6 +4,7 @@
 #![allow(dead_code)] // each test file uses its own part
 
 use std::fs::File;
+use std::io::Write as _;
 use std::process::{Command, Output};
 
 /// Whether this test may run: root and `ip` are needed. Without them the test is skipped
@@ -25,9 +26,11 @@ pub fn privileged(test: &str) -> bool {
     if std::env::var("KRACAUER_E2E").as_deref() == Ok("require") {
         panic!("{test}: {why}, and KRACAUER_E2E=require");
     }
-    eprintln!(
+    let message = format!(
         "\n!!! SKIPPED {test}: {why}; run as root (KRACAUER_E2E=require makes this fail) !!!\n"
     );
+    // Through the stderr handle, not eprintln!, which the test harness captures.
+    let _ = std::io::stderr().write_all(message.as_bytes());
     false
 }
 
