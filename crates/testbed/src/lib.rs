@@ -80,20 +80,30 @@ pub fn is_root() -> bool {
     nix::unistd::geteuid().is_root()
 }
 
-/// The gate for every privileged test: true when the test can run. Not root: with
-/// `KRACAUER_E2E=require` (CI) this panics; otherwise it prints a loud notice and
-/// returns false so the test can return early.
+/// The gate for every privileged test: true when the test can run (root, and `ip` from
+/// iproute2 present). Otherwise: with `KRACAUER_E2E=require` (CI) this panics; without it,
+/// it prints a loud notice straight to the terminal and returns false so the test can
+/// return early.
 pub fn privileged(test: &str) -> bool {
-    if is_root() {
+    let why = if !is_root() {
+        "needs root (network namespaces, veth pairs, a TUN device)"
+    } else if std::process::Command::new("ip")
+        .arg("-V")
+        .output()
+        .map_or(true, |o| !o.status.success())
+    {
+        "needs `ip` from iproute2"
+    } else {
         return true;
-    }
+    };
     assert!(
         std::env::var("KRACAUER_E2E").as_deref() != Ok("require"),
-        "{test}: KRACAUER_E2E=require but not running as root"
+        "{test}: {why}, and KRACAUER_E2E=require"
     );
-    eprintln!(
-        "\n*** SKIPPED {test}: needs root (network namespaces). \
-         Run as root, or set KRACAUER_E2E=require to make this a failure. ***\n"
+    let message = format!(
+        "\n*** SKIPPED {test}: {why}. Run as root, or set KRACAUER_E2E=require to make this a failure. ***\n"
     );
+    // Through the stderr handle, not eprintln!, which the test harness captures.
+    let _ = io::Write::write_all(&mut io::stderr(), message.as_bytes());
     false
 }
