@@ -10,6 +10,8 @@ use clap::{Parser, Subcommand};
 use kracauer::{check, routes};
 use kracauer_core::addr::{Prefix96, low32};
 
+mod demo;
+
 /// Share one IPv4 address among IPv6-only servers: route TLS/HTTP by name, translate each
 /// flow to IPv6 with the client's address embedded in a /96.
 #[derive(Debug, Parser)]
@@ -49,6 +51,8 @@ enum Command {
         #[arg(long, short)]
         prefix: Option<Prefix96>,
     },
+    /// Build a throwaway testbed in network namespaces and show kracauer working (root).
+    Demo,
 }
 
 fn main() -> ExitCode {
@@ -74,6 +78,7 @@ fn main() -> ExitCode {
                 ExitCode::from(1)
             }
         },
+        Command::Demo => demo::demo(cli.verbose),
         Command::Addr { address, prefix } => match addr(address, prefix) {
             Ok(line) => {
                 println!("{line}");

@@ -1,0 +1,232 @@
+//! The real `kracauer` binary, run as a child process in the router namespace
+//! (`ip netns exec ROUTER kracauer run --config FILE`), with a readiness wait and the
+//! signals the tests need.
+//!
+//! Where the binary is: `$KRACAUER_BIN` if set, else `kracauer` in the target directory of
+//! the running test executable (`target/<profile>/deps/e2e-HASH` → `target/<profile>/kracauer`).
+//! An integration test cannot use `CARGO_BIN_EXE_` of another package, and the testbed
+//! must not depend on the daemon (the daemon depends on the testbed for `demo`), so the
+//! binary is found there: `cargo test --workspace` builds it before any test runs, while
+//! `cargo test -p kracauer-testbed` alone needs `cargo build -p kracauer` first.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+
+use crate::Error;
+use crate::client::{self, Reply};
+use crate::topology::{METRICS, Topology};
+
+/// How long kracauer may take to come up.
+pub const READY_TIMEOUT: Duration = Duration::from_secs(20);
+/// How long kracauer may take to exit after SIGTERM.
+pub const EXIT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A running `kracauer run`. Dropping it kills the process (SIGKILL, by its pid) if it
+/// still runs; when dropped during a panic it prints the daemon's log to stderr.
+#[derive(Debug)]
+pub struct Kracauer<'tb> {
+    tb: &'tb Topology,
+    child: Child,
+    config: PathBuf,
+    log: PathBuf,
+    exited: Option<ExitStatus>,
+}
+
+impl<'tb> Kracauer<'tb> {
+    /// Writes `config`, starts the daemon in `tb`'s router namespace, and waits until its
+    /// TUN device carries a route for the prefix and one for IPv4 (the service address's
+    /// /32, or the policy table's default route) and, when the configuration has a
+    /// `[metrics]` table, until the metrics endpoint accepts connections.
+    pub fn start(tb: &'tb Topology, config: &str) -> Result<Self, Error> {
+        let binary = binary()?;
+        let n = tb.next_start();
+        let config_path = tb.dir().join("kracauer.toml");
+        std::fs::write(&config_path, config)?;
+        let log = tb.dir().join(format!("kracauer-{n}.log"));
+        let out = File::create(&log)?;
+        let err = out.try_clone()?;
+        let child = tb
+            .router
+            .command(&binary)
+            .arg("run")
+            .arg("--config")
+            .arg(&config_path)
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .spawn()
+            .map_err(|e| Error::spawn(&binary.display().to_string(), e))?;
+        let mut k = Kracauer {
+            tb,
+            child,
+            config: config_path,
+            log,
+            exited: None,
+        };
+        k.wait_ready(config.contains("[metrics]"))?;
+        Ok(k)
+    }
+
+    fn wait_ready(&mut self, metrics: bool) -> Result<(), Error> {
+        let deadline = Instant::now() + READY_TIMEOUT;
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                self.exited = Some(status);
+                return Err(Error::Setup(format!(
+                    "kracauer exited ({status}) before it was ready; its log:\n{}",
+                    self.log()
+                )));
+            }
+            if self.tb.kracauer_ready() && (!metrics || self.metrics().is_ok()) {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                return Err(Error::Setup(format!(
+                    "kracauer not ready after {READY_TIMEOUT:?}; its log:\n{}",
+                    self.log()
+                )));
+            }
+            thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// The daemon's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Everything the daemon wrote to stdout and stderr so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// The configuration file the daemon was started with.
+    pub fn config_path(&self) -> &Path {
+        &self.config
+    }
+
+    /// Rewrites the configuration file with `config` and sends SIGHUP.
+    pub fn reload(&self, config: &str) -> Result<(), Error> {
+        std::fs::write(&self.config, config)?;
+        self.signal(Signal::SIGHUP)
+    }
+
+    /// Sends `signal` to the daemon.
+    pub fn signal(&self, signal: Signal) -> Result<(), Error> {
+        let pid = Pid::from_raw(self.child.id() as i32);
+        kill(pid, signal).map_err(|e| Error::Setup(format!("kill -{signal} {pid}: {e}")))
+    }
+
+    /// Whether the daemon is still running.
+    pub fn is_running(&mut self) -> bool {
+        if self.exited.is_some() {
+            return false;
+        }
+        match self.child.try_wait() {
+            Ok(Some(status)) => {
+                self.exited = Some(status);
+                false
+            }
+            Ok(None) => true,
+            Err(_) => false,
+        }
+    }
+
+    /// SIGTERM, then waits for the exit (SIGKILL after [`EXIT_TIMEOUT`], reported as an
+    /// error).
+    pub fn terminate(mut self) -> Result<ExitStatus, Error> {
+        self.signal(Signal::SIGTERM)?;
+        let deadline = Instant::now() + EXIT_TIMEOUT;
+        while Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait()? {
+                self.exited = Some(status);
+                return Ok(status);
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+        Err(Error::Setup(format!(
+            "kracauer still running {EXIT_TIMEOUT:?} after SIGTERM; its log:\n{}",
+            self.log()
+        )))
+    }
+
+    /// SIGKILL (`kill -9`), and reaps the process.
+    pub fn kill9(mut self) -> Result<(), Error> {
+        self.signal(Signal::SIGKILL)?;
+        let status = self.child.wait()?;
+        self.exited = Some(status);
+        Ok(())
+    }
+
+    /// `GET /metrics` from inside the router namespace.
+    pub fn metrics(&self) -> Result<Reply, Error> {
+        let addr = METRICS
+            .parse()
+            .map_err(|e| Error::Setup(format!("metrics address: {e}")))?;
+        self.tb
+            .router
+            .run(move || client::http_get(addr, "127.0.0.1", "/metrics"))?
+    }
+}
+
+impl Drop for Kracauer<'_> {
+    fn drop(&mut self) {
+        if self.is_running() {
+            let _ = self.signal(Signal::SIGKILL);
+            let _ = self.child.wait();
+        }
+        if thread::panicking() {
+            eprintln!(
+                "---- kracauer log ({}) ----\n{}\n---- end of kracauer log ----",
+                self.log.display(),
+                self.log()
+            );
+        }
+    }
+}
+
+/// The `kracauer` binary to run: `$KRACAUER_BIN`, or the one next to the running
+/// executable's target directory.
+pub fn binary() -> Result<PathBuf, Error> {
+    if let Some(path) = std::env::var_os("KRACAUER_BIN") {
+        return Ok(PathBuf::from(path));
+    }
+    let exe = std::env::current_exe()?;
+    let candidates: Vec<PathBuf> = exe
+        .ancestors()
+        .skip(1)
+        .take(2)
+        .map(|dir| dir.join("kracauer"))
+        .collect();
+    candidates
+        .iter()
+        .find(|p| p.is_file())
+        .cloned()
+        .ok_or_else(|| {
+            Error::Setup(format!(
+                "the kracauer binary is not at {}; build it first (`cargo build -p kracauer`, \
+                 or `cargo test --workspace` builds it) or set KRACAUER_BIN",
+                candidates
+                    .iter()
+                    .map(|p| p.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(" or ")
+            ))
+        })
+}
+
+/// Runs `kracauer ARGS...` (not in any namespace) and returns its output; for
+/// `check` and friends.
+pub fn run_binary(args: &[&str]) -> Result<std::process::Output, Error> {
+    Command::new(binary()?)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| Error::spawn("kracauer", e))
+}
