@@ -423,3 +423,28 @@ fn a_hello_in_many_small_reordered_segments_is_reassembled() {
     }
     assert!(refused > 0, "the scenario never made too many holes");
 }
+
+#[test]
+fn sequence_numbers_that_wrap_on_either_side_are_carried_across() {
+    // Seeds whose smoltcp ISNs lie a few megabytes below 2^32 (found by search): the
+    // client's sequence space wraps in the first, the backend's in the second.
+    for (seed, up, down, client_wraps) in [
+        (4113, 3_000_000, 10_000, true),
+        (951, 10_000, 2_000_000, false),
+    ] {
+        let setup = Setup {
+            client_payload: up,
+            backend_payload: down,
+            ..Setup::http(seed).all_faults(Faults::lossy(0.002, 0.002, 0.01))
+        };
+        let w = transfer(setup);
+        let hs = w.handshakes();
+        let (isn, bytes) = if client_wraps {
+            (hs.client_syn.as_ref().map(|s| s.seq), up)
+        } else {
+            (hs.backend_synack.as_ref().map(|s| s.seq), down)
+        };
+        let end = u64::from(isn.expect("ISN")) + bytes as u64;
+        assert!(end > 1 << 32, "seed {seed} no longer wraps: {}", w.report());
+    }
+}
