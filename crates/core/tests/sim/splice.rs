@@ -3,13 +3,15 @@
 
 use core::time::Duration;
 
-use kracauer_core::engine::{DropReason, Outcome};
+use std::net::SocketAddrV6;
+
+use kracauer_core::engine::{DropReason, Event, Outcome};
 use smoltcp::socket::tcp::State;
 
 use super::hello;
 use super::link::Faults;
 use super::probe::Strip;
-use super::world::{Setup, World};
+use super::world::{BACKEND, Setup, World};
 
 /// Loss, duplication and reordering on every link.
 fn faulty() -> Faults {
@@ -48,7 +50,49 @@ pub fn finish(mut w: World, allowed: &[DropReason]) -> World {
         .filter(|(r, n)| *n > 0 && !allowed.contains(r))
         .count();
     assert_eq!(unexpected, 0, "{}", w.report());
+    check_events(&mut w);
     w
+}
+
+/// The access-log events: one Opened and one Closed per connection, naming a.example and
+/// the backend, with at least every payload byte counted (retransmissions count again;
+/// bytes the engine sent from its peek buffer are not forwarded packets).
+fn check_events(w: &mut World) {
+    let n = usize::from(w.setup.connections);
+    let backend = SocketAddrV6::new(BACKEND, w.setup.backend_port, 0, 0);
+    let up = (w.setup.head.len() + w.setup.client_payload) as u64;
+    let down = w.setup.backend_payload as u64;
+    let peek_cap = w.setup.engine.peek_cap as u64;
+    let (mut opened, mut closed) = (0, 0);
+    while let Some(e) = w.engine.poll_event() {
+        match e {
+            Event::Opened {
+                name, backend: b, ..
+            } => {
+                opened += 1;
+                assert_eq!(name.as_ref().map(|n| n.as_str()), Some("a.example"));
+                assert_eq!(b, backend);
+            }
+            Event::Closed {
+                name,
+                backend: b,
+                bytes_to_backend,
+                bytes_to_client,
+                outcome,
+                ..
+            } => {
+                closed += 1;
+                assert_eq!(name.as_ref().map(|n| n.as_str()), Some("a.example"));
+                assert_eq!((b, outcome), (Some(backend), Outcome::Closed));
+                assert!(bytes_to_client >= down, "{bytes_to_client} < {down}");
+                assert!(
+                    bytes_to_backend + peek_cap >= up,
+                    "{bytes_to_backend} + peek < {up}"
+                );
+            }
+        }
+    }
+    assert_eq!((opened, closed), (n, n), "{}", w.report());
 }
 
 #[test]
