@@ -1,11 +1,14 @@
 //! Arbitrary bytes through every checked constructor of `kracauer_core::wire`, walking
-//! every option list and extension-header chain. Nothing may panic, and two invariants
-//! are checked: a checksum made valid stays valid through every in-place rewrite
-//! (incremental updates agree with recomputation), and sums combine across a split.
+//! every option list and extension-header chain; every getter and setter on unchecked
+//! views of the same bytes; and a TCP segment built from the bytes. Nothing may panic,
+//! and these invariants are checked: a checksum made valid stays valid through every
+//! in-place rewrite (incremental updates agree with recomputation), sums combine across
+//! a split, and a built segment parses back to what was asked for with valid checksums.
 #![no_main]
 use std::hint::black_box;
 use std::net::{Ipv4Addr, Ipv6Addr};
 
+use kracauer_core::wire::build::{IpHeaderSpec, TcpOptionsSpec, TcpSegmentSpec, emit_tcp};
 use kracauer_core::wire::checksum::{self, ChecksumForm};
 use kracauer_core::wire::ipv4::Ipv4Packet;
 use kracauer_core::wire::ipv6::{Ipv6FragHeader, Ipv6Packet};
@@ -42,12 +45,22 @@ fn ipv4(data: &[u8]) {
         ));
         black_box((p.protocol(), p.checksum(), p.src_addr(), p.dst_addr()));
         black_box((p.verify_checksum(), p.payload().len(), p.options().len()));
+        black_box(p.has_unexpired_source_route().is_ok());
         for o in p.options_iter() {
             if let Ok(o) = o {
                 black_box(o.is_unexpired_source_route());
             }
         }
         assert!(p.header_len() >= 20 && p.payload_range().end <= data.len());
+        if p.verify_checksum() && p.ttl() > 0 {
+            let mut copy = p.header().to_vec();
+            let mut m = Ipv4Packet::new_checked_header(&mut copy[..]).unwrap();
+            m.decrement_ttl();
+            assert!(
+                m.verify_checksum(),
+                "TTL decrement broke the header checksum"
+            );
+        }
         upper(p.protocol(), p.payload(), false);
     }
 }
@@ -67,6 +80,9 @@ fn ipv6(data: &[u8]) {
             p.hop_limit(),
         ));
         black_box((p.src_addr(), p.dst_addr(), p.payload().len()));
+        if let Ok(Some((at, _))) = p.routing_segments_left() {
+            assert!(at < p.payload_range().end);
+        }
         for h in p.ext_headers() {
             match h {
                 Ok(h) => {
@@ -218,6 +234,165 @@ fn icmpv6(data: &[u8]) {
     }
 }
 
+/// Every getter and setter on unchecked views: no panic, whatever the bytes.
+fn unchecked(data: &[u8]) {
+    let p = Ipv4Packet::new_unchecked(data);
+    black_box((
+        p.header_len(),
+        p.total_len(),
+        p.options().len(),
+        p.payload().len(),
+    ));
+    black_box((p.src_addr(), p.verify_checksum(), p.options_iter().count()));
+    let p = Ipv6Packet::new_unchecked(data);
+    black_box((
+        p.payload().len(),
+        p.src_addr(),
+        p.upper_layer().is_ok(),
+        p.ext_headers().count(),
+    ));
+    let p = TcpPacket::new_unchecked(data);
+    black_box((
+        p.header_len(),
+        p.seq_number(),
+        p.payload().len(),
+        p.options().count(),
+    ));
+    black_box((p.verify_checksum_v4(SRC4, DST4), p.segment_len()));
+    let p = UdpPacket::new_unchecked(data);
+    black_box((p.len(), p.payload().len(), p.verify_checksum_v4(SRC4, DST4)));
+    let p = Icmpv4Packet::new_unchecked(data);
+    black_box((p.rest_of_header(), p.payload().len(), p.verify_checksum()));
+    let p = Icmpv6Packet::new_unchecked(data);
+    black_box((p.mtu(), p.payload().len(), p.verify_checksum(&SRC6, &DST6)));
+
+    let knob = |i: usize| data.get(i).copied().unwrap_or(0);
+    let mut buf = data.to_vec();
+    let mut p = Ipv4Packet::new_unchecked(&mut buf[..]);
+    p.set_header_len(usize::from(knob(0)));
+    p.set_total_len(u16::from_be_bytes([knob(1), knob(2)]));
+    p.fill_checksum();
+    p.decrement_ttl();
+    black_box((p.options_mut().len(), p.payload_mut().len()));
+    let mut p = Ipv6Packet::new_unchecked(&mut buf[..]);
+    p.set_payload_len(u16::from_be_bytes([knob(3), knob(4)]));
+    p.set_flow_label(u32::MAX);
+    black_box(p.payload_mut().len());
+    let mut p = TcpPacket::new_unchecked(&mut buf[..]);
+    let f = ChecksumForm::Full;
+    p.set_header_len(usize::from(knob(5)));
+    p.rewrite_seq_number(SeqNumber(1), f);
+    p.rewrite_window_len(2, f);
+    let _ = black_box(p.rewrite_timestamps_at(usize::from(knob(6)), 1, 2, f));
+    let _ = black_box(p.rewrite_sack_block_at(
+        usize::from(knob(7)),
+        usize::from(knob(8)),
+        SeqNumber(1),
+        SeqNumber(2),
+        f,
+    ));
+    let _ = black_box(p.rewrite_mss_at(usize::from(knob(9)), 3, f));
+    let _ = black_box(p.shift_sack_edges(5, f));
+    let _ = black_box(p.map_timestamps(f, |a, b| (b, a)));
+    black_box((p.options_bytes_mut().len(), p.payload_mut().len()));
+    let mut p = UdpPacket::new_unchecked(&mut buf[..]);
+    p.rewrite_port(true, 1, f);
+    p.update_checksum_pseudo(ChecksumForm::Partial, 1, 2);
+    black_box(p.payload_mut().len());
+    let mut p = Icmpv6Packet::new_unchecked(&mut buf[..]);
+    p.fill_checksum(&SRC6, &DST6);
+    p.set_mtu(1280);
+    let mut p = Icmpv4Packet::new_unchecked(&mut buf[..]);
+    p.fill_checksum();
+    p.set_next_hop_mtu(1280);
+}
+
+/// Builds a segment from the bytes and parses it back.
+fn build(data: &[u8]) {
+    let knob = |i: usize| data.get(i).copied().unwrap_or(0);
+    let word = |i: usize| u32::from_be_bytes([knob(i), knob(i + 1), knob(i + 2), knob(i + 3)]);
+    let nblocks = usize::from(knob(0) % 5);
+    let blocks: Vec<_> = (0..nblocks)
+        .map(|i| (SeqNumber(word(4 + i * 8)), SeqNumber(word(8 + i * 8))))
+        .collect();
+    let bits = knob(1);
+    let options = TcpOptionsSpec {
+        mss: (bits & 1 != 0).then(|| word(40) as u16),
+        window_scale: (bits & 2 != 0).then(|| knob(44)),
+        sack_permitted: bits & 4 != 0,
+        timestamps: (bits & 8 != 0).then(|| (word(45), word(49))),
+        sack_blocks: &blocks,
+    };
+    let payload = data.get(60..).unwrap_or(&[]);
+    let seg = TcpSegmentSpec {
+        src_port: word(53) as u16,
+        dst_port: (word(53) >> 16) as u16,
+        seq: SeqNumber(word(36)),
+        ack: SeqNumber(word(2)),
+        flags: knob(57),
+        window: word(58) as u16,
+        options,
+        payload,
+    };
+    let ip = if bits & 16 != 0 {
+        IpHeaderSpec::V6 {
+            src: SRC6,
+            dst: DST6,
+            hop_limit: knob(3),
+            flow_label: word(12),
+        }
+    } else {
+        IpHeaderSpec::V4 {
+            src: SRC4,
+            dst: DST4,
+            ttl: knob(3),
+            ident: word(12) as u16,
+        }
+    };
+    let mut out = vec![0u8; usize::from(knob(59)) * 4];
+    let Ok(n) = emit_tcp(&mut out, &ip, &seg) else {
+        return;
+    };
+    let l4 = match ip {
+        IpHeaderSpec::V4 { .. } => {
+            let p = Ipv4Packet::new_checked(&out[..n]).unwrap();
+            assert!(p.verify_checksum());
+            let t = TcpPacket::new_checked_options(p.payload()).unwrap();
+            assert!(t.verify_checksum_v4(SRC4, DST4));
+            p.header_len()
+        }
+        IpHeaderSpec::V6 { .. } => {
+            let p = Ipv6Packet::new_checked(&out[..n]).unwrap();
+            let t = TcpPacket::new_checked_options(p.payload()).unwrap();
+            assert!(t.verify_checksum_v6(&SRC6, &DST6));
+            p.upper_layer().unwrap().offset
+        }
+    };
+    let t = TcpPacket::new_checked(&out[l4..n]).unwrap();
+    assert_eq!(
+        (t.seq_number(), t.ack_number(), t.flags()),
+        (seg.seq, seg.ack, seg.flags)
+    );
+    assert_eq!(t.payload(), payload);
+    let mut got_blocks = 0;
+    for o in t.options().options() {
+        match o.unwrap() {
+            TcpOption::Mss(m) => assert_eq!(Some(m), options.mss),
+            TcpOption::WindowScale(w) => assert_eq!(Some(w), options.window_scale),
+            TcpOption::SackPermitted => assert!(options.sack_permitted),
+            TcpOption::Timestamps { tsval, tsecr } => {
+                assert_eq!(Some((tsval, tsecr)), options.timestamps)
+            }
+            TcpOption::Sack(b) => {
+                assert!(b.iter().eq(blocks.iter().copied()));
+                got_blocks = b.len();
+            }
+            other => panic!("unexpected option {other:?}"),
+        }
+    }
+    assert_eq!(got_blocks, nblocks);
+}
+
 fuzz_target!(|data: &[u8]| {
     // Every parser sees every input.
     ipv4(data);
@@ -226,6 +401,8 @@ fuzz_target!(|data: &[u8]| {
     udp(data);
     icmpv4(data);
     icmpv6(data);
+    unchecked(data);
+    build(data);
     // Sums combine across any even split.
     let mid = (data.len() / 2) & !1;
     let (a, b) = data.split_at(mid);

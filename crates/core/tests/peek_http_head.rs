@@ -98,6 +98,19 @@ fn tls_record_first_byte_is_not_http_at_once() {
 }
 
 #[test]
+fn first_byte_decides_at_once_unless_it_is_a_token_character() {
+    let tchars = b"!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ";
+    for byte in 0..=255u8 {
+        let want = if tchars.contains(&byte) {
+            HttpPeek::NeedMore
+        } else {
+            HttpPeek::NotHttp
+        };
+        assert_eq!(peek(&[byte]), want, "first byte 0x{byte:02x}");
+    }
+}
+
+#[test]
 fn non_token_first_byte_is_not_http() {
     assert_eq!(peek(b"\r\nGET / HTTP/1.1\r\n"), HttpPeek::NotHttp);
     assert_eq!(peek(b" GET"), HttpPeek::NotHttp);

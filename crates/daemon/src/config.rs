@@ -11,6 +11,7 @@ use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use kracauer_core::addr::Prefix96;
 use serde::Deserialize;
@@ -34,6 +35,67 @@ pub struct Config {
     pub listen: Vec<Listen>,
     pub routes: Vec<Route>,
     pub metrics: Option<Metrics>,
+    pub timeouts: Timeouts,
+    pub limits: Limits,
+}
+
+/// `[timeouts]`: durations written like `"5s"`, `"250ms"`, `"2h 4m"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    /// From the client's SYN to the host name (default 5 s). Raise it for clients on
+    /// very slow links; lower it to shed slowloris-style peeks sooner.
+    pub peek: Duration,
+    /// For the backend to answer the SYN (default 5 s).
+    pub connect: Duration,
+    /// First retransmission of the SYN to the backend, doubling after (default 1 s).
+    pub syn_retransmit: Duration,
+    /// Established flows idle this long are forgotten (default 2 h 4 min, the least
+    /// RFC 5382 allows; lower only if clients use keepalives).
+    pub idle: Duration,
+    /// How long a closed flow stays to translate stragglers (default 30 s).
+    pub linger: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Self {
+            peek: Duration::from_secs(5),
+            connect: Duration::from_secs(5),
+            syn_retransmit: Duration::from_secs(1),
+            idle: Duration::from_secs(7440),
+            linger: Duration::from_secs(30),
+        }
+    }
+}
+
+/// `[limits]`
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Most flows in any state (default 1,000,000; about 240 bytes each). Size it to the
+    /// connections you expect at peak, with room for floods.
+    pub max_flows: usize,
+    /// Most half-open handshakes kept as state; past it, SYN cookies (default 16,384).
+    pub max_half_open: usize,
+    /// Most bytes read from a client before its host must be named (default 16,384). Raise
+    /// it only if clients send ClientHellos larger than 16 KiB.
+    pub peek_bytes: usize,
+    /// Most connections peeking at once from one client address (default 64). Raise it
+    /// for clients behind a large NAT.
+    pub peeks_per_client: u32,
+    /// Most bytes held in all peek buffers together (default 67,108,864 = 64 MiB).
+    pub peek_memory: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_flows: 1_000_000,
+            max_half_open: 16_384,
+            peek_bytes: 16_384,
+            peeks_per_client: 64,
+            peek_memory: 64 * 1024 * 1024,
+        }
+    }
 }
 
 /// `[tun]`
@@ -102,6 +164,28 @@ struct RawConfig {
     #[serde(default)]
     route: Vec<Spanned<RawRoute>>,
     metrics: Option<RawMetrics>,
+    timeouts: Option<RawTimeouts>,
+    limits: Option<RawLimits>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTimeouts {
+    peek: Option<Spanned<String>>,
+    connect: Option<Spanned<String>>,
+    syn_retransmit: Option<Spanned<String>>,
+    idle: Option<Spanned<String>>,
+    linger: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLimits {
+    max_flows: Option<Spanned<u64>>,
+    max_half_open: Option<Spanned<u64>>,
+    peek_bytes: Option<Spanned<u64>>,
+    peeks_per_client: Option<Spanned<u64>>,
+    peek_memory: Option<Spanned<u64>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -215,6 +299,8 @@ impl Validator<'_> {
             }),
             None => None,
         };
+        let timeouts = self.timeouts(raw.timeouts)?;
+        let limits = self.limits(raw.limits)?;
         Ok(Config {
             prefix,
             default_backend,
@@ -222,6 +308,80 @@ impl Validator<'_> {
             listen,
             routes,
             metrics,
+            timeouts,
+            limits,
+        })
+    }
+
+    fn timeouts(&self, raw: Option<RawTimeouts>) -> Result<Timeouts, ConfigError> {
+        let d = Timeouts::default();
+        let Some(raw) = raw else { return Ok(d) };
+        let get = |v: &Option<Spanned<String>>,
+                   key: &str,
+                   default: Duration|
+         -> Result<Duration, ConfigError> {
+            let Some(v) = v else { return Ok(default) };
+            match humantime::parse_duration(v.get_ref()) {
+                Ok(t) if !t.is_zero() => Ok(t),
+                Ok(_) => self.err(v.span(), format!("timeouts.{key}: must be longer than zero")),
+                Err(e) => self.err(
+                    v.span(),
+                    format!(
+                        "timeouts.{key}: {:?} is not a duration ({e}); write e.g. \"5s\", \"250ms\" or \"2h 4m\"",
+                        v.get_ref()
+                    ),
+                ),
+            }
+        };
+        Ok(Timeouts {
+            peek: get(&raw.peek, "peek", d.peek)?,
+            connect: get(&raw.connect, "connect", d.connect)?,
+            syn_retransmit: get(&raw.syn_retransmit, "syn_retransmit", d.syn_retransmit)?,
+            idle: get(&raw.idle, "idle", d.idle)?,
+            linger: get(&raw.linger, "linger", d.linger)?,
+        })
+    }
+
+    fn limits(&self, raw: Option<RawLimits>) -> Result<Limits, ConfigError> {
+        let d = Limits::default();
+        let Some(raw) = raw else { return Ok(d) };
+        let get = |v: &Option<Spanned<u64>>,
+                   key: &str,
+                   default: u64,
+                   max: u64|
+         -> Result<u64, ConfigError> {
+            let Some(v) = v else { return Ok(default) };
+            let n = *v.get_ref();
+            if n == 0 || n > max {
+                return self.err(
+                    v.span(),
+                    format!("limits.{key}: {n} is out of range; give 1 to {max}"),
+                );
+            }
+            Ok(n)
+        };
+        let u32max = u64::from(u32::MAX);
+        Ok(Limits {
+            max_flows: get(&raw.max_flows, "max_flows", d.max_flows as u64, u32max)? as usize,
+            max_half_open: get(
+                &raw.max_half_open,
+                "max_half_open",
+                d.max_half_open as u64,
+                u32max,
+            )? as usize,
+            peek_bytes: get(&raw.peek_bytes, "peek_bytes", d.peek_bytes as u64, 1 << 20)? as usize,
+            peeks_per_client: get(
+                &raw.peeks_per_client,
+                "peeks_per_client",
+                u64::from(d.peeks_per_client),
+                u32max,
+            )? as u32,
+            peek_memory: get(
+                &raw.peek_memory,
+                "peek_memory",
+                d.peek_memory as u64,
+                1 << 40,
+            )? as usize,
         })
     }
 

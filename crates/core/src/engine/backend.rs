@@ -183,8 +183,8 @@ impl Engine {
             backend_ws,
             client_ws,
             expand_client_window: expand,
-            client_fin: None,
-            backend_fin: None,
+            client_fin: false,
+            backend_fin: false,
             bytes: [0, 0],
             name: conn.name.clone(),
         });
@@ -285,9 +285,9 @@ impl Engine {
         splice.bytes[1] += u64::from(seg.payload_len);
         let client_seq = seg.seq - delta;
         if seg.fin() {
-            splice.backend_fin = Some(client_seq + seg.payload_len + 1);
+            splice.backend_fin = true;
         }
-        let both_fins = splice.client_fin.is_some() && splice.backend_fin.is_some();
+        let both_fins = splice.client_fin && splice.backend_fin;
 
         let payload_len = usize::from(Ipv6Packet::new_unchecked(&buf[start..]).payload_len());
         let end = start + 40 + payload_len;

@@ -656,9 +656,9 @@ impl Engine {
         let timestamps = flow.client.timestamps && ts_offset != u32::MAX;
         splice.bytes[0] += u64::from(seg.payload_len);
         if seg.fin() {
-            splice.client_fin = Some(seg.seq + seg.payload_len + 1);
+            splice.client_fin = true;
         }
-        let both_fins = splice.client_fin.is_some() && splice.backend_fin.is_some();
+        let both_fins = splice.client_fin && splice.backend_fin;
         let rst = seg.rst();
 
         let ip_hl = usize::from(buf.get(start).map_or(5, |b| b & 0x0f)) * 4;
@@ -724,10 +724,14 @@ impl Engine {
         let Some(flow) = self.flows.get_mut(id) else {
             return;
         };
-        if let FlowState::Spliced(s) = &flow.state {
-            let splice = s.clone();
+        if matches!(flow.state, FlowState::Spliced(_)) {
+            let FlowState::Spliced(splice) =
+                core::mem::replace(&mut flow.state, FlowState::SynReceived)
+            else {
+                return;
+            };
             flow.state = FlowState::Closing(Closing {
-                splice,
+                splice: Box::new(splice),
                 until: now + linger,
                 outcome,
             });

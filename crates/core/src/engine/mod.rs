@@ -263,7 +263,10 @@ impl Engine {
         self.stats.outcome(outcome);
         let (name, bytes) = match flow.state {
             FlowState::Spliced(s) => (s.name, s.bytes),
-            FlowState::Closing(c) => (c.splice.name, c.splice.bytes),
+            FlowState::Closing(c) => {
+                let splice = *c.splice;
+                (splice.name, splice.bytes)
+            }
             FlowState::Connecting(c) => (c.name, [0, 0]),
             _ => (None, [0, 0]),
         };

@@ -113,10 +113,10 @@ pub struct Splice {
     /// The backend declined window scaling that the client uses: client windows are
     /// expanded by this shift and clamped.
     pub expand_client_window: Option<u8>,
-    /// The client's FIN was seen (the sequence number after it).
-    pub client_fin: Option<SeqNumber>,
-    /// The backend's FIN was seen (in the client's sequence space, after it).
-    pub backend_fin: Option<SeqNumber>,
+    /// The client's FIN was seen.
+    pub client_fin: bool,
+    /// The backend's FIN was seen.
+    pub backend_fin: bool,
     /// TCP payload bytes forwarded: [to backend, to client].
     pub bytes: [u64; 2],
     pub name: Option<HostName>,
@@ -136,7 +136,31 @@ pub struct Refused {
 /// A closing flow: still translated, briefly.
 #[derive(Debug)]
 pub struct Closing {
-    pub splice: Splice,
+    /// Boxed so that the closing state does not make every flow larger.
+    pub splice: Box<Splice>,
     pub until: Time,
     pub outcome: crate::engine::stats::Outcome,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Memory per flow is the product's claim (under 256 bytes per spliced flow, all
+    /// included; `examples/flow_memory.rs` measures the whole): the state itself must not
+    /// creep up unnoticed. Peeking and connecting data is boxed; the closing state boxes
+    /// its splice.
+    #[test]
+    fn flow_state_stays_small() {
+        assert!(
+            size_of::<FlowState>() <= 48,
+            "FlowState is {} bytes",
+            size_of::<FlowState>()
+        );
+        assert!(
+            size_of::<Flow>() <= 104,
+            "Flow is {} bytes",
+            size_of::<Flow>()
+        );
+    }
 }

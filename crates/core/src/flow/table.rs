@@ -3,17 +3,19 @@
 //! A flow is found from a client's IPv4 packet by [`ClientKey`] (client address and port,
 //! service address and port) and, once its backend is chosen, from a backend's IPv6 packet
 //! by [`BackendKey`] (backend address and port, the client's embedded address and port).
-//! Both indexes are keyed by what attackers choose, so they hash with SipHash-1-3 under a
-//! secret key (the same construction std's `HashMap` uses, but with a key the caller
-//! derives from the engine's seed, so the core reads no OS randomness and tests are
-//! reproducible). A [`FlowId`] carries a generation so that a stale reference (a timer
-//! entry for a freed flow) never reaches the flow that reused its slot.
+//! Both keys are stored once, in the flow's slot; the two indexes are hash tables of slot
+//! numbers only (4 bytes a bucket), compared against the slot's keys on lookup. That keeps
+//! an index at a few bytes per flow instead of a copy of its key. Both indexes hash what
+//! attackers choose, so they use SipHash-1-3 under a secret key (the construction std's
+//! `HashMap` uses, with a key the caller derives from the engine's seed, so the core reads
+//! no OS randomness and tests are reproducible). A [`FlowId`] carries a generation so that
+//! a stale reference (a timer entry for a freed flow) never reaches the flow that reused
+//! its slot.
 
-use std::collections::HashMap;
-use std::collections::hash_map::Entry;
-use std::hash::BuildHasher;
+use std::hash::{BuildHasher, Hash};
 use std::net::{Ipv4Addr, Ipv6Addr};
 
+use hashbrown::HashTable;
 use siphasher::sip::SipHasher13;
 use slab::Slab;
 
@@ -100,8 +102,9 @@ struct Slot<F> {
 #[derive(Debug)]
 pub struct FlowTable<F> {
     slots: Slab<Slot<F>>,
-    by_client: HashMap<ClientKey, FlowId, KeyedHash>,
-    by_backend: HashMap<BackendKey, FlowId, KeyedHash>,
+    by_client: HashTable<u32>,
+    by_backend: HashTable<u32>,
+    hasher: KeyedHash,
     next_generation: u32,
     capacity: usize,
 }
@@ -112,8 +115,9 @@ impl<F> FlowTable<F> {
     pub fn new(capacity: usize, key: [u64; 2]) -> Self {
         Self {
             slots: Slab::with_capacity(capacity),
-            by_client: HashMap::with_capacity_and_hasher(capacity, KeyedHash::new(key)),
-            by_backend: HashMap::with_capacity_and_hasher(capacity, KeyedHash::new(key)),
+            by_client: HashTable::with_capacity(capacity),
+            by_backend: HashTable::with_capacity(capacity),
+            hasher: KeyedHash::new(key),
             next_generation: 0,
             capacity,
         }
@@ -134,14 +138,18 @@ impl<F> FlowTable<F> {
         self.capacity
     }
 
+    fn hash<K: Hash>(&self, key: &K) -> u64 {
+        self.hasher.hash_one(key)
+    }
+
     /// Adds a flow found by `key` on the client side.
     pub fn insert(&mut self, key: ClientKey, flow: F) -> Result<FlowId, TableError> {
         if self.slots.len() >= self.capacity {
             return Err(TableError::Full);
         }
-        let Entry::Vacant(v) = self.by_client.entry(key) else {
+        if self.find_client(&key).is_some() {
             return Err(TableError::ClientTupleTaken);
-        };
+        }
         let generation = self.next_generation;
         self.next_generation = self.next_generation.wrapping_add(1);
         let index = self.slots.insert(Slot {
@@ -150,44 +158,68 @@ impl<F> FlowTable<F> {
             backend_key: None,
             flow,
         });
-        // The slab never holds more than `capacity` entries, and capacity is a usize the
-        // caller chose; indexes past u32 would need 4 billion flows.
-        let id = FlowId {
-            index: index as u32,
-            generation,
-        };
-        v.insert(id);
-        Ok(id)
+        // The slab never holds more than `capacity` entries, and `FlowTable` users cap
+        // capacity at u32::MAX (EngineConfig::validate).
+        let index = index as u32;
+        let hash = self.hash(&key);
+        let (slots, hasher) = (&self.slots, &self.hasher);
+        self.by_client.insert_unique(hash, index, |&i| {
+            slots
+                .get(i as usize)
+                .map_or(0, |s| hasher.hash_one(s.client_key))
+        });
+        Ok(FlowId { index, generation })
     }
 
     /// Makes flow `id` findable by `key` from the backend side.
     pub fn index_backend(&mut self, id: FlowId, key: BackendKey) -> Result<(), TableError> {
-        let Some(slot) = self.slot_mut(id) else {
-            return Err(TableError::NoSuchFlow);
-        };
-        if slot.backend_key.is_some() {
+        match self.slot_mut(id) {
+            None => return Err(TableError::NoSuchFlow),
+            Some(slot) if slot.backend_key.is_some() => return Err(TableError::BackendTupleTaken),
+            Some(_) => {}
+        }
+        if self.find_backend(&key).is_some() {
             return Err(TableError::BackendTupleTaken);
         }
-        match self.by_backend.entry(key) {
-            Entry::Occupied(_) => Err(TableError::BackendTupleTaken),
-            Entry::Vacant(v) => {
-                v.insert(id);
-                if let Some(slot) = self.slots.get_mut(id.index as usize) {
-                    slot.backend_key = Some(key);
-                }
-                Ok(())
-            }
+        if let Some(slot) = self.slot_mut(id) {
+            slot.backend_key = Some(key);
         }
+        let hash = self.hash(&key);
+        let (slots, hasher) = (&self.slots, &self.hasher);
+        self.by_backend.insert_unique(hash, id.index, |&i| {
+            slots
+                .get(i as usize)
+                .and_then(|s| s.backend_key)
+                .map_or(0, |k| hasher.hash_one(k))
+        });
+        Ok(())
     }
 
     /// The flow a client-side packet belongs to.
     pub fn find_client(&self, key: &ClientKey) -> Option<FlowId> {
-        self.by_client.get(key).copied()
+        let slots = &self.slots;
+        let &index = self.by_client.find(self.hash(key), |&i| {
+            slots.get(i as usize).is_some_and(|s| s.client_key == *key)
+        })?;
+        self.id_of(index)
     }
 
     /// The flow a backend-side packet belongs to.
     pub fn find_backend(&self, key: &BackendKey) -> Option<FlowId> {
-        self.by_backend.get(key).copied()
+        let slots = &self.slots;
+        let &index = self.by_backend.find(self.hash(key), |&i| {
+            slots
+                .get(i as usize)
+                .is_some_and(|s| s.backend_key == Some(*key))
+        })?;
+        self.id_of(index)
+    }
+
+    fn id_of(&self, index: u32) -> Option<FlowId> {
+        self.slots.get(index as usize).map(|s| FlowId {
+            index,
+            generation: s.generation,
+        })
     }
 
     /// The flow behind `id`, if it still exists.
@@ -213,13 +245,18 @@ impl<F> FlowTable<F> {
 
     /// Removes flow `id` and its index entries; returns it.
     pub fn remove(&mut self, id: FlowId) -> Option<F> {
-        self.slot_mut(id)?;
-        let slot = self.slots.remove(id.index as usize);
-        self.by_client.remove(&slot.client_key);
-        if let Some(b) = slot.backend_key {
-            self.by_backend.remove(&b);
+        let (client_key, backend_key) = self.keys(id)?;
+        let hash = self.hash(&client_key);
+        if let Ok(entry) = self.by_client.find_entry(hash, |&i| i == id.index) {
+            entry.remove();
         }
-        Some(slot.flow)
+        if let Some(b) = backend_key {
+            let hash = self.hash(&b);
+            if let Ok(entry) = self.by_backend.find_entry(hash, |&i| i == id.index) {
+                entry.remove();
+            }
+        }
+        Some(self.slots.remove(id.index as usize).flow)
     }
 
     fn slot_mut(&mut self, id: FlowId) -> Option<&mut Slot<F>> {

@@ -1,14 +1,12 @@
-//! Building the segments Kracauer sends itself: SYN-ACKs and RSTs to clients, the SYN,
-//! ACK and peeked data to backends, refusals.
-//!
-//! Options are laid out as Linux lays them out (MSS; SACK-permitted with timestamps, or
-//! NOPs; NOP and window scale), so a capture of Kracauer looks like a capture of Linux.
+//! The segments Kracauer sends itself (SYN-ACKs and RSTs to clients; the SYN, ACK and
+//! peeked data to backends; refusals), in the engine's terms, built by
+//! [`crate::wire::build`] with options laid out as Linux lays them out.
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 
-use crate::wire::ip_proto;
-use crate::wire::tcp::{SeqNumber, TcpPacket, flags, kind};
-use crate::wire::{Ipv4Packet, Ipv6Packet, WireError};
+use crate::wire::WireError;
+use crate::wire::build::{IpHeaderSpec, MAX_OPTIONS_LEN, TcpOptionsSpec, TcpSegmentSpec, emit_tcp};
+use crate::wire::tcp::{SeqNumber, flags};
 
 /// TTL / hop limit of packets Kracauer makes.
 pub const HOP_LIMIT: u8 = 64;
@@ -24,55 +22,27 @@ pub struct Options {
 }
 
 impl Options {
+    fn spec(&self) -> TcpOptionsSpec<'static> {
+        TcpOptionsSpec {
+            mss: self.mss,
+            window_scale: self.wscale,
+            sack_permitted: self.sack_permitted,
+            timestamps: self.timestamps,
+            sack_blocks: &[],
+        }
+    }
+
     /// Bytes these options take, padded to a multiple of 4.
     pub fn len(&self) -> usize {
-        let mut n = 0;
-        if self.mss.is_some() {
-            n += 4;
-        }
-        if self.timestamps.is_some() {
-            n += 12; // SACK-permitted rides in the two NOPs before the timestamps
-        } else if self.sack_permitted {
-            n += 4;
-        }
-        if self.wscale.is_some() {
-            n += 4;
-        }
-        n
+        // These four options always fit in the 40 bytes TCP allows.
+        self.spec()
+            .write(&mut [0; MAX_OPTIONS_LEN])
+            .unwrap_or(MAX_OPTIONS_LEN)
     }
 
     /// Whether there are none.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
-    }
-
-    fn write(&self, out: &mut [u8]) {
-        let mut at = 0;
-        let mut put = |bytes: &[u8]| {
-            out[at..at + bytes.len()].copy_from_slice(bytes);
-            at += bytes.len();
-        };
-        if let Some(mss) = self.mss {
-            let m = mss.to_be_bytes();
-            put(&[kind::MSS, 4, m[0], m[1]]);
-        }
-        match (self.sack_permitted, self.timestamps) {
-            (sack, Some((tsval, tsecr))) => {
-                if sack {
-                    put(&[kind::SACK_PERMITTED, 2]);
-                } else {
-                    put(&[kind::NOP, kind::NOP]);
-                }
-                put(&[kind::TIMESTAMPS, 10]);
-                put(&tsval.to_be_bytes());
-                put(&tsecr.to_be_bytes());
-            }
-            (true, None) => put(&[kind::NOP, kind::NOP, kind::SACK_PERMITTED, 2]),
-            (false, None) => {}
-        }
-        if let Some(ws) = self.wscale {
-            put(&[kind::NOP, kind::WINDOW_SCALE, 3, ws]);
-        }
     }
 }
 
@@ -95,24 +65,21 @@ impl Segment<'_> {
         20 + self.options.len() + self.payload.len()
     }
 
-    fn write_tcp(&self, out: &mut [u8]) {
-        let hl = 20 + self.options.len();
-        let mut tcp = TcpPacket::new_unchecked(&mut *out);
-        tcp.set_src_port(self.src_port);
-        tcp.set_dst_port(self.dst_port);
-        tcp.set_seq_number(self.seq);
-        tcp.set_ack_number(if self.flags & flags::ACK != 0 {
-            self.ack
-        } else {
-            SeqNumber(0)
-        });
-        tcp.set_header_len(hl);
-        tcp.set_flags(self.flags);
-        tcp.set_window_len(self.window);
-        tcp.set_checksum(0);
-        tcp.set_urgent_at(0);
-        self.options.write(&mut out[20..hl]);
-        out[hl..hl + self.payload.len()].copy_from_slice(self.payload);
+    fn spec(&self) -> TcpSegmentSpec<'_> {
+        TcpSegmentSpec {
+            src_port: self.src_port,
+            dst_port: self.dst_port,
+            seq: self.seq,
+            ack: if self.flags & flags::ACK != 0 {
+                self.ack
+            } else {
+                SeqNumber(0)
+            },
+            flags: self.flags,
+            window: self.window,
+            options: self.options.spec(),
+            payload: self.payload,
+        }
     }
 
     /// Length of the IPv4 packet this segment makes.
@@ -125,7 +92,7 @@ impl Segment<'_> {
         40 + self.tcp_len()
     }
 
-    /// Writes the segment as an IPv4 packet into `out`; returns its length.
+    /// Writes the segment as an IPv4 packet (DF set) into `out`; returns its length.
     pub fn emit_v4(
         &self,
         src: Ipv4Addr,
@@ -133,26 +100,16 @@ impl Segment<'_> {
         ident: u16,
         out: &mut [u8],
     ) -> Result<usize, WireError> {
-        let len = self.v4_len();
-        let total = u16::try_from(len).map_err(|_| WireError::BadTotalLen)?;
-        let out = out.get_mut(..len).ok_or(WireError::Truncated)?;
-        {
-            let mut ip = Ipv4Packet::new_unchecked(&mut *out);
-            ip.set_version(4);
-            ip.set_header_len(20);
-            ip.set_tos(0);
-            ip.set_total_len(total);
-            ip.set_ident(ident);
-            ip.set_flags_and_offset(0x4000); // DF
-            ip.set_ttl(HOP_LIMIT);
-            ip.set_protocol(ip_proto::TCP);
-            ip.set_src_addr(src);
-            ip.set_dst_addr(dst);
-            ip.fill_checksum();
-        }
-        self.write_tcp(&mut out[20..]);
-        TcpPacket::new_unchecked(&mut out[20..]).fill_checksum_v4(src, dst);
-        Ok(len)
+        emit_tcp(
+            out,
+            &IpHeaderSpec::V4 {
+                src,
+                dst,
+                ttl: HOP_LIMIT,
+                ident,
+            },
+            &self.spec(),
+        )
     }
 
     /// Writes the segment as an IPv6 packet into `out`; returns its length.
@@ -162,23 +119,13 @@ impl Segment<'_> {
         dst: &Ipv6Addr,
         out: &mut [u8],
     ) -> Result<usize, WireError> {
-        let len = self.v6_len();
-        let payload_len = u16::try_from(self.tcp_len()).map_err(|_| WireError::BadTotalLen)?;
-        let out = out.get_mut(..len).ok_or(WireError::Truncated)?;
-        {
-            let mut ip = Ipv6Packet::new_unchecked(&mut *out);
-            ip.set_version(6);
-            ip.set_traffic_class(0);
-            ip.set_flow_label(0);
-            ip.set_payload_len(payload_len);
-            ip.set_next_header(ip_proto::TCP);
-            ip.set_hop_limit(HOP_LIMIT);
-            ip.set_src_addr(src);
-            ip.set_dst_addr(dst);
-        }
-        self.write_tcp(&mut out[40..]);
-        TcpPacket::new_unchecked(&mut out[40..]).fill_checksum_v6(src, dst);
-        Ok(len)
+        let ip = IpHeaderSpec::V6 {
+            src: *src,
+            dst: *dst,
+            hop_limit: HOP_LIMIT,
+            flow_label: 0,
+        };
+        emit_tcp(out, &ip, &self.spec())
     }
 }
 
@@ -218,7 +165,8 @@ pub fn rst_for(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::wire::TcpOption;
+    use crate::wire::tcp::TcpPacket;
+    use crate::wire::{Ipv4Packet, Ipv6Packet, TcpOption};
 
     fn synack() -> Segment<'static> {
         Segment {
@@ -306,17 +254,6 @@ mod tests {
         let tcp = TcpPacket::new_checked(ip.payload()).unwrap();
         assert!(tcp.verify_checksum_v6(&src, &dst));
         assert_eq!(tcp.header_len(), 24);
-    }
-
-    #[test]
-    fn sack_without_timestamps_is_padded_with_nops() {
-        let o = Options {
-            sack_permitted: true,
-            ..Options::default()
-        };
-        let mut b = [0u8; 4];
-        o.write(&mut b);
-        assert_eq!(b, [1, 1, 4, 2]);
     }
 
     #[test]

@@ -33,6 +33,40 @@
 //! exactly what recomputation from scratch would. UDP transmits a computed `0x0000` as
 //! `0xffff` (a zero field means "no checksum" in IPv4): that mapping is the caller's
 //! (see `UdpPacket`), and the update functions accept either spelling of zero.
+//!
+//! # Example: IPv4 to IPv6 pseudo-header, both forms
+//!
+//! ```
+//! use std::net::{Ipv4Addr, Ipv6Addr};
+//! use kracauer_core::wire::checksum::{self, ChecksumForm};
+//!
+//! let (c4, s4) = (Ipv4Addr::new(198, 51, 100, 2), Ipv4Addr::new(203, 0, 113, 10));
+//! let c6: Ipv6Addr = "2001:db8:64::c633:6402".parse().unwrap();
+//! let b6: Ipv6Addr = "2001:db8:1::2".parse().unwrap();
+//! let segment = [0x9c, 0x40, 0x01, 0xbb, 0, 0, 0, 1, 0, 0, 0, 0, 0x50, 0x02, 0xff, 0xff,
+//!                0, 0, 0, 0]; // a TCP header, checksum field zero
+//! let data = checksum::sum(&segment);
+//! let len = segment.len();
+//!
+//! // The sum of what changes: the addresses (the protocol and length words agree).
+//! let old = checksum::combine(checksum::sum(&c4.octets()), checksum::sum(&s4.octets()));
+//! let new = checksum::combine(checksum::sum(&c6.octets()), checksum::sum(&b6.octets()));
+//!
+//! // Full form: the field holds the finished checksum.
+//! let full4 = checksum::finish(checksum::combine(
+//!     checksum::pseudo_header_v4(c4, s4, 6, len as u16), data));
+//! let full6 = checksum::finish(checksum::combine(
+//!     checksum::pseudo_header_v6(&c6, &b6, 6, len as u32), data));
+//! assert_eq!(ChecksumForm::Full.update_pseudo(full4, old, new), full6);
+//! // The same, address by address, with bytes of different lengths.
+//! let step = checksum::update_bytes(full4, &c4.octets(), &c6.octets());
+//! assert_eq!(checksum::update_bytes(step, &s4.octets(), &b6.octets()), full6);
+//!
+//! // Partial form: the field holds the folded pseudo-header sum only.
+//! let part4 = checksum::fold(checksum::pseudo_header_v4(c4, s4, 6, len as u16));
+//! let part6 = checksum::fold(checksum::pseudo_header_v6(&c6, &b6, 6, len as u32));
+//! assert_eq!(ChecksumForm::Partial.update_pseudo(part4, old, new), part6);
+//! ```
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 

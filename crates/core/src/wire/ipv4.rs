@@ -216,6 +216,17 @@ impl<T: AsRef<[u8]>> Ipv4Packet<T> {
         Ipv4Options::new(self.options())
     }
 
+    /// Whether the options hold an unexpired source route (LSRR or SSRR), which RFC
+    /// 7915 §4.1 says to drop rather than translate. Malformed options are an error.
+    pub fn has_unexpired_source_route(&self) -> Result<bool> {
+        for o in self.options_iter() {
+            if o?.is_unexpired_source_route() {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
     /// The header bytes.
     pub fn header(&self) -> &[u8] {
         let r = self.header_range();

@@ -242,3 +242,40 @@ fn end_of_options_stops_the_walk() {
     let opts = [option::EOL, 68, 200, 0];
     assert_eq!(Ipv4Options::new(&opts).count(), 0);
 }
+
+#[test]
+fn options_cut_at_every_length_end_in_overrun_inside_an_option() {
+    // NOP, LSRR of 7 bytes (1..8), EOL.
+    let all = [option::NOP, option::LSRR, 7, 4, 203, 0, 113, 1, option::EOL];
+    for n in 0..=all.len() {
+        let walked: Vec<_> = Ipv4Options::new(&all[..n]).collect();
+        if n <= 1 || n >= 8 {
+            assert!(walked.iter().all(|o| o.is_ok()), "cut at {n}: {walked:?}");
+        } else {
+            assert_eq!(walked, vec![Err(WireError::OptionOverrun)], "cut at {n}");
+        }
+    }
+}
+
+#[test]
+fn unexpired_source_route_in_a_header_is_reported() {
+    // IHL 7: NOP, LSRR (7 bytes, pointer 4: one address left), EOL; total length 28.
+    let mut b = [0u8; 28];
+    b[..20].copy_from_slice(&FRAG_V4[..20]);
+    b[0] = 0x47;
+    b[2..4].copy_from_slice(&28u16.to_be_bytes());
+    b[20..28].copy_from_slice(&[option::NOP, option::LSRR, 7, 4, 203, 0, 113, 1]);
+    let p = Ipv4Packet::new_checked(&b[..]).unwrap();
+    assert_eq!(p.has_unexpired_source_route(), Ok(true));
+    b[23] = 8; // pointer past the route: expired
+    let p = Ipv4Packet::new_checked(&b[..]).unwrap();
+    assert_eq!(p.has_unexpired_source_route(), Ok(false));
+    b[22] = 9; // option length past the header
+    let p = Ipv4Packet::new_checked(&b[..]).unwrap();
+    assert_eq!(
+        p.has_unexpired_source_route(),
+        Err(WireError::OptionOverrun)
+    );
+    let p = Ipv4Packet::new_checked(&UDP_OPTS_V4[..]).unwrap();
+    assert_eq!(p.has_unexpired_source_route(), Ok(false));
+}

@@ -184,6 +184,23 @@ impl<T: AsRef<[u8]>> Ipv6Packet<T> {
     }
 }
 
+impl<T: AsRef<[u8]>> Ipv6Packet<T> {
+    /// The first Routing header's Segments Left, with the offset of that byte from the
+    /// start of the IPv6 header (what a Parameter Problem pointer names), or `None`
+    /// without a Routing header. RFC 7915 §5.1 refuses to translate a packet whose
+    /// Segments Left is not zero.
+    pub fn routing_segments_left(&self) -> Result<Option<(usize, u8)>> {
+        for h in self.ext_headers() {
+            let h = h?;
+            if h.kind == ip_proto::IPV6_ROUTE {
+                let at = h.offset + 3;
+                return Ok(Some((at, byte(self.buffer.as_ref(), at))));
+            }
+        }
+        Ok(None)
+    }
+}
+
 impl<T: AsRef<[u8]> + AsMut<[u8]>> Ipv6Packet<T> {
     /// Sets the version nibble.
     pub fn set_version(&mut self, v: u8) {
@@ -394,6 +411,16 @@ pub struct Ipv6FragHeader<T: AsRef<[u8]>> {
 }
 
 impl<T: AsRef<[u8]>> Ipv6FragHeader<T> {
+    /// Wraps a buffer without validation (see the module documentation of `wire`).
+    pub const fn new_unchecked(buffer: T) -> Self {
+        Ipv6FragHeader { buffer }
+    }
+
+    /// The underlying buffer.
+    pub fn into_inner(self) -> T {
+        self.buffer
+    }
+
     /// Validates that `buffer` holds at least the 8 bytes of a Fragment header.
     pub fn new_checked(buffer: T) -> Result<Self> {
         if buffer.as_ref().len() < FRAG_HEADER_LEN {

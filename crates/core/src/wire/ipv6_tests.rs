@@ -241,3 +241,18 @@ fn fragment_header_setters_write_rfc8200_layout() {
         Err(WireError::Truncated)
     );
 }
+
+#[test]
+fn routing_header_segments_left_is_found_with_its_offset() {
+    let p = Ipv6Packet::new_checked(&EXT_CHAIN_V6[..]).unwrap();
+    assert_eq!(p.routing_segments_left(), Ok(Some((67, 0))));
+    let mut b = EXT_CHAIN_V6;
+    b[67] = 2;
+    let p = Ipv6Packet::new_checked(&b[..]).unwrap();
+    assert_eq!(p.routing_segments_left(), Ok(Some((67, 2))));
+    let p = Ipv6Packet::new_checked(&SYNACK_V6[..]).unwrap();
+    assert_eq!(p.routing_segments_left(), Ok(None));
+    b[49] = 200; // Destination Options before it runs past the payload
+    let p = Ipv6Packet::new_checked(&b[..]).unwrap();
+    assert_eq!(p.routing_segments_left(), Err(WireError::ExtHeaderOverrun));
+}

@@ -7,9 +7,12 @@
 //!   panic. Getters whose range depends on a length field (payload, options) are also
 //!   clamped to the buffer, so they stay panic-free even after a setter changed that
 //!   length field.
-//! - `new_unchecked(buffer)` skips validation: use it only on bytes you wrote yourself
-//!   (e.g. a freshly zeroed output buffer that you are about to fill), and only call
-//!   the accessors whose bytes exist.
+//! - `new_unchecked(buffer)` skips validation: use it on bytes you are about to fill.
+//!   Even then nothing panics: every getter reads through a bounds check and returns 0
+//!   for bytes that are missing, every setter drops writes that would fall outside the
+//!   buffer, and every range is clamped. (The fuzz target checks this on arbitrary
+//!   bytes.) Values read that way are meaningless, of course; validation is what makes
+//!   them meaningful.
 //! - Setters exist when the buffer is mutable (`T: AsRef<[u8]> + AsMut<[u8]>`). They
 //!   write one field and never touch checksums, except the `rewrite_*` methods, which
 //!   say in their name and documentation that they update the checksum incrementally.

@@ -36,6 +36,8 @@ pub mod field {
 pub const HEADER_LEN: usize = 20;
 /// Longest TCP header (data offset 15).
 pub const MAX_HEADER_LEN: usize = 60;
+/// The least of a TCP header an ICMP error quotes (RFC 792: 64 bits).
+pub const QUOTED_MIN_LEN: usize = 8;
 
 /// TCP flag bits, as in the low byte of [`field::FLAGS`].
 pub mod flags {
@@ -186,14 +188,8 @@ impl<'a> SackBlocks<'a> {
 
     /// Block `i` as (left edge, right edge).
     pub fn get(&self, i: usize) -> Option<(SeqNumber, SeqNumber)> {
-        let at = i.checked_mul(8)?;
-        if at + 8 > self.bytes.len() {
-            return None;
-        }
-        Some((
-            SeqNumber(be32(self.bytes, at)),
-            SeqNumber(be32(self.bytes, at + 4)),
-        ))
+        let block = self.bytes.get(i.checked_mul(8)?..)?.get(..8)?;
+        Some((SeqNumber(be32(block, 0)), SeqNumber(be32(block, 4))))
     }
 
     /// Iterator over the blocks.
@@ -365,6 +361,17 @@ impl<T: AsRef<[u8]>> TcpPacket<T> {
         let hl = usize::from(b[field::FLAGS.start] >> 4) * 4;
         if hl < HEADER_LEN || hl > b.len() {
             return Err(WireError::BadDataOffset);
+        }
+        Ok(TcpPacket { buffer })
+    }
+
+    /// Validates `buffer` as the start of a TCP segment quoted by an ICMP error, which
+    /// may hold as little as the first 8 bytes (RFC 792): ports and sequence number.
+    /// Getters of fields past the end of the buffer return 0, setters of them do
+    /// nothing, and the options and payload are whatever part of them is present.
+    pub fn new_checked_quoted(buffer: T) -> Result<Self> {
+        if buffer.as_ref().len() < QUOTED_MIN_LEN {
+            return Err(WireError::Truncated);
         }
         Ok(TcpPacket { buffer })
     }
@@ -745,8 +752,7 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> TcpPacket<T> {
         form: ChecksumForm,
     ) -> Result<()> {
         self.option_at(offset, kind::TIMESTAMPS, 10)?;
-        self.rewrite_bytes(offset + 2, &tsval.to_be_bytes(), form);
-        self.rewrite_bytes(offset + 6, &tsecr.to_be_bytes(), form);
+        self.rewrite_bytes(offset + 2, &pair(tsval, tsecr), form);
         Ok(())
     }
 
@@ -765,8 +771,7 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> TcpPacket<T> {
             return Err(WireError::NoSuchOption);
         }
         let at = offset + 2 + index * 8;
-        self.rewrite_bytes(at, &left.0.to_be_bytes(), form);
-        self.rewrite_bytes(at + 4, &right.0.to_be_bytes(), form);
+        self.rewrite_bytes(at, &pair(left.0, right.0), form);
         Ok(())
     }
 
@@ -827,6 +832,14 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> TcpPacket<T> {
         }
         Ok(shifted)
     }
+}
+
+/// Two 32-bit values as 8 big-endian bytes (a timestamp pair, a SACK block).
+fn pair(a: u32, b: u32) -> [u8; 8] {
+    let mut out = [0u8; 8];
+    out[..4].copy_from_slice(&a.to_be_bytes());
+    out[4..].copy_from_slice(&b.to_be_bytes());
+    out
 }
 
 #[cfg(test)]

@@ -85,6 +85,7 @@ fn ack_with_sack_and_payload_parses() {
     );
     assert_eq!(blocks.get(1), Some((SeqNumber(3000), SeqNumber(4000))));
     assert_eq!(blocks.get(2), None);
+    assert_eq!(blocks.get(usize::MAX / 8), None);
     assert_eq!(o.len(), 2);
     assert!(p.verify_checksum_v4(C4, S4));
 }
@@ -454,4 +455,39 @@ fn getters_do_not_panic_after_setters_break_lengths() {
     assert!(p.options_bytes().is_empty());
     assert_eq!(p.payload_range(), 0..40);
     assert_eq!(p.options().count(), 0);
+}
+
+#[test]
+fn quoted_eight_bytes_give_ports_and_sequence_number() {
+    let p = TcpPacket::new_checked_quoted(&SYN_V4[20..28]).unwrap();
+    assert_eq!((p.src_port(), p.dst_port()), (40000, 443));
+    assert_eq!(p.seq_number(), SeqNumber(0x6b8b_4567));
+    assert_eq!(p.ack_number(), SeqNumber(0), "not quoted: reads as zero");
+    let mut b = [0u8; 8];
+    b.copy_from_slice(&SYN_V4[20..28]);
+    let mut p = TcpPacket::new_checked_quoted(&mut b[..]).unwrap();
+    p.set_seq_number(SeqNumber(1));
+    p.set_ack_number(SeqNumber(5)); // not quoted: dropped
+    p.rewrite_ack_number(SeqNumber(6), ChecksumForm::Full); // likewise
+    assert_eq!(b, [0x9c, 0x40, 0x01, 0xbb, 0, 0, 0, 1]);
+    assert_eq!(
+        TcpPacket::new_checked_quoted(&SYN_V4[20..27]),
+        Err(WireError::Truncated)
+    );
+}
+
+#[test]
+fn options_cut_at_every_length_end_in_overrun_inside_an_option() {
+    // The SYN's options: MSS at 0..4, SACK-permitted 4..6, TS 6..16, NOP 16, WS 17..20.
+    let all = &SYN_V4[40..60];
+    let boundaries = [0, 4, 6, 16, 17, 20];
+    for n in 0..=all.len() {
+        let walked: Vec<_> = TcpOptions::new(&all[..n]).collect();
+        let last = walked.last().cloned();
+        if boundaries.contains(&n) {
+            assert!(walked.iter().all(|o| o.is_ok()), "cut at {n}: {walked:?}");
+        } else {
+            assert_eq!(last, Some(Err(WireError::OptionOverrun)), "cut at {n}");
+        }
+    }
 }

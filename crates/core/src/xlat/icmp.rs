@@ -9,8 +9,8 @@
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 use super::ip::{
-    Ipv4Fields, get16, ipv6_upper_layer, next_hop_limit, ports_sum, put16, v4_pair_sum,
-    v6_pair_sum, write_ipv4_header,
+    Ipv4Fields, check_ipv4_options, get16, ipv6_upper_layer, next_hop_limit, ports_sum, put16,
+    v4_pair_sum, v6_pair_sum, write_ipv4_header,
 };
 use super::rfc7915::{
     Icmpv4Out, Icmpv6Out, icmpv4 as t4, icmpv6 as t6, map_icmpv4, map_icmpv6, mtu_v4_to_v6,
@@ -177,11 +177,11 @@ fn output_limit(out: &[u8], cap: usize, min: usize) -> Result<usize, XlatError> 
 /// written at the start of `out`; returns its length.
 ///
 /// Echo Request/Reply keep identifier, sequence and data (the output must hold all of
-/// it); the checksum is updated incrementally. Errors are rebuilt: type/code per RFC
-/// 7915 §4.2, Packet Too Big MTU per [`mtu_v4_to_v6`], the embedded IPv4 packet turned
-/// into IPv6 through `map`, and the result truncated to 1280 bytes (or `out.len()`, which
-/// must hold at least the headers and the embedded ports). The ICMPv6 checksum is
-/// computed over the (bounded) message. The input checksum is verified first.
+/// it). Errors are rebuilt: type/code per RFC 7915 §4.2, Packet Too Big MTU per
+/// [`mtu_v4_to_v6`], the embedded IPv4 packet turned into IPv6 through `map`, and the result truncated to 1280 bytes (or `out.len()`, which
+/// must hold at least the headers and the embedded ports). The input checksum is
+/// verified first; the ICMPv6 checksum is computed over the output message (see
+/// `fill_icmp_checksum` for why it is not updated incrementally).
 pub fn icmpv4_to_icmpv6<M: InnerMapping + ?Sized>(
     packet: &[u8],
     out: &mut [u8],
@@ -192,6 +192,7 @@ pub fn icmpv4_to_icmpv6<M: InnerMapping + ?Sized>(
     if ip.is_fragment() {
         return Err(XlatError::Fragment);
     }
+    check_ipv4_options(&ip)?;
     if ip.protocol() != ip_proto::ICMP {
         return Err(XlatError::Protocol(ip.protocol()));
     }
@@ -319,13 +320,11 @@ fn write_ipv6_header(
 /// written at the start of `out`; returns its length.
 ///
 /// Echo Request/Reply keep identifier, sequence and data (the output must hold all of
-/// it); the checksum is updated incrementally. Errors are rebuilt: type/code per RFC
-/// 7915 §5.2, Fragmentation Needed MTU per [`mtu_v6_to_v4`], the embedded IPv6 packet
-/// turned into IPv4 through `map` (its extension headers dropped, Identification 0, DF
+/// it). Errors are rebuilt: type/code per RFC 7915 §5.2, Fragmentation Needed MTU per
+/// [`mtu_v6_to_v4`], the embedded IPv6 packet turned into IPv4 through `map` (its extension headers dropped, Identification 0, DF
 /// per §5.1, header checksum computed), and the result truncated to 576 bytes (or
-/// `out.len()`, which must hold at least the headers and the embedded ports). The
-/// ICMPv4 checksum is computed over the (bounded) message. The input checksum is
-/// verified first.
+/// `out.len()`, which must hold at least the headers and the embedded ports). The input
+/// checksum is verified first; the ICMPv4 checksum is computed over the output message.
 pub fn icmpv6_to_icmpv4<M: InnerMapping + ?Sized>(
     packet: &[u8],
     out: &mut [u8],

@@ -124,16 +124,14 @@ fn rewrite_transport(
     put16(segment, at, ck);
 }
 
-/// Fails with [`XlatError::SourceRoute`] on an unexpired source route option and with
-/// [`XlatError::Malformed`] on an option area that does not parse.
-fn check_ipv4_options(options: &[u8]) -> Result<(), XlatError> {
-    for opt in ipv4::Ipv4Options::new(options) {
-        let opt = opt.map_err(|_| XlatError::Malformed)?;
-        if opt.is_unexpired_source_route() {
-            return Err(XlatError::SourceRoute);
-        }
+/// Fails with [`XlatError::SourceRoute`] on an unexpired source route option (RFC 7915
+/// §4.1) and with [`XlatError::Malformed`] on an option area that does not parse.
+pub(crate) fn check_ipv4_options<T: AsRef<[u8]>>(ip: &Ipv4Packet<T>) -> Result<(), XlatError> {
+    match ip.has_unexpired_source_route() {
+        Ok(false) => Ok(()),
+        Ok(true) => Err(XlatError::SourceRoute),
+        Err(_) => Err(XlatError::Malformed),
     }
-    Ok(())
 }
 
 /// Translates the IPv4 TCP or UDP packet at `buf[start..]` to IPv6 in place.
@@ -157,7 +155,7 @@ pub fn ipv4_to_ipv6(
     if ip.is_fragment() {
         return Err(XlatError::Fragment);
     }
-    check_ipv4_options(ip.options())?;
+    check_ipv4_options(&ip)?;
     let transport = Transport::of(ip.protocol())?;
     let hop_limit = next_hop_limit(ip.ttl(), opts.hop_limit)?;
     let header_len = ip.header_len();
@@ -220,7 +218,8 @@ pub(crate) fn ipv6_upper_layer<T: AsRef<[u8]>>(
     ip: &Ipv6Packet<T>,
 ) -> Result<(u8, usize), XlatError> {
     let bytes = ip.as_bytes();
-    for h in ip.ext_headers() {
+    let mut walk = ip.ext_headers();
+    for h in &mut walk {
         let h = h.map_err(|_| XlatError::Malformed)?;
         match h.kind {
             ip_proto::IPV6_FRAG => return Err(XlatError::Fragment),
@@ -230,8 +229,7 @@ pub(crate) fn ipv6_upper_layer<T: AsRef<[u8]>>(
             _ => {}
         }
     }
-    let upper = ip.upper_layer().map_err(|_| XlatError::Malformed)?;
-    Ok((upper.protocol, upper.offset))
+    Ok(walk.upper())
 }
 
 /// Translates the IPv6 TCP or UDP packet at `buf[start..]` to IPv4 in place.

@@ -18,7 +18,8 @@
 //!   the embedded packet, whose addresses, ports and TCP sequence numbers come from an
 //!   [`InnerMapping`] supplied by the engine. The output is bounded (1280 bytes for
 //!   ICMPv6, 576 for ICMPv4), so the copy is bounded too. Echo Request/Reply are
-//!   translated the same way.
+//!   translated the same way, whole (bounded by the message and `out`). ICMP checksums
+//!   are verified on input and recomputed on output.
 //!
 //! Choices where the RFC leaves room:
 //!
@@ -52,7 +53,10 @@ mod ip;
 pub mod rfc7915;
 
 pub use crate::wire::ChecksumForm;
-pub use icmp::{IcmpV4Params, IcmpV6Params, icmpv4_to_icmpv6, icmpv6_to_icmpv4};
+pub use icmp::{
+    IcmpV4Params, IcmpV6Params, MAX_ICMPV4_ERROR, MAX_ICMPV6_ERROR, icmpv4_to_icmpv6,
+    icmpv6_to_icmpv4,
+};
 pub use ip::{HEADROOM, ipv4_to_ipv6, ipv6_to_ipv4};
 pub use rfc7915::NextHopMtus;
 

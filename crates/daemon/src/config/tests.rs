@@ -2,6 +2,7 @@
 //! wording of what is not.
 
 use super::*;
+use std::time::Duration;
 
 const GOOD: &str = r#"prefix = "2001:db8:64::/96"
 default_backend = "2001:db8:1::2"
@@ -325,4 +326,65 @@ fn position_counts_characters_not_bytes() {
     );
     let after_e = text.find('"').unwrap() + 1 + 'é'.len_utf8();
     assert_eq!(position(text, after_e), Position { line: 1, column: 7 });
+}
+
+#[test]
+fn timeouts_and_limits_default_when_absent() {
+    let c = parse_str(GOOD).unwrap();
+    assert_eq!(c.timeouts, Timeouts::default());
+    assert_eq!(c.limits, Limits::default());
+    assert_eq!(c.timeouts.idle, Duration::from_secs(7440));
+}
+
+#[test]
+fn timeouts_take_human_durations() {
+    let text =
+        format!("{GOOD}\n[timeouts]\npeek = \"2s\"\nidle = \"2h 4m\"\nconnect = \"750ms\"\n");
+    let c = parse_str(&text).unwrap();
+    assert_eq!(c.timeouts.peek, Duration::from_secs(2));
+    assert_eq!(c.timeouts.idle, Duration::from_secs(7440));
+    assert_eq!(c.timeouts.connect, Duration::from_millis(750));
+    assert_eq!(c.timeouts.linger, Timeouts::default().linger);
+}
+
+#[test]
+fn bad_duration_names_key_and_gives_examples() {
+    let text = format!("{GOOD}\n[timeouts]\npeek = \"soon\"\n");
+    let e = error(&text);
+    assert!(
+        e.starts_with("k.toml:22:8: timeouts.peek: \"soon\" is not a duration"),
+        "{e}"
+    );
+    assert!(e.contains("\"250ms\""), "{e}");
+}
+
+#[test]
+fn zero_timeout_is_refused() {
+    let e = error(&format!("{GOOD}\n[timeouts]\nlinger = \"0s\"\n"));
+    assert!(
+        e.contains("timeouts.linger: must be longer than zero"),
+        "{e}"
+    );
+}
+
+#[test]
+fn limits_are_read_and_range_checked() {
+    let c = parse_str(&format!(
+        "{GOOD}\n[limits]\nmax_flows = 5000\npeeks_per_client = 8\n"
+    ))
+    .unwrap();
+    assert_eq!((c.limits.max_flows, c.limits.peeks_per_client), (5000, 8));
+    assert_eq!(c.limits.max_half_open, Limits::default().max_half_open);
+    let e = error(&format!("{GOOD}\n[limits]\nmax_flows = 0\n"));
+    assert!(
+        e.starts_with("k.toml:22:13: limits.max_flows: 0 is out of range; give 1 to 4294967295"),
+        "{e}"
+    );
+}
+
+#[test]
+fn unknown_limit_is_an_error_listing_the_valid_ones() {
+    let e = error(&format!("{GOOD}\n[limits]\nmax_flow = 5\n"));
+    assert!(e.contains("unknown field `max_flow`"), "{e}");
+    assert!(e.contains("`max_flows`"), "{e}");
 }
