@@ -78,6 +78,22 @@ fn a_classic_nagle_client_with_a_two_segment_hello_is_spliced() {
 }
 
 #[test]
+fn an_unreachable_backend_gets_the_client_reset_at_once() {
+    // DESIGN.md step 4: an ICMPv6 error for the backend SYN fails the client fast.
+    let mut w = World::new(Setup {
+        backend_unreachable: true,
+        client_waits_for_fin: true,
+        client_payload: 0,
+        ..Setup::tls(68, hello::OPENSSL)
+    });
+    let done = w.run_until(30_000, |w| w.client_state() == Some(State::Closed));
+    assert!(done, "{}", w.report());
+    let at = w.client_reset_at_ms().expect("reset");
+    assert!(at < 100, "reset at {at} ms\n{}", w.report());
+    ended(&w, Outcome::BackendRefused);
+}
+
+#[test]
 fn a_client_that_stalls_mid_hello_is_reset_at_the_peek_deadline() {
     let mut w = World::new(Setup {
         client_stall_at: Some(100),

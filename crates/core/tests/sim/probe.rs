@@ -5,7 +5,13 @@
 use std::fmt;
 use std::net::IpAddr;
 
-use smoltcp::wire::{IpAddress, IpProtocol, Ipv4Packet, Ipv6Packet, TcpOption, TcpPacket};
+use std::net::Ipv6Addr;
+
+use smoltcp::phy::ChecksumCapabilities;
+use smoltcp::wire::{
+    Icmpv6DstUnreachable, Icmpv6Packet, Icmpv6Repr, IpAddress, IpProtocol, Ipv4Packet, Ipv6Packet,
+    Ipv6Repr, TcpOption, TcpPacket,
+};
 
 /// One TCP segment, as seen on a link.
 #[derive(Debug, Clone, Default)]
@@ -254,4 +260,33 @@ pub fn tcp_payload(packet: &[u8]) -> Option<&[u8]> {
     let tcp = TcpPacket::new_checked(tcp_bytes).ok()?;
     let start = usize::from(tcp.header_len());
     tcp_bytes.get(start..)
+}
+
+/// The ICMPv6 "address unreachable" a router at `router` sends back for the IPv6
+/// `packet`, quoting its header and the first 64 bytes after it.
+pub fn icmpv6_unreachable(router: Ipv6Addr, packet: &[u8]) -> Option<Vec<u8>> {
+    let orig = Ipv6Packet::new_checked(packet).ok()?;
+    let header = Ipv6Repr::parse(&orig).ok()?;
+    let data = &orig.payload()[..orig.payload().len().min(64)];
+    let icmp = Icmpv6Repr::DstUnreachable {
+        reason: Icmpv6DstUnreachable::AddrUnreachable,
+        header,
+        data,
+    };
+    let ip = Ipv6Repr {
+        src_addr: router,
+        dst_addr: header.src_addr,
+        next_header: IpProtocol::Icmpv6,
+        payload_len: icmp.buffer_len(),
+        hop_limit: 64,
+    };
+    let mut buf = vec![0; 40 + icmp.buffer_len()];
+    ip.emit(&mut Ipv6Packet::new_unchecked(&mut buf[..]));
+    icmp.emit(
+        &router,
+        &header.src_addr,
+        &mut Icmpv6Packet::new_unchecked(&mut buf[40..]),
+        &ChecksumCapabilities::default(),
+    );
+    Some(buf)
 }

@@ -96,6 +96,9 @@ pub struct Setup {
     pub faults: [Faults; 4],
     /// The client is told this MSS (the engine's SYN-ACK is clamped on its way).
     pub client_mss: Option<u16>,
+    /// A router on the way answers every packet for the backend with ICMPv6 "address
+    /// unreachable".
+    pub backend_unreachable: bool,
     /// The engine→backend link drops everything.
     pub backend_black_hole: bool,
     /// The client→engine link holds the first data segment back until the next one.
@@ -130,6 +133,7 @@ impl Setup {
             backend_buffer: 256 * 1024,
             faults: [Faults::CLEAN; 4],
             client_mss: None,
+            backend_unreachable: false,
             backend_black_hole: false,
             reverse_first_data: false,
             engine: engine_config(),
@@ -702,6 +706,14 @@ impl World {
                 self.elapsed_ms(),
                 p.len()
             ));
+        }
+        if !v4 && self.setup.backend_unreachable {
+            let router = Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, 1);
+            match probe::icmpv6_unreachable(router, &p) {
+                Some(icmp) => self.from_backend.send(self.now, icmp),
+                None => self.violations.push("cannot quote a packet".into()),
+            }
+            return;
         }
         let link = if v4 {
             &mut self.to_client
