@@ -41,7 +41,7 @@ pub fn finish(mut w: World, allowed: &[DropReason]) -> World {
     w.run_for(w.setup.engine.linger.as_millis() as u64 + 30_000);
     assert_eq!(w.engine.flow_count(), 0, "{}", w.report());
     let stats = w.engine.stats();
-    let n = u64::from(w.setup.connections);
+    let n = u64::from(w.setup.connections + w.reconnects);
     assert_eq!(stats.spliced, n, "{}", w.report());
     assert_eq!(stats.outcomes(Outcome::Closed), n, "{}", w.report());
     assert_eq!(w.engine.peek_bytes(), 0, "{}", w.report());
@@ -58,7 +58,7 @@ pub fn finish(mut w: World, allowed: &[DropReason]) -> World {
 /// the backend, with at least every payload byte counted (retransmissions count again;
 /// bytes the engine sent from its peek buffer are not forwarded packets).
 fn check_events(w: &mut World) {
-    let n = usize::from(w.setup.connections);
+    let n = usize::from(w.setup.connections + w.reconnects);
     let backend = SocketAddrV6::new(BACKEND, w.setup.backend_port, 0, 0);
     let up = (w.setup.head.len() + w.setup.client_payload) as u64;
     let down = w.setup.backend_payload as u64;
@@ -491,4 +491,21 @@ fn sequence_numbers_that_wrap_on_either_side_are_carried_across() {
         let end = u64::from(isn.expect("ISN")) + bytes as u64;
         assert!(end > 1 << 32, "seed {seed} no longer wraps: {}", w.report());
     }
+}
+
+#[test]
+fn a_client_reconnecting_from_the_same_port_while_the_flow_lingers_starts_fresh() {
+    // Both ends are done and past smoltcp's 10 s TIME-WAIT, but the engine still holds
+    // the old flow (30 s linger): the new SYN from the same port replaces it.
+    let mut w = World::new(Setup {
+        client_payload: 30_000,
+        backend_payload: 60_000,
+        ..Setup::http(110)
+    });
+    assert!(w.run_until(60_000, World::both_closed), "{}", w.report());
+    w.run_for(12_000);
+    assert_eq!(w.client_state(), Some(State::Closed), "{}", w.report());
+    assert_eq!(w.engine.flow_count(), 1, "still lingering\n{}", w.report());
+    w.reconnect();
+    finish(w, &[]);
 }

@@ -190,6 +190,8 @@ pub struct World {
     /// client's port.
     handshakes: BTreeMap<u16, Handshakes>,
     oracles: BTreeMap<u16, Oracle>,
+    /// Connections reopened from a port already used ([`World::reconnect`]).
+    pub reconnects: u16,
     /// The first data segment the engine got from the client started after the
     /// client's first byte.
     pub first_data_out_of_order: Option<bool>,
@@ -224,6 +226,46 @@ pub fn routes() -> Arc<RouteTable> {
     )
 }
 
+/// Opens a client connection from `cport` (the `generation`th from that port).
+fn open_client(setup: &Setup, client: &mut Host, cport: u16, generation: u64) {
+    let mut socket = tcp::Socket::new(
+        tcp::SocketBuffer::new(vec![0; setup.client_buffer]),
+        tcp::SocketBuffer::new(vec![0; setup.client_buffer]),
+    );
+    if setup.client_timestamps {
+        socket.set_tsval_generator(Some(client_tsval));
+    }
+    // smoltcp's Nagle is RFC 896's: it holds the short tail of a ClientHello until the
+    // first segment is acknowledged, which Kracauer never does while peeking. TLS
+    // clients set TCP_NODELAY, and Linux's Nagle (Minshall's variant) sends a short
+    // segment behind a full one anyway; `client_classic_nagle` plays the others.
+    socket.set_nagle_enabled(setup.client_classic_nagle);
+    socket
+        .connect(
+            client.iface.context(),
+            (IpAddr::from(SERVICE), setup.service_port),
+            (IpAddr::from(CLIENT), cport),
+        )
+        .expect("connect");
+    let seed = setup.seed ^ 0xda7a ^ u64::from(cport) ^ (generation << 32);
+    let mut src = Source::new(setup.head.clone(), setup.client_payload, seed);
+    src.stall_at = setup.client_stall_at;
+    client.add(socket, Some(cport), Some(src));
+}
+
+/// Adds a listening socket to the backend.
+fn listen(setup: &Setup, backend: &mut Host) {
+    let mut socket = tcp::Socket::new(
+        tcp::SocketBuffer::new(vec![0; setup.backend_buffer]),
+        tcp::SocketBuffer::new(vec![0; setup.backend_buffer]),
+    );
+    if setup.backend_timestamps {
+        socket.set_tsval_generator(Some(backend_tsval));
+    }
+    socket.listen(setup.backend_port).expect("listen");
+    backend.add(socket, None, None);
+}
+
 impl World {
     pub fn new(setup: Setup) -> Self {
         let now = START_US;
@@ -239,34 +281,8 @@ impl World {
             abort_after: setup.client_abort_after,
         };
         for i in 0..setup.connections {
-            let mut socket = tcp::Socket::new(
-                tcp::SocketBuffer::new(vec![0; setup.client_buffer]),
-                tcp::SocketBuffer::new(vec![0; setup.client_buffer]),
-            );
-            if setup.client_timestamps {
-                socket.set_tsval_generator(Some(client_tsval));
-            }
-            // smoltcp's Nagle is RFC 896's: it holds the short tail of a ClientHello
-            // until the first segment is acknowledged, which Kracauer never does while
-            // peeking. TLS clients set TCP_NODELAY, and Linux's Nagle (Minshall's
-            // variant) sends a short segment behind a full one anyway;
-            // `client_classic_nagle` plays the others.
-            socket.set_nagle_enabled(setup.client_classic_nagle);
             let cport = 40_000 + (seed % 20_000) as u16 + i;
-            socket
-                .connect(
-                    client.iface.context(),
-                    (IpAddr::from(SERVICE), setup.service_port),
-                    (IpAddr::from(CLIENT), cport),
-                )
-                .expect("connect");
-            let mut src = Source::new(
-                setup.head.clone(),
-                setup.client_payload,
-                seed ^ 0xda7a ^ u64::from(cport),
-            );
-            src.stall_at = setup.client_stall_at;
-            client.add(socket, Some(cport), Some(src));
+            open_client(&setup, &mut client, cport, 0);
         }
 
         let mut backend = Host::new(Role::Backend, seed ^ 0xb4, t);
@@ -278,15 +294,7 @@ impl World {
         backend.reply = (setup.backend_payload, seed ^ 0xbac);
         if setup.backend_listens {
             for _ in 0..setup.connections {
-                let mut socket = tcp::Socket::new(
-                    tcp::SocketBuffer::new(vec![0; setup.backend_buffer]),
-                    tcp::SocketBuffer::new(vec![0; setup.backend_buffer]),
-                );
-                if setup.backend_timestamps {
-                    socket.set_tsval_generator(Some(backend_tsval));
-                }
-                socket.listen(setup.backend_port).expect("listen");
-                backend.add(socket, None, None);
+                listen(&setup, &mut backend);
             }
         }
 
@@ -319,9 +327,43 @@ impl World {
             trace: VecDeque::with_capacity(TRACE),
             controls: Vec::new(),
             first_data_out_of_order: None,
+            reconnects: 0,
             handshakes: BTreeMap::new(),
             oracles: BTreeMap::new(),
         }
+    }
+
+    /// Forgets the first client connection and its backend socket (both must be closed)
+    /// and opens a new one from the same client port, with a fresh listening socket.
+    pub fn reconnect(&mut self) {
+        let Some(old) = self.client.conns.first() else {
+            return;
+        };
+        let port = old.port.unwrap_or(0);
+        let handle = old.handle;
+        self.client.conns.remove(0);
+        self.client.sockets.remove(handle);
+        if let Some(i) = self.backend.conns.iter().position(|c| c.port == Some(port)) {
+            let c = self.backend.conns.remove(i);
+            self.backend.sockets.remove(c.handle);
+        }
+        for map in [&mut self.client.sent, &mut self.backend.sent] {
+            map.remove(&port);
+        }
+        self.handshakes.remove(&port);
+        self.oracles.remove(&port);
+        self.reconnects += 1;
+        open_client(
+            &self.setup,
+            &mut self.client,
+            port,
+            u64::from(self.reconnects),
+        );
+        // Keep the new connection first, so the accessors follow it.
+        if let Some(c) = self.client.conns.pop() {
+            self.client.conns.insert(0, c);
+        }
+        listen(&self.setup, &mut self.backend);
     }
 
     /// Gives every link new faults from now on.
