@@ -509,3 +509,15 @@ fn a_client_reconnecting_from_the_same_port_while_the_flow_lingers_starts_fresh(
     w.reconnect();
     finish(w, &[]);
 }
+
+#[test]
+fn peeked_bytes_are_sent_in_pieces_no_larger_than_the_backends_mss() {
+    // The backend's SYN-ACK says MSS 536: Chromium's 1,815-byte hello leaves the engine
+    // in four pieces of at most 536 - 12 (timestamps) bytes.
+    let w = transfer(Setup {
+        backend_mss: Some(536),
+        client_payload: 0,
+        ..Setup::tls(120, hello::CHROMIUM)
+    });
+    assert_eq!(w.largest_made_to_backend, 524, "{}", w.report());
+}

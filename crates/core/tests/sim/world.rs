@@ -96,6 +96,8 @@ pub struct Setup {
     pub faults: [Faults; 4],
     /// The client is told this MSS (the engine's SYN-ACK is clamped on its way).
     pub client_mss: Option<u16>,
+    /// The client is offered this MSS by the backend (its SYN-ACK is clamped on its way).
+    pub backend_mss: Option<u16>,
     /// A router on the way answers every packet for the backend with ICMPv6 "address
     /// unreachable".
     pub backend_unreachable: bool,
@@ -133,6 +135,7 @@ impl Setup {
             backend_buffer: 256 * 1024,
             faults: [Faults::CLEAN; 4],
             client_mss: None,
+            backend_mss: None,
             backend_unreachable: false,
             backend_black_hole: false,
             reverse_first_data: false,
@@ -190,6 +193,9 @@ pub struct World {
     /// client's port.
     handshakes: BTreeMap<u16, Handshakes>,
     oracles: BTreeMap<u16, Oracle>,
+    /// The largest payload of a segment the engine made itself for a backend (the
+    /// peeked bytes).
+    pub largest_made_to_backend: usize,
     /// Connections reopened from a port already used ([`World::reconnect`]).
     pub reconnects: u16,
     /// The first data segment the engine got from the client started after the
@@ -307,7 +313,8 @@ impl World {
         let mut to_backend = Link::new("k>b", f2, seed ^ 3);
         to_backend.strip = setup.backend_strip;
         to_backend.black_hole = setup.backend_black_hole;
-        let from_backend = Link::new("b>k", f3, seed ^ 4);
+        let mut from_backend = Link::new("b>k", f3, seed ^ 4);
+        from_backend.clamp_mss = setup.backend_mss;
         let engine = Engine::new(setup.engine.clone(), routes()).expect("engine");
 
         Self {
@@ -328,6 +335,7 @@ impl World {
             controls: Vec::new(),
             first_data_out_of_order: None,
             reconnects: 0,
+            largest_made_to_backend: 0,
             handshakes: BTreeMap::new(),
             oracles: BTreeMap::new(),
         }
@@ -713,6 +721,12 @@ impl World {
         let made: Vec<Vec<u8>> = self.out.packets().map(<[u8]>::to_vec).collect();
         self.out.clear();
         for p in made {
+            if let Ok(seg) = probe::parse(&p) {
+                if seg.v6 {
+                    self.largest_made_to_backend =
+                        self.largest_made_to_backend.max(seg.payload_len);
+                }
+            }
             self.emit(p);
         }
     }
