@@ -5,6 +5,7 @@ use kracauer_core::engine::Outcome;
 use smoltcp::socket::tcp::State;
 
 use super::hello;
+use super::link::Faults;
 use super::world::{Setup, World};
 
 /// The flow ended with `outcome`, is gone, and nothing was dropped or broken.
@@ -120,7 +121,7 @@ fn refused(setup: Setup, answer: &[u8]) {
         client_payload: 0,
         ..setup
     });
-    let done = w.run_until(60_000, |w| {
+    let done = w.run_until(120_000, |w| {
         matches!(w.client_state(), Some(State::Closed | State::TimeWait))
     });
     assert!(done, "{}", w.report());
@@ -162,4 +163,20 @@ fn an_unknown_http_host_gets_421_and_a_clean_close() {
         ..Setup::http(65)
     };
     refused(setup, b"HTTP/1.1 421");
+}
+
+#[test]
+fn refusals_survive_loss_duplication_and_reordering() {
+    // A lost alert or 421 is sent again when the client retransmits; the client's FIN is
+    // acknowledged however often it comes.
+    for seed in 130..142 {
+        let faults = Faults::lossy(0.1, 0.1, 0.1);
+        let tls = Setup::tls(seed, &hello::with_unknown_name(hello::RUSTLS_PQ)).all_faults(faults);
+        refused(tls, &[0x15, 3, 1, 0, 2, 2, 112]);
+        let http = Setup {
+            head: b"GET / HTTP/1.1\r\nHost: b.example\r\n\r\n".to_vec(),
+            ..Setup::http(seed + 100).all_faults(faults)
+        };
+        refused(http, b"HTTP/1.1 421");
+    }
 }
