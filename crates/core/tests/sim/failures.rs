@@ -95,6 +95,22 @@ fn an_unreachable_backend_gets_the_client_reset_at_once() {
 }
 
 #[test]
+fn a_client_that_gives_up_while_the_backend_is_silent_frees_the_flow_at_once() {
+    let mut w = World::new(Setup {
+        backend_black_hole: true,
+        client_waits_for_fin: true,
+        client_payload: 0,
+        ..Setup::tls(69, hello::CHROMIUM)
+    });
+    w.run_for(2_000);
+    assert_eq!(w.engine.flow_count(), 1, "{}", w.report());
+    w.abort_client();
+    w.run_for(50);
+    assert_eq!(w.client_state(), Some(State::Closed), "{}", w.report());
+    ended(&w, Outcome::ClientReset);
+}
+
+#[test]
 fn a_client_that_stalls_mid_hello_is_reset_at_the_peek_deadline() {
     let mut w = World::new(Setup {
         client_stall_at: Some(100),

@@ -374,6 +374,16 @@ impl World {
         listen(&self.setup, &mut self.backend);
     }
 
+    /// The (first) client application gives up: its socket sends RST.
+    pub fn abort_client(&mut self) {
+        if let Some(c) = self.client.conns.first() {
+            self.client
+                .sockets
+                .get_mut::<tcp::Socket<'static>>(c.handle)
+                .abort();
+        }
+    }
+
     /// Gives every link new faults from now on.
     pub fn set_faults(&mut self, f: Faults) {
         for l in [
