@@ -407,12 +407,23 @@ fn second_client_connection_onto_the_same_backend_tuple_is_refused() {
 fn new_syn_on_a_closing_tuple_starts_fresh() {
     let mut h = Harness::new();
     let (synack, _) = h.spliced_http(backend_linux());
-    h.client_to(80, flags::RST, C_ISN + 1, synack.seg.seq.0 + 1, emit::Options::default(), &[]);
+    h.client_to(
+        80,
+        flags::RST,
+        C_ISN + 1,
+        synack.seg.seq.0 + 1,
+        emit::Options::default(),
+        &[],
+    );
     // The same client port connects again before the linger ends.
     let step = h.client_to(80, flags::SYN, C_ISN + 50_000, 0, linux_syn_options(), &[]);
     let fresh = step.only_sent();
     assert_eq!(fresh.flags(), flags::SYN | flags::ACK);
     assert_eq!(fresh.seg.ack, SeqNumber(C_ISN + 50_001));
     assert_eq!(h.engine.flow_count(), 1);
-    assert_eq!(h.engine.stats().outcomes(Outcome::ClientReset), 1, "the old flow was closed out");
+    assert_eq!(
+        h.engine.stats().outcomes(Outcome::ClientReset),
+        1,
+        "the old flow was closed out"
+    );
 }
