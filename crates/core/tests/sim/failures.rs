@@ -196,3 +196,20 @@ fn refusals_survive_loss_duplication_and_reordering() {
         refused(http, b"HTTP/1.1 421");
     }
 }
+
+#[test]
+fn a_client_that_gives_up_after_losing_its_first_segment_frees_the_flow_at_once() {
+    // The engine holds the hello's second segment only; the client's RST comes right
+    // after it, not where the engine's contiguous bytes end.
+    let mut w = World::new(Setup {
+        lose_first_data: true,
+        client_waits_for_fin: true,
+        client_payload: 0,
+        ..Setup::tls(70, hello::CHROMIUM)
+    });
+    w.run_for(500);
+    assert_eq!(w.engine.flow_count(), 1, "{}", w.report());
+    w.abort_client();
+    w.run_for(50);
+    ended(&w, Outcome::ClientReset);
+}

@@ -103,6 +103,8 @@ pub struct Setup {
     pub backend_unreachable: bool,
     /// The engine→backend link drops everything.
     pub backend_black_hole: bool,
+    /// The client→engine link loses the first data segment.
+    pub lose_first_data: bool,
     /// The client→engine link holds the first data segment back until the next one.
     pub reverse_first_data: bool,
     pub engine: EngineConfig,
@@ -138,6 +140,7 @@ impl Setup {
             backend_mss: None,
             backend_unreachable: false,
             backend_black_hole: false,
+            lose_first_data: false,
             reverse_first_data: false,
             engine: engine_config(),
             connections: 1,
@@ -308,6 +311,7 @@ impl World {
         let mut to_engine = Link::new("c>k", f0, seed ^ 1);
         to_engine.strip = setup.client_strip;
         to_engine.hold_first_data = setup.reverse_first_data;
+        to_engine.drop_first_data = setup.lose_first_data;
         let mut to_client = Link::new("k>c", f1, seed ^ 2);
         to_client.clamp_mss = setup.client_mss;
         let mut to_backend = Link::new("k>b", f2, seed ^ 3);
