@@ -6,7 +6,7 @@ use smoltcp::socket::tcp::State;
 
 use super::hello;
 use super::link::Faults;
-use super::world::{Setup, World};
+use super::world::{CLIENT, SERVICE, Setup, World};
 
 /// The flow ended with `outcome`, is gone, and nothing was dropped or broken.
 fn ended(w: &World, outcome: Outcome) {
@@ -212,4 +212,35 @@ fn a_client_that_gives_up_after_losing_its_first_segment_frees_the_flow_at_once(
     w.abort_client();
     w.run_for(50);
     ended(&w, Outcome::ClientReset);
+}
+
+#[test]
+fn packet_too_big_on_the_backend_path_reaches_the_client_as_fragmentation_needed() {
+    // A router towards the backend has MTU 1300. Its ICMPv6 errors about the client's
+    // segments come back to the client as ICMPv4 "fragmentation needed", MTU 1280,
+    // quoting the segment exactly as the client sent it (Linux drops ICMP errors whose
+    // quoted sequence number is outside its window). smoltcp does no path MTU
+    // discovery, so the flow itself cannot go on; only the errors are checked.
+    let mut w = World::new(Setup {
+        backend_path_mtu: Some(1300),
+        client_payload: 50_000,
+        ..Setup::tls(71, hello::CURL)
+    });
+    w.run_for(3_000);
+    assert!(w.violations.is_empty(), "{}", w.report());
+    assert!(!w.icmp_to_client.is_empty(), "{}", w.report());
+    for m in &w.icmp_to_client {
+        assert_eq!((m.kind, m.code, m.mtu), (3, 4, 1280), "{m:?}");
+        let (src, dst, sport, dport, seq, ack) = m.inner;
+        assert_eq!(
+            (src, dst, dport),
+            (CLIENT.into(), SERVICE.into(), 443),
+            "{m:?}"
+        );
+        assert!(
+            w.client_segments.contains(&(sport, seq, ack)),
+            "{m:?} quotes a segment the client never sent"
+        );
+    }
+    assert_eq!(w.engine.stats().total_drops(), 0, "{}", w.report());
 }

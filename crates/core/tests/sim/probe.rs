@@ -262,16 +262,20 @@ pub fn tcp_payload(packet: &[u8]) -> Option<&[u8]> {
     tcp_bytes.get(start..)
 }
 
-/// The ICMPv6 "address unreachable" a router at `router` sends back for the IPv6
-/// `packet`, quoting its header and the first 64 bytes after it.
-pub fn icmpv6_unreachable(router: Ipv6Addr, packet: &[u8]) -> Option<Vec<u8>> {
+/// The ICMPv6 error a router at `router` sends back for the IPv6 `packet`, quoting its
+/// header and the first 64 bytes after it: "address unreachable", or "packet too big"
+/// with `mtu`.
+pub fn icmpv6_error(router: Ipv6Addr, packet: &[u8], mtu: Option<u32>) -> Option<Vec<u8>> {
     let orig = Ipv6Packet::new_checked(packet).ok()?;
     let header = Ipv6Repr::parse(&orig).ok()?;
     let data = &orig.payload()[..orig.payload().len().min(64)];
-    let icmp = Icmpv6Repr::DstUnreachable {
-        reason: Icmpv6DstUnreachable::AddrUnreachable,
-        header,
-        data,
+    let icmp = match mtu {
+        Some(mtu) => Icmpv6Repr::PktTooBig { mtu, header, data },
+        None => Icmpv6Repr::DstUnreachable {
+            reason: Icmpv6DstUnreachable::AddrUnreachable,
+            header,
+            data,
+        },
     };
     let ip = Ipv6Repr {
         src_addr: router,
@@ -289,4 +293,48 @@ pub fn icmpv6_unreachable(router: Ipv6Addr, packet: &[u8]) -> Option<Vec<u8>> {
         &ChecksumCapabilities::default(),
     );
     Some(buf)
+}
+
+/// An ICMPv4 error, as the client gets it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Icmp4 {
+    pub kind: u8,
+    pub code: u8,
+    /// Next-hop MTU (type 3 code 4).
+    pub mtu: u16,
+    /// The quoted packet: addresses, ports, sequence and acknowledgement numbers.
+    pub inner: (IpAddr, IpAddr, u16, u16, u32, u32),
+}
+
+/// Parses an ICMPv4 error quoting a TCP segment, checking both checksums that can be
+/// checked (IPv4 header, ICMP message).
+pub fn parse_icmp4(packet: &[u8]) -> Result<Icmp4, String> {
+    let ip = Ipv4Packet::new_checked(packet).map_err(|e| format!("IPv4: {e}"))?;
+    if !ip.verify_checksum() || ip.next_header() != IpProtocol::Icmp {
+        return Err("not a valid ICMPv4 packet".into());
+    }
+    let icmp = ip.payload();
+    if icmp.len() < 8 + 20 + 8 {
+        return Err("ICMPv4 too short to quote a TCP header".into());
+    }
+    if smoltcp::wire::checksum::data(icmp) != 0xffff {
+        return Err("ICMPv4 checksum".into());
+    }
+    let inner = Ipv4Packet::new_unchecked(&icmp[8..]);
+    let hl = usize::from(inner.header_len());
+    let tcp = icmp.get(8 + hl..8 + hl + 12).ok_or("quote too short")?;
+    let be32 = |b: &[u8]| u32::from_be_bytes([b[0], b[1], b[2], b[3]]);
+    Ok(Icmp4 {
+        kind: icmp[0],
+        code: icmp[1],
+        mtu: u16::from_be_bytes([icmp[6], icmp[7]]),
+        inner: (
+            inner.src_addr().into(),
+            inner.dst_addr().into(),
+            u16::from_be_bytes([tcp[0], tcp[1]]),
+            u16::from_be_bytes([tcp[2], tcp[3]]),
+            be32(&tcp[4..8]),
+            be32(&tcp[8..12]),
+        ),
+    })
 }

@@ -6,7 +6,7 @@
 //! endpoint receives acknowledges, SACKs and echoes only what it sent itself.
 
 use std::cell::Cell;
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::fmt::Write as _;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
@@ -101,6 +101,9 @@ pub struct Setup {
     /// A router on the way answers every packet for the backend with ICMPv6 "address
     /// unreachable".
     pub backend_unreachable: bool,
+    /// A router on the way to the backend has this MTU: larger packets are answered with
+    /// ICMPv6 "packet too big".
+    pub backend_path_mtu: Option<u16>,
     /// The engine→backend link drops everything.
     pub backend_black_hole: bool,
     /// The client→engine link loses the first data segment.
@@ -139,6 +142,7 @@ impl Setup {
             client_mss: None,
             backend_mss: None,
             backend_unreachable: false,
+            backend_path_mtu: None,
             backend_black_hole: false,
             lose_first_data: false,
             reverse_first_data: false,
@@ -199,6 +203,10 @@ pub struct World {
     /// The largest payload of a segment the engine made itself for a backend (the
     /// peeked bytes).
     pub largest_made_to_backend: usize,
+    /// (client port, sequence, acknowledgement) of every segment the client sent.
+    pub client_segments: HashSet<(u16, u32, u32)>,
+    /// ICMPv4 errors the engine sent to the client.
+    pub icmp_to_client: Vec<probe::Icmp4>,
     /// Connections reopened from a port already used ([`World::reconnect`]).
     pub reconnects: u16,
     /// The first data segment the engine got from the client started after the
@@ -339,6 +347,8 @@ impl World {
             controls: Vec::new(),
             first_data_out_of_order: None,
             reconnects: 0,
+            icmp_to_client: Vec::new(),
+            client_segments: HashSet::new(),
             largest_made_to_backend: 0,
             handshakes: BTreeMap::new(),
             oracles: BTreeMap::new(),
@@ -582,6 +592,9 @@ impl World {
                     Ok(seg) => {
                         let port = host.port_of(&seg, true);
                         host.sent.entry(port).or_default().note(&seg);
+                        if name == "client" {
+                            self.client_segments.insert((port, seg.seq, seg.ack));
+                        }
                         if seg.syn && seg.ack_flag {
                             let h = self.handshakes.entry(port).or_default();
                             h.backend_synack.get_or_insert(seg);
@@ -747,7 +760,14 @@ impl World {
 
     /// A packet from the engine: IPv4 to the client, IPv6 to the backend.
     fn emit(&mut self, p: Vec<u8>) {
+        let icmp = p.first() == Some(&0x45) && p.get(9) == Some(&1);
         match probe::parse(&p) {
+            Err(_) if icmp => match probe::parse_icmp4(&p) {
+                Ok(m) => self.icmp_to_client.push(m),
+                Err(e) => self
+                    .violations
+                    .push(format!("bad ICMPv4 from the engine: {e}")),
+            },
             Err(e) => self.violations.push(format!(
                 "at {} ms the engine sent a bad packet: {e}: {p:02x?}",
                 self.elapsed_ms()
@@ -777,9 +797,13 @@ impl World {
                 p.len()
             ));
         }
-        if !v4 && self.setup.backend_unreachable {
+        let too_big = self
+            .setup
+            .backend_path_mtu
+            .filter(|&m| p.len() > usize::from(m));
+        if !v4 && (self.setup.backend_unreachable || too_big.is_some()) {
             let router = Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, 1);
-            match probe::icmpv6_unreachable(router, &p) {
+            match probe::icmpv6_error(router, &p, too_big.map(u32::from)) {
                 Some(icmp) => self.from_backend.send(self.now, icmp),
                 None => self.violations.push("cannot quote a packet".into()),
             }
