@@ -6,7 +6,7 @@ use smoltcp::socket::tcp::State;
 
 use super::hello;
 use super::link::Faults;
-use super::world::{CLIENT, SERVICE, Setup, World};
+use super::world::{BACKEND, CLIENT, CLIENT6, SERVICE, Setup, World};
 
 /// The flow ended with `outcome`, is gone, and nothing was dropped or broken.
 fn ended(w: &World, outcome: Outcome) {
@@ -240,6 +240,35 @@ fn packet_too_big_on_the_backend_path_reaches_the_client_as_fragmentation_needed
         assert!(
             w.client_segments.contains(&(sport, seq, ack)),
             "{m:?} quotes a segment the client never sent"
+        );
+    }
+    assert_eq!(w.engine.stats().total_drops(), 0, "{}", w.report());
+}
+
+#[test]
+fn fragmentation_needed_on_the_client_path_reaches_the_backend_as_packet_too_big() {
+    // A router towards the client has MTU 1300. Its ICMPv4 errors about the backend's
+    // translated segments go back to the backend as ICMPv6 "packet too big", MTU 1320,
+    // quoting the segment exactly as the backend sent it.
+    let mut w = World::new(Setup {
+        client_path_mtu: Some(1300),
+        backend_payload: 50_000,
+        ..Setup::tls(72, hello::CURL)
+    });
+    w.run_for(3_000);
+    assert!(w.violations.is_empty(), "{}", w.report());
+    assert!(!w.icmp_to_backend.is_empty(), "{}", w.report());
+    for m in &w.icmp_to_backend {
+        assert_eq!((m.kind, m.code, m.mtu), (2, 0, 1320), "{m:?}");
+        let (src, dst, sport, dport, seq, ack) = m.inner;
+        assert_eq!(
+            (src, dst, sport),
+            (BACKEND.into(), CLIENT6.into(), 8443),
+            "{m:?}"
+        );
+        assert!(
+            w.backend_segments.contains(&(dport, seq, ack)),
+            "{m:?} quotes a segment the backend never sent"
         );
     }
     assert_eq!(w.engine.stats().total_drops(), 0, "{}", w.report());

@@ -5,7 +5,7 @@
 use std::fmt;
 use std::net::IpAddr;
 
-use std::net::Ipv6Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 use smoltcp::phy::ChecksumCapabilities;
 use smoltcp::wire::{
@@ -328,6 +328,68 @@ pub fn parse_icmp4(packet: &[u8]) -> Result<Icmp4, String> {
         kind: icmp[0],
         code: icmp[1],
         mtu: u16::from_be_bytes([icmp[6], icmp[7]]),
+        inner: (
+            inner.src_addr().into(),
+            inner.dst_addr().into(),
+            u16::from_be_bytes([tcp[0], tcp[1]]),
+            u16::from_be_bytes([tcp[2], tcp[3]]),
+            be32(&tcp[4..8]),
+            be32(&tcp[8..12]),
+        ),
+    })
+}
+
+/// The ICMPv4 "fragmentation needed" (next-hop `mtu`) a router at `router` sends back
+/// for the IPv4 `packet`, quoting its header and the first 64 bytes after it.
+pub fn icmpv4_frag_needed(router: Ipv4Addr, packet: &[u8], mtu: u16) -> Option<Vec<u8>> {
+    let orig = Ipv4Packet::new_checked(packet).ok()?;
+    let quote = &packet[..packet.len().min(usize::from(orig.header_len()) + 64)];
+    let mut icmp = vec![3, 4, 0, 0, 0, 0];
+    icmp.extend_from_slice(&mtu.to_be_bytes());
+    icmp.extend_from_slice(quote);
+    let sum = !smoltcp::wire::checksum::data(&icmp);
+    icmp[2..4].copy_from_slice(&sum.to_be_bytes());
+    let mut p = vec![0x45, 0, 0, 0, 0, 0, 0, 0, 64, 1, 0, 0];
+    p.extend_from_slice(&router.octets());
+    p.extend_from_slice(&orig.src_addr().octets());
+    let total = (20 + icmp.len()) as u16;
+    p[2..4].copy_from_slice(&total.to_be_bytes());
+    p.extend_from_slice(&icmp);
+    Ipv4Packet::new_unchecked(&mut p[..]).fill_checksum();
+    Some(p)
+}
+
+/// An ICMPv6 error, as the backend gets it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Icmp6 {
+    pub kind: u8,
+    pub code: u8,
+    /// MTU (packet too big).
+    pub mtu: u32,
+    /// The quoted packet: addresses, ports, sequence and acknowledgement numbers.
+    pub inner: (IpAddr, IpAddr, u16, u16, u32, u32),
+}
+
+/// Parses an ICMPv6 error quoting a TCP segment, checking its checksum.
+pub fn parse_icmp6(packet: &[u8]) -> Result<Icmp6, String> {
+    let ip = Ipv6Packet::new_checked(packet).map_err(|e| format!("IPv6: {e}"))?;
+    if ip.next_header() != IpProtocol::Icmpv6 {
+        return Err("not ICMPv6".into());
+    }
+    let icmp = Icmpv6Packet::new_checked(ip.payload()).map_err(|e| format!("ICMPv6: {e}"))?;
+    if !icmp.verify_checksum(&ip.src_addr(), &ip.dst_addr()) {
+        return Err("ICMPv6 checksum".into());
+    }
+    let body = ip.payload();
+    // The quote is cut short, so its payload length says more than is there.
+    let quoted = body.get(8..48).ok_or("no quoted IPv6 header")?;
+    let inner = Ipv6Packet::new_unchecked(quoted);
+    let tcp = body.get(48..60).ok_or("quote too short")?;
+    let be32 = |b: &[u8]| u32::from_be_bytes([b[0], b[1], b[2], b[3]]);
+    Ok(Icmp6 {
+        kind: body[0],
+        code: body[1],
+        mtu: be32(&body[4..8]),
         inner: (
             inner.src_addr().into(),
             inner.dst_addr().into(),

@@ -17,6 +17,7 @@ use kracauer_core::route::{RouteSpec, RouteTable};
 use kracauer_core::time::Time;
 use smoltcp::socket::tcp;
 use smoltcp::time::Instant;
+use smoltcp::wire::Ipv4Packet;
 
 use super::device::MTU;
 use super::host::{Behaviour, Host, Role};
@@ -101,6 +102,9 @@ pub struct Setup {
     /// A router on the way answers every packet for the backend with ICMPv6 "address
     /// unreachable".
     pub backend_unreachable: bool,
+    /// A router on the way to the client has this MTU: larger packets with DF are
+    /// answered with ICMPv4 "fragmentation needed".
+    pub client_path_mtu: Option<u16>,
     /// A router on the way to the backend has this MTU: larger packets are answered with
     /// ICMPv6 "packet too big".
     pub backend_path_mtu: Option<u16>,
@@ -143,6 +147,7 @@ impl Setup {
             backend_mss: None,
             backend_unreachable: false,
             backend_path_mtu: None,
+            client_path_mtu: None,
             backend_black_hole: false,
             lose_first_data: false,
             reverse_first_data: false,
@@ -205,6 +210,10 @@ pub struct World {
     pub largest_made_to_backend: usize,
     /// (client port, sequence, acknowledgement) of every segment the client sent.
     pub client_segments: HashSet<(u16, u32, u32)>,
+    /// ICMPv6 errors the engine sent to the backend.
+    pub icmp_to_backend: Vec<probe::Icmp6>,
+    /// (client port, sequence, acknowledgement) of every segment the backend sent.
+    pub backend_segments: HashSet<(u16, u32, u32)>,
     /// ICMPv4 errors the engine sent to the client.
     pub icmp_to_client: Vec<probe::Icmp4>,
     /// Connections reopened from a port already used ([`World::reconnect`]).
@@ -348,6 +357,8 @@ impl World {
             first_data_out_of_order: None,
             reconnects: 0,
             icmp_to_client: Vec::new(),
+            icmp_to_backend: Vec::new(),
+            backend_segments: HashSet::new(),
             client_segments: HashSet::new(),
             largest_made_to_backend: 0,
             handshakes: BTreeMap::new(),
@@ -594,6 +605,8 @@ impl World {
                         host.sent.entry(port).or_default().note(&seg);
                         if name == "client" {
                             self.client_segments.insert((port, seg.seq, seg.ack));
+                        } else {
+                            self.backend_segments.insert((port, seg.seq, seg.ack));
                         }
                         if seg.syn && seg.ack_flag {
                             let h = self.handshakes.entry(port).or_default();
@@ -760,13 +773,20 @@ impl World {
 
     /// A packet from the engine: IPv4 to the client, IPv6 to the backend.
     fn emit(&mut self, p: Vec<u8>) {
-        let icmp = p.first() == Some(&0x45) && p.get(9) == Some(&1);
+        let icmp4 = p.first() == Some(&0x45) && p.get(9) == Some(&1);
+        let icmp6 = p.first().is_some_and(|b| b >> 4 == 6) && p.get(6) == Some(&58);
         match probe::parse(&p) {
-            Err(_) if icmp => match probe::parse_icmp4(&p) {
+            Err(_) if icmp4 => match probe::parse_icmp4(&p) {
                 Ok(m) => self.icmp_to_client.push(m),
                 Err(e) => self
                     .violations
                     .push(format!("bad ICMPv4 from the engine: {e}")),
+            },
+            Err(_) if icmp6 => match probe::parse_icmp6(&p) {
+                Ok(m) => self.icmp_to_backend.push(m),
+                Err(e) => self
+                    .violations
+                    .push(format!("bad ICMPv6 from the engine: {e}")),
             },
             Err(e) => self.violations.push(format!(
                 "at {} ms the engine sent a bad packet: {e}: {p:02x?}",
@@ -796,6 +816,21 @@ impl World {
                 self.elapsed_ms(),
                 p.len()
             ));
+        }
+        let client_too_big = self
+            .setup
+            .client_path_mtu
+            .filter(|&m| p.len() > usize::from(m));
+        if let (true, Some(mtu)) = (v4 && !icmp4, client_too_big) {
+            let df = Ipv4Packet::new_checked(&p[..]).is_ok_and(|ip| ip.dont_frag());
+            if df {
+                let router = Ipv4Addr::new(198, 51, 100, 1);
+                match probe::icmpv4_frag_needed(router, &p, mtu) {
+                    Some(icmp) => self.to_engine.send(self.now, icmp),
+                    None => self.violations.push("cannot quote a packet".into()),
+                }
+                return;
+            }
         }
         let too_big = self
             .setup
