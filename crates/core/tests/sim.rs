@@ -21,6 +21,7 @@ mod sim {
     pub mod oracle;
     pub mod probe;
     pub mod rng;
+    pub mod setup;
     pub mod world;
 
     mod failures;
