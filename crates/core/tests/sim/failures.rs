@@ -1,5 +1,6 @@
-//! Flows that never splice: a backend that does not answer or refuses, a client that
-//! stalls, a name with no route.
+//! Flows that never splice (a backend that does not answer, refuses or is unreachable,
+//! a client that stalls or gives up, a name with no route), and ICMP errors about
+//! spliced flows.
 
 use kracauer_core::engine::Outcome;
 use smoltcp::socket::tcp::State;

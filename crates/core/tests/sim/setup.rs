@@ -45,7 +45,7 @@ pub struct Setup {
     pub client_strip: Strip,
     /// Options the backend declines (stripped from the SYN before the backend).
     pub backend_strip: Strip,
-    /// The client reads at most this much at a time (a slow reader).
+    /// The client reads at most this much every 10 ms (a slow reader).
     pub client_read_chunk: Option<usize>,
     /// The client / the backend aborts (RST) once it has received this many bytes.
     pub client_abort_after: Option<u64>,

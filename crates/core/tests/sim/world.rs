@@ -17,7 +17,7 @@ use smoltcp::time::Instant;
 use smoltcp::wire::Ipv4Packet;
 
 use super::device::MTU;
-use super::host::{Behaviour, Host, Role};
+use super::host::{Behaviour, Host, READ_EVERY_US, Role};
 use super::link::{Faults, Link};
 use super::oracle::{Handshakes, Oracle};
 use super::probe::{self, Seg};
@@ -86,6 +86,8 @@ pub struct World {
     pub largest_made_to_backend: usize,
     /// (client port, sequence, acknowledgement) of every segment the client sent.
     pub client_segments: HashSet<(u16, u32, u32)>,
+    /// Segments that reached the backend with a zero window.
+    pub zero_windows_to_backend: u64,
     /// ICMPv6 errors the engine sent to the backend.
     pub icmp_to_backend: Vec<probe::Icmp6>,
     /// (client port, sequence, acknowledgement) of every segment the backend sent.
@@ -207,6 +209,7 @@ impl World {
             reconnects: 0,
             icmp_to_client: Vec::new(),
             icmp_to_backend: Vec::new(),
+            zero_windows_to_backend: 0,
             backend_segments: HashSet::new(),
             client_segments: HashSet::new(),
             largest_made_to_backend: 0,
@@ -429,6 +432,10 @@ impl World {
         if let Some(at) = self.engine.poll_timeout() {
             next = next.min(at.as_micros());
         }
+        if self.setup.client_read_chunk.is_some() {
+            // A slow reader wakes up to read.
+            next = next.min(self.now + READ_EVERY_US);
+        }
         next
     }
 
@@ -439,7 +446,7 @@ impl World {
             (&mut self.backend, &mut self.from_backend, "backend"),
         ] {
             host.iface.poll(t, &mut host.dev, &mut host.sockets);
-            host.app();
+            host.app(self.now);
             host.iface.poll(t, &mut host.dev, &mut host.sockets);
             while let Some(p) = host.dev.tx.pop_front() {
                 if name == "backend" && p.len() > usize::from(self.setup.engine.ipv6_mtu) {
@@ -551,6 +558,9 @@ impl World {
                         let finished = host.conn(port).is_some_and(|c| {
                             matches!(host.state(c), tcp::State::TimeWait | tcp::State::Closed)
                         });
+                        if name == "backend" && seg.window == 0 && !seg.rst {
+                            self.zero_windows_to_backend += 1;
+                        }
                         if seg.rst && !finished {
                             host.reset_at.entry(port).or_insert(now);
                         }
