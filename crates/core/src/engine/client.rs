@@ -332,7 +332,11 @@ impl Engine {
         };
         if seg.rst() {
             // RFC 5961 §3.2: only a RST at exactly the next expected sequence resets.
-            if seg.seq == flow.c_isn + 1 + self.contiguous_len(id) {
+            // Behind a hole (a lost segment) the client's next sequence is not ours: its
+            // RST then sits exactly after the furthest byte received.
+            let base = flow.c_isn + 1;
+            let (contiguous, furthest) = self.received_lens(id);
+            if seg.seq == base + contiguous || seg.seq == base + furthest {
                 self.finish(now, id, Outcome::ClientReset);
                 return Verdict::Consumed;
             }
@@ -391,6 +395,16 @@ impl Engine {
             }
         }
         Verdict::Consumed
+    }
+
+    /// Bytes of the peek buffer without a hole, and up to the furthest byte held.
+    fn received_lens(&self, id: FlowId) -> (u32, u32) {
+        let buf = match self.flows.get(id).map(|f| &f.state) {
+            Some(FlowState::Peeking(p)) => &p.buf,
+            Some(FlowState::Connecting(c)) => &c.buf,
+            _ => return (0, 0),
+        };
+        (buf.contiguous().len() as u32, buf.held() as u32)
     }
 
     fn contiguous_len(&self, id: FlowId) -> u32 {

@@ -1,11 +1,13 @@
-//! Flows that never splice: a backend that does not answer or refuses, a client that
-//! stalls, a name with no route.
+//! Flows that never splice (a backend that does not answer, refuses or is unreachable,
+//! a client that stalls or gives up, a name with no route), and ICMP errors about
+//! spliced flows.
 
 use kracauer_core::engine::Outcome;
 use smoltcp::socket::tcp::State;
 
 use super::hello;
-use super::world::{Setup, World};
+use super::link::Faults;
+use super::world::{BACKEND, CLIENT, CLIENT6, SERVICE, Setup, World};
 
 /// The flow ended with `outcome`, is gone, and nothing was dropped or broken.
 fn ended(w: &World, outcome: Outcome) {
@@ -87,6 +89,38 @@ fn a_classic_nagle_client_with_a_two_segment_hello_is_reset_at_the_peek_deadline
 }
 
 #[test]
+fn an_unreachable_backend_gets_the_client_reset_at_once() {
+    // DESIGN.md step 4: an ICMPv6 error for the backend SYN fails the client fast.
+    let mut w = World::new(Setup {
+        backend_unreachable: true,
+        client_waits_for_fin: true,
+        client_payload: 0,
+        ..Setup::tls(68, hello::OPENSSL)
+    });
+    let done = w.run_until(30_000, |w| w.client_state() == Some(State::Closed));
+    assert!(done, "{}", w.report());
+    let at = w.client_reset_at_ms().expect("reset");
+    assert!(at < 100, "reset at {at} ms\n{}", w.report());
+    ended(&w, Outcome::BackendRefused);
+}
+
+#[test]
+fn a_client_that_gives_up_while_the_backend_is_silent_frees_the_flow_at_once() {
+    let mut w = World::new(Setup {
+        backend_black_hole: true,
+        client_waits_for_fin: true,
+        client_payload: 0,
+        ..Setup::tls(69, hello::CHROMIUM)
+    });
+    w.run_for(2_000);
+    assert_eq!(w.engine.flow_count(), 1, "{}", w.report());
+    w.abort_client();
+    w.run_for(50);
+    assert_eq!(w.client_state(), Some(State::Closed), "{}", w.report());
+    ended(&w, Outcome::ClientReset);
+}
+
+#[test]
 fn a_client_that_stalls_mid_hello_is_reset_at_the_peek_deadline() {
     let mut w = World::new(Setup {
         client_stall_at: Some(100),
@@ -113,7 +147,7 @@ fn refused(setup: Setup, answer: &[u8]) {
         client_payload: 0,
         ..setup
     });
-    let done = w.run_until(60_000, |w| {
+    let done = w.run_until(120_000, |w| {
         matches!(w.client_state(), Some(State::Closed | State::TimeWait))
     });
     assert!(done, "{}", w.report());
@@ -155,4 +189,97 @@ fn an_unknown_http_host_gets_421_and_a_clean_close() {
         ..Setup::http(65)
     };
     refused(setup, b"HTTP/1.1 421");
+}
+
+#[test]
+fn refusals_survive_loss_duplication_and_reordering() {
+    // A lost alert or 421 is sent again when the client retransmits; the client's FIN is
+    // acknowledged however often it comes.
+    for seed in 130..142 {
+        let faults = Faults::lossy(0.1, 0.1, 0.1);
+        let tls = Setup::tls(seed, &hello::with_unknown_name(hello::RUSTLS_PQ)).all_faults(faults);
+        refused(tls, &[0x15, 3, 1, 0, 2, 2, 112]);
+        let http = Setup {
+            head: b"GET / HTTP/1.1\r\nHost: b.example\r\n\r\n".to_vec(),
+            ..Setup::http(seed + 100).all_faults(faults)
+        };
+        refused(http, b"HTTP/1.1 421");
+    }
+}
+
+#[test]
+fn a_client_that_gives_up_after_losing_its_first_segment_frees_the_flow_at_once() {
+    // The engine holds the hello's second segment only; the client's RST comes right
+    // after it, not where the engine's contiguous bytes end.
+    let mut w = World::new(Setup {
+        lose_first_data: true,
+        client_waits_for_fin: true,
+        client_payload: 0,
+        ..Setup::tls(70, hello::CHROMIUM)
+    });
+    w.run_for(500);
+    assert_eq!(w.engine.flow_count(), 1, "{}", w.report());
+    w.abort_client();
+    w.run_for(50);
+    ended(&w, Outcome::ClientReset);
+}
+
+#[test]
+fn packet_too_big_on_the_backend_path_reaches_the_client_as_fragmentation_needed() {
+    // A router towards the backend has MTU 1300. Its ICMPv6 errors about the client's
+    // segments come back to the client as ICMPv4 "fragmentation needed", MTU 1280,
+    // quoting the segment exactly as the client sent it (Linux drops ICMP errors whose
+    // quoted sequence number is outside its window). smoltcp does no path MTU
+    // discovery, so the flow itself cannot go on; only the errors are checked.
+    let mut w = World::new(Setup {
+        backend_path_mtu: Some(1300),
+        client_payload: 50_000,
+        ..Setup::tls(71, hello::CURL)
+    });
+    w.run_for(3_000);
+    assert!(w.violations.is_empty(), "{}", w.report());
+    assert!(!w.icmp_to_client.is_empty(), "{}", w.report());
+    for m in &w.icmp_to_client {
+        assert_eq!((m.kind, m.code, m.mtu), (3, 4, 1280), "{m:?}");
+        let (src, dst, sport, dport, seq, ack) = m.inner;
+        assert_eq!(
+            (src, dst, dport),
+            (CLIENT.into(), SERVICE.into(), 443),
+            "{m:?}"
+        );
+        assert!(
+            w.client_segments.contains(&(sport, seq, ack)),
+            "{m:?} quotes a segment the client never sent"
+        );
+    }
+    assert_eq!(w.engine.stats().total_drops(), 0, "{}", w.report());
+}
+
+#[test]
+fn fragmentation_needed_on_the_client_path_reaches_the_backend_as_packet_too_big() {
+    // A router towards the client has MTU 1300. Its ICMPv4 errors about the backend's
+    // translated segments go back to the backend as ICMPv6 "packet too big", MTU 1320,
+    // quoting the segment exactly as the backend sent it.
+    let mut w = World::new(Setup {
+        client_path_mtu: Some(1300),
+        backend_payload: 50_000,
+        ..Setup::tls(72, hello::CURL)
+    });
+    w.run_for(3_000);
+    assert!(w.violations.is_empty(), "{}", w.report());
+    assert!(!w.icmp_to_backend.is_empty(), "{}", w.report());
+    for m in &w.icmp_to_backend {
+        assert_eq!((m.kind, m.code, m.mtu), (2, 0, 1320), "{m:?}");
+        let (src, dst, sport, dport, seq, ack) = m.inner;
+        assert_eq!(
+            (src, dst, sport),
+            (BACKEND.into(), CLIENT6.into(), 8443),
+            "{m:?}"
+        );
+        assert!(
+            w.backend_segments.contains(&(dport, seq, ack)),
+            "{m:?} quotes a segment the backend never sent"
+        );
+    }
+    assert_eq!(w.engine.stats().total_drops(), 0, "{}", w.report());
 }

@@ -85,11 +85,14 @@ pub struct Behaviour {
     pub waits_for_fin: bool,
     /// Close only once everything sent is acknowledged.
     pub close_when_acked: bool,
-    /// Read at most this much per poll (a slow reader).
+    /// Read at most this much every [`READ_EVERY_US`] (a slow reader).
     pub read_chunk: Option<usize>,
     /// Abort (RST) once this many bytes were received.
     pub abort_after: Option<u64>,
 }
+
+/// How often a slow reader reads (virtual µs).
+pub const READ_EVERY_US: u64 = 10_000;
 
 /// One TCP socket and its application.
 #[derive(Debug)]
@@ -105,6 +108,8 @@ pub struct Conn {
     pub got_head: Vec<u8>,
     close_called: bool,
     aborted: bool,
+    /// When a slow reader last read (virtual µs).
+    last_read: u64,
 }
 
 /// Whether a host is the client (IPv4) or the backend (IPv6).
@@ -180,6 +185,7 @@ impl Host {
             got_head: Vec::new(),
             close_called: false,
             aborted: false,
+            last_read: 0,
         });
     }
 
@@ -202,8 +208,8 @@ impl Host {
         self.conns.iter().find(|c| c.port == Some(port))
     }
 
-    /// Runs every connection's application.
-    pub fn app(&mut self) {
+    /// Runs every connection's application at `now` (virtual µs).
+    pub fn app(&mut self, now: u64) {
         let b = self.behaviour;
         for conn in &mut self.conns {
             let s = self.sockets.get_mut::<tcp::Socket<'static>>(conn.handle);
@@ -229,7 +235,14 @@ impl Host {
                 s.close();
                 conn.close_called = true;
             }
-            let mut budget = b.read_chunk.unwrap_or(usize::MAX);
+            let mut budget = match b.read_chunk {
+                None => usize::MAX,
+                Some(_) if now < conn.last_read + READ_EVERY_US => 0,
+                Some(chunk) => {
+                    conn.last_read = now;
+                    chunk
+                }
+            };
             while s.can_recv() && budget > 0 {
                 let (got, head) = (&mut conn.got, &mut conn.got_head);
                 let r = s.recv(|buf| {

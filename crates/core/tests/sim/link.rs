@@ -60,6 +60,8 @@ pub struct Link {
     pub clamp_mss: Option<u16>,
     /// Hold the first segment with data until the next one with data has passed.
     pub hold_first_data: bool,
+    /// Lose the first segment with data.
+    pub drop_first_data: bool,
     held: Option<Vec<u8>>,
     released: bool,
     rng: Rng,
@@ -77,6 +79,7 @@ impl Link {
             strip: Strip::default(),
             clamp_mss: None,
             hold_first_data: false,
+            drop_first_data: false,
             held: None,
             released: false,
             rng: Rng::new(seed),
@@ -98,6 +101,13 @@ impl Link {
         }
         if let Some(mss) = self.clamp_mss {
             probe::clamp_mss(&mut packet, mss);
+        }
+        if self.drop_first_data
+            && !self.released
+            && probe::parse(&packet).is_ok_and(|s| s.payload_len > 0)
+        {
+            self.released = true;
+            return;
         }
         if self.hold_first_data && !self.released {
             let has_data = probe::parse(&packet).is_ok_and(|s| s.payload_len > 0);

@@ -5,7 +5,13 @@
 use std::fmt;
 use std::net::IpAddr;
 
-use smoltcp::wire::{IpAddress, IpProtocol, Ipv4Packet, Ipv6Packet, TcpOption, TcpPacket};
+use std::net::{Ipv4Addr, Ipv6Addr};
+
+use smoltcp::phy::ChecksumCapabilities;
+use smoltcp::wire::{
+    Icmpv6DstUnreachable, Icmpv6Packet, Icmpv6Repr, IpAddress, IpProtocol, Ipv4Packet, Ipv6Packet,
+    Ipv6Repr, TcpOption, TcpPacket,
+};
 
 /// One TCP segment, as seen on a link.
 #[derive(Debug, Clone, Default)]
@@ -254,4 +260,143 @@ pub fn tcp_payload(packet: &[u8]) -> Option<&[u8]> {
     let tcp = TcpPacket::new_checked(tcp_bytes).ok()?;
     let start = usize::from(tcp.header_len());
     tcp_bytes.get(start..)
+}
+
+/// The ICMPv6 error a router at `router` sends back for the IPv6 `packet`, quoting its
+/// header and the first 64 bytes after it: "address unreachable", or "packet too big"
+/// with `mtu`.
+pub fn icmpv6_error(router: Ipv6Addr, packet: &[u8], mtu: Option<u32>) -> Option<Vec<u8>> {
+    let orig = Ipv6Packet::new_checked(packet).ok()?;
+    let header = Ipv6Repr::parse(&orig).ok()?;
+    let data = &orig.payload()[..orig.payload().len().min(64)];
+    let icmp = match mtu {
+        Some(mtu) => Icmpv6Repr::PktTooBig { mtu, header, data },
+        None => Icmpv6Repr::DstUnreachable {
+            reason: Icmpv6DstUnreachable::AddrUnreachable,
+            header,
+            data,
+        },
+    };
+    let ip = Ipv6Repr {
+        src_addr: router,
+        dst_addr: header.src_addr,
+        next_header: IpProtocol::Icmpv6,
+        payload_len: icmp.buffer_len(),
+        hop_limit: 64,
+    };
+    let mut buf = vec![0; 40 + icmp.buffer_len()];
+    ip.emit(&mut Ipv6Packet::new_unchecked(&mut buf[..]));
+    icmp.emit(
+        &router,
+        &header.src_addr,
+        &mut Icmpv6Packet::new_unchecked(&mut buf[40..]),
+        &ChecksumCapabilities::default(),
+    );
+    Some(buf)
+}
+
+/// An ICMPv4 error, as the client gets it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Icmp4 {
+    pub kind: u8,
+    pub code: u8,
+    /// Next-hop MTU (type 3 code 4).
+    pub mtu: u16,
+    /// The quoted packet: addresses, ports, sequence and acknowledgement numbers.
+    pub inner: (IpAddr, IpAddr, u16, u16, u32, u32),
+}
+
+/// Parses an ICMPv4 error quoting a TCP segment, checking both checksums that can be
+/// checked (IPv4 header, ICMP message).
+pub fn parse_icmp4(packet: &[u8]) -> Result<Icmp4, String> {
+    let ip = Ipv4Packet::new_checked(packet).map_err(|e| format!("IPv4: {e}"))?;
+    if !ip.verify_checksum() || ip.next_header() != IpProtocol::Icmp {
+        return Err("not a valid ICMPv4 packet".into());
+    }
+    let icmp = ip.payload();
+    if icmp.len() < 8 + 20 + 8 {
+        return Err("ICMPv4 too short to quote a TCP header".into());
+    }
+    if smoltcp::wire::checksum::data(icmp) != 0xffff {
+        return Err("ICMPv4 checksum".into());
+    }
+    let inner = Ipv4Packet::new_unchecked(&icmp[8..]);
+    let hl = usize::from(inner.header_len());
+    let tcp = icmp.get(8 + hl..8 + hl + 12).ok_or("quote too short")?;
+    let be32 = |b: &[u8]| u32::from_be_bytes([b[0], b[1], b[2], b[3]]);
+    Ok(Icmp4 {
+        kind: icmp[0],
+        code: icmp[1],
+        mtu: u16::from_be_bytes([icmp[6], icmp[7]]),
+        inner: (
+            inner.src_addr().into(),
+            inner.dst_addr().into(),
+            u16::from_be_bytes([tcp[0], tcp[1]]),
+            u16::from_be_bytes([tcp[2], tcp[3]]),
+            be32(&tcp[4..8]),
+            be32(&tcp[8..12]),
+        ),
+    })
+}
+
+/// The ICMPv4 "fragmentation needed" (next-hop `mtu`) a router at `router` sends back
+/// for the IPv4 `packet`, quoting its header and the first 64 bytes after it.
+pub fn icmpv4_frag_needed(router: Ipv4Addr, packet: &[u8], mtu: u16) -> Option<Vec<u8>> {
+    let orig = Ipv4Packet::new_checked(packet).ok()?;
+    let quote = &packet[..packet.len().min(usize::from(orig.header_len()) + 64)];
+    let mut icmp = vec![3, 4, 0, 0, 0, 0];
+    icmp.extend_from_slice(&mtu.to_be_bytes());
+    icmp.extend_from_slice(quote);
+    let sum = !smoltcp::wire::checksum::data(&icmp);
+    icmp[2..4].copy_from_slice(&sum.to_be_bytes());
+    let mut p = vec![0x45, 0, 0, 0, 0, 0, 0, 0, 64, 1, 0, 0];
+    p.extend_from_slice(&router.octets());
+    p.extend_from_slice(&orig.src_addr().octets());
+    let total = (20 + icmp.len()) as u16;
+    p[2..4].copy_from_slice(&total.to_be_bytes());
+    p.extend_from_slice(&icmp);
+    Ipv4Packet::new_unchecked(&mut p[..]).fill_checksum();
+    Some(p)
+}
+
+/// An ICMPv6 error, as the backend gets it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Icmp6 {
+    pub kind: u8,
+    pub code: u8,
+    /// MTU (packet too big).
+    pub mtu: u32,
+    /// The quoted packet: addresses, ports, sequence and acknowledgement numbers.
+    pub inner: (IpAddr, IpAddr, u16, u16, u32, u32),
+}
+
+/// Parses an ICMPv6 error quoting a TCP segment, checking its checksum.
+pub fn parse_icmp6(packet: &[u8]) -> Result<Icmp6, String> {
+    let ip = Ipv6Packet::new_checked(packet).map_err(|e| format!("IPv6: {e}"))?;
+    if ip.next_header() != IpProtocol::Icmpv6 {
+        return Err("not ICMPv6".into());
+    }
+    let icmp = Icmpv6Packet::new_checked(ip.payload()).map_err(|e| format!("ICMPv6: {e}"))?;
+    if !icmp.verify_checksum(&ip.src_addr(), &ip.dst_addr()) {
+        return Err("ICMPv6 checksum".into());
+    }
+    let body = ip.payload();
+    // The quote is cut short, so its payload length says more than is there.
+    let quoted = body.get(8..48).ok_or("no quoted IPv6 header")?;
+    let inner = Ipv6Packet::new_unchecked(quoted);
+    let tcp = body.get(48..60).ok_or("quote too short")?;
+    let be32 = |b: &[u8]| u32::from_be_bytes([b[0], b[1], b[2], b[3]]);
+    Ok(Icmp6 {
+        kind: body[0],
+        code: body[1],
+        mtu: be32(&body[4..8]),
+        inner: (
+            inner.src_addr().into(),
+            inner.dst_addr().into(),
+            u16::from_be_bytes([tcp[0], tcp[1]]),
+            u16::from_be_bytes([tcp[2], tcp[3]]),
+            be32(&tcp[4..8]),
+            be32(&tcp[8..12]),
+        ),
+    })
 }

@@ -1,29 +1,28 @@
 //! The simulated network: a smoltcp client (IPv4) and a smoltcp backend (IPv6), each
-//! on a [`QueueDevice`], the engine between them, four one-way [`Link`]s, and one
+//! on a queue device, the engine between them, four one-way [`Link`]s, and one
 //! virtual clock. [`World::run_until`] advances the clock to the next thing that has to
 //! happen (a link delivery, a smoltcp timer, an engine timer), delivers, polls, and
 //! checks every packet that crosses a link: checksums and lengths, and that what an
 //! endpoint receives acknowledges, SACKs and echoes only what it sent itself.
 
 use std::cell::Cell;
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::fmt::Write as _;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
-use std::sync::Arc;
 
-use kracauer_core::addr::Prefix96;
-use kracauer_core::engine::{Engine, EngineConfig, Output, Service, Verdict};
-use kracauer_core::route::{RouteSpec, RouteTable};
+use kracauer_core::engine::{Engine, Output, Verdict};
 use kracauer_core::time::Time;
 use smoltcp::socket::tcp;
 use smoltcp::time::Instant;
+use smoltcp::wire::Ipv4Packet;
 
 use super::device::MTU;
-use super::host::{Behaviour, Host, Role};
+use super::host::{Behaviour, Host, READ_EVERY_US, Role};
 use super::link::{Faults, Link};
 use super::oracle::{Handshakes, Oracle};
-use super::probe::{self, Seg, Strip};
+use super::probe::{self, Seg};
 use super::rng::{Source, StreamHash};
+pub use super::setup::{Setup, routes};
 
 pub const CLIENT: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 2);
 pub const SERVICE: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 10);
@@ -49,110 +48,6 @@ fn backend_tsval() -> u32 {
     NOW_MS
         .with(Cell::get)
         .wrapping_add(u32::MAX - (START_US / 1000) as u32 - 1_000)
-}
-
-/// Everything a scenario chooses.
-#[derive(Debug, Clone)]
-pub struct Setup {
-    pub seed: u64,
-    /// Service port the client connects to (80: HTTP, 443: TLS).
-    pub service_port: u16,
-    /// Port the backend listens on (80, or 8443 for 443).
-    pub backend_port: u16,
-    /// Whether the backend has a listening socket (without one smoltcp answers RST).
-    pub backend_listens: bool,
-    /// The client's first bytes (request head or ClientHello), then its payload size.
-    pub head: Vec<u8>,
-    pub client_payload: usize,
-    pub backend_payload: usize,
-    /// The client stops sending after this many bytes and never closes.
-    pub client_stall_at: Option<usize>,
-    /// The client closes only after the other side's FIN (a TLS client waits for the
-    /// server), instead of as soon as it has sent everything.
-    pub client_waits_for_fin: bool,
-    /// Both ends close only once everything they sent is acknowledged, so the FIN goes
-    /// alone. smoltcp 0.14 cannot finish a close otherwise on a lossy link: a
-    /// receiver that already has a segment's data ignores the FIN on its
-    /// retransmission (its window test counts only the payload), and the sender, once
-    /// the data is acknowledged, does not go on to retransmit the FIN alone.
-    pub close_when_acked: bool,
-    pub client_timestamps: bool,
-    pub backend_timestamps: bool,
-    /// The client holds short segments while data is unacknowledged (RFC 896).
-    pub client_classic_nagle: bool,
-    /// Options the client does not offer (stripped from its SYN before the engine).
-    pub client_strip: Strip,
-    /// Options the backend declines (stripped from the SYN before the backend).
-    pub backend_strip: Strip,
-    /// The client reads at most this much at a time (a slow reader).
-    pub client_read_chunk: Option<usize>,
-    /// The client / the backend aborts (RST) once it has received this many bytes.
-    pub client_abort_after: Option<u64>,
-    pub backend_abort_after: Option<u64>,
-    /// Socket buffer sizes (above 64 KiB smoltcp scales its window).
-    pub client_buffer: usize,
-    pub backend_buffer: usize,
-    /// Faults of the links: client→engine, engine→client, engine→backend, backend→engine.
-    pub faults: [Faults; 4],
-    /// The client is told this MSS (the engine's SYN-ACK is clamped on its way).
-    pub client_mss: Option<u16>,
-    /// The engine→backend link drops everything.
-    pub backend_black_hole: bool,
-    /// The client→engine link holds the first data segment back until the next one.
-    pub reverse_first_data: bool,
-    pub engine: EngineConfig,
-    /// Client connections opened at once (from consecutive ports).
-    pub connections: u16,
-}
-
-impl Setup {
-    pub fn http(seed: u64) -> Self {
-        Self {
-            seed,
-            service_port: 80,
-            backend_port: 80,
-            backend_listens: true,
-            head: HTTP_REQUEST.to_vec(),
-            client_payload: 20_000,
-            backend_payload: 100_000,
-            client_stall_at: None,
-            client_waits_for_fin: false,
-            close_when_acked: false,
-            client_timestamps: true,
-            backend_timestamps: true,
-            client_classic_nagle: false,
-            client_strip: Strip::default(),
-            backend_strip: Strip::default(),
-            client_read_chunk: None,
-            client_abort_after: None,
-            backend_abort_after: None,
-            client_buffer: 256 * 1024,
-            backend_buffer: 256 * 1024,
-            faults: [Faults::CLEAN; 4],
-            client_mss: None,
-            backend_black_hole: false,
-            reverse_first_data: false,
-            engine: engine_config(),
-            connections: 1,
-        }
-    }
-
-    pub fn tls(seed: u64, hello: &[u8]) -> Self {
-        Self {
-            service_port: 443,
-            backend_port: 8443,
-            head: hello.to_vec(),
-            ..Self::http(seed)
-        }
-    }
-
-    /// The same faults on every link (and closes that wait for acknowledgements, see
-    /// `close_when_acked`).
-    pub fn all_faults(mut self, f: Faults) -> Self {
-        self.faults = [f; 4];
-        self.close_when_acked = true;
-        self
-    }
 }
 
 #[derive(Debug, Clone)]
@@ -186,6 +81,21 @@ pub struct World {
     /// client's port.
     handshakes: BTreeMap<u16, Handshakes>,
     oracles: BTreeMap<u16, Oracle>,
+    /// The largest payload of a segment the engine made itself for a backend (the
+    /// peeked bytes).
+    pub largest_made_to_backend: usize,
+    /// (client port, sequence, acknowledgement) of every segment the client sent.
+    pub client_segments: HashSet<(u16, u32, u32)>,
+    /// Segments that reached the backend with a zero window.
+    pub zero_windows_to_backend: u64,
+    /// ICMPv6 errors the engine sent to the backend.
+    pub icmp_to_backend: Vec<probe::Icmp6>,
+    /// (client port, sequence, acknowledgement) of every segment the backend sent.
+    pub backend_segments: HashSet<(u16, u32, u32)>,
+    /// ICMPv4 errors the engine sent to the client.
+    pub icmp_to_client: Vec<probe::Icmp4>,
+    /// Connections reopened from a port already used ([`World::reconnect`]).
+    pub reconnects: u16,
     /// The first data segment the engine got from the client started after the
     /// client's first byte.
     pub first_data_out_of_order: Option<bool>,
@@ -193,31 +103,44 @@ pub struct World {
 
 const TRACE: usize = 400;
 
-pub fn engine_config() -> EngineConfig {
-    EngineConfig::new(
-        "2001:db8:64::/96".parse::<Prefix96>().expect("prefix"),
-        vec![Service {
-            address: SERVICE,
-            tls: vec![443],
-            http: vec![80],
-        }],
-        [7; 32],
-    )
+/// Opens a client connection from `cport` (the `generation`th from that port).
+fn open_client(setup: &Setup, client: &mut Host, cport: u16, generation: u64) {
+    let mut socket = tcp::Socket::new(
+        tcp::SocketBuffer::new(vec![0; setup.client_buffer]),
+        tcp::SocketBuffer::new(vec![0; setup.client_buffer]),
+    );
+    if setup.client_timestamps {
+        socket.set_tsval_generator(Some(client_tsval));
+    }
+    // smoltcp's Nagle is RFC 896's: it holds the short tail of a ClientHello until the
+    // first segment is acknowledged, which Kracauer never does while peeking. TLS
+    // clients set TCP_NODELAY, and Linux's Nagle (Minshall's variant) sends a short
+    // segment behind a full one anyway; `client_classic_nagle` plays the others.
+    socket.set_nagle_enabled(setup.client_classic_nagle);
+    socket
+        .connect(
+            client.iface.context(),
+            (IpAddr::from(SERVICE), setup.service_port),
+            (IpAddr::from(CLIENT), cport),
+        )
+        .expect("connect");
+    let seed = setup.seed ^ 0xda7a ^ u64::from(cport) ^ (generation << 32);
+    let mut src = Source::new(setup.head.clone(), setup.client_payload, seed);
+    src.stall_at = setup.client_stall_at;
+    client.add(socket, Some(cport), Some(src));
 }
 
-pub fn routes() -> Arc<RouteTable> {
-    let mut ports = BTreeMap::new();
-    ports.insert(443, 8443);
-    Arc::new(
-        RouteTable::builder()
-            .route(RouteSpec {
-                hosts: vec!["a.example".into(), "*.a.example".into()],
-                backend: BACKEND,
-                ports,
-            })
-            .expect("route")
-            .build(),
-    )
+/// Adds a listening socket to the backend.
+fn listen(setup: &Setup, backend: &mut Host) {
+    let mut socket = tcp::Socket::new(
+        tcp::SocketBuffer::new(vec![0; setup.backend_buffer]),
+        tcp::SocketBuffer::new(vec![0; setup.backend_buffer]),
+    );
+    if setup.backend_timestamps {
+        socket.set_tsval_generator(Some(backend_tsval));
+    }
+    socket.listen(setup.backend_port).expect("listen");
+    backend.add(socket, None, None);
 }
 
 impl World {
@@ -235,34 +158,8 @@ impl World {
             abort_after: setup.client_abort_after,
         };
         for i in 0..setup.connections {
-            let mut socket = tcp::Socket::new(
-                tcp::SocketBuffer::new(vec![0; setup.client_buffer]),
-                tcp::SocketBuffer::new(vec![0; setup.client_buffer]),
-            );
-            if setup.client_timestamps {
-                socket.set_tsval_generator(Some(client_tsval));
-            }
-            // smoltcp's Nagle is RFC 896's: it holds the short tail of a ClientHello
-            // until the first segment is acknowledged, which Kracauer never does while
-            // peeking. TLS clients set TCP_NODELAY, and Linux's Nagle (Minshall's
-            // variant) sends a short segment behind a full one anyway;
-            // `client_classic_nagle` plays the others.
-            socket.set_nagle_enabled(setup.client_classic_nagle);
             let cport = 40_000 + (seed % 20_000) as u16 + i;
-            socket
-                .connect(
-                    client.iface.context(),
-                    (IpAddr::from(SERVICE), setup.service_port),
-                    (IpAddr::from(CLIENT), cport),
-                )
-                .expect("connect");
-            let mut src = Source::new(
-                setup.head.clone(),
-                setup.client_payload,
-                seed ^ 0xda7a ^ u64::from(cport),
-            );
-            src.stall_at = setup.client_stall_at;
-            client.add(socket, Some(cport), Some(src));
+            open_client(&setup, &mut client, cport, 0);
         }
 
         let mut backend = Host::new(Role::Backend, seed ^ 0xb4, t);
@@ -274,15 +171,7 @@ impl World {
         backend.reply = (setup.backend_payload, seed ^ 0xbac);
         if setup.backend_listens {
             for _ in 0..setup.connections {
-                let mut socket = tcp::Socket::new(
-                    tcp::SocketBuffer::new(vec![0; setup.backend_buffer]),
-                    tcp::SocketBuffer::new(vec![0; setup.backend_buffer]),
-                );
-                if setup.backend_timestamps {
-                    socket.set_tsval_generator(Some(backend_tsval));
-                }
-                socket.listen(setup.backend_port).expect("listen");
-                backend.add(socket, None, None);
+                listen(&setup, &mut backend);
             }
         }
 
@@ -290,12 +179,14 @@ impl World {
         let mut to_engine = Link::new("c>k", f0, seed ^ 1);
         to_engine.strip = setup.client_strip;
         to_engine.hold_first_data = setup.reverse_first_data;
+        to_engine.drop_first_data = setup.lose_first_data;
         let mut to_client = Link::new("k>c", f1, seed ^ 2);
         to_client.clamp_mss = setup.client_mss;
         let mut to_backend = Link::new("k>b", f2, seed ^ 3);
         to_backend.strip = setup.backend_strip;
         to_backend.black_hole = setup.backend_black_hole;
-        let from_backend = Link::new("b>k", f3, seed ^ 4);
+        let mut from_backend = Link::new("b>k", f3, seed ^ 4);
+        from_backend.clamp_mss = setup.backend_mss;
         let engine = Engine::new(setup.engine.clone(), routes()).expect("engine");
 
         Self {
@@ -315,8 +206,58 @@ impl World {
             trace: VecDeque::with_capacity(TRACE),
             controls: Vec::new(),
             first_data_out_of_order: None,
+            reconnects: 0,
+            icmp_to_client: Vec::new(),
+            icmp_to_backend: Vec::new(),
+            zero_windows_to_backend: 0,
+            backend_segments: HashSet::new(),
+            client_segments: HashSet::new(),
+            largest_made_to_backend: 0,
             handshakes: BTreeMap::new(),
             oracles: BTreeMap::new(),
+        }
+    }
+
+    /// Forgets the first client connection and its backend socket (both must be closed)
+    /// and opens a new one from the same client port, with a fresh listening socket.
+    pub fn reconnect(&mut self) {
+        let Some(old) = self.client.conns.first() else {
+            return;
+        };
+        let port = old.port.unwrap_or(0);
+        let handle = old.handle;
+        self.client.conns.remove(0);
+        self.client.sockets.remove(handle);
+        if let Some(i) = self.backend.conns.iter().position(|c| c.port == Some(port)) {
+            let c = self.backend.conns.remove(i);
+            self.backend.sockets.remove(c.handle);
+        }
+        for map in [&mut self.client.sent, &mut self.backend.sent] {
+            map.remove(&port);
+        }
+        self.handshakes.remove(&port);
+        self.oracles.remove(&port);
+        self.reconnects += 1;
+        open_client(
+            &self.setup,
+            &mut self.client,
+            port,
+            u64::from(self.reconnects),
+        );
+        // Keep the new connection first, so the accessors follow it.
+        if let Some(c) = self.client.conns.pop() {
+            self.client.conns.insert(0, c);
+        }
+        listen(&self.setup, &mut self.backend);
+    }
+
+    /// The (first) client application gives up: its socket sends RST.
+    pub fn abort_client(&mut self) {
+        if let Some(c) = self.client.conns.first() {
+            self.client
+                .sockets
+                .get_mut::<tcp::Socket<'static>>(c.handle)
+                .abort();
         }
     }
 
@@ -491,6 +432,10 @@ impl World {
         if let Some(at) = self.engine.poll_timeout() {
             next = next.min(at.as_micros());
         }
+        if self.setup.client_read_chunk.is_some() {
+            // A slow reader wakes up to read.
+            next = next.min(self.now + READ_EVERY_US);
+        }
         next
     }
 
@@ -501,7 +446,7 @@ impl World {
             (&mut self.backend, &mut self.from_backend, "backend"),
         ] {
             host.iface.poll(t, &mut host.dev, &mut host.sockets);
-            host.app();
+            host.app(self.now);
             host.iface.poll(t, &mut host.dev, &mut host.sockets);
             while let Some(p) = host.dev.tx.pop_front() {
                 if name == "backend" && p.len() > usize::from(self.setup.engine.ipv6_mtu) {
@@ -514,6 +459,11 @@ impl World {
                     Ok(seg) => {
                         let port = host.port_of(&seg, true);
                         host.sent.entry(port).or_default().note(&seg);
+                        if name == "client" {
+                            self.client_segments.insert((port, seg.seq, seg.ack));
+                        } else {
+                            self.backend_segments.insert((port, seg.seq, seg.ack));
+                        }
                         if seg.syn && seg.ack_flag {
                             let h = self.handshakes.entry(port).or_default();
                             h.backend_synack.get_or_insert(seg);
@@ -608,6 +558,9 @@ impl World {
                         let finished = host.conn(port).is_some_and(|c| {
                             matches!(host.state(c), tcp::State::TimeWait | tcp::State::Closed)
                         });
+                        if name == "backend" && seg.window == 0 && !seg.rst {
+                            self.zero_windows_to_backend += 1;
+                        }
                         if seg.rst && !finished {
                             host.reset_at.entry(port).or_insert(now);
                         }
@@ -667,13 +620,33 @@ impl World {
         let made: Vec<Vec<u8>> = self.out.packets().map(<[u8]>::to_vec).collect();
         self.out.clear();
         for p in made {
+            if let Ok(seg) = probe::parse(&p) {
+                if seg.v6 {
+                    self.largest_made_to_backend =
+                        self.largest_made_to_backend.max(seg.payload_len);
+                }
+            }
             self.emit(p);
         }
     }
 
     /// A packet from the engine: IPv4 to the client, IPv6 to the backend.
     fn emit(&mut self, p: Vec<u8>) {
+        let icmp4 = p.first() == Some(&0x45) && p.get(9) == Some(&1);
+        let icmp6 = p.first().is_some_and(|b| b >> 4 == 6) && p.get(6) == Some(&58);
         match probe::parse(&p) {
+            Err(_) if icmp4 => match probe::parse_icmp4(&p) {
+                Ok(m) => self.icmp_to_client.push(m),
+                Err(e) => self
+                    .violations
+                    .push(format!("bad ICMPv4 from the engine: {e}")),
+            },
+            Err(_) if icmp6 => match probe::parse_icmp6(&p) {
+                Ok(m) => self.icmp_to_backend.push(m),
+                Err(e) => self
+                    .violations
+                    .push(format!("bad ICMPv6 from the engine: {e}")),
+            },
             Err(e) => self.violations.push(format!(
                 "at {} ms the engine sent a bad packet: {e}: {p:02x?}",
                 self.elapsed_ms()
@@ -702,6 +675,33 @@ impl World {
                 self.elapsed_ms(),
                 p.len()
             ));
+        }
+        let client_too_big = self
+            .setup
+            .client_path_mtu
+            .filter(|&m| p.len() > usize::from(m));
+        if let (true, Some(mtu)) = (v4 && !icmp4, client_too_big) {
+            let df = Ipv4Packet::new_checked(&p[..]).is_ok_and(|ip| ip.dont_frag());
+            if df {
+                let router = Ipv4Addr::new(198, 51, 100, 1);
+                match probe::icmpv4_frag_needed(router, &p, mtu) {
+                    Some(icmp) => self.to_engine.send(self.now, icmp),
+                    None => self.violations.push("cannot quote a packet".into()),
+                }
+                return;
+            }
+        }
+        let too_big = self
+            .setup
+            .backend_path_mtu
+            .filter(|&m| p.len() > usize::from(m));
+        if !v4 && (self.setup.backend_unreachable || too_big.is_some()) {
+            let router = Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, 1);
+            match probe::icmpv6_error(router, &p, too_big.map(u32::from)) {
+                Some(icmp) => self.from_backend.send(self.now, icmp),
+                None => self.violations.push("cannot quote a packet".into()),
+            }
+            return;
         }
         let link = if v4 {
             &mut self.to_client

@@ -409,3 +409,37 @@ fn fin_after_every_byte_of_an_unfinished_hello_is_reset() {
     assert!(!rst.v6 && rst.seg.rst());
     assert_eq!(h.engine.stats().outcomes(Outcome::NotRecognised), 1);
 }
+
+#[test]
+fn rst_right_after_the_furthest_bytes_behind_a_hole_resets() {
+    // The client's first segment was lost; it gives up and sends RST at its next
+    // sequence number, which is after the bytes that did arrive.
+    let mut h = Harness::new();
+    let synack = h.syn(443);
+    let k = synack.seg.seq.0;
+    let hello = client_hello("a.example");
+    let (_, second) = hello.split_at(20);
+    h.client_to(443, flags::ACK, C_ISN + 1 + 20, k + 1, ts(101, 0), second);
+    let end = C_ISN + 1 + hello.len() as u32;
+    let step = h.client_to(443, flags::RST | flags::ACK, end, k + 1, ts(102, 0), &[]);
+    assert_eq!(step.verdict, Verdict::Consumed);
+    assert_eq!(h.engine.flow_count(), 0);
+    assert_eq!(h.engine.stats().outcomes(Outcome::ClientReset), 1);
+}
+
+#[test]
+fn rst_inside_the_received_bytes_is_refused() {
+    let mut h = Harness::new();
+    let synack = h.syn(443);
+    let k = synack.seg.seq.0;
+    let hello = client_hello("a.example");
+    let (_, second) = hello.split_at(20);
+    h.client_to(443, flags::ACK, C_ISN + 1 + 20, k + 1, ts(101, 0), second);
+    let inside = C_ISN + 1 + 30;
+    let step = h.client_to(443, flags::RST | flags::ACK, inside, k + 1, ts(102, 0), &[]);
+    assert_eq!(
+        step.verdict,
+        Verdict::Dropped(DropReason::ClientOutOfWindow)
+    );
+    assert_eq!(h.engine.flow_count(), 1);
+}
