@@ -1,8 +1,44 @@
 //! Real ClientHellos (crates/core/testdata/*.bin, see its README.md) through peek::tls:
 //! exact SNI, ALPN and ECH flag for each, the same answer from every prefix, from random
-//! segmentations, and from the hello re-cut into 100-byte records.
+//! segmentations, and from the hello re-cut into 100-byte records; and no allocation
+//! before `Found` (a counting allocator wraps the system one in this test binary).
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
 
 use kracauer_core::peek::tls::{HelloError, TlsPeek, TlsPeekConfig, peek, unrecognized_name_alert};
+
+/// The system allocator, counting allocations made by the current thread (tests run on
+/// several threads at once, so a global count would mix them).
+struct CountingAlloc;
+
+thread_local! {
+    static ALLOCATIONS: Cell<usize> = const { Cell::new(0) };
+}
+
+// SAFETY: every call is forwarded unchanged to `System`, which upholds the contract;
+// the counter is a const-initialised thread local, so counting never allocates.
+unsafe impl GlobalAlloc for CountingAlloc {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        ALLOCATIONS.with(|n| n.set(n.get() + 1));
+        // SAFETY: same layout contract as our caller's.
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: `ptr` came from `System.alloc` with this layout.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: CountingAlloc = CountingAlloc;
+
+/// `f`'s result and the number of allocations it made on this thread.
+fn counting<T>(f: impl FnOnce() -> T) -> (T, usize) {
+    let before = ALLOCATIONS.with(Cell::get);
+    let out = f();
+    (out, ALLOCATIONS.with(Cell::get) - before)
+}
 
 struct Vector {
     name: &'static str,
@@ -189,4 +225,21 @@ fn refusal_alert_uses_each_clients_record_version() {
         assert_eq!(alert[2], v.bytes[2], "{}", v.name);
         assert_eq!(alert[3..], [0x00, 0x02, 0x02, 0x70], "{}", v.name);
     }
+}
+
+#[test]
+fn prefixes_allocate_nothing_and_found_allocates_name_and_alpn_only() {
+    let config = TlsPeekConfig::default();
+    for v in VECTORS {
+        for n in (0..v.bytes.len()).step_by(7) {
+            let (got, allocations) = counting(|| peek(&v.bytes[..n], &config));
+            assert_eq!(got, TlsPeek::NeedMore);
+            assert_eq!(allocations, 0, "{} prefix {n}", v.name);
+        }
+        let (got, allocations) = counting(|| peek(v.bytes, &config));
+        let expected = usize::from(v.sni.is_some()) + usize::from(v.alpn.is_some());
+        assert_eq!(allocations, expected, "{}: {got:?}", v.name);
+    }
+    let (got, allocations) = counting(|| peek(b"GET / HTTP/1.1\r\n", &config));
+    assert_eq!((got, allocations), (TlsPeek::NotTls, 0));
 }
