@@ -901,6 +901,9 @@ fn peek(protocol: Protocol, bytes: &[u8], cap: usize) -> Peeked {
         ) {
             TlsPeek::NeedMore => Peeked::NeedMore,
             TlsPeek::Found { sni, .. } => Peeked::Name(sni),
+            // RFC 6066 forbids address literals in SNI, but some clients send them: route
+            // such a hello as one without a name (default backend, or the alert).
+            TlsPeek::Invalid(tls::HelloError::AddressLiteral) => Peeked::Name(None),
             TlsPeek::NotTls | TlsPeek::Invalid(_) => Peeked::Garbage,
         },
     }

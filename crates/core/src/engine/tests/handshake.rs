@@ -443,3 +443,15 @@ fn rst_inside_the_received_bytes_is_refused() {
     );
     assert_eq!(h.engine.flow_count(), 1);
 }
+
+#[test]
+fn address_literal_in_sni_is_treated_as_no_name_not_garbage() {
+    let mut h = Harness::new();
+    let (_, step) = h.open(443, &client_hello("203.0.113.10"));
+    let answer = step.only_sent();
+    assert!(
+        !answer.seg.rst(),
+        "refused like a hello without a name, not reset"
+    );
+    assert_eq!(answer.payload, [0x15, 3, 1, 0, 2, 2, 112]);
+}
