@@ -88,6 +88,11 @@ impl Engine {
         let payload_start = start + ip.header_len() + seg.payload_offset;
         let payload = payload_start..payload_start + seg.payload_len as usize;
 
+        if !forwarding && seg.syn() && (seg.rst() || seg.fin()) {
+            // Where Kracauer is the endpoint, SYN+RST and SYN+FIN mean nothing but a
+            // scanner's probe; spliced flows leave the judgement to the backend.
+            return Verdict::Dropped(DropReason::ClientBadFlags);
+        }
         let Some(id) = id else {
             return self.client_without_flow(
                 now,

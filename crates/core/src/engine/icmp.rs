@@ -192,6 +192,11 @@ impl Engine {
         let Ok(icmp) = Icmpv4Packet::new_checked(ip.payload()) else {
             return Verdict::Dropped(DropReason::ClientIcmp);
         };
+        // ICMP is never on the forwarding fast path: a corrupt message is neither
+        // answered nor translated (as the kernel's own ICMP receive path does).
+        if !icmp.verify_checksum() {
+            return Verdict::Dropped(DropReason::ClientIcmp);
+        }
         if icmp.msg_type() == v4type::ECHO_REQUEST && icmp.code() == 0 {
             return self.echo_reply(&ip, out);
         }

@@ -60,13 +60,13 @@ drop_reasons! {
     ClientMalformed = "client_malformed", Client, "IPv4 or TCP header that does not parse (lengths, options running past the header).";
     ClientBadChecksum = "client_bad_checksum", Client, "TCP checksum wrong on a segment Kracauer itself had to read (SYN, peeked data).";
     ClientNotService = "client_not_service", Client, "IPv4 packet to an address or port that is not a configured service.";
-    ClientFragment = "client_fragment", Client, "IPv4 fragment to a service (fragments are not handled yet).";
+    ClientFragment = "client_fragment", Client, "IPv4 fragment to a service: dropped by design, never reassembled (docs/robustness.md).";
     ClientBadFlags = "client_bad_flags", Client, "Impossible flag combination (SYN with FIN or RST, no ACK on a non-SYN).";
     ClientNoFlow = "client_no_flow", Client, "Non-SYN segment for no known flow and no valid cookie (answered with RST).";
     ClientOutOfWindow = "client_out_of_window", Client, "Segment outside what Kracauer can accept in this state.";
     ClientPeekHoles = "client_peek_holes", Client, "Peek segment that would leave too many holes in the peek buffer.";
     ClientPeekLimit = "client_peek_limit", Client, "Too many connections peeking from one client address.";
-    ClientIcmp = "client_icmp", Client, "ICMPv4 that is not an error about a known flow, or that cannot be translated.";
+    ClientIcmp = "client_icmp", Client, "ICMPv4 with a bad checksum, not an error about a known flow, or that cannot be translated.";
     BackendMalformed = "backend_malformed", Backend, "IPv6 or TCP header that does not parse.";
     BackendNotPrefix = "backend_not_prefix", Backend, "IPv6 packet whose destination is not in the translation prefix.";
     BackendNoFlow = "backend_no_flow", Backend, "Segment for no known flow (answered with RST).";

@@ -6,6 +6,7 @@
 //! [`Sent`] records, so tests read as the conversation they check.
 
 mod handshake;
+mod hostile;
 mod icmp;
 mod splice;
 
