@@ -45,6 +45,7 @@ fn ipv4(data: &[u8]) {
         ));
         black_box((p.protocol(), p.checksum(), p.src_addr(), p.dst_addr()));
         black_box((p.verify_checksum(), p.payload().len(), p.options().len()));
+        black_box(p.has_unexpired_source_route().is_ok());
         for o in p.options_iter() {
             if let Ok(o) = o {
                 black_box(o.is_unexpired_source_route());
@@ -79,6 +80,9 @@ fn ipv6(data: &[u8]) {
             p.hop_limit(),
         ));
         black_box((p.src_addr(), p.dst_addr(), p.payload().len()));
+        if let Ok(Some((at, _))) = p.routing_segments_left() {
+            assert!(at < p.payload_range().end);
+        }
         for h in p.ext_headers() {
             match h {
                 Ok(h) => {

@@ -411,6 +411,16 @@ pub struct Ipv6FragHeader<T: AsRef<[u8]>> {
 }
 
 impl<T: AsRef<[u8]>> Ipv6FragHeader<T> {
+    /// Wraps a buffer without validation (see the module documentation of `wire`).
+    pub const fn new_unchecked(buffer: T) -> Self {
+        Ipv6FragHeader { buffer }
+    }
+
+    /// The underlying buffer.
+    pub fn into_inner(self) -> T {
+        self.buffer
+    }
+
     /// Validates that `buffer` holds at least the 8 bytes of a Fragment header.
     pub fn new_checked(buffer: T) -> Result<Self> {
         if buffer.as_ref().len() < FRAG_HEADER_LEN {

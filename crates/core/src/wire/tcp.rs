@@ -752,8 +752,7 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> TcpPacket<T> {
         form: ChecksumForm,
     ) -> Result<()> {
         self.option_at(offset, kind::TIMESTAMPS, 10)?;
-        self.rewrite_bytes(offset + 2, &tsval.to_be_bytes(), form);
-        self.rewrite_bytes(offset + 6, &tsecr.to_be_bytes(), form);
+        self.rewrite_bytes(offset + 2, &pair(tsval, tsecr), form);
         Ok(())
     }
 
@@ -772,8 +771,7 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> TcpPacket<T> {
             return Err(WireError::NoSuchOption);
         }
         let at = offset + 2 + index * 8;
-        self.rewrite_bytes(at, &left.0.to_be_bytes(), form);
-        self.rewrite_bytes(at + 4, &right.0.to_be_bytes(), form);
+        self.rewrite_bytes(at, &pair(left.0, right.0), form);
         Ok(())
     }
 
@@ -834,6 +832,14 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> TcpPacket<T> {
         }
         Ok(shifted)
     }
+}
+
+/// Two 32-bit values as 8 big-endian bytes (a timestamp pair, a SACK block).
+fn pair(a: u32, b: u32) -> [u8; 8] {
+    let mut out = [0u8; 8];
+    out[..4].copy_from_slice(&a.to_be_bytes());
+    out[4..].copy_from_slice(&b.to_be_bytes());
+    out
 }
 
 #[cfg(test)]
