@@ -18,6 +18,14 @@ use std::time::{Duration, Instant};
 use kracauer_testbed::topology::{CLIENT_V4, HTTP_PORT, HTTPS_PORT, SERVICE_V4};
 use kracauer_testbed::{Kracauer, Topology, Variant, privileged};
 
+/// The tests here load the machine on purpose: they run one at a time, so one's flood is
+/// not another's slow client.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 const SYNFLOOD: &str = include_str!("robustness/synflood.py");
 const SLOW_HELLOS: &str = include_str!("robustness/slowhellos.py");
 
@@ -211,6 +219,7 @@ fn syn_flood_from_spoofed_sources_is_carried_by_cookies_while_real_clients_conne
     ) {
         return;
     }
+    let _serial = serial();
     let tb = Topology::build(Variant::Routed).unwrap();
     // Spoofed sources arrive on the client link: no reverse-path filter in the router.
     for key in ["all", "default", "to-client"] {
@@ -317,6 +326,7 @@ fn stalled_hellos_and_a_trickler_are_cut_at_the_peek_deadline_and_others_are_ser
     ) {
         return;
     }
+    let _serial = serial();
     let tb = Topology::build(Variant::Routed).unwrap();
     // The slow clients use .2; a legitimate client .3, the trickler .4.
     let legit_src = Ipv4Addr::new(198, 51, 100, 3);
@@ -441,8 +451,8 @@ fn stalled_hellos_and_a_trickler_are_cut_at_the_peek_deadline_and_others_are_ser
     }
 }
 
-/// Connects (from `src`, the route's source address) and sends a ClientHello one byte a second until the connection
-/// fails: how long it lasted and how many bytes went out, or `None` if never cut.
+/// Connects (from `src`, the route's source address) and sends a ClientHello one byte a
+/// second until the connection fails: how long it lasted and how many bytes went out, or `None` if never cut.
 fn trickle_hello(src: Ipv4Addr) -> Option<(Duration, usize)> {
     let mut s = std::net::TcpStream::connect_timeout(
         &std::net::SocketAddr::from((SERVICE_V4, HTTPS_PORT)),
@@ -503,6 +513,7 @@ fn large_transfers_cross_small_mtus_through_translated_packet_too_big() {
     if !privileged("large_transfers_cross_small_mtus_through_translated_packet_too_big") {
         return;
     }
+    let _serial = serial();
     let tb = Topology::build(Variant::Routed).unwrap();
     // Client link 1400, backend link 1280 (the IPv6 minimum); the TUN stays at 1500, so
     // Kracauer announces MSS 1440 and the small links must be found by PMTUD.
