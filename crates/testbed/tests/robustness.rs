@@ -28,6 +28,7 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
 
 const SYNFLOOD: &str = include_str!("robustness/synflood.py");
 const SLOW_HELLOS: &str = include_str!("robustness/slowhellos.py");
+const FRAGMENTS: &str = include_str!("robustness/fragments.py");
 
 /// Writes a line of figures straight to stderr (the harness captures `eprintln!`).
 fn figure(line: &str) {
@@ -566,4 +567,57 @@ fn large_transfers_cross_small_mtus_through_translated_packet_too_big() {
         route.contains("mtu 1260"),
         "the client learned 1280 − 20: {route}"
     );
+}
+
+#[test]
+fn fragment_spray_is_dropped_and_counted_while_a_transfer_runs() {
+    if !privileged("fragment_spray_is_dropped_and_counted_while_a_transfer_runs") {
+        return;
+    }
+    let _serial = serial();
+    let tb = Topology::build(Variant::Routed).unwrap();
+    let k = tb.start_kracauer(&tb.config("")).unwrap();
+    const SIZE: u64 = 16 * 1024 * 1024;
+    const COUNT: u64 = 60_000;
+    let (spray, down) = thread::scope(|s| {
+        let spray = s.spawn(|| {
+            let mut text = String::new();
+            for port in [HTTPS_PORT, HTTP_PORT] {
+                let out = tb
+                    .client
+                    .command("python3")
+                    .args(["-c", FRAGMENTS, &CLIENT_V4.to_string()])
+                    .args([&SERVICE_V4.to_string(), &port.to_string()])
+                    .arg((COUNT / 2).to_string())
+                    .stdin(Stdio::null())
+                    .output()
+                    .expect("run the fragment sprayer");
+                text.push_str(&output_text(&out));
+            }
+            text
+        });
+        let down = tb.download("a.example", SIZE);
+        (spray.join().expect("spray thread"), down)
+    });
+    let dropped = metric(
+        &k,
+        "kracauer_drops_total{reason=\"client_fragment\",side=\"client\"}",
+    );
+    let (flows, peek) = (
+        metric(&k, "kracauer_flows"),
+        metric(&k, "kracauer_peek_bytes"),
+    );
+    figure(&format!(
+        "fragments: {} ; client_fragment drops {dropped}; download {down:?}; flows after {flows}, \
+         peek bytes {peek}",
+        spray.split_whitespace().collect::<Vec<_>>().join(" ")
+    ));
+    assert_eq!(down.expect("download intact during the spray"), SIZE);
+    assert!(
+        dropped >= COUNT / 2,
+        "fragments reached Kracauer and were counted: {dropped}"
+    );
+    assert_eq!(peek, 0, "no fragment is held");
+    assert!(flows <= 2, "no flow made by fragments: {flows}");
+    assert!(curl_get(&tb, CLIENT_V4).is_some(), "served after the spray");
 }
