@@ -77,7 +77,8 @@ fn rss_kib(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
-/// The value of the metric line starting with `name` (exact series, labels included).
+/// The value of the metric line starting with `name` (exact series, labels included),
+/// from the daemon's snapshot, which is at most a second old.
 fn metric(k: &Kracauer<'_>, name: &str) -> u64 {
     let body = k.metrics().map(|r| r.body).unwrap_or_default();
     body.lines()
@@ -599,6 +600,8 @@ fn fragment_spray_is_dropped_and_counted_while_a_transfer_runs() {
         let down = tb.download("a.example", SIZE);
         (spray.join().expect("spray thread"), down)
     });
+    // The metrics snapshot is written once a second.
+    thread::sleep(Duration::from_millis(1500));
     let dropped = metric(
         &k,
         "kracauer_drops_total{reason=\"client_fragment\",side=\"client\"}",
