@@ -151,6 +151,8 @@ struct Flood {
     /// Kracauer's RSS (KiB) every half second.
     rss: Vec<(Duration, u64)>,
     cookies: u64,
+    /// Flows in the table at the end (snapshot up to a second old).
+    flows_end: u64,
 }
 
 impl Flood {
@@ -182,7 +184,8 @@ impl Flood {
             self.ok.last().copied().unwrap_or_default()
         ));
         figure(&format!(
-            "{label}: RSS KiB every 0.5 s {:?}",
+            "{label}: flows at the end {}; RSS KiB every 0.5 s {:?}",
+            self.flows_end,
             self.rss.iter().map(|(_, r)| r).collect::<Vec<_>>()
         ));
     }
@@ -241,6 +244,7 @@ fn flood(tb: &Topology, k: &Kracauer<'_>, secs: u64, rate: u64) -> Flood {
         ok,
         rss,
         cookies: metric(k, "kracauer_syn_cookies_sent_total") - cookies_before,
+        flows_end: metric(k, "kracauer_flows"),
     }
 }
 
