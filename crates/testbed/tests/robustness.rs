@@ -261,8 +261,12 @@ fn syn_flood_from_spoofed_sources_is_carried_by_cookies_while_real_clients_conne
             .sysctl(&format!("net.ipv4.conf.{key}.rp_filter"), "0")
             .unwrap();
     }
+    // A half-open bound of 1,024 puts nearly the whole flood on cookies. The flow table
+    // reserves its indexes for `max_flows` at start and the keyed hash scatters entries
+    // over them, so with the default (1,000,000) RSS creeps up as untouched pages of that
+    // reserve are first used; 20,000 keeps the reserve small enough to show the rest flat.
     let k = tb
-        .start_kracauer(&tb.config("[limits]\nmax_half_open = 1024\n"))
+        .start_kracauer(&tb.config("[limits]\nmax_half_open = 1024\nmax_flows = 20000\n"))
         .unwrap();
     assert!(
         curl_get(&tb, CLIENT_V4).is_some(),
@@ -303,7 +307,7 @@ fn syn_flood_from_spoofed_sources_is_carried_by_cookies_while_real_clients_conne
     let (lo, hi) = full.rss_range(Duration::from_secs(3));
     let (_, hi2) = paced.rss_range(Duration::ZERO);
     assert!(
-        hi.max(hi2) <= lo + 16 * 1024,
+        hi.max(hi2) <= lo + 4 * 1024,
         "memory flat after the first seconds: {lo}..{} KiB",
         hi.max(hi2)
     );
