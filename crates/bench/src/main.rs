@@ -89,6 +89,17 @@ impl Plan {
 }
 
 fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some("--serve-backend") {
+        let file = PathBuf::from(args.get(2).map_or("/dev/null", String::as_str));
+        return match proto::serve_backend(file) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("kracauer-bench backend: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let plan = match Plan::from_args() {
         Ok(p) => p,
         Err(e) => {
@@ -130,9 +141,7 @@ fn run(plan: &Plan) -> Result<(), Error> {
         .collect();
     let tb = Topology::build(Variant::Routed)?;
     peers::wire_ceiling(&tb)?;
-    let backend = tb
-        .backend_a
-        .run(|| proto::RawBackend::start(&tb.backend_a))??;
+    let mut backend = Backend::start(&tb)?;
     let hello = Arc::new(proto::client_hello()?);
     let mut samples = Samples::default();
     for round in 0..plan.rounds {
@@ -149,7 +158,15 @@ fn run(plan: &Plan) -> Result<(), Error> {
                 peer.name()
             );
             let running = Running::start(peer, &tb)?;
-            let result = measure(plan, &tb, &backend, &hello, peer, &running, &mut samples);
+            let result = measure(
+                plan,
+                &tb,
+                &mut backend,
+                &hello,
+                peer,
+                &running,
+                &mut samples,
+            );
             running.stop()?;
             result?;
         }
@@ -178,7 +195,7 @@ fn run(plan: &Plan) -> Result<(), Error> {
 fn measure(
     plan: &Plan,
     tb: &Topology,
-    backend: &proto::RawBackend,
+    backend: &mut Backend,
     hello: &Arc<Vec<u8>>,
     peer: Peer,
     running: &Running<'_>,
@@ -187,6 +204,7 @@ fn measure(
     let pids = running.pids();
     let addr = peer.raw_addr();
     // Warm up (neighbour discovery, first flow) and check the path end to end.
+    let _ = std::fs::remove_file(&backend.peer_file);
     let h = Arc::clone(hello);
     tb.client
         .run(move || {
@@ -301,7 +319,8 @@ fn measure(
     // Idle connections: router-side memory by difference.
     if peer != Peer::Kernel {
         let (tcp_v4, tcp_v6) = peers::tcp_slab_sizes();
-        let s0 = peers::sockstat(tb);
+        let s0 = peers::sockstat(&tb.router);
+        let b0 = peers::sockstat(&tb.backend_a).v6;
         let r0 = peers::rss(&pids);
         let n = plan.idle;
         let h = Arc::clone(hello);
@@ -311,13 +330,14 @@ fn measure(
                 .collect::<std::io::Result<Vec<_>>>()
         })??;
         let deadline = Instant::now() + Duration::from_secs(30);
-        while backend.idle() < n && Instant::now() < deadline {
+        let held = || peers::sockstat(&tb.backend_a).v6.saturating_sub(b0) as usize;
+        while held() < n && Instant::now() < deadline {
             thread::sleep(Duration::from_millis(50));
         }
-        let held = backend.idle();
+        let held = held().min(n);
         thread::sleep(Duration::from_millis(300));
         let pids = running.pids();
-        let s1 = peers::sockstat(tb);
+        let s1 = peers::sockstat(&tb.router);
         let r1 = peers::rss(&pids);
         let per = |x: f64| x / held.max(1) as f64;
         let process = per(r1 as f64 - r0 as f64);
@@ -344,7 +364,7 @@ fn measure(
             process + kernel + buffers.max(0.0),
         );
         drop(conns);
-        backend.drop_idle();
+        backend.drop_idle()?;
         thread::sleep(Duration::from_millis(200));
     }
     Ok(())
@@ -441,4 +461,65 @@ fn profile(plan: &Plan, tb: &Topology, hello: &Arc<Vec<u8>>) -> Result<String, E
         .map(|l| format!("{l}\n"))
         .collect();
     Ok(text)
+}
+
+/// The raw backend's process in backend a's namespace.
+#[derive(Debug)]
+struct Backend {
+    child: std::process::Child,
+    stdin: std::process::ChildStdin,
+    peer_file: PathBuf,
+}
+
+impl Backend {
+    fn start(tb: &Topology) -> Result<Backend, Error> {
+        use std::io::BufRead;
+        let peer_file = tb.dir().join("backend-peer");
+        let mut child = tb
+            .backend_a
+            .command(std::env::current_exe()?)
+            .arg("--serve-backend")
+            .arg(&peer_file)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .map_err(|e| Error::Setup(format!("cannot start the backend: {e}")))?;
+        let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
+            return Err(Error::Setup("the backend has no pipes".into()));
+        };
+        let mut line = String::new();
+        std::io::BufReader::new(stdout).read_line(&mut line)?;
+        if line.trim() != "ready" {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(Error::Setup("the backend did not start".into()));
+        }
+        Ok(Backend {
+            child,
+            stdin,
+            peer_file,
+        })
+    }
+
+    fn drop_idle(&mut self) -> Result<(), Error> {
+        use std::io::Write;
+        self.stdin.write_all(b"drop\n")?;
+        Ok(())
+    }
+
+    fn last_peer(&self) -> Option<SocketAddr> {
+        std::fs::read_to_string(&self.peer_file)
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
+    }
+}
+
+impl Drop for Backend {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }

@@ -11,7 +11,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use kracauer_testbed::topology::{BACKEND_A, HTTPS_PORT, PREFIX, ROUTER_V6, SERVICE_V4};
-use kracauer_testbed::{Error, Kracauer, Topology};
+use kracauer_testbed::{Error, Kracauer, Netns, Topology};
 
 use crate::proto::{BENCH_NAME, RAW_PORT};
 
@@ -114,13 +114,13 @@ pub fn nginx_config(dir: &std::path::Path) -> String {
     let d = dir.display();
     format!(
         "user root;\n\
-         worker_processes auto;\n\
+         worker_processes 2;\n\
          daemon off;\n\
          pid {d}/nginx.pid;\n\
          error_log {d}/nginx-error.log warn;\n\
-         worker_rlimit_nofile 65536;\n\
+         worker_rlimit_nofile 20000;\n\
          load_module /usr/lib/nginx/modules/ngx_stream_module.so;\n\
-         events {{ worker_connections 32768; }}\n\
+         events {{ worker_connections 16384; }}\n\
          stream {{\n\
          \x20   map $ssl_preread_server_name $backend {{\n\
          \x20       {BENCH_NAME} [{BACKEND_A}]:{RAW_PORT};\n\
@@ -128,7 +128,7 @@ pub fn nginx_config(dir: &std::path::Path) -> String {
          \x20       default [{BACKEND_A}]:{RAW_PORT};\n\
          \x20   }}\n\
          \x20   server {{\n\
-         \x20       listen {SERVICE_V4}:{HTTPS_PORT} backlog=4096;\n\
+         \x20       listen {SERVICE_V4}:{HTTPS_PORT} backlog=4096 reuseport;\n\
          \x20       ssl_preread on;\n\
          \x20       proxy_half_close on;\n\
          \x20       proxy_pass $backend;\n\
@@ -365,10 +365,10 @@ pub struct Sockstat {
     pub mem_pages: u64,
 }
 
-pub fn sockstat(tb: &Topology) -> Sockstat {
+pub fn sockstat(ns: &Netns) -> Sockstat {
     let mut st = Sockstat::default();
     for file in ["/proc/net/sockstat", "/proc/net/sockstat6"] {
-        let Ok(out) = tb.router.command("cat").arg(file).output() else {
+        let Ok(out) = ns.command("cat").arg(file).output() else {
             continue;
         };
         for line in String::from_utf8_lossy(&out.stdout).lines() {

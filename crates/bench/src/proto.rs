@@ -15,7 +15,9 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use kracauer_testbed::{Error, Netns};
+use std::path::PathBuf;
+
+use kracauer_testbed::Error;
 use rustls::pki_types::ServerName;
 use rustls::{ClientConfig, ClientConnection, RootCertStore};
 
@@ -51,7 +53,8 @@ pub fn send_command(s: &mut TcpStream, hello: &[u8], op: u8, arg: u64) -> io::Re
     s.write_all(&msg)
 }
 
-/// The raw backend: counts idle connections it holds.
+/// The raw backend, run in its own process (`kracauer-bench --serve-backend FILE` in backend
+/// a's namespace: the bench process alone may not hold 20,000 descriptors).
 #[derive(Debug)]
 pub struct RawBackend {
     listener: TcpListener,
@@ -59,29 +62,27 @@ pub struct RawBackend {
     idle: Arc<Mutex<Vec<TcpStream>>>,
     idle_count: Arc<AtomicUsize>,
     last_peer: Arc<Mutex<Option<SocketAddr>>>,
+    peer_file: PathBuf,
 }
 
 impl RawBackend {
-    /// Listens on `[::]:RAW_PORT` inside `ns`.
-    pub fn start(ns: &Netns) -> Result<Self, Error> {
+    /// Listens on `[::]:RAW_PORT` in this process's namespace; writes the client address
+    /// it sees to `peer_file` whenever the address changes or the file is gone.
+    pub fn start(peer_file: PathBuf) -> Result<Self, Error> {
         let addr = SocketAddr::V6(SocketAddrV6::new(Ipv6Addr::UNSPECIFIED, RAW_PORT, 0, 0));
-        let listener = ns.run(|| {
-            let l = TcpListener::bind(addr)?;
-            // A deeper backlog than std's 128 for the idle and rate workloads.
-            nix::sys::socket::listen(
-                &l,
-                nix::sys::socket::Backlog::new(4096).map_err(io::Error::from)?,
-            )
-            .map_err(io::Error::from)?;
-            Ok::<_, io::Error>(l)
-        })??;
+        let listener = TcpListener::bind(addr)?;
+        // A deeper backlog than std's 128 for the idle and rate workloads.
+        let backlog = nix::sys::socket::Backlog::new(4096).map_err(io::Error::from)?;
+        nix::sys::socket::listen(&listener, backlog).map_err(io::Error::from)?;
         let b = RawBackend {
             listener,
             stop: Arc::new(AtomicBool::new(false)),
             idle: Arc::default(),
             idle_count: Arc::default(),
             last_peer: Arc::default(),
+            peer_file,
         };
+        let file = b.peer_file.clone();
         let (l, stop, idle, count, last) = (
             b.listener.try_clone()?,
             Arc::clone(&b.stop),
@@ -91,22 +92,9 @@ impl RawBackend {
         );
         thread::Builder::new()
             .name("raw backend".into())
-            .spawn(move || accept_loop(&l, &stop, &idle, &count, &last))
+            .spawn(move || accept_loop(&l, &stop, &idle, &count, &last, &file))
             .map_err(|e| Error::Setup(format!("raw backend thread: {e}")))?;
         Ok(b)
-    }
-
-    /// How many idle connections the backend holds.
-    pub fn idle(&self) -> usize {
-        self.idle_count.load(Ordering::SeqCst)
-    }
-
-    /// The client address the backend saw on its latest connection.
-    pub fn last_peer(&self) -> Option<SocketAddr> {
-        *self
-            .last_peer
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Closes every idle connection.
@@ -134,6 +122,7 @@ fn accept_loop(
     idle: &Arc<Mutex<Vec<TcpStream>>>,
     count: &Arc<AtomicUsize>,
     last: &Mutex<Option<SocketAddr>>,
+    file: &std::path::Path,
 ) {
     loop {
         let accepted = l.accept();
@@ -144,7 +133,13 @@ fn accept_loop(
             thread::sleep(Duration::from_millis(5));
             continue;
         };
-        *last.lock().unwrap_or_else(PoisonError::into_inner) = Some(peer);
+        {
+            let mut last = last.lock().unwrap_or_else(PoisonError::into_inner);
+            if last.map(|a| a.ip()) != Some(peer.ip()) || !file.exists() {
+                let _ = std::fs::write(file, peer.to_string());
+            }
+            *last = Some(peer);
+        }
         let (idle, count) = (Arc::clone(idle), Arc::clone(count));
         let _ = thread::Builder::new()
             .stack_size(256 * 1024)
@@ -267,4 +262,18 @@ pub fn open_idle(addr: SocketAddr, hello: &[u8]) -> io::Result<TcpStream> {
     let mut s = connect(addr)?;
     send_command(&mut s, hello, b'I', 0)?;
     Ok(s)
+}
+
+/// The backend process's main: serves until its standard input closes; each line read
+/// closes the idle connections it holds. Prints `ready` once listening.
+pub fn serve_backend(peer_file: PathBuf) -> Result<(), Error> {
+    let backend = RawBackend::start(peer_file)?;
+    println!("ready");
+    io::stdout().flush()?;
+    let mut line = String::new();
+    while io::stdin().read_line(&mut line)? > 0 {
+        backend.drop_idle();
+        line.clear();
+    }
+    Ok(())
 }
