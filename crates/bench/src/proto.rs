@@ -183,6 +183,9 @@ fn serve(mut s: TcpStream, idle: &Mutex<Vec<TcpStream>>, count: &AtomicUsize) ->
                 got += n as u64;
             }
             s.write_all(&got.to_be_bytes())?;
+            // The client closes first, so no TIME_WAIT is left on the backend for a
+            // tuple a later connection may reuse.
+            while s.read(&mut buf)? > 0 {}
         }
         b'R' => {
             s.write_all(&buf[..ANSWER])?;
