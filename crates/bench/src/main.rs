@@ -390,7 +390,10 @@ fn measure(
         // The client closes first (its FIN reaches the backend before the backend
         // closes), so the backend keeps no TIME_WAIT for tuples later runs reuse.
         drop(conns);
-        thread::sleep(Duration::from_millis(500));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while peers::close_wait(&tb.backend_a) < held && Instant::now() < deadline {
+            thread::sleep(Duration::from_millis(100));
+        }
         backend.drop_idle()?;
         thread::sleep(Duration::from_millis(200));
     }

@@ -90,9 +90,13 @@ pub fn wire_ceiling(tb: &Topology) -> Result<(), Error> {
             &ROUTER_V6.to_string(),
         ])?;
     }
-    // Many short connections from one client address.
+    // Many short connections from one client address. The client's ports and nginx's
+    // upstream ports (the router's range) never overlap, so a tuple one peer left on the
+    // backend (same embedded source address) is never met by the other.
     tb.client
-        .sysctl("net.ipv4.ip_local_port_range", "1024 65000")?;
+        .sysctl("net.ipv4.ip_local_port_range", "1024 32767")?;
+    tb.router
+        .sysctl("net.ipv4.ip_local_port_range", "32768 60999")?;
     tb.client.sysctl("net.ipv4.tcp_tw_reuse", "1")?;
     Ok(())
 }
@@ -437,4 +441,13 @@ pub fn describe_machine() -> String {
     let _ = writeln!(out, "- Kernel: {kernel}");
     let _ = writeln!(out, "- nginx: {nginx}");
     out
+}
+
+/// How many TCP sockets in `ns` are in CLOSE_WAIT (their peer has closed).
+pub fn close_wait(ns: &Netns) -> usize {
+    ns.command("ss")
+        .args(["-Htn", "state", "close-wait"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).lines().count())
+        .unwrap_or(0)
 }
