@@ -1,0 +1,555 @@
+//! `kracauer-bench`: Kracauer against nginx (`ssl_preread`, transparent `proxy_bind` to
+//! the embedded address) and against the kernel forwarding plain IPv6 (the ceiling), on
+//! the namespace testbed, in one run. Workloads: bulk download and upload with 1 and 8
+//! streams, connection rate at concurrency 64, idle connections' memory, and one real
+//! TLS download. Rounds alternate the peers; the report gives medians and the
+//! Kracauer/nginx ratio, as markdown and PNG plots.
+//!
+//! `kracauer-bench [--quick] [--out DIR] [--rounds N] [--no-perf]`. Needs root.
+
+mod peers;
+mod proto;
+mod report;
+
+use std::net::{SocketAddr, TcpStream};
+use std::path::PathBuf;
+use std::process::{Command, ExitCode, Stdio};
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use kracauer_testbed::{Error, Topology, Variant};
+use rustls::pki_types::ServerName;
+use rustls::{ClientConnection, StreamOwned};
+
+use peers::{Peer, Running};
+use report::Samples;
+
+/// The knobs of one run.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub quick: bool,
+    pub rounds: usize,
+    pub bulk: Duration,
+    pub rate: Duration,
+    pub idle: usize,
+    pub tls_bytes: u64,
+    pub perf: bool,
+    pub out: PathBuf,
+}
+
+impl Plan {
+    fn from_args() -> Result<Plan, String> {
+        let mut plan = Plan {
+            quick: false,
+            rounds: 3,
+            bulk: Duration::from_secs(3),
+            rate: Duration::from_secs(3),
+            idle: 10_000,
+            tls_bytes: 256 << 20,
+            perf: true,
+            out: PathBuf::from("bench/results"),
+        };
+        let mut args = std::env::args().skip(1);
+        let mut rounds = None;
+        while let Some(a) = args.next() {
+            match a.as_str() {
+                "--quick" => {
+                    plan.quick = true;
+                    plan.bulk = Duration::from_millis(400);
+                    plan.rate = Duration::from_millis(500);
+                    plan.idle = 300;
+                    plan.tls_bytes = 16 << 20;
+                    plan.perf = false;
+                    plan.rounds = 1;
+                }
+                "--no-perf" => plan.perf = false,
+                "--out" => plan.out = args.next().ok_or("--out needs a directory")?.into(),
+                "--rounds" => {
+                    rounds = Some(
+                        args.next()
+                            .and_then(|n| n.parse().ok())
+                            .ok_or("--rounds needs a number")?,
+                    );
+                }
+                "-h" | "--help" => {
+                    return Err(
+                        "usage: kracauer-bench [--quick] [--out DIR] [--rounds N] [--no-perf]"
+                            .into(),
+                    );
+                }
+                other => return Err(format!("unknown argument {other:?}")),
+            }
+        }
+        if let Some(r) = rounds {
+            plan.rounds = r;
+        }
+        Ok(plan)
+    }
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some("--serve-backend") {
+        let file = PathBuf::from(args.get(2).map_or("/dev/null", String::as_str));
+        return match proto::serve_backend(file) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("kracauer-bench backend: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    let plan = match Plan::from_args() {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(2);
+        }
+    };
+    if !kracauer_testbed::is_root() {
+        eprintln!("kracauer-bench needs root (network namespaces, a TUN device, nginx as root)");
+        return ExitCode::from(2);
+    }
+    match run(&plan) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("kracauer-bench: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn raise_nofile() {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    if let Ok((_, hard)) = getrlimit(Resource::RLIMIT_NOFILE) {
+        let want = 200_000.min(hard.max(65_536));
+        let _ = setrlimit(Resource::RLIMIT_NOFILE, want, want.max(hard));
+    }
+}
+
+fn run(plan: &Plan) -> Result<(), Error> {
+    let started = Instant::now();
+    raise_nofile();
+    let nginx = peers::ensure_nginx();
+    if let Err(e) = &nginx {
+        eprintln!("bench: nginx unavailable, it is left out of this run: {e}");
+    }
+    let peers: Vec<Peer> = Peer::ALL
+        .into_iter()
+        .filter(|p| *p != Peer::Nginx || nginx.is_ok())
+        .collect();
+    let tb = Topology::build(Variant::Routed)?;
+    peers::wire_ceiling(&tb)?;
+    let mut backend = Backend::start(&tb)?;
+    let hello = Arc::new(proto::client_hello()?);
+    let mut samples = Samples::default();
+    for round in 0..plan.rounds {
+        // Alternate the order each round so no peer always runs first.
+        let mut order = peers.clone();
+        if round % 2 == 1 {
+            order.reverse();
+        }
+        for peer in order {
+            eprintln!(
+                "bench: round {} / {}, {}",
+                round + 1,
+                plan.rounds,
+                peer.name()
+            );
+            let running = Running::start(peer, &tb)?;
+            let result = measure(
+                plan,
+                &tb,
+                &mut backend,
+                &hello,
+                peer,
+                &running,
+                &mut samples,
+            );
+            running.stop()?;
+            result?;
+        }
+    }
+    let perf = if plan.perf {
+        profile(plan, &tb, &hello).unwrap_or_else(|e| format!("perf failed: {e}\n"))
+    } else {
+        String::new()
+    };
+    drop(backend);
+    let nginx_conf = peers::nginx_config(std::path::Path::new("/tmp/krc-tbPID-N"));
+    std::fs::create_dir_all(&plan.out)?;
+    let text = report::write(
+        plan,
+        &samples,
+        &peers,
+        &nginx_conf,
+        &perf,
+        started.elapsed(),
+    )?;
+    println!("{text}");
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)]
+fn measure(
+    plan: &Plan,
+    tb: &Topology,
+    backend: &mut Backend,
+    hello: &Arc<Vec<u8>>,
+    peer: Peer,
+    running: &Running<'_>,
+    samples: &mut Samples,
+) -> Result<(), Error> {
+    let pids = running.pids();
+    let addr = peer.raw_addr();
+    // Warm up (neighbour discovery, first flow) and check the path end to end.
+    let _ = std::fs::remove_file(&backend.peer_file);
+    let h = Arc::clone(hello);
+    tb.client
+        .run(move || {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            loop {
+                match proto::request(addr, &h) {
+                    Ok(_) => return Ok(()),
+                    Err(e) if Instant::now() > deadline => return Err(e),
+                    Err(_) => thread::sleep(Duration::from_millis(100)),
+                }
+            }
+        })?
+        .map_err(|e| Error::Setup(format!("{}: the warm-up request failed: {e}", peer.name())))?;
+    samples.seen(peer, backend.last_peer());
+    for (up, streams) in [(false, 1), (false, 8), (true, 1), (true, 8)] {
+        let what = format!("bulk {} x{streams}", if up { "upload" } else { "download" });
+        let m0 = peers::machine_cpu();
+        let p0 = peers::process_cpu(&pids);
+        let dur = plan.bulk;
+        let h = Arc::clone(hello);
+        let results = tb.client.run(move || {
+            thread::scope(|s| {
+                let handles: Vec<_> = (0..streams)
+                    .map(|_| s.spawn(|| proto::bulk_stream(addr, &h, up, dur)))
+                    .collect();
+                handles
+                    .into_iter()
+                    .map(|t| {
+                        t.join()
+                            .unwrap_or_else(|_| Err(std::io::Error::other("panic")))
+                    })
+                    .collect::<Vec<_>>()
+            })
+        })?;
+        let m1 = peers::machine_cpu();
+        let p1 = peers::process_cpu(&pids);
+        let mut bytes = 0u64;
+        let mut secs = 0f64;
+        let mut failed = false;
+        for r in results {
+            match r {
+                Ok((b, s)) => {
+                    bytes += b;
+                    secs = secs.max(s);
+                }
+                Err(e) => {
+                    eprintln!("bench: {}: {what}: a stream failed: {e}", peer.name());
+                    failed = true;
+                }
+            }
+        }
+        if failed {
+            samples.add(peer, &format!("{what}: failed runs"), 1.0);
+            continue;
+        }
+        let gb = bytes as f64 / 1e9;
+        samples.add(peer, &format!("{what}: Gbit/s"), gb * 8.0 / secs);
+        samples.add(peer, &format!("{what}: machine CPU s/GB"), (m1 - m0) / gb);
+        if peer != Peer::Kernel {
+            samples.add(
+                peer,
+                &format!("{what}: router process CPU s/GB"),
+                (p1 - p0) / gb,
+            );
+        }
+    }
+    // Connection rate at concurrency 64.
+    {
+        let h = Arc::clone(hello);
+        let dur = plan.rate;
+        let (count, errors, mut ttfb, secs) = tb.client.run(move || {
+            let start = Instant::now();
+            let per: Vec<(Vec<Duration>, u64)> = thread::scope(|s| {
+                let handles: Vec<_> = (0..64)
+                    .map(|_| {
+                        s.spawn(|| {
+                            let mut t = Vec::new();
+                            let mut errors = 0u64;
+                            while start.elapsed() < dur {
+                                match proto::request(addr, &h) {
+                                    Ok(d) => t.push(d),
+                                    Err(_) => errors += 1,
+                                }
+                            }
+                            (t, errors)
+                        })
+                    })
+                    .collect();
+                handles.into_iter().filter_map(|t| t.join().ok()).collect()
+            });
+            let secs = start.elapsed().as_secs_f64();
+            let errors: u64 = per.iter().map(|p| p.1).sum();
+            let all: Vec<Duration> = per.into_iter().flat_map(|p| p.0).collect();
+            (all.len(), errors, all, secs)
+        })?;
+        if errors > 0 {
+            eprintln!(
+                "bench: {}: {errors} failed connections in the rate run",
+                peer.name()
+            );
+        }
+        ttfb.sort();
+        let pct = |p: f64| {
+            ttfb.get(((ttfb.len() as f64 - 1.0) * p).round() as usize)
+                .map_or(f64::NAN, |d| d.as_secs_f64() * 1e3)
+        };
+        samples.add(peer, "rate c64: connections/s", count as f64 / secs);
+        samples.add(peer, "rate c64: TTFB p50 ms", pct(0.5));
+        samples.add(peer, "rate c64: TTFB p99 ms", pct(0.99));
+        samples.add(peer, "rate c64: failed connections", errors as f64);
+    }
+    // Real TLS: one download through rustls, end to end.
+    {
+        let config = tb.client_tls();
+        let n = plan.tls_bytes;
+        let taddr = peer.tls_addr();
+        match tb.client.run(move || tls_download(&config, taddr, n))? {
+            Ok((bytes, secs)) => samples.add(
+                peer,
+                "real TLS download x1: Gbit/s",
+                bytes as f64 * 8.0 / 1e9 / secs,
+            ),
+            Err(e) => eprintln!("bench: {}: the real TLS download failed: {e}", peer.name()),
+        }
+    }
+    // Idle connections: router-side memory by difference.
+    if peer != Peer::Kernel {
+        let (tcp_v4, tcp_v6) = peers::tcp_slab_sizes();
+        let s0 = peers::sockstat(&tb.router);
+        let b0 = peers::sockstat(&tb.backend_a).v6;
+        let r0 = peers::rss(&pids);
+        let n = plan.idle;
+        let h = Arc::clone(hello);
+        let (conns, failed): (Vec<TcpStream>, usize) = tb.client.run(move || {
+            let mut failed = 0;
+            let conns = (0..n)
+                .filter_map(|_| proto::open_idle(addr, &h).map_err(|_| failed += 1).ok())
+                .collect();
+            (conns, failed)
+        })?;
+        if failed > 0 {
+            eprintln!(
+                "bench: {}: {failed} idle connections failed to open",
+                peer.name()
+            );
+        }
+        samples.add(peer, "idle: connections that failed to open", failed as f64);
+        let n = conns.len();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let held = || peers::sockstat(&tb.backend_a).v6.saturating_sub(b0) as usize;
+        while held() < n && Instant::now() < deadline {
+            thread::sleep(Duration::from_millis(50));
+        }
+        let held = held().min(n);
+        thread::sleep(Duration::from_millis(300));
+        let pids = running.pids();
+        let s1 = peers::sockstat(&tb.router);
+        let r1 = peers::rss(&pids);
+        let per = |x: f64| x / held.max(1) as f64;
+        let process = per(r1 as f64 - r0 as f64);
+        let sockets_v4 = s1.v4 as f64 - s0.v4 as f64;
+        let sockets_v6 = s1.v6 as f64 - s0.v6 as f64;
+        let kernel = per(sockets_v4 * tcp_v4 as f64 + sockets_v6 * tcp_v6 as f64);
+        let buffers = per((s1.mem_pages as f64 - s0.mem_pages as f64) * 4096.0);
+        samples.add(peer, "idle: connections held", held as f64);
+        samples.add(peer, "idle: process RSS bytes/conn", process);
+        samples.add(
+            peer,
+            "idle: router sockets/conn",
+            per(sockets_v4 + sockets_v6),
+        );
+        samples.add(peer, "idle: kernel socket objects bytes/conn", kernel);
+        samples.add(
+            peer,
+            "idle: TCP buffer pages bytes/conn (machine-wide)",
+            buffers,
+        );
+        samples.add(
+            peer,
+            "idle: total bytes/conn",
+            process + kernel + buffers.max(0.0),
+        );
+        // The client closes first (its FIN reaches the backend before the backend
+        // closes), so the backend keeps no TIME_WAIT for tuples later runs reuse.
+        drop(conns);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while peers::close_wait(&tb.backend_a) < held && Instant::now() < deadline {
+            thread::sleep(Duration::from_millis(100));
+        }
+        backend.drop_idle()?;
+        thread::sleep(Duration::from_millis(200));
+    }
+    Ok(())
+}
+
+fn tls_download(
+    config: &Arc<rustls::ClientConfig>,
+    addr: SocketAddr,
+    n: u64,
+) -> Result<(u64, f64), Error> {
+    use std::io::{Read, Write};
+    let start = Instant::now();
+    let s = TcpStream::connect_timeout(&addr, Duration::from_secs(10))?;
+    s.set_read_timeout(Some(Duration::from_secs(30)))?;
+    let name = ServerName::try_from("a.example").map_err(|e| Error::Setup(e.to_string()))?;
+    let conn = ClientConnection::new(Arc::clone(config), name)?;
+    let mut tls = StreamOwned::new(conn, s);
+    write!(
+        tls,
+        "GET /source/{n} HTTP/1.1\r\nHost: a.example\r\nConnection: close\r\n\r\n"
+    )?;
+    tls.flush()?;
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut got = 0u64;
+    loop {
+        match tls.read(&mut buf) {
+            Ok(0) => break,
+            Ok(k) => got += k as u64,
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => break,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    if got < n {
+        return Err(Error::Setup(format!("TLS download got {got} of {n} bytes")));
+    }
+    Ok((got, start.elapsed().as_secs_f64()))
+}
+
+/// Where Kracauer's time goes: `perf record` of the daemon during an 8-stream download.
+fn profile(plan: &Plan, tb: &Topology, hello: &Arc<Vec<u8>>) -> Result<String, Error> {
+    let running = Running::start(Peer::Kracauer, tb)?;
+    let pid = running.pids()[0];
+    let data = tb.dir().join("perf.data");
+    let secs = plan.bulk.as_secs().max(2) + 1;
+    let mut rec = Command::new("perf")
+        .args([
+            "record",
+            "-q",
+            "-F",
+            "999",
+            "-g",
+            "-p",
+            &pid.to_string(),
+            "-o",
+        ])
+        .arg(&data)
+        .args(["--", "sleep", &secs.to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| Error::Setup(format!("perf: {e}")))?;
+    thread::sleep(Duration::from_millis(300));
+    let h = Arc::clone(hello);
+    let addr = Peer::Kracauer.raw_addr();
+    let dur = Duration::from_secs(secs.saturating_sub(1));
+    let _ = tb.client.run(move || {
+        thread::scope(|s| {
+            for _ in 0..8 {
+                s.spawn(|| proto::bulk_stream(addr, &h, false, dur));
+            }
+        });
+    });
+    let _ = rec.wait();
+    running.stop()?;
+    let out = Command::new("perf")
+        .args([
+            "report",
+            "--stdio",
+            "--no-children",
+            "-g",
+            "none",
+            "--percent-limit",
+            "1",
+            "-i",
+        ])
+        .arg(&data)
+        .stderr(Stdio::null())
+        .output()
+        .map_err(|e| Error::Setup(format!("perf report: {e}")))?;
+    let text: String = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .take(40)
+        .map(|l| format!("{l}\n"))
+        .collect();
+    Ok(text)
+}
+
+/// The raw backend's process in backend a's namespace.
+#[derive(Debug)]
+struct Backend {
+    child: std::process::Child,
+    stdin: std::process::ChildStdin,
+    peer_file: PathBuf,
+}
+
+impl Backend {
+    fn start(tb: &Topology) -> Result<Backend, Error> {
+        use std::io::BufRead;
+        let peer_file = tb.dir().join("backend-peer");
+        let mut child = tb
+            .backend_a
+            .command(std::env::current_exe()?)
+            .arg("--serve-backend")
+            .arg(&peer_file)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .map_err(|e| Error::Setup(format!("cannot start the backend: {e}")))?;
+        let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
+            return Err(Error::Setup("the backend has no pipes".into()));
+        };
+        let mut line = String::new();
+        std::io::BufReader::new(stdout).read_line(&mut line)?;
+        if line.trim() != "ready" {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(Error::Setup("the backend did not start".into()));
+        }
+        Ok(Backend {
+            child,
+            stdin,
+            peer_file,
+        })
+    }
+
+    fn drop_idle(&mut self) -> Result<(), Error> {
+        use std::io::Write;
+        self.stdin.write_all(b"drop\n")?;
+        Ok(())
+    }
+
+    fn last_peer(&self) -> Option<SocketAddr> {
+        std::fs::read_to_string(&self.peer_file)
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
+    }
+}
+
+impl Drop for Backend {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
