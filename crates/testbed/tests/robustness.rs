@@ -15,7 +15,7 @@ use std::process::{Command, Output, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use kracauer_testbed::topology::{CLIENT_V4, HTTP_PORT, HTTPS_PORT, SERVICE_V4};
+use kracauer_testbed::topology::{BACKEND_A, CLIENT_V4, HTTP_PORT, HTTPS_PORT, SERVICE_V4};
 use kracauer_testbed::{Kracauer, Topology, Variant, privileged};
 
 /// The tests here load the machine on purpose: they run one at a time, so one's flood is
@@ -565,6 +565,23 @@ fn large_transfers_cross_small_mtus_through_translated_packet_too_big() {
     for ns in [&tb.backend_a, &tb.backend_b] {
         ns.ip(["link", "set", "eth0", "mtu", "1280"]).unwrap();
     }
+    // The links were just changed: wait (bounded) until the router reaches backend a, so
+    // a neighbour-discovery hiccup is not taken for Kracauer's failure.
+    let backend = std::net::SocketAddr::from((BACKEND_A, HTTP_PORT));
+    let reachable = (0..10).any(|_| {
+        let ok = tb
+            .router
+            .run(move || std::net::TcpStream::connect_timeout(&backend, Duration::from_secs(1)))
+            .is_ok_and(|r| r.is_ok());
+        if !ok {
+            thread::sleep(Duration::from_millis(500));
+        }
+        ok
+    });
+    assert!(
+        reachable,
+        "backend a unreachable from the router after the MTU change"
+    );
     let _k = tb.start_kracauer(&tb.config("")).unwrap();
     let oow_before = client_counter(&tb, "/proc/net/netstat", "TcpExt", "OutOfWindowIcmps");
     let unreach_before = client_counter(&tb, "/proc/net/snmp", "Icmp", "InDestUnreachs");
