@@ -174,7 +174,7 @@ pub fn ensure_nginx() -> Result<(), Error> {
 /// A peer running on the router.
 #[derive(Debug)]
 pub enum Running<'tb> {
-    Kracauer(Kracauer<'tb>),
+    Kracauer { k: Kracauer<'tb>, tb: &'tb Topology },
     Nginx { child: Child, tb: &'tb Topology },
     Kernel,
 }
@@ -182,7 +182,17 @@ pub enum Running<'tb> {
 impl<'tb> Running<'tb> {
     pub fn start(peer: Peer, tb: &'tb Topology) -> Result<Self, Error> {
         match peer {
-            Peer::Kracauer => Ok(Running::Kracauer(tb.start_kracauer(&kracauer_config())?)),
+            Peer::Kracauer => {
+                // The router forwards to the TUN; without this, a TIME_WAIT socket nginx
+                // left on 203.0.113.10:443 (up to 60 s) is found by the kernel's early
+                // demux, and ip_forward drops a packet that carries a socket: a client
+                // SYN reusing that port is black-holed until the TIME_WAIT expires.
+                tb.router.sysctl("net.ipv4.ip_early_demux", "0")?;
+                Ok(Running::Kracauer {
+                    k: tb.start_kracauer(&kracauer_config())?,
+                    tb,
+                })
+            }
             Peer::Kernel => Ok(Running::Kernel),
             Peer::Nginx => {
                 let r = &tb.router;
@@ -217,7 +227,7 @@ impl<'tb> Running<'tb> {
     /// The router-side processes of this peer (none for the kernel).
     pub fn pids(&self) -> Vec<u32> {
         match self {
-            Running::Kracauer(k) => vec![k.pid()],
+            Running::Kracauer { k, .. } => vec![k.pid()],
             Running::Kernel => Vec::new(),
             Running::Nginx { tb, .. } => {
                 let Some(master) = std::fs::read_to_string(tb.dir().join("nginx.pid"))
@@ -236,8 +246,9 @@ impl<'tb> Running<'tb> {
     /// Stops the peer and undoes what it set up.
     pub fn stop(self) -> Result<(), Error> {
         match self {
-            Running::Kracauer(k) => {
+            Running::Kracauer { k, tb } => {
                 k.terminate()?;
+                tb.router.sysctl("net.ipv4.ip_early_demux", "1")?;
             }
             Running::Kernel => {}
             Running::Nginx { mut child, tb } => {
@@ -263,6 +274,10 @@ impl<'tb> Running<'tb> {
                 }
                 thread::sleep(Duration::from_millis(100));
                 let r = &tb.router;
+                eprintln!(
+                    "bench: TCP sockets nginx left in the router namespace: {}",
+                    socket_states(r)
+                );
                 r.ip(["-6", "route", "del", "local", PREFIX, "dev", "lo"])?;
                 r.ip(["addr", "del", &format!("{SERVICE_V4}/32"), "dev", "lo"])?;
             }
@@ -450,4 +465,26 @@ pub fn close_wait(ns: &Netns) -> usize {
         .output()
         .map(|o| String::from_utf8_lossy(&o.stdout).lines().count())
         .unwrap_or(0)
+}
+
+/// A count of the TCP sockets in `ns` by state (`ss -Htan`), e.g. `TIME-WAIT=812`.
+pub fn socket_states(ns: &Netns) -> String {
+    let out = ns
+        .command("ss")
+        .args(["-Htan"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default();
+    let mut counts: Vec<(String, usize)> = Vec::new();
+    for state in out.lines().filter_map(|l| l.split_whitespace().next()) {
+        match counts.iter_mut().find(|(s, _)| s == state) {
+            Some((_, n)) => *n += 1,
+            None => counts.push((state.to_owned(), 1)),
+        }
+    }
+    counts
+        .iter()
+        .map(|(s, n)| format!("{s}={n}"))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
