@@ -302,8 +302,10 @@ impl Engine {
         let mut tcp = TcpPacket::new_unchecked(tcp_bytes);
         let form = ChecksumForm::Full;
         tcp.rewrite_seq_number(client_seq, form);
-        if timestamps && seg.options.timestamps.is_some() {
-            let _ = tcp.map_timestamps(form, |v, e| (v.wrapping_sub(ts_offset), e));
+        if timestamps {
+            if let (Some(at), Some((tsval, tsecr))) = (seg.timestamps_at, seg.options.timestamps) {
+                let _ = tcp.rewrite_timestamps_at(at, tsval.wrapping_sub(ts_offset), tsecr, form);
+            }
         }
         if backend_ws != client_ws {
             let bytes = u32::from(seg.window) << backend_ws;

@@ -93,6 +93,20 @@ impl Engine {
             // scanner's probe; spliced flows leave the judgement to the backend.
             return Verdict::Dropped(DropReason::ClientBadFlags);
         }
+        // A new SYN on a closing tuple starts fresh: the old flow ends here.
+        let id = match id {
+            Some(id) if seg.syn() && !seg.ack_flag() => {
+                match self.flows.get(id).map(|f| &f.state) {
+                    Some(FlowState::Closing(c)) => {
+                        let outcome = c.outcome;
+                        self.finish(now, id, outcome);
+                        None
+                    }
+                    _ => Some(id),
+                }
+            }
+            other => other,
+        };
         let Some(id) = id else {
             return self.client_without_flow(
                 now,
@@ -105,26 +119,6 @@ impl Engine {
                 out,
             );
         };
-        let Some(flow) = self.flows.get_mut(id) else {
-            return Verdict::Dropped(DropReason::ClientNoFlow);
-        };
-        if let FlowState::Closing(c) = &flow.state {
-            if seg.syn() && !seg.ack_flag() {
-                // A new SYN on a closing tuple starts fresh.
-                let outcome = c.outcome;
-                self.finish(now, id, outcome);
-                return self.client_without_flow(
-                    now,
-                    key,
-                    protocol,
-                    &seg,
-                    checksum_ok,
-                    buf,
-                    payload,
-                    out,
-                );
-            }
-        }
         let Some(flow) = self.flows.get_mut(id) else {
             return Verdict::Dropped(DropReason::ClientNoFlow);
         };
@@ -706,8 +700,10 @@ impl Engine {
         if seg.options.sack && tcp.shift_sack_edges(delta, form).is_err() {
             return Verdict::Dropped(DropReason::ClientMalformed);
         }
-        if timestamps && seg.options.timestamps.is_some() {
-            let _ = tcp.map_timestamps(form, |v, e| (v, e.wrapping_add(ts_offset)));
+        if timestamps {
+            if let (Some(at), Some((tsval, tsecr))) = (seg.timestamps_at, seg.options.timestamps) {
+                let _ = tcp.rewrite_timestamps_at(at, tsval, tsecr.wrapping_add(ts_offset), form);
+            }
         }
         if let Some(shift) = expand {
             let w = (u32::from(seg.window) << shift).min(0xffff) as u16;

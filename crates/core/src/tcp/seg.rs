@@ -30,19 +30,27 @@ pub struct SegInfo {
     /// Offset of the payload from the start of the TCP header.
     pub payload_offset: usize,
     pub options: SegOptions,
+    /// Offset of the Timestamps option's kind byte from the start of the TCP header, so
+    /// that rewriting it does not walk the options a second time.
+    pub timestamps_at: Option<usize>,
 }
 
 impl SegInfo {
     /// Reads a checked TCP segment; options that do not parse are an error.
     pub fn parse<T: AsRef<[u8]>>(tcp: &TcpPacket<T>) -> Result<Self, WireError> {
         let mut options = SegOptions::default();
+        let mut timestamps_at = None;
         for o in tcp.options() {
-            match o?.1 {
+            let (at, option) = o?;
+            match option {
                 TcpOption::Mss(m) => options.mss = Some(m),
                 TcpOption::WindowScale(w) => options.wscale = Some(w.min(14)),
                 TcpOption::SackPermitted => options.sack_permitted = true,
                 TcpOption::Sack(_) => options.sack = true,
-                TcpOption::Timestamps { tsval, tsecr } => options.timestamps = Some((tsval, tsecr)),
+                TcpOption::Timestamps { tsval, tsecr } => {
+                    options.timestamps = Some((tsval, tsecr));
+                    timestamps_at = Some(at);
+                }
                 TcpOption::Unknown { .. } | TcpOption::Malformed { .. } => {}
             }
         }
@@ -57,6 +65,7 @@ impl SegInfo {
             payload_len: payload.len() as u32,
             payload_offset: payload.start,
             options,
+            timestamps_at,
         })
     }
 
