@@ -697,7 +697,7 @@ impl Engine {
         if seg.ack_flag() {
             tcp.rewrite_ack_number(seg.ack + delta, form);
         }
-        if seg.options.sack && tcp.shift_sack_edges(delta, form).is_err() {
+        if seg.sack && tcp.shift_sack_edges(delta, form).is_err() {
             return Verdict::Dropped(DropReason::ClientMalformed);
         }
         if timestamps {

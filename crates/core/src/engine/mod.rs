@@ -132,8 +132,7 @@ impl Engine {
         self.flows.len()
     }
 
-    /// Number of flows by state name (for metrics; walks nothing, counts what the engine
-    /// tracks).
+    /// Number of half-open flows (SYN answered with state, no ACK yet).
     pub fn half_open(&self) -> usize {
         self.half_open
     }

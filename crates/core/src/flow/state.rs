@@ -65,20 +65,6 @@ pub enum FlowState {
     Closing(Closing),
 }
 
-impl FlowState {
-    /// Short name for logs and metrics.
-    pub fn name(&self) -> &'static str {
-        match self {
-            FlowState::SynReceived => "syn_received",
-            FlowState::Peeking(_) => "peeking",
-            FlowState::Connecting(_) => "connecting",
-            FlowState::Spliced(_) => "spliced",
-            FlowState::Refused(_) => "refused",
-            FlowState::Closing(_) => "closing",
-        }
-    }
-}
-
 /// Peeking: the buffer.
 #[derive(Debug, Default)]
 pub struct Peeking {

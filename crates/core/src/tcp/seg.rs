@@ -1,20 +1,9 @@
 //! A parsed summary of one TCP segment: the fields the engine decides on, copied out of
 //! the packet so that the packet's buffer can then be rewritten.
 
+use crate::tcp::emit::Options;
 use crate::wire::WireError;
 use crate::wire::tcp::{SeqNumber, TcpOption, TcpPacket, flags};
-
-/// The options the engine looks at.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct SegOptions {
-    pub mss: Option<u16>,
-    pub wscale: Option<u8>,
-    pub sack_permitted: bool,
-    /// (TSval, TSecr)
-    pub timestamps: Option<(u32, u32)>,
-    /// Whether a SACK option is present.
-    pub sack: bool,
-}
 
 /// One segment's header fields.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,7 +18,10 @@ pub struct SegInfo {
     pub payload_len: u32,
     /// Offset of the payload from the start of the TCP header.
     pub payload_offset: usize,
-    pub options: SegOptions,
+    /// The options the engine negotiates or rewrites, in the same type it emits them with.
+    pub options: Options,
+    /// Whether a SACK option (blocks) is present.
+    pub sack: bool,
     /// Offset of the Timestamps option's kind byte from the start of the TCP header, so
     /// that rewriting it does not walk the options a second time.
     pub timestamps_at: Option<usize>,
@@ -38,7 +30,8 @@ pub struct SegInfo {
 impl SegInfo {
     /// Reads a checked TCP segment; options that do not parse are an error.
     pub fn parse<T: AsRef<[u8]>>(tcp: &TcpPacket<T>) -> Result<Self, WireError> {
-        let mut options = SegOptions::default();
+        let mut options = Options::default();
+        let mut sack = false;
         let mut timestamps_at = None;
         for o in tcp.options() {
             let (at, option) = o?;
@@ -46,7 +39,7 @@ impl SegInfo {
                 TcpOption::Mss(m) => options.mss = Some(m),
                 TcpOption::WindowScale(w) => options.wscale = Some(w.min(14)),
                 TcpOption::SackPermitted => options.sack_permitted = true,
-                TcpOption::Sack(_) => options.sack = true,
+                TcpOption::Sack(_) => sack = true,
                 TcpOption::Timestamps { tsval, tsecr } => {
                     options.timestamps = Some((tsval, tsecr));
                     timestamps_at = Some(at);
@@ -65,6 +58,7 @@ impl SegInfo {
             payload_len: payload.len() as u32,
             payload_offset: payload.start,
             options,
+            sack,
             timestamps_at,
         })
     }
