@@ -10,6 +10,7 @@ pub mod addr;
 pub mod engine;
 pub mod flow;
 pub mod name;
+pub mod offload;
 pub mod peek;
 pub mod route;
 pub mod tcp;

@@ -4,7 +4,7 @@
 use std::net::{SocketAddrV4, SocketAddrV6};
 
 use super::client::ts_at_least;
-use super::{Engine, Verdict};
+use super::{Engine, RxChecksum, Verdict};
 use crate::engine::event::Event;
 use crate::engine::output::Output;
 use crate::engine::stats::{Direction, DropReason, Outcome};
@@ -26,6 +26,7 @@ impl Engine {
         now: Time,
         buf: &mut [u8],
         start: usize,
+        checksum: RxChecksum,
         out: &mut Output,
     ) -> Verdict {
         let Some(packet) = buf.get(start..) else {
@@ -83,7 +84,9 @@ impl Engine {
             self.flows.get(id).map(|f| &f.state),
             Some(FlowState::Connecting(_))
         );
-        let checksum_ok = !connecting || tcp.verify_checksum_v6(&ip.src_addr(), &ip.dst_addr());
+        let checksum_ok = !connecting
+            || !checksum.needs_verifying()
+            || tcp.verify_checksum_v6(&ip.src_addr(), &ip.dst_addr());
         let Some(flow) = self.flows.get_mut(id) else {
             return Verdict::Dropped(DropReason::BackendNoFlow);
         };
@@ -99,7 +102,7 @@ impl Engine {
                 Verdict::Consumed
             }
             FlowState::Spliced(_) | FlowState::Closing(_) => {
-                self.forward_to_client(now, id, &seg, buf, start, upper.offset)
+                self.forward_to_client(now, id, &seg, buf, start, upper.offset, checksum.form())
             }
             _ => Verdict::Dropped(DropReason::BackendUnexpected),
         }
@@ -258,6 +261,7 @@ impl Engine {
     }
 
     /// Translates a spliced flow's segment for the client, in place.
+    #[allow(clippy::too_many_arguments)]
     fn forward_to_client(
         &mut self,
         now: Time,
@@ -266,6 +270,7 @@ impl Engine {
         buf: &mut [u8],
         start: usize,
         tcp_offset: usize,
+        form: ChecksumForm,
     ) -> Verdict {
         let linger = self.config.linger;
         let ident = self.ident();
@@ -300,7 +305,6 @@ impl Engine {
             return Verdict::Dropped(DropReason::BackendMalformed);
         };
         let mut tcp = TcpPacket::new_unchecked(tcp_bytes);
-        let form = ChecksumForm::Full;
         tcp.rewrite_seq_number(client_seq, form);
         if timestamps {
             if let (Some(at), Some((tsval, tsecr))) = (seg.timestamps_at, seg.options.timestamps) {

@@ -3,7 +3,7 @@
 
 use core::time::Duration;
 
-use super::{Engine, Verdict};
+use super::{Engine, RxChecksum, Verdict};
 use crate::engine::config::Protocol;
 use crate::engine::output::Output;
 use crate::engine::stats::{Direction, DropReason, Outcome};
@@ -34,6 +34,7 @@ impl Engine {
         now: Time,
         buf: &mut [u8],
         start: usize,
+        checksum: RxChecksum,
         out: &mut Output,
     ) -> Verdict {
         let Some(packet) = buf.get(start..) else {
@@ -84,7 +85,8 @@ impl Engine {
                 FlowState::Closing(_) => !seg.syn() || seg.ack_flag(),
                 _ => false,
             });
-        let checksum_ok = forwarding || tcp.verify_checksum_v4(client, service);
+        let checksum_ok =
+            forwarding || !checksum.needs_verifying() || tcp.verify_checksum_v4(client, service);
         let payload_start = start + ip.header_len() + seg.payload_offset;
         let payload = payload_start..payload_start + seg.payload_len as usize;
 
@@ -125,7 +127,7 @@ impl Engine {
         match &flow.state {
             FlowState::Spliced(_) | FlowState::Closing(_) => {
                 flow.last_seen = now;
-                self.forward_to_backend(now, id, key, &seg, buf, start)
+                self.forward_to_backend(now, id, key, &seg, buf, start, checksum.form())
             }
             _ if !checksum_ok => Verdict::Dropped(DropReason::ClientBadChecksum),
             FlowState::Refused(_) => self.client_refused(now, id, key, &seg, out),
@@ -655,6 +657,7 @@ impl Engine {
     }
 
     /// Translates a spliced flow's segment for the backend, in place.
+    #[allow(clippy::too_many_arguments)]
     fn forward_to_backend(
         &mut self,
         now: Time,
@@ -663,6 +666,7 @@ impl Engine {
         seg: &SegInfo,
         buf: &mut [u8],
         start: usize,
+        form: ChecksumForm,
     ) -> Verdict {
         let linger = self.config.linger;
         let Some((_, Some(bk))) = self.flows.keys(id) else {
@@ -693,7 +697,6 @@ impl Engine {
             return Verdict::Dropped(DropReason::ClientMalformed);
         };
         let mut tcp = TcpPacket::new_unchecked(tcp_bytes);
-        let form = ChecksumForm::Full;
         if seg.ack_flag() {
             tcp.rewrite_ack_number(seg.ack + delta, form);
         }

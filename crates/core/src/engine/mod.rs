@@ -42,6 +42,7 @@ use crate::flow::timers::Timers;
 use crate::route::RouteTable;
 use crate::tcp::isn::IsnSource;
 use crate::time::Time;
+use crate::wire::ChecksumForm;
 
 /// What became of a packet.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -52,6 +53,37 @@ pub enum Verdict {
     Consumed,
     /// Dropped and counted.
     Dropped(DropReason),
+}
+
+/// What the device that delivered a packet says of its TCP or UDP checksum.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RxChecksum {
+    /// Nothing: the field holds a finished checksum that nobody has checked yet. The
+    /// engine verifies it on every segment it reads itself.
+    #[default]
+    Unchecked,
+    /// The kernel verified the finished checksum (virtio-net `DATA_VALID`).
+    Valid,
+    /// `CHECKSUM_PARTIAL` (virtio-net `NEEDS_CSUM`): the field holds the folded
+    /// pseudo-header sum and the rest is computed when the packet leaves. Only the
+    /// kernel's own stack and GRO (which verified every segment it merged) produce such
+    /// packets, so the data is trusted as verified.
+    Partial,
+}
+
+impl RxChecksum {
+    /// Whether the engine must verify the checksum before trusting the segment.
+    pub fn needs_verifying(self) -> bool {
+        self == Self::Unchecked
+    }
+
+    /// The form the checksum field is in, for the rewrites of a forwarded packet.
+    pub fn form(self) -> ChecksumForm {
+        match self {
+            Self::Partial => ChecksumForm::Partial,
+            Self::Unchecked | Self::Valid => ChecksumForm::Full,
+        }
+    }
 }
 
 /// The translator.
@@ -154,6 +186,7 @@ impl Engine {
 
     /// Handles one packet read from the TUN: `buf[start..]` is the packet, and the bytes
     /// before `start` are headroom the IPv4→IPv6 translation may grow into (at least 20).
+    /// The transport checksum is taken to be a finished one, not yet verified.
     pub fn handle_packet(
         &mut self,
         now: Time,
@@ -161,10 +194,26 @@ impl Engine {
         start: usize,
         out: &mut Output,
     ) -> Verdict {
+        self.handle_packet_with(now, buf, start, RxChecksum::Unchecked, out)
+    }
+
+    /// [`handle_packet`](Self::handle_packet) for a packet whose device said something
+    /// about its transport checksum (a TUN with offloads): a [`RxChecksum::Partial`]
+    /// packet, which may be a GSO super-packet of up to 64 KB, keeps the partial form
+    /// through translation (only the pseudo-header's change is applied), so the kernel
+    /// finishes it, or segments it, when the packet leaves.
+    pub fn handle_packet_with(
+        &mut self,
+        now: Time,
+        buf: &mut [u8],
+        start: usize,
+        checksum: RxChecksum,
+        out: &mut Output,
+    ) -> Verdict {
         let version = buf.get(start).map_or(0, |b| b >> 4);
         let verdict = match version {
-            4 => self.handle_client(now, buf, start, out),
-            6 => self.handle_backend(now, buf, start, out),
+            4 => self.handle_client(now, buf, start, checksum, out),
+            6 => self.handle_backend(now, buf, start, checksum, out),
             _ => Verdict::Dropped(DropReason::ClientMalformed),
         };
         if let Verdict::Dropped(reason) = verdict {

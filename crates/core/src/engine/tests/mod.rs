@@ -8,6 +8,7 @@
 mod handshake;
 mod hostile;
 mod icmp;
+mod offload;
 mod splice;
 
 use std::net::{Ipv4Addr, Ipv6Addr};
@@ -168,21 +169,31 @@ impl Harness {
         }
     }
 
-    fn run(&mut self, mut buf: Vec<u8>) -> Step {
+    fn run(&mut self, buf: Vec<u8>) -> Step {
+        self.run_with(buf, RxChecksum::Unchecked).0
+    }
+
+    /// Hands `buf` (headroom, then the packet) to the engine as a device that says
+    /// `checksum` of it; returns the step and the buffer as the engine left it.
+    pub fn run_with(&mut self, mut buf: Vec<u8>, checksum: RxChecksum) -> (Step, Vec<u8>) {
         self.out.clear();
-        let verdict = self
-            .engine
-            .handle_packet(self.now, &mut buf, HEADROOM, &mut self.out);
+        let verdict =
+            self.engine
+                .handle_packet_with(self.now, &mut buf, HEADROOM, checksum, &mut self.out);
+        // A partial checksum stays partial: such a packet is left for the test to read.
         let forwarded = match &verdict {
-            Verdict::Forward(r) => Some(Sent::parse(&buf[r.clone()])),
+            Verdict::Forward(r) if checksum != RxChecksum::Partial => {
+                Some(Sent::parse(&buf[r.clone()]))
+            }
             _ => None,
         };
         let sent = self.out.packets().map(Sent::parse).collect();
-        Step {
+        let step = Step {
             verdict,
             forwarded,
             sent,
-        }
+        };
+        (step, buf)
     }
 
     /// The client sends a segment to `port` of the service address.
@@ -205,10 +216,7 @@ impl Harness {
             options,
             payload,
         };
-        let mut buf = vec![0u8; HEADROOM + seg.v4_len()];
-        seg.emit_v4(CLIENT, SERVICE, 1, &mut buf[HEADROOM..])
-            .unwrap();
-        self.run(buf)
+        self.run(client_packet(&seg))
     }
 
     /// The backend (port 80 or 8443) sends a segment to the client's embedded address.
@@ -231,10 +239,7 @@ impl Harness {
             options,
             payload,
         };
-        let mut buf = vec![0u8; HEADROOM + seg.v6_len()];
-        seg.emit_v6(&backend_addr(), &client6(), &mut buf[HEADROOM..])
-            .unwrap();
-        self.run(buf)
+        self.run(backend_packet(&seg))
     }
 
     pub fn advance(&mut self, d: core::time::Duration) -> Vec<Sent> {
@@ -300,6 +305,22 @@ impl Harness {
         assert_eq!(step.verdict, Verdict::Consumed);
         (synack, step.sent)
     }
+}
+
+/// `seg` from the client to the service, after `HEADROOM` zero bytes.
+pub fn client_packet(seg: &Segment<'_>) -> Vec<u8> {
+    let mut buf = vec![0u8; HEADROOM + seg.v4_len()];
+    seg.emit_v4(CLIENT, SERVICE, 1, &mut buf[HEADROOM..])
+        .unwrap();
+    buf
+}
+
+/// `seg` from the backend to the client's embedded address, after `HEADROOM` zero bytes.
+pub fn backend_packet(seg: &Segment<'_>) -> Vec<u8> {
+    let mut buf = vec![0u8; HEADROOM + seg.v6_len()];
+    seg.emit_v6(&backend_addr(), &client6(), &mut buf[HEADROOM..])
+        .unwrap();
+    buf
 }
 
 pub const HTTP_REQUEST: &[u8] = b"GET / HTTP/1.1\r\nHost: a.example\r\nUser-Agent: test\r\n\r\n";

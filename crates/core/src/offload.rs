@@ -1,0 +1,245 @@
+//! TUN offloads: the virtio-net header in front of every packet on a TUN opened with
+//! `IFF_VNET_HDR`, what it says about a packet read ([`inbound`]), and the header a
+//! forwarded packet is written back with ([`outbound`]).
+//!
+//! With `TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6` the kernel hands over TCP segments whose
+//! checksum is still to be finished (`NEEDS_CSUM`: the field holds the pseudo-header sum,
+//! see [`ChecksumForm::Partial`]) and GSO super-packets: one IP header, one TCP header and
+//! up to 64 KB of payload that the kernel cuts into `gso_size` segments when the packet
+//! leaves. Translation touches headers only, so a super-packet is translated as one
+//! packet: the engine applies the pseudo-header's change to the partial checksum, and
+//! [`outbound`] switches `gso_type` between TCPv4 and TCPv6 and moves `csum_start` to
+//! where the TCP header now begins. `gso_size` (payload bytes per segment) is kept: the
+//! sender chose it within the MSS its peer announced, and translation changes no
+//! payload. Each IPv4→IPv6 segment grows by 20 bytes, which the MSS Kracauer announces
+//! to clients already allows for (IPv6 MTU − 60).
+//!
+//! Anything other than TCP with a partial checksum (ICMP, UDP) is finished here in
+//! software before the engine sees it: such packets are rare and small. GSO of anything
+//! but TCP is refused (UDP segmentation offload is never enabled: the engine carries no
+//! UDP yet).
+//!
+//! The header is the legacy 10-byte `struct virtio_net_hdr`, in the host's byte order
+//! (the TUN default without `TUNSETVNETLE`/`TUNSETVNETBE`).
+
+use thiserror::Error;
+
+use crate::engine::RxChecksum;
+use crate::wire::checksum;
+use crate::wire::ip_proto;
+
+/// Length of the virtio-net header in front of each packet.
+pub const HEADER_LEN: usize = 10;
+
+/// The header for a packet with nothing to say: finished checksum, no GSO. Every packet
+/// the engine makes itself is written with it.
+pub const PLAIN: [u8; HEADER_LEN] = [0; HEADER_LEN];
+
+/// Named byte ranges of the header.
+pub mod field {
+    use core::ops::Range;
+    pub const FLAGS: usize = 0;
+    pub const GSO_TYPE: usize = 1;
+    pub const HDR_LEN: Range<usize> = 2..4;
+    pub const GSO_SIZE: Range<usize> = 4..6;
+    pub const CSUM_START: Range<usize> = 6..8;
+    pub const CSUM_OFFSET: Range<usize> = 8..10;
+}
+
+/// `flags` bits.
+pub mod flags {
+    /// The checksum is partial: finish it from `csum_start`, store at `+csum_offset`.
+    pub const NEEDS_CSUM: u8 = 1;
+    /// The kernel verified the checksum.
+    pub const DATA_VALID: u8 = 2;
+}
+
+/// `gso_type` values.
+pub mod gso {
+    pub const NONE: u8 = 0;
+    pub const TCPV4: u8 = 1;
+    pub const UDP: u8 = 3;
+    pub const TCPV6: u8 = 4;
+    pub const UDP_L4: u8 = 5;
+    /// Flag bit: the sender set ECN CWR; segments after the first must clear it.
+    pub const ECN: u8 = 0x80;
+}
+
+/// Where the TCP checksum field lies within the TCP header.
+const TCP_CSUM_OFFSET: u16 = 16;
+
+/// Why a header read from the TUN was refused (the packet is dropped and counted).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
+pub enum OffloadError {
+    #[error("the virtio-net header is {0} bytes, not {HEADER_LEN}")]
+    HeaderLength(usize),
+    #[error("GSO type {0:#04x} is not TCP (no UDP segmentation offload is enabled)")]
+    UnsupportedGso(u8),
+    #[error("a GSO packet without a partial checksum")]
+    GsoWithoutPartialChecksum,
+    #[error("a GSO packet with segment size 0")]
+    GsoSizeZero,
+    #[error("GSO type TCPv{gso} on an IPv{ip} packet")]
+    GsoFamilyMismatch { gso: u8, ip: u8 },
+    #[error("a GSO packet whose partial checksum is not at the TCP header's")]
+    GsoNotTcp,
+    #[error("checksum start {start} + offset {offset} lies beyond the {len}-byte packet")]
+    ChecksumOutside { start: u16, offset: u16, len: usize },
+    #[error("the translated packet is not a TCP/IP packet this module can describe")]
+    Unrecognised,
+}
+
+/// A header read from the TUN, checked against its packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Inbound {
+    /// What the engine may assume about the transport checksum.
+    pub checksum: RxChecksum,
+    /// Set for a GSO super-packet (always TCP with a partial checksum).
+    pub gso: Option<Gso>,
+}
+
+/// A super-packet's segmentation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Gso {
+    /// Payload bytes per segment.
+    pub size: u16,
+    /// `VIRTIO_NET_HDR_GSO_ECN`.
+    pub ecn: bool,
+}
+
+fn get16(b: &[u8], r: core::ops::Range<usize>) -> u16 {
+    // Callers pass only the fixed ranges above, on a slice checked to be HEADER_LEN long.
+    let mut w = [0u8; 2];
+    if let Some(s) = b.get(r) {
+        w.copy_from_slice(s);
+    }
+    u16::from_ne_bytes(w)
+}
+
+/// Reads the header `hdr` of `packet` (an IP packet, no headroom). A partial checksum
+/// on anything but a TCP header is finished here, in `packet`; everything else is left
+/// as it is.
+pub fn inbound(hdr: &[u8], packet: &mut [u8]) -> Result<Inbound, OffloadError> {
+    if hdr.len() != HEADER_LEN {
+        return Err(OffloadError::HeaderLength(hdr.len()));
+    }
+    let flags = hdr[field::FLAGS];
+    let gso_type = hdr[field::GSO_TYPE];
+    let gso_size = get16(hdr, field::GSO_SIZE);
+    let start = get16(hdr, field::CSUM_START);
+    let offset = get16(hdr, field::CSUM_OFFSET);
+    let version = packet.first().map_or(0, |b| b >> 4);
+
+    let gso = match gso_type & !gso::ECN {
+        gso::NONE => None,
+        t @ (gso::TCPV4 | gso::TCPV6) => {
+            let want = if t == gso::TCPV4 { 4 } else { 6 };
+            if version != want {
+                return Err(OffloadError::GsoFamilyMismatch {
+                    gso: want,
+                    ip: version,
+                });
+            }
+            if flags & flags::NEEDS_CSUM == 0 {
+                return Err(OffloadError::GsoWithoutPartialChecksum);
+            }
+            if gso_size == 0 {
+                return Err(OffloadError::GsoSizeZero);
+            }
+            Some(Gso {
+                size: gso_size,
+                ecn: gso_type & gso::ECN != 0,
+            })
+        }
+        t => return Err(OffloadError::UnsupportedGso(t)),
+    };
+
+    if flags & flags::NEEDS_CSUM == 0 {
+        let checksum = if flags & flags::DATA_VALID != 0 {
+            RxChecksum::Valid
+        } else {
+            RxChecksum::Unchecked
+        };
+        return Ok(Inbound { checksum, gso });
+    }
+    let field_at = usize::from(start) + usize::from(offset);
+    if field_at + 2 > packet.len() {
+        return Err(OffloadError::ChecksumOutside {
+            start,
+            offset,
+            len: packet.len(),
+        });
+    }
+    if offset == TCP_CSUM_OFFSET && tcp_header_at(packet) == Some(usize::from(start)) {
+        return Ok(Inbound {
+            checksum: RxChecksum::Partial,
+            gso,
+        });
+    }
+    if gso.is_some() {
+        return Err(OffloadError::GsoNotTcp);
+    }
+    finish_partial(packet, usize::from(start), field_at);
+    Ok(Inbound {
+        checksum: RxChecksum::Valid,
+        gso: None,
+    })
+}
+
+/// Where the TCP header of a TCP/IP packet begins, if it is one (IPv4, or IPv6 with TCP
+/// right after the fixed header: what the kernel's offloads produce).
+fn tcp_header_at(packet: &[u8]) -> Option<usize> {
+    match packet.first()? >> 4 {
+        4 if packet.get(9) == Some(&ip_proto::TCP) => Some(usize::from(packet[0] & 0x0f) * 4),
+        6 if packet.get(6) == Some(&ip_proto::TCP) => Some(40),
+        _ => None,
+    }
+}
+
+/// Finishes a partial checksum as the kernel would (`skb_checksum_help`): the sum from
+/// `start` to the end, which includes the pseudo-header sum already in the field,
+/// complemented into the field. A UDP result of zero is sent as `0xffff`.
+fn finish_partial(packet: &mut [u8], start: usize, field_at: usize) {
+    let value = checksum::finish(checksum::sum(&packet[start..]));
+    let udp = match packet.first().map(|b| b >> 4) {
+        Some(4) => packet.get(9) == Some(&ip_proto::UDP),
+        Some(6) => packet.get(6) == Some(&ip_proto::UDP),
+        _ => false,
+    };
+    let value = if udp && value == 0 { 0xffff } else { value };
+    packet[field_at..field_at + 2].copy_from_slice(&value.to_be_bytes());
+}
+
+/// The header to write a forwarded (translated) `packet` with, given the one it was
+/// read with.
+pub fn outbound(rx: &Inbound, packet: &[u8]) -> Result<[u8; HEADER_LEN], OffloadError> {
+    let mut hdr = PLAIN;
+    if rx.checksum != RxChecksum::Partial {
+        return Ok(hdr);
+    }
+    let l4 = tcp_header_at(packet).ok_or(OffloadError::Unrecognised)?;
+    let tcp_len = packet
+        .get(l4 + 12)
+        .map(|b| usize::from(b >> 4) * 4)
+        .ok_or(OffloadError::Unrecognised)?;
+    let l4_u16 = u16::try_from(l4).map_err(|_| OffloadError::Unrecognised)?;
+    hdr[field::FLAGS] = flags::NEEDS_CSUM;
+    hdr[field::CSUM_START].copy_from_slice(&l4_u16.to_ne_bytes());
+    hdr[field::CSUM_OFFSET].copy_from_slice(&TCP_CSUM_OFFSET.to_ne_bytes());
+    if let Some(g) = rx.gso {
+        let family = if packet[0] >> 4 == 4 {
+            gso::TCPV4
+        } else {
+            gso::TCPV6
+        };
+        hdr[field::GSO_TYPE] = family | if g.ecn { gso::ECN } else { 0 };
+        hdr[field::GSO_SIZE].copy_from_slice(&g.size.to_ne_bytes());
+        let hdr_len = u16::try_from(l4 + tcp_len).map_err(|_| OffloadError::Unrecognised)?;
+        hdr[field::HDR_LEN].copy_from_slice(&hdr_len.to_ne_bytes());
+    }
+    Ok(hdr)
+}
+
+#[cfg(test)]
+#[path = "offload_tests.rs"]
+mod tests;

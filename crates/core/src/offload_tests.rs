@@ -1,0 +1,242 @@
+//! Fixed-byte tests of the virtio-net header rules.
+
+use super::*;
+use crate::wire::checksum::{pseudo_header_v4, pseudo_header_v6};
+use std::net::{Ipv4Addr, Ipv6Addr};
+
+const C4: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 2);
+const S4: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 10);
+
+fn hdr(flags: u8, gso_type: u8, gso_size: u16, start: u16, offset: u16) -> [u8; HEADER_LEN] {
+    let mut h = [0u8; HEADER_LEN];
+    h[field::FLAGS] = flags;
+    h[field::GSO_TYPE] = gso_type;
+    h[field::GSO_SIZE].copy_from_slice(&gso_size.to_ne_bytes());
+    h[field::CSUM_START].copy_from_slice(&start.to_ne_bytes());
+    h[field::CSUM_OFFSET].copy_from_slice(&offset.to_ne_bytes());
+    h
+}
+
+fn read16(h: &[u8], r: core::ops::Range<usize>) -> u16 {
+    u16::from_ne_bytes([h[r.start], h[r.start + 1]])
+}
+
+/// An IPv4 packet (20-byte header, no IP checksum needed here) carrying `l4` as
+/// protocol `proto`.
+fn v4(proto: u8, l4: &[u8]) -> Vec<u8> {
+    let mut p = vec![0x45, 0, 0, 0, 0, 0, 0x40, 0, 64, proto, 0, 0];
+    p.extend_from_slice(&C4.octets());
+    p.extend_from_slice(&S4.octets());
+    let total = (20 + l4.len()) as u16;
+    p[2..4].copy_from_slice(&total.to_be_bytes());
+    p.extend_from_slice(l4);
+    p
+}
+
+fn v6(next: u8, l4: &[u8]) -> Vec<u8> {
+    let src: Ipv6Addr = "2001:db8:1::2".parse().unwrap();
+    let dst: Ipv6Addr = "2001:db8:64::c633:6402".parse().unwrap();
+    let mut p = vec![0x60, 0, 0, 0];
+    p.extend_from_slice(&(l4.len() as u16).to_be_bytes());
+    p.extend_from_slice(&[next, 64]);
+    p.extend_from_slice(&src.octets());
+    p.extend_from_slice(&dst.octets());
+    p.extend_from_slice(l4);
+    p
+}
+
+/// A 32-byte TCP header (data offset 8) and `payload` bytes.
+fn tcp(payload: usize) -> Vec<u8> {
+    let mut t = vec![
+        0x9c, 0x40, 0x01, 0xbb, 0, 0, 0, 1, 0, 0, 0, 0, 0x80, 0x10, 0xff, 0xff,
+    ];
+    t.extend_from_slice(&[0; 16]);
+    t.extend((0..payload).map(|i| i as u8));
+    t
+}
+
+#[test]
+fn plain_header_is_an_unchecked_ordinary_packet() {
+    let mut p = v4(ip_proto::TCP, &tcp(10));
+    let rx = inbound(&PLAIN, &mut p).unwrap();
+    assert_eq!(
+        rx,
+        Inbound {
+            checksum: RxChecksum::Unchecked,
+            gso: None
+        }
+    );
+    assert_eq!(outbound(&rx, &p).unwrap(), PLAIN);
+}
+
+#[test]
+fn data_valid_means_the_kernel_checked_it() {
+    let mut p = v4(ip_proto::TCP, &tcp(10));
+    let rx = inbound(&hdr(flags::DATA_VALID, 0, 0, 0, 0), &mut p).unwrap();
+    assert_eq!(rx.checksum, RxChecksum::Valid);
+    assert_eq!(
+        outbound(&rx, &p).unwrap(),
+        PLAIN,
+        "written back as finished"
+    );
+}
+
+#[test]
+fn tso4_super_packet_is_read_whole_and_written_back_as_tso6() {
+    let mut p = v4(ip_proto::TCP, &tcp(60_000));
+    let h = hdr(flags::NEEDS_CSUM, gso::TCPV4 | gso::ECN, 1448, 20, 16);
+    let before = p.clone();
+    let rx = inbound(&h, &mut p).unwrap();
+    assert_eq!(p, before, "a TCP partial checksum is left for the kernel");
+    assert_eq!(rx.checksum, RxChecksum::Partial);
+    assert_eq!(
+        rx.gso,
+        Some(Gso {
+            size: 1448,
+            ecn: true
+        })
+    );
+    // The engine translated it: the same TCP segment behind an IPv6 header.
+    let out = v6(ip_proto::TCP, &tcp(60_000));
+    let o = outbound(&rx, &out).unwrap();
+    assert_eq!(o[field::FLAGS], flags::NEEDS_CSUM);
+    assert_eq!(o[field::GSO_TYPE], gso::TCPV6 | gso::ECN);
+    assert_eq!(read16(&o, field::GSO_SIZE), 1448, "segment size kept");
+    assert_eq!(
+        read16(&o, field::CSUM_START),
+        40,
+        "moved to the new TCP header"
+    );
+    assert_eq!(read16(&o, field::CSUM_OFFSET), 16);
+    assert_eq!(read16(&o, field::HDR_LEN), 40 + 32);
+}
+
+#[test]
+fn tso6_super_packet_is_written_back_as_tso4() {
+    let mut p = v6(ip_proto::TCP, &tcp(50_000));
+    let rx = inbound(&hdr(flags::NEEDS_CSUM, gso::TCPV6, 1428, 40, 16), &mut p).unwrap();
+    let out = v4(ip_proto::TCP, &tcp(50_000));
+    let o = outbound(&rx, &out).unwrap();
+    assert_eq!(o[field::GSO_TYPE], gso::TCPV4);
+    assert_eq!(read16(&o, field::GSO_SIZE), 1428);
+    assert_eq!(read16(&o, field::CSUM_START), 20);
+    assert_eq!(read16(&o, field::HDR_LEN), 20 + 32);
+}
+
+#[test]
+fn partial_checksum_without_gso_stays_partial_with_no_gso_type() {
+    let mut p = v6(ip_proto::TCP, &tcp(100));
+    let rx = inbound(&hdr(flags::NEEDS_CSUM, 0, 0, 40, 16), &mut p).unwrap();
+    assert_eq!(rx.gso, None);
+    let out = v4(ip_proto::TCP, &tcp(100));
+    let o = outbound(&rx, &out).unwrap();
+    assert_eq!(o[field::GSO_TYPE], gso::NONE);
+    assert_eq!(read16(&o, field::CSUM_START), 20);
+    assert_eq!(read16(&o, field::HDR_LEN), 0);
+}
+
+#[test]
+fn gso_type_of_the_other_family_is_refused() {
+    let mut p = v4(ip_proto::TCP, &tcp(3000));
+    assert_eq!(
+        inbound(&hdr(flags::NEEDS_CSUM, gso::TCPV6, 1400, 20, 16), &mut p),
+        Err(OffloadError::GsoFamilyMismatch { gso: 6, ip: 4 })
+    );
+}
+
+#[test]
+fn malformed_gso_headers_are_refused() {
+    let mut p = v4(ip_proto::TCP, &tcp(3000));
+    assert_eq!(
+        inbound(&hdr(0, gso::TCPV4, 1400, 20, 16), &mut p),
+        Err(OffloadError::GsoWithoutPartialChecksum)
+    );
+    assert_eq!(
+        inbound(&hdr(flags::NEEDS_CSUM, gso::TCPV4, 0, 20, 16), &mut p),
+        Err(OffloadError::GsoSizeZero)
+    );
+    assert_eq!(
+        inbound(&hdr(flags::NEEDS_CSUM, gso::UDP_L4, 1400, 20, 6), &mut p),
+        Err(OffloadError::UnsupportedGso(gso::UDP_L4))
+    );
+    assert_eq!(
+        inbound(&hdr(flags::NEEDS_CSUM, gso::TCPV4, 1400, 24, 16), &mut p),
+        Err(OffloadError::GsoNotTcp),
+        "checksum start not at the TCP header"
+    );
+    assert_eq!(
+        inbound(&[0; 12], &mut p),
+        Err(OffloadError::HeaderLength(12))
+    );
+}
+
+#[test]
+fn partial_checksum_beyond_the_packet_is_refused() {
+    let mut p = v4(ip_proto::TCP, &tcp(0));
+    let len = p.len();
+    assert_eq!(
+        inbound(&hdr(flags::NEEDS_CSUM, 0, 0, 40, 16), &mut p),
+        Err(OffloadError::ChecksumOutside {
+            start: 40,
+            offset: 16,
+            len
+        })
+    );
+}
+
+#[test]
+fn partial_icmp_checksum_is_finished_in_software() {
+    // An ICMP echo request with its checksum field zero (ICMP has no pseudo-header).
+    let icmp = [8u8, 0, 0, 0, 0x12, 0x34, 0, 1, b'h', b'e', b'l', b'l', b'o'];
+    let mut p = v4(ip_proto::ICMP, &icmp);
+    let rx = inbound(&hdr(flags::NEEDS_CSUM, 0, 0, 20, 2), &mut p).unwrap();
+    assert_eq!(rx.checksum, RxChecksum::Valid);
+    assert_eq!(
+        checksum::fold(checksum::sum(&p[20..])),
+        0xffff,
+        "the ICMP message now sums to all ones"
+    );
+}
+
+#[test]
+fn partial_udp_checksum_is_finished_with_the_pseudo_header() {
+    let mut udp = vec![
+        0x30, 0x39, 0x01, 0xbb, 0, 13, 0, 0, b'q', b'u', b'i', b'c', b'!',
+    ];
+    let pseudo = pseudo_header_v4(C4, S4, ip_proto::UDP, 13);
+    udp[6..8].copy_from_slice(&checksum::fold(pseudo).to_be_bytes());
+    let mut p = v4(ip_proto::UDP, &udp);
+    let rx = inbound(&hdr(flags::NEEDS_CSUM, 0, 0, 20, 6), &mut p).unwrap();
+    assert_eq!(rx.checksum, RxChecksum::Valid);
+    let total = checksum::combine(pseudo, checksum::sum(&p[20..]));
+    assert_eq!(
+        checksum::fold(total),
+        0xffff,
+        "verifies as a finished checksum"
+    );
+}
+
+#[test]
+fn partial_tcp_checksum_on_ipv6_is_recognised_at_40() {
+    let mut t = tcp(20);
+    let dst: Ipv6Addr = "2001:db8:64::c633:6402".parse().unwrap();
+    let src: Ipv6Addr = "2001:db8:1::2".parse().unwrap();
+    let pseudo = pseudo_header_v6(&src, &dst, ip_proto::TCP, t.len() as u32);
+    t[16..18].copy_from_slice(&checksum::fold(pseudo).to_be_bytes());
+    let mut p = v6(ip_proto::TCP, &t);
+    let rx = inbound(&hdr(flags::NEEDS_CSUM, 0, 0, 40, 16), &mut p).unwrap();
+    assert_eq!(rx.checksum, RxChecksum::Partial);
+}
+
+#[test]
+fn outbound_of_something_not_tcp_is_an_error_not_a_guess() {
+    let rx = Inbound {
+        checksum: RxChecksum::Partial,
+        gso: None,
+    };
+    assert_eq!(
+        outbound(&rx, &v4(ip_proto::UDP, &[0; 8])),
+        Err(OffloadError::Unrecognised)
+    );
+    assert_eq!(outbound(&rx, &[]), Err(OffloadError::Unrecognised));
+}
