@@ -13,6 +13,7 @@ pub mod name;
 pub mod offload;
 pub mod peek;
 pub mod route;
+pub mod steer;
 pub mod tcp;
 pub mod time;
 pub mod wire;

@@ -103,7 +103,16 @@ impl Default for Limits {
 pub struct Tun {
     pub name: String,
     pub mtu: u16,
+    /// Open the TUN with virtio-net headers and TCP offloads (checksum, TSO4, TSO6), so
+    /// the kernel hands over GSO super-packets; `false` forces them off. Where the kernel
+    /// refuses them the daemon falls back to plain packets and says so in the log.
+    pub offload: bool,
+    /// Data-plane workers, one TUN queue each; `None`: one per CPU the process may use.
+    pub workers: Option<u16>,
 }
+
+/// Most TUN queues Linux allows on one device.
+pub const MAX_WORKERS: u16 = 256;
 
 /// One `[[listen]]` table: an IPv4 service address and its ports by protocol.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -193,6 +202,8 @@ struct RawLimits {
 struct RawTun {
     name: Option<Spanned<String>>,
     mtu: Option<Spanned<u16>>,
+    offload: Option<bool>,
+    workers: Option<Spanned<u16>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -430,7 +441,9 @@ impl Validator<'_> {
     }
 
     fn tun(&self, raw: Option<RawTun>) -> Result<Tun, ConfigError> {
-        let (name, mtu) = raw.map_or((None, None), |t| (t.name, t.mtu));
+        let (name, mtu, offload, workers) = raw.map_or((None, None, None, None), |t| {
+            (t.name, t.mtu, t.offload, t.workers)
+        });
         let name = match name {
             None => DEFAULT_TUN_NAME.to_owned(),
             Some(n) => {
@@ -465,7 +478,24 @@ impl Validator<'_> {
             }
             Some(m) => *m.get_ref(),
         };
-        Ok(Tun { name, mtu })
+        let workers = match workers {
+            Some(w) if *w.get_ref() == 0 || *w.get_ref() > MAX_WORKERS => {
+                return self.err(
+                    w.span(),
+                    format!(
+                        "tun.workers: {} is not 1 to {MAX_WORKERS} (one TUN queue each); leave it out for one per CPU",
+                        w.get_ref()
+                    ),
+                );
+            }
+            w => w.map(|w| *w.get_ref()),
+        };
+        Ok(Tun {
+            name,
+            mtu,
+            offload: offload.unwrap_or(true),
+            workers,
+        })
     }
 
     fn listen(&self, raw: &[Spanned<RawListen>]) -> Result<Vec<Listen>, ConfigError> {

@@ -6,7 +6,9 @@ use kracauer_core::addr::Prefix96;
 
 use crate::config::Config;
 use crate::netlink::{Divert, NetError, Netlink, Plan, Sysctls};
-use crate::tun::Tun;
+use crate::steer::Steering;
+use crate::tun::{Tun, TunOptions};
+use kracauer_core::steer::SteerKey;
 
 /// A set-up that failed (what was done of it is undone already).
 #[derive(Debug, thiserror::Error)]
@@ -15,6 +17,43 @@ pub enum SetupError {
     Net(#[from] NetError),
     #[error(transparent)]
     Tun(#[from] std::io::Error),
+}
+
+/// Opens the TUN for `c`; with more than one queue, attaches the steering program that
+/// keeps both directions of a flow on one queue, or, if it cannot be loaded, falls back
+/// to one queue and says why.
+fn open_tun(c: &Config) -> std::io::Result<Tun> {
+    let queues = Host::workers(c);
+    let opts = TunOptions {
+        mtu: c.tun.mtu,
+        offload: c.tun.offload,
+        queues,
+    };
+    let tun = Tun::open(&c.tun.name, opts)?;
+    if tun.queue_count() == 1 {
+        return Ok(tun);
+    }
+    let mut key = [0u8; 8];
+    let steered = getrandom::fill(&mut key)
+        .map_err(|e| std::io::Error::other(e.to_string()))
+        .and_then(|()| {
+            let key = SteerKey {
+                k0: u32::from_ne_bytes([key[0], key[1], key[2], key[3]]),
+                k1: u32::from_ne_bytes([key[4], key[5], key[6], key[7]]),
+            };
+            let steering = Steering::load(key)?;
+            steering.attach(tun.first_queue_fd())
+        });
+    match steered {
+        Ok(()) => Ok(tun),
+        Err(e) => {
+            tracing::warn!(
+                "cannot steer flows across {queues} TUN queues ({e}); running one worker"
+            );
+            drop(tun);
+            Tun::open(&c.tun.name, TunOptions { queues: 1, ..opts })
+        }
+    }
 }
 
 /// What Kracauer did to the host; [`Host::tear_down`] undoes it.
@@ -29,13 +68,14 @@ pub struct Host {
 }
 
 impl Host {
-    /// Removes leftovers, opens the TUN (down), sets its sysctls, brings it up, then
-    /// sets up routes, rules and forwarding for `c`.
-    /// Must run on a tokio runtime (the netlink connection is a task).
+    /// Removes leftovers, opens the TUN (down) with one queue per worker and steering
+    /// across them, sets its sysctls, brings it up, then sets up routes, rules and
+    /// forwarding for `c`. Must run on a tokio runtime (the netlink connection is a
+    /// task).
     pub async fn set_up(c: &Config) -> Result<(Self, Tun), SetupError> {
         let netlink = Netlink::connect()?;
         let leftovers = netlink.remove_ours().await?;
-        let tun = Tun::open(&c.tun.name, c.tun.mtu)?;
+        let tun = open_tun(c)?;
         let mut host = Host {
             netlink,
             sysctls: Sysctls::default(),
@@ -51,6 +91,14 @@ impl Host {
                 Err(e)
             }
         }
+    }
+
+    /// Workers `c` asks for: `[tun] workers`, or one per CPU this process may use.
+    pub fn workers(c: &Config) -> usize {
+        c.tun.workers.map_or_else(
+            || std::thread::available_parallelism().map_or(1, |n| n.get()),
+            usize::from,
+        )
     }
 
     async fn apply(&mut self, c: &Config, tun: &Tun) -> Result<(), SetupError> {

@@ -7,6 +7,7 @@
 use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::sync::PoisonError;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use kracauer_core::engine::{DropReason, Outcome};
@@ -56,11 +57,12 @@ async fn answer(mut stream: TcpStream, published: Published) {
         return;
     }
     let response = respond(&head, || {
-        let snapshot = published
+        let workers = published
+            .workers
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .clone();
-        render(&snapshot)
+        render(&workers, published.offload.load(Ordering::Relaxed))
     });
     let _ = stream.write_all(response.as_bytes()).await;
     let _ = stream.shutdown().await;
@@ -92,8 +94,20 @@ pub fn respond(head: &[u8], body: impl FnOnce() -> String) -> String {
     )
 }
 
-/// The snapshot in Prometheus text format.
-pub fn render(s: &Snapshot) -> String {
+/// The workers' snapshots in Prometheus text format: totals, and the TUN counters per
+/// worker.
+pub fn render(workers: &[Snapshot], offload: bool) -> String {
+    let total = Snapshot::total(workers);
+    let s = &total;
+    let per_worker = |f: fn(&Snapshot) -> u64| -> Vec<(String, u64)> {
+        workers
+            .iter()
+            .enumerate()
+            .map(|(i, w)| (format!("{{worker=\"{i}\"}}"), f(w)))
+            .collect()
+    };
+    let tun_packets = per_worker(|w| w.tun_packets);
+    let tun_super = per_worker(|w| w.tun_super_packets);
     let mut out = String::with_capacity(8 * 1024);
     let mut metric = |name: &str, kind: &str, help: &str, samples: &[(String, u64)]| {
         let _ = writeln!(out, "# HELP kracauer_{name} {help}");
@@ -184,6 +198,36 @@ pub fn render(s: &Snapshot) -> String {
         &[(String::new(), s.peek_bytes as u64)],
     );
     metric(
+        "workers",
+        "gauge",
+        "Data-plane workers, one TUN queue each.",
+        &[(String::new(), workers.len() as u64)],
+    );
+    metric(
+        "tun_offload",
+        "gauge",
+        "1 if the TUN carries virtio-net headers with TCP offloads (GSO super-packets), 0 if not.",
+        &[(String::new(), u64::from(offload))],
+    );
+    metric(
+        "tun_packets_total",
+        "counter",
+        "Packets read from the TUN, by worker.",
+        &tun_packets,
+    );
+    metric(
+        "tun_super_packets_total",
+        "counter",
+        "GSO super-packets read from the TUN (translated whole), by worker.",
+        &tun_super,
+    );
+    metric(
+        "tun_header_errors_total",
+        "counter",
+        "Packets dropped because their virtio-net header made no sense.",
+        &[(String::new(), s.tun_header_errors)],
+    );
+    metric(
         "tun_write_errors_total",
         "counter",
         "Packets the TUN refused to take.",
@@ -210,7 +254,7 @@ mod tests {
 
     #[test]
     fn every_drop_reason_is_a_sample_with_its_side() {
-        let text = render(&Snapshot::default());
+        let text = render(&[Snapshot::default()], true);
         for r in DropReason::ALL {
             let line = format!(
                 "kracauer_drops_total{{reason=\"{}\",side=\"{}\"}} 0",
@@ -227,10 +271,27 @@ mod tests {
         let s = Snapshot {
             flows: 3,
             half_open: 1,
+            tun_packets: 5,
             ..Snapshot::default()
         };
-        let text = render(&s);
-        assert!(text.lines().any(|l| l == "kracauer_flows 3"), "{text}");
+        let t = Snapshot {
+            flows: 2,
+            tun_packets: 7,
+            tun_super_packets: 4,
+            ..Snapshot::default()
+        };
+        let text = render(&[s, t], true);
+        assert!(text.lines().any(|l| l == "kracauer_flows 5"), "{text}");
+        assert!(text.lines().any(|l| l == "kracauer_workers 2"));
+        assert!(text.lines().any(|l| l == "kracauer_tun_offload 1"));
+        assert!(
+            text.lines()
+                .any(|l| l == "kracauer_tun_packets_total{worker=\"1\"} 7")
+        );
+        assert!(
+            text.lines()
+                .any(|l| l == "kracauer_tun_super_packets_total{worker=\"1\"} 4")
+        );
         assert!(text.lines().any(|l| l == "kracauer_flows_half_open 1"));
         assert!(
             text.lines()
@@ -244,7 +305,7 @@ mod tests {
 
     #[test]
     fn every_sample_has_help_and_type_before_it() {
-        let text = render(&Snapshot::default());
+        let text = render(&[Snapshot::default(), Snapshot::default()], false);
         let mut declared = Vec::new();
         for l in text.lines() {
             if let Some(rest) = l.strip_prefix("# TYPE ") {

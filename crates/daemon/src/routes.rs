@@ -56,6 +56,21 @@ pub fn engine_config(c: &Config, seed: [u8; 32]) -> EngineConfig {
     e
 }
 
+/// `e` for one of `workers` workers, each with its own flow table: the limits are
+/// shares of the configured ones (rounded up), so all workers together stay within them.
+/// The kernel spreads flows over workers by client address and port, so a client's
+/// share per worker is about its configured limit divided the same way.
+pub fn per_worker(mut e: EngineConfig, workers: usize) -> EngineConfig {
+    let n = workers.max(1);
+    e.max_flows = e.max_flows.div_ceil(n);
+    e.max_half_open = e.max_half_open.div_ceil(n);
+    e.max_peek_bytes = e.max_peek_bytes.div_ceil(n);
+    e.max_peeking_per_client = e
+        .max_peeking_per_client
+        .div_ceil(u32::try_from(n).unwrap_or(u32::MAX));
+    e
+}
+
 /// A seed for the engine's secrets (ISNs, SYN cookies, hash keys) from the OS.
 pub fn os_seed() -> Result<[u8; 32], getrandom::Error> {
     let mut seed = [0; 32];

@@ -1,17 +1,18 @@
 //! `kracauer run`: the control plane. It loads the configuration, sets the host up,
-//! starts the data-plane thread, then waits for signals on a single-threaded tokio
-//! runtime:
+//! starts one data-plane thread per TUN queue, then waits for signals on a
+//! single-threaded tokio runtime:
 //! - SIGHUP reloads the configuration: validated in full first; on error it is logged
 //!   and nothing changes; on success the new route table goes to the data plane (other
 //!   settings need a restart, and a reload that changes them says so);
 //! - SIGINT and SIGTERM stop the data plane, undo the host set-up and exit 0.
 //!
-//! If the data plane fails (the TUN went away), the set-up is undone and `run` fails.
+//! If a data-plane worker fails (the TUN went away), all stop, the set-up is undone and
+//! `run` fails.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Sender};
-use std::sync::{Arc, Mutex};
 
 use kracauer_core::engine::{self, Engine};
 use kracauer_core::route::RouteTable;
@@ -21,7 +22,7 @@ use crate::config::{Config, ConfigError};
 use crate::host::{Host, SetupError};
 use crate::metrics;
 use crate::routes::{self, Loaded};
-use crate::runtime::{DataPlane, Published, Snapshot};
+use crate::runtime::{self, DataPlane};
 
 /// Why `kracauer run` stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -65,7 +66,9 @@ async fn control(path: PathBuf) -> Result<(), RunError> {
 
     let Loaded { config, routes } = routes::load(&path)?;
     let seed = routes::os_seed().map_err(RunError::Seed)?;
-    let engine = Engine::new(routes::engine_config(&config, seed), Arc::new(routes))?;
+    let routes = Arc::new(routes);
+    // Validated before the host is touched; each worker gets its own engine below.
+    Engine::new(routes::engine_config(&config, seed), routes.clone())?;
     let (mut host, tun) = Host::set_up(&config).await?;
     if host.leftovers > 0 {
         tracing::warn!(
@@ -76,8 +79,20 @@ async fn control(path: PathBuf) -> Result<(), RunError> {
     for line in host.describe(config.prefix, &config.tun.name) {
         tracing::info!("{line}");
     }
+    let workers = tun.queue_count();
+    let offload = tun.offload();
+    tracing::info!(
+        "data plane: {workers} worker{}, TUN offloads {}",
+        if workers == 1 { "" } else { "s" },
+        if offload {
+            "on (GSO super-packets translated whole)"
+        } else {
+            "off"
+        }
+    );
 
-    let published: Published = Arc::new(Mutex::new(Snapshot::default()));
+    let published = runtime::published(workers);
+    published.offload.store(offload, Ordering::Relaxed);
     let metrics = match config.metrics {
         Some(m) => match metrics::serve(m.listen, published.clone()).await {
             Ok(task) => {
@@ -96,17 +111,45 @@ async fn control(path: PathBuf) -> Result<(), RunError> {
     };
 
     let stop = Arc::new(AtomicBool::new(false));
-    let (routes_tx, routes_rx) = mpsc::channel();
-    let (done_tx, mut done_rx) = tokio::sync::oneshot::channel();
-    let mut plane = DataPlane::new(tun, engine, routes_rx, stop.clone(), published);
-    let thread = std::thread::Builder::new()
-        .name("kracauer-data".into())
-        .spawn(move || {
-            let result = plane.run();
-            let _ = done_tx.send(());
-            (plane, result)
-        })
-        .map_err(io("cannot start the data-plane thread"))?;
+    let (done_tx, mut done_rx) = tokio::sync::mpsc::unbounded_channel();
+    let mut senders = Vec::with_capacity(workers);
+    let mut threads = Vec::with_capacity(workers);
+    let engine_config = routes::per_worker(routes::engine_config(&config, seed), workers);
+    for (index, queue) in tun.into_queues().into_iter().enumerate() {
+        let engine = Engine::new(engine_config.clone(), routes.clone())?;
+        let (routes_tx, routes_rx) = mpsc::channel();
+        senders.push(routes_tx);
+        let mut plane = DataPlane::new(
+            index,
+            queue,
+            engine,
+            routes_rx,
+            stop.clone(),
+            published.clone(),
+        );
+        let done = done_tx.clone();
+        let thread = std::thread::Builder::new()
+            .name(format!("kracauer-w{index}"))
+            .spawn(move || {
+                let result = plane.run();
+                let _ = done.send(index);
+                (plane, result)
+            });
+        match thread {
+            Ok(t) => threads.push(t),
+            Err(e) => {
+                stop.store(true, Ordering::Relaxed);
+                for t in threads {
+                    let _ = t.join();
+                }
+                undo(&mut host).await;
+                return Err(RunError::Io {
+                    what: "cannot start a data-plane thread",
+                    source: e,
+                });
+            }
+        }
+    }
     tracing::info!(
         "kracauer {} running on {} (config {})",
         env!("CARGO_PKG_VERSION"),
@@ -116,27 +159,35 @@ async fn control(path: PathBuf) -> Result<(), RunError> {
 
     loop {
         tokio::select! {
-            _ = hup.recv() => reload(&path, &config, &routes_tx),
+            _ = hup.recv() => reload(&path, &config, &senders),
             _ = int.recv() => { tracing::info!("SIGINT: stopping"); break; }
             _ = term.recv() => { tracing::info!("SIGTERM: stopping"); break; }
-            _ = &mut done_rx => break,
+            _ = done_rx.recv() => break,
         }
     }
     stop.store(true, Ordering::Relaxed);
-    let joined = thread.join();
+    let joined: Vec<_> = threads.into_iter().map(|t| t.join()).collect();
     if let Some(task) = metrics {
         task.abort();
     }
     undo(&mut host).await;
-    match joined {
-        Ok((plane, result)) => {
-            drop(plane.into_tun());
-            result.map_err(RunError::DataPlane)
+    let mut result = Ok(());
+    for j in joined {
+        match j {
+            Ok((plane, r)) => {
+                drop(plane.into_queue());
+                if let Err(e) = r {
+                    result = result.and(Err(RunError::DataPlane(e)));
+                }
+            }
+            Err(_) => {
+                result = result.and(Err(RunError::DataPlane(std::io::Error::other(
+                    "a data-plane thread panicked",
+                ))));
+            }
         }
-        Err(_) => Err(RunError::DataPlane(std::io::Error::other(
-            "the data-plane thread panicked",
-        ))),
     }
+    result
 }
 
 async fn undo(host: &mut Host) {
@@ -146,7 +197,7 @@ async fn undo(host: &mut Host) {
 }
 
 /// SIGHUP: load and validate the file again; only a fully valid one changes anything.
-fn reload(path: &Path, running: &Config, routes: &Sender<Arc<RouteTable>>) {
+fn reload(path: &Path, running: &Config, workers: &[Sender<Arc<RouteTable>>]) {
     match routes::load(path) {
         Err(e) => tracing::error!("reload refused, nothing changed: {e}"),
         Ok(Loaded {
@@ -159,7 +210,12 @@ fn reload(path: &Path, running: &Config, routes: &Sender<Arc<RouteTable>>) {
                 );
             }
             let names = table.len();
-            if routes.send(Arc::new(table)).is_ok() {
+            let table = Arc::new(table);
+            let taken = workers
+                .iter()
+                .filter(|w| w.send(table.clone()).is_ok())
+                .count();
+            if taken > 0 {
                 tracing::info!("reload: {names} names from {}", path.display());
             }
         }

@@ -1,13 +1,18 @@
-//! The data plane: one thread that owns the [`Engine`] and the TUN and moves packets
-//! between them. No protocol logic lives here: packets go TUN → engine → TUN, timers fire
-//! when the engine says, and the clock is a monotonic [`Instant`] taken at start.
+//! The data plane: one worker thread per TUN queue, each owning its own [`Engine`] and
+//! moving packets between the two. No protocol logic lives here: packets go TUN → engine
+//! → TUN, timers fire when the engine says, and the clock is a monotonic [`Instant`].
 //!
 //! Per packet: read into a buffer with [`HEADROOM`] bytes in front (IPv4→IPv6 grows in
-//! place), `handle_packet`, write a `Forward` range back, write whatever the engine made
-//! into its [`Output`], clear it. Nothing is allocated and no lock is taken per packet:
-//! new route tables arrive through a channel checked between packets, and a
-//! [`Snapshot`] of the counters is published for the metrics endpoint about once a
-//! second. Access-log events are drained after every batch.
+//! place) and, with offloads, the virtio-net header just before the packet; check the
+//! header ([`offload::inbound`]); `handle_packet_with`; write a `Forward` range back
+//! with the header [`offload::outbound`] made for it, written into the bytes just before
+//! the range so header and packet go out in one write; write whatever the engine made
+//! into its [`Output`], clear it. Nothing is allocated, no lock is taken and nothing
+//! crosses threads per packet: both directions of a flow reach the same worker (the
+//! kernel steers them, see [`crate::steer`]), and each worker reads and writes its own
+//! queue. New route tables arrive through a channel checked between packets, and a
+//! [`Snapshot`] of the worker's counters is published for the metrics endpoint about
+//! once a second. Access-log events are drained after every batch.
 
 use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -16,15 +21,20 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use kracauer_core::engine::{Engine, Event, Output, Stats, Verdict};
+use kracauer_core::offload::{self, Inbound};
 use kracauer_core::route::RouteTable;
 use kracauer_core::time::Time;
 
-use crate::tun::Tun;
+use crate::tun::Queue;
 
 /// Bytes in front of every packet read, for IPv4→IPv6 growth (the engine needs 20).
 pub const HEADROOM: usize = 20;
-/// Largest packet read from the TUN (no offloads, so at most the MTU; IP's own limit).
-const MAX_PACKET: usize = 65_535;
+/// Where the packet starts in the read buffer: after the headroom and the space for a
+/// virtio-net header. A translated packet starts at least `HEADROOM` bytes earlier, so
+/// its header always fits in front of it.
+const START: usize = HEADROOM + offload::HEADER_LEN;
+/// Largest packet read: a GSO super-packet's IPv6 header plus 64 KB of payload.
+const MAX_PACKET: usize = 40 + 65_535;
 /// Packets handled before timers, reloads and events are looked at again.
 const BATCH: usize = 64;
 /// Longest sleep, so a stop request is seen promptly even with no traffic and no timer.
@@ -32,7 +42,7 @@ const MAX_WAIT: Duration = Duration::from_millis(200);
 /// How often the counters are published.
 const PUBLISH_EVERY: Duration = Duration::from_secs(1);
 
-/// The counters as last published by the data plane.
+/// One worker's counters as last published.
 #[derive(Debug, Clone, Default)]
 pub struct Snapshot {
     pub stats: Stats,
@@ -42,6 +52,12 @@ pub struct Snapshot {
     pub half_open: usize,
     /// Bytes held by peek buffers.
     pub peek_bytes: usize,
+    /// Packets read from the TUN.
+    pub tun_packets: u64,
+    /// Of those, GSO super-packets (more than one segment's payload in one read).
+    pub tun_super_packets: u64,
+    /// Packets whose virtio-net header was refused (dropped).
+    pub tun_header_errors: u64,
     /// Writes to the TUN that failed.
     pub tun_write_errors: u64,
     /// Route tables installed by reloads.
@@ -50,39 +66,87 @@ pub struct Snapshot {
     pub uptime: Duration,
 }
 
-/// The snapshot shared with the metrics endpoint (written once a second).
-pub type Published = Arc<Mutex<Snapshot>>;
+impl Snapshot {
+    /// The sum of every worker's counters (uptime: the longest; reloads: the most any
+    /// worker installed, as every worker installs every reload).
+    pub fn total(workers: &[Snapshot]) -> Snapshot {
+        let mut t = Snapshot::default();
+        for w in workers {
+            t.stats.add(&w.stats);
+            t.flows += w.flows;
+            t.half_open += w.half_open;
+            t.peek_bytes += w.peek_bytes;
+            t.tun_packets += w.tun_packets;
+            t.tun_super_packets += w.tun_super_packets;
+            t.tun_header_errors += w.tun_header_errors;
+            t.tun_write_errors += w.tun_write_errors;
+            t.reloads = t.reloads.max(w.reloads);
+            t.uptime = t.uptime.max(w.uptime);
+        }
+        t
+    }
+}
 
-/// The data-plane thread's state.
+/// What the data plane shares with the metrics endpoint: one snapshot per worker, each
+/// written by its worker about once a second, and whether offloads are on.
+#[derive(Debug)]
+pub struct Shared {
+    pub workers: Mutex<Vec<Snapshot>>,
+    pub offload: AtomicBool,
+}
+
+/// The published snapshots.
+pub type Published = Arc<Shared>;
+
+/// A [`Published`] for `workers` workers, all zero.
+pub fn published(workers: usize) -> Published {
+    Arc::new(Shared {
+        workers: Mutex::new(vec![Snapshot::default(); workers]),
+        offload: AtomicBool::new(false),
+    })
+}
+
+/// One worker: a TUN queue and the engine for the flows the kernel steers to it.
 #[derive(Debug)]
 pub struct DataPlane {
-    tun: Tun,
+    index: usize,
+    queue: Queue,
     engine: Engine,
     routes: Receiver<Arc<RouteTable>>,
     stop: Arc<AtomicBool>,
     published: Published,
+    counters: Counters,
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    tun_packets: u64,
+    tun_super_packets: u64,
+    tun_header_errors: u64,
     tun_write_errors: u64,
     reloads: u64,
 }
 
 impl DataPlane {
-    /// A data plane moving packets between `tun` and `engine`; new route tables come in
-    /// through `routes`, and it returns from [`run`](Self::run) once `stop` is set.
+    /// Worker `index`, moving packets between `queue` and `engine`; new route tables
+    /// come in through `routes`, and it returns from [`run`](Self::run) once `stop` is
+    /// set.
     pub fn new(
-        tun: Tun,
+        index: usize,
+        queue: Queue,
         engine: Engine,
         routes: Receiver<Arc<RouteTable>>,
         stop: Arc<AtomicBool>,
         published: Published,
     ) -> Self {
         Self {
-            tun,
+            index,
+            queue,
             engine,
             routes,
             stop,
             published,
-            tun_write_errors: 0,
-            reloads: 0,
+            counters: Counters::default(),
         }
     }
 
@@ -90,9 +154,16 @@ impl DataPlane {
     pub fn run(&mut self) -> io::Result<()> {
         let start = Instant::now();
         let now = move || Time::from_micros(start.elapsed().as_micros() as u64);
-        let mut buf = vec![0u8; HEADROOM + MAX_PACKET];
+        let mut buf = vec![0u8; START + MAX_PACKET];
         let mut out = Output::default();
         let mut next_publish = start;
+        let offload = self.queue.offload();
+        // Where a read lands: the virtio-net header, if any, just before the packet.
+        let read_at = if offload {
+            START - offload::HEADER_LEN
+        } else {
+            START
+        };
         while !self.stop.load(Ordering::Relaxed) {
             self.take_routes();
             if self.engine.poll_timeout().is_some_and(|at| at <= now()) {
@@ -101,20 +172,45 @@ impl DataPlane {
             }
             let mut handled = 0;
             while handled < BATCH {
-                let Some(n) = self.tun.recv(&mut buf[HEADROOM..])? else {
+                let Some(n) = self.queue.recv(&mut buf[read_at..])? else {
                     break;
                 };
                 handled += 1;
-                let packet = &mut buf[..HEADROOM + n];
-                match self.engine.handle_packet(now(), packet, HEADROOM, &mut out) {
-                    Verdict::Forward(range) => match packet.get(range) {
-                        Some(p) => self.write(p),
-                        None => self.tun_write_errors += 1,
-                    },
+                self.counters.tun_packets += 1;
+                let end = read_at + n;
+                let rx = if offload {
+                    if n < offload::HEADER_LEN {
+                        self.counters.tun_header_errors += 1;
+                        continue;
+                    }
+                    let (hdr, packet) = buf[read_at..end].split_at_mut(offload::HEADER_LEN);
+                    match offload::inbound(hdr, packet) {
+                        Ok(rx) => rx,
+                        Err(e) => {
+                            self.counters.tun_header_errors += 1;
+                            tracing::debug!("virtio-net header refused: {e}");
+                            continue;
+                        }
+                    }
+                } else {
+                    Inbound {
+                        checksum: Default::default(),
+                        gso: None,
+                    }
+                };
+                if rx.gso.is_some() {
+                    self.counters.tun_super_packets += 1;
+                }
+                let packet = &mut buf[..end];
+                match self
+                    .engine
+                    .handle_packet_with(now(), packet, START, rx.checksum, &mut out)
+                {
+                    Verdict::Forward(range) => self.forward(packet, range, &rx),
                     Verdict::Consumed => {}
                     Verdict::Dropped(reason) => tracing::trace!(
                         reason = reason.name(),
-                        head = ?&packet[HEADROOM..packet.len().min(HEADROOM + 40)],
+                        head = ?&packet[START..packet.len().min(START + 40)],
                         "dropped"
                     ),
                 }
@@ -135,7 +231,7 @@ impl DataPlane {
                     .unwrap_or(MAX_WAIT)
                     .min(until_publish)
                     .min(MAX_WAIT);
-                self.tun.wait(Some(wait))?;
+                self.queue.wait(Some(wait))?;
             }
         }
         self.log_events();
@@ -143,30 +239,56 @@ impl DataPlane {
         Ok(())
     }
 
-    /// The TUN, for the control plane to close after tearing the host set-up down.
-    pub fn into_tun(self) -> Tun {
-        self.tun
+    /// The queue, for the control plane to close after tearing the host set-up down.
+    pub fn into_queue(self) -> Queue {
+        self.queue
     }
 
     fn take_routes(&mut self) {
         while let Ok(routes) = self.routes.try_recv() {
             self.engine.set_routes(routes);
-            self.reloads += 1;
-            tracing::info!("data plane: new route table in force");
+            self.counters.reloads += 1;
+            tracing::debug!(worker = self.index, "data plane: new route table in force");
         }
     }
 
-    fn write(&mut self, packet: &[u8]) {
-        if let Err(e) = self.tun.send(packet) {
-            self.tun_write_errors += 1;
-            tracing::debug!("writing {} bytes to the TUN failed: {e}", packet.len());
+    /// Writes the translated `buf[range]`, with its virtio-net header in the bytes just
+    /// before it if offloads are on.
+    fn forward(&mut self, buf: &mut [u8], range: std::ops::Range<usize>, rx: &Inbound) {
+        let written = if self.queue.offload() {
+            let Some(at) = range.start.checked_sub(offload::HEADER_LEN) else {
+                self.counters.tun_write_errors += 1;
+                return;
+            };
+            match buf.get(range.clone()).map(|p| offload::outbound(rx, p)) {
+                Some(Ok(hdr)) => {
+                    buf[at..range.start].copy_from_slice(&hdr);
+                    self.queue.send_raw(&buf[at..range.end])
+                }
+                _ => {
+                    self.counters.tun_write_errors += 1;
+                    return;
+                }
+            }
+        } else {
+            match buf.get(range) {
+                Some(p) => self.queue.send_raw(p),
+                None => {
+                    self.counters.tun_write_errors += 1;
+                    return;
+                }
+            }
+        };
+        if let Err(e) = written {
+            self.counters.tun_write_errors += 1;
+            tracing::debug!("writing to the TUN failed: {e}");
         }
     }
 
     fn flush(&mut self, out: &mut Output) {
         for p in out.packets() {
-            if let Err(e) = self.tun.send(p) {
-                self.tun_write_errors += 1;
+            if let Err(e) = self.queue.send_plain(p) {
+                self.counters.tun_write_errors += 1;
                 tracing::debug!("writing {} bytes to the TUN failed: {e}", p.len());
             }
         }
@@ -180,19 +302,27 @@ impl DataPlane {
     }
 
     fn publish(&self, uptime: Duration) {
+        let c = &self.counters;
         let snapshot = Snapshot {
             stats: self.engine.stats().clone(),
             flows: self.engine.flow_count(),
             half_open: self.engine.half_open(),
             peek_bytes: self.engine.peek_bytes(),
-            tun_write_errors: self.tun_write_errors,
-            reloads: self.reloads,
+            tun_packets: c.tun_packets,
+            tun_super_packets: c.tun_super_packets,
+            tun_header_errors: c.tun_header_errors,
+            tun_write_errors: c.tun_write_errors,
+            reloads: c.reloads,
             uptime,
         };
-        *self
+        let mut all = self
             .published
+            .workers
             .lock()
-            .unwrap_or_else(PoisonError::into_inner) = snapshot;
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(slot) = all.get_mut(self.index) {
+            *slot = snapshot;
+        }
     }
 }
 

@@ -1,49 +1,105 @@
 //! The TUN device: created (or attached to, if a persistent one of that name exists), its
-//! MTU set and brought up, then read and written one IP packet at a time.
+//! MTU set and brought up, then read and written by one [`Queue`] per data-plane worker.
 //!
-//! No packet information header and no offloads: every read is one whole IPv4 or IPv6
-//! packet, which is what the engine takes. The descriptor is non-blocking; the data
-//! plane waits with [`Tun::wait`] (poll(2)) until a packet is ready or its next timer.
-//! A device this process created disappears with the descriptor, taking its routes with
-//! it; a persistent one stays.
+//! With offloads (the default) the device is opened with `IFF_VNET_HDR` and
+//! `TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6`: every read and write carries the 10-byte
+//! virtio-net header ([`kracauer_core::offload`]) and a read may be a GSO super-packet of
+//! up to 64 KB, which the engine translates whole. Where the kernel refuses them, the
+//! device is opened again without, and the log says so. UDP segmentation offload is not
+//! asked for: the engine carries no UDP.
+//!
+//! With more than one worker the device is multi-queue (`IFF_MULTI_QUEUE`, one descriptor
+//! per queue) and a steering program ([`crate::steer`]) makes the kernel put both
+//! directions of a flow on the same queue. Descriptors are non-blocking; a worker waits
+//! with [`Queue::wait`] (poll(2)) until a packet is ready or its next timer. A device this
+//! process created disappears with its last descriptor, taking its routes with it; a
+//! persistent one stays.
 
-use std::io;
-use std::os::fd::AsFd;
+use std::io::{self, IoSlice};
+use std::os::fd::{AsFd, BorrowedFd};
 use std::time::Duration;
 
+use kracauer_core::offload;
 use rustix::event::{PollFd, PollFlags, Timespec};
 use tun_rs::{DeviceBuilder, SyncDevice};
 
-/// An open TUN device.
+/// How to open the device.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TunOptions {
+    pub mtu: u16,
+    /// Ask for the virtio-net header and TCP offloads.
+    pub offload: bool,
+    /// Queues to open (one per worker), at least 1.
+    pub queues: usize,
+}
+
+/// An open TUN device: its queues, and whether offloads are on.
 pub struct Tun {
-    dev: SyncDevice,
+    queues: Vec<Queue>,
     name: String,
+    offload: bool,
+}
+
+/// One queue of the device: what one worker reads and writes.
+pub struct Queue {
+    dev: SyncDevice,
+    offload: bool,
 }
 
 impl Tun {
-    /// Creates or attaches to the TUN device `name` and sets its MTU. The device is left
-    /// down (so per-device sysctls can be set before the kernel configures IPv6 on it);
+    /// Creates or attaches to the TUN device `name` with `opts`. The device is left down
+    /// (so per-device sysctls can be set before the kernel configures IPv6 on it);
     /// [`up`](Self::up) brings it up.
-    pub fn open(name: &str, mtu: u16) -> io::Result<Self> {
-        let dev = DeviceBuilder::new()
-            .name(name)
-            .mtu(mtu)
-            .packet_information(false)
-            .enable(false)
-            .build_sync()
-            .map_err(|e| {
+    pub fn open(name: &str, opts: TunOptions) -> io::Result<Self> {
+        let first = if opts.offload {
+            match build(name, opts, true) {
+                Ok(dev) => Some(dev),
+                Err(e) => {
+                    tracing::warn!(
+                        "TUN offloads unavailable on {name:?} ({e}): reading and writing one \
+                         packet of at most the MTU at a time"
+                    );
+                    None
+                }
+            }
+        } else {
+            None
+        };
+        let first = match first {
+            Some(dev) => dev,
+            None => build(name, opts, false).map_err(|e| {
                 io::Error::new(e.kind(), format!("cannot open TUN device {name:?}: {e}"))
+            })?,
+        };
+        let offload = first.tcp_gso();
+        let mut devs = vec![first];
+        while devs.len() < opts.queues.max(1) {
+            let dev = devs[0].try_clone().map_err(|e| {
+                io::Error::new(
+                    e.kind(),
+                    format!(
+                        "cannot open queue {} of TUN device {name:?}: {e}",
+                        devs.len()
+                    ),
+                )
             })?;
-        dev.set_nonblocking(true)?;
+            devs.push(dev);
+        }
+        let mut queues = Vec::with_capacity(devs.len());
+        for dev in devs {
+            dev.set_nonblocking(true)?;
+            queues.push(Queue { dev, offload });
+        }
         Ok(Self {
-            dev,
+            queues,
             name: name.to_owned(),
+            offload,
         })
     }
 
     /// Brings the device up.
     pub fn up(&self) -> io::Result<()> {
-        self.dev.enabled(true)
+        self.queues[0].dev.enabled(true)
     }
 
     /// The interface name.
@@ -51,7 +107,46 @@ impl Tun {
         &self.name
     }
 
-    /// Reads one packet into `buf`; `Ok(None)` when none is waiting.
+    /// Whether reads and writes carry the virtio-net header (offloads on).
+    pub fn offload(&self) -> bool {
+        self.offload
+    }
+
+    /// How many queues are open.
+    pub fn queue_count(&self) -> usize {
+        self.queues.len()
+    }
+
+    /// The first queue's descriptor, for device-wide settings (steering).
+    pub fn first_queue_fd(&self) -> BorrowedFd<'_> {
+        self.queues[0].dev.as_fd()
+    }
+
+    /// The queues, one per worker, leaving the device to be kept open by them.
+    pub fn into_queues(self) -> Vec<Queue> {
+        self.queues
+    }
+}
+
+fn build(name: &str, opts: TunOptions, offload: bool) -> io::Result<SyncDevice> {
+    DeviceBuilder::new()
+        .name(name)
+        .mtu(opts.mtu)
+        .packet_information(false)
+        .offload(offload)
+        .multi_queue(opts.queues > 1)
+        .enable(false)
+        .build_sync()
+}
+
+impl Queue {
+    /// Whether each read and write carries the virtio-net header.
+    pub fn offload(&self) -> bool {
+        self.offload
+    }
+
+    /// Reads one packet (with its virtio-net header if offloads are on) into `buf`;
+    /// `Ok(None)` when none is waiting.
     pub fn recv(&self, buf: &mut [u8]) -> io::Result<Option<usize>> {
         match self.dev.recv(buf) {
             Ok(n) => Ok(Some(n)),
@@ -61,9 +156,21 @@ impl Tun {
         }
     }
 
-    /// Writes one packet.
-    pub fn send(&self, packet: &[u8]) -> io::Result<()> {
-        self.dev.send(packet).map(drop)
+    /// Writes `bytes` as they are: the virtio-net header, if offloads are on, must be
+    /// its first [`offload::HEADER_LEN`] bytes.
+    pub fn send_raw(&self, bytes: &[u8]) -> io::Result<()> {
+        self.dev.send(bytes).map(drop)
+    }
+
+    /// Writes a packet the engine made (finished checksum, no GSO), adding the plain
+    /// virtio-net header in front if offloads are on.
+    pub fn send_plain(&self, packet: &[u8]) -> io::Result<()> {
+        if self.offload {
+            let bufs = [IoSlice::new(&offload::PLAIN), IoSlice::new(packet)];
+            self.dev.send_vectored(&bufs).map(drop)
+        } else {
+            self.dev.send(packet).map(drop)
+        }
     }
 
     /// Waits until a packet can be read or `timeout` passes (`None`: no limit). Returns
@@ -84,12 +191,24 @@ impl Tun {
 
 impl std::fmt::Debug for Tun {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Tun").field("name", &self.name).finish()
+        f.debug_struct("Tun")
+            .field("name", &self.name)
+            .field("queues", &self.queues.len())
+            .field("offload", &self.offload)
+            .finish()
     }
 }
 
-impl AsFd for Tun {
-    fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+impl std::fmt::Debug for Queue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Queue")
+            .field("offload", &self.offload)
+            .finish()
+    }
+}
+
+impl AsFd for Queue {
+    fn as_fd(&self) -> BorrowedFd<'_> {
         self.dev.as_fd()
     }
 }

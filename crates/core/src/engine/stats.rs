@@ -208,6 +208,28 @@ impl Stats {
         self.outcomes.get(outcome as usize).copied().unwrap_or(0)
     }
 
+    /// Adds `other`'s counts to these (to total the engines of several workers).
+    pub fn add(&mut self, other: &Stats) {
+        let grow = |v: &mut Vec<u64>, o: &[u64]| {
+            if v.len() < o.len() {
+                v.resize(o.len(), 0);
+            }
+            for (a, b) in v.iter_mut().zip(o) {
+                *a += b;
+            }
+        };
+        grow(&mut self.drops, &other.drops);
+        grow(&mut self.outcomes, &other.outcomes);
+        for i in 0..2 {
+            self.packets[i] += other.packets[i];
+            self.bytes[i] += other.bytes[i];
+        }
+        self.made += other.made;
+        self.cookies_sent += other.cookies_sent;
+        self.cookies_accepted += other.cookies_accepted;
+        self.spliced += other.spliced;
+    }
+
     /// Sum of all drops.
     pub fn total_drops(&self) -> u64 {
         self.drops.iter().sum()
@@ -241,6 +263,27 @@ mod tests {
         assert_eq!(s.drops(DropReason::OutputFull), 1);
         assert_eq!(s.drops(DropReason::BackendNoFlow), 0);
         assert_eq!(s.total_drops(), 3);
+    }
+
+    #[test]
+    fn added_stats_sum_every_counter() {
+        let mut a = Stats::new();
+        a.drop(DropReason::ClientNoFlow);
+        a.forwarded(Direction::ToClient, 100);
+        a.outcome(Outcome::Closed);
+        let mut b = Stats::new();
+        b.drop(DropReason::ClientNoFlow);
+        b.drop(DropReason::OutputFull);
+        b.forwarded(Direction::ToClient, 50);
+        b.spliced = 2;
+        let mut total = Stats::default();
+        total.add(&a);
+        total.add(&b);
+        assert_eq!(total.drops(DropReason::ClientNoFlow), 2);
+        assert_eq!(total.drops(DropReason::OutputFull), 1);
+        assert_eq!(total.outcomes(Outcome::Closed), 1);
+        assert_eq!((total.packets[1], total.bytes[1]), (2, 150));
+        assert_eq!(total.spliced, 2);
     }
 
     #[test]

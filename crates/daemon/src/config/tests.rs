@@ -64,7 +64,9 @@ fn design_example_without_quic_is_accepted_in_full() {
         c.tun,
         Tun {
             name: "kracauer0".into(),
-            mtu: 1500
+            mtu: 1500,
+            offload: true,
+            workers: None,
         }
     );
     assert_eq!(
@@ -103,12 +105,35 @@ fn minimal_config_gets_documented_defaults() {
         c.tun,
         Tun {
             name: DEFAULT_TUN_NAME.into(),
-            mtu: DEFAULT_MTU
+            mtu: DEFAULT_MTU,
+            offload: true,
+            workers: None,
         }
     );
     assert_eq!(c.default_backend, None);
     assert!(c.routes.is_empty());
     assert_eq!(c.metrics, None);
+}
+
+#[test]
+fn tun_offload_and_workers_are_read() {
+    let c = parse_str(
+        "prefix = \"2001:db8:64::/96\"\n[tun]\noffload = false\nworkers = 4\n[[listen]]\naddress = \"203.0.113.10\"\ntls = [443]\n",
+    )
+    .unwrap();
+    assert!(!c.tun.offload);
+    assert_eq!(c.tun.workers, Some(4));
+}
+
+#[test]
+fn zero_workers_is_an_error_at_its_value() {
+    let e = parse_str(
+        "prefix = \"2001:db8:64::/96\"\n[tun]\nworkers = 0\n[[listen]]\naddress = \"203.0.113.10\"\ntls = [443]\n",
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains(":3:11:"), "{e}");
+    assert!(e.contains("tun.workers: 0 is not 1 to 256"), "{e}");
 }
 
 #[test]
@@ -125,7 +150,10 @@ fn unknown_key_names_its_place_and_the_valid_keys() {
     let e = error(&good_with("mtu = 1500", "mut = 1500"));
     assert!(e.starts_with("k.toml:6:1: "), "{e}");
     assert!(e.contains("unknown field `mut`"), "{e}");
-    assert!(e.contains("expected `name` or `mtu`"), "{e}");
+    assert!(
+        e.contains("expected one of `name`, `mtu`, `offload`, `workers`"),
+        "{e}"
+    );
 }
 
 #[test]
