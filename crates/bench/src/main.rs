@@ -263,6 +263,11 @@ fn measure(
         let gb = bytes as f64 / 1e9;
         samples.add(peer, &format!("{what}: Gbit/s"), gb * 8.0 / secs);
         samples.add(peer, &format!("{what}: machine CPU s/GB"), (m1 - m0) / gb);
+        samples.add(
+            peer,
+            &format!("{what}: GB per machine CPU s"),
+            gb / (m1 - m0),
+        );
         if peer != Peer::Kernel {
             samples.add(
                 peer,
@@ -433,23 +438,14 @@ fn tls_download(
     Ok((got, start.elapsed().as_secs_f64()))
 }
 
-/// Where Kracauer's time goes: `perf record` of the daemon during an 8-stream download.
+/// Where the time goes with Kracauer in the path: `perf record -a` of the whole machine
+/// during a single-stream download, reported by thread name, then by thread and symbol.
 fn profile(plan: &Plan, tb: &Topology, hello: &Arc<Vec<u8>>) -> Result<String, Error> {
     let running = Running::start(Peer::Kracauer, tb)?;
-    let pid = running.pids()[0];
     let data = tb.dir().join("perf.data");
     let secs = plan.bulk.as_secs().max(2) + 1;
     let mut rec = Command::new("perf")
-        .args([
-            "record",
-            "-q",
-            "-F",
-            "999",
-            "-g",
-            "-p",
-            &pid.to_string(),
-            "-o",
-        ])
+        .args(["record", "-q", "-F", "999", "-g", "-a", "-o"])
         .arg(&data)
         .args(["--", "sleep", &secs.to_string()])
         .stdout(Stdio::null())
@@ -460,37 +456,51 @@ fn profile(plan: &Plan, tb: &Topology, hello: &Arc<Vec<u8>>) -> Result<String, E
     let h = Arc::clone(hello);
     let addr = Peer::Kracauer.raw_addr();
     let dur = Duration::from_secs(secs.saturating_sub(1));
-    let _ = tb.client.run(move || {
-        thread::scope(|s| {
-            for _ in 0..8 {
-                s.spawn(|| proto::bulk_stream(addr, &h, false, dur));
-            }
-        });
-    });
+    let _ = tb
+        .client
+        .run(move || proto::bulk_stream(addr, &h, false, dur));
     let _ = rec.wait();
     running.stop()?;
-    let out = Command::new("perf")
-        .args([
-            "report",
-            "--stdio",
-            "--no-children",
-            "-g",
-            "none",
-            "--percent-limit",
-            "1",
-            "-i",
-        ])
-        .arg(&data)
-        .stderr(Stdio::null())
-        .output()
-        .map_err(|e| Error::Setup(format!("perf report: {e}")))?;
-    let text: String = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
-        .take(40)
-        .map(|l| format!("{l}\n"))
+    let report = |sort: &str, lines: usize, filter: Option<&str>| -> Result<String, Error> {
+        let out = Command::new("perf")
+            .arg("report")
+            .args(filter)
+            .args([
+                "--stdio",
+                "--no-children",
+                "-g",
+                "none",
+                "--sort",
+                sort,
+                "--percent-limit",
+                "1",
+                "-i",
+            ])
+            .arg(&data)
+            .stderr(Stdio::null())
+            .output()
+            .map_err(|e| Error::Setup(format!("perf report: {e}")))?;
+        Ok(String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+            .take(lines)
+            .map(|l| format!("{l}\n"))
+            .collect())
+    };
+    // By symbol, only the threads on the data path: the daemon's workers, the backend
+    // sending and the client thread reading (the machine may be running other work).
+    let client_thread: String = format!("in-{}", tb.client.name())
+        .chars()
+        .take(15)
         .collect();
-    Ok(text)
+    let comms = format!(
+        "--comms=kracauer-w0,kracauer-w1,kracauer-w2,kracauer-w3,raw backend,{client_thread}"
+    );
+    Ok(format!(
+        "{}\n{}",
+        report("comm", 15, None)?,
+        report("comm,sym", 40, Some(&comms))?
+    ))
 }
 
 /// The raw backend's process in backend a's namespace.

@@ -110,22 +110,22 @@ pub fn write(
     for p in peers {
         let _ = write!(md, " {} |", p.name());
     }
-    let _ = writeln!(md, " kracauer/nginx |");
+    let _ = writeln!(md, " kracauer/nginx | kracauer/kernel |");
     let _ = write!(md, "|---|");
     for _ in peers {
         let _ = write!(md, "---:|");
     }
-    let _ = writeln!(md, "---:|");
+    let _ = writeln!(md, "---:|---:|");
     for m in &s.metrics {
         let _ = write!(md, "| {m} |");
         for p in peers {
             let _ = write!(md, " {} |", fmt(s.median(*p, m)));
         }
-        let ratio = match (s.median(Peer::Kracauer, m), s.median(Peer::Nginx, m)) {
+        let ratio = |other: Peer| match (s.median(Peer::Kracauer, m), s.median(other, m)) {
             (Some(k), Some(n)) if n != 0.0 => format!("{:.2}", k / n),
             _ => "–".to_owned(),
         };
-        let _ = writeln!(md, " {ratio} |");
+        let _ = writeln!(md, " {} | {} |", ratio(Peer::Nginx), ratio(Peer::Kernel));
     }
     let _ = writeln!(
         md,
@@ -151,8 +151,11 @@ pub fn write(
     if !perf.is_empty() {
         let _ = writeln!(
             md,
-            "\n## Where Kracauer's time goes\n\n`perf record -F 999 -g -p PID` of the daemon \
-             during an 8-stream download (self time, entries above 1%):\n\n```\n{perf}```"
+            "\n## Where the time goes with Kracauer in the path\n\n`perf record -F 999 -g -a` \
+             of the whole machine during a single-stream download (self time, entries above \
+             1%), by thread name, then by thread and symbol (`kracauer-wN` are the \
+             daemon's workers; softirq work is charged to the thread it interrupted):\n\n\
+             ```\n{perf}```"
         );
     }
     let _ = writeln!(
@@ -181,6 +184,8 @@ const METHOD: &str = "### How each figure is measured\n\n\
 - machine CPU s/GB: busy time of the whole machine from `/proc/stat` (all but idle and \
   iowait) over the run, divided by GB moved. The machine is shared with other work, so \
   this figure carries their noise; the router process figure does not.\n\
+- GB per machine CPU s: the same two figures the other way up (throughput per \
+  whole-machine CPU second; higher is better).\n\
 - router process CPU s/GB: user + system time of the kracauer process, or of nginx's \
   master and workers, from `/proc/PID/stat`. Kernel work done in softirq on behalf of a \
   peer (forwarding, nginx's two TCP stacks' receive path) is in the machine figure only.\n\

@@ -171,8 +171,10 @@ impl DataPlane {
                 self.flush(&mut out);
             }
             let mut handled = 0;
+            let mut drained = false;
             while handled < BATCH {
                 let Some(n) = self.queue.recv(&mut buf[read_at..])? else {
+                    drained = true;
                     break;
                 };
                 handled += 1;
@@ -222,7 +224,9 @@ impl DataPlane {
                 self.publish(start.elapsed());
                 next_publish = Instant::now() + PUBLISH_EVERY;
             }
-            if handled == 0 {
+            // The queue is empty: sleep until a packet or the next timer (a read that
+            // would only find it empty again is saved).
+            if drained {
                 let until_timer = self.engine.poll_timeout().map(|at| {
                     Duration::from_micros(at.as_micros()).saturating_sub(start.elapsed())
                 });
