@@ -13,10 +13,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use kracauer_core::addr::Prefix96;
-use kracauer_core::engine::{Engine, EngineConfig, Output, Service, Stats, Verdict};
+use kracauer_core::engine::{Engine, EngineConfig, Output, RxChecksum, Service, Stats, Verdict};
 use kracauer_core::route::{RouteSpec, RouteTable};
 use kracauer_core::tcp::emit::{Options, Segment};
 use kracauer_core::time::Time;
+use kracauer_core::wire::checksum;
 use kracauer_core::wire::tcp::{SeqNumber, TcpPacket};
 use kracauer_core::wire::{Ipv4Packet, Ipv6Packet};
 
@@ -149,7 +150,14 @@ pub fn run(data: &[u8]) -> Stats {
                 let raw = input.bytes(len).to_vec();
                 let mut b = vec![0u8; HEADROOM + raw.len()];
                 b[HEADROOM..].copy_from_slice(&raw);
-                Some((engine.handle_packet(now, &mut b, HEADROOM, &mut out), b))
+                // Whatever a device might say of the checksum of arbitrary bytes.
+                let said = match input.u8().unwrap_or(0) % 3 {
+                    0 => RxChecksum::Unchecked,
+                    1 => RxChecksum::Valid,
+                    _ => RxChecksum::Partial,
+                };
+                let v = engine.handle_packet_with(now, &mut b, HEADROOM, said, &mut out);
+                Some((v, b))
             }
             3 | 4 => {
                 let to_backend_side = op % 6 == 4;
@@ -202,7 +210,23 @@ pub fn run(data: &[u8]) -> Stats {
                         .unwrap()
                 };
                 buf.truncate(HEADROOM + n);
-                Some((engine.handle_packet(now, &mut buf, HEADROOM, &mut out), buf))
+                // Sometimes as a TUN with offloads hands it over: a partial checksum,
+                // which the engine must keep partial; finished here as the kernel would
+                // when the packet leaves, it must then verify like any other.
+                let partial = pick & 0x80 != 0;
+                if partial {
+                    make_partial(&mut buf[HEADROOM..]);
+                }
+                let said = if partial {
+                    RxChecksum::Partial
+                } else {
+                    RxChecksum::Unchecked
+                };
+                let v = engine.handle_packet_with(now, &mut buf, HEADROOM, said, &mut out);
+                if let (true, Verdict::Forward(r)) = (partial, &v) {
+                    finish_partial(&mut buf[r.clone()]);
+                }
+                Some((v, buf))
             }
             _ => {
                 now = now + Duration::from_millis(u64::from(input.u8().unwrap_or(0)));
@@ -240,6 +264,33 @@ pub fn run(data: &[u8]) -> Stats {
 }
 
 /// Parses `p` as IPv4 or IPv6; when `strict`, TCP checksums must verify.
+/// Where the TCP header of a packet built here starts (no IPv4 options, no IPv6
+/// extension headers).
+fn l4_of(p: &[u8]) -> usize {
+    if p[0] >> 4 == 4 { 20 } else { 40 }
+}
+
+/// Replaces a finished TCP checksum with the folded pseudo-header sum (`NEEDS_CSUM`).
+fn make_partial(p: &mut [u8]) {
+    let l4 = l4_of(p);
+    let len = p.len() - l4;
+    let pseudo = if l4 == 20 {
+        let ip = Ipv4Packet::new_checked(&*p).unwrap();
+        checksum::pseudo_header_v4(ip.src_addr(), ip.dst_addr(), 6, len as u16)
+    } else {
+        let ip = Ipv6Packet::new_checked(&*p).unwrap();
+        checksum::pseudo_header_v6(&ip.src_addr(), &ip.dst_addr(), 6, len as u32)
+    };
+    p[l4 + 16..l4 + 18].copy_from_slice(&checksum::fold(pseudo).to_be_bytes());
+}
+
+/// Finishes a partial TCP checksum as the kernel does on output.
+fn finish_partial(p: &mut [u8]) {
+    let l4 = l4_of(p);
+    let c = checksum::finish(checksum::sum(&p[l4..]));
+    p[l4 + 16..l4 + 18].copy_from_slice(&c.to_be_bytes());
+}
+
 fn check_packet(p: &[u8], strict: bool) {
     match p.first().map(|b| b >> 4) {
         Some(4) => {
