@@ -12,6 +12,7 @@ pub mod flow;
 pub mod name;
 pub mod peek;
 pub mod route;
+pub mod steer;
 pub mod tcp;
 pub mod time;
 pub mod wire;
