@@ -13,4 +13,5 @@ pub mod netlink;
 pub mod routes;
 pub mod run;
 pub mod runtime;
+pub mod steer;
 pub mod tun;
