@@ -470,6 +470,22 @@ mod tests {
         assert!(count.iter().all(|&c| c > 100), "{count:?}");
     }
 
+    #[test]
+    fn another_key_reshuffles_the_queues() {
+        // What an attacker who does not know the key faces: with another key, about half
+        // of the flows change queue (of two).
+        let other = SteerKey {
+            k0: 0xdead_beef,
+            k1: 0x0bad_f00d,
+        };
+        let moved = clients(1000)
+            .filter(|&(a, p)| {
+                queue_of(queue_hash(a, p, KEY), 2) != queue_of(queue_hash(a, p, other), 2)
+            })
+            .count();
+        assert!((350..650).contains(&moved), "{moved} of 1000 moved");
+    }
+
     proptest! {
         #[test]
         fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..128)) {

@@ -368,7 +368,7 @@ const LABELS: usize = 7;
 
 /// Why the assembler could not finish a program (a defect in [`program`]).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum AsmError {
+enum AsmError {
     #[error("jump to {0:?}, which is never placed")]
     Unplaced(&'static str),
     #[error("label {0:?} placed twice")]
