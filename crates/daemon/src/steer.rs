@@ -171,7 +171,7 @@ unsafe fn sys_bpf<T>(cmd: libc::c_long, attr: &mut T) -> io::Result<libc::c_long
 /// `BPF_PROG_LOAD` of `code` as a socket filter, with the verifier's log in `log` if
 /// given.
 fn load_program(code: &[u8], log: Option<&mut Vec<u8>>) -> io::Result<OwnedFd> {
-    let license = b"Dual MIT/GPL\0";
+    let license = b"MIT OR Apache-2.0\0";
     let mut name = [0u8; 16];
     name[..PROG_NAME.len()].copy_from_slice(PROG_NAME);
     let (log_level, log_size, log_buf) = match log {
@@ -313,7 +313,8 @@ const R1: Reg = Reg(1);
 const CTX: Reg = Reg(6);
 /// Offset of the transport header (of the ICMP header, for an ICMP error).
 const R7: Reg = Reg(7);
-/// IPv4 protocol; then the offset of the quoted transport header.
+/// IPv4 protocol; then, for an ICMP error, both header lengths added (the quoted
+/// transport header is at that plus the ICMP header).
 const R8: Reg = Reg(8);
 /// The client address.
 const R9: Reg = Reg(9);
