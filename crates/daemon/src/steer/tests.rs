@@ -1,0 +1,398 @@
+//! Tests of the steering program: the assembler offline; as root, the loaded program
+//! against the reference in `kracauer_core::steer`, and steering on a real multi-queue
+//! TUN device in a network namespace of its own.
+
+use std::io::Write as _;
+use std::net::{Ipv4Addr, Ipv6Addr, UdpSocket};
+use std::os::fd::AsFd;
+
+use kracauer_core::steer::{queue_hash, queue_of, steer_value};
+use kracauer_testbed::Netns;
+use rustix::event::{PollFd, PollFlags, Timespec};
+use tun_rs::{DeviceBuilder, SyncDevice};
+
+use super::sample::{BACKEND, CLIENT, SERVICE, embed, icmp, ipv4, ipv6, tcp};
+use super::*;
+
+const KEY: SteerKey = SteerKey {
+    k0: 0x0123_4567,
+    k1: 0x89ab_cdef,
+};
+/// Instructions in the steering program.
+const PROGRAM_LEN: usize = 71;
+const OTHER_KEY: SteerKey = SteerKey {
+    k0: 0xdead_beef,
+    k1: 0x0bad_f00d,
+};
+
+/// Root is needed to load the program (CAP_BPF) and for the TUN test (a namespace).
+fn privileged(test: &str) -> bool {
+    kracauer_testbed::privileged(&format!("steer::{test}"))
+}
+
+fn loaded(key: SteerKey) -> Steering {
+    Steering::load(key).unwrap_or_else(|e| panic!("loading the steering program: {e}"))
+}
+
+fn run(s: &Steering, packet: &[u8]) -> u32 {
+    s.test_run(packet)
+        .unwrap_or_else(|e| panic!("test run on {packet:02x?}: {e}"))
+}
+
+/// A fixed stream of pseudo-random numbers (xorshift32).
+fn xorshift(mut s: u32) -> impl Iterator<Item = u32> {
+    std::iter::repeat_with(move || {
+        s ^= s << 13;
+        s ^= s >> 17;
+        s ^= s << 5;
+        s
+    })
+}
+
+/// A client in 198.51.100.0/24 or 203.0.113.0/24 with any port, from one number.
+fn client_of(r: u32) -> (Ipv4Addr, u16) {
+    let net = if r & 1 == 0 {
+        [198, 51, 100]
+    } else {
+        [203, 0, 113]
+    };
+    (
+        Ipv4Addr::new(net[0], net[1], net[2], (r >> 1) as u8),
+        (r >> 16) as u16,
+    )
+}
+
+/// The four packets of one flow: client to service, backend to client, and an ICMP
+/// error about each direction (fragmentation needed with 4 bytes of options in the
+/// quoted header; time exceeded).
+fn flow_packets(client: Ipv4Addr, port: u16) -> [Vec<u8>; 4] {
+    let to_client = ipv4(6, SERVICE, client, &[1, 1, 1, 0], &tcp(443, port));
+    let to_backend = ipv6(6, embed(client), BACKEND, &tcp(port, 443));
+    let router = Ipv4Addr::new(203, 0, 113, 1);
+    let router6 = Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, 1);
+    [
+        ipv4(6, client, SERVICE, &[], &tcp(port, 443)),
+        ipv6(6, BACKEND, embed(client), &tcp(443, port)),
+        ipv4(
+            1,
+            router,
+            SERVICE,
+            &[],
+            &icmp(3, 4, [0, 0, 5, 0x78], &to_client),
+        ),
+        ipv6(58, router6, embed(client), &icmp(3, 0, [0; 4], &to_backend)),
+    ]
+}
+
+/// One packet of every case of `client_of_packet`, the flow's own packets first.
+fn every_case() -> Vec<Vec<u8>> {
+    let mut all: Vec<Vec<u8>> = flow_packets(CLIENT, 40000).into();
+    let mut udp = ipv4(17, CLIENT, SERVICE, &[], &tcp(40000, 443)[..8]);
+    all.push(udp.clone());
+    udp = ipv6(17, BACKEND, embed(CLIENT), &tcp(443, 40000)[..8]);
+    all.push(udp);
+    let options = [0x01, 0x01, 0x01, 0x01, 0x01, 0x01, 0x01, 0x00];
+    all.push(ipv4(6, CLIENT, SERVICE, &options, &tcp(40000, 443)));
+    all.push(ipv4(
+        1,
+        CLIENT,
+        SERVICE,
+        &[],
+        &icmp(8, 0, [0, 1, 0, 1], b"ping"),
+    ));
+    all.push(ipv6(
+        58,
+        BACKEND,
+        embed(CLIENT),
+        &icmp(128, 0, [0, 1, 0, 1], b"ping"),
+    ));
+    let mut fragment = ipv4(6, CLIENT, SERVICE, &[], &tcp(40000, 443));
+    fragment[6..8].copy_from_slice(&[0x20, 0x00]);
+    all.push(fragment);
+    all.push(ipv6(0, BACKEND, embed(CLIENT), &[6, 0, 1, 4, 0, 0, 0, 0]));
+    let mut unknown = ipv4(6, CLIENT, SERVICE, &[], &tcp(40000, 443));
+    unknown[0] = 0x55;
+    all.push(unknown);
+    all
+}
+
+#[test]
+fn instructions_encode_as_the_kernel_reads_them() {
+    let mov = Insn {
+        code: op::ALU64 | op::MOV | op::X,
+        dst: CTX,
+        src: R1,
+        off: 0,
+        imm: 0,
+    };
+    assert_eq!(mov.to_bytes(), [0xbf, 0x16, 0, 0, 0, 0, 0, 0]);
+    let jump = Insn {
+        code: op::JMP | op::JGE | op::K,
+        dst: R0,
+        src: R0,
+        off: 3,
+        imm: -2,
+    };
+    assert_eq!(jump.to_bytes(), [0x35, 0x00, 3, 0, 0xfe, 0xff, 0xff, 0xff]);
+}
+
+#[test]
+fn jumps_land_on_their_labels() {
+    let mut a = Asm::default();
+    a.jump(Label::Hash);
+    a.alu(op::MOV, R0, 1);
+    a.place(Label::Hash).expect("placed once");
+    a.exit();
+    let insns = a.finish().expect("every label placed");
+    assert_eq!(insns[0].off, 1);
+}
+
+#[test]
+fn a_jump_to_an_unplaced_label_is_an_error() {
+    let mut a = Asm::default();
+    a.jump(Label::Port0);
+    assert_eq!(a.finish(), Err(AsmError::Unplaced("Port0")));
+}
+
+#[test]
+fn a_label_placed_twice_is_an_error() {
+    let mut a = Asm::default();
+    a.place(Label::V6).expect("first");
+    assert_eq!(a.place(Label::V6), Err(AsmError::PlacedTwice("V6")));
+}
+
+#[test]
+fn the_program_assembles_to_a_fixed_length() {
+    let insns = program(KEY).expect("the program assembles");
+    assert_eq!(insns.len(), PROGRAM_LEN);
+    assert_eq!(insns.last().map(|i| i.code), Some(op::JMP | op::EXIT));
+}
+
+#[test]
+fn the_program_computes_the_reference_on_the_sample_flow() {
+    if !privileged("the_program_computes_the_reference_on_the_sample_flow") {
+        return;
+    }
+    for key in [KEY, OTHER_KEY] {
+        let s = loaded(key);
+        s.self_check().expect("kernel and reference agree");
+        assert_eq!(s.key(), key);
+        let want = queue_hash(CLIENT, 40000, key);
+        for (i, p) in sample::packets().iter().enumerate() {
+            assert_eq!(run(&s, p), want, "{p:02x?}");
+            // The errors (2 and 3) quote 8 bytes of TCP: 7 fewer cuts into the ports,
+            // and the program ends early with 0. The others keep their ports.
+            let short = &p[..p.len() - 7];
+            let want_short = if i < 2 { want } else { 0 };
+            assert_eq!(run(&s, short), want_short, "{short:02x?}");
+        }
+    }
+}
+
+#[test]
+fn every_truncation_of_every_case_agrees_with_the_reference() {
+    if !privileged("every_truncation_of_every_case_agrees_with_the_reference") {
+        return;
+    }
+    let s = loaded(KEY);
+    for p in every_case() {
+        for len in 0..=p.len() {
+            let cut = &p[..len];
+            assert_eq!(run(&s, cut), steer_value(cut, KEY), "{cut:02x?}");
+        }
+    }
+}
+
+#[test]
+fn cases_give_the_values_the_reference_documents() {
+    if !privileged("cases_give_the_values_the_reference_documents") {
+        return;
+    }
+    let s = loaded(KEY);
+    let flow = queue_hash(CLIENT, 40000, KEY);
+    let address_only = queue_hash(CLIENT, 0, KEY);
+    let want = [
+        flow,
+        flow,
+        flow,
+        flow,
+        flow,
+        flow,
+        queue_hash(CLIENT, 40000, KEY),
+        address_only,
+        address_only,
+        address_only,
+        address_only,
+        0,
+    ];
+    let got: Vec<u32> = every_case().iter().map(|p| run(&s, p)).collect();
+    assert_eq!(got, want);
+}
+
+#[test]
+fn random_flows_steer_alike_both_ways_and_spread() {
+    if !privileged("random_flows_steer_alike_both_ways_and_spread") {
+        return;
+    }
+    for (key, seed) in [(KEY, 0x2545_f491), (OTHER_KEY, 0x9e37_79b9)] {
+        let s = loaded(key);
+        let mut on2 = [0usize; 2];
+        let mut on4 = [0usize; 4];
+        for r in xorshift(seed).take(1000) {
+            let (client, port) = client_of(r);
+            let want = queue_hash(client, port, key);
+            for p in flow_packets(client, port) {
+                assert_eq!(run(&s, &p), want, "{client}:{port} {p:02x?}");
+            }
+            on2[usize::from(queue_of(want, 2))] += 1;
+            on4[usize::from(queue_of(want, 4))] += 1;
+        }
+        assert!(on2.iter().all(|&n| n > 100), "2 queues: {on2:?}");
+        assert!(on4.iter().all(|&n| n > 100), "4 queues: {on4:?}");
+    }
+}
+
+#[test]
+fn random_bytes_agree_with_the_reference() {
+    if !privileged("random_bytes_agree_with_the_reference") {
+        return;
+    }
+    let s = loaded(KEY);
+    let mut rng = xorshift(0x1234_5678);
+    let mut next = move || rng.next().unwrap_or(0);
+    for _ in 0..3000 {
+        let len = (next() % 120) as usize;
+        let mut p: Vec<u8> = (0..len).map(|_| next() as u8).collect();
+        // Mostly IPv4 or IPv6, mostly a protocol the program looks into.
+        if let Some(first) = p.first_mut() {
+            *first = match next() % 8 {
+                0..=3 => 0x40 | (*first & 0x0f),
+                4..=6 => 0x60 | (*first & 0x0f),
+                _ => *first,
+            };
+        }
+        let proto = [6u8, 17, 1, 58][(next() % 4) as usize];
+        match p.first().map(|b| b >> 4) {
+            Some(4) if len > 9 => {
+                p[9] = proto;
+                // Mostly not a fragment; mostly an ICMP error type.
+                if next() % 4 != 0 {
+                    p[6] &= 0x80;
+                    p[7] = 0;
+                }
+                let ty = usize::from(p[0] & 0x0f) * 4;
+                if let Some(t) = p.get_mut(ty) {
+                    *t = [3, 4, 5, 11, 12, 8][(next() % 6) as usize];
+                }
+            }
+            Some(6) if len > 6 => p[6] = proto,
+            _ => {}
+        }
+        assert_eq!(run(&s, &p), steer_value(&p, KEY), "{p:02x?}");
+    }
+}
+
+/// Deletes the namespace when the test ends, passed or not.
+struct NetnsGuard(Netns);
+
+impl Drop for NetnsGuard {
+    fn drop(&mut self) {
+        if let Err(e) = self.0.delete() {
+            let _ = writeln!(io::stderr(), "cannot delete {}: {e}", self.0.name());
+        }
+    }
+}
+
+/// Reads queues until one yields a packet ending with `marker`, and returns that queue
+/// and packet; other packets (the kernel's own IPv6 chatter) are skipped.
+fn receive(queues: &[SyncDevice], marker: &[u8]) -> (usize, Vec<u8>) {
+    let mut buf = [0u8; 2048];
+    // A bound on waiting for a packet already sent, not a timing assertion.
+    for _ in 0..200 {
+        let mut fds: Vec<PollFd<'_>> = queues
+            .iter()
+            .map(|q| PollFd::new(q, PollFlags::IN))
+            .collect();
+        let wait = Timespec {
+            tv_sec: 0,
+            tv_nsec: 10_000_000,
+        };
+        rustix::event::poll(&mut fds, Some(&wait)).expect("poll");
+        for (i, q) in queues.iter().enumerate() {
+            while let Ok(n) = q.recv(&mut buf) {
+                if buf[..n].ends_with(marker) {
+                    return (i, buf[..n].to_vec());
+                }
+            }
+        }
+    }
+    panic!("no queue received the packet marked {marker:02x?}");
+}
+
+/// The kernel hands each packet to the queue that [`queue_of`] names for the program's
+/// value: IPv4 from the host to "clients" and IPv6 from the host to embedded clients,
+/// through a three-queue TUN device (three is not a power of two, so the remainder is
+/// really taken).
+#[test]
+fn a_multi_queue_tun_delivers_each_flow_to_the_queue_the_reference_names() {
+    let test = "a_multi_queue_tun_delivers_each_flow_to_the_queue_the_reference_names";
+    if !privileged(test) {
+        return;
+    }
+    let name = format!("kstr-{}", std::process::id());
+    let ns = NetnsGuard(Netns::create(&name).expect("create the namespace"));
+    let ns = &ns.0;
+    ns.run(|| {
+        let first = DeviceBuilder::new()
+            .name("kstr0")
+            .mtu(1500)
+            .packet_information(false)
+            .multi_queue(true)
+            .enable(false)
+            .build_sync()
+            .expect("create the TUN device");
+        let second = first.try_clone().expect("second queue");
+        let third = first.try_clone().expect("third queue");
+        let queues = [first, second, third];
+        for q in &queues {
+            q.set_nonblocking(true).expect("non-blocking");
+        }
+        let steering = loaded(KEY);
+        steering
+            .attach(queues[2].as_fd())
+            .expect("attach to the device through any queue");
+        ns.ip(["addr", "add", "198.51.100.1/24", "dev", "kstr0"])
+            .expect("IPv4 address");
+        ns.ip(["addr", "add", "2001:db8:64::1/96", "dev", "kstr0", "nodad"])
+            .expect("IPv6 address");
+        ns.ip(["link", "set", "kstr0", "up"]).expect("up");
+        ns.ip(["route", "add", "203.0.113.0/24", "dev", "kstr0"])
+            .expect("IPv4 route");
+
+        let mut count = [0usize; 3];
+        let v6 = UdpSocket::bind("[2001:db8:64::1]:443").expect("IPv6 socket");
+        for (i, r) in xorshift(0x5eed_5eed).take(60).enumerate() {
+            let marker = [b'k', b's', i as u8];
+            let (client, port) = client_of(r);
+            let port = port.max(1);
+            let packet = if i % 2 == 0 {
+                // Client to service: the host's address with our port is the "client".
+                let s = UdpSocket::bind(("198.51.100.1", port)).expect("IPv4 socket");
+                s.send_to(&marker, (client, 443)).expect("send IPv4");
+                receive(&queues, &marker)
+            } else {
+                // Backend to client: the embedded destination and its port.
+                v6.send_to(&marker, (embed(client), port))
+                    .expect("send IPv6");
+                receive(&queues, &marker)
+            };
+            let (queue, bytes) = packet;
+            let want = queue_of(steer_value(&bytes, KEY), 3);
+            assert_eq!(queue, usize::from(want), "packet {i}: {bytes:02x?}");
+            count[queue] += 1;
+        }
+        assert!(count.iter().all(|&n| n >= 10), "{count:?}");
+        Steering::detach(queues[0].as_fd()).expect("detach");
+    })
+    .expect("run in the namespace");
+}
