@@ -6,9 +6,8 @@ use kracauer_core::addr::Prefix96;
 
 use crate::config::Config;
 use crate::netlink::{Divert, NetError, Netlink, Plan, Sysctls};
-use crate::steer::Steering;
+use crate::steer::{self, Steering};
 use crate::tun::{Tun, TunOptions};
-use kracauer_core::steer::SteerKey;
 
 /// A set-up that failed (what was done of it is undone already).
 #[derive(Debug, thiserror::Error)]
@@ -33,15 +32,11 @@ fn open_tun(c: &Config) -> std::io::Result<Tun> {
     if tun.queue_count() == 1 {
         return Ok(tun);
     }
-    let mut key = [0u8; 8];
-    let steered = getrandom::fill(&mut key)
-        .map_err(|e| std::io::Error::other(e.to_string()))
-        .and_then(|()| {
-            let key = SteerKey {
-                k0: u32::from_ne_bytes([key[0], key[1], key[2], key[3]]),
-                k1: u32::from_ne_bytes([key[4], key[5], key[6], key[7]]),
-            };
-            let steering = Steering::load(key)?;
+    let steered = steer::random_key()
+        .map_err(|e| std::io::Error::other(format!("no random key: {e}")))
+        .and_then(Steering::load)
+        .and_then(|steering| {
+            steering.self_check()?;
             steering.attach(tun.first_queue_fd())
         });
     match steered {
