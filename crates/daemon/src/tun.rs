@@ -51,25 +51,19 @@ impl Tun {
     /// (so per-device sysctls can be set before the kernel configures IPv6 on it);
     /// [`up`](Self::up) brings it up.
     pub fn open(name: &str, opts: TunOptions) -> io::Result<Self> {
-        let first = if opts.offload {
-            match build(name, opts, true) {
-                Ok(dev) => Some(dev),
-                Err(e) => {
-                    tracing::warn!(
-                        "TUN offloads unavailable on {name:?} ({e}): reading and writing one \
-                         packet of at most the MTU at a time"
-                    );
-                    None
-                }
+        let (first, opts) = match first_queue(name, opts) {
+            Err(e) if opts.queues > 1 => {
+                // A persistent device made without multi_queue refuses a multi-queue
+                // attach (EINVAL): run on its one queue rather than not at all.
+                tracing::warn!(
+                    "cannot open TUN device {name:?} with {} queues ({e}); running one \
+                     worker (a persistent device must be made with `multi_queue`)",
+                    opts.queues
+                );
+                let one = TunOptions { queues: 1, ..opts };
+                (first_queue(name, one)?, one)
             }
-        } else {
-            None
-        };
-        let first = match first {
-            Some(dev) => dev,
-            None => build(name, opts, false).map_err(|e| {
-                io::Error::new(e.kind(), format!("cannot open TUN device {name:?}: {e}"))
-            })?,
+            other => (other?, opts),
         };
         let offload = first.tcp_gso();
         let mut devs = vec![first];
@@ -125,6 +119,30 @@ impl Tun {
     /// The queues, one per worker, leaving the device to be kept open by them.
     pub fn into_queues(self) -> Vec<Queue> {
         self.queues
+    }
+}
+
+/// Opens the device's first queue: with offloads if asked for and the kernel agrees,
+/// else without, saying so.
+fn first_queue(name: &str, opts: TunOptions) -> io::Result<SyncDevice> {
+    let plain = || {
+        build(name, opts, false)
+            .map_err(|e| io::Error::new(e.kind(), format!("cannot open TUN device {name:?}: {e}")))
+    };
+    if !opts.offload {
+        return plain();
+    }
+    match build(name, opts, true) {
+        Ok(dev) => Ok(dev),
+        Err(e) => {
+            // Said only once the device opens without them: then offloads were the cause.
+            let dev = plain()?;
+            tracing::warn!(
+                "TUN offloads unavailable on {name:?} ({e}): reading and writing one packet \
+                 of at most the MTU at a time"
+            );
+            Ok(dev)
+        }
     }
 }
 
