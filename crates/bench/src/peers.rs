@@ -27,16 +27,24 @@ pub enum Peer {
     Kracauer,
     Nginx,
     Kernel,
+    /// Kracauer with `offload = false`: one packet of at most the MTU per read and write.
+    KracauerNoOffload,
 }
 
 impl Peer {
-    pub const ALL: [Peer; 3] = [Peer::Kracauer, Peer::Nginx, Peer::Kernel];
+    pub const ALL: [Peer; 4] = [
+        Peer::Kracauer,
+        Peer::Nginx,
+        Peer::Kernel,
+        Peer::KracauerNoOffload,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
             Peer::Kracauer => "kracauer",
             Peer::Nginx => "nginx",
             Peer::Kernel => "kernel",
+            Peer::KracauerNoOffload => "kracauer offload=false",
         }
     }
 
@@ -103,9 +111,9 @@ pub fn wire_ceiling(tb: &Topology) -> Result<(), Error> {
 
 /// Kracauer's configuration: TLS on 443, the bench name to the raw backend, `a.example`
 /// to backend a's HTTPS on 443.
-pub fn kracauer_config() -> String {
+pub fn kracauer_config(offload: bool) -> String {
     format!(
-        "prefix = \"{PREFIX}\"\n\n[tun]\nname = \"kracauer0\"\nmtu = 1500\n\n\
+        "prefix = \"{PREFIX}\"\n\n[tun]\nname = \"kracauer0\"\nmtu = 1500\noffload = {offload}\n\n\
          [[listen]]\naddress = \"{SERVICE_V4}\"\ntls = [{HTTPS_PORT}]\n\n\
          [[route]]\nhosts = [\"{BENCH_NAME}\"]\nbackend = \"{BACKEND_A}\"\nports = {{ {HTTPS_PORT} = {RAW_PORT} }}\n\n\
          [[route]]\nhosts = [\"a.example\"]\nbackend = \"{BACKEND_A}\"\n"
@@ -182,14 +190,14 @@ pub enum Running<'tb> {
 impl<'tb> Running<'tb> {
     pub fn start(peer: Peer, tb: &'tb Topology) -> Result<Self, Error> {
         match peer {
-            Peer::Kracauer => {
+            Peer::Kracauer | Peer::KracauerNoOffload => {
                 // The router forwards to the TUN; without this, a TIME_WAIT socket nginx
                 // left on 203.0.113.10:443 (up to 60 s) is found by the kernel's early
                 // demux, and ip_forward drops a packet that carries a socket: a client
                 // SYN reusing that port is black-holed until the TIME_WAIT expires.
                 tb.router.sysctl("net.ipv4.ip_early_demux", "0")?;
                 Ok(Running::Kracauer {
-                    k: tb.start_kracauer(&kracauer_config())?,
+                    k: tb.start_kracauer(&kracauer_config(peer == Peer::Kracauer))?,
                     tb,
                 })
             }

@@ -110,12 +110,15 @@ pub fn write(
     for p in peers {
         let _ = write!(md, " {} |", p.name());
     }
-    let _ = writeln!(md, " kracauer/nginx | kracauer/kernel |");
+    let _ = writeln!(
+        md,
+        " kracauer/nginx | kracauer/kernel | kracauer/kracauer offload=false |"
+    );
     let _ = write!(md, "|---|");
     for _ in peers {
         let _ = write!(md, "---:|");
     }
-    let _ = writeln!(md, "---:|---:|");
+    let _ = writeln!(md, "---:|---:|---:|");
     for m in &s.metrics {
         let _ = write!(md, "| {m} |");
         for p in peers {
@@ -125,7 +128,13 @@ pub fn write(
             (Some(k), Some(n)) if n != 0.0 => format!("{:.2}", k / n),
             _ => "–".to_owned(),
         };
-        let _ = writeln!(md, " {} | {} |", ratio(Peer::Nginx), ratio(Peer::Kernel));
+        let _ = writeln!(
+            md,
+            " {} | {} | {} |",
+            ratio(Peer::Nginx),
+            ratio(Peer::Kernel),
+            ratio(Peer::KracauerNoOffload)
+        );
     }
     let _ = writeln!(
         md,
@@ -174,7 +183,10 @@ const METHOD: &str = "### How each figure is measured\n\n\
 - The client (its own namespace, IPv4 only) sends a real TLS ClientHello made by rustls \
   for `bench.example`, then a 9-byte command and raw bytes; the backend (backend a's \
   namespace) answers without TLS. So the peers are measured, not TLS crypto.\n\
-- kracauer: the daemon translating on its TUN device in the router namespace. nginx: \
+- kracauer: the daemon translating on its TUN device in the router namespace, with its \
+  defaults: TUN offloads on (GSO super-packets translated whole) and one worker per CPU. \
+  kracauer offload=false: the same with `offload = false` (one packet of at most the MTU \
+  per read and per write), to show what the offloads bring. nginx: \
   `stream`, `ssl_preread`, `proxy_bind 2001:db8:64::$remote_addr transparent`, as root \
   (configuration below). kernel: the client dials the backend's IPv6 address directly and \
   the router forwards plain IPv6, no translation (the ceiling; it has no router process, \
@@ -201,10 +213,11 @@ const METHOD: &str = "### How each figure is measured\n\n\
 - real TLS download: one HTTPS GET of the testbed's `/source/N` through rustls on both \
   ends (backend a on 443), the whole connection timed.\n";
 
-const COLOURS: [RGBColor; 3] = [
+const COLOURS: [RGBColor; 4] = [
     RGBColor(31, 119, 180),
     RGBColor(255, 127, 14),
     RGBColor(120, 120, 120),
+    RGBColor(158, 202, 225),
 ];
 
 fn load_font() -> Result<(), String> {

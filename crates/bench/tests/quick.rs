@@ -35,7 +35,9 @@ fn quick_bench_runs_end_to_end_and_writes_its_report() {
         assert!(report.contains(row), "the report lacks {row:?}:\n{report}");
     }
     assert!(
-        report.contains("| metric | kracauer | nginx | kernel | kracauer/nginx |"),
+        report.contains(
+            "| metric | kracauer | nginx | kernel | kracauer offload=false | kracauer/nginx |"
+        ),
         "the report lacks a peer column:\n{report}"
     );
     assert!(

@@ -14,10 +14,12 @@
 //! payload. Each IPv4→IPv6 segment grows by 20 bytes, which the MSS Kracauer announces
 //! to clients already allows for (IPv6 MTU − 60).
 //!
-//! Anything other than TCP with a partial checksum (ICMP, UDP) is finished here in
-//! software before the engine sees it: such packets are rare and small. GSO of anything
-//! but TCP is refused (UDP segmentation offload is never enabled: the engine carries no
-//! UDP yet).
+//! UDP segmentation offload (`TUN_F_USO4/6`, kernels from 6.2) is on where the kernel has
+//! it: a UDP super-packet (`GSO_UDP_L4`, both families) is read the same way and keeps
+//! its partial checksum and `gso_type` (the engine carries no UDP yet and drops it,
+//! counted, as it drops any UDP). Any other partial checksum (ICMP, UDP without GSO) is
+//! finished here in software before the engine sees it: such packets are rare and small.
+//! UFO (`GSO_UDP`, fragmenting) is never enabled and is refused.
 //!
 //! The header is the legacy 10-byte `struct virtio_net_hdr`, in the host's byte order
 //! (the TUN default without `TUNSETVNETLE`/`TUNSETVNETBE`).
@@ -65,15 +67,19 @@ pub mod gso {
     pub const ECN: u8 = 0x80;
 }
 
-/// Where the TCP checksum field lies within the TCP header.
+/// Where the checksum field lies within the TCP header.
 const TCP_CSUM_OFFSET: u16 = 16;
+/// Where the checksum field lies within the UDP header.
+const UDP_CSUM_OFFSET: u16 = 6;
+/// UDP header length.
+const UDP_HEADER_LEN: usize = 8;
 
 /// Why a header read from the TUN was refused (the packet is dropped and counted).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
 pub enum OffloadError {
     #[error("the virtio-net header is {0} bytes, not {HEADER_LEN}")]
     HeaderLength(usize),
-    #[error("GSO type {0:#04x} is not TCP (no UDP segmentation offload is enabled)")]
+    #[error("GSO type {0:#04x} is neither TCP nor UDP L4 (UFO is never enabled)")]
     UnsupportedGso(u8),
     #[error("a GSO packet without a partial checksum")]
     GsoWithoutPartialChecksum,
@@ -81,11 +87,11 @@ pub enum OffloadError {
     GsoSizeZero,
     #[error("GSO type TCPv{gso} on an IPv{ip} packet")]
     GsoFamilyMismatch { gso: u8, ip: u8 },
-    #[error("a GSO packet whose partial checksum is not at the TCP header's")]
+    #[error("a GSO packet whose partial checksum is not at its TCP or UDP header's")]
     GsoNotTcp,
     #[error("checksum start {start} + offset {offset} lies beyond the {len}-byte packet")]
     ChecksumOutside { start: u16, offset: u16, len: usize },
-    #[error("the translated packet is not a TCP/IP packet this module can describe")]
+    #[error("the translated packet is not a TCP or UDP packet this module can describe")]
     Unrecognised,
 }
 
@@ -94,7 +100,7 @@ pub enum OffloadError {
 pub struct Inbound {
     /// What the engine may assume about the transport checksum.
     pub checksum: RxChecksum,
-    /// Set for a GSO super-packet (always TCP with a partial checksum).
+    /// Set for a GSO super-packet (always TCP or UDP with a partial checksum).
     pub gso: Option<Gso>,
 }
 
@@ -105,6 +111,8 @@ pub struct Gso {
     pub size: u16,
     /// `VIRTIO_NET_HDR_GSO_ECN`.
     pub ecn: bool,
+    /// UDP (`GSO_UDP_L4`), not TCP.
+    pub udp: bool,
 }
 
 fn get16(b: &[u8], r: core::ops::Range<usize>) -> u16 {
@@ -132,13 +140,15 @@ pub fn inbound(hdr: &[u8], packet: &mut [u8]) -> Result<Inbound, OffloadError> {
 
     let gso = match gso_type & !gso::ECN {
         gso::NONE => None,
-        t @ (gso::TCPV4 | gso::TCPV6) => {
-            let want = if t == gso::TCPV4 { 4 } else { 6 };
-            if version != want {
-                return Err(OffloadError::GsoFamilyMismatch {
-                    gso: want,
-                    ip: version,
-                });
+        t @ (gso::TCPV4 | gso::TCPV6 | gso::UDP_L4) => {
+            if t != gso::UDP_L4 {
+                let want = if t == gso::TCPV4 { 4 } else { 6 };
+                if version != want {
+                    return Err(OffloadError::GsoFamilyMismatch {
+                        gso: want,
+                        ip: version,
+                    });
+                }
             }
             if flags & flags::NEEDS_CSUM == 0 {
                 return Err(OffloadError::GsoWithoutPartialChecksum);
@@ -149,6 +159,7 @@ pub fn inbound(hdr: &[u8], packet: &mut [u8]) -> Result<Inbound, OffloadError> {
             Some(Gso {
                 size: gso_size,
                 ecn: gso_type & gso::ECN != 0,
+                udp: t == gso::UDP_L4,
             })
         }
         t => return Err(OffloadError::UnsupportedGso(t)),
@@ -170,7 +181,13 @@ pub fn inbound(hdr: &[u8], packet: &mut [u8]) -> Result<Inbound, OffloadError> {
             len: packet.len(),
         });
     }
-    if offset == TCP_CSUM_OFFSET && tcp_header_at(packet) == Some(usize::from(start)) {
+    let tcp_partial = offset == TCP_CSUM_OFFSET
+        && transport_at(packet, ip_proto::TCP) == Some(usize::from(start))
+        && gso.is_none_or(|g| !g.udp);
+    let udp_gso_partial = offset == UDP_CSUM_OFFSET
+        && transport_at(packet, ip_proto::UDP) == Some(usize::from(start))
+        && gso.is_some_and(|g| g.udp);
+    if tcp_partial || udp_gso_partial {
         return Ok(Inbound {
             checksum: RxChecksum::Partial,
             gso,
@@ -186,12 +203,13 @@ pub fn inbound(hdr: &[u8], packet: &mut [u8]) -> Result<Inbound, OffloadError> {
     })
 }
 
-/// Where the TCP header of a TCP/IP packet begins, if it is one (IPv4, or IPv6 with TCP
-/// right after the fixed header: what the kernel's offloads produce).
-fn tcp_header_at(packet: &[u8]) -> Option<usize> {
+/// Where the `protocol` header of a packet begins, if it carries one right after its IP
+/// header (IPv4 with any options, or IPv6 without extension headers: what the kernel's
+/// offloads produce).
+fn transport_at(packet: &[u8], protocol: u8) -> Option<usize> {
     match packet.first()? >> 4 {
-        4 if packet.get(9) == Some(&ip_proto::TCP) => Some(usize::from(packet[0] & 0x0f) * 4),
-        6 if packet.get(6) == Some(&ip_proto::TCP) => Some(40),
+        4 if packet.get(9) == Some(&protocol) => Some(usize::from(packet[0] & 0x0f) * 4),
+        6 if packet.get(6) == Some(&protocol) => Some(40),
         _ => None,
     }
 }
@@ -217,24 +235,37 @@ pub fn outbound(rx: &Inbound, packet: &[u8]) -> Result<[u8; HEADER_LEN], Offload
     if rx.checksum != RxChecksum::Partial {
         return Ok(hdr);
     }
-    let l4 = tcp_header_at(packet).ok_or(OffloadError::Unrecognised)?;
-    let tcp_len = packet
-        .get(l4 + 12)
-        .map(|b| usize::from(b >> 4) * 4)
-        .ok_or(OffloadError::Unrecognised)?;
+    let udp = rx.gso.is_some_and(|g| g.udp);
+    let (protocol, csum_offset) = if udp {
+        (ip_proto::UDP, UDP_CSUM_OFFSET)
+    } else {
+        (ip_proto::TCP, TCP_CSUM_OFFSET)
+    };
+    let l4 = transport_at(packet, protocol).ok_or(OffloadError::Unrecognised)?;
+    let l4_len = if udp {
+        UDP_HEADER_LEN
+    } else {
+        packet
+            .get(l4 + 12)
+            .map(|b| usize::from(b >> 4) * 4)
+            .ok_or(OffloadError::Unrecognised)?
+    };
+    if packet.len() < l4 + l4_len {
+        return Err(OffloadError::Unrecognised);
+    }
     let l4_u16 = u16::try_from(l4).map_err(|_| OffloadError::Unrecognised)?;
     hdr[field::FLAGS] = flags::NEEDS_CSUM;
     hdr[field::CSUM_START].copy_from_slice(&l4_u16.to_ne_bytes());
-    hdr[field::CSUM_OFFSET].copy_from_slice(&TCP_CSUM_OFFSET.to_ne_bytes());
+    hdr[field::CSUM_OFFSET].copy_from_slice(&csum_offset.to_ne_bytes());
     if let Some(g) = rx.gso {
-        let family = if packet[0] >> 4 == 4 {
-            gso::TCPV4
-        } else {
-            gso::TCPV6
+        let kind = match (udp, packet[0] >> 4) {
+            (true, _) => gso::UDP_L4,
+            (false, 4) => gso::TCPV4,
+            (false, _) => gso::TCPV6,
         };
-        hdr[field::GSO_TYPE] = family | if g.ecn { gso::ECN } else { 0 };
+        hdr[field::GSO_TYPE] = kind | if g.ecn { gso::ECN } else { 0 };
         hdr[field::GSO_SIZE].copy_from_slice(&g.size.to_ne_bytes());
-        let hdr_len = u16::try_from(l4 + tcp_len).map_err(|_| OffloadError::Unrecognised)?;
+        let hdr_len = u16::try_from(l4 + l4_len).map_err(|_| OffloadError::Unrecognised)?;
         hdr[field::HDR_LEN].copy_from_slice(&hdr_len.to_ne_bytes());
     }
     Ok(hdr)

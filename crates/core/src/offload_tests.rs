@@ -93,7 +93,8 @@ fn tso4_super_packet_is_read_whole_and_written_back_as_tso6() {
         rx.gso,
         Some(Gso {
             size: 1448,
-            ecn: true
+            ecn: true,
+            udp: false
         })
     );
     // The engine translated it: the same TCP segment behind an IPv6 header.
@@ -156,8 +157,14 @@ fn malformed_gso_headers_are_refused() {
         Err(OffloadError::GsoSizeZero)
     );
     assert_eq!(
+        inbound(&hdr(flags::NEEDS_CSUM, gso::UDP, 1400, 20, 6), &mut p),
+        Err(OffloadError::UnsupportedGso(gso::UDP)),
+        "UFO is never enabled"
+    );
+    assert_eq!(
         inbound(&hdr(flags::NEEDS_CSUM, gso::UDP_L4, 1400, 20, 6), &mut p),
-        Err(OffloadError::UnsupportedGso(gso::UDP_L4))
+        Err(OffloadError::GsoNotTcp),
+        "UDP segmentation of a TCP packet"
     );
     assert_eq!(
         inbound(&hdr(flags::NEEDS_CSUM, gso::TCPV4, 1400, 24, 16), &mut p),
@@ -239,4 +246,35 @@ fn outbound_of_something_not_tcp_is_an_error_not_a_guess() {
         Err(OffloadError::Unrecognised)
     );
     assert_eq!(outbound(&rx, &[]), Err(OffloadError::Unrecognised));
+}
+
+#[test]
+fn udp_super_packet_keeps_its_partial_checksum_and_type_across_families() {
+    // A QUIC sender's GSO burst: an 8-byte UDP header and 30 datagrams' worth.
+    let mut udp = vec![0x30, 0x39, 0x01, 0xbb, 0, 0, 0, 0];
+    udp.extend((0..36_000).map(|i| i as u8));
+    let mut p = v6(ip_proto::UDP, &udp);
+    let before = p.clone();
+    let rx = inbound(&hdr(flags::NEEDS_CSUM, gso::UDP_L4, 1200, 40, 6), &mut p).unwrap();
+    assert_eq!(p, before, "left for the kernel to finish per datagram");
+    assert_eq!(rx.checksum, RxChecksum::Partial);
+    assert_eq!(
+        rx.gso,
+        Some(Gso {
+            size: 1200,
+            ecn: false,
+            udp: true
+        })
+    );
+    let out = v4(ip_proto::UDP, &udp);
+    let o = outbound(&rx, &out).unwrap();
+    assert_eq!(
+        o[field::GSO_TYPE],
+        gso::UDP_L4,
+        "one type for both families"
+    );
+    assert_eq!(read16(&o, field::GSO_SIZE), 1200);
+    assert_eq!(read16(&o, field::CSUM_START), 20);
+    assert_eq!(read16(&o, field::CSUM_OFFSET), 6);
+    assert_eq!(read16(&o, field::HDR_LEN), 28);
 }
