@@ -462,18 +462,24 @@ fn profile(plan: &Plan, tb: &Topology, hello: &Arc<Vec<u8>>) -> Result<String, E
     let _ = rec.wait();
     running.stop()?;
     let report = |sort: &str, lines: usize, filter: Option<&str>| -> Result<String, Error> {
+        let children = sort == "sym";
         let out = Command::new("perf")
             .arg("report")
             .args(filter)
+            .arg(if children {
+                "--children"
+            } else {
+                "--no-children"
+            })
+            .args(filter.map(|_| "--percentage=relative"))
             .args([
                 "--stdio",
-                "--no-children",
                 "-g",
                 "none",
                 "--sort",
                 sort,
                 "--percent-limit",
-                "1",
+                if children { "3" } else { "1" },
                 "-i",
             ])
             .arg(&data)
@@ -496,10 +502,14 @@ fn profile(plan: &Plan, tb: &Topology, hello: &Arc<Vec<u8>>) -> Result<String, E
     let comms = format!(
         "--comms=kracauer-w0,kracauer-w1,kracauer-w2,kracauer-w3,raw backend,{client_thread}"
     );
+    // Inclusive time of the daemon's workers by function: which syscall, and what the
+    // kernel ran in their context (softirq delivery of what they wrote).
+    let workers = "--comms=kracauer-w0,kracauer-w1,kracauer-w2,kracauer-w3";
     Ok(format!(
-        "{}\n{}",
+        "{}\n{}\nInclusive (children) time of the workers, by function, as a share of their own time, above 3%:\n\n{}",
         report("comm", 15, None)?,
-        report("comm,sym", 40, Some(&comms))?
+        report("comm,sym", 40, Some(&comms))?,
+        report("sym", 45, Some(workers))?
     ))
 }
 

@@ -15,7 +15,17 @@ pub fn report(path: &Path, c: &Config, routes: &RouteTable) -> String {
     // Writing to a String cannot fail.
     let _ = writeln!(out, "{}: valid", path.display());
     let _ = writeln!(out, "prefix    {}", c.prefix);
-    let _ = writeln!(out, "tun       {} (mtu {})", c.tun.name, c.tun.mtu);
+    let workers = c
+        .tun
+        .workers
+        .map_or_else(|| "one per CPU".to_owned(), |w| w.to_string());
+    let _ = writeln!(
+        out,
+        "tun       {} (mtu {}, offloads {}, workers {workers})",
+        c.tun.name,
+        c.tun.mtu,
+        if c.tun.offload { "on" } else { "off" }
+    );
     for l in &c.listen {
         let _ = writeln!(
             out,

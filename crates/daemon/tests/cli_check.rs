@@ -67,3 +67,31 @@ fn check_reports_a_duplicate_name_at_its_line_and_column() {
         "{err}"
     );
 }
+
+#[test]
+fn check_shows_the_tun_offloads_and_workers_in_force() {
+    let path = config_file("tun-default", HEAD);
+    let o = check(&path);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        out.lines()
+            .any(|l| l == "tun       kracauer0 (mtu 1500, offloads on, workers one per CPU)"),
+        "{out}"
+    );
+    let path = config_file(
+        "tun-set",
+        &HEAD.replace(
+            "\n\n[[listen]]",
+            "\n\n[tun]\noffload = false\nworkers = 3\n\n[[listen]]",
+        ),
+    );
+    let o = check(&path);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        out.lines()
+            .any(|l| l == "tun       kracauer0 (mtu 1500, offloads off, workers 3)"),
+        "{out}"
+    );
+}
