@@ -4,13 +4,6 @@ use core::time::Duration;
 
 use super::*;
 
-fn ts(tsval: u32, tsecr: u32) -> emit::Options {
-    emit::Options {
-        timestamps: Some((tsval, tsecr)),
-        ..Default::default()
-    }
-}
-
 #[test]
 fn syn_gets_a_synack_with_only_the_options_kracauer_can_keep() {
     let mut h = Harness::new();

@@ -3,15 +3,6 @@
 use super::*;
 use crate::wire::{Icmpv4Packet, Icmpv6Packet, ip_proto};
 
-fn backend_linux() -> emit::Options {
-    emit::Options {
-        mss: Some(1440),
-        wscale: Some(9),
-        sack_permitted: true,
-        timestamps: Some((5_000, 101)),
-    }
-}
-
 /// An IPv6 packet from `src` to the client's embedded address carrying ICMPv6
 /// `ty`/`code` with `rest` and `inner` as the embedded packet.
 fn icmpv6_to_client(src: Ipv6Addr, ty: u8, code: u8, rest: u32, inner: &[u8]) -> Vec<u8> {

@@ -78,6 +78,24 @@ pub fn linux_syn_options() -> emit::Options {
     }
 }
 
+/// Options a Linux backend answers a SYN with (window scale 9, unlike the client's 7).
+pub fn backend_linux() -> emit::Options {
+    emit::Options {
+        mss: Some(1440),
+        wscale: Some(9),
+        sack_permitted: true,
+        timestamps: Some((5_000, 101)),
+    }
+}
+
+/// Only a timestamps option.
+pub fn ts(tsval: u32, tsecr: u32) -> emit::Options {
+    emit::Options {
+        timestamps: Some((tsval, tsecr)),
+        ..Default::default()
+    }
+}
+
 /// A segment the engine sent, parsed.
 #[derive(Debug, Clone)]
 pub struct Sent {

@@ -6,22 +6,6 @@ use super::*;
 use crate::wire::checksum;
 use crate::wire::ip_proto;
 
-fn backend_linux() -> emit::Options {
-    emit::Options {
-        mss: Some(1440),
-        wscale: Some(9),
-        sack_permitted: true,
-        timestamps: Some((5_000, 100)),
-    }
-}
-
-fn ts(tsval: u32, tsecr: u32) -> emit::Options {
-    emit::Options {
-        timestamps: Some((tsval, tsecr)),
-        ..Default::default()
-    }
-}
-
 /// Where the TCP header of the IP packet at `buf[HEADROOM..]` starts, and its length.
 fn tcp_span(packet: &[u8]) -> (usize, usize) {
     let l4 = if packet[0] >> 4 == 4 {

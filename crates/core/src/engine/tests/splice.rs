@@ -4,22 +4,6 @@ use core::time::Duration;
 
 use super::*;
 
-fn backend_linux() -> emit::Options {
-    emit::Options {
-        mss: Some(1440),
-        wscale: Some(9),
-        sack_permitted: true,
-        timestamps: Some((5_000, 101)),
-    }
-}
-
-fn ts(tsval: u32, tsecr: u32) -> emit::Options {
-    emit::Options {
-        timestamps: Some((tsval, tsecr)),
-        ..Default::default()
-    }
-}
-
 #[test]
 fn backend_synack_is_acked_with_the_peeked_bytes_and_not_shown_to_the_client() {
     let mut h = Harness::new();
