@@ -156,6 +156,10 @@ pub fn inbound(hdr: &[u8], packet: &mut [u8]) -> Result<Inbound, OffloadError> {
             if gso_size == 0 {
                 return Err(OffloadError::GsoSizeZero);
             }
+            if t == gso::UDP_L4 && gso_type & gso::ECN != 0 {
+                // The kernel takes the ECN flag with TCP only, and would refuse it back.
+                return Err(OffloadError::UnsupportedGso(gso_type));
+            }
             Some(Gso {
                 size: gso_size,
                 ecn: gso_type & gso::ECN != 0,
@@ -219,11 +223,9 @@ fn transport_at(packet: &[u8], protocol: u8) -> Option<usize> {
 /// complemented into the field. A UDP result of zero is sent as `0xffff`.
 fn finish_partial(packet: &mut [u8], start: usize, field_at: usize) {
     let value = checksum::finish(checksum::sum(&packet[start..]));
-    let udp = match packet.first().map(|b| b >> 4) {
-        Some(4) => packet.get(9) == Some(&ip_proto::UDP),
-        Some(6) => packet.get(6) == Some(&ip_proto::UDP),
-        _ => false,
-    };
+    // UDP's field is 6 bytes into its header (ICMP's is 2, TCP's 16), whatever IPv6
+    // extension headers come before it.
+    let udp = field_at - start == usize::from(UDP_CSUM_OFFSET);
     let value = if udp && value == 0 { 0xffff } else { value };
     packet[field_at..field_at + 2].copy_from_slice(&value.to_be_bytes());
 }

@@ -138,7 +138,12 @@ pub fn queue_hash(client: Ipv4Addr, client_port: u16, key: SteerKey) -> u32 {
 ///   quoted packet's source address and its source port.
 /// - Anything else, IPv4 fragments and IPv6 with extension headers included: the
 ///   address as above (IPv4 source, IPv6 destination low bits) with port 0. The engine
-///   drops fragments and answers echo itself, so any worker will do for these.
+///   drops fragments and answers echo itself, so any worker will do for these. A
+///   backend's TCP segment behind IPv6 hop-by-hop, routing or destination options
+///   headers is the exception: the engine walks those and would translate it, but it
+///   lands on the address's worker, which may not hold its flow (and answers RST as for
+///   any unknown flow). Backends do not send such segments in practice; a bounded walk
+///   here and in the program would close the gap.
 ///
 /// The quoted protocol is not checked: an error quoting anything but TCP or UDP matches
 /// no flow, so its worker does not matter. The IPv4 header length is used as written

@@ -4,7 +4,7 @@
 
 use kracauer_core::addr::Prefix96;
 
-use crate::config::Config;
+use crate::config::{Config, MAX_WORKERS};
 use crate::netlink::{Divert, NetError, Netlink, Plan, Sysctls};
 use crate::steer::{self, Steering};
 use crate::tun::{Tun, TunOptions};
@@ -28,7 +28,7 @@ fn open_tun(c: &Config) -> std::io::Result<Tun> {
         offload: c.tun.offload,
         queues,
     };
-    let tun = Tun::open(&c.tun.name, opts)?;
+    let mut tun = Tun::open(&c.tun.name, opts)?;
     if tun.queue_count() == 1 {
         return Ok(tun);
     }
@@ -45,8 +45,8 @@ fn open_tun(c: &Config) -> std::io::Result<Tun> {
             tracing::warn!(
                 "cannot steer flows across {queues} TUN queues ({e}); running one worker"
             );
-            drop(tun);
-            Tun::open(&c.tun.name, TunOptions { queues: 1, ..opts })
+            tun.keep_one_queue();
+            Ok(tun)
         }
     }
 }
@@ -91,7 +91,11 @@ impl Host {
     /// Workers `c` asks for: `[tun] workers`, or one per CPU this process may use.
     pub fn workers(c: &Config) -> usize {
         c.tun.workers.map_or_else(
-            || std::thread::available_parallelism().map_or(1, |n| n.get()),
+            || {
+                std::thread::available_parallelism()
+                    .map_or(1, |n| n.get())
+                    .min(usize::from(MAX_WORKERS))
+            },
             usize::from,
         )
     }

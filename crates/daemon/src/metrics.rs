@@ -121,7 +121,7 @@ pub fn render(workers: &[Snapshot], offload: bool) -> String {
     metric(
         "packets_total",
         "counter",
-        "Packets translated and forwarded, by direction.",
+        "Packets translated and forwarded, by direction (a GSO super-packet counts once).",
         &[(dir(0), st.packets[0]), (dir(1), st.packets[1])],
     );
     metric(
@@ -230,7 +230,7 @@ pub fn render(workers: &[Snapshot], offload: bool) -> String {
     metric(
         "tun_write_errors_total",
         "counter",
-        "Packets the TUN refused to take.",
+        "Packets not written: the TUN refused them, or no virtio-net header fitted them.",
         &[(String::new(), s.tun_write_errors)],
     );
     metric(

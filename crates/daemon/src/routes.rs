@@ -71,6 +71,15 @@ pub fn per_worker(mut e: EngineConfig, workers: usize) -> EngineConfig {
     e
 }
 
+/// Worker `index`'s seed: `seed` with the index mixed into its last bytes, so workers
+/// share no secret (and no IPv4 ID sequence) while all stay unpredictable from outside.
+pub fn worker_seed(mut seed: [u8; 32], index: usize) -> [u8; 32] {
+    for (b, i) in seed[24..].iter_mut().zip((index as u64).to_le_bytes()) {
+        *b ^= i;
+    }
+    seed
+}
+
 /// A seed for the engine's secrets (ISNs, SYN cookies, hash keys) from the OS.
 pub fn os_seed() -> Result<[u8; 32], getrandom::Error> {
     let mut seed = [0; 32];
@@ -159,6 +168,33 @@ fn route_error(c: &Config, file: PathBuf, e: &RouteError) -> ConfigError {
 mod tests {
     use super::*;
     use std::net::Ipv4Addr;
+
+    #[test]
+    fn every_worker_gets_a_seed_of_its_own() {
+        let seed = [0x5a; 32];
+        let seeds: Vec<_> = (0..8).map(|i| worker_seed(seed, i)).collect();
+        for (i, a) in seeds.iter().enumerate() {
+            for b in &seeds[i + 1..] {
+                assert_ne!(a, b);
+            }
+            assert_eq!(a[..24], seed[..24], "only the last bytes are mixed");
+        }
+    }
+
+    #[test]
+    fn limits_are_shared_out_rounded_up() {
+        let (c, _) = loaded(GOOD).unwrap();
+        let e = per_worker(engine_config(&c, [0; 32]), 3);
+        let whole = engine_config(&c, [0; 32]);
+        assert_eq!(e.max_flows, whole.max_flows.div_ceil(3));
+        assert_eq!(e.max_half_open, whole.max_half_open.div_ceil(3));
+        assert_eq!(e.max_peek_bytes, whole.max_peek_bytes.div_ceil(3));
+        assert_eq!(
+            e.max_peeking_per_client,
+            whole.max_peeking_per_client.div_ceil(3)
+        );
+        assert_eq!(per_worker(whole.clone(), 1).max_flows, whole.max_flows);
+    }
 
     const GOOD: &str = r#"prefix = "2001:db8:64::/96"
 default_backend = "2001:db8:1::9"

@@ -110,13 +110,29 @@ async fn control(path: PathBuf) -> Result<(), RunError> {
         None => None,
     };
 
+    // Every worker's engine before any thread starts, so a failure here leaves nothing
+    // running. Each worker has its own secrets (ISNs, cookies, hash keys, IPv4 IDs):
+    // the seed with the worker's index mixed in; a flow's packets, cookie ACK included,
+    // always reach the worker that answered its SYN.
+    let engine_config = routes::per_worker(routes::engine_config(&config, seed), workers);
+    let mut engines = Vec::with_capacity(workers);
+    for index in 0..workers {
+        let mut c = engine_config.clone();
+        c.seed = routes::worker_seed(seed, index);
+        match Engine::new(c, routes.clone()) {
+            Ok(e) => engines.push(e),
+            Err(e) => {
+                undo(&mut host).await;
+                return Err(e.into());
+            }
+        }
+    }
+
     let stop = Arc::new(AtomicBool::new(false));
     let (done_tx, mut done_rx) = tokio::sync::mpsc::unbounded_channel();
     let mut senders = Vec::with_capacity(workers);
     let mut threads = Vec::with_capacity(workers);
-    let engine_config = routes::per_worker(routes::engine_config(&config, seed), workers);
-    for (index, queue) in tun.into_queues().into_iter().enumerate() {
-        let engine = Engine::new(engine_config.clone(), routes.clone())?;
+    for ((index, queue), engine) in tun.into_queues().into_iter().enumerate().zip(engines) {
         let (routes_tx, routes_rx) = mpsc::channel();
         senders.push(routes_tx);
         let mut plane = DataPlane::new(
@@ -127,12 +143,14 @@ async fn control(path: PathBuf) -> Result<(), RunError> {
             stop.clone(),
             published.clone(),
         );
-        let done = done_tx.clone();
+        // Says the worker ended however it ends, a panic included (a panicking worker
+        // closes its queue, and the kernel then steers every flow anew: all stop).
+        let done = Done(done_tx.clone(), index);
         let thread = std::thread::Builder::new()
             .name(format!("kracauer-w{index}"))
             .spawn(move || {
+                let _done = done;
                 let result = plane.run();
-                let _ = done.send(index);
                 (plane, result)
             });
         match thread {
@@ -150,6 +168,7 @@ async fn control(path: PathBuf) -> Result<(), RunError> {
             }
         }
     }
+    drop(done_tx);
     tracing::info!(
         "kracauer {} running on {} (config {})",
         env!("CARGO_PKG_VERSION"),
@@ -188,6 +207,15 @@ async fn control(path: PathBuf) -> Result<(), RunError> {
         }
     }
     result
+}
+
+/// Sends its worker's index when dropped: when the worker returns or unwinds.
+struct Done(tokio::sync::mpsc::UnboundedSender<usize>, usize);
+
+impl Drop for Done {
+    fn drop(&mut self) {
+        let _ = self.0.send(self.1);
+    }
 }
 
 async fn undo(host: &mut Host) {

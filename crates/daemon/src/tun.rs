@@ -4,9 +4,10 @@
 //! With offloads (the default) the device is opened with `IFF_VNET_HDR` and
 //! `TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6`: every read and write carries the 10-byte
 //! virtio-net header ([`kracauer_core::offload`]) and a read may be a GSO super-packet of
-//! up to 64 KB, which the engine translates whole. Where the kernel refuses them, the
-//! device is opened again without, and the log says so. UDP segmentation offload is not
-//! asked for: the engine carries no UDP.
+//! up to 64 KB, which the engine translates whole. tun-rs also asks for UDP segmentation
+//! offload (`TUN_F_USO4/6`) where the kernel has it; such packets are read correctly and
+//! dropped by the engine, which carries no UDP yet. Where the kernel refuses offloads,
+//! the device is opened again without, and the log says so.
 //!
 //! With more than one worker the device is multi-queue (`IFF_MULTI_QUEUE`, one descriptor
 //! per queue) and a steering program ([`crate::steer`]) makes the kernel put both
@@ -116,6 +117,12 @@ impl Tun {
         self.queues[0].dev.as_fd()
     }
 
+    /// Closes every queue but the first (one worker after all). Done before the device
+    /// is up and before steering is attached, so no flow is on the closed ones.
+    pub fn keep_one_queue(&mut self) {
+        self.queues.truncate(1);
+    }
+
     /// The queues, one per worker, leaving the device to be kept open by them.
     pub fn into_queues(self) -> Vec<Queue> {
         self.queues
@@ -126,13 +133,13 @@ impl Tun {
 /// else without, saying so.
 fn first_queue(name: &str, opts: TunOptions) -> io::Result<SyncDevice> {
     let plain = || {
-        build(name, opts, false)
+        attach(name, opts, false)
             .map_err(|e| io::Error::new(e.kind(), format!("cannot open TUN device {name:?}: {e}")))
     };
     if !opts.offload {
         return plain();
     }
-    match build(name, opts, true) {
+    match attach(name, opts, true) {
         Ok(dev) => Ok(dev),
         Err(e) => {
             // Said only once the device opens without them: then offloads were the cause.
@@ -146,13 +153,25 @@ fn first_queue(name: &str, opts: TunOptions) -> io::Result<SyncDevice> {
     }
 }
 
-fn build(name: &str, opts: TunOptions, offload: bool) -> io::Result<SyncDevice> {
+/// Opens one queue; a single queue of a persistent device made `multi_queue` is attached
+/// as such (the kernel refuses a queue whose multi-queue flag differs from the device's).
+fn attach(name: &str, opts: TunOptions, offload: bool) -> io::Result<SyncDevice> {
+    let multi = opts.queues > 1;
+    match build(name, opts, offload, multi) {
+        Err(e) if !multi && e.raw_os_error() == Some(rustix::io::Errno::INVAL.raw_os_error()) => {
+            build(name, opts, offload, true).map_err(|_| e)
+        }
+        other => other,
+    }
+}
+
+fn build(name: &str, opts: TunOptions, offload: bool, multi: bool) -> io::Result<SyncDevice> {
     DeviceBuilder::new()
         .name(name)
         .mtu(opts.mtu)
         .packet_information(false)
         .offload(offload)
-        .multi_queue(opts.queues > 1)
+        .multi_queue(multi)
         .enable(false)
         .build_sync()
 }

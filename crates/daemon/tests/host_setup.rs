@@ -219,3 +219,34 @@ fn persistent_tun_is_attached_to_and_outlives_the_run() {
     assert!(!routes.contains("proto 107"), "{routes}");
     assert!(ns.ip(&["link", "show", "krc0"]).contains("krc0"));
 }
+
+#[test]
+fn persistent_multi_queue_tun_takes_one_worker_or_two() {
+    if !privileged("persistent_multi_queue_tun_takes_one_worker_or_two") {
+        return;
+    }
+    let ns = Netns::new("persistmq");
+    ns.ip(&["tuntap", "add", "dev", "krc0", "mode", "tun", "multi_queue"]);
+    let rt = || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime")
+    };
+    for workers in [1, 2] {
+        let text = CONFIG.replace(
+            "mtu = 1400\n",
+            &format!("mtu = 1400\nworkers = {workers}\n"),
+        );
+        let c = config::parse(&text, Path::new("k.toml")).expect("config");
+        ns.enter(|| {
+            rt().block_on(async {
+                let (mut host, tun) = Host::set_up(&c).await.expect("set up");
+                assert_eq!(tun.queue_count(), workers, "workers = {workers}");
+                assert!(host.tear_down().await.is_empty());
+                drop(tun);
+            });
+        });
+    }
+    assert!(ns.ip(&["link", "show", "krc0"]).contains("krc0"));
+}
