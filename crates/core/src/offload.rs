@@ -12,7 +12,8 @@
 //! where the TCP header now begins. `gso_size` (payload bytes per segment) is kept: the
 //! sender chose it within the MSS its peer announced, and translation changes no
 //! payload. Each IPv4→IPv6 segment grows by 20 bytes, which the MSS Kracauer announces
-//! to clients already allows for (IPv6 MTU − 60).
+//! to clients already allows for (IPv6 MTU − 60). An IPv4 super-packet's DF bit is set
+//! by its segments' size ([`set_segment_df`]), as RFC 7915 wants for each of them.
 //!
 //! UDP segmentation offload (`TUN_F_USO4/6`, kernels from 6.2) is on where the kernel has
 //! it: a UDP super-packet (`GSO_UDP_L4`, both families) is read the same way and keeps
@@ -29,6 +30,8 @@ use thiserror::Error;
 use crate::engine::RxChecksum;
 use crate::wire::checksum;
 use crate::wire::ip_proto;
+use crate::wire::ipv4::Ipv4Packet;
+use crate::xlat::rfc7915::ipv4_dont_fragment;
 
 /// Length of the virtio-net header in front of each packet.
 pub const HEADER_LEN: usize = 10;
@@ -228,6 +231,35 @@ fn finish_partial(packet: &mut [u8], start: usize, field_at: usize) {
     let udp = field_at - start == usize::from(UDP_CSUM_OFFSET);
     let value = if udp && value == 0 { 0xffff } else { value };
     packet[field_at..field_at + 2].copy_from_slice(&value.to_be_bytes());
+}
+
+/// Sets DF on a translated IPv4 TCP super-packet by the size of the segments the kernel
+/// will cut it into, not by its own: RFC 7915 §5.1 leaves DF clear on translated packets
+/// of at most 1260 bytes, and the kernel copies the super-packet's DF to every segment.
+/// (Translation decided it from the whole length, which is always above 1260.) Anything
+/// else is left as it is.
+pub fn set_segment_df(rx: &Inbound, packet: &mut [u8]) {
+    let Some(g) = rx.gso.filter(|g| !g.udp) else {
+        return;
+    };
+    let Some(l4) = transport_at(packet, ip_proto::TCP) else {
+        return;
+    };
+    if packet[0] >> 4 != 4 {
+        return;
+    }
+    let Some(tcp_len) = packet.get(l4 + 12).map(|b| usize::from(b >> 4) * 4) else {
+        return;
+    };
+    let segment = l4 + tcp_len + usize::from(g.size);
+    let df = ipv4_dont_fragment(segment);
+    let Ok(mut ip) = Ipv4Packet::new_checked(&mut packet[..]) else {
+        return;
+    };
+    if ip.dont_frag() != df {
+        ip.set_dont_frag(df);
+        ip.fill_checksum();
+    }
 }
 
 /// The header to write a forwarded (translated) `packet` with, given the one it was

@@ -2,6 +2,7 @@
 
 use super::*;
 use crate::wire::checksum::{pseudo_header_v4, pseudo_header_v6};
+use crate::wire::ipv4::Ipv4Packet;
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 const C4: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 2);
@@ -277,4 +278,43 @@ fn udp_super_packet_keeps_its_partial_checksum_and_type_across_families() {
     assert_eq!(read16(&o, field::CSUM_START), 20);
     assert_eq!(read16(&o, field::CSUM_OFFSET), 6);
     assert_eq!(read16(&o, field::HDR_LEN), 28);
+}
+
+#[test]
+fn super_packet_of_small_segments_leaves_without_df_large_ones_with_it() {
+    let rx = |size| Inbound {
+        checksum: RxChecksum::Partial,
+        gso: Some(Gso {
+            size,
+            ecn: false,
+            udp: false,
+        }),
+    };
+    // A translated super-packet: DF set (decided from its 10 KB), header checksum valid.
+    let mut p = v4(ip_proto::TCP, &tcp(10_000));
+    {
+        let mut ip = Ipv4Packet::new_checked(&mut p[..]).unwrap();
+        ip.set_dont_frag(true);
+        ip.fill_checksum();
+    }
+    let mut small = p.clone();
+    set_segment_df(&rx(536), &mut small); // 20 + 32 + 536 = 588 bytes a segment
+    let ip = Ipv4Packet::new_checked(&small[..]).unwrap();
+    assert!(!ip.dont_frag(), "RFC 7915: at most 1260 bytes, DF clear");
+    assert!(ip.verify_checksum());
+    let mut large = p.clone();
+    set_segment_df(&rx(1428), &mut large);
+    assert_eq!(large, p, "1480-byte segments keep DF");
+    let mut edge = p.clone();
+    set_segment_df(&rx(1260 - 52), &mut edge);
+    assert!(!Ipv4Packet::new_checked(&edge[..]).unwrap().dont_frag());
+    let mut plain = p.clone();
+    set_segment_df(
+        &Inbound {
+            checksum: RxChecksum::Partial,
+            gso: None,
+        },
+        &mut plain,
+    );
+    assert_eq!(plain, p, "not a super-packet: translation's choice stands");
 }

@@ -264,6 +264,9 @@ impl DataPlane {
                 self.counters.tun_write_errors += 1;
                 return;
             };
+            if let Some(p) = buf.get_mut(range.clone()) {
+                offload::set_segment_df(rx, p);
+            }
             match buf.get(range.clone()).map(|p| offload::outbound(rx, p)) {
                 Some(Ok(hdr)) => {
                     buf[at..range.start].copy_from_slice(&hdr);
