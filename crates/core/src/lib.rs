@@ -7,6 +7,7 @@
 #![forbid(unsafe_code)]
 
 pub mod addr;
+pub mod base;
 pub mod engine;
 pub mod flow;
 pub mod name;

@@ -27,11 +27,11 @@
 
 use thiserror::Error;
 
-use crate::engine::RxChecksum;
-use crate::wire::checksum;
+use crate::base::RxChecksum;
 use crate::wire::ip_proto;
 use crate::wire::ipv4::Ipv4Packet;
-use crate::xlat::rfc7915::ipv4_dont_fragment;
+use crate::wire::ipv4::ipv4_dont_fragment;
+use crate::wire::{checksum, ne16};
 
 /// Length of the virtio-net header in front of each packet.
 pub const HEADER_LEN: usize = 10;
@@ -71,9 +71,9 @@ pub mod gso {
 }
 
 /// Where the checksum field lies within the TCP header.
-const TCP_CSUM_OFFSET: u16 = 16;
+const TCP_CSUM_OFFSET: u16 = crate::wire::tcp::field::CHECKSUM.start as u16;
 /// Where the checksum field lies within the UDP header.
-const UDP_CSUM_OFFSET: u16 = 6;
+const UDP_CSUM_OFFSET: u16 = crate::wire::udp::field::CHECKSUM.start as u16;
 /// UDP header length.
 const UDP_HEADER_LEN: usize = 8;
 
@@ -118,15 +118,6 @@ pub struct Gso {
     pub udp: bool,
 }
 
-fn get16(b: &[u8], r: core::ops::Range<usize>) -> u16 {
-    // Callers pass only the fixed ranges above, on a slice checked to be HEADER_LEN long.
-    let mut w = [0u8; 2];
-    if let Some(s) = b.get(r) {
-        w.copy_from_slice(s);
-    }
-    u16::from_ne_bytes(w)
-}
-
 /// Reads the header `hdr` of `packet` (an IP packet, no headroom). A partial checksum
 /// on anything but a TCP header is finished here, in `packet`; everything else is left
 /// as it is.
@@ -136,9 +127,9 @@ pub fn inbound(hdr: &[u8], packet: &mut [u8]) -> Result<Inbound, OffloadError> {
     }
     let flags = hdr[field::FLAGS];
     let gso_type = hdr[field::GSO_TYPE];
-    let gso_size = get16(hdr, field::GSO_SIZE);
-    let start = get16(hdr, field::CSUM_START);
-    let offset = get16(hdr, field::CSUM_OFFSET);
+    let gso_size = ne16(hdr, field::GSO_SIZE.start);
+    let start = ne16(hdr, field::CSUM_START.start);
+    let offset = ne16(hdr, field::CSUM_OFFSET.start);
     let version = packet.first().map_or(0, |b| b >> 4);
 
     let gso = match gso_type & !gso::ECN {

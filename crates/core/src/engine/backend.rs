@@ -5,9 +5,10 @@ use std::net::{SocketAddrV4, SocketAddrV6};
 
 use super::client::ts_at_least;
 use super::{Engine, RxChecksum, Verdict};
+use crate::base::Outcome;
 use crate::engine::event::Event;
 use crate::engine::output::Output;
-use crate::engine::stats::{Direction, DropReason, Outcome};
+use crate::engine::stats::{Direction, DropReason};
 use crate::flow::state::{FlowState, Splice};
 use crate::flow::table::{BackendKey, FlowId};
 use crate::tcp::emit::{self, Segment};
@@ -101,9 +102,15 @@ impl Engine {
                 self.ack_backend(id, key, &seg, out);
                 Verdict::Consumed
             }
-            FlowState::Spliced(_) | FlowState::Closing(_) => {
-                self.forward_to_client(now, id, &seg, buf, start, upper.offset, checksum.form())
-            }
+            FlowState::Spliced(_) | FlowState::Closing(_) => self.forward_to_client(
+                now,
+                id,
+                &seg,
+                buf,
+                start,
+                upper.offset,
+                ChecksumForm::from(checksum),
+            ),
             _ => Verdict::Dropped(DropReason::BackendUnexpected),
         }
     }

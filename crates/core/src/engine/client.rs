@@ -4,9 +4,10 @@
 use core::time::Duration;
 
 use super::{Engine, RxChecksum, Verdict};
-use crate::engine::config::Protocol;
+use crate::base::Outcome;
+use crate::base::Protocol;
 use crate::engine::output::Output;
-use crate::engine::stats::{Direction, DropReason, Outcome};
+use crate::engine::stats::{Direction, DropReason};
 use crate::flow::state::{ClientOptions, Closing, Connecting, Flow, FlowState, Refused};
 use crate::flow::table::{BackendKey, ClientKey, FlowId, TableError};
 use crate::name::HostName;
@@ -127,7 +128,15 @@ impl Engine {
         match &flow.state {
             FlowState::Spliced(_) | FlowState::Closing(_) => {
                 flow.last_seen = now;
-                self.forward_to_backend(now, id, key, &seg, buf, start, checksum.form())
+                self.forward_to_backend(
+                    now,
+                    id,
+                    key,
+                    &seg,
+                    buf,
+                    start,
+                    ChecksumForm::from(checksum),
+                )
             }
             _ if !checksum_ok => Verdict::Dropped(DropReason::ClientBadChecksum),
             FlowState::Refused(_) => self.client_refused(now, id, key, &seg, out),

@@ -8,15 +8,7 @@ use core::time::Duration;
 use std::net::Ipv4Addr;
 
 use crate::addr::Prefix96;
-
-/// Which peeker a service port uses.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Protocol {
-    /// TLS ClientHello SNI.
-    Tls,
-    /// HTTP/1.x `Host`.
-    Http,
-}
+use crate::base::Protocol;
 
 /// One IPv4 service address and its ports.
 #[derive(Debug, Clone, PartialEq, Eq)]

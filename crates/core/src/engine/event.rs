@@ -4,7 +4,7 @@
 use core::time::Duration;
 use std::net::{SocketAddrV4, SocketAddrV6};
 
-use super::stats::Outcome;
+use crate::base::Outcome;
 use crate::name::HostName;
 
 /// Something an operator wants in the access log.

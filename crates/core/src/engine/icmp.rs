@@ -7,8 +7,9 @@
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 use super::{Engine, Verdict};
+use crate::base::Outcome;
 use crate::engine::output::Output;
-use crate::engine::stats::{DropReason, Outcome};
+use crate::engine::stats::DropReason;
 use crate::flow::state::{Flow, FlowState};
 use crate::flow::table::{BackendKey, ClientKey};
 use crate::time::Time;

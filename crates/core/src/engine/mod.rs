@@ -32,17 +32,17 @@ use std::sync::Arc;
 
 use siphasher::sip::SipHasher24;
 
-pub use self::config::{ConfigError, EngineConfig, Protocol, Service};
+pub use self::config::{ConfigError, EngineConfig, Service};
 pub use self::event::Event;
 pub use self::output::Output;
-pub use self::stats::{Direction, DropReason, Outcome, Side, Stats};
+pub use self::stats::{Direction, DropReason, Side, Stats};
+pub use crate::base::{Outcome, Protocol, RxChecksum};
 use crate::flow::state::{Flow, FlowState};
 use crate::flow::table::{FlowId, FlowTable, KeyedHash};
 use crate::flow::timers::Timers;
 use crate::route::RouteTable;
 use crate::tcp::isn::IsnSource;
 use crate::time::Time;
-use crate::wire::ChecksumForm;
 
 /// What became of a packet.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -53,37 +53,6 @@ pub enum Verdict {
     Consumed,
     /// Dropped and counted.
     Dropped(DropReason),
-}
-
-/// What the device that delivered a packet says of its TCP or UDP checksum.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum RxChecksum {
-    /// Nothing: the field holds a finished checksum that nobody has checked yet. The
-    /// engine verifies it on every segment it reads itself.
-    #[default]
-    Unchecked,
-    /// The kernel verified the finished checksum (virtio-net `DATA_VALID`).
-    Valid,
-    /// `CHECKSUM_PARTIAL` (virtio-net `NEEDS_CSUM`): the field holds the folded
-    /// pseudo-header sum and the rest is computed when the packet leaves. Only the
-    /// kernel's own stack and GRO (which verified every segment it merged) produce such
-    /// packets, so the data is trusted as verified.
-    Partial,
-}
-
-impl RxChecksum {
-    /// Whether the engine must verify the checksum before trusting the segment.
-    pub fn needs_verifying(self) -> bool {
-        self == Self::Unchecked
-    }
-
-    /// The form the checksum field is in, for the rewrites of a forwarded packet.
-    pub fn form(self) -> ChecksumForm {
-        match self {
-            Self::Partial => ChecksumForm::Partial,
-            Self::Unchecked | Self::Valid => ChecksumForm::Full,
-        }
-    }
 }
 
 /// The translator.

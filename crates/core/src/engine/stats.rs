@@ -4,6 +4,8 @@
 //! tagged with the side whose packet it was ([`Side`]), so an operator can tell a
 //! scanner on the client side from a misbehaving backend from Kracauer's own limits.
 
+use crate::base::Outcome;
+
 /// Whose packet was dropped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Side {
@@ -79,63 +81,6 @@ drop_reasons! {
     TupleCollision = "tuple_collision", Internal, "A second client connection would map onto an IPv6 4-tuple in use.";
     OutputFull = "output_full", Internal, "No room left in the output buffer for a packet Kracauer makes.";
     TranslationFailed = "translation_failed", Internal, "Header translation refused the packet (e.g. TTL exhausted).";
-}
-
-/// How a flow ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Outcome {
-    /// Both ends closed with FIN.
-    Closed,
-    /// The client reset it.
-    ClientReset,
-    /// The backend reset it.
-    BackendReset,
-    /// Idle for longer than the idle timeout.
-    IdleTimeout,
-    /// No name within the peek deadline.
-    PeekTimeout,
-    /// The backend did not answer the SYN within the connect timeout.
-    ConnectTimeout,
-    /// The backend refused (RST or ICMPv6 error to the SYN).
-    BackendRefused,
-    /// The name matched no route and there is no default: alert / 421 sent.
-    UnknownName,
-    /// The first bytes were neither TLS nor HTTP, or were malformed: RST sent.
-    NotRecognised,
-    /// Refused by a limit (per-client peeks, peek memory, 4-tuple collision).
-    Limited,
-}
-
-impl Outcome {
-    /// Every outcome.
-    pub const ALL: &'static [Outcome] = &[
-        Outcome::Closed,
-        Outcome::ClientReset,
-        Outcome::BackendReset,
-        Outcome::IdleTimeout,
-        Outcome::PeekTimeout,
-        Outcome::ConnectTimeout,
-        Outcome::BackendRefused,
-        Outcome::UnknownName,
-        Outcome::NotRecognised,
-        Outcome::Limited,
-    ];
-
-    /// Snake-case name for metrics labels and logs.
-    pub const fn name(self) -> &'static str {
-        match self {
-            Outcome::Closed => "closed",
-            Outcome::ClientReset => "client_reset",
-            Outcome::BackendReset => "backend_reset",
-            Outcome::IdleTimeout => "idle_timeout",
-            Outcome::PeekTimeout => "peek_timeout",
-            Outcome::ConnectTimeout => "connect_timeout",
-            Outcome::BackendRefused => "backend_refused",
-            Outcome::UnknownName => "unknown_name",
-            Outcome::NotRecognised => "not_recognised",
-            Outcome::Limited => "limited",
-        }
-    }
 }
 
 /// Direction of a forwarded packet.

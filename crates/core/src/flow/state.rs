@@ -4,7 +4,7 @@
 
 use core::time::Duration;
 
-use crate::engine::config::Protocol;
+use crate::base::{Outcome, Protocol};
 use crate::name::HostName;
 use crate::tcp::reasm::PeekBuffer;
 use crate::time::Time;
@@ -125,7 +125,7 @@ pub struct Closing {
     /// Boxed so that the closing state does not make every flow larger.
     pub splice: Box<Splice>,
     pub until: Time,
-    pub outcome: crate::engine::stats::Outcome,
+    pub outcome: Outcome,
 }
 
 #[cfg(test)]

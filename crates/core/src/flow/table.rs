@@ -12,12 +12,13 @@
 //! a stale reference (a timer entry for a freed flow) never reaches the flow that reused
 //! its slot.
 
-use std::hash::{BuildHasher, Hash, Hasher};
-use std::net::{Ipv4Addr, Ipv6Addr};
+use std::hash::{BuildHasher, Hash};
 
 use hashbrown::HashTable;
 use siphasher::sip::SipHasher13;
 use slab::Slab;
+
+pub use crate::base::{BackendKey, ClientKey};
 
 /// A flow's handle: slot index and generation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -30,47 +31,6 @@ impl FlowId {
     /// A handle from its parts (tests and timers).
     pub const fn from_parts(index: u32, generation: u32) -> Self {
         Self { index, generation }
-    }
-}
-
-/// A flow as the client side sees it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ClientKey {
-    pub client: Ipv4Addr,
-    pub client_port: u16,
-    pub service: Ipv4Addr,
-    pub service_port: u16,
-}
-
-/// A flow as the backend side sees it (the prefix is the same for every flow of one
-/// engine, so the client's IPv4 address stands for its embedded IPv6 address).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct BackendKey {
-    pub backend: Ipv6Addr,
-    pub backend_port: u16,
-    pub client: Ipv4Addr,
-    pub client_port: u16,
-}
-
-// The keys hash as two or three whole words rather than field by field: each write is a
-// SipHash round's worth of work, and this runs for every forwarded packet.
-impl Hash for ClientKey {
-    fn hash<H: Hasher>(&self, state: &mut H) {
-        state.write_u64(
-            (u64::from(u32::from(self.client)) << 32) | u64::from(u32::from(self.service)),
-        );
-        state.write_u32((u32::from(self.client_port) << 16) | u32::from(self.service_port));
-    }
-}
-
-impl Hash for BackendKey {
-    fn hash<H: Hasher>(&self, state: &mut H) {
-        state.write_u128(u128::from(self.backend));
-        state.write_u64(
-            (u64::from(u32::from(self.client)) << 32)
-                | (u64::from(self.backend_port) << 16)
-                | u64::from(self.client_port),
-        );
     }
 }
 
@@ -290,6 +250,8 @@ impl<F> FlowTable<F> {
 
 #[cfg(test)]
 mod tests {
+    use std::net::Ipv4Addr;
+
     use super::*;
 
     fn ck(port: u16) -> ClientKey {

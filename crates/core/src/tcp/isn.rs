@@ -20,7 +20,7 @@ use core::hash::Hasher;
 
 use siphasher::sip::SipHasher24;
 
-use crate::flow::table::ClientKey;
+use crate::base::ClientKey;
 use crate::time::Time;
 
 /// MSS values a cookie can carry (the client's MSS is rounded down to one of them).

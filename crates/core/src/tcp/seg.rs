@@ -1,9 +1,35 @@
-//! A parsed summary of one TCP segment: the fields the engine decides on, copied out of
-//! the packet so that the packet's buffer can then be rewritten.
+//! A parsed summary of one TCP segment ([`SegInfo`]): the fields the engine decides on,
+//! copied out of the packet so that the packet's buffer can then be rewritten; and what
+//! a client's SYN agreed with Kracauer ([`ClientOptions`]).
 
 use crate::tcp::emit::Options;
 use crate::wire::WireError;
 use crate::wire::tcp::{SeqNumber, TcpOption, TcpPacket, flags};
+
+/// What the client's SYN offered, as far as Kracauer agreed to it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientOptions {
+    /// The client's MSS (536 when it sent none).
+    pub mss: u16,
+    /// The client's window scale (`ws_c`), when both sides use scaling.
+    pub wscale: Option<u8>,
+    /// SACK permitted both ways.
+    pub sack: bool,
+    /// Timestamps in use.
+    pub timestamps: bool,
+}
+
+impl ClientOptions {
+    /// What a SYN with these options agrees to when Kracauer keeps state for it.
+    pub fn from_syn(o: &Options) -> Self {
+        Self {
+            mss: o.mss.unwrap_or(536),
+            wscale: o.wscale,
+            sack: o.sack_permitted,
+            timestamps: o.timestamps.is_some(),
+        }
+    }
+}
 
 /// One segment's header fields.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

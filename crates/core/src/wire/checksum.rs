@@ -243,6 +243,17 @@ pub fn update_partial_bytes(partial: u16, old: &[u8], new: &[u8]) -> u16 {
     update_partial_sum(partial, sum(old), sum(new))
 }
 
+impl From<crate::base::RxChecksum> for ChecksumForm {
+    /// The form a received packet's checksum field is in, for the rewrites that forward
+    /// it: partial only when the device handed it over partial.
+    fn from(rx: crate::base::RxChecksum) -> Self {
+        match rx {
+            crate::base::RxChecksum::Partial => Self::Partial,
+            crate::base::RxChecksum::Unchecked | crate::base::RxChecksum::Valid => Self::Full,
+        }
+    }
+}
+
 impl ChecksumForm {
     /// Update for a change of the *pseudo-header* (addresses, protocol, length): both
     /// forms change.

@@ -49,6 +49,21 @@ pub mod msg_type {
     pub const TIME_EXCEEDED: u8 = 11;
     /// Parameter problem.
     pub const PARAMETER_PROBLEM: u8 = 12;
+    /// Alternate host address (deprecated).
+    pub const ALTERNATE_HOST: u8 = 6;
+    /// Router advertisement.
+    pub const ROUTER_ADVERTISEMENT: u8 = 9;
+    /// Router solicitation.
+    pub const ROUTER_SOLICITATION: u8 = 10;
+
+    /// Whether `ty` is an error message type that quotes a packet (RFC 792, RFC 1812
+    /// §4.3.2.4).
+    pub const fn is_error(ty: u8) -> bool {
+        matches!(
+            ty,
+            DEST_UNREACHABLE | SOURCE_QUENCH | REDIRECT | TIME_EXCEEDED | PARAMETER_PROBLEM
+        )
+    }
 }
 
 /// Destination Unreachable codes.
@@ -141,14 +156,7 @@ impl<T: AsRef<[u8]>> Icmpv4Packet<T> {
 
     /// Whether the type is an error message that quotes a packet.
     pub fn is_error(&self) -> bool {
-        matches!(
-            self.msg_type(),
-            msg_type::DEST_UNREACHABLE
-                | msg_type::SOURCE_QUENCH
-                | msg_type::REDIRECT
-                | msg_type::TIME_EXCEEDED
-                | msg_type::PARAMETER_PROBLEM
-        )
+        msg_type::is_error(self.msg_type())
     }
 
     /// Byte range of the payload (after the 8-byte header).

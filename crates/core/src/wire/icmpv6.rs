@@ -46,6 +46,12 @@ pub mod msg_type {
     pub const ECHO_REQUEST: u8 = 128;
     /// Echo reply.
     pub const ECHO_REPLY: u8 = 129;
+
+    /// Whether `ty` is an error message type (types below 128 quote a packet, RFC 4443
+    /// §2.1).
+    pub const fn is_error(ty: u8) -> bool {
+        ty < 128
+    }
 }
 
 /// Destination Unreachable codes.
@@ -145,7 +151,7 @@ impl<T: AsRef<[u8]>> Icmpv6Packet<T> {
 
     /// Whether the type is an error message (types below 128 quote a packet).
     pub fn is_error(&self) -> bool {
-        self.msg_type() < 128
+        msg_type::is_error(self.msg_type())
     }
 
     /// Byte range of the payload (after the 8-byte header).

@@ -495,6 +495,16 @@ impl<'a> Iterator for Ipv4Options<'a> {
     }
 }
 
+/// Largest translated IPv4 packet sent without DF (RFC 7915 §5.1; the translator and the offload rules share it).
+pub const DF_THRESHOLD: usize = 1260;
+
+/// RFC 7915 §5.1: DF is set on a translated IPv4 packet iff it is larger than 1260
+/// bytes, so that a smaller one may still be fragmented by IPv4 routers with a small MTU
+/// (the IPv6 sender cannot learn an MTU below 1280).
+pub fn ipv4_dont_fragment(total_length: usize) -> bool {
+    total_length > DF_THRESHOLD
+}
+
 #[cfg(test)]
 #[path = "ipv4_tests.rs"]
 mod tests;

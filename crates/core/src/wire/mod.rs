@@ -159,6 +159,27 @@ pub(crate) fn be32(b: &[u8], at: usize) -> u32 {
     }
 }
 
+/// Reads a big-endian `u16` at `at`, if the bytes are there (for callers that must tell
+/// a missing field from a zero one).
+#[inline]
+pub(crate) fn get16(b: &[u8], at: usize) -> Option<u16> {
+    match b.get(at..at.saturating_add(2)) {
+        Some(&[x, y]) => Some(u16::from_be_bytes([x, y])),
+        _ => None,
+    }
+}
+
+/// Reads a host-order `u16` at `at`, or 0 if it is out of bounds: the virtio-net header
+/// that a TUN device puts before each packet is in the host's byte order, not the
+/// network's.
+#[inline]
+pub(crate) fn ne16(b: &[u8], at: usize) -> u16 {
+    match b.get(at..at.saturating_add(2)) {
+        Some(&[x, y]) => u16::from_ne_bytes([x, y]),
+        _ => 0,
+    }
+}
+
 /// Reads the byte at `at`, or 0 if it is out of bounds (see [`be16`]).
 #[inline]
 pub(crate) fn byte(b: &[u8], at: usize) -> u8 {

@@ -9,19 +9,18 @@
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 use super::ip::{
-    Ipv4Fields, check_ipv4_options, get16, ipv6_upper_layer, next_hop_limit, ports_sum, put16,
-    v4_pair_sum, v6_pair_sum, write_ipv4_header,
+    Ipv4Fields, check_ipv4_options, ipv6_upper_layer, next_hop_limit, ports_sum, v4_pair_sum,
+    v6_pair_sum, write_ipv4_header,
 };
-use super::rfc7915::{
-    Icmpv4Out, Icmpv6Out, icmpv4 as t4, icmpv6 as t6, map_icmpv4, map_icmpv6, mtu_v4_to_v6,
-    mtu_v6_to_v4,
-};
+use super::rfc7915::{Icmpv4Out, Icmpv6Out, map_icmpv4, map_icmpv6, mtu_v4_to_v6, mtu_v6_to_v4};
 use super::{HopLimit, IcmpDrop, InnerFlow, InnerMapping, InnerProtocol, NextHopMtus, XlatError};
-use crate::wire::WireError;
 use crate::wire::checksum;
+use crate::wire::icmpv4::msg_type as t4;
+use crate::wire::icmpv6::msg_type as t6;
 use crate::wire::ip_proto;
 use crate::wire::ipv4::{self, Ipv4Packet};
 use crate::wire::ipv6::{self, Ipv6Packet};
+use crate::wire::{WireError, get16, put16};
 
 /// Largest ICMPv6 error this translator emits (the IPv6 minimum MTU, RFC 4443 §2.4).
 pub const MAX_ICMPV6_ERROR: usize = 1280;
@@ -137,8 +136,8 @@ fn rewrite_inner_l4<A, B>(
         }
     }
     let at = match protocol {
-        InnerProtocol::Tcp => 16,
-        InnerProtocol::Udp => 6,
+        InnerProtocol::Tcp => crate::wire::tcp::field::CHECKSUM.start,
+        InnerProtocol::Udp => crate::wire::udp::field::CHECKSUM.start,
     };
     match get16(l4, at) {
         // Not in the copy, or a UDP datagram sent without checksum: nothing to update.

@@ -4,21 +4,21 @@
 use core::ops::Range;
 use std::net::{Ipv4Addr, Ipv6Addr};
 
-use super::rfc7915::ipv4_dont_fragment;
 use super::{HopLimit, Options, V4Rewrite, V6Rewrite, XlatError};
 use crate::wire::checksum::{self, ChecksumForm};
 use crate::wire::ip_proto;
+use crate::wire::ipv4::ipv4_dont_fragment;
 use crate::wire::ipv4::{self, Ipv4Packet};
 use crate::wire::ipv6::{self, Ipv6Packet};
-use crate::wire::{TcpPacket, UdpPacket};
+use crate::wire::{TcpPacket, UdpPacket, get16, put16};
 
 /// Bytes the header grows by from IPv4 (without options) to IPv6.
 pub const HEADROOM: usize = ipv6::HEADER_LEN - ipv4::HEADER_LEN;
 
 /// Offset of the checksum field in a TCP header.
-const TCP_CHECKSUM_AT: usize = 16;
+const TCP_CHECKSUM_AT: usize = crate::wire::tcp::field::CHECKSUM.start;
 /// Offset of the checksum field in a UDP header.
-const UDP_CHECKSUM_AT: usize = 6;
+const UDP_CHECKSUM_AT: usize = crate::wire::udp::field::CHECKSUM.start;
 
 /// The hop limit a translated packet leaves with.
 pub(crate) fn next_hop_limit(ttl: u8, policy: HopLimit) -> Result<u8, XlatError> {
@@ -42,21 +42,6 @@ pub(crate) fn v6_pair_sum(src: &Ipv6Addr, dst: &Ipv6Addr) -> u32 {
 /// Sum of a port pair (the first 32-bit word of a TCP or UDP header).
 pub(crate) fn ports_sum(src: u16, dst: u16) -> u32 {
     u32::from(src) + u32::from(dst)
-}
-
-/// Reads a big-endian u16 at `at` of `b`, if present.
-pub(crate) fn get16(b: &[u8], at: usize) -> Option<u16> {
-    match b.get(at..at + 2) {
-        Some(&[x, y]) => Some(u16::from_be_bytes([x, y])),
-        _ => None,
-    }
-}
-
-/// Writes a big-endian u16 at `at` of `b`; the caller has checked the bounds.
-pub(crate) fn put16(b: &mut [u8], at: usize, v: u16) {
-    if let Some(s) = b.get_mut(at..at + 2) {
-        s.copy_from_slice(&v.to_be_bytes());
-    }
 }
 
 /// Which transport a packet carries, with the offset of its checksum field.

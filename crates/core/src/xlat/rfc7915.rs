@@ -8,60 +8,10 @@
 
 use super::IcmpDrop;
 
-/// ICMPv4 type numbers used by the translator (RFC 792, RFC 1256).
-pub mod icmpv4 {
-    /// Echo Reply.
-    pub const ECHO_REPLY: u8 = 0;
-    /// Destination Unreachable.
-    pub const DEST_UNREACHABLE: u8 = 3;
-    /// Source Quench (deprecated, RFC 6633).
-    pub const SOURCE_QUENCH: u8 = 4;
-    /// Redirect.
-    pub const REDIRECT: u8 = 5;
-    /// Alternate Host Address (deprecated).
-    pub const ALTERNATE_HOST: u8 = 6;
-    /// Echo Request.
-    pub const ECHO_REQUEST: u8 = 8;
-    /// Router Advertisement.
-    pub const ROUTER_ADVERTISEMENT: u8 = 9;
-    /// Router Solicitation.
-    pub const ROUTER_SOLICITATION: u8 = 10;
-    /// Time Exceeded.
-    pub const TIME_EXCEEDED: u8 = 11;
-    /// Parameter Problem.
-    pub const PARAMETER_PROBLEM: u8 = 12;
-    /// Destination Unreachable code 4: Fragmentation Needed and DF set.
-    pub const CODE_FRAG_NEEDED: u8 = 4;
-
-    /// Whether `ty` is an ICMPv4 error message type (RFC 792, RFC 1812 §4.3.2.4).
-    pub fn is_error(ty: u8) -> bool {
-        matches!(
-            ty,
-            DEST_UNREACHABLE | SOURCE_QUENCH | REDIRECT | TIME_EXCEEDED | PARAMETER_PROBLEM
-        )
-    }
-}
-
-/// ICMPv6 type numbers used by the translator (RFC 4443).
-pub mod icmpv6 {
-    /// Destination Unreachable.
-    pub const DEST_UNREACHABLE: u8 = 1;
-    /// Packet Too Big.
-    pub const PACKET_TOO_BIG: u8 = 2;
-    /// Time Exceeded.
-    pub const TIME_EXCEEDED: u8 = 3;
-    /// Parameter Problem.
-    pub const PARAMETER_PROBLEM: u8 = 4;
-    /// Echo Request.
-    pub const ECHO_REQUEST: u8 = 128;
-    /// Echo Reply.
-    pub const ECHO_REPLY: u8 = 129;
-
-    /// Whether `ty` is an ICMPv6 error message type (types 0..=127, RFC 4443 §2.1).
-    pub fn is_error(ty: u8) -> bool {
-        ty < 128
-    }
-}
+// The ICMP type numbers have one home, `wire`; the RFC's names for them are used here.
+use crate::wire::icmpv4::msg_type as icmpv4;
+use crate::wire::icmpv4::unreachable::FRAG_NEEDED as CODE_FRAG_NEEDED;
+use crate::wire::icmpv6::msg_type as icmpv6;
 
 /// What an ICMPv4 message becomes in ICMPv6 (RFC 7915 §4.2). The Packet Too Big MTU is
 /// computed separately by [`mtu_v4_to_v6`] because it needs the embedded packet.
@@ -145,7 +95,7 @@ impl Icmpv4Out {
             Self::EchoRequest => (icmpv4::ECHO_REQUEST, 0),
             Self::EchoReply => (icmpv4::ECHO_REPLY, 0),
             Self::DestinationUnreachable { code } => (icmpv4::DEST_UNREACHABLE, code),
-            Self::FragmentationNeeded => (icmpv4::DEST_UNREACHABLE, icmpv4::CODE_FRAG_NEEDED),
+            Self::FragmentationNeeded => (icmpv4::DEST_UNREACHABLE, CODE_FRAG_NEEDED),
             Self::TimeExceeded { code } => (icmpv4::TIME_EXCEEDED, code),
             Self::ParameterProblem { .. } => (icmpv4::PARAMETER_PROBLEM, 0),
         }
@@ -340,15 +290,7 @@ pub fn mtu_v6_to_v4(advertised: u32, next_hop: NextHopMtus) -> u16 {
     (mtu as u16).max(IPV4_MIN_MTU)
 }
 
-/// Largest translated IPv4 packet sent without DF (RFC 7915 §5.1).
-pub const DF_THRESHOLD: usize = 1260;
-
-/// RFC 7915 §5.1: DF is set on a translated IPv4 packet iff it is larger than 1260
-/// bytes, so that a smaller one may still be fragmented by IPv4 routers with a small MTU
-/// (the IPv6 sender cannot learn an MTU below 1280).
-pub fn ipv4_dont_fragment(total_length: usize) -> bool {
-    total_length > DF_THRESHOLD
-}
+pub use crate::wire::ipv4::{DF_THRESHOLD, ipv4_dont_fragment};
 
 #[cfg(test)]
 mod tests {

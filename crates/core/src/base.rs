@@ -1,0 +1,139 @@
+//! The leaf of the core: the vocabulary every layer shares and that depends on nothing
+//! else in the crate. Flow keys, the protocol a service port speaks, how a flow ended,
+//! and what the device said of a packet's checksum.
+//!
+//! Layers above (see `docs/architecture.md`): `wire` → {`xlat`, `tcp`, `peek`, `route`}
+//! → `flow` → `engine`. Nothing here may use any of them.
+
+use std::hash::{Hash, Hasher};
+use std::net::{Ipv4Addr, Ipv6Addr};
+
+/// A flow as the client side sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientKey {
+    pub client: Ipv4Addr,
+    pub client_port: u16,
+    pub service: Ipv4Addr,
+    pub service_port: u16,
+}
+
+/// A flow as the backend side sees it (the prefix is the same for every flow of one
+/// engine, so the client's IPv4 address stands for its embedded IPv6 address).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BackendKey {
+    pub backend: Ipv6Addr,
+    pub backend_port: u16,
+    pub client: Ipv4Addr,
+    pub client_port: u16,
+}
+
+// The keys hash as two or three whole words rather than field by field: each write is a
+// SipHash round's worth of work, and this runs for every forwarded packet.
+impl Hash for ClientKey {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        state.write_u64(
+            (u64::from(u32::from(self.client)) << 32) | u64::from(u32::from(self.service)),
+        );
+        state.write_u32((u32::from(self.client_port) << 16) | u32::from(self.service_port));
+    }
+}
+
+impl Hash for BackendKey {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        state.write_u128(u128::from(self.backend));
+        state.write_u64(
+            (u64::from(u32::from(self.client)) << 32)
+                | (u64::from(self.backend_port) << 16)
+                | u64::from(self.client_port),
+        );
+    }
+}
+
+/// Which peeker a service port uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Protocol {
+    /// TLS ClientHello SNI.
+    Tls,
+    /// HTTP/1.x `Host`.
+    Http,
+}
+
+/// How a flow ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Outcome {
+    /// Both ends closed with FIN.
+    Closed,
+    /// The client reset it.
+    ClientReset,
+    /// The backend reset it.
+    BackendReset,
+    /// Idle for longer than the idle timeout.
+    IdleTimeout,
+    /// No name within the peek deadline.
+    PeekTimeout,
+    /// The backend did not answer the SYN within the connect timeout.
+    ConnectTimeout,
+    /// The backend refused (RST or ICMPv6 error to the SYN).
+    BackendRefused,
+    /// The name matched no route and there is no default: alert / 421 sent.
+    UnknownName,
+    /// The first bytes were neither TLS nor HTTP, or were malformed: RST sent.
+    NotRecognised,
+    /// Refused by a limit (per-client peeks, peek memory, 4-tuple collision).
+    Limited,
+}
+
+impl Outcome {
+    /// Every outcome.
+    pub const ALL: &'static [Outcome] = &[
+        Outcome::Closed,
+        Outcome::ClientReset,
+        Outcome::BackendReset,
+        Outcome::IdleTimeout,
+        Outcome::PeekTimeout,
+        Outcome::ConnectTimeout,
+        Outcome::BackendRefused,
+        Outcome::UnknownName,
+        Outcome::NotRecognised,
+        Outcome::Limited,
+    ];
+
+    /// Snake-case name for metrics labels and logs.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Outcome::Closed => "closed",
+            Outcome::ClientReset => "client_reset",
+            Outcome::BackendReset => "backend_reset",
+            Outcome::IdleTimeout => "idle_timeout",
+            Outcome::PeekTimeout => "peek_timeout",
+            Outcome::ConnectTimeout => "connect_timeout",
+            Outcome::BackendRefused => "backend_refused",
+            Outcome::UnknownName => "unknown_name",
+            Outcome::NotRecognised => "not_recognised",
+            Outcome::Limited => "limited",
+        }
+    }
+}
+
+/// What the device that delivered a packet says of its TCP or UDP checksum.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RxChecksum {
+    /// Nothing: the field holds a finished checksum that nobody has checked yet. The
+    /// engine verifies it on every segment it reads itself.
+    #[default]
+    Unchecked,
+    /// The kernel verified the finished checksum (virtio-net `DATA_VALID`).
+    Valid,
+    /// `CHECKSUM_PARTIAL` (virtio-net `NEEDS_CSUM`): the field holds the folded
+    /// pseudo-header sum and the rest is computed when the packet leaves. Only the
+    /// kernel's own stack and GRO (which verified every segment it merged) produce such
+    /// packets, so the data is trusted as verified.
+    Partial,
+}
+
+impl RxChecksum {
+    /// Whether the engine must verify the checksum before trusting the segment.
+    pub fn needs_verifying(self) -> bool {
+        self == Self::Unchecked
+    }
+}
