@@ -7,7 +7,7 @@
 mod support;
 
 use kracauer_core::engine::Output;
-use kracauer_core::flow::state::Flow;
+use kracauer_core::flow::Flow;
 use kracauer_core::time::Time;
 use support::*;
 

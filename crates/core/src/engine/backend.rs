@@ -1,25 +1,24 @@
-//! The backend side: IPv6 segments towards the prefix. The backend's SYN-ACK fixes the
-//! splice; after it, segments are translated for the client.
+//! The backend side: IPv6 segments towards the prefix. Demultiplexing, the backend's
+//! answer to the SYN (which splices the flow), and the forwarding of spliced flows'
+//! segments to their clients.
 
 use std::net::{SocketAddrV4, SocketAddrV6};
 
-use super::client::ts_at_least;
-use super::{Engine, RxChecksum, Verdict};
-use crate::base::Outcome;
+use super::emit::ts_at_least;
+use super::{Engine, Verdict};
+use crate::base::{BackendKey, DropReason, Outcome, RxChecksum};
 use crate::engine::event::Event;
 use crate::engine::output::Output;
-use crate::engine::stats::{Direction, DropReason};
-use crate::flow::state::{FlowState, Splice};
-use crate::flow::table::{BackendKey, FlowId};
-use crate::tcp::emit::{self, Segment};
+use crate::engine::stats::Direction;
+use crate::flow::connect::{Connect, ConnectStep, Handover};
+use crate::flow::spliced::Forwarded;
+use crate::flow::table::FlowId;
+use crate::flow::{Flow, Phase};
 use crate::tcp::seg::SegInfo;
 use crate::time::Time;
-use crate::wire::tcp::{SeqNumber, TcpPacket, flags};
+use crate::wire::tcp::TcpPacket;
 use crate::wire::{ChecksumForm, Ipv6Packet, ip_proto};
 use crate::xlat::{self, HopLimit, V4Rewrite};
-
-/// Option bytes on every data segment Kracauer sends with timestamps.
-const TS_OPTION_LEN: u16 = 12;
 
 impl Engine {
     pub(super) fn handle_backend(
@@ -68,22 +67,14 @@ impl Engine {
         };
         let Some(id) = self.flows.find_backend(&key) else {
             if !seg.rst() {
-                let rst = emit::rst_for(
-                    seg.dst_port,
-                    seg.src_port,
-                    seg.seq,
-                    seg.ack_number(),
-                    seg.seg_len(),
-                );
-                let src = ip.dst_addr();
-                self.emit_v6(&rst, &src, &key.backend, out);
+                self.send_rst_to_backend(&key, &seg, out);
             }
             return Verdict::Dropped(DropReason::BackendNoFlow);
         };
         // Verified only where Kracauer reads the segment itself (see the client side).
         let connecting = matches!(
-            self.flows.get(id).map(|f| &f.state),
-            Some(FlowState::Connecting(_))
+            self.flows.get(id).map(|f| &f.phase),
+            Some(Phase::Connect(_))
         );
         let checksum_ok = !connecting
             || !checksum.needs_verifying()
@@ -92,25 +83,18 @@ impl Engine {
             return Verdict::Dropped(DropReason::BackendNoFlow);
         };
         flow.last_seen = now;
-        match &flow.state {
-            FlowState::Connecting(_) if !checksum_ok => {
-                Verdict::Dropped(DropReason::BackendMalformed)
-            }
-            FlowState::Connecting(_) => self.backend_connecting(now, id, key, &seg, out),
-            FlowState::Spliced(_) | FlowState::Closing(_) if seg.syn() && seg.ack_flag() => {
+        match &flow.phase {
+            Phase::Connect(_) if !checksum_ok => Verdict::Dropped(DropReason::BackendMalformed),
+            Phase::Connect(_) => self.backend_connecting(now, id, key, &seg, out),
+            Phase::Spliced(_) | Phase::Closing(_) if seg.syn() && seg.ack_flag() => {
                 // A retransmitted SYN-ACK: our ACK was lost; ACK it again, never forward it.
-                self.ack_backend(id, key, &seg, out);
+                self.ack_backend(id, &key, &seg, out);
                 Verdict::Consumed
             }
-            FlowState::Spliced(_) | FlowState::Closing(_) => self.forward_to_client(
-                now,
-                id,
-                &seg,
-                buf,
-                start,
-                upper.offset,
-                ChecksumForm::from(checksum),
-            ),
+            Phase::Spliced(_) | Phase::Closing(_) => {
+                let form = checksum.into();
+                self.forward_to_client(now, id, &seg, buf, (start, upper.offset), form)
+            }
             _ => Verdict::Dropped(DropReason::BackendUnexpected),
         }
     }
@@ -127,201 +111,121 @@ impl Engine {
         let Some(flow) = self.flows.get(id) else {
             return Verdict::Dropped(DropReason::BackendNoFlow);
         };
-        let expected_ack = flow.c_isn + 1;
-        if seg.rst() {
-            if seg.ack_flag() && seg.ack == expected_ack {
+        match Connect::backend_segment(&flow.conn, seg) {
+            ConnectStep::Drop(reason) => Verdict::Dropped(reason),
+            ConnectStep::DropWithRst(reason) => {
+                self.send_rst_to_backend(&key, seg, out);
+                Verdict::Dropped(reason)
+            }
+            ConnectStep::Refused => {
                 self.reset_client(id, out);
                 self.finish(now, id, Outcome::BackendRefused);
-                return Verdict::Consumed;
+                Verdict::Consumed
             }
-            return Verdict::Dropped(DropReason::BackendUnexpected);
+            ConnectStep::Splice => {
+                self.splice(now, id, key, seg, out);
+                Verdict::Consumed
+            }
         }
-        if !(seg.syn() && seg.ack_flag()) {
-            return Verdict::Dropped(DropReason::BackendUnexpected);
-        }
-        if seg.ack != expected_ack {
-            let rst = emit::rst_for(
-                seg.dst_port,
-                seg.src_port,
-                seg.seq,
-                seg.ack_number(),
-                seg.seg_len(),
-            );
-            let src = self.config.prefix.embed(key.client);
-            self.emit_v6(&rst, &src, &key.backend, out);
-            return Verdict::Dropped(DropReason::BackendBadSynAck);
-        }
-        self.splice(now, id, key, seg, out);
-        Verdict::Consumed
     }
 
-    /// The backend's SYN-ACK: fix δ, the timestamp offset and the window scales, ACK it
-    /// with the peeked bytes, and from now on translate.
-    fn splice(&mut self, now: Time, id: FlowId, key: BackendKey, seg: &SegInfo, out: &mut Output) {
+    /// The backend's SYN-ACK: the flow becomes spliced; ACK it with the peeked bytes, and
+    /// from now on translate.
+    fn splice(
+        &mut self,
+        now: Time,
+        id: FlowId,
+        key: BackendKey,
+        synack: &SegInfo,
+        out: &mut Output,
+    ) {
         let ws_k = self.config.window_scale;
-        let our_mss = self.config.mss();
-        let Some(flow) = self.flows.get_mut(id) else {
-            return;
-        };
-        let FlowState::Connecting(conn) =
-            core::mem::replace(&mut flow.state, FlowState::SynReceived)
+        let Some(handover) = self
+            .step(id, |flow| {
+                // The client's view of "the server's" clock continues from what it saw last.
+                let k_tsval = ts_at_least(now.ts_millis(), flow.conn.k_tsval);
+                match flow.phase {
+                    Phase::Connect(c) => {
+                        let (spliced, handover) = c.splice(&flow.conn, synack, ws_k, k_tsval);
+                        let phase = Phase::Spliced(spliced);
+                        (Flow { phase, ..flow }, Some(handover))
+                    }
+                    other => (
+                        Flow {
+                            phase: other,
+                            ..flow
+                        },
+                        None,
+                    ),
+                }
+            })
+            .flatten()
         else {
             return;
         };
-        let b_isn = seg.seq;
-        let delta = b_isn - flow.k_isn;
-        let client_ts = flow.client.timestamps;
-        let backend_ts = seg.options.timestamps;
-        // The client's view of "the server's" clock continues from what it saw last.
-        let k_base = ts_at_least(now.ts_millis(), flow.k_tsval);
-        let ts_offset = match (client_ts, backend_ts) {
-            (true, Some((b_tsval, _))) => b_tsval.wrapping_sub(k_base),
-            _ => 0,
+        let Some(flow) = self.flows.get(id) else {
+            return;
         };
-        let (backend_ws, client_ws, expand) = match (flow.client.wscale, seg.options.wscale) {
-            (Some(_), Some(ws_b)) => (ws_b, ws_k, None),
-            (Some(ws_c), None) => (0, ws_k, Some(ws_c)),
-            (None, _) => (0, 0, None),
-        };
-        let window = match expand {
-            Some(shift) => (u32::from(flow.client_window) << shift).min(0xffff) as u16,
-            None => flow.client_window,
-        };
-        let timestamps = match (client_ts, backend_ts) {
-            (true, Some((b_tsval, _))) => Some((flow.client_tsval, b_tsval)),
-            _ => None,
-        };
-        let c_isn = flow.c_isn;
-        flow.state = FlowState::Spliced(Splice {
-            delta,
-            ts_offset,
-            backend_ws,
-            client_ws,
-            expand_client_window: expand,
-            client_fin: false,
-            backend_fin: false,
-            bytes: [0, 0],
-            name: conn.name.clone(),
-        });
-        let peek_time = conn.named_at.saturating_since(flow.created);
-        self.peek_bytes = self.peek_bytes.saturating_sub(conn.buf.capacity());
-
-        // ACK plus the peeked bytes, cut to the backend's MSS and its first window.
-        let src = self.config.prefix.embed(key.client);
-        let mss = seg.options.mss.unwrap_or(536).min(our_mss);
-        let per_segment = usize::from(
-            mss.saturating_sub(if timestamps.is_some() {
-                TS_OPTION_LEN
-            } else {
-                0
-            })
-            .max(1),
-        );
-        let data = conn.buf.contiguous();
-        let data = &data[..data.len().min(usize::from(seg.window).max(per_segment))];
-        let ack = b_isn + 1;
-        let mut seq = c_isn + 1;
-        let mut chunks = data.chunks(per_segment).peekable();
-        if chunks.peek().is_none() {
-            let s = data_segment(key, seq, ack, window, timestamps, &[], false);
-            self.emit_v6(&s, &src, &key.backend, out);
-        }
-        while let Some(chunk) = chunks.next() {
-            let last = chunks.peek().is_none();
-            let s = data_segment(key, seq, ack, window, timestamps, chunk, last);
-            self.emit_v6(&s, &src, &key.backend, out);
-            seq += chunk.len() as u32;
-        }
+        let (c_isn, created) = (flow.conn.c_isn, flow.created);
+        let name = flow.spliced().and_then(|s| s.name.clone());
+        self.send_handover(&key, c_isn, synack, &handover, out);
         self.stats.spliced += 1;
+        self.opened(id, &key, name, &handover, created);
+        self.rearm(id);
+    }
+
+    /// Queues the access-log event of a flow that reached its backend.
+    fn opened(
+        &mut self,
+        id: FlowId,
+        key: &BackendKey,
+        name: Option<crate::name::HostName>,
+        handover: &Handover,
+        created: Time,
+    ) {
         if let Some((ck, _)) = self.flows.keys(id) {
             self.push_event(Event::Opened {
                 client: SocketAddrV4::new(ck.client, ck.client_port),
                 service: SocketAddrV4::new(ck.service, ck.service_port),
-                name: conn.name,
+                name,
                 backend: SocketAddrV6::new(key.backend, key.backend_port, 0, 0),
-                peek_time,
+                peek_time: handover.named_at.saturating_since(created),
             });
         }
-        self.rearm(id);
     }
 
-    /// ACKs a retransmitted backend SYN-ACK.
-    fn ack_backend(&mut self, id: FlowId, key: BackendKey, seg: &SegInfo, out: &mut Output) {
-        let Some(flow) = self.flows.get(id) else {
-            return;
-        };
-        let timestamps = match (flow.client.timestamps, seg.options.timestamps) {
-            (true, Some((b_tsval, _))) => Some((flow.client_tsval, b_tsval)),
-            _ => None,
-        };
-        let s = data_segment(
-            key,
-            flow.c_isn + 1,
-            seg.seq + 1,
-            flow.client_window,
-            timestamps,
-            &[],
-            false,
-        );
-        let src = self.config.prefix.embed(key.client);
-        self.emit_v6(&s, &src, &key.backend, out);
-    }
-
-    /// Translates a spliced flow's segment for the client, in place.
-    #[allow(clippy::too_many_arguments)]
+    /// Translates a spliced flow's segment for the client, in place. `at` is where the
+    /// packet and its TCP header start (the latter from the IPv6 header).
     fn forward_to_client(
         &mut self,
         now: Time,
         id: FlowId,
         seg: &SegInfo,
         buf: &mut [u8],
-        start: usize,
-        tcp_offset: usize,
+        (start, tcp_offset): (usize, usize),
         form: ChecksumForm,
     ) -> Verdict {
-        let linger = self.config.linger;
         let ident = self.ident();
         let Some((ck, _)) = self.flows.keys(id) else {
             return Verdict::Dropped(DropReason::BackendNoFlow);
         };
-        let Some(flow) = self.flows.get_mut(id) else {
+        let Some(Flow { conn, phase, .. }) = self.flows.get_mut(id) else {
             return Verdict::Dropped(DropReason::BackendNoFlow);
         };
-        let timestamps = flow.client.timestamps;
-        let splice = match &mut flow.state {
-            FlowState::Spliced(s) => s,
-            FlowState::Closing(c) => &mut c.splice,
+        let spliced = match phase {
+            Phase::Spliced(s) => s,
+            Phase::Closing(c) => &mut *c.spliced,
             _ => return Verdict::Dropped(DropReason::BackendUnexpected),
         };
-        let (delta, ts_offset, backend_ws, client_ws) = (
-            splice.delta,
-            splice.ts_offset,
-            splice.backend_ws,
-            splice.client_ws,
-        );
-        splice.bytes[1] += u64::from(seg.payload_len);
-        let client_seq = seg.seq - delta;
-        if seg.fin() {
-            splice.backend_fin = true;
-        }
-        let both_fins = splice.client_fin && splice.backend_fin;
-
         let payload_len = usize::from(Ipv6Packet::new_unchecked(&buf[start..]).payload_len());
         let end = start + 40 + payload_len;
         let Some(tcp_bytes) = buf.get_mut(start + tcp_offset..end) else {
             return Verdict::Dropped(DropReason::BackendMalformed);
         };
-        let mut tcp = TcpPacket::new_unchecked(tcp_bytes);
-        tcp.rewrite_seq_number(client_seq, form);
-        if timestamps {
-            if let (Some(at), Some((tsval, tsecr))) = (seg.timestamps_at, seg.options.timestamps) {
-                let _ = tcp.rewrite_timestamps_at(at, tsval.wrapping_sub(ts_offset), tsecr, form);
-            }
-        }
-        if backend_ws != client_ws {
-            let bytes = u32::from(seg.window) << backend_ws;
-            tcp.rewrite_window_len((bytes >> client_ws).min(0xffff) as u16, form);
-        }
+        spliced
+            .splice
+            .to_client_parsed(&mut TcpPacket::new_unchecked(tcp_bytes), seg, form);
+        let forwarded = spliced.forwarded(conn, seg, false);
         let to = V4Rewrite {
             src: ck.service,
             dst: ck.client,
@@ -339,43 +243,9 @@ impl Engine {
         };
         self.stats
             .forwarded(Direction::ToClient, seg.payload_len as usize);
-        if seg.rst() || both_fins {
-            self.start_closing(
-                now,
-                id,
-                if seg.rst() {
-                    Outcome::BackendReset
-                } else {
-                    Outcome::Closed
-                },
-                linger,
-            );
+        if let Forwarded::Close(outcome) = forwarded {
+            self.start_closing(now, id, outcome);
         }
         Verdict::Forward(range)
-    }
-}
-
-/// An ACK (with data, if any) from the client's address to the backend.
-fn data_segment<'a>(
-    key: BackendKey,
-    seq: SeqNumber,
-    ack: SeqNumber,
-    window: u16,
-    timestamps: Option<(u32, u32)>,
-    payload: &'a [u8],
-    push: bool,
-) -> Segment<'a> {
-    Segment {
-        src_port: key.client_port,
-        dst_port: key.backend_port,
-        seq,
-        ack,
-        flags: flags::ACK | if push { flags::PSH } else { 0 },
-        window,
-        options: emit::Options {
-            timestamps,
-            ..emit::Options::default()
-        },
-        payload,
     }
 }

@@ -8,10 +8,10 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 
 use super::{Engine, Verdict};
 use crate::base::Outcome;
+use crate::base::{BackendKey, ClientKey};
 use crate::engine::output::Output;
 use crate::engine::stats::DropReason;
-use crate::flow::state::{Flow, FlowState};
-use crate::flow::table::{BackendKey, ClientKey};
+use crate::flow::{Flow, Phase};
 use crate::time::Time;
 use crate::wire::icmpv4::msg_type as v4type;
 use crate::wire::icmpv6::msg_type as v6type;
@@ -26,11 +26,7 @@ const MAX_ICMPV6: usize = 1280;
 
 /// The splice offset of a flow that has one.
 fn delta_of(flow: &Flow) -> Option<u32> {
-    match &flow.state {
-        FlowState::Spliced(s) => Some(s.delta),
-        FlowState::Closing(c) => Some(c.splice.delta),
-        _ => None,
-    }
+    flow.spliced().map(|s| s.splice.delta)
 }
 
 /// Addresses and ports of the TCP packet embedded in an ICMP error, read from the
@@ -145,8 +141,7 @@ impl Engine {
             return Verdict::Dropped(DropReason::BackendIcmp);
         };
         let Some(delta) = delta_of(flow) else {
-            if matches!(flow.state, FlowState::Connecting(_))
-                && icmp.msg_type() != v6type::PACKET_TOO_BIG
+            if matches!(flow.phase, Phase::Connect(_)) && icmp.msg_type() != v6type::PACKET_TOO_BIG
             {
                 // The backend SYN met an error: fail the client now, not at the timeout.
                 self.reset_client(id, out);

@@ -11,15 +11,22 @@
 //! The TCP splice is DESIGN.md's: Kracauer answers the client's SYN itself, peeks at the
 //! first bytes without acknowledging them, opens the backend connection with the client's
 //! own ISN and options, and from the backend's SYN-ACK on rewrites every segment with a
-//! sequence offset, a timestamp offset and a window rescale. The client-side handling is
-//! in `client.rs`, the backend side in `backend.rs`, ICMP in `icmp.rs`.
+//! sequence offset, a timestamp offset and a window rescale.
+//!
+//! The engine keeps the demultiplexing, the limits, the table and the timers; what a
+//! flow does with a segment is decided by its phase (`crate::flow`), and the engine
+//! carries that out. The IPv4 side is in `client.rs`, the set-up steps it carries out in
+//! `setup.rs`, the IPv6 side in `backend.rs`, ICMP in `icmp.rs`, and the packets it makes
+//! in `emit.rs`. See `docs/architecture.md`.
 
 mod backend;
 mod client;
 pub mod config;
+mod emit;
 pub mod event;
 mod icmp;
 pub mod output;
+mod setup;
 pub mod stats;
 #[cfg(test)]
 mod tests;
@@ -37,9 +44,9 @@ pub use self::event::Event;
 pub use self::output::Output;
 pub use self::stats::{Direction, DropReason, Side, Stats};
 pub use crate::base::{Outcome, Protocol, RxChecksum};
-use crate::flow::state::{Flow, FlowState};
 use crate::flow::table::{FlowId, FlowTable, KeyedHash};
 use crate::flow::timers::Timers;
+use crate::flow::{Expiry, Flow, Timeouts, Usage};
 use crate::route::RouteTable;
 use crate::tcp::isn::IsnSource;
 use crate::time::Time;
@@ -193,6 +200,7 @@ impl Engine {
 
     /// Runs every timer due at `now`.
     pub fn handle_timeout(&mut self, now: Time, out: &mut Output) {
+        let timeouts = self.timeouts();
         while let Some((at, id)) = self.timers.pop_due(now) {
             let Some(flow) = self.flows.get_mut(id) else {
                 continue;
@@ -201,29 +209,33 @@ impl Engine {
                 continue; // stale entry: the flow re-armed earlier since
             }
             flow.armed = Time::NEVER;
-            let deadline = self.deadline(id);
-            if deadline > now {
-                self.arm(id, deadline);
-                continue;
+            match flow.expire(now, &timeouts) {
+                Expiry::NotYet(deadline) => self.arm(id, deadline),
+                Expiry::RetransmitSyn => {
+                    if let Some(crate::flow::Phase::Connect(c)) =
+                        self.flows.get_mut(id).map(|f| &mut f.phase)
+                    {
+                        c.back_off(now);
+                    }
+                    self.send_backend_syn(id, out);
+                    self.rearm(id);
+                }
+                Expiry::Finish { outcome, reset } => {
+                    if reset {
+                        self.reset_client(id, out);
+                    }
+                    self.finish(now, id, outcome);
+                }
             }
-            self.expire(now, id, out);
         }
     }
 
-    /// The moment flow `id` next needs attention.
-    fn deadline(&self, id: FlowId) -> Time {
-        let Some(flow) = self.flows.get(id) else {
-            return Time::NEVER;
-        };
-        let c = &self.config;
-        match &flow.state {
-            FlowState::SynReceived | FlowState::Peeking(_) => flow.created + c.peek_timeout,
-            FlowState::Connecting(conn) => {
-                conn.retransmit_at.min(conn.named_at + c.connect_timeout)
-            }
-            FlowState::Spliced(_) => flow.last_seen + c.idle_timeout,
-            FlowState::Refused(r) => r.until,
-            FlowState::Closing(cl) => cl.until,
+    /// The timeouts flows' deadlines are made of.
+    fn timeouts(&self) -> Timeouts {
+        Timeouts {
+            peek: self.config.peek_timeout,
+            connect: self.config.connect_timeout,
+            idle: self.config.idle_timeout,
         }
     }
 
@@ -234,38 +246,45 @@ impl Engine {
         }
     }
 
-    /// Re-arms flow `id` for whatever its state now needs.
+    /// Re-arms flow `id` for whatever its phase now needs.
     fn rearm(&mut self, id: FlowId) {
-        let at = self.deadline(id);
-        self.arm(id, at);
+        let timeouts = self.timeouts();
+        if let Some(at) = self.flows.get(id).map(|f| f.deadline(&timeouts)) {
+            self.arm(id, at);
+        }
     }
 
-    /// A flow's timer came due.
-    fn expire(&mut self, now: Time, id: FlowId, out: &mut Output) {
-        let Some(flow) = self.flows.get(id) else {
-            return;
-        };
-        match &flow.state {
-            FlowState::SynReceived | FlowState::Peeking(_) => {
-                self.reset_client(id, out);
-                self.finish(now, id, Outcome::PeekTimeout);
-            }
-            FlowState::Connecting(conn) => {
-                if now >= conn.named_at + self.config.connect_timeout {
-                    self.reset_client(id, out);
-                    self.finish(now, id, Outcome::ConnectTimeout);
-                } else {
-                    self.retransmit_backend_syn(now, id, out);
-                    self.rearm(id);
+    /// Moves flow `id` through `step` (a phase transition, see
+    /// [`FlowTable::step`]) and settles what its phase holds against the limits.
+    fn step<R>(&mut self, id: FlowId, step: impl FnOnce(Flow) -> (Flow, R)) -> Option<R> {
+        let (key, _) = self.flows.keys(id)?;
+        let before = self.flows.get(id)?.usage();
+        let result = self.flows.step(id, step)?;
+        let after = self.flows.get(id).map_or(Usage::default(), Flow::usage);
+        self.account(key.client, before, after);
+        Some(result)
+    }
+
+    /// Moves the limits' counts from what a flow held (`before`) to what it holds now.
+    fn account(&mut self, client: Ipv4Addr, before: Usage, after: Usage) {
+        match (before.half_open, after.half_open) {
+            (false, true) => self.half_open += 1,
+            (true, false) => self.half_open = self.half_open.saturating_sub(1),
+            _ => {}
+        }
+        match (before.peeking, after.peeking) {
+            (false, true) => *self.peeking.entry(client).or_insert(0) += 1,
+            (true, false) => {
+                if let Some(n) = self.peeking.get_mut(&client) {
+                    *n = n.saturating_sub(1);
+                    if *n == 0 {
+                        self.peeking.remove(&client);
+                    }
                 }
             }
-            FlowState::Spliced(_) => self.finish(now, id, Outcome::IdleTimeout),
-            FlowState::Refused(_) => self.finish(now, id, Outcome::UnknownName),
-            FlowState::Closing(cl) => {
-                let outcome = cl.outcome;
-                self.finish(now, id, outcome);
-            }
+            _ => {}
         }
+        self.peek_bytes = (self.peek_bytes + after.peek_bytes).saturating_sub(before.peek_bytes);
     }
 
     /// Frees flow `id`, counts its outcome and queues its access-log event.
@@ -276,17 +295,10 @@ impl Engine {
         let Some(flow) = self.flows.remove(id) else {
             return;
         };
-        self.leave_peeking(&flow, ck.client);
+        self.account(ck.client, flow.usage(), Usage::default());
         self.stats.outcome(outcome);
-        let (name, bytes) = match flow.state {
-            FlowState::Spliced(s) => (s.name, s.bytes),
-            FlowState::Closing(c) => {
-                let splice = *c.splice;
-                (splice.name, splice.bytes)
-            }
-            FlowState::Connecting(c) => (c.name, [0, 0]),
-            _ => (None, [0, 0]),
-        };
+        let created = flow.created;
+        let (name, bytes) = flow.into_log();
         self.push_event(Event::Closed {
             client: SocketAddrV4::new(ck.client, ck.client_port),
             service: SocketAddrV4::new(ck.service, ck.service_port),
@@ -294,37 +306,9 @@ impl Engine {
             backend: bk.map(|b| SocketAddrV6::new(b.backend, b.backend_port, 0, 0)),
             bytes_to_backend: bytes[0],
             bytes_to_client: bytes[1],
-            duration: now.saturating_since(flow.created),
+            duration: now.saturating_since(created),
             outcome,
         });
-    }
-
-    /// Releases what a flow held while it was peeking (the per-client count, the
-    /// half-open count, the peek buffer's bytes).
-    fn leave_peeking(&mut self, flow: &Flow, client: Ipv4Addr) {
-        match &flow.state {
-            FlowState::SynReceived => {
-                self.half_open = self.half_open.saturating_sub(1);
-                self.uncount_peeking(client);
-            }
-            FlowState::Peeking(p) => {
-                self.peek_bytes = self.peek_bytes.saturating_sub(p.buf.capacity());
-                self.uncount_peeking(client);
-            }
-            FlowState::Connecting(c) => {
-                self.peek_bytes = self.peek_bytes.saturating_sub(c.buf.capacity());
-            }
-            _ => {}
-        }
-    }
-
-    fn uncount_peeking(&mut self, client: Ipv4Addr) {
-        if let Some(n) = self.peeking.get_mut(&client) {
-            *n = n.saturating_sub(1);
-            if *n == 0 {
-                self.peeking.remove(&client);
-            }
-        }
     }
 
     fn push_event(&mut self, e: Event) {

@@ -77,7 +77,9 @@ struct Slot<F> {
     generation: u32,
     client_key: ClientKey,
     backend_key: Option<BackendKey>,
-    flow: F,
+    /// `None` only for the length of a [`FlowTable::step`], which cannot be observed: the
+    /// step holds the table borrowed and always puts a value back.
+    flow: Option<F>,
 }
 
 /// Flows and their two indexes.
@@ -138,7 +140,7 @@ impl<F> FlowTable<F> {
             generation,
             client_key: key,
             backend_key: None,
-            flow,
+            flow: Some(flow),
         });
         // The slab never holds more than `capacity` entries, and `FlowTable` users cap
         // capacity at u32::MAX (EngineConfig::validate).
@@ -209,12 +211,23 @@ impl<F> FlowTable<F> {
         self.slots
             .get(id.index as usize)
             .filter(|s| s.generation == id.generation)
-            .map(|s| &s.flow)
+            .and_then(|s| s.flow.as_ref())
     }
 
     /// The flow behind `id`, if it still exists.
     pub fn get_mut(&mut self, id: FlowId) -> Option<&mut F> {
-        self.slot_mut(id).map(|s| &mut s.flow)
+        self.slot_mut(id).and_then(|s| s.flow.as_mut())
+    }
+
+    /// Moves flow `id` through `step`, which consumes its value and returns the next one
+    /// (and a result for the caller). This is how a flow changes phase: by a function from
+    /// the old state to the new, never by patching a placeholder in place.
+    pub fn step<R>(&mut self, id: FlowId, step: impl FnOnce(F) -> (F, R)) -> Option<R> {
+        let slot = self.slot_mut(id)?;
+        let flow = slot.flow.take()?;
+        let (next, result) = step(flow);
+        slot.flow = Some(next);
+        Some(result)
     }
 
     /// The keys flow `id` is indexed under.
@@ -238,7 +251,7 @@ impl<F> FlowTable<F> {
                 entry.remove();
             }
         }
-        Some(self.slots.remove(id.index as usize).flow)
+        self.slots.remove(id.index as usize).flow
     }
 
     fn slot_mut(&mut self, id: FlowId) -> Option<&mut Slot<F>> {

@@ -1,12 +1,17 @@
 //! The leaf of the core: the vocabulary every layer shares and that depends on nothing
 //! else in the crate. Flow keys, the protocol a service port speaks, how a flow ended,
-//! and what the device said of a packet's checksum.
+//! what the device said of a packet's checksum, and the named reasons a packet is dropped
+//! for (`reason`).
 //!
 //! Layers above (see `docs/architecture.md`): `wire` → {`xlat`, `tcp`, `peek`, `route`}
 //! → `flow` → `engine`. Nothing here may use any of them.
 
+mod reason;
+
 use std::hash::{Hash, Hasher};
 use std::net::{Ipv4Addr, Ipv6Addr};
+
+pub use self::reason::{DropReason, Outcome, Side};
 
 /// A flow as the client side sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,63 +61,6 @@ pub enum Protocol {
     Tls,
     /// HTTP/1.x `Host`.
     Http,
-}
-
-/// How a flow ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Outcome {
-    /// Both ends closed with FIN.
-    Closed,
-    /// The client reset it.
-    ClientReset,
-    /// The backend reset it.
-    BackendReset,
-    /// Idle for longer than the idle timeout.
-    IdleTimeout,
-    /// No name within the peek deadline.
-    PeekTimeout,
-    /// The backend did not answer the SYN within the connect timeout.
-    ConnectTimeout,
-    /// The backend refused (RST or ICMPv6 error to the SYN).
-    BackendRefused,
-    /// The name matched no route and there is no default: alert / 421 sent.
-    UnknownName,
-    /// The first bytes were neither TLS nor HTTP, or were malformed: RST sent.
-    NotRecognised,
-    /// Refused by a limit (per-client peeks, peek memory, 4-tuple collision).
-    Limited,
-}
-
-impl Outcome {
-    /// Every outcome.
-    pub const ALL: &'static [Outcome] = &[
-        Outcome::Closed,
-        Outcome::ClientReset,
-        Outcome::BackendReset,
-        Outcome::IdleTimeout,
-        Outcome::PeekTimeout,
-        Outcome::ConnectTimeout,
-        Outcome::BackendRefused,
-        Outcome::UnknownName,
-        Outcome::NotRecognised,
-        Outcome::Limited,
-    ];
-
-    /// Snake-case name for metrics labels and logs.
-    pub const fn name(self) -> &'static str {
-        match self {
-            Outcome::Closed => "closed",
-            Outcome::ClientReset => "client_reset",
-            Outcome::BackendReset => "backend_reset",
-            Outcome::IdleTimeout => "idle_timeout",
-            Outcome::PeekTimeout => "peek_timeout",
-            Outcome::ConnectTimeout => "connect_timeout",
-            Outcome::BackendRefused => "backend_refused",
-            Outcome::UnknownName => "unknown_name",
-            Outcome::NotRecognised => "not_recognised",
-            Outcome::Limited => "limited",
-        }
-    }
 }
 
 /// What the device that delivered a packet says of its TCP or UDP checksum.

@@ -1,0 +1,119 @@
+//! The wait for the backend (DESIGN.md, "The TCP splice", steps 4 and 5): the SYN sent
+//! with the client's own ISN and options, retransmitted with back-off, and the backend's
+//! answer. A SYN-ACK that acknowledges the client's ISN fixes the [`Splice`]; a RST for
+//! that SYN refuses the client.
+
+use core::time::Duration;
+
+use super::Conn;
+use super::spliced::Spliced;
+use crate::base::DropReason;
+use crate::name::HostName;
+use crate::tcp::reasm::PeekBuffer;
+use crate::tcp::seg::SegInfo;
+use crate::tcp::splice::{BackendSynAck, Splice};
+use crate::time::Time;
+
+/// Longest interval between two retransmissions of the backend SYN.
+const MAX_RTO: Duration = Duration::from_secs(60);
+
+/// Connecting: the peeked bytes to send once the backend answers, and the SYN timer.
+#[derive(Debug)]
+pub struct Connect {
+    pub buf: PeekBuffer,
+    pub name: Option<HostName>,
+    /// When the name was found (the peek time is `named_at - created`).
+    pub named_at: Time,
+    /// When the SYN is sent next.
+    pub retransmit_at: Time,
+    /// The current retransmission interval (doubles).
+    pub rto: Duration,
+}
+
+/// What to do about a backend segment while the backend SYN is outstanding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConnectStep {
+    /// Dropped and counted.
+    Drop(DropReason),
+    /// Dropped and counted, and answered with a RST to the backend (its SYN-ACK does
+    /// not acknowledge the SYN Kracauer sent).
+    DropWithRst(DropReason),
+    /// The backend refused the SYN: the client gets a RST and the flow ends.
+    Refused,
+    /// The backend's SYN-ACK: splice.
+    Splice,
+}
+
+/// What the engine sends the backend once the flow is spliced: the ACK of its SYN-ACK,
+/// with the bytes peeked from the client.
+#[derive(Debug)]
+pub struct Handover {
+    pub buf: PeekBuffer,
+    /// (TSval, TSecr) for the segments, when both sides use timestamps.
+    pub timestamps: Option<(u32, u32)>,
+    /// The window field, in the scale the backend agreed to.
+    pub window: u16,
+    /// When the name was found.
+    pub named_at: Time,
+}
+
+impl Connect {
+    /// Judges a backend segment for `conn`'s SYN.
+    pub fn backend_segment(conn: &Conn, seg: &SegInfo) -> ConnectStep {
+        let expected_ack = conn.c_isn + 1;
+        if seg.rst() {
+            if seg.ack_flag() && seg.ack == expected_ack {
+                return ConnectStep::Refused;
+            }
+            return ConnectStep::Drop(DropReason::BackendUnexpected);
+        }
+        if !(seg.syn() && seg.ack_flag()) {
+            return ConnectStep::Drop(DropReason::BackendUnexpected);
+        }
+        if seg.ack != expected_ack {
+            return ConnectStep::DropWithRst(DropReason::BackendBadSynAck);
+        }
+        ConnectStep::Splice
+    }
+
+    /// The backend answered with `synack`: the flow is spliced. `ws_k` is the window
+    /// scale Kracauer announced to the client, `k_tsval` the TSval its next segment to the
+    /// client would carry.
+    pub fn splice(
+        self,
+        conn: &Conn,
+        synack: &SegInfo,
+        ws_k: u8,
+        k_tsval: u32,
+    ) -> (Spliced, Handover) {
+        let backend = BackendSynAck {
+            isn: synack.seq,
+            wscale: synack.options.wscale,
+            tsval: synack.options.timestamps.map(|t| t.0),
+        };
+        let splice = Splice::negotiate(conn.k_isn, &conn.client, ws_k, k_tsval, &backend);
+        let timestamps = match (conn.client.timestamps, backend.tsval) {
+            (true, Some(b_tsval)) => Some((conn.client_tsval, b_tsval)),
+            _ => None,
+        };
+        let handover = Handover {
+            buf: self.buf,
+            timestamps,
+            window: splice.window_to_backend(conn.client_window),
+            named_at: self.named_at,
+        };
+        let spliced = Spliced {
+            splice,
+            bytes: [0, 0],
+            name: self.name,
+        };
+        (spliced, handover)
+    }
+
+    /// The SYN timer fired before the connect deadline: the SYN goes again, and the next
+    /// interval doubles.
+    pub fn back_off(&mut self, now: Time) {
+        self.rto = (self.rto * 2).min(MAX_RTO);
+        self.retransmit_at = now + self.rto;
+    }
+}
