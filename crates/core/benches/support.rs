@@ -7,8 +7,9 @@ use std::sync::Arc;
 use kracauer_core::addr::Prefix96;
 use kracauer_core::engine::{Engine, EngineConfig, Output, Service, Verdict};
 use kracauer_core::route::{RouteSpec, RouteTable};
-use kracauer_core::tcp::emit::{Options, Segment};
+use kracauer_core::tcp::emit::Segment;
 use kracauer_core::time::Time;
+use kracauer_core::wire::build::TcpOptionsSpec;
 use kracauer_core::wire::tcp::{SeqNumber, flags};
 
 pub const HEADROOM: usize = 20;
@@ -50,10 +51,10 @@ pub fn engine(max_flows: usize) -> Engine {
     Engine::new(config, Arc::new(routes)).unwrap()
 }
 
-pub fn ts(v: u32, e: u32) -> Options {
-    Options {
+pub fn ts(v: u32, e: u32) -> TcpOptionsSpec<'static> {
+    TcpOptionsSpec {
         timestamps: Some((v, e)),
-        ..Options::default()
+        ..TcpOptionsSpec::default()
     }
 }
 
@@ -64,7 +65,7 @@ pub fn client_packet(
     flags: u8,
     seq: u32,
     ack: u32,
-    options: Options,
+    options: TcpOptionsSpec<'static>,
     payload: &[u8],
 ) -> Vec<u8> {
     let seg = Segment {
@@ -90,7 +91,7 @@ pub fn backend_packet(
     flags: u8,
     seq: u32,
     ack: u32,
-    options: Options,
+    options: TcpOptionsSpec<'static>,
     payload: &[u8],
 ) -> Vec<u8> {
     let seg = Segment {
@@ -118,11 +119,12 @@ pub fn open_flow(
     client: Ipv4Addr,
     cport: u16,
 ) -> u32 {
-    let syn = Options {
+    let syn = TcpOptionsSpec {
         mss: Some(1460),
-        wscale: Some(7),
+        window_scale: Some(7),
         sack_permitted: true,
         timestamps: Some((1, 0)),
+        sack_blocks: &[],
     };
     out.clear();
     let mut p = client_packet(client, cport, flags::SYN, C_ISN, 0, syn, &[]);
@@ -141,11 +143,12 @@ pub fn open_flow(
     );
     engine.handle_packet(now, &mut p, HEADROOM, out);
     out.clear();
-    let synack_opts = Options {
+    let synack_opts = TcpOptionsSpec {
         mss: Some(1440),
-        wscale: Some(7),
+        window_scale: Some(7),
         sack_permitted: true,
         timestamps: Some((50, 2)),
+        sack_blocks: &[],
     };
     let mut p = backend_packet(
         client,

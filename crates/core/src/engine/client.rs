@@ -186,7 +186,7 @@ impl Engine {
             let (client, tsval) = match o.timestamps {
                 Some(_) => (
                     ClientOptions { mss, ..client },
-                    cookie_tsval(now.ts_millis(), o.wscale, o.sack_permitted),
+                    cookie_tsval(now.ts_millis(), o.window_scale, o.sack_permitted),
                 ),
                 None => (
                     ClientOptions {

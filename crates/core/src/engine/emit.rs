@@ -14,6 +14,7 @@ use crate::flow::{Conn, Flow, Phase};
 use crate::tcp::emit::{self, Segment};
 use crate::tcp::seg::{ClientOptions, SegInfo};
 use crate::time::Time;
+use crate::wire::build::TcpOptionsSpec;
 use crate::wire::tcp::{SeqNumber, flags};
 
 /// Option bytes on every data segment Kracauer sends with timestamps.
@@ -66,11 +67,12 @@ impl Engine {
             ack: c_isn + 1,
             flags: flags::SYN | flags::ACK,
             window: 65535,
-            options: emit::Options {
+            options: TcpOptionsSpec {
                 mss: Some(self.config.mss()),
-                wscale: client.wscale.map(|_| self.config.window_scale),
+                window_scale: client.wscale.map(|_| self.config.window_scale),
                 sack_permitted: client.sack,
                 timestamps: client.timestamps.then_some((k_tsval, client_tsval)),
+                sack_blocks: &[],
             },
             payload: &[],
         };
@@ -126,7 +128,7 @@ impl Engine {
             ack: flow.client_ack(),
             flags: flags::RST | flags::ACK,
             window: 0,
-            options: emit::Options::default(),
+            options: TcpOptionsSpec::default(),
             payload: &[],
         };
         self.emit_v4(&seg, key.service, key.client, out);
@@ -146,11 +148,12 @@ impl Engine {
             ack: SeqNumber(0),
             flags: flags::SYN,
             window: conn.client_window,
-            options: emit::Options {
+            options: TcpOptionsSpec {
                 mss: Some(c.mss.min(self.config.mss())),
-                wscale: c.wscale,
+                window_scale: c.wscale,
                 sack_permitted: c.sack,
                 timestamps: c.timestamps.then_some((conn.client_tsval, 0)),
+                sack_blocks: &[],
             },
             payload: &[],
         };
@@ -159,16 +162,16 @@ impl Engine {
     }
 
     /// Timestamps option for a segment Kracauer sends the client itself.
-    fn client_ts_option(flow: &Flow, now: Time) -> emit::Options {
+    fn client_ts_option(flow: &Flow, now: Time) -> TcpOptionsSpec<'static> {
         let conn = &flow.conn;
-        emit::Options {
+        TcpOptionsSpec {
             timestamps: conn.client.timestamps.then(|| {
                 (
                     ts_at_least(now.ts_millis(), conn.k_tsval),
                     conn.client_tsval,
                 )
             }),
-            ..emit::Options::default()
+            ..TcpOptionsSpec::default()
         }
     }
 
@@ -310,9 +313,9 @@ fn data_segment<'a>(
         ack,
         flags: flags::ACK | if push { flags::PSH } else { 0 },
         window,
-        options: emit::Options {
+        options: TcpOptionsSpec {
             timestamps,
-            ..emit::Options::default()
+            ..TcpOptionsSpec::default()
         },
         payload,
     }

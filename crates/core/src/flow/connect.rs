@@ -88,7 +88,7 @@ impl Connect {
     ) -> (Spliced, Handover) {
         let backend = BackendSynAck {
             isn: synack.seq,
-            wscale: synack.options.wscale,
+            wscale: synack.options.window_scale,
             tsval: synack.options.timestamps.map(|t| t.0),
         };
         let splice = Splice::negotiate(conn.k_isn, &conn.client, ws_k, k_tsval, &backend);

@@ -5,46 +5,11 @@
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 use crate::wire::WireError;
-use crate::wire::build::{IpHeaderSpec, MAX_OPTIONS_LEN, TcpOptionsSpec, TcpSegmentSpec, emit_tcp};
+use crate::wire::build::{IpHeaderSpec, TcpOptionsSpec, TcpSegmentSpec, emit_tcp};
 use crate::wire::tcp::{SeqNumber, flags};
 
 /// TTL / hop limit of packets Kracauer makes.
 pub const HOP_LIMIT: u8 = 64;
-
-/// Options a segment carries.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Options {
-    pub mss: Option<u16>,
-    pub wscale: Option<u8>,
-    pub sack_permitted: bool,
-    /// (TSval, TSecr)
-    pub timestamps: Option<(u32, u32)>,
-}
-
-impl Options {
-    fn spec(&self) -> TcpOptionsSpec<'static> {
-        TcpOptionsSpec {
-            mss: self.mss,
-            window_scale: self.wscale,
-            sack_permitted: self.sack_permitted,
-            timestamps: self.timestamps,
-            sack_blocks: &[],
-        }
-    }
-
-    /// Bytes these options take, padded to a multiple of 4.
-    pub fn len(&self) -> usize {
-        // These four options always fit in the 40 bytes TCP allows.
-        self.spec()
-            .write(&mut [0; MAX_OPTIONS_LEN])
-            .unwrap_or(MAX_OPTIONS_LEN)
-    }
-
-    /// Whether there are none.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-}
 
 /// A TCP segment to build.
 #[derive(Debug, Clone, Copy)]
@@ -56,7 +21,7 @@ pub struct Segment<'a> {
     /// Flag bits (`wire::tcp::flags`).
     pub flags: u8,
     pub window: u16,
-    pub options: Options,
+    pub options: TcpOptionsSpec<'a>,
     pub payload: &'a [u8],
 }
 
@@ -77,7 +42,7 @@ impl Segment<'_> {
             },
             flags: self.flags,
             window: self.window,
-            options: self.options.spec(),
+            options: self.options,
             payload: self.payload,
         }
     }
@@ -146,7 +111,7 @@ pub fn rst_for(
             ack: SeqNumber(0),
             flags: flags::RST,
             window: 0,
-            options: Options::default(),
+            options: TcpOptionsSpec::default(),
             payload: &[],
         },
         None => Segment {
@@ -156,7 +121,7 @@ pub fn rst_for(
             ack: seg_seq + seg_len,
             flags: flags::RST | flags::ACK,
             window: 0,
-            options: Options::default(),
+            options: TcpOptionsSpec::default(),
             payload: &[],
         },
     }
@@ -176,11 +141,12 @@ mod tests {
             ack: SeqNumber(2001),
             flags: flags::SYN | flags::ACK,
             window: 65535,
-            options: Options {
+            options: TcpOptionsSpec {
                 mss: Some(1440),
-                wscale: Some(7),
+                window_scale: Some(7),
                 sack_permitted: true,
                 timestamps: Some((5, 6)),
+                sack_blocks: &[],
             },
             payload: &[],
         }
@@ -245,9 +211,9 @@ mod tests {
         let src: Ipv6Addr = "2001:db8:64::c633:6402".parse().unwrap();
         let dst: Ipv6Addr = "2001:db8:1::2".parse().unwrap();
         let mut seg = synack();
-        seg.options = Options {
+        seg.options = TcpOptionsSpec {
             mss: Some(1440),
-            ..Options::default()
+            ..TcpOptionsSpec::default()
         };
         let n = seg.emit_v6(&src, &dst, &mut buf).unwrap();
         let ip = Ipv6Packet::new_checked(&buf[..n]).unwrap();

@@ -2,8 +2,8 @@
 //! copied out of the packet so that the packet's buffer can then be rewritten; and what
 //! a client's SYN agreed with Kracauer ([`ClientOptions`]).
 
-use crate::tcp::emit::Options;
 use crate::wire::WireError;
+use crate::wire::build::TcpOptionsSpec;
 use crate::wire::tcp::{SeqNumber, TcpOption, TcpPacket, flags};
 
 /// What the client's SYN offered, as far as Kracauer agreed to it.
@@ -21,10 +21,10 @@ pub struct ClientOptions {
 
 impl ClientOptions {
     /// What a SYN with these options agrees to when Kracauer keeps state for it.
-    pub fn from_syn(o: &Options) -> Self {
+    pub fn from_syn(o: &TcpOptionsSpec<'_>) -> Self {
         Self {
             mss: o.mss.unwrap_or(536),
-            wscale: o.wscale,
+            wscale: o.window_scale,
             sack: o.sack_permitted,
             timestamps: o.timestamps.is_some(),
         }
@@ -45,7 +45,7 @@ pub struct SegInfo {
     /// Offset of the payload from the start of the TCP header.
     pub payload_offset: usize,
     /// The options the engine negotiates or rewrites, in the same type it emits them with.
-    pub options: Options,
+    pub options: TcpOptionsSpec<'static>,
     /// Whether a SACK option (blocks) is present.
     pub sack: bool,
     /// Offset of the Timestamps option's kind byte from the start of the TCP header, so
@@ -56,14 +56,14 @@ pub struct SegInfo {
 impl SegInfo {
     /// Reads a checked TCP segment; options that do not parse are an error.
     pub fn parse<T: AsRef<[u8]>>(tcp: &TcpPacket<T>) -> Result<Self, WireError> {
-        let mut options = Options::default();
+        let mut options = TcpOptionsSpec::default();
         let mut sack = false;
         let mut timestamps_at = None;
         for o in tcp.options() {
             let (at, option) = o?;
             match option {
                 TcpOption::Mss(m) => options.mss = Some(m),
-                TcpOption::WindowScale(w) => options.wscale = Some(w.min(14)),
+                TcpOption::WindowScale(w) => options.window_scale = Some(w.min(14)),
                 TcpOption::SackPermitted => options.sack_permitted = true,
                 TcpOption::Sack(_) => sack = true,
                 TcpOption::Timestamps { tsval, tsecr } => {

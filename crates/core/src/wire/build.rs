@@ -46,8 +46,10 @@ impl IpHeaderSpec {
     }
 }
 
-/// The TCP options to put in a built segment. At most four SACK blocks fit, three
-/// alongside timestamps.
+/// TCP options to emit: the one type for options Kracauer writes (the parsed side is
+/// [`tcp::TcpOption`], one option as it sits in a header). A segment's summary
+/// (`tcp::seg::SegInfo`) holds the options it negotiates in this type too. At most four
+/// SACK blocks fit, three alongside timestamps.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct TcpOptionsSpec<'a> {
     /// Maximum segment size.
@@ -66,6 +68,18 @@ pub struct TcpOptionsSpec<'a> {
 pub const MAX_OPTIONS_LEN: usize = tcp::MAX_HEADER_LEN - tcp::HEADER_LEN;
 
 impl TcpOptionsSpec<'_> {
+    /// Bytes these options take, padded to a multiple of 4 (at most 40: what does not
+    /// fit is refused by [`TcpOptionsSpec::write`]).
+    pub fn len(&self) -> usize {
+        self.write(&mut [0; MAX_OPTIONS_LEN])
+            .unwrap_or(MAX_OPTIONS_LEN)
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
     /// Writes the options into `out` in the layout Linux uses (MSS; SACK-permitted
     /// with timestamps, or NOP NOP timestamps; NOP window scale; NOP NOP SACK-permitted
     /// when there are no timestamps; NOP NOP SACK), padded with NOPs to a multiple of

@@ -15,8 +15,9 @@ use std::time::Duration;
 use kracauer_core::addr::Prefix96;
 use kracauer_core::engine::{Engine, EngineConfig, Output, RxChecksum, Service, Stats, Verdict};
 use kracauer_core::route::{RouteSpec, RouteTable};
-use kracauer_core::tcp::emit::{Options, Segment};
+use kracauer_core::tcp::emit::Segment;
 use kracauer_core::time::Time;
+use kracauer_core::wire::build::TcpOptionsSpec;
 use kracauer_core::wire::checksum;
 use kracauer_core::wire::tcp::{SeqNumber, TcpPacket};
 use kracauer_core::wire::{Ipv4Packet, Ipv6Packet};
@@ -175,11 +176,12 @@ pub fn run(data: &[u8]) -> Stats {
                     let d = DICTIONARY[pick % DICTIONARY.len()];
                     &d[..cut.min(d.len())]
                 };
-                let options = Options {
+                let options = TcpOptionsSpec {
                     mss: (opts_bits & 1 != 0).then_some(1220 + u16::from(opts_bits)),
-                    wscale: (opts_bits & 2 != 0).then_some(opts_bits >> 4),
+                    window_scale: (opts_bits & 2 != 0).then_some(opts_bits >> 4),
                     sack_permitted: opts_bits & 4 != 0,
                     timestamps: (opts_bits & 8 != 0).then_some((u32::from(opts_bits), 7)),
+                    sack_blocks: &[],
                 };
                 let port = if pick & 0x40 != 0 { 443 } else { 80 };
                 let n = if to_backend_side {

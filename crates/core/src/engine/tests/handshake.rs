@@ -14,7 +14,7 @@ fn syn_gets_a_synack_with_only_the_options_kracauer_can_keep() {
     assert_eq!(synack.seg.ack, SeqNumber(C_ISN + 1));
     let o = synack.seg.options;
     assert_eq!(o.mss, Some(1440), "IPv6 MTU 1500 minus 60");
-    assert_eq!(o.wscale, Some(7));
+    assert_eq!(o.window_scale, Some(7));
     assert!(o.sack_permitted);
     assert_eq!(
         o.timestamps.map(|t| t.1),
@@ -27,10 +27,10 @@ fn syn_gets_a_synack_with_only_the_options_kracauer_can_keep() {
 #[test]
 fn syn_without_options_gets_mss_alone() {
     let mut h = Harness::new();
-    let step = h.client_to(443, flags::SYN, C_ISN, 0, emit::Options::default(), &[]);
+    let step = h.client_to(443, flags::SYN, C_ISN, 0, TcpOptionsSpec::default(), &[]);
     let o = step.only_sent().seg.options;
     assert_eq!(
-        (o.mss, o.wscale, o.sack_permitted, o.timestamps),
+        (o.mss, o.window_scale, o.sack_permitted, o.timestamps),
         (Some(1440), None, false, None)
     );
 }
@@ -56,7 +56,7 @@ fn synack_isn_differs_between_client_ports() {
 #[test]
 fn ack_for_no_flow_gets_rst_with_its_ack_number() {
     let mut h = Harness::new();
-    let step = h.client_to(443, flags::ACK, 5, 777, emit::Options::default(), &[]);
+    let step = h.client_to(443, flags::ACK, 5, 777, TcpOptionsSpec::default(), &[]);
     assert_eq!(step.verdict, Verdict::Dropped(DropReason::ClientNoFlow));
     let rst = step.only_sent();
     assert_eq!((rst.flags(), rst.seg.seq), (flags::RST, SeqNumber(777)));
@@ -65,7 +65,7 @@ fn ack_for_no_flow_gets_rst_with_its_ack_number() {
 #[test]
 fn rst_for_no_flow_is_dropped_silently() {
     let mut h = Harness::new();
-    let step = h.client_to(443, flags::RST, 5, 0, emit::Options::default(), &[]);
+    let step = h.client_to(443, flags::RST, 5, 0, TcpOptionsSpec::default(), &[]);
     assert!(step.sent.is_empty());
     assert_eq!(h.engine.stats().drops(DropReason::ClientNoFlow), 1);
 }
@@ -73,7 +73,7 @@ fn rst_for_no_flow_is_dropped_silently() {
 #[test]
 fn syn_to_an_unconfigured_port_gets_rst() {
     let mut h = Harness::new();
-    let step = h.client_to(22, flags::SYN, C_ISN, 0, emit::Options::default(), &[]);
+    let step = h.client_to(22, flags::SYN, C_ISN, 0, TcpOptionsSpec::default(), &[]);
     assert_eq!(step.verdict, Verdict::Dropped(DropReason::ClientNotService));
     assert_eq!(step.only_sent().flags(), flags::RST | flags::ACK);
 }
@@ -86,7 +86,7 @@ fn syn_with_fin_is_dropped_as_bad_flags() {
         flags::SYN | flags::FIN,
         C_ISN,
         0,
-        emit::Options::default(),
+        TcpOptionsSpec::default(),
         &[],
     );
     assert_eq!(step.verdict, Verdict::Dropped(DropReason::ClientBadFlags));
@@ -109,7 +109,7 @@ fn http_request_leads_to_backend_syn_with_the_clients_isn_and_options() {
     assert_eq!(syn.seg.seq, SeqNumber(C_ISN));
     let o = syn.seg.options;
     assert_eq!(o.mss, Some(1440), "min(client 1460, 1500 - 60)");
-    assert_eq!(o.wscale, Some(7), "the client's own window scale");
+    assert_eq!(o.window_scale, Some(7), "the client's own window scale");
     assert!(o.sack_permitted);
     assert_eq!(o.timestamps, Some((101, 0)), "the client's latest TSval");
 }
@@ -260,7 +260,7 @@ fn backend_rst_during_connect_resets_client() {
         flags::RST | flags::ACK,
         0,
         C_ISN + 1,
-        emit::Options::default(),
+        TcpOptionsSpec::default(),
         &[],
     );
     let rst = step.only_sent();
@@ -278,7 +278,7 @@ fn synack_with_wrong_ack_gets_rst_and_changes_nothing() {
         flags::SYN | flags::ACK,
         B_ISN,
         C_ISN + 5,
-        emit::Options::default(),
+        TcpOptionsSpec::default(),
         &[],
     );
     assert_eq!(step.verdict, Verdict::Dropped(DropReason::BackendBadSynAck));
@@ -307,7 +307,7 @@ fn half_open_bound_switches_to_cookies_and_a_cookie_ack_opens_the_flow() {
     let syn = step.only_sent();
     assert!(syn.v6 && syn.seg.syn());
     assert_eq!(
-        syn.seg.options.wscale,
+        syn.seg.options.window_scale,
         Some(7),
         "window scale came back through the timestamp"
     );
@@ -327,7 +327,7 @@ fn forged_cookie_ack_gets_rst() {
         flags::ACK,
         C_ISN + 1,
         synack.seg.seq.0 + 2,
-        emit::Options::default(),
+        TcpOptionsSpec::default(),
         HTTP_REQUEST,
     );
     assert_eq!(step.verdict, Verdict::Dropped(DropReason::ClientNoFlow));

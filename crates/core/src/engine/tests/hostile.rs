@@ -20,7 +20,7 @@ fn segment(
     flags: u8,
     seq: u32,
     ack: u32,
-    options: emit::Options,
+    options: TcpOptionsSpec<'static>,
     payload: &[u8],
 ) -> Vec<u8> {
     let seg = Segment {
@@ -135,7 +135,7 @@ fn peeking_with_half_a_hello(h: &mut Harness) -> u32 {
         flags::ACK,
         C_ISN + 1,
         k + 1,
-        emit::Options::default(),
+        TcpOptionsSpec::default(),
         half,
     );
     assert_eq!(step.verdict, Verdict::Consumed);
@@ -165,7 +165,7 @@ fn peeked_data_with_a_bad_checksum_is_not_read() {
         flags::ACK | flags::PSH,
         C_ISN + 1,
         k + 1,
-        emit::Options::default(),
+        TcpOptionsSpec::default(),
         HTTP_REQUEST,
     );
     let last = buf.len() - 1;
@@ -177,7 +177,7 @@ fn peeked_data_with_a_bad_checksum_is_not_read() {
         flags::ACK | flags::PSH,
         C_ISN + 1,
         k + 1,
-        emit::Options::default(),
+        TcpOptionsSpec::default(),
         HTTP_REQUEST,
     );
     assert!(
@@ -270,7 +270,7 @@ fn tcp_option_running_past_the_header_is_malformed() {
         flags::SYN,
         C_ISN,
         0,
-        emit::Options {
+        TcpOptionsSpec {
             mss: Some(1460),
             ..Default::default()
         },
@@ -292,7 +292,7 @@ fn tcp_option_with_length_below_two_is_malformed() {
         flags::SYN,
         C_ISN,
         0,
-        emit::Options {
+        TcpOptionsSpec {
             mss: Some(1460),
             ..Default::default()
         },
@@ -344,7 +344,7 @@ fn syn_with_fin_on_a_peeking_flow_is_bad_flags_and_changes_nothing() {
         flags::SYN | flags::FIN,
         C_ISN,
         0,
-        emit::Options::default(),
+        TcpOptionsSpec::default(),
         &[],
     );
     assert_silent_drop(&mut h, buf, DropReason::ClientBadFlags);
@@ -356,7 +356,7 @@ fn syn_with_fin_on_a_peeking_flow_is_bad_flags_and_changes_nothing() {
         flags::ACK,
         C_ISN + 1 + half as u32,
         k + 1,
-        emit::Options::default(),
+        TcpOptionsSpec::default(),
         &rest[half..],
     );
     assert!(
@@ -376,7 +376,7 @@ fn segment_without_ack_on_a_peeking_flow_is_bad_flags() {
         flags::PSH,
         C_ISN + 1,
         0,
-        emit::Options::default(),
+        TcpOptionsSpec::default(),
         b"x",
     );
     assert_silent_drop(&mut h, buf, DropReason::ClientBadFlags);
@@ -404,7 +404,7 @@ fn rst_with_a_wrong_sequence_number_does_not_reset_a_peeking_flow() {
             flags::RST,
             seq,
             0,
-            emit::Options::default(),
+            TcpOptionsSpec::default(),
             &[],
         );
         assert_silent_drop(&mut h, buf, DropReason::ClientOutOfWindow);
@@ -415,7 +415,7 @@ fn rst_with_a_wrong_sequence_number_does_not_reset_a_peeking_flow() {
         flags::RST | flags::ACK,
         C_ISN + 1 + half,
         k + 1,
-        emit::Options::default(),
+        TcpOptionsSpec::default(),
         &[],
     );
     assert_eq!(exact.verdict, Verdict::Consumed);
@@ -428,13 +428,27 @@ fn rst_with_a_wrong_sequence_number_does_not_reset_a_peeking_flow() {
 fn rst_with_a_wrong_sequence_number_does_not_reset_a_half_open_flow() {
     let mut h = Harness::new();
     h.syn(443);
-    let step = h.client_to(443, flags::RST, C_ISN + 2, 0, emit::Options::default(), &[]);
+    let step = h.client_to(
+        443,
+        flags::RST,
+        C_ISN + 2,
+        0,
+        TcpOptionsSpec::default(),
+        &[],
+    );
     assert_eq!(
         step.verdict,
         Verdict::Dropped(DropReason::ClientOutOfWindow)
     );
     assert_eq!((h.engine.flow_count(), h.engine.half_open()), (1, 1));
-    let step = h.client_to(443, flags::RST, C_ISN + 1, 0, emit::Options::default(), &[]);
+    let step = h.client_to(
+        443,
+        flags::RST,
+        C_ISN + 1,
+        0,
+        TcpOptionsSpec::default(),
+        &[],
+    );
     assert_eq!(step.verdict, Verdict::Consumed);
     assert_eq!((h.engine.flow_count(), h.engine.half_open()), (0, 0));
 }
@@ -448,7 +462,7 @@ fn blind_ack_with_a_wrong_number_gets_rst_but_leaves_the_flow() {
         flags::ACK,
         C_ISN + 1,
         k.wrapping_add(1000),
-        emit::Options::default(),
+        TcpOptionsSpec::default(),
         &[],
     );
     assert_eq!(
@@ -462,7 +476,7 @@ fn blind_ack_with_a_wrong_number_gets_rst_but_leaves_the_flow() {
         flags::ACK | flags::PSH,
         C_ISN + 1,
         k + 1,
-        emit::Options::default(),
+        TcpOptionsSpec::default(),
         HTTP_REQUEST,
     );
     assert!(step.only_sent().seg.syn(), "the real client goes on");
@@ -492,7 +506,7 @@ fn rst_to_an_unconfigured_port_is_not_answered() {
         flags::RST,
         5,
         0,
-        emit::Options::default(),
+        TcpOptionsSpec::default(),
         &[],
     );
     assert_silent_drop(&mut h, buf, DropReason::ClientNotService);
@@ -566,7 +580,7 @@ fn backend_noise_is_counted_by_reason() {
         ack: SeqNumber(1),
         flags: flags::ACK,
         window: 1,
-        options: emit::Options::default(),
+        options: TcpOptionsSpec::default(),
         payload: &[],
     };
     let mut buf = vec![0u8; HEADROOM + seg.v6_len()];
@@ -586,7 +600,7 @@ fn backend_noise_is_counted_by_reason() {
     udp[HEADROOM + 6] = ip_proto::UDP;
     assert_silent_drop(&mut h, udp, DropReason::BackendNotTcp);
     // A TCP segment for no flow: RST to the backend so it frees its socket.
-    let step = h.backend_from(80, flags::ACK, 5, 9, emit::Options::default(), &[]);
+    let step = h.backend_from(80, flags::ACK, 5, 9, TcpOptionsSpec::default(), &[]);
     assert_eq!(step.verdict, Verdict::Dropped(DropReason::BackendNoFlow));
     assert!(step.only_sent().v6 && step.only_sent().seg.rst());
 }
@@ -624,7 +638,7 @@ fn fragments_to_a_service_port_in_every_shape_are_dropped_and_leave_nothing() {
 #[test]
 fn fragments_never_wedge_a_spliced_flow() {
     let mut h = Harness::new();
-    let (synack, _) = h.spliced_http(emit::Options::default());
+    let (synack, _) = h.spliced_http(TcpOptionsSpec::default());
     let k = synack.seg.seq.0;
     let next = C_ISN + 1 + HTTP_REQUEST.len() as u32;
     // A fragmented data segment of the flow, in pieces and never completed.
@@ -635,7 +649,7 @@ fn fragments_never_wedge_a_spliced_flow() {
         flags::ACK,
         next,
         k + 1,
-        emit::Options::default(),
+        TcpOptionsSpec::default(),
         &[b'x'; 64],
     );
     let tcp = whole[TCP..].to_vec();
@@ -693,7 +707,7 @@ fn syn_flood_is_carried_by_cookies_with_state_bounded_and_real_clients_served() 
     let synack = h.syn(80);
     let k = synack.seg.seq.0;
     let tsecr = synack.seg.options.timestamps.map(|t| t.0).unwrap();
-    let ts = emit::Options {
+    let ts = TcpOptionsSpec {
         timestamps: Some((101, tsecr)),
         ..Default::default()
     };
@@ -735,7 +749,7 @@ fn stalled_hellos_from_one_address_are_capped_and_cut_at_the_peek_deadline() {
             flags::SYN,
             C_ISN,
             0,
-            emit::Options::default(),
+            TcpOptionsSpec::default(),
             &[],
         ));
         if step.verdict == Verdict::Dropped(DropReason::ClientPeekLimit) {
@@ -750,7 +764,7 @@ fn stalled_hellos_from_one_address_are_capped_and_cut_at_the_peek_deadline() {
             flags::ACK,
             C_ISN + 1,
             k + 1,
-            emit::Options::default(),
+            TcpOptionsSpec::default(),
             half,
         ));
         assert_eq!(step.verdict, Verdict::Consumed);
@@ -767,7 +781,7 @@ fn stalled_hellos_from_one_address_are_capped_and_cut_at_the_peek_deadline() {
         flags::SYN,
         C_ISN,
         0,
-        emit::Options::default(),
+        TcpOptionsSpec::default(),
         &[],
     ));
     assert_eq!(step.verdict, Verdict::Consumed);
@@ -795,7 +809,7 @@ fn a_client_trickling_one_byte_a_second_is_cut_at_the_peek_deadline() {
             flags::ACK,
             C_ISN + 1 + i as u32,
             k + 1,
-            emit::Options::default(),
+            TcpOptionsSpec::default(),
             core::slice::from_ref(byte),
         );
         assert!(step.sent.iter().all(|s| !s.v6), "never reaches a backend");
@@ -822,7 +836,7 @@ fn every_single_byte_corruption_of_a_syn_and_of_a_request_gets_a_verdict() {
         flags::ACK | flags::PSH,
         C_ISN + 1,
         k + 1,
-        emit::Options::default(),
+        TcpOptionsSpec::default(),
         HTTP_REQUEST,
     );
     let packets = [syn_bytes(443), request];

@@ -85,7 +85,7 @@ fn packet_too_big_from_the_backend_side_becomes_frag_needed_with_the_inner_ack_m
         flags::ACK,
         C_ISN + 1,
         k + 1 + 7,
-        emit::Options::default(),
+        TcpOptionsSpec::default(),
         &[0x55; 1400],
     );
     let Verdict::Forward(_) = step.verdict else {
@@ -101,7 +101,7 @@ fn packet_too_big_from_the_backend_side_becomes_frag_needed_with_the_inner_ack_m
         ack: fwd.seg.ack,
         flags: flags::ACK,
         window: 502,
-        options: emit::Options::default(),
+        options: TcpOptionsSpec::default(),
         payload: &[0x55; 1400],
     };
     let mut inner = vec![0u8; seg.v6_len()];
@@ -142,7 +142,7 @@ fn unreachable_for_the_backend_syn_resets_the_client_at_once() {
         ack: SeqNumber(0),
         flags: flags::SYN,
         window: 502,
-        options: emit::Options::default(),
+        options: TcpOptionsSpec::default(),
         payload: &[],
     };
     let mut inner = vec![0u8; s.v6_len()];
@@ -168,7 +168,7 @@ fn frag_needed_from_the_client_side_becomes_packet_too_big_with_the_inner_seq_mo
         ack: SeqNumber(C_ISN + 1),
         flags: flags::ACK,
         window: 4000,
-        options: emit::Options::default(),
+        options: TcpOptionsSpec::default(),
         payload: &[7; 100],
     };
     let mut inner = vec![0u8; seg.v4_len()];
@@ -204,7 +204,7 @@ fn error_about_no_known_flow_is_dropped_and_counted() {
         ack: SeqNumber(1),
         flags: flags::ACK,
         window: 1,
-        options: emit::Options::default(),
+        options: TcpOptionsSpec::default(),
         payload: &[],
     };
     let mut inner = vec![0u8; s.v4_len()];

@@ -17,8 +17,9 @@ use std::sync::Arc;
 use super::*;
 use crate::addr::Prefix96;
 use crate::route::{RouteSpec, RouteTable};
-use crate::tcp::emit::{self, Segment};
+use crate::tcp::emit::Segment;
 use crate::tcp::seg::SegInfo;
+use crate::wire::build::TcpOptionsSpec;
 use crate::wire::tcp::{SeqNumber, TcpPacket, flags};
 use crate::wire::{Ipv4Packet, Ipv6Packet};
 
@@ -69,28 +70,30 @@ pub fn config() -> EngineConfig {
 }
 
 /// Options a Linux client sends in its SYN.
-pub fn linux_syn_options() -> emit::Options {
-    emit::Options {
+pub fn linux_syn_options() -> TcpOptionsSpec<'static> {
+    TcpOptionsSpec {
         mss: Some(1460),
-        wscale: Some(7),
+        window_scale: Some(7),
         sack_permitted: true,
         timestamps: Some((100, 0)),
+        sack_blocks: &[],
     }
 }
 
 /// Options a Linux backend answers a SYN with (window scale 9, unlike the client's 7).
-pub fn backend_linux() -> emit::Options {
-    emit::Options {
+pub fn backend_linux() -> TcpOptionsSpec<'static> {
+    TcpOptionsSpec {
         mss: Some(1440),
-        wscale: Some(9),
+        window_scale: Some(9),
         sack_permitted: true,
         timestamps: Some((5_000, 101)),
+        sack_blocks: &[],
     }
 }
 
 /// Only a timestamps option.
-pub fn ts(tsval: u32, tsecr: u32) -> emit::Options {
-    emit::Options {
+pub fn ts(tsval: u32, tsecr: u32) -> TcpOptionsSpec<'static> {
+    TcpOptionsSpec {
         timestamps: Some((tsval, tsecr)),
         ..Default::default()
     }
@@ -221,7 +224,7 @@ impl Harness {
         flags: u8,
         seq: u32,
         ack: u32,
-        options: emit::Options,
+        options: TcpOptionsSpec<'static>,
         payload: &[u8],
     ) -> Step {
         let seg = Segment {
@@ -244,7 +247,7 @@ impl Harness {
         flags: u8,
         seq: u32,
         ack: u32,
-        options: emit::Options,
+        options: TcpOptionsSpec<'static>,
         payload: &[u8],
     ) -> Step {
         let seg = Segment {
@@ -285,7 +288,7 @@ impl Harness {
             flags::ACK,
             C_ISN + 1,
             k + 1,
-            emit::Options {
+            TcpOptionsSpec {
                 timestamps: ts,
                 ..Default::default()
             },
@@ -297,7 +300,7 @@ impl Harness {
             flags::ACK | flags::PSH,
             C_ISN + 1,
             k + 1,
-            emit::Options {
+            TcpOptionsSpec {
                 timestamps: ts,
                 ..Default::default()
             },
@@ -308,7 +311,7 @@ impl Harness {
 
     /// A spliced flow through HTTP: handshake, request, backend SYN-ACK with
     /// `backend_options`. Returns (SYN-ACK to the client, what was sent to the backend).
-    pub fn spliced_http(&mut self, backend_options: emit::Options) -> (Sent, Vec<Sent>) {
+    pub fn spliced_http(&mut self, backend_options: TcpOptionsSpec<'static>) -> (Sent, Vec<Sent>) {
         let (synack, step) = self.open(80, HTTP_REQUEST);
         let syn = step.only_sent();
         assert!(syn.v6 && syn.seg.syn());

@@ -195,7 +195,7 @@ fn partial_checksum_request_is_peeked_and_replayed_with_a_finished_checksum() {
         ack: SeqNumber(k + 1),
         flags: flags::ACK | flags::PSH,
         window: 502,
-        options: emit::Options {
+        options: TcpOptionsSpec {
             timestamps: ts,
             ..Default::default()
         },

@@ -40,7 +40,7 @@ fn peeked_bytes_are_cut_to_the_backends_mss() {
     .concat();
     let (_, step) = h.open(80, &request);
     assert!(step.only_sent().seg.syn());
-    let small = emit::Options {
+    let small = TcpOptionsSpec {
         mss: Some(1220),
         ..backend_linux()
     };
@@ -144,7 +144,7 @@ fn sack_edges_from_the_client_are_moved_into_backend_space() {
         ack: SeqNumber(k + 1),
         flags: flags::ACK,
         window: 500,
-        options: emit::Options::default(),
+        options: TcpOptionsSpec::default(),
         payload: &[],
     };
     let mut buf = vec![0u8; HEADROOM + seg.v4_len() + 12];
@@ -188,8 +188,8 @@ fn sack_edges_from_the_client_are_moved_into_backend_space() {
 #[test]
 fn backend_that_declines_window_scaling_gets_expanded_client_windows() {
     let mut h = Harness::new();
-    let (synack, _) = h.spliced_http(emit::Options {
-        wscale: None,
+    let (synack, _) = h.spliced_http(TcpOptionsSpec {
+        window_scale: None,
         ..backend_linux()
     });
     let k = synack.seg.seq.0;
@@ -206,7 +206,7 @@ fn backend_that_declines_window_scaling_gets_expanded_client_windows() {
 #[test]
 fn backend_that_declines_timestamps_leaves_client_timestamps_untouched() {
     let mut h = Harness::new();
-    let (synack, sent) = h.spliced_http(emit::Options {
+    let (synack, sent) = h.spliced_http(TcpOptionsSpec {
         timestamps: None,
         ..backend_linux()
     });
@@ -301,7 +301,7 @@ fn client_rst_is_forwarded_and_closes_the_flow() {
         flags::RST,
         C_ISN + 1,
         synack.seg.seq.0 + 1,
-        emit::Options::default(),
+        TcpOptionsSpec::default(),
         &[],
     );
     assert!(step.forwarded.unwrap().seg.rst());
@@ -332,7 +332,7 @@ fn idle_spliced_flow_expires_after_the_idle_timeout() {
 #[test]
 fn backend_segment_for_no_flow_gets_rst_towards_the_backend() {
     let mut h = Harness::new();
-    let step = h.backend_from(80, flags::ACK, B_ISN, 555, emit::Options::default(), b"x");
+    let step = h.backend_from(80, flags::ACK, B_ISN, 555, TcpOptionsSpec::default(), b"x");
     assert_eq!(step.verdict, Verdict::Dropped(DropReason::BackendNoFlow));
     let rst = step.only_sent();
     assert!(rst.v6 && rst.seg.rst());
@@ -361,7 +361,7 @@ fn second_client_connection_onto_the_same_backend_tuple_is_refused() {
         ack: SeqNumber(0),
         flags: flags::SYN,
         window: 100,
-        options: emit::Options::default(),
+        options: TcpOptionsSpec::default(),
         payload: &[],
     };
     let other = Ipv4Addr::new(203, 0, 113, 11);
@@ -396,7 +396,7 @@ fn new_syn_on_a_closing_tuple_starts_fresh() {
         flags::RST,
         C_ISN + 1,
         synack.seg.seq.0 + 1,
-        emit::Options::default(),
+        TcpOptionsSpec::default(),
         &[],
     );
     // The same client port connects again before the linger ends.
@@ -423,7 +423,7 @@ fn corrupt_segment_is_forwarded_still_corrupt_not_recomputed() {
         ack: SeqNumber(synack.seg.seq.0 + 1),
         flags: flags::ACK,
         window: 502,
-        options: emit::Options::default(),
+        options: TcpOptionsSpec::default(),
         payload: b"payload",
     };
     let mut buf = vec![0u8; HEADROOM + seg.v4_len()];
