@@ -6,6 +6,7 @@
 //! Kracauer/nginx ratio, as markdown and PNG plots.
 //!
 //! `kracauer-bench [--quick] [--out DIR] [--rounds N] [--no-perf]`. Needs root.
+#![deny(unsafe_code)]
 
 mod peers;
 mod proto;

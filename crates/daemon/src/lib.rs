@@ -4,6 +4,8 @@
 //! The `kracauer` binary (`main.rs`) is a thin command line over this; tests and the
 //! testbed call into it directly.
 
+#![deny(unsafe_code)]
+
 pub mod check;
 pub mod config;
 pub mod host;

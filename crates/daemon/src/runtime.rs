@@ -10,7 +10,9 @@
 //! into its [`Output`], clear it. Nothing is allocated, no lock is taken and nothing
 //! crosses threads per packet: both directions of a flow reach the same worker (the
 //! kernel steers them, see [`crate::steer`]), and each worker reads and writes its own
-//! queue. New route tables arrive through a channel checked between packets, and a
+//! queue. Reloads (a new route table and, when `[timeouts]` or `[limits]` changed, the
+//! worker's new [`EngineConfig`]) arrive as a [`Reload`] through a channel checked
+//! between packets, and a
 //! [`Snapshot`] of the worker's counters is published for the metrics endpoint about
 //! once a second. Access-log events are drained after every batch.
 
@@ -20,7 +22,7 @@ use std::sync::mpsc::Receiver;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use kracauer_core::engine::{Engine, Event, Output, Stats, Verdict};
+use kracauer_core::engine::{Engine, EngineConfig, Event, Output, Stats, Verdict};
 use kracauer_core::offload::{self, Inbound};
 use kracauer_core::route::RouteTable;
 use kracauer_core::time::Time;
@@ -60,7 +62,7 @@ pub struct Snapshot {
     pub tun_header_errors: u64,
     /// Writes to the TUN that failed.
     pub tun_write_errors: u64,
-    /// Route tables installed by reloads.
+    /// Reloads taken (each installs a route table, some also new timeouts and limits).
     pub reloads: u64,
     /// Seconds since the data plane started.
     pub uptime: Duration,
@@ -106,13 +108,46 @@ pub fn published(workers: usize) -> Published {
     })
 }
 
+/// What a reload sends every worker, applied between two packets.
+#[derive(Debug, Clone)]
+pub struct Reload {
+    /// The new route table. Flows that already chose a backend keep it.
+    pub routes: Arc<RouteTable>,
+    /// The worker's engine configuration with the new timeouts and limits (its share of
+    /// them), if they changed; given to [`Engine::reconfigure`], which keeps the
+    /// worker's seed and everything else a reload does not change.
+    pub config: Option<EngineConfig>,
+}
+
+/// Applies every reload waiting in `reloads` to worker `worker`'s `engine`, in order;
+/// returns how many there were.
+pub fn take_reloads(engine: &mut Engine, reloads: &Receiver<Reload>, worker: usize) -> u64 {
+    let mut taken = 0;
+    while let Ok(Reload { routes, config }) = reloads.try_recv() {
+        engine.set_routes(routes);
+        taken += 1;
+        tracing::debug!(worker, "data plane: new route table in force");
+        if let Some(config) = config {
+            // The control plane validated it; an error here leaves the engine as it was.
+            match engine.reconfigure(config) {
+                Ok(()) => tracing::debug!(worker, "data plane: new timeouts and limits in force"),
+                Err(e) => tracing::error!(
+                    worker,
+                    "data plane: the engine refused the reloaded timeouts and limits and keeps its own: {e}"
+                ),
+            }
+        }
+    }
+    taken
+}
+
 /// One worker: a TUN queue and the engine for the flows the kernel steers to it.
 #[derive(Debug)]
 pub struct DataPlane {
     index: usize,
     queue: Queue,
     engine: Engine,
-    routes: Receiver<Arc<RouteTable>>,
+    reloads: Receiver<Reload>,
     stop: Arc<AtomicBool>,
     published: Published,
     counters: Counters,
@@ -128,14 +163,13 @@ struct Counters {
 }
 
 impl DataPlane {
-    /// Worker `index`, moving packets between `queue` and `engine`; new route tables
-    /// come in through `routes`, and it returns from [`run`](Self::run) once `stop` is
-    /// set.
+    /// Worker `index`, moving packets between `queue` and `engine`; reloads come in
+    /// through `reloads`, and it returns from [`run`](Self::run) once `stop` is set.
     pub fn new(
         index: usize,
         queue: Queue,
         engine: Engine,
-        routes: Receiver<Arc<RouteTable>>,
+        reloads: Receiver<Reload>,
         stop: Arc<AtomicBool>,
         published: Published,
     ) -> Self {
@@ -143,7 +177,7 @@ impl DataPlane {
             index,
             queue,
             engine,
-            routes,
+            reloads,
             stop,
             published,
             counters: Counters::default(),
@@ -165,7 +199,7 @@ impl DataPlane {
             START
         };
         while !self.stop.load(Ordering::Relaxed) {
-            self.take_routes();
+            self.take_reloads();
             if self.engine.poll_timeout().is_some_and(|at| at <= now()) {
                 self.engine.handle_timeout(now(), &mut out);
                 self.flush(&mut out);
@@ -217,7 +251,7 @@ impl DataPlane {
                     ),
                 }
                 self.flush(&mut out);
-                self.take_routes();
+                self.take_reloads();
             }
             self.log_events();
             if Instant::now() >= next_publish {
@@ -248,12 +282,8 @@ impl DataPlane {
         self.queue
     }
 
-    fn take_routes(&mut self) {
-        while let Ok(routes) = self.routes.try_recv() {
-            self.engine.set_routes(routes);
-            self.counters.reloads += 1;
-            tracing::debug!(worker = self.index, "data plane: new route table in force");
-        }
+    fn take_reloads(&mut self) {
+        self.counters.reloads += take_reloads(&mut self.engine, &self.reloads, self.index);
     }
 
     /// Writes the translated `buf[range]`, with its virtio-net header in the bytes just

@@ -18,6 +18,7 @@
 //!
 //! The namespace plumbing uses `ip` from iproute2: this crate is test infrastructure, not
 //! the product.
+#![deny(unsafe_code)]
 
 use std::io;
 

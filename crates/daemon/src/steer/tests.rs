@@ -11,7 +11,9 @@ use kracauer_testbed::Netns;
 use rustix::event::{PollFd, PollFlags, Timespec};
 use tun_rs::{DeviceBuilder, SyncDevice};
 
-use super::sample::{BACKEND, CLIENT, SERVICE, embed, icmp, ipv4, ipv6, tcp};
+use super::assembler::{Asm, AsmError, Insn, R0, R1, op};
+use super::program::{CTX, Label};
+use super::samples::{BACKEND, CLIENT, SERVICE, embed, icmp, ipv4, ipv6, tcp};
 use super::*;
 
 const KEY: SteerKey = SteerKey {
@@ -178,7 +180,7 @@ fn the_program_computes_the_reference_on_the_sample_flow() {
         s.self_check().expect("kernel and reference agree");
         assert_eq!(s.key(), key);
         let want = queue_hash(CLIENT, 40000, key);
-        for (i, p) in sample::packets().iter().enumerate() {
+        for (i, p) in samples::packets().iter().enumerate() {
             assert_eq!(run(&s, p), want, "{p:02x?}");
             // The errors (2 and 3) quote 8 bytes of TCP: 7 fewer cuts into the ports,
             // and the program ends early with 0. The others keep their ports.
