@@ -125,6 +125,28 @@ impl Engine {
         self.routes = routes;
     }
 
+    /// Takes the timeouts and limits of `config`, validated first (on an error nothing
+    /// changes). The seed and the secrets drawn from it, the prefix, the services, the
+    /// MTU, the window scale and `max_flows` (the flow table is sized at the start) stay
+    /// as they are. New flows use the new values; a timer already armed fires when it
+    /// was set to, and the flow's next deadline is computed with the new values.
+    /// A limit lowered below what flows already hold stops new flows until enough of
+    /// them end; nothing in progress is cut.
+    pub fn reconfigure(&mut self, config: EngineConfig) -> Result<(), ConfigError> {
+        config.validate()?;
+        let c = &mut self.config;
+        c.peek_timeout = config.peek_timeout;
+        c.connect_timeout = config.connect_timeout;
+        c.syn_retransmit = config.syn_retransmit;
+        c.idle_timeout = config.idle_timeout;
+        c.linger = config.linger;
+        c.peek_cap = config.peek_cap;
+        c.max_peeking_per_client = config.max_peeking_per_client;
+        c.max_peek_bytes = config.max_peek_bytes;
+        c.max_half_open = config.max_half_open;
+        Ok(())
+    }
+
     /// The configuration in force.
     pub fn config(&self) -> &EngineConfig {
         &self.config
@@ -321,28 +343,5 @@ impl Engine {
     fn ident(&mut self) -> u16 {
         self.next_ident = self.next_ident.wrapping_add(1);
         self.next_ident
-    }
-
-    /// Takes the timeouts and limits of `config`, validated first (on an error nothing
-    /// changes). The seed and the secrets drawn from it, the prefix, the services, the
-    /// MTU, the window scale and `max_flows` (the flow table is sized at the start) stay
-    /// as they are. New flows use the new values; a timer already armed fires when it
-    /// was set to, and the flow's next deadline is computed with the new values.
-    ///
-    /// Placeholder for the merge with the core refactoring (the daemon's reload calls
-    /// it with this signature).
-    pub fn reconfigure(&mut self, config: EngineConfig) -> Result<(), ConfigError> {
-        config.validate()?;
-        let c = &mut self.config;
-        c.peek_timeout = config.peek_timeout;
-        c.connect_timeout = config.connect_timeout;
-        c.syn_retransmit = config.syn_retransmit;
-        c.idle_timeout = config.idle_timeout;
-        c.linger = config.linger;
-        c.peek_cap = config.peek_cap;
-        c.max_peeking_per_client = config.max_peeking_per_client;
-        c.max_peek_bytes = config.max_peek_bytes;
-        c.max_half_open = config.max_half_open;
-        Ok(())
     }
 }

@@ -9,6 +9,7 @@ mod handshake;
 mod hostile;
 mod icmp;
 mod offload;
+mod reconfigure;
 mod splice;
 
 use std::net::{Ipv4Addr, Ipv6Addr};

@@ -1,0 +1,66 @@
+//! `Engine::reconfigure`: a reload's timeouts and limits reach a running engine.
+
+use core::time::Duration;
+
+use super::*;
+
+#[test]
+fn reconfigured_idle_timeout_applies_to_a_flow_spliced_afterwards() {
+    let mut h = Harness::new();
+    let mut c = config();
+    c.idle_timeout = Duration::from_secs(60);
+    h.engine.reconfigure(c).unwrap();
+    h.spliced_http(backend_linux());
+    h.advance(Duration::from_secs(59));
+    assert_eq!(h.engine.flow_count(), 1);
+    h.advance(Duration::from_secs(2));
+    assert_eq!(h.engine.flow_count(), 0, "expired at the new idle timeout");
+    assert_eq!(h.engine.stats().outcomes(Outcome::IdleTimeout), 1);
+}
+
+#[test]
+fn reconfigured_peek_limit_refuses_the_next_syn_from_that_client() {
+    let mut h = Harness::new();
+    h.syn(443);
+    let mut c = config();
+    c.max_peeking_per_client = 1;
+    h.engine.reconfigure(c).unwrap();
+    let second = Segment {
+        src_port: CPORT + 1,
+        dst_port: 443,
+        seq: SeqNumber(C_ISN),
+        ack: SeqNumber(0),
+        flags: flags::SYN,
+        window: 502,
+        options: linux_syn_options(),
+        payload: &[],
+    };
+    let step = h.run(client_packet(&second));
+    assert_eq!(step.verdict, Verdict::Dropped(DropReason::ClientPeekLimit));
+}
+
+#[test]
+fn invalid_reconfiguration_changes_nothing() {
+    let mut h = Harness::new();
+    let before = h.engine.config().idle_timeout;
+    let mut c = config();
+    c.idle_timeout = Duration::from_secs(1);
+    c.peek_cap = 0;
+    assert_eq!(h.engine.reconfigure(c), Err(ConfigError::PeekCap));
+    assert_eq!(h.engine.config().idle_timeout, before);
+}
+
+#[test]
+fn reconfiguration_keeps_the_secrets_and_the_addresses() {
+    let mut a = Harness::new();
+    let mut b = Harness::new();
+    let mut c = config();
+    c.seed = [9; 32];
+    c.ipv6_mtu = 1400;
+    c.idle_timeout = Duration::from_secs(10);
+    b.engine.reconfigure(c).unwrap();
+    assert_eq!(b.engine.config().seed, config().seed);
+    assert_eq!(b.engine.config().ipv6_mtu, config().ipv6_mtu);
+    // The same SYN gets the same SYN-ACK (ISN and MSS) from both.
+    assert_eq!(a.syn(443).seg, b.syn(443).seg);
+}
