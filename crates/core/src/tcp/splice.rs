@@ -76,7 +76,7 @@ impl Splice {
             .then(|| backend.tsval.map_or(0, |b| b.wrapping_sub(k_tsval)));
         let (backend_ws, client_ws, expand_client_window) = match (client.wscale, backend.wscale) {
             (Some(_), Some(ws_b)) => (ws_b.min(14), ws_k, None),
-            (Some(ws_c), None) => (0, ws_k, Some(ws_c)),
+            (Some(ws_c), None) => (0, ws_k, Some(ws_c.min(14))),
             (None, _) => (0, 0, None),
         };
         Self {
@@ -91,7 +91,7 @@ impl Splice {
     /// The window field the backend should see for a client window field `window`.
     pub fn window_to_backend(&self, window: u16) -> u16 {
         match self.expand_client_window {
-            Some(shift) => (u32::from(window) << shift).min(0xffff) as u16,
+            Some(shift) => (u64::from(window) << shift.min(14)).min(0xffff) as u16,
             None => window,
         }
     }
