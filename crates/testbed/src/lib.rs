@@ -89,12 +89,14 @@ pub fn is_root() -> bool {
 /// test is also marked `#[ignore = "privileged: ..."]`, so a run without root lists it as
 /// ignored instead of failing it, and `cargo test -- --include-ignored` (as root, what CI
 /// runs) runs it: a privileged test can fail or pass, never pass without having run.
+#[track_caller]
 pub fn require_privileged(test: &str) {
     require_privileged_and(test, &[]);
 }
 
 /// [`require_privileged`], and each of `tools` answers `TOOL --version` (e.g. `python3`,
 /// `curl`); panics naming what is missing.
+#[track_caller]
 pub fn require_privileged_and(test: &str, tools: &[&str]) {
     let mut missing: Vec<String> = Vec::new();
     if !is_root() {
@@ -120,6 +122,7 @@ pub fn require_privileged_and(test: &str, tools: &[&str]) {
 /// The older form of [`require_privileged`], for callers written as
 /// `if !privileged(test) { return; }`: it never returns false, it panics instead, so such
 /// a test can no longer pass without having run. New code calls [`require_privileged`].
+#[track_caller]
 pub fn privileged(test: &str) -> bool {
     require_privileged(test);
     true

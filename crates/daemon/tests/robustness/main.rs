@@ -35,6 +35,7 @@ static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 /// The gate of every test here: root, `ip`, and the load generators' tools (`python3`,
 /// `curl`); panics naming what is missing.
+#[track_caller]
 fn require_privileged_with_tools(test: &str) {
     kracauer_testbed::require_privileged_and(test, &["python3", "curl"]);
 }
