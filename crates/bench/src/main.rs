@@ -5,10 +5,13 @@
 //! TLS download. Rounds alternate the peers; the report gives medians and the
 //! Kracauer/nginx ratio, as markdown and PNG plots.
 //!
-//! `kracauer-bench [--quick] [--out DIR] [--rounds N] [--no-perf]`. Needs root.
+//! `kracauer-bench --kracauer PATH [--quick] [--out DIR] [--rounds N] [--no-perf]`. Needs
+//! root. The binary under test is always given: the bench never guesses which build of
+//! kracauer it measures.
 #![deny(unsafe_code)]
 
 mod peers;
+mod plan;
 mod proto;
 mod report;
 
@@ -24,70 +27,8 @@ use rustls::pki_types::ServerName;
 use rustls::{ClientConnection, StreamOwned};
 
 use peers::{Peer, Running};
+use plan::Plan;
 use report::Samples;
-
-/// The knobs of one run.
-#[derive(Debug, Clone)]
-pub struct Plan {
-    pub quick: bool,
-    pub rounds: usize,
-    pub bulk: Duration,
-    pub rate: Duration,
-    pub idle: usize,
-    pub tls_bytes: u64,
-    pub perf: bool,
-    pub out: PathBuf,
-}
-
-impl Plan {
-    fn from_args() -> Result<Plan, String> {
-        let mut plan = Plan {
-            quick: false,
-            rounds: 3,
-            bulk: Duration::from_secs(3),
-            rate: Duration::from_secs(3),
-            idle: 10_000,
-            tls_bytes: 256 << 20,
-            perf: true,
-            out: PathBuf::from("bench/results"),
-        };
-        let mut args = std::env::args().skip(1);
-        let mut rounds = None;
-        while let Some(a) = args.next() {
-            match a.as_str() {
-                "--quick" => {
-                    plan.quick = true;
-                    plan.bulk = Duration::from_millis(400);
-                    plan.rate = Duration::from_millis(500);
-                    plan.idle = 300;
-                    plan.tls_bytes = 16 << 20;
-                    plan.perf = false;
-                    plan.rounds = 1;
-                }
-                "--no-perf" => plan.perf = false,
-                "--out" => plan.out = args.next().ok_or("--out needs a directory")?.into(),
-                "--rounds" => {
-                    rounds = Some(
-                        args.next()
-                            .and_then(|n| n.parse().ok())
-                            .ok_or("--rounds needs a number")?,
-                    );
-                }
-                "-h" | "--help" => {
-                    return Err(
-                        "usage: kracauer-bench [--quick] [--out DIR] [--rounds N] [--no-perf]"
-                            .into(),
-                    );
-                }
-                other => return Err(format!("unknown argument {other:?}")),
-            }
-        }
-        if let Some(r) = rounds {
-            plan.rounds = r;
-        }
-        Ok(plan)
-    }
-}
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().collect();
@@ -101,7 +42,7 @@ fn main() -> ExitCode {
             }
         };
     }
-    let plan = match Plan::from_args() {
+    let plan = match Plan::from_args(args.into_iter().skip(1)) {
         Ok(p) => p,
         Err(e) => {
             eprintln!("{e}");
@@ -158,7 +99,7 @@ fn run(plan: &Plan) -> Result<(), Error> {
                 plan.rounds,
                 peer.name()
             );
-            let running = Running::start(peer, &tb)?;
+            let running = Running::start(peer, &tb, &plan.kracauer)?;
             let result = measure(
                 plan,
                 &tb,
@@ -442,7 +383,7 @@ fn tls_download(
 /// Where the time goes with Kracauer in the path: `perf record -a` of the whole machine
 /// during a single-stream download, reported by thread name, then by thread and symbol.
 fn profile(plan: &Plan, tb: &Topology, hello: &Arc<Vec<u8>>) -> Result<String, Error> {
-    let running = Running::start(Peer::Kracauer, tb)?;
+    let running = Running::start(Peer::Kracauer, tb, &plan.kracauer)?;
     let data = tb.dir().join("perf.data");
     let secs = plan.bulk.as_secs().max(2) + 1;
     let mut rec = Command::new("perf")

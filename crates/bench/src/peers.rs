@@ -6,6 +6,7 @@
 
 use std::fmt::Write as _;
 use std::net::{Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -121,7 +122,7 @@ pub fn kracauer_config(offload: bool) -> String {
 }
 
 /// nginx's configuration (printed in the report).
-pub fn nginx_config(dir: &std::path::Path) -> String {
+pub fn nginx_config(dir: &Path) -> String {
     let prefix = PREFIX.trim_end_matches("/96");
     let d = dir.display();
     format!(
@@ -153,7 +154,7 @@ pub fn nginx_config(dir: &std::path::Path) -> String {
 /// Installs nginx and its stream module through apt when either is missing.
 pub fn ensure_nginx() -> Result<(), Error> {
     let have = Command::new("nginx").arg("-v").output().is_ok()
-        && std::path::Path::new("/usr/lib/nginx/modules/ngx_stream_module.so").exists();
+        && Path::new("/usr/lib/nginx/modules/ngx_stream_module.so").exists();
     if have {
         return Ok(());
     }
@@ -188,7 +189,8 @@ pub enum Running<'tb> {
 }
 
 impl<'tb> Running<'tb> {
-    pub fn start(peer: Peer, tb: &'tb Topology) -> Result<Self, Error> {
+    /// Starts `peer`; `kracauer` is the binary the Kracauer peers run.
+    pub fn start(peer: Peer, tb: &'tb Topology, kracauer: &Path) -> Result<Self, Error> {
         match peer {
             Peer::Kracauer | Peer::KracauerNoOffload => {
                 // The router forwards to the TUN; without this, a TIME_WAIT socket nginx
@@ -197,7 +199,7 @@ impl<'tb> Running<'tb> {
                 // SYN reusing that port is black-holed until the TIME_WAIT expires.
                 tb.router.sysctl("net.ipv4.ip_early_demux", "0")?;
                 Ok(Running::Kracauer {
-                    k: tb.start_kracauer(&kracauer_config(peer == Peer::Kracauer))?,
+                    k: tb.start_kracauer(kracauer, &kracauer_config(peer == Peer::Kracauer))?,
                     tb,
                 })
             }
@@ -273,7 +275,7 @@ impl<'tb> Running<'tb> {
                 let _ = child.kill();
                 let _ = child.wait();
                 for pid in workers {
-                    if std::path::Path::new(&format!("/proc/{pid}")).exists() {
+                    if Path::new(&format!("/proc/{pid}")).exists() {
                         let _ = nix::sys::signal::kill(
                             nix::unistd::Pid::from_raw(pid as i32),
                             nix::sys::signal::Signal::SIGKILL,

@@ -104,6 +104,12 @@ pub fn write(
         plan.idle,
         took.as_secs_f64()
     );
+    let _ = writeln!(
+        md,
+        "Kracauer under test: `{}` ({}).\n",
+        plan.kracauer_version,
+        plan.kracauer.display()
+    );
     let _ = writeln!(md, "## Machine\n\n{}", peers::describe_machine());
     let _ = writeln!(md, "## Results\n");
     let _ = write!(md, "| metric |");

@@ -1,19 +1,53 @@
 //! The quick bench as a smoke test: `kracauer-bench --quick` runs end to end against every
 //! peer (Kracauer, nginx, the kernel) and writes its report and plots. No thresholds: the
-//! figures are printed, never asserted. Privileged: skips loudly when not root, fails
-//! under `KRACAUER_E2E=require` (the testbed's gate). The kracauer binary is found next to
-//! the bench binary (`cargo test --workspace` builds both).
+//! figures are printed, never asserted.
+//!
+//! The kracauer binary is another package's, so cargo gives this test no path to it: the
+//! test asks cargo to build it (`cargo build -p kracauer --message-format=json`, in this
+//! test's profile) and takes the executable's path from cargo's own report of what it
+//! built. Privileged: `#[ignore]`d (run it as root with `--include-ignored`); it panics
+//! when root or `ip` is missing.
 
-use std::process::Command;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+
+/// Builds the `kracauer` binary in this test's profile (release when this test was built
+/// without debug assertions, as `cargo test --release` does; dev otherwise) and returns
+/// the path cargo reports for it.
+fn build_kracauer() -> PathBuf {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| env!("CARGO").into());
+    let mut build = Command::new(cargo);
+    build
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args(["build", "-p", "kracauer", "--bin", "kracauer"])
+        .arg("--message-format=json-render-diagnostics");
+    if !cfg!(debug_assertions) {
+        build.arg("--release");
+    }
+    let out = build
+        .stdin(Stdio::null())
+        .stderr(Stdio::inherit())
+        .output()
+        .expect("run cargo build");
+    assert!(out.status.success(), "cargo build -p kracauer failed");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter(|m| m["reason"] == "compiler-artifact" && m["target"]["name"] == "kracauer")
+        .find_map(|m| m["executable"].as_str().map(PathBuf::from))
+        .expect("cargo reported no kracauer executable")
+}
 
 #[test]
+#[ignore = "privileged: needs root, network namespaces and a TUN device (run with --include-ignored)"]
 fn quick_bench_runs_end_to_end_and_writes_its_report() {
-    if !kracauer_testbed::privileged("quick_bench_runs_end_to_end_and_writes_its_report") {
-        return;
-    }
+    kracauer_testbed::require_privileged("quick_bench_runs_end_to_end_and_writes_its_report");
+    let kracauer = build_kracauer();
     let out = std::env::temp_dir().join(format!("kracauer-bench-quick-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&out);
     let run = Command::new(env!("CARGO_BIN_EXE_kracauer-bench"))
+        .arg("--kracauer")
+        .arg(&kracauer)
         .arg("--quick")
         .arg("--out")
         .arg(&out)
@@ -26,6 +60,10 @@ fn quick_bench_runs_end_to_end_and_writes_its_report() {
         "kracauer-bench --quick failed:\n{stderr}\n{stdout}"
     );
     let report = std::fs::read_to_string(out.join("report.md")).expect("report.md written");
+    assert!(
+        report.contains(&format!("({})", kracauer.display())),
+        "the report does not name the binary under test:\n{report}"
+    );
     for row in [
         "bulk download x1: Gbit/s",
         "rate c64: connections/s",

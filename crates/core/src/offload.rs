@@ -4,7 +4,7 @@
 //!
 //! With `TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6` the kernel hands over TCP segments whose
 //! checksum is still to be finished (`NEEDS_CSUM`: the field holds the pseudo-header sum,
-//! see [`ChecksumForm::Partial`]) and GSO super-packets: one IP header, one TCP header and
+//! see [`ChecksumForm::Partial`](crate::wire::ChecksumForm::Partial)) and GSO super-packets: one IP header, one TCP header and
 //! up to 64 KB of payload that the kernel cuts into `gso_size` segments when the packet
 //! leaves. Translation touches headers only, so a super-packet is translated as one
 //! packet: the engine applies the pseudo-header's change to the partial checksum, and

@@ -1,6 +1,10 @@
 //! The `kracauer` binary: command-line parsing and dispatch to the subcommands.
 //!
-//! Everything but parsing lives in the `kracauer` library crate (`lib.rs`).
+//! Everything but parsing lives in the `kracauer` library crate (`lib.rs`). `kracauer demo`
+//! is built only with the `demo` feature (it links the testbed); without it the subcommand
+//! is hidden and says how to get it.
+
+#![deny(unsafe_code)]
 
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -10,6 +14,7 @@ use clap::{Parser, Subcommand};
 use kracauer::{check, routes};
 use kracauer_core::addr::{Prefix96, low32};
 
+#[cfg(feature = "demo")]
 mod demo;
 
 /// Share one IPv4 address among IPv6-only servers: route TLS/HTTP by name, translate each
@@ -28,7 +33,7 @@ struct Cli {
 enum Command {
     /// Set up the host, translate in the foreground, clean up on SIGINT/SIGTERM.
     ///
-    /// SIGHUP reloads the configuration (routes); an invalid file changes nothing.
+    /// SIGHUP reloads routes, timeouts and limits; an invalid file changes nothing.
     Run {
         /// The configuration file (TOML).
         #[arg(long, short)]
@@ -52,6 +57,7 @@ enum Command {
         prefix: Option<Prefix96>,
     },
     /// Build a throwaway testbed in network namespaces and show kracauer working (root).
+    #[cfg_attr(not(feature = "demo"), command(hide = true))]
     Demo,
 }
 
@@ -78,7 +84,13 @@ fn main() -> ExitCode {
                 ExitCode::from(1)
             }
         },
+        #[cfg(feature = "demo")]
         Command::Demo => demo::demo(cli.verbose),
+        #[cfg(not(feature = "demo"))]
+        Command::Demo => {
+            eprintln!("{NO_DEMO}");
+            ExitCode::from(2)
+        }
         Command::Addr { address, prefix } => match addr(address, prefix) {
             Ok(line) => {
                 println!("{line}");
@@ -91,6 +103,12 @@ fn main() -> ExitCode {
         },
     }
 }
+
+/// What `kracauer demo` says in a binary built without the `demo` feature.
+#[cfg(not(feature = "demo"))]
+const NO_DEMO: &str = "kracauer demo: this kracauer was built without the demo, which links \
+    the namespace testbed (TLS, certificates) that an installed daemon does not need. From a \
+    source checkout, as root: cargo run -p kracauer --features demo -- demo";
 
 /// The `addr` subcommand: one line of output, or why not.
 fn addr(address: IpAddr, prefix: Option<Prefix96>) -> Result<String, String> {

@@ -10,7 +10,7 @@
 //!   kernel's `local` rule at preference 0, so that rule is re-added at [`LOCAL_PREF`]
 //!   (tagged) and only then removed from 0: the host never lacks its local table.
 //!
-//! [`remove_ours`] undoes all of it and puts the `local` rule back at 0 if Kracauer had
+//! [`Netlink::remove_ours`] undoes all of it and puts the `local` rule back at 0 if Kracauer had
 //! moved it; it runs both before a set-up (leftovers of a `kill -9`) and at exit.
 //! Forwarding and the TUN's `accept_local`/`rp_filter` are sysctls ([`Sysctls`]).
 //! `docs/setup-by-hand.md` gives the same as `ip` and `sysctl` commands.

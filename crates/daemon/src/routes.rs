@@ -28,7 +28,8 @@ pub fn load(path: &Path) -> Result<Loaded, ConfigError> {
     Ok(Loaded { config, routes })
 }
 
-/// The engine's configuration for `c`: every limit at its default, the seed given.
+/// The engine's configuration for `c` (its `[timeouts]` and `[limits]` as a whole; the
+/// runtime gives each worker its share), with the seed given.
 pub fn engine_config(c: &Config, seed: [u8; 32]) -> EngineConfig {
     let services = c
         .listen

@@ -1,14 +1,16 @@
 //! Host set-up in a network namespace (root): the TUN, routes, policy rules and sysctls
 //! appear as DESIGN.md says, disappear at tear-down, and a start after a crash removes
 //! what the crashed run left.
-
-mod common;
+//!
+//! Privileged: every test is `#[ignore]`d (run them as root with `--include-ignored`) and
+//! panics when root or `ip` is missing. Each works in a namespace of its own
+//! (`krc-TAG-PID`), deleted when the test ends, passed or not.
 
 use std::path::Path;
 
-use common::{Netns, privileged};
 use kracauer::host::Host;
 use kracauer::{config, netlink};
+use kracauer_testbed::{Netns, OwnedNetns, require_privileged};
 
 const CONFIG: &str = r#"prefix = "2001:db8:64::/96"
 
@@ -26,6 +28,29 @@ address = "203.0.113.20"
 tls = [443]
 "#;
 
+/// A namespace of the test's own.
+fn namespace(tag: &str) -> OwnedNetns {
+    OwnedNetns::create(tag).unwrap_or_else(|e| panic!("creating namespace {tag}: {e}"))
+}
+
+/// `ip -n NS ARGS...`, checked; its standard output.
+fn ip(ns: &Netns, args: &[&str]) -> String {
+    ns.ip(args)
+        .unwrap_or_else(|e| panic!("in {}: {e}", ns.name()))
+}
+
+/// A file as seen from inside the namespace (a sysctl), trimmed.
+fn read(ns: &Netns, path: &str) -> String {
+    ns.read(path)
+        .unwrap_or_else(|e| panic!("in {}: {e}", ns.name()))
+}
+
+/// Runs `f` on a thread inside the namespace.
+fn inside<T: Send>(ns: &Netns, f: impl FnOnce() -> T + Send) -> T {
+    ns.run(f)
+        .unwrap_or_else(|e| panic!("entering {}: {e}", ns.name()))
+}
+
 fn lines(s: &str) -> Vec<String> {
     s.lines()
         .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
@@ -34,16 +59,16 @@ fn lines(s: &str) -> Vec<String> {
 
 /// Rules, routes of every table and forwarding, as `ip` and /proc show them.
 fn state(ns: &Netns) -> (Vec<String>, Vec<String>, String) {
-    let rules = lines(&ns.ip(&["-4", "rule", "show"]));
-    let mut routes = lines(&ns.ip(&["-4", "route", "show", "table", "all"]));
-    routes.extend(lines(&ns.ip(&["-6", "route", "show", "table", "all"])));
+    let rules = lines(&ip(ns, &["-4", "rule", "show"]));
+    let mut routes = lines(&ip(ns, &["-4", "route", "show", "table", "all"]));
+    routes.extend(lines(&ip(ns, &["-6", "route", "show", "table", "all"])));
     routes.retain(|r| {
         !r.contains("fe80") && !r.starts_with("multicast") && !r.starts_with("local fe80")
     });
     let fwd = format!(
         "{} {}",
-        ns.read("/proc/sys/net/ipv4/ip_forward"),
-        ns.read("/proc/sys/net/ipv6/conf/all/forwarding")
+        read(ns, "/proc/sys/net/ipv4/ip_forward"),
+        read(ns, "/proc/sys/net/ipv6/conf/all/forwarding")
     );
     (rules, routes, fwd)
 }
@@ -53,12 +78,11 @@ fn has(list: &[String], want: &str) -> bool {
 }
 
 #[test]
+#[ignore = "privileged: needs root, network namespaces and a TUN device (run with --include-ignored)"]
 fn set_up_diverts_owned_and_routed_addresses_and_tear_down_restores_the_host() {
-    if !privileged("set_up_diverts_owned_and_routed_addresses_and_tear_down_restores_the_host") {
-        return;
-    }
-    let ns = Netns::new("hs");
-    ns.ip(&["addr", "add", "203.0.113.10/32", "dev", "lo"]);
+    require_privileged("set_up_diverts_owned_and_routed_addresses_and_tear_down_restores_the_host");
+    let ns = namespace("hs");
+    ip(&ns, &["addr", "add", "203.0.113.10/32", "dev", "lo"]);
     let before = state(&ns);
     assert!(has(&before.0, "0: from all lookup local"), "{:?}", before.0);
     let c = config::parse(CONFIG, Path::new("k.toml")).expect("config");
@@ -69,7 +93,7 @@ fn set_up_diverts_owned_and_routed_addresses_and_tear_down_restores_the_host() {
             .expect("runtime")
     };
 
-    ns.enter(|| {
+    inside(&ns, || {
         rt().block_on(async {
             let (mut host, tun) = Host::set_up(&c).await.expect("set up");
             assert_eq!(host.leftovers, 0);
@@ -127,9 +151,9 @@ fn set_up_diverts_owned_and_routed_addresses_and_tear_down_restores_the_host() {
                 "{routes:?}"
             );
             assert_eq!(fwd, "1 1");
-            assert_eq!(ns.read("/proc/sys/net/ipv4/conf/krc0/accept_local"), "1");
-            assert_eq!(ns.read("/proc/sys/net/ipv4/conf/krc0/rp_filter"), "0");
-            assert!(ns.ip(&["link", "show", "krc0"]).contains("mtu 1400"));
+            assert_eq!(read(&ns, "/proc/sys/net/ipv4/conf/krc0/accept_local"), "1");
+            assert_eq!(read(&ns, "/proc/sys/net/ipv4/conf/krc0/rp_filter"), "0");
+            assert!(ip(&ns, &["link", "show", "krc0"]).contains("mtu 1400"));
 
             let errors = host.tear_down().await;
             assert!(errors.is_empty(), "{errors:?}");
@@ -137,16 +161,15 @@ fn set_up_diverts_owned_and_routed_addresses_and_tear_down_restores_the_host() {
         });
     });
     assert_eq!(state(&ns), before);
-    assert!(!ns.ip(&["link", "show"]).contains("krc0"));
+    assert!(!ip(&ns, &["link", "show"]).contains("krc0"));
 }
 
 #[test]
+#[ignore = "privileged: needs root, network namespaces and a TUN device (run with --include-ignored)"]
 fn start_after_a_crash_removes_what_the_crashed_run_left() {
-    if !privileged("start_after_a_crash_removes_what_the_crashed_run_left") {
-        return;
-    }
-    let ns = Netns::new("crash");
-    ns.ip(&["addr", "add", "203.0.113.10/32", "dev", "lo"]);
+    require_privileged("start_after_a_crash_removes_what_the_crashed_run_left");
+    let ns = namespace("crash");
+    ip(&ns, &["addr", "add", "203.0.113.10/32", "dev", "lo"]);
     let before = state(&ns);
     let c = config::parse(CONFIG, Path::new("k.toml")).expect("config");
     let rt = || {
@@ -156,7 +179,7 @@ fn start_after_a_crash_removes_what_the_crashed_run_left() {
             .expect("runtime")
     };
 
-    let after_first = ns.enter(|| {
+    let after_first = inside(&ns, || {
         rt().block_on(async {
             let (host, tun) = Host::set_up(&c).await.expect("set up");
             let s = state(&ns);
@@ -177,7 +200,7 @@ fn start_after_a_crash_removes_what_the_crashed_run_left() {
         "{crashed_rules:?}"
     );
 
-    ns.enter(|| {
+    inside(&ns, || {
         rt().block_on(async {
             let (mut host, tun) = Host::set_up(&c).await.expect("set up after crash");
             // Three rules (two divert, the moved local rule); the TUN took its routes.
@@ -193,12 +216,11 @@ fn start_after_a_crash_removes_what_the_crashed_run_left() {
 }
 
 #[test]
+#[ignore = "privileged: needs root, network namespaces and a TUN device (run with --include-ignored)"]
 fn persistent_tun_is_attached_to_and_outlives_the_run() {
-    if !privileged("persistent_tun_is_attached_to_and_outlives_the_run") {
-        return;
-    }
-    let ns = Netns::new("persist");
-    ns.ip(&["tuntap", "add", "dev", "krc0", "mode", "tun"]);
+    require_privileged("persistent_tun_is_attached_to_and_outlives_the_run");
+    let ns = namespace("persist");
+    ip(&ns, &["tuntap", "add", "dev", "krc0", "mode", "tun"]);
     let c = config::parse(CONFIG, Path::new("k.toml")).expect("config");
     let rt = || {
         tokio::runtime::Builder::new_current_thread()
@@ -206,27 +228,29 @@ fn persistent_tun_is_attached_to_and_outlives_the_run() {
             .build()
             .expect("runtime")
     };
-    ns.enter(|| {
+    inside(&ns, || {
         rt().block_on(async {
             let (mut host, tun) = Host::set_up(&c).await.expect("set up");
-            let link = ns.ip(&["link", "show", "krc0"]);
+            let link = ip(&ns, &["link", "show", "krc0"]);
             assert!(link.contains("mtu 1400") && link.contains(",UP"), "{link}");
             assert!(host.tear_down().await.is_empty());
             drop(tun);
         });
     });
-    let routes = ns.ip(&["-6", "route", "show", "table", "all"]);
+    let routes = ip(&ns, &["-6", "route", "show", "table", "all"]);
     assert!(!routes.contains("proto 107"), "{routes}");
-    assert!(ns.ip(&["link", "show", "krc0"]).contains("krc0"));
+    assert!(ip(&ns, &["link", "show", "krc0"]).contains("krc0"));
 }
 
 #[test]
+#[ignore = "privileged: needs root, network namespaces and a TUN device (run with --include-ignored)"]
 fn persistent_multi_queue_tun_takes_one_worker_or_two() {
-    if !privileged("persistent_multi_queue_tun_takes_one_worker_or_two") {
-        return;
-    }
-    let ns = Netns::new("persistmq");
-    ns.ip(&["tuntap", "add", "dev", "krc0", "mode", "tun", "multi_queue"]);
+    require_privileged("persistent_multi_queue_tun_takes_one_worker_or_two");
+    let ns = namespace("persistmq");
+    ip(
+        &ns,
+        &["tuntap", "add", "dev", "krc0", "mode", "tun", "multi_queue"],
+    );
     let rt = || {
         tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -239,7 +263,7 @@ fn persistent_multi_queue_tun_takes_one_worker_or_two() {
             &format!("mtu = 1400\nworkers = {workers}\n"),
         );
         let c = config::parse(&text, Path::new("k.toml")).expect("config");
-        ns.enter(|| {
+        inside(&ns, || {
             rt().block_on(async {
                 let (mut host, tun) = Host::set_up(&c).await.expect("set up");
                 assert_eq!(tun.queue_count(), workers, "workers = {workers}");
@@ -248,5 +272,5 @@ fn persistent_multi_queue_tun_takes_one_worker_or_two() {
             });
         });
     }
-    assert!(ns.ip(&["link", "show", "krc0"]).contains("krc0"));
+    assert!(ip(&ns, &["link", "show", "krc0"]).contains("krc0"));
 }

@@ -1,17 +1,14 @@
 //! The real `kracauer` binary, run as a child process in the router namespace
-//! (`ip netns exec ROUTER kracauer run --config FILE`), with a readiness wait and the
+//! (`ip netns exec ROUTER BINARY run --config FILE`), with a readiness wait and the
 //! signals the tests need.
 //!
-//! Where the binary is: `$KRACAUER_BIN` if set, else `kracauer` in the target directory of
-//! the running test executable (`target/<profile>/deps/e2e-HASH` → `target/<profile>/kracauer`).
-//! An integration test cannot use `CARGO_BIN_EXE_` of another package, and the testbed
-//! must not depend on the daemon (the daemon depends on the testbed for `demo`), so the
-//! binary is found there: `cargo test --workspace` builds it before any test runs, while
-//! `cargo test -p kracauer-testbed` alone needs `cargo build -p kracauer` first.
+//! The caller says which binary: the testbed never looks for one. An integration test of
+//! the `kracauer` package passes `env!("CARGO_BIN_EXE_kracauer")`, the binary cargo built
+//! for that very test run; `kracauer-bench` takes `--kracauer PATH`.
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, ExitStatus, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -42,9 +39,9 @@ impl<'tb> Kracauer<'tb> {
     /// Writes `config`, starts the daemon in `tb`'s router namespace, and waits until its
     /// TUN device carries a route for the prefix and one for IPv4 (the service address's
     /// /32, or the policy table's default route) and, when the configuration has a
-    /// `[metrics]` table, until the metrics endpoint accepts connections.
-    pub fn start(tb: &'tb Topology, config: &str) -> Result<Self, Error> {
-        let binary = binary()?;
+    /// `[metrics]` table, until the metrics endpoint accepts connections. `binary` is the
+    /// `kracauer` executable to run.
+    pub fn start(tb: &'tb Topology, binary: &Path, config: &str) -> Result<Self, Error> {
         let n = tb.next_start();
         let config_path = tb.dir().join("kracauer.toml");
         std::fs::write(&config_path, config)?;
@@ -53,7 +50,7 @@ impl<'tb> Kracauer<'tb> {
         let err = out.try_clone()?;
         let child = tb
             .router
-            .command(&binary)
+            .command(binary)
             .arg("run")
             .arg("--config")
             .arg(&config_path)
@@ -189,44 +186,4 @@ impl Drop for Kracauer<'_> {
             );
         }
     }
-}
-
-/// The `kracauer` binary to run: `$KRACAUER_BIN`, or the one next to the running
-/// executable's target directory.
-pub fn binary() -> Result<PathBuf, Error> {
-    if let Some(path) = std::env::var_os("KRACAUER_BIN") {
-        return Ok(PathBuf::from(path));
-    }
-    let exe = std::env::current_exe()?;
-    let candidates: Vec<PathBuf> = exe
-        .ancestors()
-        .skip(1)
-        .take(2)
-        .map(|dir| dir.join("kracauer"))
-        .collect();
-    candidates
-        .iter()
-        .find(|p| p.is_file())
-        .cloned()
-        .ok_or_else(|| {
-            Error::Setup(format!(
-                "the kracauer binary is not at {}; build it first (`cargo build -p kracauer`, \
-                 or `cargo test --workspace` builds it) or set KRACAUER_BIN",
-                candidates
-                    .iter()
-                    .map(|p| p.display().to_string())
-                    .collect::<Vec<_>>()
-                    .join(" or ")
-            ))
-        })
-}
-
-/// Runs `kracauer ARGS...` (not in any namespace) and returns its output; for
-/// `check` and friends.
-pub fn run_binary(args: &[&str]) -> Result<std::process::Output, Error> {
-    Command::new(binary()?)
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|e| Error::spawn("kracauer", e))
 }

@@ -1,5 +1,5 @@
-//! Throwaway network-namespace testbeds for Kracauer, shared by the end-to-end tests and
-//! `kracauer demo`.
+//! Throwaway network-namespace testbeds for Kracauer, shared by the end-to-end tests, the
+//! benchmark and `kracauer demo`.
 //!
 //! A [`Topology`] is four namespaces joined by veth pairs:
 //!
@@ -13,11 +13,13 @@
 //! answering). Each backend runs HTTP on port 80 and HTTPS on 443 and 8443 (certificates
 //! from a throwaway CA made at run time) and answers with the peer address it saw
 //! ([`server`]). [`client`] holds the in-process clients and `curl`; [`kracauer`] starts
-//! the real binary in the router namespace. Dropping the topology stops what it started
+//! the real binary, whose path the caller gives, in the router namespace. Dropping the topology stops what it started
 //! and deletes every namespace it made, by name, also when a test panics.
 //!
 //! The namespace plumbing uses `ip` from iproute2: this crate is test infrastructure, not
-//! the product.
+//! the product. The `kracauer` binary links it only when built with the `demo` feature;
+//! the end-to-end tests use it as a dev-dependency, and every privileged test starts with
+//! [`require_privileged`].
 #![deny(unsafe_code)]
 
 use std::io;
@@ -34,7 +36,9 @@ pub mod topology;
 
 pub use client::{Reply, Seen};
 pub use kracauer::Kracauer;
-pub use netns::Netns;
+pub use netns::{Netns, OwnedNetns};
+/// The TLS library of the clients and backends, for matching on [`Error::Tls`].
+pub use rustls;
 pub use topology::{Topology, Variant};
 
 /// Why a testbed operation failed.
@@ -81,30 +85,59 @@ pub fn is_root() -> bool {
     nix::unistd::geteuid().is_root()
 }
 
-/// The gate for every privileged test: true when the test can run (root, and `ip` from
-/// iproute2 present). Otherwise: with `KRACAUER_E2E=require` (CI) this panics; without it,
-/// it prints a loud notice straight to the terminal and returns false so the test can
-/// return early.
-pub fn privileged(test: &str) -> bool {
-    let why = if !is_root() {
-        "needs root (network namespaces, veth pairs, a TUN device)"
-    } else if std::process::Command::new("ip")
-        .arg("-V")
-        .output()
-        .map_or(true, |o| !o.status.success())
-    {
-        "needs `ip` from iproute2"
-    } else {
-        return true;
-    };
+/// The gate at the top of every privileged test: returns when the test can run (root, and
+/// `ip` from iproute2 present), and panics saying what is missing otherwise. A privileged
+/// test is also marked `#[ignore = "privileged: ..."]`, so a run without root lists it as
+/// ignored instead of failing it, and `cargo test -- --include-ignored` (as root, what CI
+/// runs) runs it: a privileged test can fail or pass, never pass without having run.
+#[track_caller]
+pub fn require_privileged(test: &str) {
+    require_privileged_and(test, &[]);
+}
+
+/// [`require_privileged`], and each of `tools` answers `TOOL --version` (e.g. `python3`,
+/// `curl`); panics naming what is missing.
+#[track_caller]
+pub fn require_privileged_and(test: &str, tools: &[&str]) {
+    let mut missing: Vec<String> = Vec::new();
+    if !is_root() {
+        missing.push("root (network namespaces, veth pairs, a TUN device)".into());
+    }
+    if !runs("ip", "-V") {
+        missing.push("`ip` from iproute2".into());
+    }
+    for tool in tools {
+        if !runs(tool, "--version") {
+            missing.push(format!("`{tool}` on the PATH"));
+        }
+    }
     assert!(
-        std::env::var("KRACAUER_E2E").as_deref() != Ok("require"),
-        "{test}: {why}, and KRACAUER_E2E=require"
+        missing.is_empty(),
+        "{test} is privileged and cannot run here: it needs {}. Run it as root with the \
+         tools installed (`.ci/run` installs them), or leave out `--include-ignored` to skip \
+         it as ignored.",
+        missing.join(", ")
     );
-    let message = format!(
-        "\n*** SKIPPED {test}: {why}. Run as root, or set KRACAUER_E2E=require to make this a failure. ***\n"
-    );
-    // Through the stderr handle, not eprintln!, which the test harness captures.
-    let _ = io::Write::write_all(&mut io::stderr(), message.as_bytes());
-    false
+}
+
+/// Whether `program arg` runs and exits 0.
+fn runs(program: &str, arg: &str) -> bool {
+    std::process::Command::new(program)
+        .arg(arg)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    #[should_panic(expected = "`krc-no-such-tool` on the PATH")]
+    fn a_privileged_test_without_its_tools_fails_naming_them() {
+        require_privileged_and("the_test", &["krc-no-such-tool"]);
+    }
 }

@@ -135,9 +135,54 @@ impl Netns {
         ip(["netns", "del", &self.name]).map(|_| ())
     }
 
+    /// Reads a file as seen from inside the namespace, trimmed (e.g. a sysctl under
+    /// `/proc/sys/net`, which shows the namespace's own values).
+    pub fn read(&self, path: &str) -> Result<String, Error> {
+        let out = self
+            .command("cat")
+            .arg(path)
+            .output()
+            .map_err(|e| Error::spawn("cat", e))?;
+        check(&format!("cat {path}"), &out)?;
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+    }
+
     fn open(&self) -> Result<File, Error> {
         File::open(format!("{NETNS_DIR}/{}", self.name))
             .map_err(|e| Error::Setup(format!("cannot open namespace {}: {e}", self.name)))
+    }
+}
+
+/// A namespace of its own for one test, `krc-TAG-PID`, deleted by name when dropped (also
+/// when the test panics). For tests that need a bare namespace rather than a
+/// [`Topology`](crate::Topology); it dereferences to [`Netns`].
+#[derive(Debug)]
+pub struct OwnedNetns(Netns);
+
+impl OwnedNetns {
+    /// Creates `krc-TAG-PID`. A namespace of that name can only be a leftover of a killed
+    /// run of this very pid, so it is deleted first.
+    pub fn create(tag: &str) -> Result<Self, Error> {
+        let name = format!("krc-{tag}-{}", std::process::id());
+        if exists(&name) {
+            ip(["netns", "del", &name])?;
+        }
+        Netns::create(&name).map(OwnedNetns)
+    }
+}
+
+impl std::ops::Deref for OwnedNetns {
+    type Target = Netns;
+    fn deref(&self) -> &Netns {
+        &self.0
+    }
+}
+
+impl Drop for OwnedNetns {
+    fn drop(&mut self) {
+        if let Err(e) = self.0.delete() {
+            eprintln!("testbed: cannot delete namespace {}: {e}", self.0.name());
+        }
     }
 }
 

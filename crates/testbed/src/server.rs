@@ -4,7 +4,7 @@
 //!
 //! The listener is bound on a thread inside the namespace and so belongs to it; accepting
 //! and serving then run on ordinary threads. Requests a backend understands:
-//! - `GET /source/N`: N bytes of the [`pattern`](crate::pattern);
+//! - `GET /source/N`: N bytes of the [`pattern`];
 //! - `POST /sink` with `Content-Length: N`: reads N bytes, checks them against the
 //!   pattern, answers `sink=N mismatch=none` (or the offset of the first wrong byte);
 //! - anything else: `peer=[ADDR]:PORT local=[ADDR]:PORT host=HOST sni=SNI` (one line).

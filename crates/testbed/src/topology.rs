@@ -328,10 +328,14 @@ impl Topology {
         c
     }
 
-    /// Starts `kracauer run` with `config` in the router namespace and waits until it is
-    /// ready (see [`Kracauer::start`]).
-    pub fn start_kracauer(&self, config: &str) -> Result<Kracauer<'_>, Error> {
-        Kracauer::start(self, config)
+    /// Starts `BINARY run` with `config` in the router namespace, `binary` being the
+    /// `kracauer` executable, and waits until it is ready (see [`Kracauer::start`]).
+    pub fn start_kracauer(
+        &self,
+        binary: impl AsRef<Path>,
+        config: &str,
+    ) -> Result<Kracauer<'_>, Error> {
+        Kracauer::start(self, binary.as_ref(), config)
     }
 
     /// Whether kracauer has set the router up: its TUN device carries the prefix route

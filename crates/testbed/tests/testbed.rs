@@ -2,8 +2,8 @@
 //! backends report the peer they saw over HTTP and TLS, bulk transfers check every byte,
 //! the shared address's echo answers, and the loss rule loads.
 //!
-//! Privileged: each test skips loudly when not root, and fails instead with
-//! `KRACAUER_E2E=require`.
+//! Privileged: every test is `#[ignore]`d (run them as root with `--include-ignored`) and
+//! panics when root or `ip` is missing.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, SocketAddrV4, SocketAddrV6, TcpStream};
@@ -12,17 +12,16 @@ use std::time::Duration;
 use kracauer_testbed::topology::{
     BACKEND_A, BACKEND_B, HTTP_PORT, HTTPS_ALT_PORT, ROUTER_V6, SERVICE_V4, SSH_PORT,
 };
-use kracauer_testbed::{Topology, Variant, client, netns, privileged};
+use kracauer_testbed::{Topology, Variant, client, netns, require_privileged};
 
 fn backend(addr: std::net::Ipv6Addr, port: u16) -> SocketAddr {
     SocketAddr::V6(SocketAddrV6::new(addr, port, 0, 0))
 }
 
 #[test]
+#[ignore = "privileged: needs root and network namespaces (run with --include-ignored)"]
 fn namespaces_exist_while_the_topology_lives_and_are_gone_after_drop() {
-    if !privileged("namespaces_exist_while_the_topology_lives_and_are_gone_after_drop") {
-        return;
-    }
+    require_privileged("namespaces_exist_while_the_topology_lives_and_are_gone_after_drop");
     let tb = Topology::build(Variant::Routed).unwrap();
     let names: Vec<String> = [&tb.client, &tb.router, &tb.backend_a, &tb.backend_b]
         .iter()
@@ -37,10 +36,9 @@ fn namespaces_exist_while_the_topology_lives_and_are_gone_after_drop() {
 }
 
 #[test]
+#[ignore = "privileged: needs root and network namespaces (run with --include-ignored)"]
 fn namespaces_are_deleted_when_the_test_panics() {
-    if !privileged("namespaces_are_deleted_when_the_test_panics") {
-        return;
-    }
+    require_privileged("namespaces_are_deleted_when_the_test_panics");
     let (tx, rx) = std::sync::mpsc::channel();
     let outcome = std::panic::catch_unwind(move || {
         let tb = Topology::build(Variant::Shared).unwrap();
@@ -53,10 +51,9 @@ fn namespaces_are_deleted_when_the_test_panics() {
 }
 
 #[test]
+#[ignore = "privileged: needs root and network namespaces (run with --include-ignored)"]
 fn backend_reports_the_peer_address_and_port_it_saw_over_http() {
-    if !privileged("backend_reports_the_peer_address_and_port_it_saw_over_http") {
-        return;
-    }
+    require_privileged("backend_reports_the_peer_address_and_port_it_saw_over_http");
     let tb = Topology::build(Variant::Routed).unwrap();
     let reply = tb
         .router
@@ -75,10 +72,9 @@ fn backend_reports_the_peer_address_and_port_it_saw_over_http() {
 }
 
 #[test]
+#[ignore = "privileged: needs root and network namespaces (run with --include-ignored)"]
 fn backend_serves_tls_for_its_names_with_a_certificate_from_the_testbed_ca() {
-    if !privileged("backend_serves_tls_for_its_names_with_a_certificate_from_the_testbed_ca") {
-        return;
-    }
+    require_privileged("backend_serves_tls_for_its_names_with_a_certificate_from_the_testbed_ca");
     let tb = Topology::build(Variant::Routed).unwrap();
     let tls = tb.client_tls();
     let reply = tb
@@ -109,10 +105,9 @@ fn backend_serves_tls_for_its_names_with_a_certificate_from_the_testbed_ca() {
 }
 
 #[test]
+#[ignore = "privileged: needs root and network namespaces (run with --include-ignored)"]
 fn bulk_transfers_arrive_intact_both_ways() {
-    if !privileged("bulk_transfers_arrive_intact_both_ways") {
-        return;
-    }
+    require_privileged("bulk_transfers_arrive_intact_both_ways");
     let tb = Topology::build(Variant::Routed).unwrap();
     let n = 8 * 1024 * 1024 + 17;
     let (up, down) = tb
@@ -129,10 +124,9 @@ fn bulk_transfers_arrive_intact_both_ways() {
 }
 
 #[test]
+#[ignore = "privileged: needs root and network namespaces (run with --include-ignored)"]
 fn shared_address_echo_answers_the_client_even_with_loss() {
-    if !privileged("shared_address_echo_answers_the_client_even_with_loss") {
-        return;
-    }
+    require_privileged("shared_address_echo_answers_the_client_even_with_loss");
     let tb = Topology::build(Variant::Shared).unwrap();
     tb.inject_loss(3).unwrap();
     let echoed = tb
@@ -159,4 +153,22 @@ fn shared_address_echo_answers_the_client_even_with_loss() {
         .unwrap();
     assert!(String::from_utf8_lossy(&rules.stdout).contains("numgen random mod 100 < 3"));
     let _ = tb.loss_dropped().unwrap();
+}
+
+#[test]
+#[ignore = "privileged: needs root and network namespaces (run with --include-ignored)"]
+fn an_owned_namespace_is_deleted_when_dropped_also_on_panic() {
+    require_privileged("an_owned_namespace_is_deleted_when_dropped_also_on_panic");
+    let ns = kracauer_testbed::OwnedNetns::create("owned").unwrap();
+    let name = ns.name().to_owned();
+    assert_eq!(name, format!("krc-owned-{}", std::process::id()));
+    assert_eq!(ns.read("/proc/sys/net/ipv4/ip_forward").unwrap(), "0");
+    drop(ns);
+    assert!(!netns::exists(&name));
+    let outcome = std::panic::catch_unwind(|| {
+        let _ns = kracauer_testbed::OwnedNetns::create("owned").unwrap();
+        panic!("a failing test");
+    });
+    assert!(outcome.is_err());
+    assert!(!netns::exists(&name), "{name} left behind");
 }

@@ -28,8 +28,11 @@ const OTHER_KEY: SteerKey = SteerKey {
 };
 
 /// Root is needed to load the program (CAP_BPF) and for the TUN test (a namespace).
-fn privileged(test: &str) -> bool {
-    kracauer_testbed::privileged(&format!("steer::{test}"))
+/// These tests are `#[ignore]`d so that a plain `cargo test` lists them as ignored; run
+/// with `--include-ignored` (as `.ci/run` does), they fail when they cannot run.
+#[track_caller]
+fn require_privileged(test: &str) {
+    kracauer_testbed::require_privileged(&format!("steer::{test}"));
 }
 
 fn loaded(key: SteerKey) -> Steering {
@@ -171,10 +174,9 @@ fn the_program_assembles_to_a_fixed_length() {
 }
 
 #[test]
+#[ignore = "privileged: loads a BPF program (root, CAP_BPF); run with --include-ignored"]
 fn the_program_computes_the_reference_on_the_sample_flow() {
-    if !privileged("the_program_computes_the_reference_on_the_sample_flow") {
-        return;
-    }
+    require_privileged("the_program_computes_the_reference_on_the_sample_flow");
     for key in [KEY, OTHER_KEY] {
         let s = loaded(key);
         s.self_check().expect("kernel and reference agree");
@@ -192,10 +194,9 @@ fn the_program_computes_the_reference_on_the_sample_flow() {
 }
 
 #[test]
+#[ignore = "privileged: loads a BPF program (root, CAP_BPF); run with --include-ignored"]
 fn every_truncation_of_every_case_agrees_with_the_reference() {
-    if !privileged("every_truncation_of_every_case_agrees_with_the_reference") {
-        return;
-    }
+    require_privileged("every_truncation_of_every_case_agrees_with_the_reference");
     let s = loaded(KEY);
     for p in every_case() {
         for len in 0..=p.len() {
@@ -206,10 +207,9 @@ fn every_truncation_of_every_case_agrees_with_the_reference() {
 }
 
 #[test]
+#[ignore = "privileged: loads a BPF program (root, CAP_BPF); run with --include-ignored"]
 fn cases_give_the_values_the_reference_documents() {
-    if !privileged("cases_give_the_values_the_reference_documents") {
-        return;
-    }
+    require_privileged("cases_give_the_values_the_reference_documents");
     let s = loaded(KEY);
     let flow = queue_hash(CLIENT, 40000, KEY);
     let address_only = queue_hash(CLIENT, 0, KEY);
@@ -232,10 +232,9 @@ fn cases_give_the_values_the_reference_documents() {
 }
 
 #[test]
+#[ignore = "privileged: loads a BPF program (root, CAP_BPF); run with --include-ignored"]
 fn random_flows_steer_alike_both_ways_and_spread() {
-    if !privileged("random_flows_steer_alike_both_ways_and_spread") {
-        return;
-    }
+    require_privileged("random_flows_steer_alike_both_ways_and_spread");
     for (key, seed) in [(KEY, 0x2545_f491), (OTHER_KEY, 0x9e37_79b9)] {
         let s = loaded(key);
         let mut on2 = [0usize; 2];
@@ -255,10 +254,9 @@ fn random_flows_steer_alike_both_ways_and_spread() {
 }
 
 #[test]
+#[ignore = "privileged: loads a BPF program (root, CAP_BPF); run with --include-ignored"]
 fn random_bytes_agree_with_the_reference() {
-    if !privileged("random_bytes_agree_with_the_reference") {
-        return;
-    }
+    require_privileged("random_bytes_agree_with_the_reference");
     let s = loaded(KEY);
     let mut rng = xorshift(0x1234_5678);
     let mut next = move || rng.next().unwrap_or(0);
@@ -336,11 +334,10 @@ fn receive(queues: &[SyncDevice], marker: &[u8]) -> (usize, Vec<u8>) {
 /// through a three-queue TUN device (three is not a power of two, so the remainder is
 /// really taken).
 #[test]
+#[ignore = "privileged: a network namespace, a multi-queue TUN and a BPF program (root); run with --include-ignored"]
 fn a_multi_queue_tun_delivers_each_flow_to_the_queue_the_reference_names() {
     let test = "a_multi_queue_tun_delivers_each_flow_to_the_queue_the_reference_names";
-    if !privileged(test) {
-        return;
-    }
+    require_privileged(test);
     let name = format!("kstr-{}", std::process::id());
     let ns = NetnsGuard(Netns::create(&name).expect("create the namespace"));
     let ns = &ns.0;

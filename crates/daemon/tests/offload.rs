@@ -5,10 +5,13 @@
 //! kept whole on its own. What the daemon says it did is read from its metrics, so a
 //! test cannot pass on a path it did not take.
 //!
-//! Privileged: each test skips loudly when not root, and fails instead with
-//! `KRACAUER_E2E=require` (CI).
+//! Privileged: every test is `#[ignore]`d (run them as root with `--include-ignored`) and
+//! panics when root or `ip` is missing.
 
-use kracauer_testbed::{Topology, Variant, client, privileged};
+use kracauer_testbed::{Topology, Variant, client, require_privileged};
+
+/// The binary under test.
+const KRACAUER: &str = env!("CARGO_BIN_EXE_kracauer");
 
 const MB100: u64 = 100 * 1000 * 1000;
 /// Payload bytes forwarded for 100 MB each way, at least: `kracauer_bytes_total` counts
@@ -75,13 +78,12 @@ fn hundred_mb_each_way(tb: &Topology) {
 }
 
 #[test]
+#[ignore = "privileged: needs root and network namespaces (run with --include-ignored)"]
 fn offloads_on_carry_100_mb_each_way_intact_as_super_packets() {
-    if !privileged("offloads_on_carry_100_mb_each_way_intact_as_super_packets") {
-        return;
-    }
+    require_privileged("offloads_on_carry_100_mb_each_way_intact_as_super_packets");
     let tb = Topology::build(Variant::Routed).unwrap();
     let k = tb
-        .start_kracauer(&config(&tb, "offload = true\nworkers = 2"))
+        .start_kracauer(KRACAUER, &config(&tb, "offload = true\nworkers = 2"))
         .unwrap();
     hundred_mb_each_way(&tb);
     let body = metrics_after(&k, FORWARDED_2X100MB);
@@ -102,13 +104,12 @@ fn offloads_on_carry_100_mb_each_way_intact_as_super_packets() {
 }
 
 #[test]
+#[ignore = "privileged: needs root and network namespaces (run with --include-ignored)"]
 fn offloads_forced_off_carry_100_mb_each_way_intact() {
-    if !privileged("offloads_forced_off_carry_100_mb_each_way_intact") {
-        return;
-    }
+    require_privileged("offloads_forced_off_carry_100_mb_each_way_intact");
     let tb = Topology::build(Variant::Routed).unwrap();
     let k = tb
-        .start_kracauer(&config(&tb, "offload = false\nworkers = 2"))
+        .start_kracauer(KRACAUER, &config(&tb, "offload = false\nworkers = 2"))
         .unwrap();
     hundred_mb_each_way(&tb);
     let body = metrics_after(&k, FORWARDED_2X100MB);
@@ -128,12 +129,13 @@ fn offloads_forced_off_carry_100_mb_each_way_intact() {
 }
 
 #[test]
+#[ignore = "privileged: needs root and network namespaces (run with --include-ignored)"]
 fn flows_spread_over_both_workers_and_each_stays_whole_on_its_own() {
-    if !privileged("flows_spread_over_both_workers_and_each_stays_whole_on_its_own") {
-        return;
-    }
+    require_privileged("flows_spread_over_both_workers_and_each_stays_whole_on_its_own");
     let tb = Topology::build(Variant::Routed).unwrap();
-    let k = tb.start_kracauer(&config(&tb, "workers = 2")).unwrap();
+    let k = tb
+        .start_kracauer(KRACAUER, &config(&tb, "workers = 2"))
+        .unwrap();
     const FLOWS: usize = 32;
     const EACH: u64 = 2 * 1000 * 1000;
     let service = Topology::service(kracauer_testbed::topology::HTTP_PORT);
