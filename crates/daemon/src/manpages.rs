@@ -16,7 +16,7 @@ const MORE: &str = r#".SH FILES
 The configuration read by the packaged service; see
 .BR kracauer.toml (5).
 .TP
-.I /lib/systemd/system/kracauer.service
+.I /usr/lib/systemd/system/kracauer.service
 The systemd unit: Type=notify, least privilege (CAP_NET_ADMIN and CAP_BPF, a dynamic
 user). The package installs it disabled: edit the configuration, check it, then
 .BR "systemctl enable \-\-now kracauer" .
