@@ -12,7 +12,7 @@
 //! damage, not a seal) covers the body. What travels:
 //! - every flow in every phase, with its keys (the backend index is rebuilt from them);
 //!   the timers are rebuilt from each flow's deadline, and the half-open, per-client
-//!   peeking and peek-byte counts from each flow's phase ([`Flow::usage`]), as they are
+//!   peeking and peek-byte counts from each flow's phase ([`Flow::usage`](crate::flow::Flow::usage)), as they are
 //!   kept while running, so a restore cannot make them disagree;
 //! - the seed every secret is drawn from (ISN, cookie and hash keys), which takes the
 //!   place of the configuration's: ISNs go on, cookies made before validate after;

@@ -458,3 +458,25 @@ fn closing_every_flow_logs_each_as_shutdown() {
     )));
     assert_eq!(h.engine.half_open(), 0);
 }
+
+#[test]
+fn http_flow_with_half_a_head_and_one_with_none_go_on_after_restore() {
+    let mut a = Harness::new();
+    let synack = a.syn(80);
+    let k = synack.seg.seq.0;
+    let tsecr = synack.seg.options.timestamps.unwrap().0;
+    let send = |h: &mut Harness, off: usize, bytes: &[u8]| {
+        h.client_to(
+            80,
+            flags::ACK | flags::PSH,
+            C_ISN + 1 + off as u32,
+            k + 1,
+            ts(101, tsecr),
+            bytes,
+        )
+    };
+    send(&mut a, 0, &HTTP_REQUEST[..20]);
+    let mut b = twin(&a);
+    let step = both(&mut a, &mut b, |h| send(h, 20, &HTTP_REQUEST[20..]));
+    assert!(step.only_sent().seg.syn(), "named: the backend SYN");
+}
