@@ -88,6 +88,28 @@ impl Host {
         }
     }
 
+    /// The set-up another Kracauer made and handed over in a live upgrade: nothing is
+    /// removed or added (the routes, rules and sysctls stay as they are); this process
+    /// undoes them at its exit as the one that made them would have. The leftover
+    /// removal of [`set_up`](Self::set_up) must not run here: it would take the live
+    /// routes away.
+    pub fn adopt(
+        sysctls: Vec<(std::path::PathBuf, String)>,
+        diverts: Vec<Divert>,
+    ) -> Result<Self, SetupError> {
+        Ok(Host {
+            netlink: Netlink::connect()?,
+            sysctls: Sysctls::adopt(sysctls),
+            diverts,
+            leftovers: 0,
+        })
+    }
+
+    /// The sysctl values this set-up will put back, for a live upgrade.
+    pub fn saved_sysctls(&self) -> &[(std::path::PathBuf, String)] {
+        self.sysctls.saved()
+    }
+
     /// Workers `c` asks for: `[tun] workers`, or one per CPU this process may use.
     pub fn workers(c: &Config) -> usize {
         c.tun.workers.map_or_else(

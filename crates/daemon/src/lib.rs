@@ -19,3 +19,5 @@ pub mod run;
 pub mod runtime;
 pub mod steer;
 pub mod tun;
+pub mod upgrade;
+pub mod workers;

@@ -25,7 +25,13 @@ const READ_TIMEOUT: Duration = Duration::from_secs(5);
 /// Binds `addr` and serves `/metrics` from `published` on a task of the current runtime.
 pub async fn serve(addr: SocketAddr, published: Published) -> std::io::Result<JoinHandle<()>> {
     let listener = TcpListener::bind(addr).await?;
-    Ok(tokio::spawn(async move {
+    Ok(serve_on(listener, published))
+}
+
+/// Serves `/metrics` from `published` on `listener` (bound here, or handed over by the
+/// process this one upgraded), on a task of the current runtime.
+pub fn serve_on(listener: TcpListener, published: Published) -> JoinHandle<()> {
+    tokio::spawn(async move {
         loop {
             match listener.accept().await {
                 Ok((stream, _)) => {
@@ -37,7 +43,7 @@ pub async fn serve(addr: SocketAddr, published: Published) -> std::io::Result<Jo
                 }
             }
         }
-    }))
+    })
 }
 
 async fn answer(mut stream: TcpStream, published: Published) {

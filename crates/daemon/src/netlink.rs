@@ -457,6 +457,16 @@ impl Sysctls {
         Ok(())
     }
 
+    /// The values to put back, oldest first: what a live upgrade hands the new process.
+    pub fn saved(&self) -> &[(PathBuf, String)] {
+        &self.restore
+    }
+
+    /// Sysctls another process set, with the values it would have put back.
+    pub fn adopt(saved: Vec<(PathBuf, String)>) -> Self {
+        Self { restore: saved }
+    }
+
     /// Puts back every value changed, newest first. Values of a device that is gone
     /// are skipped.
     pub fn restore(&mut self) -> Vec<NetError> {

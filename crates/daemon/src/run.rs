@@ -13,8 +13,10 @@
 //! `run` fails.
 //!
 //! Under systemd (`Type=notify`) it says READY=1 once the host is set up and the workers
-//! run, RELOADING=1 and READY=1 around a reload, STOPPING=1 when it stops ([`notify`]).
+//! run, RELOADING=1 and READY=1 around a reload, STOPPING=1 when it stops, and on a live
+//! upgrade hands the service's main PID to the new process ([`notify`]).
 
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -31,6 +33,8 @@ use crate::metrics;
 use crate::notify;
 use crate::routes::{self, Loaded};
 use crate::runtime::{self, DataPlane, Reload};
+use crate::upgrade;
+use crate::workers::Workers;
 
 /// Why `kracauer run` stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -51,6 +55,8 @@ pub enum RunError {
     },
     #[error("the data plane stopped: {0}")]
     DataPlane(std::io::Error),
+    #[error("upgrade: {0}")]
+    Upgrade(String),
 }
 
 fn io(what: &'static str) -> impl FnOnce(std::io::Error) -> RunError {
@@ -71,8 +77,106 @@ async fn control(path: PathBuf) -> Result<(), RunError> {
     let mut hup = signal(SignalKind::hangup()).map_err(io("cannot catch SIGHUP"))?;
     let mut int = signal(SignalKind::interrupt()).map_err(io("cannot catch SIGINT"))?;
     let mut term = signal(SignalKind::terminate()).map_err(io("cannot catch SIGTERM"))?;
+    let mut usr2 = signal(SignalKind::user_defined2()).map_err(io("cannot catch SIGUSR2"))?;
+    let origin = upgrade::Origin::at_start();
 
-    let Loaded { config, routes } = routes::load(&path)?;
+    let mut running = match upgrade::inherited() {
+        Some(link) => {
+            let link = link.map_err(|e| RunError::Upgrade(format!("no handover socket: {e}")))?;
+            upgrade::take_over(link, &path).await?
+        }
+        None => start(&path).await?,
+    };
+    tracing::info!(
+        "kracauer {} running on {} (config {}, pid {})",
+        env!("CARGO_PKG_VERSION"),
+        running.config.tun.name,
+        path.display(),
+        std::process::id()
+    );
+    let workers = running.senders.len();
+    let status = format!(
+        "running on {}, {workers} worker{}",
+        running.config.tun.name,
+        if workers == 1 { "" } else { "s" }
+    );
+    notify::ready(&status);
+
+    loop {
+        tokio::select! {
+            _ = hup.recv() => {
+                notify::reloading();
+                let config = running.config.clone();
+                running.config = reload(&path, config, running.seed, &running.senders);
+                notify::ready(&status);
+            }
+            _ = usr2.recv() => {
+                tracing::info!("SIGUSR2: upgrading to {}", origin.exe.display());
+                match upgrade::upgrade(&origin, &mut running) {
+                    upgrade::Upgrade::Committed { pid } => {
+                        tracing::info!(
+                            "upgrade: pid {pid} took over; exiting, the host set-up left to it"
+                        );
+                        notify::hand_over(pid);
+                        return Ok(());
+                    }
+                    upgrade::Upgrade::Failed(why) => {
+                        tracing::error!("upgrade failed, serving on: {why}");
+                    }
+                }
+            }
+            _ = int.recv() => { tracing::info!("SIGINT: stopping"); break; }
+            _ = term.recv() => { tracing::info!("SIGTERM: stopping"); break; }
+            _ = running.workers.ended() => break,
+        }
+    }
+    notify::stopping();
+    stop(running).await
+}
+
+/// What a running daemon holds: what `control` serves with, and what an upgrade hands
+/// over.
+#[derive(Debug)]
+pub struct Running {
+    pub config: Config,
+    /// The seed every worker's secrets are drawn from.
+    pub seed: [u8; 32],
+    pub tun: String,
+    pub offload: bool,
+    pub host: Host,
+    pub workers: Workers,
+    /// Each worker's reload channel, in worker order.
+    pub senders: Vec<Sender<Reload>>,
+    pub metrics: Option<MetricsServer>,
+}
+
+/// The metrics endpoint: its task, and its listener's descriptor for an upgrade.
+#[derive(Debug)]
+pub struct MetricsServer {
+    pub task: tokio::task::JoinHandle<()>,
+    pub fd: OwnedFd,
+}
+
+impl MetricsServer {
+    /// Serves `/metrics` on `listener` (a task of the current runtime).
+    pub fn start(
+        listener: std::net::TcpListener,
+        published: runtime::Published,
+    ) -> std::io::Result<Self> {
+        listener.set_nonblocking(true)?;
+        let fd = OwnedFd::from(listener.try_clone()?);
+        let listener = tokio::net::TcpListener::from_std(listener)?;
+        Ok(Self {
+            task: metrics::serve_on(listener, published),
+            fd,
+        })
+    }
+}
+
+/// A start from nothing: the host set up (leftovers of a crash removed first), a fresh
+/// seed, one engine per queue, the workers started.
+async fn start(path: &Path) -> Result<Running, RunError> {
+    let Loaded { config, routes } = routes::load(path)?;
     let seed = routes::os_seed().map_err(RunError::Seed)?;
     let routes = Arc::new(routes);
     // Validated before the host is touched; each worker gets its own engine below.
@@ -102,10 +206,12 @@ async fn control(path: PathBuf) -> Result<(), RunError> {
     let published = runtime::published(workers);
     published.offload.store(offload, Ordering::Relaxed);
     let metrics = match config.metrics {
-        Some(m) => match metrics::serve(m.listen, published.clone()).await {
-            Ok(task) => {
+        Some(m) => match std::net::TcpListener::bind(m.listen)
+            .and_then(|l| MetricsServer::start(l, published.clone()))
+        {
+            Ok(server) => {
                 tracing::info!("metrics at http://{}/metrics", m.listen);
-                Some(task)
+                Some(server)
             }
             Err(e) => {
                 undo(&mut host).await;
@@ -132,106 +238,77 @@ async fn control(path: PathBuf) -> Result<(), RunError> {
             }
         }
     }
-
+    let tun_name = tun.name().to_owned();
+    let queues = match tun.into_queues() {
+        Ok(q) => q,
+        Err(e) => {
+            undo(&mut host).await;
+            return Err(RunError::Io {
+                what: "cannot take the TUN queues",
+                source: e,
+            });
+        }
+    };
     let stop = Arc::new(AtomicBool::new(false));
-    let (done_tx, mut done_rx) = tokio::sync::mpsc::unbounded_channel();
     let mut senders = Vec::with_capacity(workers);
-    let mut threads = Vec::with_capacity(workers);
-    for ((index, queue), engine) in tun.into_queues().into_iter().enumerate().zip(engines) {
+    let mut planes = Vec::with_capacity(workers);
+    for ((index, queue), engine) in queues.into_iter().enumerate().zip(engines) {
         let (reload_tx, reload_rx) = mpsc::channel();
         senders.push(reload_tx);
-        let mut plane = DataPlane::new(
+        planes.push(DataPlane::new(
             index,
             queue,
             engine,
             reload_rx,
             stop.clone(),
             published.clone(),
-        );
-        // Says the worker ended however it ends, a panic included (a panicking worker
-        // closes its queue, and the kernel then steers every flow anew: all stop).
-        let done = Done(done_tx.clone(), index);
-        let thread = std::thread::Builder::new()
-            .name(format!("kracauer-w{index}"))
-            .spawn(move || {
-                let _done = done;
-                let result = plane.run();
-                (plane, result)
+        ));
+    }
+    // A panicking worker closes its queue, and the kernel then steers every flow anew:
+    // `control` stops all when one ends.
+    let workers = match Workers::start(planes, stop) {
+        Ok(w) => w,
+        Err(e) => {
+            undo(&mut host).await;
+            return Err(RunError::Io {
+                what: "cannot start a data-plane thread",
+                source: e,
             });
-        match thread {
-            Ok(t) => threads.push(t),
-            Err(e) => {
-                stop.store(true, Ordering::Relaxed);
-                for t in threads {
-                    let _ = t.join();
-                }
-                undo(&mut host).await;
-                return Err(RunError::Io {
-                    what: "cannot start a data-plane thread",
-                    source: e,
-                });
-            }
         }
-    }
-    drop(done_tx);
-    tracing::info!(
-        "kracauer {} running on {} (config {})",
-        env!("CARGO_PKG_VERSION"),
-        config.tun.name,
-        path.display()
-    );
-    let status = format!(
-        "running on {}, {workers} worker{}",
-        config.tun.name,
-        if workers == 1 { "" } else { "s" }
-    );
-    notify::ready(&status);
-
-    let mut config = config;
-    loop {
-        tokio::select! {
-            _ = hup.recv() => {
-                notify::reloading();
-                config = reload(&path, config, seed, &senders);
-                notify::ready(&status);
-            }
-            _ = int.recv() => { tracing::info!("SIGINT: stopping"); break; }
-            _ = term.recv() => { tracing::info!("SIGTERM: stopping"); break; }
-            _ = done_rx.recv() => break,
-        }
-    }
-    notify::stopping();
-    stop.store(true, Ordering::Relaxed);
-    let joined: Vec<_> = threads.into_iter().map(|t| t.join()).collect();
-    if let Some(task) = metrics {
-        task.abort();
-    }
-    undo(&mut host).await;
-    let mut result = Ok(());
-    for j in joined {
-        match j {
-            Ok((plane, r)) => {
-                drop(plane.into_queue());
-                if let Err(e) = r {
-                    result = result.and(Err(RunError::DataPlane(e)));
-                }
-            }
-            Err(_) => {
-                result = result.and(Err(RunError::DataPlane(std::io::Error::other(
-                    "a data-plane thread panicked",
-                ))));
-            }
-        }
-    }
-    result
+    };
+    Ok(Running {
+        config,
+        seed,
+        tun: tun_name,
+        offload,
+        host,
+        workers,
+        senders,
+        metrics,
+    })
 }
 
-/// Sends its worker's index when dropped: when the worker returns or unwinds.
-struct Done(tokio::sync::mpsc::UnboundedSender<usize>, usize);
-
-impl Drop for Done {
-    fn drop(&mut self) {
-        let _ = self.0.send(self.1);
+/// An orderly stop: the workers stopped, every flow still open logged (outcome
+/// `shutdown`), the host set-up undone.
+async fn stop(running: Running) -> Result<(), RunError> {
+    let Running {
+        mut host,
+        workers,
+        metrics,
+        ..
+    } = running;
+    let (planes, errors) = workers.finish();
+    if let Some(m) = metrics {
+        m.task.abort();
+    }
+    undo(&mut host).await;
+    for mut plane in planes {
+        plane.close_flows();
+        drop(plane.into_queue());
+    }
+    match errors.into_iter().next() {
+        Some(e) => Err(RunError::DataPlane(e)),
+        None => Ok(()),
     }
 }
 

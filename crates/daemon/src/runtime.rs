@@ -151,6 +151,8 @@ pub struct DataPlane {
     stop: Arc<AtomicBool>,
     published: Published,
     counters: Counters,
+    /// The origin of the worker's clock: the engine's `now` is the time since.
+    start: Instant,
 }
 
 #[derive(Debug, Default)]
@@ -181,16 +183,43 @@ impl DataPlane {
             stop,
             published,
             counters: Counters::default(),
+            start: Instant::now(),
         }
+    }
+
+    /// The same worker with its clock started at `start` (the instant an engine restored
+    /// for it took as its `now`, see [`crate::upgrade`]).
+    pub fn started_at(mut self, start: Instant) -> Self {
+        self.start = start;
+        self
+    }
+
+    /// The engine's `now`: the time since the worker's clock started.
+    pub fn now(&self) -> Time {
+        now_since(self.start)
+    }
+
+    /// The engine's state, for the live upgrade (the worker must be stopped).
+    pub fn snapshot(&self) -> Vec<u8> {
+        self.engine.snapshot(self.now())
+    }
+
+    /// Ends every flow with its access-log line (outcome `shutdown`): the daemon stops.
+    pub fn close_flows(&mut self) {
+        let now = self.now();
+        while self.engine.close_flows(now, 4096) > 0 {
+            self.log_events();
+        }
+        self.log_events();
     }
 
     /// Moves packets until stopped; an error reading the TUN ends it.
     pub fn run(&mut self) -> io::Result<()> {
-        let start = Instant::now();
-        let now = move || Time::from_micros(start.elapsed().as_micros() as u64);
+        let start = self.start;
+        let now = move || now_since(start);
         let mut buf = vec![0u8; START + MAX_PACKET];
         let mut out = Output::default();
-        let mut next_publish = start;
+        let mut next_publish = Instant::now();
         let offload = self.queue.offload();
         // Where a read lands: the virtio-net header, if any, just before the packet.
         let read_at = if offload {
@@ -277,6 +306,11 @@ impl DataPlane {
         Ok(())
     }
 
+    /// The worker's queue (for the live upgrade to hand over).
+    pub fn queue(&self) -> &Queue {
+        &self.queue
+    }
+
     /// The queue, for the control plane to close after tearing the host set-up down.
     pub fn into_queue(self) -> Queue {
         self.queue
@@ -361,6 +395,11 @@ impl DataPlane {
             *slot = snapshot;
         }
     }
+}
+
+/// The engine time of a worker whose clock started at `start`.
+pub fn now_since(start: Instant) -> Time {
+    Time::from_micros(start.elapsed().as_micros() as u64)
 }
 
 /// One access-log line per closed flow (target `kracauer::access`, level info); opened

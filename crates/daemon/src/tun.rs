@@ -17,7 +17,7 @@
 //! persistent one stays.
 
 use std::io::{self, IoSlice};
-use std::os::fd::{AsFd, BorrowedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::time::Duration;
 
 use kracauer_core::offload;
@@ -36,14 +36,16 @@ pub struct TunOptions {
 
 /// An open TUN device: its queues, and whether offloads are on.
 pub struct Tun {
-    queues: Vec<Queue>,
+    queues: Vec<SyncDevice>,
     name: String,
     offload: bool,
 }
 
-/// One queue of the device: what one worker reads and writes.
+/// One queue of the device: what one worker reads and writes. It is a plain descriptor,
+/// so that a live upgrade can hand it to the new process, which adopts it as it is
+/// ([`Queue::adopt`]): the queue stays attached to the device, and packets wait in it.
 pub struct Queue {
-    dev: SyncDevice,
+    fd: OwnedFd,
     offload: bool,
 }
 
@@ -80,13 +82,11 @@ impl Tun {
             })?;
             devs.push(dev);
         }
-        let mut queues = Vec::with_capacity(devs.len());
-        for dev in devs {
+        for dev in &devs {
             dev.set_nonblocking(true)?;
-            queues.push(Queue { dev, offload });
         }
         Ok(Self {
-            queues,
+            queues: devs,
             name: name.to_owned(),
             offload,
         })
@@ -94,7 +94,7 @@ impl Tun {
 
     /// Brings the device up.
     pub fn up(&self) -> io::Result<()> {
-        self.queues[0].dev.enabled(true)
+        self.queues[0].enabled(true)
     }
 
     /// The interface name.
@@ -114,7 +114,7 @@ impl Tun {
 
     /// The first queue's descriptor, for device-wide settings (steering).
     pub fn first_queue_fd(&self) -> BorrowedFd<'_> {
-        self.queues[0].dev.as_fd()
+        self.queues[0].as_fd()
     }
 
     /// Closes every queue but the first (one worker after all). Done before the device
@@ -123,9 +123,17 @@ impl Tun {
         self.queues.truncate(1);
     }
 
-    /// The queues, one per worker, leaving the device to be kept open by them.
-    pub fn into_queues(self) -> Vec<Queue> {
+    /// The queues, one per worker, leaving the device to be kept open by them. Each is a
+    /// duplicate of the device's descriptor (the same open file, so the same queue).
+    pub fn into_queues(self) -> io::Result<Vec<Queue>> {
+        let offload = self.offload;
         self.queues
+            .iter()
+            .map(|dev| {
+                let fd = rustix::io::fcntl_dupfd_cloexec(dev, 0)?;
+                Ok(Queue { fd, offload })
+            })
+            .collect()
     }
 }
 
@@ -177,6 +185,13 @@ fn build(name: &str, opts: TunOptions, offload: bool, multi: bool) -> io::Result
 }
 
 impl Queue {
+    /// A queue handed over by the process that opened it: `fd` is a non-blocking
+    /// descriptor of a TUN queue, `offload` whether it was opened with the virtio-net
+    /// header.
+    pub fn adopt(fd: OwnedFd, offload: bool) -> Self {
+        Self { fd, offload }
+    }
+
     /// Whether each read and write carries the virtio-net header.
     pub fn offload(&self) -> bool {
         self.offload
@@ -185,18 +200,19 @@ impl Queue {
     /// Reads one packet (with its virtio-net header if offloads are on) into `buf`;
     /// `Ok(None)` when none is waiting.
     pub fn recv(&self, buf: &mut [u8]) -> io::Result<Option<usize>> {
-        match self.dev.recv(buf) {
+        match rustix::io::read(&self.fd, buf) {
             Ok(n) => Ok(Some(n)),
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(None),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(None),
-            Err(e) => Err(e),
+            Err(rustix::io::Errno::AGAIN | rustix::io::Errno::INTR) => Ok(None),
+            Err(e) => Err(e.into()),
         }
     }
 
     /// Writes `bytes` as they are: the virtio-net header, if offloads are on, must be
     /// its first [`offload::HEADER_LEN`] bytes.
     pub fn send_raw(&self, bytes: &[u8]) -> io::Result<()> {
-        self.dev.send(bytes).map(drop)
+        rustix::io::write(&self.fd, bytes)
+            .map(drop)
+            .map_err(Into::into)
     }
 
     /// Writes a packet the engine made (finished checksum, no GSO), adding the plain
@@ -204,16 +220,18 @@ impl Queue {
     pub fn send_plain(&self, packet: &[u8]) -> io::Result<()> {
         if self.offload {
             let bufs = [IoSlice::new(&offload::PLAIN), IoSlice::new(packet)];
-            self.dev.send_vectored(&bufs).map(drop)
+            rustix::io::writev(&self.fd, &bufs)
+                .map(drop)
+                .map_err(Into::into)
         } else {
-            self.dev.send(packet).map(drop)
+            self.send_raw(packet)
         }
     }
 
     /// Waits until a packet can be read or `timeout` passes (`None`: no limit). Returns
     /// whether a packet is ready; an interrupted wait counts as not ready.
     pub fn wait(&self, timeout: Option<Duration>) -> io::Result<bool> {
-        let mut fds = [PollFd::new(&self.dev, PollFlags::IN)];
+        let mut fds = [PollFd::new(&self.fd, PollFlags::IN)];
         let ts = timeout.map(|t| Timespec {
             tv_sec: t.as_secs().min(i64::MAX as u64) as i64,
             tv_nsec: i64::from(t.subsec_nanos()),
@@ -246,6 +264,6 @@ impl std::fmt::Debug for Queue {
 
 impl AsFd for Queue {
     fn as_fd(&self) -> BorrowedFd<'_> {
-        self.dev.as_fd()
+        self.fd.as_fd()
     }
 }

@@ -102,6 +102,8 @@ pub enum Outcome {
     NotRecognised,
     /// Refused by a limit (per-client peeks, peek memory, 4-tuple collision).
     Limited,
+    /// Still open when the daemon stopped (SIGTERM): logged, then forgotten.
+    Shutdown,
 }
 
 impl Outcome {
@@ -117,6 +119,7 @@ impl Outcome {
         Outcome::UnknownName,
         Outcome::NotRecognised,
         Outcome::Limited,
+        Outcome::Shutdown,
     ];
 
     /// Snake-case name for metrics labels and logs.
@@ -132,6 +135,7 @@ impl Outcome {
             Outcome::UnknownName => "unknown_name",
             Outcome::NotRecognised => "not_recognised",
             Outcome::Limited => "limited",
+            Outcome::Shutdown => "shutdown",
         }
     }
 }

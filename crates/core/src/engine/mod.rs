@@ -21,12 +21,14 @@
 
 mod backend;
 mod client;
+mod clock;
 pub mod config;
 mod emit;
 pub mod event;
 mod icmp;
 pub mod output;
 mod setup;
+pub mod snapshot;
 pub mod stats;
 #[cfg(test)]
 mod tests;
@@ -39,9 +41,11 @@ use std::sync::Arc;
 
 use siphasher::sip::SipHasher24;
 
+use self::clock::Clock;
 pub use self::config::{ConfigError, EngineConfig, Service};
 pub use self::event::Event;
 pub use self::output::Output;
+pub use self::snapshot::SnapshotError;
 pub use self::stats::{Direction, DropReason, Side, Stats};
 pub use crate::base::{Outcome, Protocol, RxChecksum};
 use crate::flow::table::{FlowId, FlowTable, KeyedHash};
@@ -80,6 +84,8 @@ pub struct Engine {
     peek_bytes: usize,
     /// IPv4 Identification for translated packets without DF.
     next_ident: u16,
+    /// The engine's time from the caller's (moved only by a restore, see `clock.rs`).
+    clock: Clock,
 }
 
 /// Most events kept when nobody drains them.
@@ -115,6 +121,7 @@ impl Engine {
             peeking,
             peek_bytes: 0,
             next_ident: key("ident")[0] as u16,
+            clock: Clock::default(),
             routes,
             config,
         })
@@ -179,7 +186,7 @@ impl Engine {
 
     /// When [`Engine::handle_timeout`] should next be called.
     pub fn poll_timeout(&self) -> Option<Time> {
-        self.timers.next()
+        self.timers.next().map(|t| self.clock.external(t))
     }
 
     /// Handles one packet read from the TUN: `buf[start..]` is the packet, and the bytes
@@ -208,6 +215,7 @@ impl Engine {
         checksum: RxChecksum,
         out: &mut Output,
     ) -> Verdict {
+        let now = self.clock.internal(now);
         let version = buf.get(start).map_or(0, |b| b >> 4);
         let verdict = match version {
             4 => self.handle_client(now, buf, start, checksum, out),
@@ -222,6 +230,7 @@ impl Engine {
 
     /// Runs every timer due at `now`.
     pub fn handle_timeout(&mut self, now: Time, out: &mut Output) {
+        let now = self.clock.internal(now);
         let timeouts = self.timeouts();
         while let Some((at, id)) = self.timers.pop_due(now) {
             let Some(flow) = self.flows.get_mut(id) else {
@@ -331,6 +340,19 @@ impl Engine {
             duration: now.saturating_since(created),
             outcome,
         });
+    }
+
+    /// Ends every flow with [`Outcome::Shutdown`] at the caller's `now`, each with its
+    /// access-log event, sending nothing (the daemon is stopping). Events past the queue's
+    /// bound are lost, so drain [`Engine::poll_event`] while calling this with `limit`
+    /// flows at a time; returns how many flows are left.
+    pub fn close_flows(&mut self, now: Time, limit: usize) -> usize {
+        let now = self.clock.internal(now);
+        let ids: Vec<FlowId> = self.flows.iter().map(|(id, ..)| id).take(limit).collect();
+        for id in ids {
+            self.finish(now, id, Outcome::Shutdown);
+        }
+        self.flows.len()
     }
 
     fn push_event(&mut self, e: Event) {

@@ -98,6 +98,20 @@ impl Stats {
         self.spliced += other.spliced;
     }
 
+    /// Sets the count of drops for `reason` (a restored snapshot's).
+    pub(crate) fn set_drops(&mut self, reason: DropReason, n: u64) {
+        if let Some(c) = self.drops.get_mut(reason as usize) {
+            *c = n;
+        }
+    }
+
+    /// Sets the count of flows that ended with `outcome` (a restored snapshot's).
+    pub(crate) fn set_outcomes(&mut self, outcome: Outcome, n: u64) {
+        if let Some(c) = self.outcomes.get_mut(outcome as usize) {
+            *c = n;
+        }
+    }
+
     /// Sum of all drops.
     pub fn total_drops(&self) -> u64 {
         self.drops.iter().sum()

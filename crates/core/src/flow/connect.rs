@@ -15,7 +15,7 @@ use crate::tcp::splice::{BackendSynAck, Splice};
 use crate::time::Time;
 
 /// Longest interval between two retransmissions of the backend SYN.
-const MAX_RTO: Duration = Duration::from_secs(60);
+pub(crate) const MAX_RTO: Duration = Duration::from_secs(60);
 
 /// Connecting: the peeked bytes to send once the backend answers, and the SYN timer.
 #[derive(Debug)]

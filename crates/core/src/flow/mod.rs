@@ -23,6 +23,7 @@
 
 pub mod connect;
 pub mod setup;
+pub mod snapshot;
 pub mod spliced;
 pub mod table;
 pub mod timers;

@@ -254,6 +254,19 @@ impl<F> FlowTable<F> {
         self.slots.remove(id.index as usize).flow
     }
 
+    /// Every flow with its keys, in slot order (for a snapshot).
+    pub fn iter(&self) -> impl Iterator<Item = (FlowId, ClientKey, Option<BackendKey>, &F)> {
+        self.slots.iter().filter_map(|(index, s)| {
+            let id = FlowId {
+                index: index as u32,
+                generation: s.generation,
+            };
+            s.flow
+                .as_ref()
+                .map(|f| (id, s.client_key, s.backend_key, f))
+        })
+    }
+
     fn slot_mut(&mut self, id: FlowId) -> Option<&mut Slot<F>> {
         self.slots
             .get_mut(id.index as usize)

@@ -10,6 +10,7 @@ mod hostile;
 mod icmp;
 mod offload;
 mod reconfigure;
+mod snapshot;
 mod splice;
 
 use std::net::{Ipv4Addr, Ipv6Addr};
