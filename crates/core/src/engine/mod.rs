@@ -42,7 +42,7 @@ use siphasher::sip::SipHasher24;
 pub use self::config::{ConfigError, EngineConfig, Service};
 pub use self::event::Event;
 pub use self::output::Output;
-pub use self::stats::{Direction, DropReason, Side, Stats};
+pub use self::stats::{Direction, DropReason, PeekPath, Side, Stats};
 pub use crate::base::{Outcome, Protocol, RxChecksum};
 use crate::flow::table::{FlowId, FlowTable, KeyedHash};
 use crate::flow::timers::Timers;
@@ -319,7 +319,7 @@ impl Engine {
         };
         self.account(ck.client, flow.usage(), Usage::default());
         self.stats.outcome(outcome);
-        let created = flow.created;
+        let (created, peek) = (flow.created, flow.peek_end);
         let (name, bytes) = flow.into_log();
         self.push_event(Event::Closed {
             client: SocketAddrV4::new(ck.client, ck.client_port),
@@ -330,6 +330,7 @@ impl Engine {
             bytes_to_client: bytes[1],
             duration: now.saturating_since(created),
             outcome,
+            peek,
         });
     }
 
