@@ -275,15 +275,17 @@ fn held(phase: &Phase) -> (u32, u32) {
     (buf.contiguous().len() as u32, buf.held() as u32)
 }
 
-/// Adds client bytes to a peek buffer, unless the engine's peek memory is spent and the
-/// buffer would need its first allocation.
+/// Adds client bytes to a peek buffer, unless the buffer would have to grow by more than
+/// the engine's peek memory has left: all peek buffers together never hold more than the
+/// engine's `max_peek_bytes` (the client sends the refused bytes again).
 fn insert(
     buf: &mut PeekBuffer,
     offset: i32,
     data: &[u8],
     limits: PeekLimits,
 ) -> Result<Inserted, DropReason> {
-    if buf.capacity() == 0 && limits.budget < limits.cap.min(data.len().max(1)) {
+    let growth = buf.capacity_after(offset, data.len(), limits.cap) - buf.capacity();
+    if growth > limits.budget {
         return Err(DropReason::PeekMemory);
     }
     Ok(buf.insert(offset, data, limits.cap))

@@ -11,6 +11,7 @@ mod icmp;
 mod offload;
 mod reconfigure;
 mod splice;
+mod unnamed;
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
