@@ -47,6 +47,7 @@ pub use crate::base::{Outcome, Protocol, RxChecksum};
 use crate::flow::table::{FlowId, FlowTable, KeyedHash};
 use crate::flow::timers::Timers;
 use crate::flow::{Expiry, Flow, Timeouts, Usage};
+pub use crate::flow::{PeekEnd, Unnamed};
 use crate::route::RouteTable;
 use crate::tcp::isn::IsnSource;
 use crate::time::Time;

@@ -186,7 +186,7 @@ struct Span<'a> {
 impl<'a> Span<'a> {
     /// Copies the field into `buf` (which must be long enough); the bytes were read once
     /// already, so this cannot run out.
-    fn copy_into<'b>(mut self, buf: &'b mut [u8]) -> Result<&'b [u8], Stop> {
+    fn copy_into(mut self, buf: &mut [u8]) -> Result<&[u8], Stop> {
         let mut filled = 0;
         let out = buf.get_mut(..self.len).ok_or(Stop::NeedMore)?;
         self.at.advance(self.len, |piece| {
