@@ -10,7 +10,8 @@
 //! - bytes that cannot be named ([`Unnamed`]) go to the default backend as they are
 //!   (`default_unparsable`), else are refused as [`Unnamed::refusal`] says (TLS
 //!   `decode_error`, HTTP 400 or 431), or reset when they are no protocol at all;
-//! - two different names ([`Unnamed::Ambiguous`]) are refused even with a default.
+//! - two different TLS names ([`Unnamed::Ambiguous`], [`Unnamed::DuplicateServerName`])
+//!   are refused even with a default (`decode_error`, `illegal_parameter`).
 
 use super::{Engine, Verdict};
 use crate::base::{BackendKey, ClientKey, DropReason, Outcome, PeekPath};

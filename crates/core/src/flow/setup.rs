@@ -81,9 +81,13 @@ pub enum Unnamed {
     /// least [`STALL_MIN_BYTES`] held. A hello or head larger than the client's initial
     /// congestion window ends here.
     Stalled,
-    /// Names that disagree (two different TLS `host_name`s): refused even with a default
-    /// backend, since choosing one could send the client to a tenant it did not ask for.
+    /// Names that disagree (two different TLS `host_name`s in one list): refused even
+    /// with a default backend, since choosing one could send the client to a tenant it did
+    /// not ask for.
     Ambiguous,
+    /// Two TLS `server_name` extensions naming different hosts: refused like
+    /// [`Unnamed::Ambiguous`], with the alert OpenSSL gives a duplicate extension.
+    DuplicateServerName,
 }
 
 /// Least contiguous bytes held before a retransmission of held bytes counts as
@@ -94,7 +98,7 @@ pub const STALL_MIN_BYTES: usize = 4096;
 impl Unnamed {
     /// Whether the default backend may take these bytes.
     pub const fn may_default(self) -> bool {
-        !matches!(self, Self::Ambiguous)
+        !matches!(self, Self::Ambiguous | Self::DuplicateServerName)
     }
 
     /// The answer without a default backend: `None` is a RST (bytes of no protocol).
@@ -103,6 +107,7 @@ impl Unnamed {
             Self::NotProtocol => None,
             Self::Malformed | Self::Truncated | Self::Ambiguous => Some(Refusal::Malformed),
             Self::TooLarge | Self::Stalled => Some(Refusal::TooLarge),
+            Self::DuplicateServerName => Some(Refusal::DuplicateExtension),
         }
     }
 
@@ -115,6 +120,7 @@ impl Unnamed {
             Self::TooLarge => "too_large",
             Self::Stalled => "stalled",
             Self::Ambiguous => "ambiguous",
+            Self::DuplicateServerName => "duplicate_server_name",
         }
     }
 }
@@ -311,6 +317,7 @@ impl Peek {
         let alert = match refusal {
             Refusal::UnknownName => tls::unrecognized_name_alert(bytes),
             Refusal::Malformed | Refusal::TooLarge => tls::decode_error_alert(bytes),
+            Refusal::DuplicateExtension => tls::illegal_parameter_alert(bytes),
         };
         Refused {
             ack: conn.c_isn + 1 + bytes.len() as u32,
@@ -327,7 +334,9 @@ impl Refused {
         match (protocol, self.refusal) {
             (Protocol::Tls, _) => &self.alert,
             (Protocol::Http, Refusal::UnknownName) => http::misdirected_response(),
-            (Protocol::Http, Refusal::Malformed) => http::BAD_REQUEST_RESPONSE,
+            (Protocol::Http, Refusal::Malformed | Refusal::DuplicateExtension) => {
+                http::BAD_REQUEST_RESPONSE
+            }
             (Protocol::Http, Refusal::TooLarge) => http::HEADERS_TOO_LARGE_RESPONSE,
         }
     }
@@ -361,6 +370,9 @@ fn peek(protocol: Protocol, bytes: &[u8], cap: usize) -> Peeked {
             TlsPeek::SslV2 => Peeked::Name(None),
             TlsPeek::NotTls => Peeked::Unnamed(Unnamed::NotProtocol),
             TlsPeek::Invalid(HelloError::TooLarge { .. }) => Peeked::Unnamed(Unnamed::TooLarge),
+            TlsPeek::Invalid(HelloError::DuplicateServerName) => {
+                Peeked::Unnamed(Unnamed::DuplicateServerName)
+            }
             TlsPeek::Invalid(e) if e.is_ambiguous() => Peeked::Unnamed(Unnamed::Ambiguous),
             TlsPeek::Invalid(_) => Peeked::Unnamed(Unnamed::Malformed),
         },

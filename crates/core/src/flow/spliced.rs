@@ -55,6 +55,10 @@ pub enum Refusal {
     /// client's FIN, or naming two different hosts), with no default backend (or
     /// ambiguous): TLS `decode_error`, HTTP `400 Bad Request`.
     Malformed,
+    /// A TLS hello with two `server_name` extensions naming different hosts (refused
+    /// even with a default): TLS `illegal_parameter`, as OpenSSL answers a duplicate
+    /// extension.
+    DuplicateExtension,
     /// Longer than Kracauer reads before the name, with no default backend: TLS
     /// `decode_error`, HTTP `431 Request Header Fields Too Large`.
     TooLarge,
@@ -65,7 +69,7 @@ impl Refusal {
     pub const fn outcome(self) -> Outcome {
         match self {
             Self::UnknownName => Outcome::UnknownName,
-            Self::Malformed | Self::TooLarge => Outcome::Unparsable,
+            Self::Malformed | Self::DuplicateExtension | Self::TooLarge => Outcome::Unparsable,
         }
     }
 }

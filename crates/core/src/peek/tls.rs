@@ -33,13 +33,15 @@
 //! | a length that runs past its enclosing structure (message, session id, suites, methods, extension block, extension, name list, name) | `Overrun` | all three: `decode_error` |
 //! | an extension block or `server_name` list that does not end where its container ends | `LengthMismatch` | all three: `decode_error` |
 //! | an empty `server_name` list | `EmptyServerNameList` | OpenSSL, BoringSSL: `decode_error` |
-//! | two **different** `host_name`s (in one list or in two `server_name` extensions) | `DifferentHostNames` | all three refuse (`decode_error` / `illegal_parameter`) |
+//! | two **different** `host_name`s in one `server_name` list | `DifferentHostNames` | OpenSSL, BoringSSL: `decode_error` (one entry only); rustls refuses too |
+//! | two `server_name` extensions naming different hosts | `DuplicateServerName` | OpenSSL, rustls: `illegal_parameter` (a duplicate extension); BoringSSL: `decode_error` |
 //!
-//! `DifferentHostNames` is the one rule the engine refuses even with a default backend
-//! ([`HelloError::is_ambiguous`]): Kracauer would have to pick one name, and another
-//! reader of the same bytes may pick the other, so the client could be sent to a tenant it
-//! did not ask for. The same `host_name` twice is not ambiguous: it is read as that name
-//! (and the backend refuses the duplicate as it would anyway).
+//! These two are the rules the engine refuses even with a default backend
+//! ([`HelloError::is_ambiguous`]), answering with OpenSSL's alert: Kracauer would have to
+//! pick one name, and another reader of the same bytes may pick the other, so the client
+//! could be sent to a tenant it did not ask for. The same `host_name` twice is not
+//! ambiguous: it is read as that name (and the backend refuses the duplicate as it would
+//! anyway).
 //!
 //! A hello larger than the cap is `Invalid(TooLarge)`: it cannot be named, and goes to
 //! the default backend like the rest (the cap is the daemon's `limits.peek_bytes`, up
@@ -92,6 +94,8 @@ const CONTENT_HANDSHAKE: u8 = 0x16;
 const CONTENT_ALERT: u8 = 0x15;
 /// Alert description `decode_error` (RFC 8446 §6.2).
 const ALERT_DECODE_ERROR: u8 = 50;
+/// Alert description `illegal_parameter` (RFC 8446 §6.2).
+const ALERT_ILLEGAL_PARAMETER: u8 = 47;
 /// Alert description `unrecognized_name` (RFC 6066 §3).
 const ALERT_UNRECOGNIZED_NAME: u8 = 112;
 
@@ -157,15 +161,17 @@ pub enum HelloError {
     LengthMismatch(Field),
     #[error("server_name list is empty")]
     EmptyServerNameList,
-    #[error("two different host_name server names")]
+    #[error("two different host_name server names in one list")]
     DifferentHostNames,
+    #[error("two server_name extensions naming different hosts")]
+    DuplicateServerName,
 }
 
 impl HelloError {
     /// Whether routing this hello anywhere could send the client to a backend it did not
     /// ask for: refused even when there is a default backend.
     pub const fn is_ambiguous(&self) -> bool {
-        matches!(self, Self::DifferentHostNames)
+        matches!(self, Self::DifferentHostNames | Self::DuplicateServerName)
     }
 }
 
@@ -287,6 +293,13 @@ pub fn unrecognized_name_alert(client_prefix: &[u8]) -> [u8; 7] {
 /// cannot be read to a name when there is no default backend.
 pub fn decode_error_alert(client_prefix: &[u8]) -> [u8; 7] {
     fatal_alert(client_prefix, ALERT_DECODE_ERROR)
+}
+
+/// The bytes of a fatal `illegal_parameter` alert record, for refusing a client whose
+/// hello repeats `server_name` with different names (what OpenSSL answers to a duplicate
+/// extension).
+pub fn illegal_parameter_alert(client_prefix: &[u8]) -> [u8; 7] {
+    fatal_alert(client_prefix, ALERT_ILLEGAL_PARAMETER)
 }
 
 /// Reads the ClientHello at the start of `data`, the contiguous bytes received so far.

@@ -156,7 +156,11 @@ fn two_different_host_names_are_refused_even_with_a_default() {
     let (_, step) = h.open(443, &hello);
     let answer = step.only_sent();
     assert!(!answer.v6 && answer.seg.fin());
-    assert_eq!(answer.payload, DECODE_ERROR);
+    assert_eq!(
+        answer.payload,
+        [0x15, 3, 1, 0, 2, 2, 47],
+        "illegal_parameter"
+    );
     assert_eq!(path(&h, Protocol::Tls, PeekPath::Refused), 1);
 }
 

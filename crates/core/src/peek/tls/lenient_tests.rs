@@ -198,11 +198,10 @@ fn two_different_host_names_are_ambiguous_in_one_list_or_two_extensions() {
     e.extend_from_slice(b"\x00\x00\x09a.example");
     e.extend_from_slice(b"\x00\x00\x09b.example");
     let one_list = invalid(&hello(&[(ext::SERVER_NAME, e)]));
+    assert_eq!(one_list, HelloError::DifferentHostNames);
     let two_exts = invalid(&hello(&[sni(b"a.example"), sni(b"b.example")]));
-    for e in [one_list, two_exts] {
-        assert_eq!(e, HelloError::DifferentHostNames);
-        assert!(e.is_ambiguous());
-    }
+    assert_eq!(two_exts, HelloError::DuplicateServerName);
+    assert!(one_list.is_ambiguous() && two_exts.is_ambiguous());
     assert!(!HelloError::Overrun(Field::ServerName).is_ambiguous());
 }
 
@@ -342,6 +341,14 @@ fn hello_of_64_kib_is_too_large_for_the_default_cap_from_its_headers() {
 fn the_largest_cap_holds_the_largest_hello_in_the_smallest_count_of_records() {
     let records = ((1 << 24) - 1 + 4usize).div_ceil(parse::MAX_RECORD_LEN);
     assert!((1 << 24) - 1 + 4 + 5 * records <= MAX_HELLO_BYTES);
+}
+
+#[test]
+fn illegal_parameter_alert_is_a_fatal_alert_47() {
+    assert_eq!(
+        illegal_parameter_alert(&[0x16, 0x03, 0x03]),
+        [0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 47]
+    );
 }
 
 #[test]

@@ -306,7 +306,7 @@ impl<'a> Parser<'a> {
         if self.list_filling(end, Field::ServerNameList)? == 0 {
             return Err(HelloError::EmptyServerNameList.into());
         }
-        let mut host = seen;
+        let mut host = None;
         while self.r.consumed < end {
             let name_type = self.uint::<1>(end, Field::ServerName)?;
             let len = self.uint::<2>(end, Field::ServerName)?;
@@ -322,7 +322,13 @@ impl<'a> Parser<'a> {
                 None => host = Some(name),
             }
         }
-        Ok(host)
+        match (seen, host) {
+            (Some(first), Some(name)) if !same_name(first, name)? => {
+                Err(HelloError::DuplicateServerName.into())
+            }
+            (Some(first), _) => Ok(Some(first)),
+            (None, host) => Ok(host),
+        }
     }
 
     /// The ALPN extension (RFC 7301 §3.1): where the protocol list is, if well formed.
