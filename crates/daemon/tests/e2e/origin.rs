@@ -231,10 +231,11 @@ impl Answer {
     }
 }
 
-/// The status code of every HTTP response in `out` (responses start at a line start).
+/// The status code of every HTTP response in `out` (responses start at a line start;
+/// nginx's bodies here end in a bare LF).
 fn statuses(out: &[u8]) -> Vec<u16> {
     let text = String::from_utf8_lossy(out);
-    text.split("\r\n")
+    text.split('\n')
         .filter_map(|line| {
             let rest = line.strip_prefix("HTTP/1.")?;
             rest.get(2..5)?.parse().ok()
