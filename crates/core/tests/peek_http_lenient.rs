@@ -8,7 +8,9 @@ use kracauer_core::peek::http::{HttpError, HttpHost, HttpPeek, peek};
 
 fn found(s: &str) -> HttpPeek {
     HttpPeek::Found {
-        host: Some(HttpHost::Name(HostName::parse(s.as_bytes()).unwrap())),
+        host: Some(HttpHost::Name(
+            HostName::parse(s.as_bytes()).expect("test names are valid"),
+        )),
     }
 }
 
