@@ -1,7 +1,7 @@
 //! A simulated network with independent TCP stacks: a smoltcp client on IPv4 and a
 //! smoltcp backend on IPv6, the engine between them, links that delay, drop, duplicate
 //! and reorder with a seeded generator, and a virtual clock. Each test is one scenario
-//! from DESIGN.md "The TCP splice", run end to end.
+//! from docs/architecture.md, "The splice", run end to end.
 //!
 //! Besides the scenario's own assertions, every run checks every packet: checksums and
 //! lengths, addresses, the IPv6 MTU, that an end is never acknowledged, SACKed or

@@ -1,4 +1,4 @@
-//! The configuration file: the operator's contract (DESIGN.md, "Configuration").
+//! The configuration file: the operator's contract (README.md and docs/operator-guide.md).
 //!
 //! Parsing happens in two steps. Serde reads the TOML into `Raw*` structs that keep the
 //! byte span of every value the operator wrote; validation then turns them into a

@@ -13,6 +13,7 @@ pub mod host;
 pub mod logging;
 pub mod metrics;
 pub mod netlink;
+pub mod notify;
 pub mod routes;
 pub mod run;
 pub mod runtime;

@@ -2,7 +2,9 @@
 //!
 //! Everything but parsing lives in the `kracauer` library crate (`lib.rs`). `kracauer demo`
 //! is built only with the `demo` feature (it links the testbed); without it the subcommand
-//! is hidden and says how to get it.
+//! is hidden and says how to get it. Two more hidden subcommands serve packaging:
+//! `kracauer completions SHELL` prints a completion script and `kracauer manpages DIR`
+//! writes the man pages, both from this command line's own definition.
 
 #![deny(unsafe_code)]
 
@@ -10,17 +12,49 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use kracauer::{check, routes};
 use kracauer_core::addr::{Prefix96, low32};
 
 #[cfg(feature = "demo")]
 mod demo;
+mod manpages;
+
+/// The version line: the crate's version, the commit and its date (build.rs).
+macro_rules! version_line {
+    () => {
+        concat!(
+            env!("CARGO_PKG_VERSION"),
+            " (commit ",
+            env!("KRACAUER_COMMIT"),
+            ", ",
+            env!("KRACAUER_COMMIT_DATE"),
+            ")"
+        )
+    };
+}
+
+/// `kracauer -V`.
+const VERSION: &str = version_line!();
+/// `kracauer --version`: the version line, then how this binary was built.
+const LONG_VERSION: &str = concat!(
+    version_line!(),
+    "\nbuild: ",
+    env!("KRACAUER_BUILD"),
+    "\nfeatures: ",
+    env!("KRACAUER_FEATURES")
+);
 
 /// Share one IPv4 address among IPv6-only servers: route TLS/HTTP by name, translate each
 /// flow to IPv6 with the client's address embedded in a /96.
 #[derive(Debug, Parser)]
-#[command(name = "kracauer", version, about, long_about = None)]
+#[command(
+    name = "kracauer",
+    version = VERSION,
+    long_version = LONG_VERSION,
+    about,
+    long_about = None
+)]
 struct Cli {
     /// More log output: -v for debug, -vv for trace (RUST_LOG, if set, wins).
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
@@ -59,6 +93,19 @@ enum Command {
     /// Build a throwaway testbed in network namespaces and show kracauer working (root).
     #[cfg_attr(not(feature = "demo"), command(hide = true))]
     Demo,
+    /// Print a shell completion script on standard output (the package installs bash,
+    /// zsh and fish ones).
+    #[command(hide = true)]
+    Completions {
+        /// The shell to complete for.
+        shell: clap_complete::Shell,
+    },
+    /// Write the man pages (kracauer.8 and one per subcommand) into a directory.
+    #[command(hide = true)]
+    Manpages {
+        /// Where to write them (it must exist).
+        dir: PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
@@ -91,6 +138,30 @@ fn main() -> ExitCode {
             eprintln!("{NO_DEMO}");
             ExitCode::from(2)
         }
+        Command::Completions { shell } => {
+            clap_complete::generate(
+                shell,
+                &mut Cli::command(),
+                "kracauer",
+                &mut std::io::stdout(),
+            );
+            ExitCode::SUCCESS
+        }
+        Command::Manpages { dir } => match manpages::write(Cli::command(), &dir) {
+            Ok(pages) => {
+                for page in pages {
+                    println!("{}", page.display());
+                }
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!(
+                    "kracauer: cannot write the man pages into {}: {e}",
+                    dir.display()
+                );
+                ExitCode::from(1)
+            }
+        },
         Command::Addr { address, prefix } => match addr(address, prefix) {
             Ok(line) => {
                 println!("{line}");

@@ -1,4 +1,4 @@
-//! Host set-up through netlink (DESIGN.md, "The packet path"), and its undoing.
+//! Host set-up through netlink (docs/architecture.md, "The packet path"), and its undoing.
 //!
 //! What Kracauer adds, all tagged with the routing protocol [`PROTOCOL`] so that a later
 //! start can find and remove what a crashed run left:

@@ -11,6 +11,9 @@
 //!
 //! If a data-plane worker fails (the TUN went away), all stop, the set-up is undone and
 //! `run` fails.
+//!
+//! Under systemd (`Type=notify`) it says READY=1 once the host is set up and the workers
+//! run, RELOADING=1 and READY=1 around a reload, STOPPING=1 when it stops ([`notify`]).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -25,6 +28,7 @@ use tokio::signal::unix::{SignalKind, signal};
 use crate::config::{Config, ConfigError, Limits};
 use crate::host::{Host, SetupError};
 use crate::metrics;
+use crate::notify;
 use crate::routes::{self, Loaded};
 use crate::runtime::{self, DataPlane, Reload};
 
@@ -176,16 +180,27 @@ async fn control(path: PathBuf) -> Result<(), RunError> {
         config.tun.name,
         path.display()
     );
+    let status = format!(
+        "running on {}, {workers} worker{}",
+        config.tun.name,
+        if workers == 1 { "" } else { "s" }
+    );
+    notify::ready(&status);
 
     let mut config = config;
     loop {
         tokio::select! {
-            _ = hup.recv() => config = reload(&path, config, seed, &senders),
+            _ = hup.recv() => {
+                notify::reloading();
+                config = reload(&path, config, seed, &senders);
+                notify::ready(&status);
+            }
             _ = int.recv() => { tracing::info!("SIGINT: stopping"); break; }
             _ = term.recv() => { tracing::info!("SIGTERM: stopping"); break; }
             _ = done_rx.recv() => break,
         }
     }
+    notify::stopping();
     stop.store(true, Ordering::Relaxed);
     let joined: Vec<_> = threads.into_iter().map(|t| t.join()).collect();
     if let Some(task) = metrics {

@@ -1,5 +1,5 @@
 //! Host set-up in a network namespace (root): the TUN, routes, policy rules and sysctls
-//! appear as DESIGN.md says, disappear at tear-down, and a start after a crash removes
+//! appear as docs/architecture.md ("The packet path") says, disappear at tear-down, and a start after a crash removes
 //! what the crashed run left.
 //!
 //! Privileged: every test is `#[ignore]`d (run them as root with `--include-ignored`) and

@@ -86,7 +86,7 @@ impl Engine {
     }
 
     /// RST for a client segment that belongs to no flow, or that a flow cannot accept
-    /// (DESIGN step 7).
+    /// (docs/architecture.md, "The splice", step 7).
     pub(super) fn send_rst_to_client(&mut self, key: &ClientKey, seg: &SegInfo, out: &mut Output) {
         let rst = emit::rst_for(
             key.service_port,

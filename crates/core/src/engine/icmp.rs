@@ -1,4 +1,4 @@
-//! ICMP for flows (DESIGN.md "ICMP and sizes"): errors about packets Kracauer sent one
+//! ICMP for flows (docs/architecture.md, "The splice", ICMP): errors about packets Kracauer sent one
 //! side become errors to the other side, with the embedded packet mapped back to what
 //! that side sent (addresses, ports, and sequence numbers moved by δ, since Linux drops
 //! ICMP errors whose embedded sequence number is outside its window). An error about the

@@ -8,7 +8,7 @@
 //! [`Engine::poll_timeout`] says when next to call it. Nothing here reads a clock or
 //! allocates per forwarded packet: forwarding is a hash lookup and header rewrites.
 //!
-//! The TCP splice is DESIGN.md's: Kracauer answers the client's SYN itself, peeks at the
+//! The TCP splice is docs/architecture.md's: Kracauer answers the client's SYN itself, peeks at the
 //! first bytes without acknowledging them, opens the backend connection with the client's
 //! own ISN and options, and from the backend's SYN-ACK on rewrites every segment with a
 //! sequence offset, a timestamp offset and a window rescale.

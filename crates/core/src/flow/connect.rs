@@ -1,4 +1,4 @@
-//! The wait for the backend (DESIGN.md, "The TCP splice", steps 4 and 5): the SYN sent
+//! The wait for the backend (docs/architecture.md, "The splice", steps 4 and 5): the SYN sent
 //! with the client's own ISN and options, retransmitted with back-off, and the backend's
 //! answer. A SYN-ACK that acknowledges the client's ISN fixes the [`Splice`]; a RST for
 //! that SYN refuses the client.

@@ -1,5 +1,5 @@
 //! The client's segments while Kracauer is its endpoint: the handshake, the peek, and the
-//! wait for the backend (DESIGN.md, "The TCP splice", steps 1 to 4).
+//! wait for the backend (docs/architecture.md, "The splice", steps 1 to 4).
 //!
 //! Kracauer answered the SYN itself, so until the splice it plays the server: it checks
 //! the client's ACK against its own ISN, takes RSTs only at the sequence it expects

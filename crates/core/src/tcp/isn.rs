@@ -4,7 +4,7 @@
 //! unpredictable from outside yet increase for one tuple over time.
 //!
 //! SYN cookies carry a half-open connection in the SYN-ACK's sequence number when the
-//! half-open table is full, as Linux does (DESIGN.md step 1). The cookie holds a 5-bit
+//! half-open table is full, as Linux does (docs/architecture.md, "The splice", step 1). The cookie holds a 5-bit
 //! time counter (64 s ticks; a cookie is valid for the tick it was made in and the one
 //! after, 64 to 128 s), a 2-bit index into [`COOKIE_MSS`], and 25 bits of SipHash over the
 //! tuple, the client's ISN, the full tick and the MSS index. Options that the sequence

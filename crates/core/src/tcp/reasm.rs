@@ -1,5 +1,5 @@
 //! The peek buffer: client bytes collected by sequence number until a peeker names the
-//! host (DESIGN.md step 2).
+//! host (docs/architecture.md, "The splice", step 2).
 //!
 //! Segments may arrive out of order, twice, or overlapping; the buffer keeps the first
 //! copy of every byte (a later, different copy of the same bytes is ignored, so what the

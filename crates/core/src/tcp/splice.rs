@@ -1,7 +1,7 @@
 //! [`Splice`]: the rewrite every segment of a spliced flow gets, as one pure value.
 //!
-//! Once the backend's SYN-ACK has arrived, a flow needs only a fixed rewrite (DESIGN.md,
-//! "The TCP splice", step 6, and docs/architecture.md):
+//! Once the backend's SYN-ACK has arrived, a flow needs only a fixed rewrite (docs/architecture.md,
+//! "The splice", step 6, and "The splice value"):
 //!
 //! - client → backend: `ack += δ`, every SACK edge `+= δ`, `TSecr += ts_off`, and the
 //!   window expanded when the backend declined the window scaling the client uses;

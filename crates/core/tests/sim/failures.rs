@@ -90,7 +90,7 @@ fn a_classic_nagle_client_with_a_two_segment_hello_is_reset_at_the_peek_deadline
 
 #[test]
 fn an_unreachable_backend_gets_the_client_reset_at_once() {
-    // DESIGN.md step 4: an ICMPv6 error for the backend SYN fails the client fast.
+    // docs/architecture.md, "The splice", step 4: an ICMPv6 error for the backend SYN fails the client fast.
     let mut w = World::new(Setup {
         backend_unreachable: true,
         client_waits_for_fin: true,
