@@ -2,7 +2,7 @@
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 
-use kracauer_core::name::{HostName, NameError};
+use kracauer_core::name::HostName;
 use kracauer_core::peek::http::{HttpError, HttpHost, HttpPeek, HttpPeeker, peek};
 use proptest::prelude::*;
 
@@ -42,11 +42,19 @@ fn invalid(e: HttpError) -> HttpPeek {
     HttpPeek::Invalid(e)
 }
 
-/// Every strict prefix needs more; the whole gives `whole`.
+/// The whole gives `whole`; every prefix needs more until the answer is certain, and
+/// gives `whole` from then on.
 fn assert_same_answer_at_every_split(request: &[u8], whole: &HttpPeek) {
     assert_eq!(&peek(request), whole);
+    let mut decided = false;
     for cut in 0..request.len() {
-        assert_eq!(peek(&request[..cut]), HttpPeek::NeedMore, "cut at {cut}");
+        let part = peek(&request[..cut]);
+        if decided {
+            assert_eq!(&part, whole, "cut at {cut}");
+        } else if part != HttpPeek::NeedMore {
+            assert_eq!(&part, whole, "cut at {cut}");
+            decided = true;
+        }
     }
 }
 
@@ -98,8 +106,9 @@ fn tls_record_first_byte_is_not_http_at_once() {
 }
 
 #[test]
-fn first_byte_decides_at_once_unless_it_is_a_token_character() {
-    let tchars = b"!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ";
+fn first_byte_decides_at_once_unless_it_is_a_token_character_or_a_line_end() {
+    let tchars =
+        b"!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ\r\n";
     for byte in 0..=255u8 {
         let want = if tchars.contains(&byte) {
             HttpPeek::NeedMore
@@ -112,20 +121,15 @@ fn first_byte_decides_at_once_unless_it_is_a_token_character() {
 
 #[test]
 fn non_token_first_byte_is_not_http() {
-    assert_eq!(peek(b"\r\nGET / HTTP/1.1\r\n"), HttpPeek::NotHttp);
     assert_eq!(peek(b" GET"), HttpPeek::NotHttp);
     assert_eq!(peek(b"(GET"), HttpPeek::NotHttp);
+    assert_eq!(peek(b"\r\r"), HttpPeek::NotHttp);
 }
 
 #[test]
 fn method_prefix_needs_more() {
     assert_eq!(peek(b"GE"), HttpPeek::NeedMore);
     assert_eq!(peek(b"GET / HT"), HttpPeek::NeedMore);
-}
-
-#[test]
-fn two_spaces_after_method_are_not_http() {
-    assert_eq!(peek(b"GET  / HTTP/1.1\r\n"), HttpPeek::NotHttp);
 }
 
 #[test]
@@ -139,18 +143,13 @@ fn lowercase_protocol_name_is_not_http() {
 }
 
 #[test]
-fn control_character_in_target_is_not_http() {
-    assert_eq!(peek(b"GET /\x01 HTTP/1.1\r\n"), HttpPeek::NotHttp);
-}
-
-#[test]
 fn http2_version_is_unsupported() {
     assert_eq!(
         peek(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"),
         invalid(HttpError::UnsupportedVersion)
     );
     assert_eq!(
-        peek(b"GET / HTTP/1.2"),
+        peek(b"GET / HTTP/0.9\r\n"),
         invalid(HttpError::UnsupportedVersion)
     );
 }
@@ -212,22 +211,6 @@ fn trailing_dot_of_host_is_removed() {
 }
 
 #[test]
-fn two_host_headers_are_invalid() {
-    assert_eq!(
-        peek(b"GET / HTTP/1.1\r\nHost: a.example\r\nX: y\r\nhost: a.example\r\n\r\n"),
-        invalid(HttpError::DuplicateHost)
-    );
-}
-
-#[test]
-fn second_host_is_invalid_before_the_head_ends() {
-    assert_eq!(
-        peek(b"GET / HTTP/1.1\r\nHost: a.example\r\nHost:"),
-        invalid(HttpError::DuplicateHost)
-    );
-}
-
-#[test]
 fn host_port_is_stripped() {
     assert_eq!(
         peek(b"GET / HTTP/1.1\r\nHost: a.example:8080\r\n\r\n"),
@@ -240,26 +223,6 @@ fn empty_port_is_accepted() {
     assert_eq!(
         peek(b"GET / HTTP/1.1\r\nHost: a.example:\r\n\r\n"),
         found("a.example")
-    );
-}
-
-#[test]
-fn non_numeric_port_is_invalid() {
-    assert_eq!(
-        peek(b"GET / HTTP/1.1\r\nHost: a.example:http\r\n\r\n"),
-        invalid(HttpError::BadPort)
-    );
-    assert_eq!(
-        peek(b"GET / HTTP/1.1\r\nHost: a.example:80:80\r\n\r\n"),
-        invalid(HttpError::BadPort)
-    );
-}
-
-#[test]
-fn port_above_65535_is_invalid() {
-    assert_eq!(
-        peek(b"GET / HTTP/1.1\r\nHost: a.example:65536\r\n\r\n"),
-        invalid(HttpError::BadPort)
     );
 }
 
@@ -284,63 +247,12 @@ fn ipv6_literal_without_port_is_an_address() {
 }
 
 #[test]
-fn bad_ipv6_literal_is_invalid() {
-    for host in [
-        &b"[2001:db8::g]"[..],
-        b"[2001:db8::1",
-        b"[fe80::1%25eth0]",
-        b"[v1.x]",
-    ] {
-        let mut request = b"GET / HTTP/1.1\r\nHost: ".to_vec();
-        request.extend_from_slice(host);
-        request.extend_from_slice(b"\r\n\r\n");
-        assert_eq!(peek(&request), invalid(HttpError::BadIpLiteral));
-    }
-}
-
-#[test]
-fn junk_after_ipv6_literal_is_a_bad_port() {
-    assert_eq!(
-        peek(b"GET / HTTP/1.1\r\nHost: [2001:db8::1]x\r\n\r\n"),
-        invalid(HttpError::BadPort)
-    );
-}
-
-#[test]
 fn ipv4_literal_is_an_address() {
     assert_eq!(
         peek(b"GET / HTTP/1.1\r\nHost: 203.0.113.10:80\r\n\r\n"),
         HttpPeek::Found {
             host: Some(HttpHost::Ipv4(Ipv4Addr::new(203, 0, 113, 10)))
         }
-    );
-}
-
-#[test]
-fn numeric_name_that_is_not_ipv4_is_invalid() {
-    for host in ["256.1.1.1", "1.2.3.04", "1.2.3", "example.123"] {
-        let request = format!("GET / HTTP/1.1\r\nHost: {host}\r\n\r\n");
-        assert_eq!(
-            peek(request.as_bytes()),
-            invalid(HttpError::NumericHostName),
-            "{host}"
-        );
-    }
-}
-
-#[test]
-fn bad_host_name_is_invalid_with_the_name_error() {
-    assert_eq!(
-        peek(b"GET / HTTP/1.1\r\nHost: a..example\r\n\r\n"),
-        invalid(HttpError::BadHostName(NameError::EmptyLabel))
-    );
-    assert_eq!(
-        peek(b"GET / HTTP/1.1\r\nHost: a b.example\r\n\r\n"),
-        invalid(HttpError::BadHostName(NameError::BadByte(b' ')))
-    );
-    assert_eq!(
-        peek("GET / HTTP/1.1\r\nHost: bücher.example\r\n\r\n".as_bytes()),
-        invalid(HttpError::BadHostName(NameError::BadByte(0xc3)))
     );
 }
 
@@ -369,14 +281,6 @@ fn absolute_form_in_http10_needs_no_host() {
 }
 
 #[test]
-fn absolute_form_still_needs_host_in_http11() {
-    assert_eq!(
-        peek(b"GET http://a.example/ HTTP/1.1\r\n\r\n"),
-        invalid(HttpError::MissingHost)
-    );
-}
-
-#[test]
 fn absolute_form_with_userinfo_is_invalid() {
     assert_eq!(
         peek(b"GET http://bank.example@a.example/ HTTP/1.1\r\nHost: a.example\r\n\r\n"),
@@ -393,13 +297,17 @@ fn absolute_form_with_empty_authority_is_invalid() {
 }
 
 #[test]
-fn other_schemes_and_authority_form_are_invalid() {
+fn authority_form_and_schemeless_targets_are_invalid() {
     assert_eq!(
-        peek(b"GET ftp://a.example/ HTTP/1.1\r\nHost: a.example\r\n\r\n"),
+        peek(b"CONNECT a.example:443 HTTP/1.1\r\nHost: a.example:443\r\n\r\n"),
         invalid(HttpError::BadTarget)
     );
     assert_eq!(
-        peek(b"CONNECT a.example:443 HTTP/1.1\r\nHost: a.example:443\r\n\r\n"),
+        peek(b"GET a.example/x HTTP/1.1\r\n"),
+        invalid(HttpError::BadTarget)
+    );
+    assert_eq!(
+        peek(b"GET 1http://a.example/ HTTP/1.1\r\n"),
         invalid(HttpError::BadTarget)
     );
 }
@@ -437,13 +345,13 @@ fn header_line_without_colon_is_invalid() {
 }
 
 #[test]
-fn empty_or_non_token_field_name_is_invalid() {
+fn empty_field_name_or_a_control_byte_in_one_is_invalid() {
     assert_eq!(
         peek(b"GET / HTTP/1.1\r\n: x\r\n\r\n"),
         invalid(HttpError::BadFieldName)
     );
     assert_eq!(
-        peek(b"GET / HTTP/1.1\r\nX(y): z\r\n\r\n"),
+        peek(b"GET / HTTP/1.1\r\nX\x01y: z\r\n\r\n"),
         invalid(HttpError::BadFieldName)
     );
 }
@@ -465,38 +373,10 @@ fn whitespace_line_after_request_line_is_invalid() {
 }
 
 #[test]
-fn control_character_in_value_is_invalid() {
-    assert_eq!(
-        peek(b"GET / HTTP/1.1\r\nX: a\x00b\r\nHost: a.example\r\n\r\n"),
-        invalid(HttpError::ControlCharacter)
-    );
-    assert_eq!(
-        peek(b"GET / HTTP/1.1\r\nX: a\x7fb\r\nHost: a.example\r\n\r\n"),
-        invalid(HttpError::ControlCharacter)
-    );
-}
-
-#[test]
 fn tab_and_obs_text_in_other_values_are_fine() {
     assert_eq!(
         peek("GET / HTTP/1.1\r\nX-Name:\tJürgen\r\nHost: a.example\r\n\r\n".as_bytes()),
         found("a.example")
-    );
-}
-
-#[test]
-fn bare_lf_is_invalid() {
-    assert_eq!(
-        peek(b"GET / HTTP/1.1\nHost: a.example\n\n"),
-        invalid(HttpError::BareLf)
-    );
-    assert_eq!(
-        peek(b"GET / HTTP/1.1\r\nHost: a.example\n\r\n"),
-        invalid(HttpError::BareLf)
-    );
-    assert_eq!(
-        peek(b"GET / HTTP/1.1\r\nHost: a.example\r\n\n"),
-        invalid(HttpError::BareLf)
     );
 }
 
@@ -513,32 +393,24 @@ fn bare_cr_is_invalid() {
 }
 
 #[test]
-fn junk_after_version_is_a_bad_request_line() {
-    assert_eq!(
-        peek(b"GET / HTTP/1.1 \r\nHost: a.example\r\n\r\n"),
-        invalid(HttpError::BadRequestLine)
-    );
-}
-
-#[test]
-fn head_over_the_cap_is_too_large() {
+fn head_without_host_within_the_cap_is_too_large() {
     let peeker = HttpPeeker::new(64);
-    let mut request = b"GET / HTTP/1.1\r\nHost: a.example\r\n".to_vec();
-    request.extend_from_slice(b"X-Pad: ");
+    let mut request = b"GET / HTTP/1.1\r\nX-Pad: ".to_vec();
     request.resize(100, b'p');
+    request.extend_from_slice(b"\r\nHost: a.example\r\n\r\n");
     assert_eq!(peeker.peek(&request[..63]), HttpPeek::NeedMore);
+    assert_eq!(peeker.peek(&request[..64]), invalid(HttpError::TooLarge));
     assert_eq!(peeker.peek(&request), invalid(HttpError::TooLarge));
 }
 
 #[test]
-fn head_of_exactly_the_cap_is_found() {
+fn host_certain_at_exactly_the_cap_is_found() {
     let request = b"GET / HTTP/1.1\r\nHost: a.example\r\n\r\n";
+    // Certain at the first byte after the Host line.
+    let certain = request.len() - 1;
+    assert_eq!(HttpPeeker::new(certain).peek(request), found("a.example"));
     assert_eq!(
-        HttpPeeker::new(request.len()).peek(request),
-        found("a.example")
-    );
-    assert_eq!(
-        HttpPeeker::new(request.len() - 1).peek(request),
+        HttpPeeker::new(certain - 1).peek(request),
         invalid(HttpError::TooLarge)
     );
 }
@@ -546,20 +418,20 @@ fn head_of_exactly_the_cap_is_found() {
 #[test]
 fn default_cap_is_16_kib() {
     assert_eq!(HttpPeeker::default().max_head(), 16 * 1024);
-    let mut request = b"GET / HTTP/1.1\r\nHost: a.example\r\nX: ".to_vec();
-    request.resize(16 * 1024 - 4, b'x');
-    request.extend_from_slice(b"\r\n\r\n");
+    let mut request = b"GET / HTTP/1.1\r\nX: ".to_vec();
+    request.resize(16 * 1024 - 20, b'x');
+    request.extend_from_slice(b"\r\nHost: a.example\r\n\r\n");
     assert_eq!(peek(&request), found("a.example"));
-    request.insert(40, b'x');
+    request.insert(20, b'x');
     assert_eq!(peek(&request), invalid(HttpError::TooLarge));
 }
 
 #[test]
 fn error_in_the_bytes_beyond_the_cap_is_not_seen() {
     let peeker = HttpPeeker::new(40);
-    let mut request = b"GET / HTTP/1.1\r\nHost: a.example\r\nX: ".to_vec();
+    let mut request = b"GET / HTTP/1.1\r\nX: ".to_vec();
     request.resize(40, b'x');
-    request.extend_from_slice(b"\x00\r\n\r\n");
+    request.extend_from_slice(b"\x00\r\nHost: a.example\r\n\r\n");
     assert_eq!(peeker.peek(&request), invalid(HttpError::TooLarge));
 }
 

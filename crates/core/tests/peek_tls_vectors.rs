@@ -104,6 +104,7 @@ fn assert_expected(v: &Vector, got: &TlsPeek) {
         sni,
         alpn,
         ech_outer,
+        ..
     } = got
     else {
         panic!("{}: expected Found, got {got:?}", v.name);

@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use kracauer_core::addr::Prefix96;
+use kracauer_core::peek::tls::MAX_HELLO_BYTES;
 use serde::Deserialize;
 use toml::Spanned;
 
@@ -76,8 +77,10 @@ pub struct Limits {
     pub max_flows: usize,
     /// Most half-open handshakes kept as state; past it, SYN cookies (default 16,384).
     pub max_half_open: usize,
-    /// Most bytes read from a client before its host must be named (default 16,384). Raise
-    /// it only if clients send ClientHellos larger than 16 KiB.
+    /// Most bytes read from a client before its host must be named (default 16,384; at
+    /// most 16,793,600, a ClientHello of the TLS maximum over records). A hello or head
+    /// that names no host within it goes to the default backend, or is refused. Each
+    /// peeking connection may hold this much, within `peek_memory` for all of them.
     pub peek_bytes: usize,
     /// Most connections peeking at once from one client address (default 64). Raise it
     /// for clients behind a large NAT.
@@ -380,7 +383,12 @@ impl Validator<'_> {
                 d.max_half_open as u64,
                 u32max,
             )? as usize,
-            peek_bytes: get(&raw.peek_bytes, "peek_bytes", d.peek_bytes as u64, 1 << 20)? as usize,
+            peek_bytes: get(
+                &raw.peek_bytes,
+                "peek_bytes",
+                d.peek_bytes as u64,
+                MAX_HELLO_BYTES as u64,
+            )? as usize,
             peeks_per_client: get(
                 &raw.peeks_per_client,
                 "peeks_per_client",

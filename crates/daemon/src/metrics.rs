@@ -10,7 +10,7 @@ use std::sync::PoisonError;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use kracauer_core::engine::{DropReason, Outcome};
+use kracauer_core::engine::{DropReason, Outcome, PeekPath, Protocol};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
@@ -167,6 +167,26 @@ pub fn render(workers: &[Snapshot], offload: bool) -> String {
         "Flows that ended, by outcome.",
         &outcomes,
     );
+    let peeks: Vec<(String, u64)> = [Protocol::Tls, Protocol::Http]
+        .iter()
+        .flat_map(|&p| PeekPath::ALL.iter().map(move |&path| (p, path)))
+        .map(|(p, path)| {
+            let protocol = match p {
+                Protocol::Tls => "tls",
+                Protocol::Http => "http",
+            };
+            (
+                format!("{{protocol=\"{protocol}\",path=\"{}\"}}", path.name()),
+                st.peeks(p, path),
+            )
+        })
+        .collect();
+    metric(
+        "peeks_total",
+        "counter",
+        "Peeks ended, by protocol and path: named (a route matched), default_unnamed (no name or an unknown one, sent to the default backend), default_unparsable (bytes that could not be read to a name, sent to the default backend as they are), refused (alert, 421, 400 or 431), reset (not the protocol, no default).",
+        &peeks,
+    );
     metric(
         "flows_spliced_total",
         "counter",
@@ -270,6 +290,29 @@ mod tests {
             assert!(text.lines().any(|l| l == line), "missing {line}");
         }
         assert!(text.contains("kracauer_drops_total{reason=\"client_no_flow\",side=\"client\"} 0"));
+    }
+
+    #[test]
+    fn every_peek_path_is_a_sample_for_both_protocols() {
+        let text = render(&[Snapshot::default()], true);
+        for protocol in ["tls", "http"] {
+            for path in PeekPath::ALL {
+                let line = format!(
+                    "kracauer_peeks_total{{protocol=\"{protocol}\",path=\"{}\"}} 0",
+                    path.name()
+                );
+                assert!(text.lines().any(|l| l == line), "missing {line}");
+            }
+        }
+        for path in [
+            "named",
+            "default_unnamed",
+            "default_unparsable",
+            "refused",
+            "reset",
+        ] {
+            assert!(text.contains(&format!("path=\"{path}\"")), "{path}");
+        }
     }
 
     #[test]

@@ -430,6 +430,7 @@ pub fn log_event(event: &Event) {
             bytes_to_client,
             duration,
             outcome,
+            peek,
         } => tracing::info!(
             target: "kracauer::access",
             %client,
@@ -440,6 +441,7 @@ pub fn log_event(event: &Event) {
             to_client = bytes_to_client,
             duration_ms = duration.as_millis() as u64,
             outcome = %outcome.name(),
+            path = %peek.map_or_else(|| "-".to_owned(), |p| p.to_string()),
             "closed"
         ),
     }
@@ -448,7 +450,7 @@ pub fn log_event(event: &Event) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use kracauer_core::engine::Outcome;
+    use kracauer_core::engine::{Outcome, PeekEnd, PeekPath, Unnamed};
     use kracauer_core::name::HostName;
     use std::io::Write;
 
@@ -488,10 +490,14 @@ mod tests {
             bytes_to_client: 4096,
             duration: Duration::from_millis(1250),
             outcome: Outcome::Closed,
+            peek: Some(PeekEnd {
+                path: PeekPath::Named,
+                unnamed: None,
+            }),
         };
         let out = logged(|| log_event(&event));
         assert_eq!(out.lines().count(), 1, "{out}");
-        assert!(out.contains(" INFO kracauer::access: closed client=198.51.100.2:40000 service=203.0.113.10:443 name=a.example backend=[2001:db8:1::2]:8443 to_backend=517 to_client=4096 duration_ms=1250 outcome=closed"), "{out}");
+        assert!(out.contains(" INFO kracauer::access: closed client=198.51.100.2:40000 service=203.0.113.10:443 name=a.example backend=[2001:db8:1::2]:8443 to_backend=517 to_client=4096 duration_ms=1250 outcome=closed path=named"), "{out}");
     }
 
     #[test]
@@ -505,9 +511,33 @@ mod tests {
             bytes_to_client: 0,
             duration: Duration::from_secs(5),
             outcome: Outcome::PeekTimeout,
+            peek: None,
         };
         let out = logged(|| log_event(&event));
         assert!(out.contains("name=- backend=- "), "{out}");
-        assert!(out.contains("outcome=peek_timeout"), "{out}");
+        assert!(out.contains("outcome=peek_timeout path=-"), "{out}");
+    }
+
+    #[test]
+    fn refused_flow_logs_its_path_and_why() {
+        let event = Event::Closed {
+            client: "198.51.100.2:40000".parse().unwrap(),
+            service: "203.0.113.10:443".parse().unwrap(),
+            name: None,
+            backend: None,
+            bytes_to_backend: 0,
+            bytes_to_client: 0,
+            duration: Duration::from_secs(30),
+            outcome: Outcome::Unparsable,
+            peek: Some(PeekEnd {
+                path: PeekPath::Refused,
+                unnamed: Some(Unnamed::TooLarge),
+            }),
+        };
+        let out = logged(|| log_event(&event));
+        assert!(
+            out.contains("outcome=unparsable path=refused:too_large"),
+            "{out}"
+        );
     }
 }

@@ -11,7 +11,7 @@ mod reason;
 use std::hash::{Hash, Hasher};
 use std::net::{Ipv4Addr, Ipv6Addr};
 
-pub use self::reason::{DropReason, Outcome, Side};
+pub use self::reason::{DropReason, Outcome, PeekPath, Side};
 
 /// A flow as the client side sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

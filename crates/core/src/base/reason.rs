@@ -98,7 +98,10 @@ pub enum Outcome {
     BackendRefused,
     /// The name matched no route and there is no default: alert / 421 sent.
     UnknownName,
-    /// The first bytes were neither TLS nor HTTP, or were malformed: RST sent.
+    /// The first bytes could not be read to a name (malformed, cut short, too large, or
+    /// naming two hosts) and there is no default: `decode_error` / 400 / 431 sent.
+    Unparsable,
+    /// The first bytes were not the port's protocol and there is no default: RST sent.
     NotRecognised,
     /// Refused by a limit (per-client peeks, peek memory, 4-tuple collision).
     Limited,
@@ -117,6 +120,7 @@ impl Outcome {
         Outcome::ConnectTimeout,
         Outcome::BackendRefused,
         Outcome::UnknownName,
+        Outcome::Unparsable,
         Outcome::NotRecognised,
         Outcome::Limited,
         Outcome::Shutdown,
@@ -133,9 +137,49 @@ impl Outcome {
             Outcome::ConnectTimeout => "connect_timeout",
             Outcome::BackendRefused => "backend_refused",
             Outcome::UnknownName => "unknown_name",
+            Outcome::Unparsable => "unparsable",
             Outcome::NotRecognised => "not_recognised",
             Outcome::Limited => "limited",
             Outcome::Shutdown => "shutdown",
+        }
+    }
+}
+
+/// Which way a flow's first bytes took once the peek was over (issue 19: metrics and logs
+/// say it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum PeekPath {
+    /// A route matched the name.
+    Named,
+    /// No name, or a name no route matches: sent to the default backend.
+    DefaultUnnamed,
+    /// Bytes that could not be read to a name (malformed, cut short, too large, not the
+    /// protocol): sent to the default backend as they are.
+    DefaultUnparsable,
+    /// Answered by Kracauer: TLS alert, or HTTP 421 / 400 / 431.
+    Refused,
+    /// Not the port's protocol, and no default backend: reset.
+    Reset,
+}
+
+impl PeekPath {
+    /// Every path, in declaration order.
+    pub const ALL: &'static [PeekPath] = &[
+        PeekPath::Named,
+        PeekPath::DefaultUnnamed,
+        PeekPath::DefaultUnparsable,
+        PeekPath::Refused,
+        PeekPath::Reset,
+    ];
+
+    /// Snake-case name for metrics labels and logs.
+    pub const fn name(self) -> &'static str {
+        match self {
+            PeekPath::Named => "named",
+            PeekPath::DefaultUnnamed => "default_unnamed",
+            PeekPath::DefaultUnparsable => "default_unparsable",
+            PeekPath::Refused => "refused",
+            PeekPath::Reset => "reset",
         }
     }
 }

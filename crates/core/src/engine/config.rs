@@ -32,7 +32,9 @@ pub struct EngineConfig {
     pub window_scale: u8,
     /// How long a client has from its SYN to name the host (default 5 s).
     pub peek_timeout: Duration,
-    /// Most bytes read while peeking (default 16 KiB).
+    /// Most bytes read while peeking (default 16 KiB, at most
+    /// [`MAX_HELLO_BYTES`](crate::peek::tls::MAX_HELLO_BYTES)). Bytes that name no host
+    /// within it go to the default backend, or are refused.
     pub peek_cap: usize,
     /// Most flows peeking at once from one client address (default 64).
     pub max_peeking_per_client: u32,
@@ -111,7 +113,7 @@ impl EngineConfig {
         if self.max_flows == 0 || self.max_flows > u32::MAX as usize {
             return Err(ConfigError::MaxFlows(self.max_flows));
         }
-        if self.peek_cap == 0 {
+        if self.peek_cap == 0 || self.peek_cap > crate::peek::tls::MAX_HELLO_BYTES {
             return Err(ConfigError::PeekCap);
         }
         Ok(())
@@ -127,6 +129,6 @@ pub enum ConfigError {
     WindowScale(u8),
     #[error("max_flows {0} must be between 1 and 4294967295")]
     MaxFlows(usize),
-    #[error("peek_cap must be at least 1 byte")]
+    #[error("peek_cap must be from 1 byte to 16,793,600 (a largest ClientHello over records)")]
     PeekCap,
 }

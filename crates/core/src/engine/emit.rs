@@ -6,7 +6,7 @@
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 use super::Engine;
-use crate::base::{BackendKey, ClientKey, DropReason, Protocol};
+use crate::base::{BackendKey, ClientKey, DropReason};
 use crate::engine::output::Output;
 use crate::flow::connect::Handover;
 use crate::flow::table::FlowId;
@@ -189,12 +189,10 @@ impl Engine {
         let Phase::Refused(r) = &flow.phase else {
             return;
         };
-        let (alert, ack, seq) = (r.alert, r.ack, flow.conn.k_isn + 1);
+        let (r, seq) = (*r, flow.conn.k_isn + 1);
+        let ack = r.ack;
         let options = Self::client_ts_option(flow, now);
-        let answer: &[u8] = match flow.protocol {
-            Protocol::Tls => &alert,
-            Protocol::Http => crate::peek::http::misdirected_response(),
-        };
+        let answer = r.answer(flow.protocol);
         let seg = Segment {
             src_port: key.service_port,
             dst_port: key.client_port,

@@ -5,6 +5,7 @@ use core::time::Duration;
 use std::net::{SocketAddrV4, SocketAddrV6};
 
 use crate::base::Outcome;
+use crate::flow::PeekEnd;
 use crate::name::HostName;
 
 /// Something an operator wants in the access log.
@@ -30,5 +31,7 @@ pub enum Event {
         bytes_to_client: u64,
         duration: Duration,
         outcome: Outcome,
+        /// Which way the peek ended (`None`: it did not).
+        peek: Option<PeekEnd>,
     },
 }

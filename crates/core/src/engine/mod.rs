@@ -46,11 +46,12 @@ pub use self::config::{ConfigError, EngineConfig, Service};
 pub use self::event::Event;
 pub use self::output::Output;
 pub use self::snapshot::SnapshotError;
-pub use self::stats::{Direction, DropReason, Side, Stats};
+pub use self::stats::{Direction, DropReason, PeekPath, Side, Stats};
 pub use crate::base::{Outcome, Protocol, RxChecksum};
 use crate::flow::table::{FlowId, FlowTable, KeyedHash};
 use crate::flow::timers::Timers;
 use crate::flow::{Expiry, Flow, Timeouts, Usage};
+pub use crate::flow::{PeekEnd, Unnamed};
 use crate::route::RouteTable;
 use crate::tcp::isn::IsnSource;
 use crate::time::Time;
@@ -328,7 +329,7 @@ impl Engine {
         };
         self.account(ck.client, flow.usage(), Usage::default());
         self.stats.outcome(outcome);
-        let created = flow.created;
+        let (created, peek) = (flow.created, flow.peek_end);
         let (name, bytes) = flow.into_log();
         self.push_event(Event::Closed {
             client: SocketAddrV4::new(ck.client, ck.client_port),
@@ -339,6 +340,7 @@ impl Engine {
             bytes_to_client: bytes[1],
             duration: now.saturating_since(created),
             outcome,
+            peek,
         });
     }
 

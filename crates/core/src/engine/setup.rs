@@ -1,15 +1,26 @@
 //! Carrying out what a flow being set up decided about a client segment
-//! ([`SetupStep`]): the SYN-ACK again, a RST, the end of the flow, or, once the host is
-//! named, the backend chosen from the route table and the flow moved to `Connect`
-//! (or to `Refused`, when nothing routes the name).
+//! ([`SetupStep`]): the SYN-ACK again, a RST, the end of the flow, or, once the peek is
+//! over, the backend chosen and the flow moved to `Connect`, or to `Refused` when
+//! nothing routes it (architecture.md, The splice, step 3):
+//!
+//! - a name with a route goes to its backend (`named`);
+//! - no name, or a name without a route, goes to the default backend
+//!   (`default_unnamed`), else is refused as an unknown name (TLS `unrecognized_name`,
+//!   HTTP 421);
+//! - bytes that cannot be named ([`Unnamed`]) go to the default backend as they are
+//!   (`default_unparsable`), else are refused as [`Unnamed::refusal`] says (TLS
+//!   `decode_error`, HTTP 400 or 431), or reset when they are no protocol at all;
+//! - two different TLS names ([`Unnamed::Ambiguous`], [`Unnamed::DuplicateServerName`])
+//!   are refused even with a default (`decode_error`, `illegal_parameter`).
 
 use super::{Engine, Verdict};
-use crate::base::{BackendKey, ClientKey, DropReason, Outcome};
+use crate::base::{BackendKey, ClientKey, DropReason, Outcome, PeekPath};
 use crate::engine::output::Output;
-use crate::flow::setup::{PeekLimits, SetupStep};
+use crate::flow::setup::{PeekLimits, SetupStep, Unnamed};
 use crate::flow::table::{FlowId, TableError};
-use crate::flow::{Flow, Phase};
+use crate::flow::{Flow, PeekEnd, Phase, Refusal};
 use crate::name::HostName;
+use crate::route::Route;
 use crate::tcp::seg::SegInfo;
 use crate::time::Time;
 
@@ -58,10 +69,14 @@ impl Engine {
                 self.choose_backend(now, id, key, name, out);
                 Verdict::Consumed
             }
+            SetupStep::Unnamed(why) => {
+                self.route_unnamed(now, id, key, why, out);
+                Verdict::Consumed
+            }
         }
     }
 
-    /// The name is known: connect to its backend, or refuse.
+    /// The name is known: connect to its backend, or the default, or refuse.
     fn choose_backend(
         &mut self,
         now: Time,
@@ -71,15 +86,66 @@ impl Engine {
         out: &mut Output,
     ) {
         let Some(route) = self.routes.lookup_or_default(name.as_ref()) else {
-            self.refuse(now, id, key, out);
+            self.ended_peek(id, PeekPath::Refused, None);
+            self.refuse(now, id, key, Refusal::UnknownName, out);
             return;
         };
-        let bk = BackendKey {
-            backend: route.backend(),
-            backend_port: route.backend_port(key.service_port),
-            client: key.client,
-            client_port: key.client_port,
+        let path = if route.is_default() {
+            PeekPath::DefaultUnnamed
+        } else {
+            PeekPath::Named
         };
+        let bk = backend_key(route, &key);
+        self.ended_peek(id, path, None);
+        self.connect(now, id, bk, name, out);
+    }
+
+    /// The bytes name nothing: the default backend takes them as they are, or Kracauer
+    /// answers (or resets) the client.
+    fn route_unnamed(
+        &mut self,
+        now: Time,
+        id: FlowId,
+        key: ClientKey,
+        why: Unnamed,
+        out: &mut Output,
+    ) {
+        let default = self.routes.default_route().filter(|_| why.may_default());
+        if let Some(bk) = default.map(|route| backend_key(route, &key)) {
+            self.ended_peek(id, PeekPath::DefaultUnparsable, Some(why));
+            self.connect(now, id, bk, None, out);
+            return;
+        }
+        match why.refusal() {
+            Some(refusal) => {
+                self.ended_peek(id, PeekPath::Refused, Some(why));
+                self.refuse(now, id, key, refusal, out);
+            }
+            None => {
+                self.ended_peek(id, PeekPath::Reset, Some(why));
+                self.reset_client(id, out);
+                self.finish(now, id, Outcome::NotRecognised);
+            }
+        }
+    }
+
+    /// Counts the path a flow's peek took and keeps it for the access log.
+    fn ended_peek(&mut self, id: FlowId, path: PeekPath, unnamed: Option<Unnamed>) {
+        if let Some(flow) = self.flows.get_mut(id) {
+            flow.peek_end = Some(PeekEnd { path, unnamed });
+            self.stats.peek_path(flow.protocol, path);
+        }
+    }
+
+    /// Indexes the flow under its backend's key `bk` and sends the backend the SYN.
+    fn connect(
+        &mut self,
+        now: Time,
+        id: FlowId,
+        bk: BackendKey,
+        name: Option<HostName>,
+        out: &mut Output,
+    ) {
         if let Err(e) = self.flows.index_backend(id, bk) {
             if e == TableError::BackendTupleTaken {
                 self.stats.drop(DropReason::TupleCollision);
@@ -100,18 +166,35 @@ impl Engine {
         self.rearm(id);
     }
 
-    /// Refuses an unknown name: TLS alert or HTTP 421, with FIN, acknowledging what the
-    /// client sent.
-    fn refuse(&mut self, now: Time, id: FlowId, key: ClientKey, out: &mut Output) {
+    /// Refuses the flow: TLS alert or HTTP 421 / 400 / 431, with FIN, acknowledging what
+    /// the client sent.
+    fn refuse(
+        &mut self,
+        now: Time,
+        id: FlowId,
+        key: ClientKey,
+        refusal: Refusal,
+        out: &mut Output,
+    ) {
         let until = now + self.config.linger;
         self.step(id, |flow| {
             let phase = match flow.phase {
-                Phase::Peek(p) => Phase::Refused(p.refuse(&flow.conn, until)),
+                Phase::Peek(p) => Phase::Refused(p.refuse(&flow.conn, until, refusal)),
                 other => other,
             };
             (Flow { phase, ..flow }, ())
         });
         self.send_refusal(now, id, &key, out);
         self.rearm(id);
+    }
+}
+
+/// Where the flow of `key` goes when `route` takes it.
+fn backend_key(route: &Route, key: &ClientKey) -> BackendKey {
+    BackendKey {
+        backend: route.backend(),
+        backend_port: route.backend_port(key.service_port),
+        client: key.client,
+        client_port: key.client_port,
     }
 }

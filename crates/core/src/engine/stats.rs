@@ -4,7 +4,7 @@
 //! tagged with the side whose packet it was ([`Side`]), so an operator can tell a
 //! scanner on the client side from a misbehaving backend from Kracauer's own limits.
 
-pub use crate::base::{DropReason, Outcome, Side};
+pub use crate::base::{DropReason, Outcome, PeekPath, Protocol, Side};
 
 /// Direction of a forwarded packet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -32,7 +32,12 @@ pub struct Stats {
     pub cookies_accepted: u64,
     /// Flows that reached the spliced state.
     pub spliced: u64,
+    /// Peeks ended, by protocol (TLS, HTTP) and by the path taken ([`PeekPath`]).
+    peeks: [[u64; PEEK_PATHS]; 2],
 }
+
+/// How many [`PeekPath`]s there are.
+const PEEK_PATHS: usize = PeekPath::ALL.len();
 
 impl Stats {
     pub(crate) fn new() -> Self {
@@ -53,6 +58,15 @@ impl Stats {
         if let Some(c) = self.outcomes.get_mut(outcome as usize) {
             *c += 1;
         }
+    }
+
+    pub(crate) fn peek_path(&mut self, protocol: Protocol, path: PeekPath) {
+        self.peeks[protocol as usize][path as usize] += 1;
+    }
+
+    /// Peeks on `protocol` ports that ended by `path`.
+    pub fn peeks(&self, protocol: Protocol, path: PeekPath) -> u64 {
+        self.peeks[protocol as usize][path as usize]
     }
 
     pub(crate) fn forwarded(&mut self, dir: Direction, payload: usize) {
@@ -96,6 +110,11 @@ impl Stats {
         self.cookies_sent += other.cookies_sent;
         self.cookies_accepted += other.cookies_accepted;
         self.spliced += other.spliced;
+        for (mine, theirs) in self.peeks.iter_mut().zip(&other.peeks) {
+            for (a, b) in mine.iter_mut().zip(theirs) {
+                *a += b;
+            }
+        }
     }
 
     /// Sets the count of drops for `reason` (a restored snapshot's).
@@ -158,6 +177,9 @@ mod tests {
         b.drop(DropReason::OutputFull);
         b.forwarded(Direction::ToClient, 50);
         b.spliced = 2;
+        a.peek_path(Protocol::Http, PeekPath::DefaultUnparsable);
+        b.peek_path(Protocol::Http, PeekPath::DefaultUnparsable);
+        b.peek_path(Protocol::Tls, PeekPath::Refused);
         let mut total = Stats::default();
         total.add(&a);
         total.add(&b);
@@ -166,6 +188,9 @@ mod tests {
         assert_eq!(total.outcomes(Outcome::Closed), 1);
         assert_eq!((total.packets[1], total.bytes[1]), (2, 150));
         assert_eq!(total.spliced, 2);
+        assert_eq!(total.peeks(Protocol::Http, PeekPath::DefaultUnparsable), 2);
+        assert_eq!(total.peeks(Protocol::Tls, PeekPath::Refused), 1);
+        assert_eq!(total.peeks(Protocol::Tls, PeekPath::Named), 0);
     }
 
     #[test]
@@ -176,5 +201,9 @@ mod tests {
         for (i, o) in Outcome::ALL.iter().enumerate() {
             assert_eq!(*o as usize, i);
         }
+        for (i, p) in PeekPath::ALL.iter().enumerate() {
+            assert_eq!(*p as usize, i);
+        }
+        assert_eq!((Protocol::Tls as usize, Protocol::Http as usize), (0, 1));
     }
 }

@@ -28,12 +28,13 @@ pub mod spliced;
 pub mod table;
 pub mod timers;
 
+use core::fmt;
 use core::time::Duration;
 
 pub use self::connect::Connect;
-pub use self::setup::Peek;
-pub use self::spliced::{Closing, Refused, Spliced};
-use crate::base::{Outcome, Protocol};
+pub use self::setup::{Peek, Unnamed};
+pub use self::spliced::{Closing, Refusal, Refused, Spliced};
+use crate::base::{Outcome, PeekPath, Protocol};
 use crate::name::HostName;
 use crate::tcp::seg::ClientOptions;
 use crate::time::Time;
@@ -50,6 +51,25 @@ pub struct Flow {
     pub armed: Time,
     pub conn: Conn,
     pub phase: Phase,
+    /// Which way the peek ended, once it has (for the access log).
+    pub peek_end: Option<PeekEnd>,
+}
+
+/// Which way a flow's peek ended, and why it named nothing, if it did not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PeekEnd {
+    pub path: PeekPath,
+    pub unnamed: Option<Unnamed>,
+}
+
+impl fmt::Display for PeekEnd {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.path.name())?;
+        match self.unnamed {
+            Some(why) => write!(f, ":{}", why.name()),
+            None => Ok(()),
+        }
+    }
 }
 
 /// What Kracauer knows of the TCP connection with the client, in every phase.
@@ -136,6 +156,7 @@ impl Flow {
             armed: Time::NEVER,
             conn,
             phase,
+            peek_end: None,
         }
     }
 
@@ -200,7 +221,7 @@ impl Flow {
             Phase::Connect(c) if now < c.named_at + t.connect => return Expiry::RetransmitSyn,
             Phase::Connect(_) => (Outcome::ConnectTimeout, true),
             Phase::Spliced(_) => (Outcome::IdleTimeout, false),
-            Phase::Refused(_) => (Outcome::UnknownName, false),
+            Phase::Refused(r) => (r.refusal.outcome(), false),
             Phase::Closing(c) => (c.outcome, false),
         };
         Expiry::Finish { outcome, reset }

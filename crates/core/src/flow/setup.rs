@@ -9,12 +9,12 @@
 //! engine chooses the backend.
 
 use super::connect::Connect;
-use super::spliced::Refused;
+use super::spliced::{Refusal, Refused};
 use super::{Conn, Flow, Phase};
 use crate::base::{DropReason, Outcome, Protocol};
 use crate::name::HostName;
-use crate::peek::http::{self, HttpHost, HttpPeek, HttpPeeker};
-use crate::peek::tls::{self, TlsPeek, TlsPeekConfig};
+use crate::peek::http::{self, HttpError, HttpHost, HttpPeek, HttpPeeker};
+use crate::peek::tls::{self, HelloError, TlsPeek, TlsPeekConfig};
 use crate::tcp::reasm::{Inserted, PeekBuffer};
 use crate::tcp::seg::SegInfo;
 use crate::time::Time;
@@ -56,15 +56,80 @@ pub enum SetupStep {
     SynAck,
     /// The flow ends; `reset` sends the client a RST first.
     Finish { outcome: Outcome, reset: bool },
-    /// The contiguous bytes named the host (`None`: a hello or request without a name).
+    /// The contiguous bytes named the host (`None`: a complete hello or request without a
+    /// usable name). The engine routes it by name, else to the default backend, else
+    /// refuses it as an unknown name.
     Named(Option<HostName>),
+    /// The bytes cannot be named. The engine routes them to the default backend as they
+    /// are (unless [`Unnamed::Ambiguous`]), else answers as [`Unnamed::refusal`] says.
+    Unnamed(Unnamed),
+}
+
+/// Why a flow's first bytes name no host (architecture.md, The splice, step 3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unnamed {
+    /// Not the port's protocol at all, or nothing at all before the client's FIN.
+    NotProtocol,
+    /// The protocol, but malformed where the name is read.
+    Malformed,
+    /// The client closed (FIN) before its hello or head was complete.
+    Truncated,
+    /// Longer than the peek cap before the name could be read.
+    TooLarge,
+    /// The client stopped sending before the name could be read: it retransmits bytes
+    /// already held (it waits for an acknowledgement, which a peek never gives) with at
+    /// least [`STALL_MIN_BYTES`] held. A hello or head larger than the client's initial
+    /// congestion window ends here.
+    Stalled,
+    /// Names that disagree (two different TLS `host_name`s in one list): refused even
+    /// with a default backend, since choosing one could send the client to a tenant it did
+    /// not ask for.
+    Ambiguous,
+    /// Two TLS `server_name` extensions naming different hosts: refused like
+    /// [`Unnamed::Ambiguous`], with the alert OpenSSL gives a duplicate extension.
+    DuplicateServerName,
+}
+
+/// Least contiguous bytes held before a retransmission of held bytes counts as
+/// [`Unnamed::Stalled`]: below it, a retransmission is a loss or a slow writer (a person
+/// typing a request), never a full initial window.
+pub const STALL_MIN_BYTES: usize = 4096;
+
+impl Unnamed {
+    /// Whether the default backend may take these bytes.
+    pub const fn may_default(self) -> bool {
+        !matches!(self, Self::Ambiguous | Self::DuplicateServerName)
+    }
+
+    /// The answer without a default backend: `None` is a RST (bytes of no protocol).
+    pub const fn refusal(self) -> Option<Refusal> {
+        match self {
+            Self::NotProtocol => None,
+            Self::Malformed | Self::Truncated | Self::Ambiguous => Some(Refusal::Malformed),
+            Self::TooLarge | Self::Stalled => Some(Refusal::TooLarge),
+            Self::DuplicateServerName => Some(Refusal::DuplicateExtension),
+        }
+    }
+
+    /// Snake-case name for logs.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::NotProtocol => "not_protocol",
+            Self::Malformed => "malformed",
+            Self::Truncated => "truncated",
+            Self::TooLarge => "too_large",
+            Self::Stalled => "stalled",
+            Self::Ambiguous => "ambiguous",
+            Self::DuplicateServerName => "duplicate_server_name",
+        }
+    }
 }
 
 /// What the peeker made of the bytes so far.
 enum Peeked {
     NeedMore,
     Name(Option<HostName>),
-    Garbage,
+    Unnamed(Unnamed),
 }
 
 impl Flow {
@@ -77,6 +142,7 @@ impl Flow {
             armed,
             mut conn,
             phase,
+            peek_end,
         } = self;
         let mut counted = None;
         let (phase, step) = setup_step(
@@ -95,6 +161,7 @@ impl Flow {
             armed,
             conn,
             phase,
+            peek_end,
         };
         (flow, Setup { counted, step })
     }
@@ -163,15 +230,12 @@ fn setup_step(
             (Ok(Inserted::PrefixGrew), Some(buf)) => {
                 match peek(protocol, buf.contiguous(), limits.cap) {
                     Peeked::NeedMore => {}
-                    Peeked::Garbage => {
-                        let finish = SetupStep::Finish {
-                            outcome: Outcome::NotRecognised,
-                            reset: true,
-                        };
-                        return (phase, finish);
-                    }
+                    Peeked::Unnamed(why) => return (phase, SetupStep::Unnamed(why)),
                     Peeked::Name(name) => return (phase, SetupStep::Named(name)),
                 }
+            }
+            (Ok(Inserted::Nothing), Some(buf)) if stalled(buf, offset, payload.len()) => {
+                return (phase, SetupStep::Unnamed(Unnamed::Stalled));
             }
             _ => {}
         }
@@ -181,17 +245,30 @@ fn setup_step(
         // it never will be. A FIN behind a hole, or once the name is known, is left to
         // the client to retransmit (it is not acknowledged).
         if let Phase::Peek(p) = &phase {
-            let received_end = conn.c_isn + 1 + p.buf.contiguous().len() as u32;
+            let held = p.buf.contiguous().len();
+            let received_end = conn.c_isn + 1 + held as u32;
             if seg.seq + seg.payload_len == received_end {
-                let finish = SetupStep::Finish {
-                    outcome: Outcome::NotRecognised,
-                    reset: true,
+                let why = if held == 0 {
+                    Unnamed::NotProtocol
+                } else {
+                    Unnamed::Truncated
                 };
-                return (phase, finish);
+                return (phase, SetupStep::Unnamed(why));
             }
         }
     }
     (phase, SetupStep::Consumed)
+}
+
+/// Whether a segment that brought nothing new shows a client waiting for an
+/// acknowledgement: all of it lies inside the held bytes, which have no hole and are at
+/// least [`STALL_MIN_BYTES`] long (see [`Unnamed::Stalled`]).
+fn stalled(buf: &PeekBuffer, offset: i32, len: usize) -> bool {
+    let held = buf.contiguous().len();
+    held >= STALL_MIN_BYTES
+        && buf.held() == held
+        && offset >= 0
+        && (offset as usize).saturating_add(len) <= held
 }
 
 /// Bytes of the client's stream held without a hole, and up to the furthest byte held.
@@ -204,15 +281,17 @@ fn held(phase: &Phase) -> (u32, u32) {
     (buf.contiguous().len() as u32, buf.held() as u32)
 }
 
-/// Adds client bytes to a peek buffer, unless the engine's peek memory is spent and the
-/// buffer would need its first allocation.
+/// Adds client bytes to a peek buffer, unless the buffer would have to grow by more than
+/// the engine's peek memory has left: all peek buffers together never hold more than the
+/// engine's `max_peek_bytes` (the client sends the refused bytes again).
 fn insert(
     buf: &mut PeekBuffer,
     offset: i32,
     data: &[u8],
     limits: PeekLimits,
 ) -> Result<Inserted, DropReason> {
-    if buf.capacity() == 0 && limits.budget < limits.cap.min(data.len().max(1)) {
+    let growth = buf.capacity_after(offset, data.len(), limits.cap) - buf.capacity();
+    if growth > limits.budget {
         return Err(DropReason::PeekMemory);
     }
     Ok(buf.insert(offset, data, limits.cap))
@@ -231,14 +310,20 @@ impl Peek {
         }
     }
 
-    /// The name has no route and there is no default: answer like a server would (a TLS
-    /// `unrecognized_name` alert, or HTTP 421), acknowledging the bytes peeked.
-    pub fn refuse(self, conn: &Conn, until: Time) -> Refused {
+    /// Nothing routes the bytes: answer like a server would (see [`Refusal`]),
+    /// acknowledging the bytes peeked.
+    pub fn refuse(self, conn: &Conn, until: Time, refusal: Refusal) -> Refused {
         let bytes = self.buf.contiguous();
+        let alert = match refusal {
+            Refusal::UnknownName => tls::unrecognized_name_alert(bytes),
+            Refusal::Malformed | Refusal::TooLarge => tls::decode_error_alert(bytes),
+            Refusal::DuplicateExtension => tls::illegal_parameter_alert(bytes),
+        };
         Refused {
             ack: conn.c_isn + 1 + bytes.len() as u32,
             until,
-            alert: tls::unrecognized_name_alert(bytes),
+            alert,
+            refusal,
         }
     }
 }
@@ -246,9 +331,13 @@ impl Peek {
 impl Refused {
     /// The answer this refusal sends for `protocol`.
     pub fn answer(&self, protocol: Protocol) -> &[u8] {
-        match protocol {
-            Protocol::Tls => &self.alert,
-            Protocol::Http => http::misdirected_response(),
+        match (protocol, self.refusal) {
+            (Protocol::Tls, _) => &self.alert,
+            (Protocol::Http, Refusal::UnknownName) => http::misdirected_response(),
+            (Protocol::Http, Refusal::Malformed | Refusal::DuplicateExtension) => {
+                http::BAD_REQUEST_RESPONSE
+            }
+            (Protocol::Http, Refusal::TooLarge) => http::HEADERS_TOO_LARGE_RESPONSE,
         }
     }
 }
@@ -261,8 +350,12 @@ fn peek(protocol: Protocol, bytes: &[u8], cap: usize) -> Peeked {
             HttpPeek::Found {
                 host: Some(HttpHost::Name(n)),
             } => Peeked::Name(Some(n)),
+            // No Host (HTTP/1.0), an empty one, an address or a value that is no name:
+            // routed as a request without a name.
             HttpPeek::Found { host: _ } => Peeked::Name(None),
-            HttpPeek::NotHttp | HttpPeek::Invalid(_) => Peeked::Garbage,
+            HttpPeek::NotHttp => Peeked::Unnamed(Unnamed::NotProtocol),
+            HttpPeek::Invalid(HttpError::TooLarge) => Peeked::Unnamed(Unnamed::TooLarge),
+            HttpPeek::Invalid(_) => Peeked::Unnamed(Unnamed::Malformed),
         },
         Protocol::Tls => match tls::peek(
             bytes,
@@ -271,11 +364,17 @@ fn peek(protocol: Protocol, bytes: &[u8], cap: usize) -> Peeked {
             },
         ) {
             TlsPeek::NeedMore => Peeked::NeedMore,
+            // An unusable name (not a host name, or an address literal, which RFC 6066
+            // forbids but some clients send) is routed as a hello without a name.
             TlsPeek::Found { sni, .. } => Peeked::Name(sni),
-            // RFC 6066 forbids address literals in SNI, but some clients send them: route
-            // such a hello as one without a name (default backend, or the alert).
-            TlsPeek::Invalid(tls::HelloError::AddressLiteral) => Peeked::Name(None),
-            TlsPeek::NotTls | TlsPeek::Invalid(_) => Peeked::Garbage,
+            TlsPeek::SslV2 => Peeked::Name(None),
+            TlsPeek::NotTls => Peeked::Unnamed(Unnamed::NotProtocol),
+            TlsPeek::Invalid(HelloError::TooLarge { .. }) => Peeked::Unnamed(Unnamed::TooLarge),
+            TlsPeek::Invalid(HelloError::DuplicateServerName) => {
+                Peeked::Unnamed(Unnamed::DuplicateServerName)
+            }
+            TlsPeek::Invalid(e) if e.is_ambiguous() => Peeked::Unnamed(Unnamed::Ambiguous),
+            TlsPeek::Invalid(_) => Peeked::Unnamed(Unnamed::Malformed),
         },
     }
 }

@@ -22,7 +22,7 @@ use core::time::Duration;
 
 use super::connect::{Connect, MAX_RTO};
 use super::setup::Peek;
-use super::spliced::{Closing, Refused, Spliced};
+use super::spliced::{Closing, Refusal, Refused, Spliced};
 use super::{Conn, Flow, Phase};
 use crate::base::{ClientKey, Outcome, Protocol};
 use crate::name::HostName;
@@ -417,6 +417,7 @@ fn write_phase(w: &mut Writer, phase: &Phase, now: Time) {
             w.u32(f.ack.0);
             w.time(f.until, now);
             w.raw(&f.alert);
+            w.u8(refusal_code(f.refusal));
         }
         Phase::Closing(c) => {
             w.u8(CLOSING);
@@ -425,6 +426,25 @@ fn write_phase(w: &mut Writer, phase: &Phase, now: Time) {
             w.u8(c.outcome as u8);
         }
     }
+}
+
+fn refusal_code(r: Refusal) -> u8 {
+    match r {
+        Refusal::UnknownName => 0,
+        Refusal::Malformed => 1,
+        Refusal::DuplicateExtension => 2,
+        Refusal::TooLarge => 3,
+    }
+}
+
+fn refusal_of(code: u8) -> Result<Refusal, SnapshotError> {
+    Ok(match code {
+        0 => Refusal::UnknownName,
+        1 => Refusal::Malformed,
+        2 => Refusal::DuplicateExtension,
+        3 => Refusal::TooLarge,
+        _ => return Err(SnapshotError::BadField("refusal")),
+    })
 }
 
 fn read_phase(r: &mut Reader<'_>, now: Time, peek_cap: usize) -> Result<Phase, SnapshotError> {
@@ -439,6 +459,7 @@ fn read_phase(r: &mut Reader<'_>, now: Time, peek_cap: usize) -> Result<Phase, S
             ack: SeqNumber(r.u32()?),
             until: r.time(now)?,
             alert: r.raw()?,
+            refusal: refusal_of(r.u8()?)?,
         }),
         CLOSING => {
             let spliced = Box::new(read_spliced(r)?);

@@ -32,7 +32,7 @@ pub struct Closing {
 }
 
 /// A refused flow.
-#[derive(Debug)]
+#[derive(Debug, Clone, Copy)]
 pub struct Refused {
     /// The client sequence number Kracauer acknowledges (after the peeked bytes).
     pub ack: SeqNumber,
@@ -40,6 +40,38 @@ pub struct Refused {
     pub until: Time,
     /// The TLS alert record sent (unused for HTTP).
     pub alert: [u8; 7],
+    /// Why, which says the answer.
+    pub refusal: Refusal,
+}
+
+/// Why a flow is answered by Kracauer itself, and with what (architecture.md, The splice,
+/// step 3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// No route for the name, or no name, and no default backend: TLS
+    /// `unrecognized_name`, HTTP `421 Misdirected Request`.
+    UnknownName,
+    /// Bytes of the protocol that cannot be read to a name (malformed, cut short by the
+    /// client's FIN, or naming two different hosts), with no default backend (or
+    /// ambiguous): TLS `decode_error`, HTTP `400 Bad Request`.
+    Malformed,
+    /// A TLS hello with two `server_name` extensions naming different hosts (refused
+    /// even with a default): TLS `illegal_parameter`, as OpenSSL answers a duplicate
+    /// extension.
+    DuplicateExtension,
+    /// Longer than Kracauer reads before the name, with no default backend: TLS
+    /// `decode_error`, HTTP `431 Request Header Fields Too Large`.
+    TooLarge,
+}
+
+impl Refusal {
+    /// How a refused flow ends, for the access log and the outcome counters.
+    pub const fn outcome(self) -> Outcome {
+        match self {
+            Self::UnknownName => Outcome::UnknownName,
+            Self::Malformed | Self::DuplicateExtension | Self::TooLarge => Outcome::Unparsable,
+        }
+    }
 }
 
 /// What a forwarded segment did to a spliced flow.

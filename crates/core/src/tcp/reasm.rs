@@ -58,6 +58,19 @@ impl PeekBuffer {
         self.data.capacity()
     }
 
+    /// The heap capacity the buffer would have after inserting `len` bytes at `offset`
+    /// under `cap`: it grows by doubling, never past the cap, so a buffer never holds more
+    /// than `cap` bytes of heap.
+    pub fn capacity_after(&self, offset: i32, len: usize, cap: usize) -> usize {
+        let end = (i64::from(offset) + len as i64).clamp(0, cap.min(u32::MAX as usize) as i64);
+        let end = end as usize;
+        let have = self.data.capacity();
+        if end <= have {
+            return have;
+        }
+        end.max(have.saturating_mul(2)).min(cap).max(end)
+    }
+
     fn filled(&self) -> &[(u32, u32)] {
         &self.ranges[..usize::from(self.nranges)]
     }
@@ -119,6 +132,8 @@ impl PeekBuffer {
 
         // Copy only the bytes no range held before (first copy wins).
         if self.data.len() < end as usize {
+            let capacity = self.capacity_after(start as i32, len as usize, cap as usize);
+            self.data.reserve_exact(capacity - self.data.len());
             self.data.resize(end as usize, 0);
         }
         let before_prefix = self.contiguous().len();
@@ -157,6 +172,22 @@ mod tests {
     use super::*;
 
     const CAP: usize = 64;
+
+    #[test]
+    fn capacity_doubles_but_never_passes_the_cap() {
+        let mut b = PeekBuffer::new();
+        b.insert(0, &[1; 10], 1000);
+        assert_eq!(b.capacity(), 10);
+        b.insert(10, &[1; 5], 1000);
+        assert_eq!(b.capacity(), 20);
+        assert_eq!(b.capacity_after(15, 700, 1000), 715);
+        b.insert(15, &[1; 700], 1000);
+        assert_eq!(b.capacity(), 715);
+        assert_eq!(b.capacity_after(715, 5000, 1000), 1000);
+        b.insert(715, &[1; 5000], 1000);
+        assert_eq!((b.capacity(), b.contiguous().len()), (1000, 1000));
+        assert_eq!(b.capacity_after(-5, 3, 1000), 1000);
+    }
 
     #[test]
     fn in_order_segments_grow_the_prefix() {

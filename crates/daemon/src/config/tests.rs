@@ -411,6 +411,17 @@ fn limits_are_read_and_range_checked() {
 }
 
 #[test]
+fn peek_bytes_may_reach_the_largest_tls_hello_over_records_and_no_further() {
+    let c = parse_str(&format!("{GOOD}\n[limits]\npeek_bytes = 16793600\n")).unwrap();
+    assert_eq!(c.limits.peek_bytes, 16_793_600);
+    let e = error(&format!("{GOOD}\n[limits]\npeek_bytes = 16793601\n"));
+    assert!(
+        e.contains("limits.peek_bytes: 16793601 is out of range; give 1 to 16793600"),
+        "{e}"
+    );
+}
+
+#[test]
 fn unknown_limit_is_an_error_listing_the_valid_ones() {
     let e = error(&format!("{GOOD}\n[limits]\nmax_flow = 5\n"));
     assert!(e.contains("unknown field `max_flow`"), "{e}");

@@ -1,13 +1,18 @@
 //! End to end: the real `kracauer run` (the binary cargo built for this test run) in the
 //! testbed's router namespace, real kernel TCP in the client and in the backends. What
 //! the daemon promises, as the client and the backends see it: routing by name
-//! (`routing`), and reloads, restarts and clean stops (`lifecycle`).
+//! (`routing`), reloads, restarts and clean stops (`lifecycle`), and hellos and heads it
+//! cannot name, compared with a real OpenSSL server, nginx (`hellos`, `heads`,
+//! `origin`).
 //!
 //! Privileged: every test is `#[ignore]`d (run them as root with `--include-ignored`) and
 //! panics when root or `ip` is missing. Every test builds its own uniquely named
 //! namespaces and deletes them on drop, also when it fails, so the tests run in parallel.
 
+mod heads;
+mod hellos;
 mod lifecycle;
+mod origin;
 mod routing;
 
 use std::io::{Read, Write};

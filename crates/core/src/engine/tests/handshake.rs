@@ -384,7 +384,9 @@ fn fin_behind_a_hole_while_peeking_waits_for_the_missing_bytes() {
 }
 
 #[test]
-fn fin_after_every_byte_of_an_unfinished_hello_is_reset() {
+fn fin_after_every_byte_of_an_unfinished_hello_gets_decode_error_without_a_default() {
+    // Issue 19 changed this from a RST: the bytes are TLS, cut short, so Kracauer answers
+    // like a TLS server would to a hello it cannot decode.
     let mut h = Harness::new();
     let synack = h.syn(443);
     let k = synack.seg.seq.0;
@@ -398,9 +400,12 @@ fn fin_after_every_byte_of_an_unfinished_hello_is_reset() {
         ts(101, 0),
         part,
     );
-    let rst = step.only_sent();
-    assert!(!rst.v6 && rst.seg.rst());
-    assert_eq!(h.engine.stats().outcomes(Outcome::NotRecognised), 1);
+    let alert = step.only_sent();
+    assert!(!alert.v6 && !alert.seg.rst());
+    assert_eq!(alert.payload, [0x15, 3, 1, 0, 2, 2, 50]);
+    assert_eq!(alert.seg.ack, SeqNumber(C_ISN + 1 + 20));
+    let stats = h.engine.stats();
+    assert_eq!(stats.peeks(Protocol::Tls, PeekPath::Refused), 1);
 }
 
 #[test]

@@ -12,6 +12,7 @@ mod offload;
 mod reconfigure;
 mod snapshot;
 mod splice;
+mod unnamed;
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;

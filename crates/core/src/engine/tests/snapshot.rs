@@ -239,6 +239,19 @@ fn refused_flow_acknowledges_the_clients_fin_after_restore() {
 }
 
 #[test]
+fn a_refusals_kind_survives_restore_and_ends_the_flow_the_same_way() {
+    let mut a = Harness::new();
+    // HTTP/1.1 without Host: refused as malformed (400), not as an unknown name.
+    let (_, step) = a.open(80, b"GET / HTTP/1.1\r\n\r\n");
+    assert!(step.only_sent().payload.starts_with(b"HTTP/1.1 400"));
+    let mut b = twin(&a);
+    advance_both(&mut a, &mut b, Duration::from_secs(31));
+    assert_eq!(b.engine.flow_count(), 0);
+    assert_eq!(a.engine.stats().outcomes(Outcome::Unparsable), 1);
+    assert_eq!(b.engine.stats().outcomes(Outcome::Unparsable), 1);
+}
+
+#[test]
 fn closing_flow_forwards_stragglers_and_ends_after_the_linger_after_restore() {
     let mut a = Harness::new();
     let (synack, _) = a.spliced_http(backend_linux());
