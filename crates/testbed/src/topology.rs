@@ -159,6 +159,13 @@ impl Topology {
     /// Links, addresses, routes and sysctls.
     fn wire(&self) -> Result<(), Error> {
         let (c, r) = (&self.client, &self.router);
+        // No duplicate address detection on the IPv6 links: while a link-local address
+        // is tentative (a second after its link comes up) the kernel sends no neighbour
+        // solicitation, so the first packet to a backend would wait a second.
+        for ns in [r, &self.backend_a, &self.backend_b] {
+            ns.sysctl("net.ipv6.conf.all.accept_dad", "0")?;
+            ns.sysctl("net.ipv6.conf.default.accept_dad", "0")?;
+        }
         // Client link.
         r.ip([
             "link",

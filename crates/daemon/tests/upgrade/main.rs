@@ -1,34 +1,32 @@
 //! Live upgrades (SIGUSR2) end to end: the real binary in the testbed's router namespace,
-//! real kernel TCP at both ends. Transfers in flight survive upgrades to a new binary
-//! file, and a failed upgrade leaves the old daemon serving with its flows.
+//! real kernel TCP at both ends.
+//! - `transfers`: transfers in flight survive upgrades to new binary files;
+//! - `failures`: a failed upgrade leaves the old daemon serving with its flows;
+//! - `phases`: connections caught by an upgrade in each phase of their life end as they
+//!   would have without it.
 //!
 //! Privileged: every test is `#[ignore]`d (run as root with `--include-ignored`).
-//!
-//! Scale: `KRACAUER_UPGRADE_FULL=1` runs the shape in full (200 concurrent
-//! downloads and one of 200 MB); by default it is 40 downloads and one of 20 MB, which a
-//! debug build on a small shared CI machine moves in reasonable time.
 
 #![allow(clippy::unwrap_used)] // test helpers: a failed step is a failed test
 
+mod failures;
+mod phases;
+mod requests;
+mod transfers;
+
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use kracauer_testbed::topology::HTTP_PORT;
-use kracauer_testbed::{Kracauer, Topology, Variant, client, pattern, require_privileged};
+use kracauer_testbed::{Kracauer, Topology, client, pattern};
 use rustix::process::{Pid, Signal, WaitOptions};
 
 /// The binary cargo built for this run; each upgrade installs a fresh copy of it.
 const KRACAUER: &str = env!("CARGO_BIN_EXE_kracauer");
-
-fn full() -> bool {
-    std::env::var_os("KRACAUER_UPGRADE_FULL").is_some()
-}
 
 /// Polls `f` until it returns `Some` or `limit` passes (a bound on waiting, not a timed
 /// assertion).
@@ -62,14 +60,7 @@ fn install(path: &Path, script: Option<&str>) {
 
 /// A daemon started from a copy of the binary at `<testbed>/bin/kracauer`.
 fn start(tb: &Topology) -> (Kracauer<'_>, PathBuf) {
-    // Orphaned daemons (the new ones, once the old exits) become this process's children.
-    rustix::process::set_child_subreaper(Some(rustix::process::getpid())).unwrap();
-    let dir = tb.dir().join("bin");
-    std::fs::create_dir_all(&dir).unwrap();
-    let exe = dir.join("kracauer");
-    install(&exe, None);
-    let k = tb.start_kracauer(&exe, &tb.config("")).unwrap();
-    (k, exe)
+    start_with(tb, &tb.config(""))
 }
 
 /// How many upgrades the log says were committed, and the last new pid.
@@ -146,7 +137,11 @@ fn terminate(pid: i32) {
 
 /// A download whose reader goes slowly while `slow` is set (so the connection spans
 /// every upgrade), then at full speed; checks every byte.
-fn paced_download(tb: &Topology, n: u64, slow: Arc<AtomicBool>) -> thread::JoinHandle<u64> {
+fn paced_download(
+    tb: &Topology,
+    n: u64,
+    slow: std::sync::Arc<AtomicBool>,
+) -> thread::JoinHandle<u64> {
     let mut s = tb
         .client
         .run(|| client::open(Topology::service(HTTP_PORT)))
@@ -200,80 +195,67 @@ fn read_body(s: &mut TcpStream, n: u64, slow: &AtomicBool) -> u64 {
     got
 }
 
-#[test]
-#[ignore = "privileged: needs root and network namespaces (run with --include-ignored)"]
-fn downloads_survive_five_upgrades_to_new_binary_files() {
-    require_privileged("downloads_survive_five_upgrades_to_new_binary_files");
-    let tb = Topology::build(Variant::Routed).unwrap();
-    let (k, exe) = start(&tb);
-    let (count, small, big) = if full() {
-        (200, 1 << 20, 200 << 20)
-    } else {
-        (40, 1 << 20, 20 << 20)
-    };
-    let slow = Arc::new(AtomicBool::new(true));
-    let mut transfers: Vec<_> = (0..count)
-        .map(|_| paced_download(&tb, small, slow.clone()))
-        .collect();
-    transfers.push(paced_download(&tb, big, slow.clone()));
-    let mut pid = k.pid() as i32;
-    for n in 1..=5 {
-        install(&exe, None);
-        pid = usr2(pid, &k, n);
-    }
-    slow.store(false, Ordering::Relaxed);
-    for t in transfers {
-        t.join().expect("the transfer completed intact");
-    }
-    // Exactly one daemon is left, running the file now at the path.
-    assert_eq!(daemons(k.config_path()), [pid]);
-    let running = std::fs::metadata(format!("/proc/{pid}/exe")).unwrap().ino();
-    assert_eq!(running, std::fs::metadata(&exe).unwrap().ino());
-    // New connections work.
-    assert_eq!(tb.download("a.example", 100_000).unwrap(), 100_000);
-    assert_eq!(tb.http_get("a.example", "/").unwrap().status, 200);
-    terminate(pid);
-    assert!(daemons(k.config_path()).is_empty());
+/// A connection from the client to the service's `port`, its handshake done (answered
+/// by Kracauer itself).
+fn connect(tb: &Topology, port: u16) -> TcpStream {
+    tb.client
+        .run(move || client::open(Topology::service(port)))
+        .unwrap()
+        .unwrap()
 }
 
-#[test]
-#[ignore = "privileged: needs root and network namespaces (run with --include-ignored)"]
-fn failed_upgrades_leave_the_old_daemon_serving_its_flows() {
-    require_privileged("failed_upgrades_leave_the_old_daemon_serving_its_flows");
-    let tb = Topology::build(Variant::Routed).unwrap();
-    let (mut k, exe) = start(&tb);
-    let pid = k.pid() as i32;
-    let slow = Arc::new(AtomicBool::new(true));
-    let transfer = paced_download(&tb, 8 << 20, slow.clone());
-    let good = tb.config("");
+/// Everything until the peer closes; a reset is an error (what the client saw).
+fn read_to_close(s: &mut TcpStream) -> std::io::Result<Vec<u8>> {
+    let mut out = Vec::new();
+    s.read_to_end(&mut out)?;
+    Ok(out)
+}
 
-    // A new binary that exits at once.
-    install(&exe, Some("#!/bin/sh\nexit 3\n"));
-    let why = usr2_fails(pid, &k, 1);
-    assert!(why.contains("went away"), "{why}");
+/// The value of the metric series `name` (labels included), at most a second old.
+fn metric(k: &Kracauer<'_>, name: &str) -> u64 {
+    let body = k.metrics().map(|r| r.body).unwrap_or_default();
+    body.lines()
+        .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+        .unwrap_or(0)
+}
 
-    // A configuration made invalid just before the signal.
+/// A daemon started with `config` from a copy of the binary at `<testbed>/bin/kracauer`.
+fn start_with<'tb>(tb: &'tb Topology, config: &str) -> (Kracauer<'tb>, PathBuf) {
+    // Orphaned daemons (the new ones, once the old exits) become this process's children.
+    rustix::process::set_child_subreaper(Some(rustix::process::getpid())).unwrap();
+    let dir = tb.dir().join("bin");
+    std::fs::create_dir_all(&dir).unwrap();
+    let exe = dir.join("kracauer");
     install(&exe, None);
-    std::fs::write(k.config_path(), "prefix = \"nonsense\"\n").unwrap();
-    let why = usr2_fails(pid, &k, 2);
-    assert!(why.contains("refused"), "{why}");
-    std::fs::write(k.config_path(), &good).unwrap();
+    let k = tb.start_kracauer(&exe, config).unwrap();
+    (k, exe)
+}
 
-    // A new binary that reads another snapshot version than the old one writes.
-    let wrapper = format!(
-        "#!/bin/sh\nKRACAUER_TESTING_ACCEPT_SNAPSHOT_VERSION=999 exec {} \"$@\"\n",
-        KRACAUER
-    );
-    install(&exe, Some(&wrapper));
-    let why = usr2_fails(pid, &k, 3);
-    assert!(why.contains("format version"), "{why}");
+/// Gives the client's TCP a retransmission timeout of at least `rto` towards the
+/// service address (`rto_min` on its default route; new connections take it).
+fn client_rto_min(tb: &Topology, rto: &str) {
+    let gateway = kracauer_testbed::topology::ROUTER_V4.to_string();
+    tb.client
+        .ip([
+            "route", "change", "default", "via", &gateway, "rto_min", rto,
+        ])
+        .unwrap();
+}
 
-    // The old daemon serves on: the transfer completes, new connections work, and it
-    // is the only daemon.
-    assert!(k.is_running());
-    assert_eq!(daemons(k.config_path()), [pid]);
-    assert_eq!(tb.http_get("a.example", "/").unwrap().status, 200);
-    slow.store(false, Ordering::Relaxed);
-    transfer.join().expect("the transfer completed intact");
-    k.terminate().unwrap();
+/// Loads the nftables `script` in `ns`.
+fn nft(ns: &kracauer_testbed::Netns, script: &str) {
+    let mut child = ns
+        .command("nft")
+        .args(["-f", "-"])
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(script.as_bytes())
+        .unwrap();
+    assert!(child.wait().unwrap().success(), "nft -f: {script}");
 }

@@ -1,0 +1,2 @@
+//! Connections caught by an upgrade in each phase of their life end as they would have
+//! without it.
