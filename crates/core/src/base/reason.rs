@@ -107,6 +107,10 @@ pub enum Outcome {
     Limited,
     /// Still open when the daemon stopped (SIGTERM): logged, then forgotten.
     Shutdown,
+    /// Its service address or port was removed by a reload: forgotten, the client reset
+    /// if the flow was still being set up (each side of a spliced flow is reset at its
+    /// next segment, as after a restart).
+    ServiceRemoved,
 }
 
 impl Outcome {
@@ -124,6 +128,7 @@ impl Outcome {
         Outcome::NotRecognised,
         Outcome::Limited,
         Outcome::Shutdown,
+        Outcome::ServiceRemoved,
     ];
 
     /// Snake-case name for metrics labels and logs.
@@ -141,6 +146,7 @@ impl Outcome {
             Outcome::NotRecognised => "not_recognised",
             Outcome::Limited => "limited",
             Outcome::Shutdown => "shutdown",
+            Outcome::ServiceRemoved => "service_removed",
         }
     }
 }

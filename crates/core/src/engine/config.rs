@@ -1,8 +1,9 @@
 //! The engine's configuration: addresses it serves, sizes, timeouts and limits.
 //!
 //! Every limit an operator may want to tune is here with its default; the daemon maps
-//! its config file onto this struct. Nothing here changes on reload except the routes,
-//! which the engine takes separately.
+//! its config file onto this struct. A reload changes the timeouts, the limits (not
+//! `max_flows`) and the services ([`Engine::reconfigure`](super::Engine::reconfigure));
+//! the routes come separately.
 
 use core::time::Duration;
 use std::net::Ipv4Addr;

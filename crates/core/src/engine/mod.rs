@@ -27,6 +27,7 @@ mod emit;
 pub mod event;
 mod icmp;
 pub mod output;
+mod services;
 mod setup;
 pub mod snapshot;
 pub mod stats;
@@ -87,6 +88,9 @@ pub struct Engine {
     next_ident: u16,
     /// The engine's time from the caller's (moved only by a restore, see `clock.rs`).
     clock: Clock,
+    /// The services changed: flows on one no longer served are to be ended
+    /// (`services.rs`).
+    unserved_sweep: bool,
 }
 
 /// Most events kept when nobody drains them.
@@ -123,6 +127,7 @@ impl Engine {
             peek_bytes: 0,
             next_ident: key("ident")[0] as u16,
             clock: Clock::default(),
+            unserved_sweep: false,
             routes,
             config,
         })
@@ -133,13 +138,14 @@ impl Engine {
         self.routes = routes;
     }
 
-    /// Takes the timeouts and limits of `config`, validated first (on an error nothing
-    /// changes). The seed and the secrets drawn from it, the prefix, the services, the
-    /// MTU, the window scale and `max_flows` (the flow table is sized at the start) stay
-    /// as they are. New flows use the new values; a timer already armed fires when it
-    /// was set to, and the flow's next deadline is computed with the new values.
-    /// A limit lowered below what flows already hold stops new flows until enough of
-    /// them end; nothing in progress is cut.
+    /// Takes the timeouts, limits and services of `config`, validated first (on an error
+    /// nothing changes). The seed and the secrets drawn from it, the prefix, the MTU, the
+    /// window scale and `max_flows` (the flow table is sized at the start) stay as they
+    /// are. New flows use the new values; a timer already armed fires when it was set
+    /// to, and the flow's next deadline is computed with the new values. A limit lowered
+    /// below what flows already hold stops new flows until enough of them end; nothing
+    /// in progress is cut. Flows on a service address or port no longer served are
+    /// ended at the next [`Engine::handle_timeout`] (see `services.rs`).
     pub fn reconfigure(&mut self, config: EngineConfig) -> Result<(), ConfigError> {
         config.validate()?;
         let c = &mut self.config;
@@ -152,6 +158,10 @@ impl Engine {
         c.max_peeking_per_client = config.max_peeking_per_client;
         c.max_peek_bytes = config.max_peek_bytes;
         c.max_half_open = config.max_half_open;
+        if c.services != config.services {
+            c.services = config.services;
+            self.unserved_sweep = true;
+        }
         Ok(())
     }
 
@@ -185,8 +195,11 @@ impl Engine {
         self.events.pop_front()
     }
 
-    /// When [`Engine::handle_timeout`] should next be called.
+    /// When [`Engine::handle_timeout`] should next be called ([`Time::ZERO`]: at once).
     pub fn poll_timeout(&self) -> Option<Time> {
+        if self.unserved_sweep {
+            return Some(Time::ZERO);
+        }
         self.timers.next().map(|t| self.clock.external(t))
     }
 
@@ -232,6 +245,9 @@ impl Engine {
     /// Runs every timer due at `now`.
     pub fn handle_timeout(&mut self, now: Time, out: &mut Output) {
         let now = self.clock.internal(now);
+        if self.unserved_sweep {
+            self.end_unserved(now, out);
+        }
         let timeouts = self.timeouts();
         while let Some((at, id)) = self.timers.pop_due(now) {
             let Some(flow) = self.flows.get_mut(id) else {

@@ -23,8 +23,10 @@
 //! the timeouts and limits (the new configuration's, as a reload would apply them),
 //! access-log events not yet drained (the caller drains them first), and peek bytes held
 //! after a hole (see flow/snapshot.rs). The settings a flow's packets depend on, the
-//! prefix, the services, the MTU and the window scale, must be the snapshot's: otherwise
-//! the restore is refused with [`SnapshotError::ConfigMismatch`].
+//! prefix, the MTU and the window scale, must be the snapshot's: otherwise the restore is
+//! refused with [`SnapshotError::ConfigMismatch`]. The services may differ: the
+//! configuration's are served, and flows on one it no longer lists are ended as a reload
+//! ends them (`services.rs`).
 
 use core::hash::Hasher;
 use std::net::{Ipv4Addr, Ipv6Addr};
@@ -125,8 +127,9 @@ impl Engine {
 
     /// An engine for `config` and `routes` holding the state `bytes` (from
     /// [`Engine::snapshot`]) describe, running on from the caller's `now`. The snapshot's
-    /// seed replaces `config.seed`; its prefix, services, MTU and window scale must be
-    /// `config`'s. A snapshot that is damaged, of another version, or does not fit
+    /// seed replaces `config.seed`; its prefix, MTU and window scale must be `config`'s.
+    /// Flows on a service `config` no longer lists are ended at the first
+    /// [`Engine::handle_timeout`]. A snapshot that is damaged, of another version, or does not fit
     /// `config` is refused whole; nothing in it can make this panic.
     pub fn restore(
         mut config: EngineConfig,
@@ -141,9 +144,11 @@ impl Engine {
         }
         config.seed = r.raw()?;
         let next_ident = r.u16()?;
-        check_settings(&mut r, &config)?;
+        let services = check_settings(&mut r, &config)?;
+        let services_changed = services != config.services;
         let mut engine =
             Engine::new(config, routes).map_err(|e| SnapshotError::InvalidConfig(e.to_string()))?;
+        engine.unserved_sweep = services_changed;
         engine.clock = Clock::rebased(now, then);
         engine.next_ident = next_ident;
         read_counters(&mut r, &mut engine)?;
@@ -198,8 +203,9 @@ fn write_settings(w: &mut Writer, c: &EngineConfig) {
     }
 }
 
-/// Reads the settings the snapshot's flows depend on and checks them against `c`'s.
-fn check_settings(r: &mut Reader<'_>, c: &EngineConfig) -> Result<(), SnapshotError> {
+/// Reads the settings the snapshot's flows depend on and checks them against `c`'s;
+/// returns the snapshot's services.
+fn check_settings(r: &mut Reader<'_>, c: &EngineConfig) -> Result<Vec<Service>, SnapshotError> {
     let prefix = Prefix96::new(Ipv6Addr::from(r.raw::<16>()?))
         .map_err(|_| SnapshotError::BadField("prefix"))?;
     if prefix != c.prefix {
@@ -224,12 +230,7 @@ fn check_settings(r: &mut Reader<'_>, c: &EngineConfig) -> Result<(), SnapshotEr
         let [tls, http] = ports;
         services.push(Service { address, tls, http });
     }
-    if services != c.services {
-        return Err(SnapshotError::ConfigMismatch(
-            "services (listen addresses and ports)",
-        ));
-    }
-    Ok(())
+    Ok(services)
 }
 
 /// Counters by name, so that a reason or outcome a build adds or drops costs nothing.

@@ -10,6 +10,7 @@ mod hostile;
 mod icmp;
 mod offload;
 mod reconfigure;
+mod services;
 mod snapshot;
 mod splice;
 mod unnamed;
