@@ -9,6 +9,8 @@ use crate::netlink::{Divert, NetError, Netlink, Plan, Sysctls};
 use crate::steer::{self, Steering};
 use crate::tun::{Tun, TunOptions};
 
+mod relisten;
+
 /// A set-up that failed (what was done of it is undone already).
 #[derive(Debug, thiserror::Error)]
 pub enum SetupError {

@@ -14,6 +14,7 @@ pub mod logging;
 pub mod metrics;
 pub mod netlink;
 pub mod notify;
+pub mod reload;
 pub mod routes;
 pub mod run;
 pub mod runtime;

@@ -29,6 +29,9 @@ use rtnetlink::{Handle, IpVersion, RouteMessageBuilder};
 
 use crate::config::Config;
 
+mod divert;
+pub use divert::Rediversion;
+
 /// The routing protocol number on every route and rule Kracauer adds (`proto 107` in
 /// `ip` output; 107 is `k`, unused by `/etc/iproute2/rt_protos`).
 pub const PROTOCOL: u8 = 107;

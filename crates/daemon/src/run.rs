@@ -1,12 +1,12 @@
 //! `kracauer run`: the control plane. It loads the configuration, sets the host up,
 //! starts one data-plane thread per TUN queue, then waits for signals on a
 //! single-threaded tokio runtime:
-//! - SIGHUP reloads the configuration: validated in full first; on error it is logged
-//!   and nothing changes. On success every worker gets the new route table and, if they
-//!   changed, the new `[timeouts]` and `[limits]` (its share of them), all but
-//!   `limits.max_flows`; the log names each value applied. The other settings
-//!   (`prefix`, `[tun]`, `[[listen]]`, `[metrics]`, `limits.max_flows`) take a restart:
-//!   a reload that changes them says so and keeps the running values ([`plan`]);
+//! - SIGHUP reloads the configuration ([`crate::reload`]): validated in full first; on
+//!   error it is logged and nothing changes. On success the routes, `[timeouts]`,
+//!   `[limits]` (all but `max_flows`), `[[listen]]` and `[metrics]` are applied to the
+//!   running daemon; `prefix`, `[tun]` and `limits.max_flows` are not, and the log says
+//!   so;
+//! - SIGUSR2 is a live upgrade ([`crate::upgrade`]);
 //! - SIGINT and SIGTERM stop the data plane, undo the host set-up and exit 0.
 //!
 //! If a data-plane worker fails (the TUN went away), all stop, the set-up is undone and
@@ -21,16 +21,15 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Sender};
-use std::time::Duration;
 
 use kracauer_core::engine::{self, Engine, EngineConfig};
-use kracauer_core::route::RouteTable;
 use tokio::signal::unix::{SignalKind, signal};
 
-use crate::config::{Config, ConfigError, Limits};
+use crate::config::{Config, ConfigError};
 use crate::host::{Host, SetupError};
 use crate::metrics;
 use crate::notify;
+use crate::reload;
 use crate::routes::{self, Loaded};
 use crate::runtime::{self, DataPlane, Reload};
 use crate::upgrade;
@@ -106,8 +105,7 @@ async fn control(path: PathBuf) -> Result<(), RunError> {
         tokio::select! {
             _ = hup.recv() => {
                 notify::reloading();
-                let config = running.config.clone();
-                running.config = reload(&path, config, running.seed, &running.senders);
+                reload::reload(&path, &mut running).await;
                 notify::ready(&status);
             }
             _ = usr2.recv() => {
@@ -148,6 +146,8 @@ pub struct Running {
     /// Each worker's reload channel, in worker order.
     pub senders: Vec<Sender<Reload>>,
     pub metrics: Option<MetricsServer>,
+    /// What the workers publish for the metrics endpoint.
+    pub published: runtime::Published,
 }
 
 /// The metrics endpoint: its task, and its listener's descriptor for an upgrade.
@@ -285,6 +285,7 @@ async fn start(path: &Path) -> Result<Running, RunError> {
         workers,
         senders,
         metrics,
+        published,
     })
 }
 
@@ -329,379 +330,4 @@ pub fn worker_configs(config: &Config, seed: [u8; 32], workers: usize) -> Vec<En
             ..shared.clone()
         })
         .collect()
-}
-
-/// SIGHUP: load and validate the file again; only a fully valid one changes anything.
-/// Returns the configuration in force afterwards.
-fn reload(path: &Path, running: Config, seed: [u8; 32], workers: &[Sender<Reload>]) -> Config {
-    let Loaded {
-        config,
-        routes: table,
-    } = match routes::load(path) {
-        Ok(loaded) => loaded,
-        Err(e) => {
-            tracing::error!("reload refused, nothing changed: {e}");
-            return running;
-        }
-    };
-    let plan = plan(&running, &config, workers.len());
-    let names = table.len();
-    let messages = match messages(&plan, seed, workers.len(), Arc::new(table)) {
-        Ok(m) => m,
-        Err(e) => {
-            tracing::error!("reload refused, nothing changed: the engine refused it: {e}");
-            return running;
-        }
-    };
-    for what in &plan.restart {
-        tracing::warn!(
-            "reload: {what} changed; that takes a restart (the running value stays in force)"
-        );
-    }
-    let mut taken = 0;
-    for (worker, message) in workers.iter().zip(messages) {
-        // A worker that has stopped no longer listens; the daemon is stopping then.
-        if worker.send(message).is_ok() {
-            taken += 1;
-        }
-    }
-    if taken > 0 {
-        tracing::info!("reload: {names} names from {}", path.display());
-        for change in &plan.applied {
-            tracing::info!("reload: applied {change}");
-        }
-    }
-    plan.in_force
-}
-
-/// What a reload from `running` to a valid `new` configuration does, with `workers`
-/// data-plane workers.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Plan {
-    /// The configuration in force after the reload: `new`'s routes, default backend,
-    /// timeouts and limits, `running`'s everything else (`limits.max_flows` included).
-    pub in_force: Config,
-    /// The settings that differ and only a restart applies, as named in the file.
-    pub restart: Vec<&'static str>,
-    /// The `[timeouts]` and `[limits]` values that change in the running workers.
-    pub applied: Vec<Change>,
-}
-
-impl Plan {
-    /// Whether the workers' engines get new timeouts or limits.
-    pub fn reconfigures(&self) -> bool {
-        !self.applied.is_empty()
-    }
-}
-
-/// One `[timeouts]` or `[limits]` value a reload changes.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Change {
-    /// As written in the file, e.g. `timeouts.peek`.
-    pub key: &'static str,
-    pub from: String,
-    pub to: String,
-    /// Each worker's share, for the limits divided among workers (more than one).
-    pub per_worker: Option<String>,
-}
-
-impl std::fmt::Display for Change {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} {} -> {}", self.key, self.from, self.to)?;
-        if let Some(share) = &self.per_worker {
-            write!(f, " ({share} per worker)")?;
-        }
-        Ok(())
-    }
-}
-
-/// Which settings a reload from `running` to `new` applies and which take a restart.
-pub fn plan(running: &Config, new: &Config, workers: usize) -> Plan {
-    let in_force = Config {
-        routes: new.routes.clone(),
-        default_backend: new.default_backend,
-        timeouts: new.timeouts,
-        limits: Limits {
-            // The flow table (and the timer heap) is sized for it at the start.
-            max_flows: running.limits.max_flows,
-            ..new.limits
-        },
-        ..running.clone()
-    };
-    let share = routes::per_worker(routes::engine_config(&in_force, [0; 32]), workers);
-    let divided = workers > 1;
-    let mut applied = Vec::new();
-    let mut time = |key, from: Duration, to: Duration| {
-        if from != to {
-            applied.push(Change {
-                key,
-                from: humantime::format_duration(from).to_string(),
-                to: humantime::format_duration(to).to_string(),
-                per_worker: None,
-            });
-        }
-    };
-    let (a, b) = (&running.timeouts, &new.timeouts);
-    time("timeouts.peek", a.peek, b.peek);
-    time("timeouts.connect", a.connect, b.connect);
-    time(
-        "timeouts.syn_retransmit",
-        a.syn_retransmit,
-        b.syn_retransmit,
-    );
-    time("timeouts.idle", a.idle, b.idle);
-    time("timeouts.linger", a.linger, b.linger);
-    let mut limit = |key, from: u64, to: u64, per_worker: Option<u64>| {
-        if from != to {
-            applied.push(Change {
-                key,
-                from: from.to_string(),
-                to: to.to_string(),
-                per_worker: per_worker.filter(|_| divided).map(|n| n.to_string()),
-            });
-        }
-    };
-    let (a, b) = (&running.limits, &new.limits);
-    limit(
-        "limits.max_half_open",
-        a.max_half_open as u64,
-        b.max_half_open as u64,
-        Some(share.max_half_open as u64),
-    );
-    limit(
-        "limits.peek_bytes",
-        a.peek_bytes as u64,
-        b.peek_bytes as u64,
-        None,
-    );
-    limit(
-        "limits.peeks_per_client",
-        u64::from(a.peeks_per_client),
-        u64::from(b.peeks_per_client),
-        Some(u64::from(share.max_peeking_per_client)),
-    );
-    limit(
-        "limits.peek_memory",
-        a.peek_memory as u64,
-        b.peek_memory as u64,
-        Some(share.max_peek_bytes as u64),
-    );
-    Plan {
-        restart: needs_restart(running, new),
-        applied,
-        in_force,
-    }
-}
-
-/// The messages for `workers` workers carrying out `plan`: the route table for all, and
-/// each worker's engine configuration if the plan changes timeouts or limits. An error
-/// if the engine would refuse that configuration (then nothing should be sent).
-pub fn messages(
-    plan: &Plan,
-    seed: [u8; 32],
-    workers: usize,
-    routes: Arc<RouteTable>,
-) -> Result<Vec<Reload>, engine::ConfigError> {
-    if !plan.reconfigures() {
-        return Ok(vec![
-            Reload {
-                routes,
-                config: None,
-            };
-            workers
-        ]);
-    }
-    let configs = worker_configs(&plan.in_force, seed, workers);
-    for c in &configs {
-        c.validate()?;
-    }
-    Ok(configs
-        .into_iter()
-        .map(|c| Reload {
-            routes: routes.clone(),
-            config: Some(c),
-        })
-        .collect())
-}
-
-/// The settings that differ between `a` and `b` and only a restart applies.
-pub fn needs_restart(a: &Config, b: &Config) -> Vec<&'static str> {
-    let mut out = Vec::new();
-    if a.prefix != b.prefix {
-        out.push("prefix");
-    }
-    if a.tun != b.tun {
-        out.push("[tun]");
-    }
-    if a.listen != b.listen {
-        out.push("[[listen]]");
-    }
-    if a.metrics != b.metrics {
-        out.push("[metrics]");
-    }
-    if a.limits.max_flows != b.limits.max_flows {
-        out.push("limits.max_flows");
-    }
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::config;
-
-    const BASE: &str = "prefix = \"2001:db8:64::/96\"\n\n[[listen]]\naddress = \"203.0.113.10\"\ntls = [443]\n\n[[route]]\nhosts = [\"a.example\"]\nbackend = \"2001:db8:1::2\"\n";
-
-    fn parse(text: &str) -> Config {
-        config::parse(text, Path::new("k.toml")).expect("valid")
-    }
-
-    /// `BASE` with `[timeouts]` and `[limits]` tables of `timeouts` and `limits`.
-    fn with(timeouts: &str, limits: &str) -> String {
-        format!("{BASE}\n[timeouts]\n{timeouts}\n\n[limits]\n{limits}\n")
-    }
-
-    fn keys(plan: &Plan) -> Vec<&'static str> {
-        plan.applied.iter().map(|c| c.key).collect()
-    }
-
-    #[test]
-    fn route_changes_alone_need_no_restart() {
-        let b = parse(&BASE.replace("a.example", "b.example"));
-        assert!(needs_restart(&parse(BASE), &b).is_empty());
-        let plan = plan(&parse(BASE), &b, 2);
-        assert!(plan.restart.is_empty());
-        assert!(!plan.reconfigures());
-        assert_eq!(plan.in_force, b);
-    }
-
-    #[test]
-    fn timeouts_and_limits_apply_live_but_max_flows_takes_a_restart() {
-        let running = parse(&with("", "max_flows = 10000"));
-        let new = parse(&with(
-            "peek = \"10s\"\nidle = \"1h\"",
-            "max_flows = 20000\nmax_half_open = 1001\npeek_bytes = 4096",
-        ));
-        let plan = plan(&running, &new, 2);
-        assert_eq!(plan.restart, ["limits.max_flows"]);
-        assert_eq!(
-            keys(&plan),
-            [
-                "timeouts.peek",
-                "timeouts.idle",
-                "limits.max_half_open",
-                "limits.peek_bytes"
-            ]
-        );
-        let said: Vec<String> = plan.applied.iter().map(ToString::to_string).collect();
-        assert_eq!(
-            said,
-            [
-                "timeouts.peek 5s -> 10s",
-                "timeouts.idle 2h 4m -> 1h",
-                "limits.max_half_open 16384 -> 1001 (501 per worker)",
-                "limits.peek_bytes 16384 -> 4096",
-            ]
-        );
-        assert_eq!(plan.in_force.timeouts, new.timeouts);
-        assert_eq!(plan.in_force.limits.max_half_open, 1001);
-        assert_eq!(plan.in_force.limits.max_flows, 10000, "the running value");
-    }
-
-    #[test]
-    fn every_timeout_and_every_limit_but_max_flows_is_applied() {
-        let running = parse(BASE);
-        let new = parse(&with(
-            "peek = \"1s\"\nconnect = \"2s\"\nsyn_retransmit = \"3s\"\nidle = \"4s\"\nlinger = \"5s\"",
-            "max_half_open = 1\npeek_bytes = 2\npeeks_per_client = 3\npeek_memory = 4",
-        ));
-        let plan = plan(&running, &new, 1);
-        assert!(plan.restart.is_empty());
-        assert_eq!(
-            keys(&plan),
-            [
-                "timeouts.peek",
-                "timeouts.connect",
-                "timeouts.syn_retransmit",
-                "timeouts.idle",
-                "timeouts.linger",
-                "limits.max_half_open",
-                "limits.peek_bytes",
-                "limits.peeks_per_client",
-                "limits.peek_memory",
-            ]
-        );
-        assert!(
-            plan.applied.iter().all(|c| c.per_worker.is_none()),
-            "one worker"
-        );
-        assert_eq!(plan.in_force, new);
-    }
-
-    #[test]
-    fn settings_that_take_a_restart_keep_their_running_values() {
-        let running = parse(BASE);
-        let new = parse(
-            &BASE
-                .replace("2001:db8:64::/96", "2001:db8:65::/96")
-                .replace("a.example", "b.example"),
-        );
-        let plan = plan(&running, &new, 1);
-        assert_eq!(plan.restart, ["prefix"]);
-        assert_eq!(plan.in_force.prefix, running.prefix);
-        assert_eq!(plan.in_force.routes, new.routes);
-    }
-
-    #[test]
-    fn a_reload_without_new_timeouts_or_limits_sends_only_routes() {
-        let c = parse(BASE);
-        let plan = plan(&c, &c, 3);
-        let table = Arc::new(RouteTable::builder().build());
-        let sent = messages(&plan, [7; 32], 3, table).expect("valid");
-        assert_eq!(sent.len(), 3);
-        assert!(sent.iter().all(|m| m.config.is_none()));
-    }
-
-    #[test]
-    fn workers_engines_take_the_reloaded_timeouts_and_limits() {
-        let workers = 2;
-        let seed = [7; 32];
-        // A small flow table: every engine allocates its table up front.
-        let running = parse(&with("", "max_flows = 1000"));
-        let table = Arc::new(routes::route_table(&running, Path::new("k.toml")).expect("routes"));
-        let mut engines: Vec<Engine> = worker_configs(&running, seed, workers)
-            .into_iter()
-            .map(|c| Engine::new(c, table.clone()).expect("engine"))
-            .collect();
-        let new = parse(&with(
-            "peek = \"9s\"\nlinger = \"1s\"",
-            "max_flows = 4000\nmax_half_open = 100\npeek_memory = 1000001\npeeks_per_client = 5",
-        ));
-        let plan = plan(&running, &new, workers);
-        let sent = messages(&plan, seed, workers, table).expect("valid");
-        for (index, (engine, message)) in engines.iter_mut().zip(sent).enumerate() {
-            let (tx, rx) = mpsc::channel();
-            tx.send(message).expect("send");
-            assert_eq!(runtime::take_reloads(engine, &rx, index), 1);
-            let c = engine.config();
-            assert_eq!(c.peek_timeout, Duration::from_secs(9));
-            assert_eq!(c.linger, Duration::from_secs(1));
-            assert_eq!(c.connect_timeout, Duration::from_secs(5), "unchanged");
-            assert_eq!(c.max_half_open, 50, "a half of 100");
-            assert_eq!(c.max_peek_bytes, 500_001, "a half of 1000001, rounded up");
-            assert_eq!(c.max_peeking_per_client, 3, "a half of 5, rounded up");
-            assert_eq!(c.max_flows, 500, "still a half of the running 1000");
-            assert_eq!(c.seed, routes::worker_seed(seed, index), "own seed kept");
-        }
-    }
-
-    #[test]
-    fn prefix_and_listen_changes_are_named_as_needing_a_restart() {
-        let b = parse(
-            &BASE
-                .replace("2001:db8:64::/96", "2001:db8:65::/96")
-                .replace("tls = [443]", "tls = [443, 8443]"),
-        );
-        assert_eq!(needs_restart(&parse(BASE), &b), ["prefix", "[[listen]]"]);
-    }
 }

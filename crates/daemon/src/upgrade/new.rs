@@ -44,7 +44,11 @@ pub fn inherited() -> Option<io::Result<Link>> {
 /// nothing of the host set-up is touched either way.
 pub async fn take_over(link: Link, path: &Path) -> Result<Running, RunError> {
     match prepare(&link, path).await {
-        Ok(running) => commit(&link, running),
+        Ok(running) => {
+            let mut running = commit(&link, running)?;
+            relisten(&mut running).await;
+            Ok(running)
+        }
         Err(why) => {
             let _ = link.send(Kind::Fail, why.as_bytes(), &[]);
             Err(RunError::Upgrade(why))
@@ -76,6 +80,25 @@ fn commit(link: &Link, mut running: Running) -> Result<Running, RunError> {
         .resume()
         .map_err(|e| fail(format!("cannot start the data-plane threads: {e}")))?;
     Ok(running)
+}
+
+/// After the commit: brings the host's diversions to this configuration's listen
+/// addresses and ports, if they changed (the engines serve the new ones already, and
+/// end the flows of removed ones). Nothing of the host is touched before the commit, so
+/// that a failed upgrade leaves the old process's set-up as it was.
+async fn relisten(running: &mut Running) {
+    match running.host.divert_for(&running.config).await {
+        Ok(undo) => {
+            for e in running.host.undivert(&undo).await {
+                tracing::error!(
+                    "upgrade: could not undo a diversion no longer needed (removed at the exit): {e}"
+                );
+            }
+        }
+        Err(e) => tracing::error!(
+            "upgrade: cannot divert the new listen addresses and ports ({e}); the old ones stay diverted"
+        ),
+    }
 }
 
 /// Everything before "ready": the reason as text on failure, for the old process's log.
@@ -112,6 +135,11 @@ async fn prepare(link: &Link, path: &Path) -> Result<Running, String> {
     if Host::workers(&config) != workers {
         tracing::warn!(
             "upgrade: keeping the {workers} TUN queues handed over; a change of [tun] workers takes a restart"
+        );
+    }
+    if !config.tun.offload && state.offload {
+        tracing::warn!(
+            "upgrade: keeping the TUN queues as they were opened, with offloads; [tun] offload = false takes a restart"
         );
     }
     let accepted = std::env::var(TESTING_SNAPSHOT_VERSION_ENV)
@@ -162,6 +190,7 @@ async fn prepare(link: &Link, path: &Path) -> Result<Running, String> {
         workers: Workers::new_parked(planes, stop),
         senders,
         metrics,
+        published,
         config,
     })
 }

@@ -11,6 +11,7 @@
 
 mod failures;
 mod phases;
+mod reconfigure;
 mod requests;
 mod transfers;
 

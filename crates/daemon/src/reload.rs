@@ -1,0 +1,522 @@
+//! SIGHUP: the configuration file loaded and validated again, and applied to the running
+//! daemon without dropping anything; an invalid file, or one the engine or the host
+//! refuses, changes nothing.
+//!
+//! Applied ([`plan`]): the routes and `default_backend` (new flows route by them), the
+//! `[timeouts]` and `[limits]` but `max_flows` (every worker's engine takes its share),
+//! the `[[listen]]` addresses and ports (a live re-setup: what is added is diverted into
+//! the TUN before the workers serve it, what is removed is undone after; flows on a
+//! removed address or port end, the others go on, see the core's `engine/services.rs`),
+//! and `[metrics]` (the endpoint moves). Not applied, named in a warning, the running
+//! value kept: `limits.max_flows` (the flow table is sized at the start: an upgrade,
+//! SIGUSR2, applies it), `prefix` and `[tun]` (a restart).
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use kracauer_core::engine;
+use kracauer_core::route::RouteTable;
+
+use crate::config::{Config, Limits, Listen};
+use crate::routes::{self, Loaded};
+use crate::run::{MetricsServer, Running, worker_configs};
+use crate::runtime::Reload;
+
+/// SIGHUP: load and validate the file again; only a fully valid one that the engine and
+/// the host accept changes anything. `running.config` is the configuration in force
+/// afterwards.
+pub async fn reload(path: &Path, running: &mut Running) {
+    let Loaded {
+        config,
+        routes: table,
+    } = match routes::load(path) {
+        Ok(loaded) => loaded,
+        Err(e) => {
+            tracing::error!("reload refused, nothing changed: {e}");
+            return;
+        }
+    };
+    let workers = running.senders.len();
+    let plan = plan(&running.config, &config, workers);
+    let names = table.len();
+    let messages = match messages(&plan, running.seed, workers, Arc::new(table)) {
+        Ok(m) => m,
+        Err(e) => {
+            tracing::error!("reload refused, nothing changed: the engine refused it: {e}");
+            return;
+        }
+    };
+    // Everything that can fail comes before anything changes: the metrics listener is
+    // bound, then what the new listen set-up adds is diverted.
+    let metrics = match plan.in_force.metrics {
+        Some(m) if plan.in_force.metrics != running.config.metrics => {
+            match std::net::TcpListener::bind(m.listen) {
+                Ok(l) => Some(Some((l, m.listen))),
+                Err(e) => {
+                    tracing::error!(
+                        "reload refused, nothing changed: cannot listen for metrics on {}: {e}",
+                        m.listen
+                    );
+                    return;
+                }
+            }
+        }
+        None if running.config.metrics.is_some() => Some(None),
+        _ => None,
+    };
+    let undo = if plan.relistens() {
+        match running.host.divert_for(&plan.in_force).await {
+            Ok(undo) => undo,
+            Err(e) => {
+                tracing::error!(
+                    "reload refused, nothing changed: cannot divert the new listen addresses and ports: {e}"
+                );
+                return;
+            }
+        }
+    } else {
+        Vec::new()
+    };
+    for what in &plan.restart {
+        let how = if *what == "limits.max_flows" {
+            "an upgrade (SIGUSR2) or a restart"
+        } else {
+            "a restart"
+        };
+        tracing::warn!(
+            "reload: {what} changed; that takes {how} (the running value stays in force)"
+        );
+    }
+    let mut taken = 0;
+    for (worker, message) in running.senders.iter().zip(messages) {
+        // A worker that has stopped no longer listens; the daemon is stopping then.
+        if worker.send(message).is_ok() {
+            taken += 1;
+        }
+    }
+    if taken > 0 {
+        tracing::info!("reload: {names} names from {}", path.display());
+        for change in &plan.applied {
+            tracing::info!("reload: applied {change}");
+        }
+    }
+    for e in running.host.undivert(&undo).await {
+        tracing::error!(
+            "reload: could not undo a diversion no longer needed (removed at the exit): {e}"
+        );
+    }
+    match metrics {
+        Some(Some((listener, at))) => {
+            let published = running.published.clone();
+            match MetricsServer::start(listener, published) {
+                Ok(server) => {
+                    if let Some(old) = running.metrics.replace(server) {
+                        old.task.abort();
+                    }
+                    tracing::info!("reload: metrics now at http://{at}/metrics");
+                }
+                Err(e) => tracing::error!("reload: metrics stay where they were: {e}"),
+            }
+        }
+        Some(None) => {
+            if let Some(old) = running.metrics.take() {
+                old.task.abort();
+            }
+            tracing::info!("reload: metrics endpoint closed");
+        }
+        None => {}
+    }
+    running.config = plan.in_force;
+}
+
+/// What a reload from `running` to a valid `new` configuration does, with `workers`
+/// data-plane workers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Plan {
+    /// The configuration in force after the reload: `new`'s routes, default backend,
+    /// timeouts, limits, listen addresses and ports and metrics endpoint, `running`'s
+    /// everything else (`limits.max_flows` included).
+    pub in_force: Config,
+    /// The settings that differ and a reload cannot apply, as named in the file.
+    pub restart: Vec<&'static str>,
+    /// The `[timeouts]`, `[limits]` and `[[listen]]` values that change in the running
+    /// workers.
+    pub applied: Vec<Change>,
+}
+
+impl Plan {
+    /// Whether the workers' engines get new timeouts, limits or services.
+    pub fn reconfigures(&self) -> bool {
+        !self.applied.is_empty()
+    }
+
+    /// Whether the listen addresses or ports change (the host set-up with them).
+    pub fn relistens(&self) -> bool {
+        self.applied.iter().any(|c| c.key == "[[listen]]")
+    }
+}
+
+/// One `[timeouts]`, `[limits]` or `[[listen]]` value a reload changes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Change {
+    /// As written in the file, e.g. `timeouts.peek`.
+    pub key: &'static str,
+    pub from: String,
+    pub to: String,
+    /// Each worker's share, for the limits divided among workers (more than one).
+    pub per_worker: Option<String>,
+}
+
+impl std::fmt::Display for Change {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {} -> {}", self.key, self.from, self.to)?;
+        if let Some(share) = &self.per_worker {
+            write!(f, " ({share} per worker)")?;
+        }
+        Ok(())
+    }
+}
+
+/// Which settings a reload from `running` to `new` applies and which take a restart.
+pub fn plan(running: &Config, new: &Config, workers: usize) -> Plan {
+    let in_force = Config {
+        routes: new.routes.clone(),
+        default_backend: new.default_backend,
+        timeouts: new.timeouts,
+        limits: Limits {
+            // The flow table (and the timer heap) is sized for it at the start.
+            max_flows: running.limits.max_flows,
+            ..new.limits
+        },
+        listen: new.listen.clone(),
+        metrics: new.metrics,
+        ..running.clone()
+    };
+    let share = routes::per_worker(routes::engine_config(&in_force, [0; 32]), workers);
+    let divided = workers > 1;
+    let mut applied = Vec::new();
+    let mut time = |key, from: Duration, to: Duration| {
+        if from != to {
+            applied.push(Change {
+                key,
+                from: humantime::format_duration(from).to_string(),
+                to: humantime::format_duration(to).to_string(),
+                per_worker: None,
+            });
+        }
+    };
+    let (a, b) = (&running.timeouts, &new.timeouts);
+    time("timeouts.peek", a.peek, b.peek);
+    time("timeouts.connect", a.connect, b.connect);
+    time(
+        "timeouts.syn_retransmit",
+        a.syn_retransmit,
+        b.syn_retransmit,
+    );
+    time("timeouts.idle", a.idle, b.idle);
+    time("timeouts.linger", a.linger, b.linger);
+    let mut limit = |key, from: u64, to: u64, per_worker: Option<u64>| {
+        if from != to {
+            applied.push(Change {
+                key,
+                from: from.to_string(),
+                to: to.to_string(),
+                per_worker: per_worker.filter(|_| divided).map(|n| n.to_string()),
+            });
+        }
+    };
+    let (a, b) = (&running.limits, &new.limits);
+    limit(
+        "limits.max_half_open",
+        a.max_half_open as u64,
+        b.max_half_open as u64,
+        Some(share.max_half_open as u64),
+    );
+    limit(
+        "limits.peek_bytes",
+        a.peek_bytes as u64,
+        b.peek_bytes as u64,
+        None,
+    );
+    limit(
+        "limits.peeks_per_client",
+        u64::from(a.peeks_per_client),
+        u64::from(b.peeks_per_client),
+        Some(u64::from(share.max_peeking_per_client)),
+    );
+    limit(
+        "limits.peek_memory",
+        a.peek_memory as u64,
+        b.peek_memory as u64,
+        Some(share.max_peek_bytes as u64),
+    );
+    if running.listen != new.listen {
+        applied.push(Change {
+            key: "[[listen]]",
+            from: describe(&running.listen),
+            to: describe(&new.listen),
+            per_worker: None,
+        });
+    }
+    Plan {
+        restart: needs_restart(running, new),
+        applied,
+        in_force,
+    }
+}
+
+/// The listen addresses and ports, for the log: `203.0.113.10 tls [443] http [80]`.
+fn describe(listen: &[Listen]) -> String {
+    let each: Vec<String> = listen
+        .iter()
+        .map(|l| format!("{} tls {:?} http {:?}", l.address, l.tls, l.http))
+        .collect();
+    each.join(", ")
+}
+
+/// The messages for `workers` workers carrying out `plan`: the route table for all, and
+/// each worker's engine configuration if the plan changes timeouts, limits or services. An error
+/// if the engine would refuse that configuration (then nothing should be sent).
+pub fn messages(
+    plan: &Plan,
+    seed: [u8; 32],
+    workers: usize,
+    routes: Arc<RouteTable>,
+) -> Result<Vec<Reload>, engine::ConfigError> {
+    if !plan.reconfigures() {
+        return Ok(vec![
+            Reload {
+                routes,
+                config: None,
+            };
+            workers
+        ]);
+    }
+    let configs = worker_configs(&plan.in_force, seed, workers);
+    for c in &configs {
+        c.validate()?;
+    }
+    Ok(configs
+        .into_iter()
+        .map(|c| Reload {
+            routes: routes.clone(),
+            config: Some(c),
+        })
+        .collect())
+}
+
+/// The settings that differ between `a` and `b` and a reload cannot apply:
+/// `limits.max_flows` takes an upgrade (SIGUSR2) or a restart, the others a restart.
+pub fn needs_restart(a: &Config, b: &Config) -> Vec<&'static str> {
+    let mut out = Vec::new();
+    if a.prefix != b.prefix {
+        out.push("prefix");
+    }
+    if a.tun != b.tun {
+        out.push("[tun]");
+    }
+    if a.limits.max_flows != b.limits.max_flows {
+        out.push("limits.max_flows");
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config;
+    use crate::runtime;
+    use kracauer_core::engine::Engine;
+    use std::sync::mpsc;
+
+    const BASE: &str = "prefix = \"2001:db8:64::/96\"\n\n[[listen]]\naddress = \"203.0.113.10\"\ntls = [443]\n\n[[route]]\nhosts = [\"a.example\"]\nbackend = \"2001:db8:1::2\"\n";
+
+    fn parse(text: &str) -> Config {
+        config::parse(text, Path::new("k.toml")).expect("valid")
+    }
+
+    /// `BASE` with `[timeouts]` and `[limits]` tables of `timeouts` and `limits`.
+    fn with(timeouts: &str, limits: &str) -> String {
+        format!("{BASE}\n[timeouts]\n{timeouts}\n\n[limits]\n{limits}\n")
+    }
+
+    fn keys(plan: &Plan) -> Vec<&'static str> {
+        plan.applied.iter().map(|c| c.key).collect()
+    }
+
+    #[test]
+    fn route_changes_alone_need_no_restart() {
+        let b = parse(&BASE.replace("a.example", "b.example"));
+        assert!(needs_restart(&parse(BASE), &b).is_empty());
+        let plan = plan(&parse(BASE), &b, 2);
+        assert!(plan.restart.is_empty());
+        assert!(!plan.reconfigures());
+        assert_eq!(plan.in_force, b);
+    }
+
+    #[test]
+    fn timeouts_and_limits_apply_live_but_max_flows_takes_a_restart() {
+        let running = parse(&with("", "max_flows = 10000"));
+        let new = parse(&with(
+            "peek = \"10s\"\nidle = \"1h\"",
+            "max_flows = 20000\nmax_half_open = 1001\npeek_bytes = 4096",
+        ));
+        let plan = plan(&running, &new, 2);
+        assert_eq!(plan.restart, ["limits.max_flows"]);
+        assert_eq!(
+            keys(&plan),
+            [
+                "timeouts.peek",
+                "timeouts.idle",
+                "limits.max_half_open",
+                "limits.peek_bytes"
+            ]
+        );
+        let said: Vec<String> = plan.applied.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            said,
+            [
+                "timeouts.peek 5s -> 10s",
+                "timeouts.idle 2h 4m -> 1h",
+                "limits.max_half_open 16384 -> 1001 (501 per worker)",
+                "limits.peek_bytes 16384 -> 4096",
+            ]
+        );
+        assert_eq!(plan.in_force.timeouts, new.timeouts);
+        assert_eq!(plan.in_force.limits.max_half_open, 1001);
+        assert_eq!(plan.in_force.limits.max_flows, 10000, "the running value");
+    }
+
+    #[test]
+    fn every_timeout_and_every_limit_but_max_flows_is_applied() {
+        let running = parse(BASE);
+        let new = parse(&with(
+            "peek = \"1s\"\nconnect = \"2s\"\nsyn_retransmit = \"3s\"\nidle = \"4s\"\nlinger = \"5s\"",
+            "max_half_open = 1\npeek_bytes = 2\npeeks_per_client = 3\npeek_memory = 4",
+        ));
+        let plan = plan(&running, &new, 1);
+        assert!(plan.restart.is_empty());
+        assert_eq!(
+            keys(&plan),
+            [
+                "timeouts.peek",
+                "timeouts.connect",
+                "timeouts.syn_retransmit",
+                "timeouts.idle",
+                "timeouts.linger",
+                "limits.max_half_open",
+                "limits.peek_bytes",
+                "limits.peeks_per_client",
+                "limits.peek_memory",
+            ]
+        );
+        assert!(
+            plan.applied.iter().all(|c| c.per_worker.is_none()),
+            "one worker"
+        );
+        assert_eq!(plan.in_force, new);
+    }
+
+    #[test]
+    fn settings_that_take_a_restart_keep_their_running_values() {
+        let running = parse(BASE);
+        let new = parse(
+            &BASE
+                .replace("2001:db8:64::/96", "2001:db8:65::/96")
+                .replace("a.example", "b.example"),
+        );
+        let plan = plan(&running, &new, 1);
+        assert_eq!(plan.restart, ["prefix"]);
+        assert_eq!(plan.in_force.prefix, running.prefix);
+        assert_eq!(plan.in_force.routes, new.routes);
+    }
+
+    #[test]
+    fn a_reload_without_new_timeouts_or_limits_sends_only_routes() {
+        let c = parse(BASE);
+        let plan = plan(&c, &c, 3);
+        let table = Arc::new(RouteTable::builder().build());
+        let sent = messages(&plan, [7; 32], 3, table).expect("valid");
+        assert_eq!(sent.len(), 3);
+        assert!(sent.iter().all(|m| m.config.is_none()));
+    }
+
+    #[test]
+    fn workers_engines_take_the_reloaded_timeouts_and_limits() {
+        let workers = 2;
+        let seed = [7; 32];
+        // A small flow table: every engine allocates its table up front.
+        let running = parse(&with("", "max_flows = 1000"));
+        let table = Arc::new(routes::route_table(&running, Path::new("k.toml")).expect("routes"));
+        let mut engines: Vec<Engine> = worker_configs(&running, seed, workers)
+            .into_iter()
+            .map(|c| Engine::new(c, table.clone()).expect("engine"))
+            .collect();
+        let new = parse(&with(
+            "peek = \"9s\"\nlinger = \"1s\"",
+            "max_flows = 4000\nmax_half_open = 100\npeek_memory = 1000001\npeeks_per_client = 5",
+        ));
+        let plan = plan(&running, &new, workers);
+        let sent = messages(&plan, seed, workers, table).expect("valid");
+        for (index, (engine, message)) in engines.iter_mut().zip(sent).enumerate() {
+            let (tx, rx) = mpsc::channel();
+            tx.send(message).expect("send");
+            assert_eq!(runtime::take_reloads(engine, &rx, index), 1);
+            let c = engine.config();
+            assert_eq!(c.peek_timeout, Duration::from_secs(9));
+            assert_eq!(c.linger, Duration::from_secs(1));
+            assert_eq!(c.connect_timeout, Duration::from_secs(5), "unchanged");
+            assert_eq!(c.max_half_open, 50, "a half of 100");
+            assert_eq!(c.max_peek_bytes, 500_001, "a half of 1000001, rounded up");
+            assert_eq!(c.max_peeking_per_client, 3, "a half of 5, rounded up");
+            assert_eq!(c.max_flows, 500, "still a half of the running 1000");
+            assert_eq!(c.seed, routes::worker_seed(seed, index), "own seed kept");
+        }
+    }
+
+    #[test]
+    fn a_prefix_change_is_named_as_needing_a_restart_and_a_listen_change_is_applied() {
+        let running = parse(BASE);
+        let b = parse(
+            &BASE
+                .replace("2001:db8:64::/96", "2001:db8:65::/96")
+                .replace("tls = [443]", "tls = [443, 8443]\nhttp = [80]"),
+        );
+        assert_eq!(needs_restart(&running, &b), ["prefix"]);
+        let plan = plan(&running, &b, 2);
+        assert!(plan.relistens() && plan.reconfigures());
+        assert_eq!(
+            plan.applied
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>(),
+            ["[[listen]] 203.0.113.10 tls [443] http [] -> 203.0.113.10 tls [443, 8443] http [80]"]
+        );
+        assert_eq!(plan.in_force.listen, b.listen);
+        assert_eq!(plan.in_force.prefix, running.prefix);
+    }
+
+    #[test]
+    fn workers_engines_take_the_reloaded_services() {
+        let running = parse(BASE);
+        let new = parse(&BASE.replace("tls = [443]", "tls = [8443]"));
+        let plan = plan(&running, &new, 2);
+        let table = Arc::new(RouteTable::builder().build());
+        let sent = messages(&plan, [7; 32], 2, table).expect("valid");
+        for m in sent {
+            let c = m.config.expect("the services change");
+            assert_eq!(c.services[0].tls, [8443]);
+        }
+    }
+
+    #[test]
+    fn a_metrics_change_is_applied() {
+        let running = parse(BASE);
+        let new = parse(&format!("{BASE}\n[metrics]\nlisten = \"127.0.0.1:9642\"\n"));
+        let plan = plan(&running, &new, 1);
+        assert!(plan.restart.is_empty());
+        assert!(!plan.reconfigures(), "nothing for the workers");
+        assert_eq!(plan.in_force.metrics, new.metrics);
+    }
+}

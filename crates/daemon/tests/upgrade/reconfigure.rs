@@ -1,0 +1,112 @@
+//! An upgrade picks up a changed configuration as a reload would, listen addresses and
+//! ports included; what only a restart can change (the prefix) makes the new process
+//! refuse, and the old one serves on.
+
+use std::io::{ErrorKind, Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+use kracauer_testbed::topology::{BACKEND_A, HTTP_PORT};
+use kracauer_testbed::{Topology, Variant, client, pattern, require_privileged};
+
+use super::{connect, eventually, install, start_with, terminate, usr2, usr2_fails};
+
+/// The testbed's configuration with HTTP also on `port`, which `c.example` reaches at
+/// backend a's port 80.
+fn with_http_port(tb: &Topology, port: u16) -> String {
+    let route = format!(
+        "[[route]]\nhosts = [\"c.example\"]\nbackend = \"{BACKEND_A}\"\nports = {{ {port} = 80 }}\n"
+    );
+    tb.config(&route)
+        .replace("http = [80]", &format!("http = [80, {port}]"))
+}
+
+/// The status of `GET /` for `c.example` on `port`, or the error's kind.
+fn get_c(tb: &Topology, port: u16) -> Result<u16, ErrorKind> {
+    match tb
+        .client
+        .run(|| client::http_get(Topology::service(port), "c.example", "/"))
+        .unwrap()
+    {
+        Ok(r) => Ok(r.status),
+        Err(kracauer_testbed::Error::Io(e)) => Err(e.kind()),
+        Err(e) => panic!("{e}"),
+    }
+}
+
+/// Starts `POST /sink` of `total` bytes on `s` and sends the first half.
+fn half_upload(s: &mut TcpStream, total: u64) {
+    write!(
+        s,
+        "POST /sink HTTP/1.1\r\nHost: a.example\r\nContent-Length: {total}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    send(s, 0, total / 2);
+}
+
+fn send(s: &mut TcpStream, from: u64, to: u64) {
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut at = from;
+    while at < to {
+        let n = (to - at).min(buf.len() as u64) as usize;
+        pattern::fill(at, &mut buf[..n]);
+        s.write_all(&buf[..n]).unwrap();
+        at += n as u64;
+    }
+}
+
+#[test]
+#[ignore = "privileged: needs root and network namespaces (run with --include-ignored)"]
+fn an_upgrade_applies_a_listen_change_while_a_transfer_on_another_port_runs() {
+    require_privileged("an_upgrade_applies_a_listen_change_while_a_transfer_on_another_port_runs");
+    // The service address is the router's own: each port is a policy rule.
+    let tb = Topology::build(Variant::Shared).unwrap();
+    let (k, exe) = start_with(&tb, &with_http_port(&tb, 8080));
+    assert_eq!(get_c(&tb, 8080), Ok(200));
+    let total = 20_000_000;
+    let mut upload = connect(&tb, HTTP_PORT);
+    half_upload(&mut upload, total);
+
+    std::fs::write(k.config_path(), with_http_port(&tb, 8081)).unwrap();
+    install(&exe, None);
+    let pid = usr2(k.pid() as i32, &k, 1);
+    let status = eventually("port 8081 to be served", Duration::from_secs(10), || {
+        get_c(&tb, 8081).ok()
+    });
+    assert_eq!(status, 200);
+    assert_eq!(get_c(&tb, 8080), Err(ErrorKind::ConnectionRefused));
+    send(&mut upload, total / 2, total);
+    let mut answer = String::new();
+    upload.read_to_string(&mut answer).unwrap();
+    assert!(
+        answer.ends_with(&format!("sink={total} mismatch=none\n")),
+        "{answer}"
+    );
+    terminate(pid);
+}
+
+#[test]
+#[ignore = "privileged: needs root and network namespaces (run with --include-ignored)"]
+fn an_upgrade_to_another_prefix_is_refused_and_the_old_daemon_serves_on() {
+    require_privileged("an_upgrade_to_another_prefix_is_refused_and_the_old_daemon_serves_on");
+    let tb = Topology::build(Variant::Routed).unwrap();
+    let config = tb.config("");
+    let (mut k, exe) = start_with(&tb, &config);
+    let mut upload = connect(&tb, HTTP_PORT);
+    half_upload(&mut upload, 1_000_000);
+    std::fs::write(
+        k.config_path(),
+        config.replace("2001:db8:64::/96", "2001:db8:65::/96"),
+    )
+    .unwrap();
+    install(&exe, None);
+    let why = usr2_fails(k.pid() as i32, &k, 1);
+    assert!(why.contains("prefix"), "{why}");
+    assert!(k.is_running());
+    send(&mut upload, 500_000, 1_000_000);
+    let mut answer = String::new();
+    upload.read_to_string(&mut answer).unwrap();
+    assert!(answer.ends_with("sink=1000000 mismatch=none\n"), "{answer}");
+    assert_eq!(tb.http_get("a.example", "/").unwrap().status, 200);
+    k.terminate().unwrap();
+}
