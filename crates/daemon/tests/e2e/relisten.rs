@@ -156,3 +156,22 @@ fn a_service_address_added_by_reload_is_routed_and_one_removed_is_not() {
     assert!(routed(kracauer_testbed::topology::SERVICE_V4));
     assert_eq!(tb.http_get("a.example", "/").unwrap().status, 200);
 }
+
+#[test]
+#[ignore = "privileged: needs root and network namespaces (run with --include-ignored)"]
+fn a_metrics_address_changed_by_reload_moves_the_endpoint() {
+    require_privileged("a_metrics_address_changed_by_reload_moves_the_endpoint");
+    let tb = Topology::build(Variant::Routed).unwrap();
+    let k = tb.start_kracauer(KRACAUER, &tb.config("")).unwrap();
+    let moved = tb.config("").replace("127.0.0.1:9641", "127.0.0.1:9642");
+    k.reload(&moved).unwrap();
+    let at: SocketAddr = "127.0.0.1:9642".parse().unwrap();
+    let get = move || client::http_get(at, "127.0.0.1", "/metrics");
+    let reply = eventually(
+        "metrics on the new address",
+        Duration::from_secs(10),
+        || tb.router.run(get).unwrap().ok(),
+    );
+    assert!(reply.body.contains("kracauer_workers"), "{}", reply.body);
+    assert!(k.metrics().is_err(), "the old address is closed");
+}
