@@ -67,7 +67,8 @@ struct Cli {
 enum Command {
     /// Set up the host, translate in the foreground, clean up on SIGINT/SIGTERM.
     ///
-    /// SIGHUP reloads routes, timeouts and limits; an invalid file changes nothing.
+    /// SIGHUP reloads the configuration (an invalid file changes nothing); SIGUSR2
+    /// upgrades live to the binary now at this one's path.
     Run {
         /// The configuration file (TOML).
         #[arg(long, short)]

@@ -25,9 +25,16 @@ user). The package installs it disabled: edit the configuration, check it, then
 .B SIGHUP
 Reload the configuration. The whole file is validated first; an invalid one changes
 nothing. Routes, \fBdefault_backend\fR, \fB[timeouts]\fR and \fB[limits]\fR (all but
-\fBmax_flows\fR) apply to the running workers; \fBprefix\fR, \fB[tun]\fR,
-\fB[[listen]]\fR, \fB[metrics]\fR and \fBlimits.max_flows\fR take a restart, and the log
-says so.
+\fBmax_flows\fR) apply to the running workers; \fB[[listen]]\fR is set up anew
+(connections on a removed address or port end, the others go on) and \fB[metrics]\fR
+moves. \fBlimits.max_flows\fR takes SIGUSR2 or a restart, \fBprefix\fR and \fB[tun]\fR a
+restart; the log says so.
+.TP
+.B SIGUSR2
+Live upgrade: start the binary now at the path this one was started from, hand it every
+connection, the TUN queues and the host set\-up, and exit once it is ready. It reads the
+configuration as a reload would (and applies \fBlimits.max_flows\fR); if it fails, this
+process serves on and logs why. Under systemd the new process becomes the main PID.
 .TP
 .BR SIGINT ", " SIGTERM
 Stop: undo every host change (routes, rules, sysctls) and exit 0.
@@ -42,7 +49,8 @@ log); it wins over \fB\-v\fR.
 .TP
 .B NOTIFY_SOCKET
 Set by systemd for a Type=notify service: \fBkracauer run\fR sends READY=1 once the host
-is set up, RELOADING=1 and READY=1 around a reload, STOPPING=1 when it stops.
+is set up, RELOADING=1 and READY=1 around a reload, STOPPING=1 when it stops, and on a
+live upgrade MAINPID= of the new process.
 .SH "SEE ALSO"
 .BR kracauer.toml (5),
 .BR kracauer\-run (8),

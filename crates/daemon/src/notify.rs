@@ -17,7 +17,7 @@ use std::time::Duration;
 use sd_notify::NotifyState;
 
 /// How long [`hand_over`] waits for the service manager to read the new main PID.
-const BARRIER_TIMEOUT: Duration = Duration::from_secs(5);
+pub const BARRIER_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The host is set up and the data plane runs; `status` says how.
 pub fn ready(status: &str) {

@@ -24,7 +24,9 @@
 //!    nothing) and the queues, and says **Ready**, reading nothing yet;
 //! 4. the old one answers **Commit** and exits without undoing the host set-up; the new
 //!    one starts its workers on the queues. The steering program stays attached to the
-//!    device, which never lost a queue.
+//!    device, which never lost a queue. Only now does the new process bring the host's
+//!    diversions to its configuration's listen addresses and ports, if they changed
+//!    (its engines serve them already, and end the flows of removed ones).
 //!
 //! Any failure before the commit (a **Fail**, the socket closing, no answer within
 //! [`HELLO_TIMEOUT`] or [`READY_TIMEOUT`]) and the old process kills the child, waits
