@@ -1,13 +1,14 @@
 //! Carrying out what a flow being set up decided about a client segment
 //! ([`SetupStep`]): the SYN-ACK again, a RST, the end of the flow, or, once the host is
-//! named, the backend chosen from the route table and the flow moved to `Connect`
-//! (or to `Refused`, when nothing routes the name).
+//! named, the backends chosen from the route table and the flow moved to `Connect`
+//! (`failover.rs`), or to `Refused` when nothing routes the name or no backend is up.
 
+use super::failover::Target;
 use super::{Engine, Verdict};
-use crate::base::{BackendKey, ClientKey, DropReason, Outcome};
+use crate::base::{ClientKey, DropReason};
 use crate::engine::output::Output;
 use crate::flow::setup::{PeekLimits, SetupStep};
-use crate::flow::table::{FlowId, TableError};
+use crate::flow::table::FlowId;
 use crate::flow::{Flow, Phase};
 use crate::name::HostName;
 use crate::tcp::seg::SegInfo;
@@ -61,7 +62,8 @@ impl Engine {
         }
     }
 
-    /// The name is known: connect to its backend, or refuse.
+    /// The name is known: connect to its route's backends in the client's order, or
+    /// refuse when no route has the name or no backend of its route is up.
     fn choose_backend(
         &mut self,
         now: Time,
@@ -74,30 +76,16 @@ impl Engine {
             self.refuse(now, id, key, out);
             return;
         };
-        let bk = BackendKey {
-            backend: route.backend(),
-            backend_port: route.backend_port(key.service_port),
-            client: key.client,
-            client_port: key.client_port,
+        let target = Target {
+            candidates: route.pool().candidates(&key, &self.health),
+            port: route.backend_port(key.service_port),
         };
-        if let Err(e) = self.flows.index_backend(id, bk) {
-            if e == TableError::BackendTupleTaken {
-                self.stats.drop(DropReason::TupleCollision);
-            }
-            self.reset_client(id, out);
-            self.finish(now, id, Outcome::Limited);
+        if target.candidates.is_empty() {
+            self.stats.no_backend += 1;
+            self.refuse(now, id, key, out);
             return;
         }
-        let rto = self.config.syn_retransmit;
-        self.step(id, |flow| {
-            let phase = match flow.phase {
-                Phase::Peek(p) => Phase::Connect(Box::new(p.connect(name, now, rto))),
-                other => other,
-            };
-            (Flow { phase, ..flow }, ())
-        });
-        self.send_backend_syn(id, out);
-        self.rearm(id);
+        self.connect(now, id, key, name, target, out);
     }
 
     /// Refuses an unknown name: TLS alert or HTTP 421, with FIN, acknowledging what the

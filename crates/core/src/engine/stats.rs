@@ -32,6 +32,11 @@ pub struct Stats {
     pub cookies_accepted: u64,
     /// Flows that reached the spliced state.
     pub spliced: u64,
+    /// Backend SYNs sent again to the next backend of a pool, after a RST, an ICMPv6
+    /// error or silence from the one before.
+    pub failovers: u64,
+    /// Flows refused because no backend of their route was up.
+    pub no_backend: u64,
 }
 
 impl Stats {
@@ -96,6 +101,8 @@ impl Stats {
         self.cookies_sent += other.cookies_sent;
         self.cookies_accepted += other.cookies_accepted;
         self.spliced += other.spliced;
+        self.failovers += other.failovers;
+        self.no_backend += other.no_backend;
     }
 
     /// Sum of all drops.

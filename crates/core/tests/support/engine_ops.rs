@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use kracauer_core::addr::Prefix96;
 use kracauer_core::engine::{Engine, EngineConfig, Output, RxChecksum, Service, Stats, Verdict};
-use kracauer_core::route::{RouteSpec, RouteTable};
+use kracauer_core::route::{BackendSpec, HashOn, RouteSpec, RouteTable};
 use kracauer_core::tcp::emit::Segment;
 use kracauer_core::time::Time;
 use kracauer_core::wire::build::TcpOptionsSpec;
@@ -115,7 +115,8 @@ pub fn run(data: &[u8]) -> Stats {
         RouteTable::builder()
             .route(RouteSpec {
                 hosts: vec!["a.example".into()],
-                backend,
+                backends: vec![BackendSpec::new(backend)],
+                hash: HashOn::Address,
                 ports: Default::default(),
             })
             .unwrap()

@@ -17,7 +17,7 @@ use std::sync::Arc;
 
 use super::*;
 use crate::addr::Prefix96;
-use crate::route::{RouteSpec, RouteTable};
+use crate::route::{BackendSpec, HashOn, RouteSpec, RouteTable};
 use crate::tcp::emit::Segment;
 use crate::tcp::seg::SegInfo;
 use crate::wire::build::TcpOptionsSpec;
@@ -50,7 +50,8 @@ pub fn routes() -> Arc<RouteTable> {
         RouteTable::builder()
             .route(RouteSpec {
                 hosts: vec!["a.example".into(), "*.a.example".into()],
-                backend: backend_addr(),
+                backends: vec![BackendSpec::new(backend_addr())],
+                hash: HashOn::Address,
                 ports,
             })
             .unwrap()
