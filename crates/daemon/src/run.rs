@@ -187,9 +187,9 @@ async fn control(path: PathBuf) -> Result<(), RunError> {
     loop {
         tokio::select! {
             _ = hup.recv() => config = reload(&path, config, seed, &senders, &mut health),
-            Some(h) = health.next() => {
-                for worker in &senders {
-                    let _ = worker.send(Control::Health(h.clone()));
+            changed = health.next() => {
+                for h in changed.iter().flat_map(|h| senders.iter().map(move |w| (w, h))) {
+                    let _ = h.0.send(Control::Health(h.1.clone()));
                 }
             }
             _ = int.recv() => { tracing::info!("SIGINT: stopping"); break; }

@@ -39,7 +39,7 @@ pub use kracauer::Kracauer;
 pub use netns::{Netns, OwnedNetns};
 /// The TLS library of the clients and backends, for matching on [`Error::Tls`].
 pub use rustls;
-pub use topology::{Topology, Variant};
+pub use topology::{Outage, Topology, Variant};
 
 /// Why a testbed operation failed.
 #[derive(Debug, thiserror::Error)]

@@ -8,6 +8,7 @@
 //! namespaces and deletes them on drop, also when it fails, so the tests run in parallel.
 
 mod lifecycle;
+mod pools;
 mod routing;
 
 use std::io::{Read, Write};
