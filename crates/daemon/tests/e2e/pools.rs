@@ -34,7 +34,8 @@ fn pool(backends: &[Ipv6Addr], hash: &str, health: &str) -> String {
 /// for neighbour discovery, which a pool would take for a failed attempt.
 fn warm_up(tb: &Topology) {
     for name in ["a.example", "b.example"] {
-        assert_eq!(tb.http_get(name, "/").unwrap().status, 200);
+        let reply = tb.http_get(name, "/").expect("a warm-up request");
+        assert_eq!(reply.status, 200);
     }
 }
 
