@@ -4,7 +4,8 @@
 //! byte span of every value the operator wrote; validation then turns them into a
 //! [`Config`], and every error, from the TOML parser or from validation, is reported
 //! with the file, line and column of the offending value and says what would be valid.
-//! Unknown keys are errors, so a typo never silently falls back to a default.
+//! Unknown keys are errors, so a typo never silently falls back to a default. The
+//! backend-pool part (`backend` lists, `hash`, `[route.health]`) is in `config/pool.rs`.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
