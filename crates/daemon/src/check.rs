@@ -3,7 +3,7 @@
 use std::fmt::Write as _;
 use std::path::Path;
 
-use kracauer_core::route::RouteTable;
+use kracauer_core::route::{HashOn, Pool, RouteTable};
 
 use crate::config::Config;
 
@@ -44,7 +44,7 @@ pub fn report(path: &Path, c: &Config, routes: &RouteTable) -> String {
             e.name().to_owned()
         };
         let route = e.route();
-        let _ = write!(out, "  {name:<32} {}", route.backend());
+        let _ = write!(out, "  {name:<32} {}", backends(route.pool()));
         let remap: Vec<String> = route
             .port_map()
             .iter()
@@ -55,13 +55,37 @@ pub fn report(path: &Path, c: &Config, routes: &RouteTable) -> String {
         }
         out.push('\n');
     }
-    match c.default_backend {
-        Some(b) => {
-            let _ = writeln!(out, "  {:<32} {b}", "(any other name)");
+    match routes.default_route() {
+        Some(d) => {
+            let _ = writeln!(out, "  {:<32} {}", "(any other name)", backends(d.pool()));
         }
         None => {
             let _ = writeln!(out, "  {:<32} refused", "(any other name)");
         }
+    }
+    out
+}
+
+/// `2001:db8:1::2` for one backend; for a pool every backend with its weight and role,
+/// and `hash tuple` when connections rather than addresses are placed.
+fn backends(pool: &Pool) -> String {
+    let list: Vec<String> = pool
+        .backends()
+        .iter()
+        .map(|b| {
+            let mut s = b.address().to_string();
+            if b.weight() != 1 {
+                s.push_str(&format!(" weight {}", b.weight()));
+            }
+            if b.is_backup() {
+                s.push_str(" backup");
+            }
+            s
+        })
+        .collect();
+    let mut out = list.join(", ");
+    if pool.hash_on() == HashOn::Tuple {
+        out.push_str("  hash tuple");
     }
     out
 }

@@ -4,7 +4,8 @@
 //! byte span of every value the operator wrote; validation then turns them into a
 //! [`Config`], and every error, from the TOML parser or from validation, is reported
 //! with the file, line and column of the offending value and says what would be valid.
-//! Unknown keys are errors, so a typo never silently falls back to a default.
+//! Unknown keys are errors, so a typo never silently falls back to a default. The
+//! backend-pool part (`backend` lists, `hash`, `[route.health]`) is in `config/pool.rs`.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
@@ -15,8 +16,12 @@ use std::time::Duration;
 
 use kracauer_core::addr::Prefix96;
 use kracauer_core::peek::tls::MAX_HELLO_BYTES;
+use kracauer_core::route::{BackendSpec, HashOn};
 use serde::Deserialize;
 use toml::Spanned;
+
+pub use self::pool::{ActiveCheck, PoolHealth};
+use self::pool::{RawBackends, RawHealth};
 
 /// Default TUN device name.
 pub const DEFAULT_TUN_NAME: &str = "kracauer0";
@@ -31,7 +36,8 @@ pub const MAX_IFNAME_LEN: usize = 15;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
     pub prefix: Prefix96,
-    pub default_backend: Option<Ipv6Addr>,
+    /// Where unknown names go: one backend, a pool, or none (empty: they are refused).
+    pub default_backend: Vec<BackendSpec>,
     pub tun: Tun,
     pub listen: Vec<Listen>,
     pub routes: Vec<Route>,
@@ -50,6 +56,9 @@ pub struct Timeouts {
     pub connect: Duration,
     /// First retransmission of the SYN to the backend, doubling after (default 1 s).
     pub syn_retransmit: Duration,
+    /// How long one backend of a pool has to answer before the same SYN goes to the
+    /// next (default 1 s); the last one tried has until `connect`.
+    pub connect_attempt: Duration,
     /// Established flows idle this long are forgotten (default 2 h 4 min, the least
     /// RFC 5382 allows; lower only if clients use keepalives).
     pub idle: Duration,
@@ -63,6 +72,7 @@ impl Default for Timeouts {
             peek: Duration::from_secs(5),
             connect: Duration::from_secs(5),
             syn_retransmit: Duration::from_secs(1),
+            connect_attempt: Duration::from_secs(1),
             idle: Duration::from_secs(7440),
             linger: Duration::from_secs(30),
         }
@@ -129,7 +139,12 @@ pub struct Listen {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Route {
     pub hosts: Vec<String>,
-    pub backend: Ipv6Addr,
+    /// The backends, in the order written (one for a single address).
+    pub backends: Vec<BackendSpec>,
+    /// What the placement hash reads (`hash = "address" | "tuple"`).
+    pub hash: HashOn,
+    /// `[route.health]`: passive failure counting and the optional active check.
+    pub health: PoolHealth,
     /// Service port → backend port.
     pub ports: BTreeMap<u16, u16>,
     /// Where each host name was written, for errors found later (parallel to `hosts`).
@@ -169,7 +184,7 @@ pub enum ConfigError {
 #[serde(deny_unknown_fields)]
 struct RawConfig {
     prefix: Spanned<String>,
-    default_backend: Option<Spanned<String>>,
+    default_backend: Option<Spanned<RawBackends>>,
     tun: Option<RawTun>,
     #[serde(default)]
     listen: Vec<Spanned<RawListen>>,
@@ -186,6 +201,7 @@ struct RawTimeouts {
     peek: Option<Spanned<String>>,
     connect: Option<Spanned<String>>,
     syn_retransmit: Option<Spanned<String>>,
+    connect_attempt: Option<Spanned<String>>,
     idle: Option<Spanned<String>>,
     linger: Option<Spanned<String>>,
 }
@@ -225,7 +241,9 @@ struct RawListen {
 #[serde(deny_unknown_fields)]
 struct RawRoute {
     hosts: Spanned<Vec<Spanned<String>>>,
-    backend: Spanned<String>,
+    backend: Spanned<RawBackends>,
+    hash: Option<Spanned<String>>,
+    health: Option<RawHealth>,
     #[serde(default)]
     ports: HashMap<Spanned<String>, Spanned<u16>>,
 }
@@ -286,8 +304,8 @@ impl Validator<'_> {
             Err(e) => return self.err(raw.prefix.span(), format!("prefix: {e}")),
         };
         let default_backend = match &raw.default_backend {
-            Some(b) => Some(self.backend(b, prefix, "default_backend")?),
-            None => None,
+            Some(b) => self.backends(b, prefix, "default_backend")?,
+            None => Vec::new(),
         };
         let tun = self.tun(raw.tun)?;
         let listen = self.listen(&raw.listen)?;
@@ -351,6 +369,7 @@ impl Validator<'_> {
             peek: get(&raw.peek, "peek", d.peek)?,
             connect: get(&raw.connect, "connect", d.connect)?,
             syn_retransmit: get(&raw.syn_retransmit, "syn_retransmit", d.syn_retransmit)?,
+            connect_attempt: get(&raw.connect_attempt, "connect_attempt", d.connect_attempt)?,
             idle: get(&raw.idle, "idle", d.idle)?,
             linger: get(&raw.linger, "linger", d.linger)?,
         })
@@ -602,7 +621,8 @@ impl Validator<'_> {
                 "route.hosts: the list is empty; give at least one name, e.g. [\"a.example\"]",
             );
         }
-        let backend = self.backend(&r.backend, prefix, "route.backend")?;
+        let backends = self.backends(&r.backend, prefix, "route.backend")?;
+        let hash = self.hash(r.hash.as_ref())?;
         let mut ports = BTreeMap::new();
         let mut keys: Vec<_> = r.ports.iter().collect();
         keys.sort_by_key(|(k, _)| k.span().start);
@@ -633,6 +653,7 @@ impl Validator<'_> {
             }
             ports.insert(service, *v.get_ref());
         }
+        let health = self.health(r.health.as_ref(), &ports, listen)?;
         Ok(Route {
             hosts: r
                 .hosts
@@ -640,7 +661,9 @@ impl Validator<'_> {
                 .iter()
                 .map(|h| h.get_ref().clone())
                 .collect(),
-            backend,
+            backends,
+            hash,
+            health,
             ports,
             host_positions: r
                 .hosts
@@ -652,5 +675,6 @@ impl Validator<'_> {
     }
 }
 
+mod pool;
 #[cfg(test)]
 mod tests;

@@ -144,7 +144,13 @@ impl Host {
 
     /// One line per diversion, for the log.
     pub fn describe(&self, prefix: Prefix96, tun: &str) -> Vec<String> {
-        let mut out = vec![format!("{prefix} routed into {tun}")];
+        let mut out = vec![
+            format!("{prefix} routed into {tun}"),
+            format!(
+                "{} routed local (the source of active health checks)",
+                crate::health::check::source(prefix)
+            ),
+        ];
         for d in &self.diverts {
             out.push(match d {
                 Divert::Route(a) => format!("{a}/32 routed into {tun} (not a local address)"),

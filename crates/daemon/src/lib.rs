@@ -9,6 +9,7 @@
 
 pub mod check;
 pub mod config;
+pub mod health;
 pub mod host;
 pub mod logging;
 pub mod metrics;

@@ -15,6 +15,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 
+use crate::health::BackendState;
 use crate::runtime::{Published, Snapshot};
 
 /// Largest request head read.
@@ -68,7 +69,14 @@ async fn answer(mut stream: TcpStream, published: Published) {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .clone();
-        render(&workers, published.offload.load(Ordering::Relaxed))
+        let backends = published
+            .backends
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        let mut text = render(&workers, published.offload.load(Ordering::Relaxed));
+        text.push_str(&render_backends(&backends));
+        text
     });
     let _ = stream.write_all(response.as_bytes()).await;
     let _ = stream.shutdown().await;
@@ -194,6 +202,18 @@ pub fn render(workers: &[Snapshot], offload: bool) -> String {
         &[(String::new(), st.spliced)],
     );
     metric(
+        "backend_failovers_total",
+        "counter",
+        "Backend SYNs moved to the next backend of a pool after a RST, an ICMPv6 error or silence.",
+        &[(String::new(), st.failovers)],
+    );
+    metric(
+        "flows_no_backend_total",
+        "counter",
+        "Flows refused (as for an unknown name) because no backend of their route was up.",
+        &[(String::new(), st.no_backend)],
+    );
+    metric(
         "syn_cookies_sent_total",
         "counter",
         "SYN-ACKs answered with a cookie because the half-open table was full.",
@@ -271,6 +291,41 @@ pub fn render(workers: &[Snapshot], offload: bool) -> String {
         "Seconds since the data plane started.",
         &[(String::new(), s.uptime.as_secs())],
     );
+    out
+}
+
+/// Every backend's health: `kracauer_backend_up{route,backend}` (1 up, 0 down) and the
+/// failed connect attempts workers reported for it.
+pub fn render_backends(backends: &[BackendState]) -> String {
+    let mut out = String::new();
+    let label = |b: &BackendState| {
+        // Route labels are host names (or `default`): nothing to escape.
+        format!("{{route=\"{}\",backend=\"{}\"}}", b.route, b.backend)
+    };
+    let _ = writeln!(
+        out,
+        "# HELP kracauer_backend_up 1 if the backend is up (health checks and connect failures), 0 if down."
+    );
+    let _ = writeln!(out, "# TYPE kracauer_backend_up gauge");
+    for b in backends {
+        let _ = writeln!(out, "kracauer_backend_up{} {}", label(b), u8::from(b.up));
+    }
+    let _ = writeln!(
+        out,
+        "# HELP kracauer_backend_connect_failures_total Failed connect attempts to the backend (RST, ICMPv6 error, silence)."
+    );
+    let _ = writeln!(
+        out,
+        "# TYPE kracauer_backend_connect_failures_total counter"
+    );
+    for b in backends {
+        let _ = writeln!(
+            out,
+            "kracauer_backend_connect_failures_total{} {}",
+            label(b),
+            b.failures
+        );
+    }
     out
 }
 
@@ -364,6 +419,36 @@ mod tests {
                 assert_eq!(declared.last().map(String::as_str), Some(name), "{l}");
             }
         }
+    }
+
+    #[test]
+    fn every_backend_has_an_up_gauge_and_a_failure_count_by_route_and_address() {
+        let text = render_backends(&[
+            BackendState {
+                route: "a.example".into(),
+                backend: "2001:db8:1::2".parse().unwrap(),
+                up: true,
+                failures: 0,
+            },
+            BackendState {
+                route: "a.example".into(),
+                backend: "2001:db8:1::3".parse().unwrap(),
+                up: false,
+                failures: 3,
+            },
+        ]);
+        assert!(
+            text.lines().any(
+                |l| l == "kracauer_backend_up{route=\"a.example\",backend=\"2001:db8:1::2\"} 1"
+            )
+        );
+        assert!(
+            text.lines().any(
+                |l| l == "kracauer_backend_up{route=\"a.example\",backend=\"2001:db8:1::3\"} 0"
+            )
+        );
+        assert!(text.lines().any(|l| l
+            == "kracauer_backend_connect_failures_total{route=\"a.example\",backend=\"2001:db8:1::3\"} 3"));
     }
 
     #[test]

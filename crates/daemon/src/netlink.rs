@@ -3,6 +3,9 @@
 //! What Kracauer adds, all tagged with the routing protocol [`PROTOCOL`] so that a later
 //! start can find and remove what a crashed run left:
 //! - a route for the translation prefix (`/96`) into the TUN;
+//! - in the `local` table, a `local` route for the one address of the prefix that
+//!   active health checks come from (`health::check::source`), so their answers reach
+//!   the daemon's socket instead of the TUN;
 //! - for each service address this host does not own: a `/32` route into the TUN;
 //! - for each service address this host owns: one policy rule per configured TCP port
 //!   (`to ADDR ipproto tcp dport PORT lookup TABLE`) at preference [`DIVERT_PREF`], and
@@ -23,7 +26,7 @@ use futures_util::TryStreamExt;
 use kracauer_core::addr::Prefix96;
 use rtnetlink::packet_route::IpProtocol;
 use rtnetlink::packet_route::address::AddressAttribute;
-use rtnetlink::packet_route::route::{RouteMessage, RouteProtocol, RouteScope};
+use rtnetlink::packet_route::route::{RouteMessage, RouteProtocol, RouteScope, RouteType};
 use rtnetlink::packet_route::rule::{RuleAction, RuleAttribute, RuleMessage, RulePortRange};
 use rtnetlink::{Handle, IpVersion, RouteMessageBuilder};
 
@@ -85,6 +88,8 @@ pub struct Plan {
     pub prefix: Prefix96,
     /// Each service address with all its TCP ports (tls and http).
     pub services: Vec<(Ipv4Addr, Vec<u16>)>,
+    /// The address active health checks come from, routed `local`.
+    pub check_source: Ipv6Addr,
 }
 
 impl Plan {
@@ -98,6 +103,7 @@ impl Plan {
                 .iter()
                 .map(|l| (l.address, l.tls.iter().chain(&l.http).copied().collect()))
                 .collect(),
+            check_source: crate::health::check::source(c.prefix),
         }
     }
 }
@@ -178,6 +184,23 @@ impl Netlink {
             .build();
         self.add_route(route6, format!("route {} into {}", plan.prefix, plan.tun))
             .await?;
+        let lo = self.link_index("lo").await?;
+        let check_source = RouteMessageBuilder::<Ipv6Addr>::new()
+            .destination_prefix(plan.check_source, 128)
+            .output_interface(lo)
+            .table_id(TABLE_LOCAL)
+            .kind(RouteType::Local)
+            .scope(RouteScope::Host)
+            .protocol(RouteProtocol::Other(PROTOCOL))
+            .build();
+        self.add_route(
+            check_source,
+            format!(
+                "local route for the health-check source {}",
+                plan.check_source
+            ),
+        )
+        .await?;
         let mut diverts = Vec::new();
         let mut table_route = false;
         for (address, ports) in &plan.services {

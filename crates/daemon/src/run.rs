@@ -24,15 +24,16 @@ use std::sync::mpsc::{self, Sender};
 use std::time::Duration;
 
 use kracauer_core::engine::{self, Engine, EngineConfig};
-use kracauer_core::route::RouteTable;
+use kracauer_core::route::{Health, RouteTable};
 use tokio::signal::unix::{SignalKind, signal};
 
 use crate::config::{Config, ConfigError, Limits};
+use crate::health::{self, check};
 use crate::host::{Host, SetupError};
 use crate::metrics;
 use crate::notify;
 use crate::routes::{self, Loaded};
-use crate::runtime::{self, DataPlane, Reload};
+use crate::runtime::{self, Control, DataPlane, Reload};
 use crate::upgrade;
 use crate::workers::Workers;
 
@@ -107,8 +108,16 @@ async fn control(path: PathBuf) -> Result<(), RunError> {
             _ = hup.recv() => {
                 notify::reloading();
                 let config = running.config.clone();
-                running.config = reload(&path, config, running.seed, &running.senders);
+                running.config =
+                    reload(&path, config, running.seed, &running.senders, &mut running.health);
                 notify::ready(&status);
+            }
+            changed = running.health.next() => {
+                for h in changed.iter() {
+                    for worker in &running.senders {
+                        let _ = worker.send(Control::Health(h.clone()));
+                    }
+                }
             }
             _ = usr2.recv() => {
                 tracing::info!("SIGUSR2: upgrading to {}", origin.exe.display());
@@ -145,8 +154,10 @@ pub struct Running {
     pub offload: bool,
     pub host: Host,
     pub workers: Workers,
-    /// Each worker's reload channel, in worker order.
-    pub senders: Vec<Sender<Reload>>,
+    /// Each worker's control channel (reloads, backend health), in worker order.
+    pub senders: Vec<Sender<Control>>,
+    /// Backend health, decided here for all workers alike (see `health`).
+    pub health: health::Plane,
     pub metrics: Option<MetricsServer>,
 }
 
@@ -252,17 +263,23 @@ async fn start(path: &Path) -> Result<Running, RunError> {
     let stop = Arc::new(AtomicBool::new(false));
     let mut senders = Vec::with_capacity(workers);
     let mut planes = Vec::with_capacity(workers);
+    // Backend health: decided here, for all workers alike (see `health`).
+    let source = check::source(config.prefix);
+    let (health, reports) = health::Plane::start(&config, &routes, source, published.clone());
     for ((index, queue), engine) in queues.into_iter().enumerate().zip(engines) {
         let (reload_tx, reload_rx) = mpsc::channel();
         senders.push(reload_tx);
-        planes.push(DataPlane::new(
-            index,
-            queue,
-            engine,
-            reload_rx,
-            stop.clone(),
-            published.clone(),
-        ));
+        planes.push(
+            DataPlane::new(
+                index,
+                queue,
+                engine,
+                reload_rx,
+                stop.clone(),
+                published.clone(),
+            )
+            .with_reports(reports.clone()),
+        );
     }
     // A panicking worker closes its queue, and the kernel then steers every flow anew:
     // `control` stops all when one ends.
@@ -284,6 +301,7 @@ async fn start(path: &Path) -> Result<Running, RunError> {
         host,
         workers,
         senders,
+        health,
         metrics,
     })
 }
@@ -333,7 +351,13 @@ pub fn worker_configs(config: &Config, seed: [u8; 32], workers: usize) -> Vec<En
 
 /// SIGHUP: load and validate the file again; only a fully valid one changes anything.
 /// Returns the configuration in force afterwards.
-fn reload(path: &Path, running: Config, seed: [u8; 32], workers: &[Sender<Reload>]) -> Config {
+fn reload(
+    path: &Path,
+    running: Config,
+    seed: [u8; 32],
+    workers: &[Sender<Control>],
+    health: &mut health::Plane,
+) -> Config {
     let Loaded {
         config,
         routes: table,
@@ -346,7 +370,8 @@ fn reload(path: &Path, running: Config, seed: [u8; 32], workers: &[Sender<Reload
     };
     let plan = plan(&running, &config, workers.len());
     let names = table.len();
-    let messages = match messages(&plan, seed, workers.len(), Arc::new(table)) {
+    let (monitor, now_up) = health.prepare(&plan.in_force, &table);
+    let messages = match messages(&plan, seed, workers.len(), Arc::new(table), now_up) {
         Ok(m) => m,
         Err(e) => {
             tracing::error!("reload refused, nothing changed: the engine refused it: {e}");
@@ -358,10 +383,11 @@ fn reload(path: &Path, running: Config, seed: [u8; 32], workers: &[Sender<Reload
             "reload: {what} changed; that takes a restart (the running value stays in force)"
         );
     }
+    health.install(monitor);
     let mut taken = 0;
     for (worker, message) in workers.iter().zip(messages) {
         // A worker that has stopped no longer listens; the daemon is stopping then.
-        if worker.send(message).is_ok() {
+        if worker.send(Control::Reload(Box::new(message))).is_ok() {
             taken += 1;
         }
     }
@@ -419,7 +445,7 @@ impl std::fmt::Display for Change {
 pub fn plan(running: &Config, new: &Config, workers: usize) -> Plan {
     let in_force = Config {
         routes: new.routes.clone(),
-        default_backend: new.default_backend,
+        default_backend: new.default_backend.clone(),
         timeouts: new.timeouts,
         limits: Limits {
             // The flow table (and the timer heap) is sized for it at the start.
@@ -448,6 +474,11 @@ pub fn plan(running: &Config, new: &Config, workers: usize) -> Plan {
         "timeouts.syn_retransmit",
         a.syn_retransmit,
         b.syn_retransmit,
+    );
+    time(
+        "timeouts.connect_attempt",
+        a.connect_attempt,
+        b.connect_attempt,
     );
     time("timeouts.idle", a.idle, b.idle);
     time("timeouts.linger", a.linger, b.linger);
@@ -493,20 +524,23 @@ pub fn plan(running: &Config, new: &Config, workers: usize) -> Plan {
     }
 }
 
-/// The messages for `workers` workers carrying out `plan`: the route table for all, and
-/// each worker's engine configuration if the plan changes timeouts or limits. An error
-/// if the engine would refuse that configuration (then nothing should be sent).
+/// The messages for `workers` workers carrying out `plan`: the route table and its
+/// backends' `health` for all, and each worker's engine configuration if the plan
+/// changes timeouts or limits. An error if the engine would refuse that configuration
+/// (then nothing should be sent).
 pub fn messages(
     plan: &Plan,
     seed: [u8; 32],
     workers: usize,
     routes: Arc<RouteTable>,
+    health: Arc<Health>,
 ) -> Result<Vec<Reload>, engine::ConfigError> {
     if !plan.reconfigures() {
         return Ok(vec![
             Reload {
                 routes,
                 config: None,
+                health,
             };
             workers
         ]);
@@ -520,6 +554,7 @@ pub fn messages(
         .map(|c| Reload {
             routes: routes.clone(),
             config: Some(c),
+            health: health.clone(),
         })
         .collect())
 }
@@ -657,7 +692,7 @@ mod tests {
         let c = parse(BASE);
         let plan = plan(&c, &c, 3);
         let table = Arc::new(RouteTable::builder().build());
-        let sent = messages(&plan, [7; 32], 3, table).expect("valid");
+        let sent = messages(&plan, [7; 32], 3, table, Arc::default()).expect("valid");
         assert_eq!(sent.len(), 3);
         assert!(sent.iter().all(|m| m.config.is_none()));
     }
@@ -678,10 +713,10 @@ mod tests {
             "max_flows = 4000\nmax_half_open = 100\npeek_memory = 1000001\npeeks_per_client = 5",
         ));
         let plan = plan(&running, &new, workers);
-        let sent = messages(&plan, seed, workers, table).expect("valid");
+        let sent = messages(&plan, seed, workers, table, Arc::default()).expect("valid");
         for (index, (engine, message)) in engines.iter_mut().zip(sent).enumerate() {
             let (tx, rx) = mpsc::channel();
-            tx.send(message).expect("send");
+            tx.send(Control::Reload(Box::new(message))).expect("send");
             assert_eq!(runtime::take_reloads(engine, &rx, index), 1);
             let c = engine.config();
             assert_eq!(c.peek_timeout, Duration::from_secs(9));

@@ -10,9 +10,10 @@
 //! into its [`Output`], clear it. Nothing is allocated, no lock is taken and nothing
 //! crosses threads per packet: both directions of a flow reach the same worker (the
 //! kernel steers them, see [`crate::steer`]), and each worker reads and writes its own
-//! queue. Reloads (a new route table and, when `[timeouts]` or `[limits]` changed, the
-//! worker's new [`EngineConfig`]) arrive as a [`Reload`] through a channel checked
-//! between packets, and a
+//! queue. Reloads (a new route table and its backends' health and, when `[timeouts]` or
+//! `[limits]` changed, the worker's new [`EngineConfig`]) arrive as a [`Reload`], and
+//! new backend health alone as [`Control::Health`], through a channel checked between
+//! packets; failed backend attempts go the other way, to [`crate::health`]. And a
 //! [`Snapshot`] of the worker's counters is published for the metrics endpoint about
 //! once a second. Access-log events are drained after every batch.
 
@@ -24,9 +25,11 @@ use std::time::{Duration, Instant};
 
 use kracauer_core::engine::{Engine, EngineConfig, Event, Output, Stats, Verdict};
 use kracauer_core::offload::{self, Inbound};
-use kracauer_core::route::RouteTable;
+use kracauer_core::route::{Health, RouteTable};
 use kracauer_core::time::Time;
+use tokio::sync::mpsc::UnboundedSender;
 
+use crate::health::{self, BackendState};
 use crate::tun::Queue;
 
 /// Bytes in front of every packet read, for IPv4→IPv6 growth (the engine needs 20).
@@ -95,6 +98,8 @@ impl Snapshot {
 pub struct Shared {
     pub workers: Mutex<Vec<Snapshot>>,
     pub offload: AtomicBool,
+    /// Every backend's health, as the control plane last decided it.
+    pub backends: Mutex<Vec<BackendState>>,
 }
 
 /// The published snapshots.
@@ -105,6 +110,7 @@ pub fn published(workers: usize) -> Published {
     Arc::new(Shared {
         workers: Mutex::new(vec![Snapshot::default(); workers]),
         offload: AtomicBool::new(false),
+        backends: Mutex::new(Vec::new()),
     })
 }
 
@@ -117,14 +123,37 @@ pub struct Reload {
     /// them), if they changed; given to [`Engine::reconfigure`], which keeps the
     /// worker's seed and everything else a reload does not change.
     pub config: Option<EngineConfig>,
+    /// Which backends of `routes` are down.
+    pub health: Arc<Health>,
 }
 
-/// Applies every reload waiting in `reloads` to worker `worker`'s `engine`, in order;
-/// returns how many there were.
-pub fn take_reloads(engine: &mut Engine, reloads: &Receiver<Reload>, worker: usize) -> u64 {
+/// What the control plane sends a worker.
+#[derive(Debug, Clone)]
+pub enum Control {
+    /// A reload (boxed: it is rare and large).
+    Reload(Box<Reload>),
+    /// New backend health for the route table in force.
+    Health(Arc<Health>),
+}
+
+/// Applies every message waiting in `control` to worker `worker`'s `engine`, in order;
+/// returns how many reloads there were.
+pub fn take_reloads(engine: &mut Engine, control: &Receiver<Control>, worker: usize) -> u64 {
     let mut taken = 0;
-    while let Ok(Reload { routes, config }) = reloads.try_recv() {
+    while let Ok(message) = control.try_recv() {
+        let Reload {
+            routes,
+            config,
+            health,
+        } = match message {
+            Control::Reload(r) => *r,
+            Control::Health(health) => {
+                engine.set_health(health);
+                continue;
+            }
+        };
         engine.set_routes(routes);
+        engine.set_health(health);
         taken += 1;
         tracing::debug!(worker, "data plane: new route table in force");
         if let Some(config) = config {
@@ -147,12 +176,14 @@ pub struct DataPlane {
     index: usize,
     queue: Queue,
     engine: Engine,
-    reloads: Receiver<Reload>,
+    reloads: Receiver<Control>,
     stop: Arc<AtomicBool>,
     published: Published,
     counters: Counters,
     /// The origin of the worker's clock: the engine's `now` is the time since.
     start: Instant,
+    /// Where failed backend attempts are reported.
+    reports: Option<UnboundedSender<health::Report>>,
 }
 
 #[derive(Debug, Default)]
@@ -171,7 +202,7 @@ impl DataPlane {
         index: usize,
         queue: Queue,
         engine: Engine,
-        reloads: Receiver<Reload>,
+        reloads: Receiver<Control>,
         stop: Arc<AtomicBool>,
         published: Published,
     ) -> Self {
@@ -184,6 +215,7 @@ impl DataPlane {
             published,
             counters: Counters::default(),
             start: Instant::now(),
+            reports: None,
         }
     }
 
@@ -211,6 +243,12 @@ impl DataPlane {
             self.log_events();
         }
         self.log_events();
+    }
+
+    /// Reports failed backend attempts to `reports` (the control plane's health).
+    pub fn with_reports(mut self, reports: UnboundedSender<health::Report>) -> Self {
+        self.reports = Some(reports);
+        self
     }
 
     /// Moves packets until stopped; an error reading the TUN ends it.
@@ -368,6 +406,22 @@ impl DataPlane {
 
     fn log_events(&mut self) {
         while let Some(event) = self.engine.poll_event() {
+            if let (
+                Event::BackendFailed {
+                    route,
+                    backend,
+                    cause,
+                },
+                Some(tx),
+            ) = (&event, &self.reports)
+            {
+                let report = health::Report {
+                    route: route.clone(),
+                    backend: *backend,
+                    cause: *cause,
+                };
+                let _ = tx.send(report);
+            }
             log_event(&event);
         }
     }
@@ -443,6 +497,17 @@ pub fn log_event(event: &Event) {
             outcome = %outcome.name(),
             path = %peek.map_or_else(|| "-".to_owned(), |p| p.to_string()),
             "closed"
+        ),
+        Event::BackendFailed {
+            route,
+            backend,
+            cause,
+        } => tracing::debug!(
+            target: "kracauer::access",
+            route = %route,
+            %backend,
+            cause = cause.name(),
+            "backend attempt failed"
         ),
     }
 }

@@ -52,6 +52,34 @@ fn check_prints_normalised_names_sorted_with_backends_and_ports() {
 }
 
 #[test]
+fn check_prints_each_pool_with_weights_roles_and_placement() {
+    let path = config_file(
+        "pool",
+        &format!(
+            "prefix = \"2001:db8:64::/96\"\ndefault_backend = [\"2001:db8:1::8\", \"2001:db8:1::9\"]\n{}[[route]]\nhosts = [\"a.example\"]\nbackend = [\"2001:db8:1::2\", {{ address = \"2001:db8:1::3\", weight = 2 }}, {{ address = \"2001:db8:1::4\", backup = true }}]\nhash = \"tuple\"\n",
+            &HEAD["prefix = \"2001:db8:64::/96\"\n".len()..]
+        ),
+    );
+    let o = check(&path);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let routes: Vec<&str> = out
+        .lines()
+        .skip_while(|l| *l != "routes")
+        .skip(1)
+        .map(str::trim_end)
+        .collect();
+    let expected = [
+        format!(
+            "  {:<32} 2001:db8:1::2, 2001:db8:1::3 weight 2, 2001:db8:1::4 backup  hash tuple",
+            "a.example"
+        ),
+        format!("  {:<32} 2001:db8:1::8, 2001:db8:1::9", "(any other name)"),
+    ];
+    assert_eq!(routes, expected, "{out}");
+}
+
+#[test]
 fn check_reports_a_duplicate_name_at_its_line_and_column() {
     let path = config_file(
         "dup",

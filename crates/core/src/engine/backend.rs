@@ -6,8 +6,8 @@ use std::net::{SocketAddrV4, SocketAddrV6};
 
 use super::emit::ts_at_least;
 use super::{Engine, Verdict};
-use crate::base::{BackendKey, DropReason, Outcome, RxChecksum};
-use crate::engine::event::Event;
+use crate::base::{BackendKey, DropReason, RxChecksum};
+use crate::engine::event::{ConnectFailure, Event};
 use crate::engine::output::Output;
 use crate::engine::stats::Direction;
 use crate::flow::connect::{Connect, ConnectStep, Handover};
@@ -99,7 +99,8 @@ impl Engine {
         }
     }
 
-    /// A segment while the backend SYN is outstanding: SYN-ACK splices, RST refuses.
+    /// A segment while the backend SYN is outstanding: SYN-ACK splices, RST fails the
+    /// attempt (the next backend of the pool, or a RST to the client).
     fn backend_connecting(
         &mut self,
         now: Time,
@@ -118,8 +119,7 @@ impl Engine {
                 Verdict::Dropped(reason)
             }
             ConnectStep::Refused => {
-                self.reset_client(id, out);
-                self.finish(now, id, Outcome::BackendRefused);
+                self.attempt_failed(now, id, ConnectFailure::Refused, out);
                 Verdict::Consumed
             }
             ConnectStep::Splice => {

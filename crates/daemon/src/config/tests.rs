@@ -59,7 +59,10 @@ fn good_with(line_start: &str, replacement: &str) -> String {
 fn design_example_without_quic_is_accepted_in_full() {
     let c = parse_str(GOOD).unwrap();
     assert_eq!(c.prefix.to_string(), "2001:db8:64::/96");
-    assert_eq!(c.default_backend, Some("2001:db8:1::2".parse().unwrap()));
+    assert_eq!(
+        c.default_backend,
+        [BackendSpec::new("2001:db8:1::2".parse().unwrap())]
+    );
     assert_eq!(
         c.tun,
         Tun {
@@ -110,7 +113,7 @@ fn minimal_config_gets_documented_defaults() {
             workers: None,
         }
     );
-    assert_eq!(c.default_backend, None);
+    assert!(c.default_backend.is_empty());
     assert!(c.routes.is_empty());
     assert_eq!(c.metrics, None);
 }

@@ -16,6 +16,7 @@ use super::link::{Kind, Link};
 use super::state::State;
 use super::syscalls::claim_inherited;
 use super::{FD_ENV, READY_TIMEOUT, TESTING_SNAPSHOT_VERSION_ENV};
+use crate::health::{self, check};
 use crate::host::Host;
 use crate::routes::{self, Loaded};
 use crate::run::{MetricsServer, RunError, Running, worker_configs};
@@ -144,13 +145,18 @@ async fn prepare(link: &Link, path: &Path) -> Result<Running, String> {
         None => None,
     };
     let stop = Arc::new(AtomicBool::new(true));
+    // Backend health starts afresh (all up) in the new process: passive health learns
+    // again from real traffic, active checks from their first round.
+    let source = check::source(config.prefix);
+    let (health, reports) = health::Plane::start(&config, &routes, source, published.clone());
     let mut senders = Vec::with_capacity(workers);
     let mut planes = Vec::with_capacity(workers);
     for (index, (fd, engine)) in queues.into_iter().zip(engines).enumerate() {
         let (tx, rx) = mpsc::channel();
         senders.push(tx);
         let queue = Queue::adopt(fd, state.offload);
-        let plane = DataPlane::new(index, queue, engine, rx, stop.clone(), published.clone());
+        let plane = DataPlane::new(index, queue, engine, rx, stop.clone(), published.clone())
+            .with_reports(reports.clone());
         planes.push(plane.started_at(start));
     }
     tracing::info!("upgrade: restored {flows} flows on {workers} queues; ready");
@@ -161,6 +167,7 @@ async fn prepare(link: &Link, path: &Path) -> Result<Running, String> {
         host,
         workers: Workers::new_parked(planes, stop),
         senders,
+        health,
         metrics,
         config,
     })
