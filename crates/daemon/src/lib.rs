@@ -7,12 +7,14 @@
 
 #![deny(unsafe_code)]
 
+pub mod accesslog;
 pub mod check;
 pub mod config;
 pub mod host;
 pub mod logging;
 pub mod metrics;
 pub mod netlink;
+pub mod observe;
 pub mod routes;
 pub mod run;
 pub mod runtime;

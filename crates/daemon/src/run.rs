@@ -7,6 +7,7 @@
 //!   `limits.max_flows`; the log names each value applied. The other settings
 //!   (`prefix`, `[tun]`, `[[listen]]`, `[metrics]`, `limits.max_flows`) take a restart:
 //!   a reload that changes them says so and keeps the running values ([`plan`]);
+//! - SIGUSR1 reopens a `file:` access log (logrotate);
 //! - SIGINT and SIGTERM stop the data plane, undo the host set-up and exit 0.
 //!
 //! If a data-plane worker fails (the TUN went away), all stop, the set-up is undone and
@@ -22,11 +23,13 @@ use kracauer_core::engine::{self, Engine, EngineConfig};
 use kracauer_core::route::RouteTable;
 use tokio::signal::unix::{SignalKind, signal};
 
+use crate::accesslog::{AccessLog, AccessLogError, Lines};
 use crate::config::{Config, ConfigError, Limits};
 use crate::host::{Host, SetupError};
-use crate::metrics;
+use crate::observe::{Observer, RouteLabels};
 use crate::routes::{self, Loaded};
 use crate::runtime::{self, DataPlane, Reload};
+use crate::{logging, metrics};
 
 /// Why `kracauer run` stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -39,6 +42,8 @@ pub enum RunError {
     Seed(getrandom::Error),
     #[error("host set-up failed: {0}")]
     Setup(#[from] SetupError),
+    #[error(transparent)]
+    AccessLog(#[from] AccessLogError),
     #[error("{what}: {source}")]
     Io {
         what: &'static str,
@@ -67,8 +72,13 @@ async fn control(path: PathBuf) -> Result<(), RunError> {
     let mut hup = signal(SignalKind::hangup()).map_err(io("cannot catch SIGHUP"))?;
     let mut int = signal(SignalKind::interrupt()).map_err(io("cannot catch SIGINT"))?;
     let mut term = signal(SignalKind::terminate()).map_err(io("cannot catch SIGTERM"))?;
+    let mut usr1 = signal(SignalKind::user_defined1()).map_err(io("cannot catch SIGUSR1"))?;
 
     let Loaded { config, routes } = routes::load(&path)?;
+    logging::apply_config_level(config.log.level.as_deref());
+    // Before the host is touched: an access log that cannot be opened stops the start.
+    let access = AccessLog::start(&config.log, Lines::from_filter())?;
+    let control = Arc::new(metrics::Control::default());
     let seed = routes::os_seed().map_err(RunError::Seed)?;
     let routes = Arc::new(routes);
     // Validated before the host is touched; each worker gets its own engine below.
@@ -98,7 +108,16 @@ async fn control(path: PathBuf) -> Result<(), RunError> {
     let published = runtime::published(workers);
     published.offload.store(offload, Ordering::Relaxed);
     let metrics = match config.metrics {
-        Some(m) => match metrics::serve(m.listen, published.clone()).await {
+        Some(m) => match metrics::serve(
+            m.listen,
+            metrics::Metrics::new(metrics::Sources {
+                published: published.clone(),
+                log: access.counters(),
+                control: control.clone(),
+            }),
+        )
+        .await
+        {
             Ok(task) => {
                 tracing::info!("metrics at http://{}/metrics", m.listen);
                 Some(task)
@@ -143,6 +162,10 @@ async fn control(path: PathBuf) -> Result<(), RunError> {
             reload_rx,
             stop.clone(),
             published.clone(),
+        )
+        .observing(
+            Observer::new(routes.clone(), RouteLabels::new(&config)),
+            access.sender(),
         );
         // Says the worker ended however it ends, a panic included (a panicking worker
         // closes its queue, and the kernel then steers every flow anew: all stop).
@@ -180,7 +203,11 @@ async fn control(path: PathBuf) -> Result<(), RunError> {
     let mut config = config;
     loop {
         tokio::select! {
-            _ = hup.recv() => config = reload(&path, config, seed, &senders),
+            _ = hup.recv() => config = reload(&path, config, seed, &senders, &control),
+            _ = usr1.recv() => match access.reopen() {
+                Some(file) => tracing::info!("SIGUSR1: reopening the access log {}", file.display()),
+                None => tracing::info!("SIGUSR1: the access log is not a file; nothing to reopen"),
+            },
             _ = int.recv() => { tracing::info!("SIGINT: stopping"); break; }
             _ = term.recv() => { tracing::info!("SIGTERM: stopping"); break; }
             _ = done_rx.recv() => break,
@@ -208,6 +235,9 @@ async fn control(path: PathBuf) -> Result<(), RunError> {
             }
         }
     }
+    // Every worker, and with it every sender, is gone: what is queued is written.
+    let (written, dropped) = access.finish();
+    tracing::info!("access log: {written} lines written, {dropped} dropped");
     result
 }
 
@@ -241,7 +271,13 @@ pub fn worker_configs(config: &Config, seed: [u8; 32], workers: usize) -> Vec<En
 
 /// SIGHUP: load and validate the file again; only a fully valid one changes anything.
 /// Returns the configuration in force afterwards.
-fn reload(path: &Path, running: Config, seed: [u8; 32], workers: &[Sender<Reload>]) -> Config {
+fn reload(
+    path: &Path,
+    running: Config,
+    seed: [u8; 32],
+    workers: &[Sender<Reload>],
+    control: &metrics::Control,
+) -> Config {
     let Loaded {
         config,
         routes: table,
@@ -249,6 +285,7 @@ fn reload(path: &Path, running: Config, seed: [u8; 32], workers: &[Sender<Reload
         Ok(loaded) => loaded,
         Err(e) => {
             tracing::error!("reload refused, nothing changed: {e}");
+            control.reloaded(false);
             return running;
         }
     };
@@ -258,9 +295,11 @@ fn reload(path: &Path, running: Config, seed: [u8; 32], workers: &[Sender<Reload
         Ok(m) => m,
         Err(e) => {
             tracing::error!("reload refused, nothing changed: the engine refused it: {e}");
+            control.reloaded(false);
             return running;
         }
     };
+    control.reloaded(true);
     for what in &plan.restart {
         tracing::warn!(
             "reload: {what} changed; that takes a restart (the running value stays in force)"
@@ -410,10 +449,12 @@ pub fn messages(
     workers: usize,
     routes: Arc<RouteTable>,
 ) -> Result<Vec<Reload>, engine::ConfigError> {
+    let labels = RouteLabels::new(&plan.in_force);
     if !plan.reconfigures() {
         return Ok(vec![
             Reload {
                 routes,
+                labels,
                 config: None,
             };
             workers
@@ -427,6 +468,7 @@ pub fn messages(
         .into_iter()
         .map(|c| Reload {
             routes: routes.clone(),
+            labels: labels.clone(),
             config: Some(c),
         })
         .collect())
@@ -446,6 +488,9 @@ pub fn needs_restart(a: &Config, b: &Config) -> Vec<&'static str> {
     }
     if a.metrics != b.metrics {
         out.push("[metrics]");
+    }
+    if a.log != b.log {
+        out.push("[log]");
     }
     if a.limits.max_flows != b.limits.max_flows {
         out.push("limits.max_flows");

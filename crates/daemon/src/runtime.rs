@@ -14,19 +14,24 @@
 //! worker's new [`EngineConfig`]) arrive as a [`Reload`] through a channel checked
 //! between packets, and a
 //! [`Snapshot`] of the worker's counters is published for the metrics endpoint about
-//! once a second. Access-log events are drained after every batch.
+//! once a second (with `try_lock`: a scrape holding the lock delays the publication, never
+//! the worker). The engine's per-flow events are drained after every batch: counted by
+//! the worker's [`Observer`] (histograms, per-route counters) and handed to the access
+//! log's thread without waiting ([`accesslog::Sender::send`]).
 
 use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::Receiver;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
-use kracauer_core::engine::{Engine, EngineConfig, Event, Output, Stats, Verdict};
+use kracauer_core::engine::{Engine, EngineConfig, Output, Stats, Verdict};
 use kracauer_core::offload::{self, Inbound};
 use kracauer_core::route::RouteTable;
 use kracauer_core::time::Time;
 
+use crate::accesslog::{self, Record};
+use crate::observe::{FlowStats, Observer, RouteLabels};
 use crate::tun::Queue;
 
 /// Bytes in front of every packet read, for IPv4→IPv6 growth (the engine needs 20).
@@ -66,6 +71,8 @@ pub struct Snapshot {
     pub reloads: u64,
     /// Seconds since the data plane started.
     pub uptime: Duration,
+    /// Peek and connect times, per-route counters.
+    pub flow_stats: FlowStats,
 }
 
 impl Snapshot {
@@ -84,6 +91,7 @@ impl Snapshot {
             t.tun_write_errors += w.tun_write_errors;
             t.reloads = t.reloads.max(w.reloads);
             t.uptime = t.uptime.max(w.uptime);
+            t.flow_stats.add(&w.flow_stats);
         }
         t
     }
@@ -113,6 +121,8 @@ pub fn published(workers: usize) -> Published {
 pub struct Reload {
     /// The new route table. Flows that already chose a backend keep it.
     pub routes: Arc<RouteTable>,
+    /// The labels of its routes, for the per-route metrics.
+    pub labels: RouteLabels,
     /// The worker's engine configuration with the new timeouts and limits (its share of
     /// them), if they changed; given to [`Engine::reconfigure`], which keeps the
     /// worker's seed and everything else a reload does not change.
@@ -122,9 +132,21 @@ pub struct Reload {
 /// Applies every reload waiting in `reloads` to worker `worker`'s `engine`, in order;
 /// returns how many there were.
 pub fn take_reloads(engine: &mut Engine, reloads: &Receiver<Reload>, worker: usize) -> u64 {
+    take_reloads_with(engine, reloads, worker, |_| {})
+}
+
+/// [`take_reloads`], calling `also` with each reload once the engine has its routes.
+pub fn take_reloads_with(
+    engine: &mut Engine,
+    reloads: &Receiver<Reload>,
+    worker: usize,
+    mut also: impl FnMut(&Reload),
+) -> u64 {
     let mut taken = 0;
-    while let Ok(Reload { routes, config }) = reloads.try_recv() {
-        engine.set_routes(routes);
+    while let Ok(reload) = reloads.try_recv() {
+        engine.set_routes(reload.routes.clone());
+        also(&reload);
+        let config = reload.config;
         taken += 1;
         tracing::debug!(worker, "data plane: new route table in force");
         if let Some(config) = config {
@@ -151,6 +173,8 @@ pub struct DataPlane {
     stop: Arc<AtomicBool>,
     published: Published,
     counters: Counters,
+    observer: Observer,
+    access: Option<accesslog::Sender>,
 }
 
 #[derive(Debug, Default)]
@@ -181,7 +205,17 @@ impl DataPlane {
             stop,
             published,
             counters: Counters::default(),
+            observer: Observer::new(Arc::default(), RouteLabels::default()),
+            access: None,
         }
+    }
+
+    /// The worker with `observer` counting its flows and `access` taking its access-log
+    /// lines (`None`: no access log).
+    pub fn observing(mut self, observer: Observer, access: Option<accesslog::Sender>) -> Self {
+        self.observer = observer;
+        self.access = access;
+        self
     }
 
     /// Moves packets until stopped; an error reading the TUN ends it.
@@ -253,9 +287,8 @@ impl DataPlane {
                 self.flush(&mut out);
                 self.take_reloads();
             }
-            self.log_events();
-            if Instant::now() >= next_publish {
-                self.publish(start.elapsed());
+            self.drain_events();
+            if Instant::now() >= next_publish && self.publish(start.elapsed(), false) {
                 next_publish = Instant::now() + PUBLISH_EVERY;
             }
             // The queue is empty: sleep until a packet or the next timer (a read that
@@ -272,8 +305,8 @@ impl DataPlane {
                 self.queue.wait(Some(wait))?;
             }
         }
-        self.log_events();
-        self.publish(start.elapsed());
+        self.drain_events();
+        self.publish(start.elapsed(), true);
         Ok(())
     }
 
@@ -283,7 +316,11 @@ impl DataPlane {
     }
 
     fn take_reloads(&mut self) {
-        self.counters.reloads += take_reloads(&mut self.engine, &self.reloads, self.index);
+        let observer = &mut self.observer;
+        self.counters.reloads +=
+            take_reloads_with(&mut self.engine, &self.reloads, self.index, |r| {
+                observer.set_routes(r.routes.clone(), r.labels.clone());
+            });
     }
 
     /// Writes the translated `buf[range]`, with its virtio-net header in the bytes just
@@ -332,13 +369,23 @@ impl DataPlane {
         out.clear();
     }
 
-    fn log_events(&mut self) {
+    /// Counts every flow event the engine queued and hands the access log its lines.
+    fn drain_events(&mut self) {
         while let Some(event) = self.engine.poll_event() {
-            log_event(&event);
+            let route = self.observer.observe(&event);
+            if let Some(access) = self.access.as_ref().filter(|a| a.wants(&event)) {
+                access.send(Record {
+                    time: SystemTime::now(),
+                    route,
+                    event,
+                });
+            }
         }
     }
 
-    fn publish(&self, uptime: Duration) {
+    /// Publishes the worker's counters; returns whether it did. Unless `wait`, it gives up
+    /// when a scrape holds the lock (and the caller tries again after the next batch).
+    fn publish(&self, uptime: Duration, wait: bool) -> bool {
         let c = &self.counters;
         let snapshot = Snapshot {
             stats: self.engine.stats().clone(),
@@ -351,124 +398,30 @@ impl DataPlane {
             tun_write_errors: c.tun_write_errors,
             reloads: c.reloads,
             uptime,
+            flow_stats: self.observer.stats().clone(),
         };
-        let mut all = self
-            .published
-            .workers
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        if let Some(slot) = all.get_mut(self.index) {
-            *slot = snapshot;
-        }
-    }
-}
-
-/// One access-log line per closed flow (target `kracauer::access`, level info); opened
-/// flows at debug.
-pub fn log_event(event: &Event) {
-    match event {
-        Event::Opened {
-            client,
-            service,
-            name,
-            backend,
-            peek_time,
-        } => tracing::debug!(
-            target: "kracauer::access",
-            %client,
-            %service,
-            name = %name.as_ref().map_or("-", |n| n.as_str()),
-            %backend,
-            peek_ms = peek_time.as_millis() as u64,
-            "opened"
-        ),
-        Event::Closed {
-            client,
-            service,
-            name,
-            backend,
-            bytes_to_backend,
-            bytes_to_client,
-            duration,
-            outcome,
-        } => tracing::info!(
-            target: "kracauer::access",
-            %client,
-            %service,
-            name = %name.as_ref().map_or("-", |n| n.as_str()),
-            backend = %backend.map_or_else(|| "-".to_owned(), |b| b.to_string()),
-            to_backend = bytes_to_backend,
-            to_client = bytes_to_client,
-            duration_ms = duration.as_millis() as u64,
-            outcome = %outcome.name(),
-            "closed"
-        ),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use kracauer_core::engine::Outcome;
-    use kracauer_core::name::HostName;
-    use std::io::Write;
-
-    /// What `f` logs, as the daemon formats it (no colours).
-    fn logged(f: impl FnOnce()) -> String {
-        #[derive(Clone)]
-        struct Buf(Arc<Mutex<Vec<u8>>>);
-        impl Write for Buf {
-            fn write(&mut self, b: &[u8]) -> io::Result<usize> {
-                self.0.lock().unwrap().extend_from_slice(b);
-                Ok(b.len())
+        let all = if wait {
+            Some(
+                self.published
+                    .workers
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner),
+            )
+        } else {
+            match self.published.workers.try_lock() {
+                Ok(all) => Some(all),
+                Err(std::sync::TryLockError::Poisoned(p)) => Some(p.into_inner()),
+                Err(std::sync::TryLockError::WouldBlock) => None,
             }
-            fn flush(&mut self) -> io::Result<()> {
-                Ok(())
-            }
-        }
-        let buf = Buf(Arc::new(Mutex::new(Vec::new())));
-        let writer = buf.clone();
-        let subscriber = tracing_subscriber::fmt()
-            .with_writer(move || writer.clone())
-            .with_ansi(false)
-            .with_max_level(tracing::Level::DEBUG)
-            .finish();
-        tracing::subscriber::with_default(subscriber, f);
-        let out = buf.0.lock().unwrap().clone();
-        String::from_utf8(out).unwrap()
-    }
-
-    #[test]
-    fn closed_flow_is_one_access_line_with_every_field() {
-        let event = Event::Closed {
-            client: "198.51.100.2:40000".parse().unwrap(),
-            service: "203.0.113.10:443".parse().unwrap(),
-            name: Some(HostName::parse(b"a.example").unwrap()),
-            backend: Some("[2001:db8:1::2]:8443".parse().unwrap()),
-            bytes_to_backend: 517,
-            bytes_to_client: 4096,
-            duration: Duration::from_millis(1250),
-            outcome: Outcome::Closed,
         };
-        let out = logged(|| log_event(&event));
-        assert_eq!(out.lines().count(), 1, "{out}");
-        assert!(out.contains(" INFO kracauer::access: closed client=198.51.100.2:40000 service=203.0.113.10:443 name=a.example backend=[2001:db8:1::2]:8443 to_backend=517 to_client=4096 duration_ms=1250 outcome=closed"), "{out}");
-    }
-
-    #[test]
-    fn flow_refused_before_a_backend_logs_dashes() {
-        let event = Event::Closed {
-            client: "198.51.100.2:40000".parse().unwrap(),
-            service: "203.0.113.10:80".parse().unwrap(),
-            name: None,
-            backend: None,
-            bytes_to_backend: 0,
-            bytes_to_client: 0,
-            duration: Duration::from_secs(5),
-            outcome: Outcome::PeekTimeout,
+        let Some(mut all) = all else {
+            return false;
         };
-        let out = logged(|| log_event(&event));
-        assert!(out.contains("name=- backend=- "), "{out}");
-        assert!(out.contains("outcome=peek_timeout"), "{out}");
+        let old = all
+            .get_mut(self.index)
+            .map(|slot| std::mem::replace(slot, snapshot));
+        drop(all);
+        drop(old);
+        true
     }
 }
