@@ -649,6 +649,12 @@ mod tests {
     }
 
     #[test]
+    fn log_changes_take_a_restart() {
+        let b = parse(&format!("{BASE}\n[log]\naccess = \"off\"\n"));
+        assert_eq!(needs_restart(&parse(BASE), &b), ["[log]"]);
+    }
+
+    #[test]
     fn prefix_and_listen_changes_are_named_as_needing_a_restart() {
         let b = parse(
             &BASE
