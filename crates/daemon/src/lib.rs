@@ -19,4 +19,5 @@ pub mod routes;
 pub mod run;
 pub mod runtime;
 pub mod steer;
+pub mod sysctl;
 pub mod tun;
