@@ -2,7 +2,7 @@
 //! thread through a bounded queue and never wait for it.
 //!
 //! - A worker calls [`Sender::send`] per flow event (never per packet). It is a `try_send`
-//!   on a bounded queue of [`QUEUE`] records allocated at start: a full queue drops the
+//!   on a bounded queue of `[log] queue` records allocated at start: a full queue drops the
 //!   line and counts it (`kracauer_log_dropped_total{reason="queue_full"}`); the worker
 //!   goes on at once.
 //! - The logging thread formats lines ([`LogFormat::Text`] or [`LogFormat::Json`]) and
@@ -35,9 +35,6 @@ use serde::Serialize;
 
 use crate::config::{AccessTarget, Log, LogFormat};
 
-/// Records the queue holds (allocated at start, about 160 bytes each): at 10,000 flows a
-/// second, three seconds of a stalled sink before lines are dropped.
-pub const QUEUE: usize = 32 * 1024;
 /// Largest write to standard error: `PIPE_BUF`, which a pipe writes atomically.
 const STDERR_CHUNK: usize = 4096;
 /// Largest write to a file.
@@ -231,7 +228,7 @@ impl AccessLog {
                 counters,
                 file,
             }),
-            Some(sink) => Self::spawn(sink, log.format, lines, QUEUE, counters, file),
+            Some(sink) => Self::spawn(sink, log.format, lines, log.queue, counters, file),
         }
     }
 

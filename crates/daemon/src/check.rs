@@ -68,7 +68,8 @@ pub fn report_with_host(
     };
     let _ = writeln!(
         out,
-        "log       access {access}, {format}; level {} (RUST_LOG and -v come first)",
+        "log       access {access}, {format}, queue {}; level {} (RUST_LOG and -v come first)",
+        c.log.queue,
         c.log.level.as_deref().unwrap_or("info")
     );
     match host {

@@ -41,7 +41,7 @@ pub struct Config {
 }
 
 /// `[log]`: where the access log goes, in which format, and the daemon log's level.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Log {
     /// `access`: where the access log (one line per flow) is written.
     pub access: AccessTarget,
@@ -50,6 +50,25 @@ pub struct Log {
     /// `level`: the daemon log's filter (`info`, or `RUST_LOG`-style directives such as
     /// `"info,kracauer::netlink=debug"`); `-v` and `RUST_LOG` take precedence.
     pub level: Option<String>,
+    /// `queue`: access-log lines held for the logging thread before lines are dropped
+    /// (default [`DEFAULT_LOG_QUEUE`], about 160 bytes each, allocated at start).
+    pub queue: usize,
+}
+
+/// Default `[log] queue`: at 10,000 flows a second, three seconds of a stalled sink.
+pub const DEFAULT_LOG_QUEUE: usize = 32 * 1024;
+/// Largest `[log] queue`.
+pub const MAX_LOG_QUEUE: usize = 1 << 20;
+
+impl Default for Log {
+    fn default() -> Self {
+        Self {
+            access: AccessTarget::default(),
+            format: LogFormat::default(),
+            level: None,
+            queue: DEFAULT_LOG_QUEUE,
+        }
+    }
 }
 
 /// Where the access log goes (`[log] access`).
@@ -219,6 +238,7 @@ struct RawLog {
     access: Option<Spanned<String>>,
     format: Option<Spanned<String>>,
     level: Option<Spanned<String>>,
+    queue: Option<Spanned<u64>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -430,10 +450,26 @@ impl Validator<'_> {
                 }
             },
         };
+        let queue = match &raw.queue {
+            None => DEFAULT_LOG_QUEUE,
+            Some(q) => match usize::try_from(*q.get_ref()) {
+                Ok(n) if (1..=MAX_LOG_QUEUE).contains(&n) => n,
+                _ => {
+                    return self.err(
+                        q.span(),
+                        format!(
+                            "log.queue: {} is out of range; give 1 to {MAX_LOG_QUEUE} lines",
+                            q.get_ref()
+                        ),
+                    );
+                }
+            },
+        };
         Ok(Log {
             access,
             format,
             level,
+            queue,
         })
     }
 

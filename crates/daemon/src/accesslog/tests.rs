@@ -262,8 +262,7 @@ fn a_file_log_is_reopened_after_logrotate_moved_it() {
     let path = dir.join("access.log");
     let config = Log {
         access: AccessTarget::File(path.clone()),
-        format: LogFormat::Text,
-        level: None,
+        ..Log::default()
     };
     let log = AccessLog::start(&config, ALL).unwrap();
     let tx = log.sender().unwrap();

@@ -429,7 +429,7 @@ fn log_defaults_to_a_text_access_log_on_stderr_and_no_level() {
 #[test]
 fn log_file_json_and_level_are_read() {
     let c = parse_str(&format!(
-        "{GOOD}\n[log]\naccess = \"file:/var/log/kracauer/access.log\"\nformat = \"json\"\nlevel = \"info,kracauer::netlink=debug\"\n"
+        "{GOOD}\n[log]\naccess = \"file:/var/log/kracauer/access.log\"\nformat = \"json\"\nlevel = \"info,kracauer::netlink=debug\"\nqueue = 1024\n"
     ))
     .unwrap();
     assert_eq!(
@@ -438,6 +438,7 @@ fn log_file_json_and_level_are_read() {
             access: AccessTarget::File("/var/log/kracauer/access.log".into()),
             format: LogFormat::Json,
             level: Some("info,kracauer::netlink=debug".into()),
+            queue: 1024,
         }
     );
     let off = parse_str(&format!("{GOOD}\n[log]\naccess = \"off\"\n")).unwrap();
@@ -486,10 +487,19 @@ fn misspelt_log_level_is_refused_at_its_value() {
 
 #[test]
 fn unknown_log_key_lists_the_valid_ones() {
-    let e = error(&format!("{GOOD}\n[log]\nqueue = 5\n"));
+    let e = error(&format!("{GOOD}\n[log]\nqueues = 5\n"));
     assert!(e.starts_with("k.toml:22:1: "), "{e}");
     assert!(
-        e.contains("expected one of `access`, `format`, `level`"),
+        e.contains("expected one of `access`, `format`, `level`, `queue`"),
+        "{e}"
+    );
+}
+
+#[test]
+fn log_queue_of_zero_is_refused_at_its_value() {
+    let e = error(&format!("{GOOD}\n[log]\nqueue = 0\n"));
+    assert!(
+        e.starts_with("k.toml:22:9: log.queue: 0 is out of range; give 1 to 1048576 lines"),
         "{e}"
     );
 }
