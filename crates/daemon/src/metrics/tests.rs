@@ -3,6 +3,7 @@
 use super::*;
 use crate::observe::{FlowStats, RouteStats};
 use crate::runtime;
+use std::path::Path;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 fn metrics(workers: Vec<Snapshot>, offload: bool) -> (Metrics, Sources) {
@@ -299,4 +300,58 @@ async fn scrapes_past_the_cap_are_closed_and_the_next_is_served() {
         "HEAD has no body: {answered}"
     );
     task.abort();
+}
+
+/// The metric names (`kracauer_*`, `process_*`) a text mentions.
+fn names_in(text: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for prefix in ["kracauer_", "process_"] {
+        let mut rest = text;
+        while let Some(at) = rest.find(prefix) {
+            let before = rest[..at].chars().next_back();
+            let name: String = rest[at..]
+                .chars()
+                .take_while(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '_')
+                .collect();
+            rest = &rest[at + name.len()..];
+            if !before.is_some_and(|c| c.is_ascii_alphanumeric() || c == '_') {
+                out.push(name);
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn every_metric_the_dashboard_and_the_alerts_use_is_exposed() {
+    let t = text(vec![Snapshot::default()], true);
+    let mut exposed = Vec::new();
+    for l in t.lines() {
+        if let Some(rest) = l.strip_prefix("# TYPE ") {
+            let mut parts = rest.split(' ');
+            let (name, kind) = (parts.next().unwrap(), parts.next().unwrap());
+            exposed.push(name.to_owned());
+            if kind == "histogram" {
+                for s in ["_bucket", "_sum", "_count"] {
+                    exposed.push(format!("{name}{s}"));
+                }
+            }
+        }
+    }
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/monitoring");
+    for file in [
+        "grafana-dashboard.json",
+        "kracauer-alerts.yml",
+        "kracauer-alerts.test.yml",
+    ] {
+        let text = std::fs::read_to_string(dir.join(file)).unwrap();
+        let used = names_in(&text);
+        assert!(!used.is_empty(), "{file} uses no metric");
+        for name in used {
+            assert!(
+                exposed.contains(&name),
+                "{file} uses {name}, which is not exposed"
+            );
+        }
+    }
 }
