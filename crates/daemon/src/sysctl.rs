@@ -176,7 +176,9 @@ pub fn plan(f: &Facts) -> SysctlPlan {
 }
 
 /// The state file for TUN `tun` in the calling thread's network namespace: Kracauer
-/// instances in different namespaces on one host keep apart.
+/// instances in different namespaces on one host keep apart. The namespace is named by
+/// its inode number, which the kernel reuses after a namespace is deleted; the record
+/// only ever writes back values that still hold what Kracauer wrote.
 pub fn state_path(tun: &str) -> PathBuf {
     use std::os::unix::fs::MetadataExt;
     let dir = std::env::var_os("RUNTIME_DIRECTORY")
@@ -310,7 +312,16 @@ impl Sysctls {
                 });
             }
         };
-        let saved = parse_state(&text, &self.root);
+        let this_boot = format!("# boot {}", boot_id());
+        let saved = if text.lines().any(|l| l == this_boot) {
+            parse_state(&text, &self.root)
+        } else {
+            tracing::info!(
+                "{} is from an earlier boot: nothing to put back",
+                state.display()
+            );
+            Vec::new()
+        };
         let mut restored = 0;
         for s in saved.iter().rev() {
             if current(&s.path).as_deref() == Some(s.new.as_str()) {
@@ -365,14 +376,21 @@ fn put_back(mut saved: Vec<Saved>) -> Vec<NetError> {
 
 const STATE_HEADER: &str = "# kracauer: sysctls to put back (path, old value, value set)";
 
+/// This boot's id: a record from an earlier boot (a `/run` that is not a tmpfs) is not
+/// put back, as the sysctls started afresh.
+fn boot_id() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
+        .map(|s| s.trim().to_owned())
+        .unwrap_or_default()
+}
+
 /// The state file: a header, then one `PATH\tOLD\tNEW` line per value, oldest first.
 /// Written to a temporary file and renamed, so a crash never leaves half a file.
 fn write_state(path: &Path, saved: &[Saved]) -> io::Result<()> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)?;
     }
-    let mut text = String::from(STATE_HEADER);
-    text.push('\n');
+    let mut text = format!("{STATE_HEADER}\n# boot {}\n", boot_id());
     for s in saved {
         let _ = writeln!(text, "{}\t{}\t{}", s.path.display(), s.old, s.new);
     }

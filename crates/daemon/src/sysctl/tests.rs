@@ -200,7 +200,8 @@ fn a_state_file_cannot_make_the_daemon_write_outside_the_sysctls() {
     std::fs::write(
         r.state(),
         format!(
-            "{STATE_HEADER}\n{}\tgone\t1\n{}/../victim\tgone\t1\n{}\t0\t1\n",
+            "{STATE_HEADER}\n# boot {}\n{}\tgone\t1\n{}/../victim\tgone\t1\n{}\t0\t1\n",
+            boot_id(),
             victim.display(),
             r.root().display(),
             r.root().join(FWD).display()
@@ -243,4 +244,18 @@ fn state_files_of_two_namespaces_differ_and_name_the_tun() {
         .join()
         .unwrap();
     assert_eq!(here, other, "threads of one namespace share it");
+}
+
+#[test]
+fn a_record_from_an_earlier_boot_is_not_put_back() {
+    let r = Root::new("boot", &[(FWD, "0")]);
+    let mut s = r.sysctls();
+    s.set(FWD, "1").unwrap();
+    std::mem::forget(s);
+    let text = std::fs::read_to_string(r.state()).unwrap();
+    assert!(text.contains(&format!("# boot {}", boot_id())), "{text}");
+    std::fs::write(r.state(), text.replace(&boot_id(), "an-earlier-boot")).unwrap();
+    assert_eq!(r.sysctls().recover().unwrap(), 0);
+    assert_eq!(r.get(FWD), "1", "left as the new boot has it");
+    assert!(!r.state().exists());
 }
