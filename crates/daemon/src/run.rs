@@ -5,8 +5,8 @@
 //!   and nothing changes. On success every worker gets the new route table and, if they
 //!   changed, the new `[timeouts]` and `[limits]` (its share of them), all but
 //!   `limits.max_flows`; the log names each value applied. The other settings
-//!   (`prefix`, `[tun]`, `[[listen]]`, `[metrics]`, `limits.max_flows`) take a restart:
-//!   a reload that changes them says so and keeps the running values ([`plan`]);
+//!   (`prefix`, `[tun]`, `[[listen]]`, `[metrics]`, `[log]`, `limits.max_flows`) take a
+//!   restart: a reload that changes them says so and keeps the running values ([`plan`]);
 //! - SIGUSR1 reopens a `file:` access log (logrotate);
 //! - SIGINT and SIGTERM stop the data plane, undo the host set-up and exit 0.
 //!
