@@ -44,6 +44,60 @@ pub struct Config {
     pub metrics: Option<Metrics>,
     pub timeouts: Timeouts,
     pub limits: Limits,
+    pub log: Log,
+}
+
+/// `[log]`: where the access log goes, in which format, and the daemon log's level.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Log {
+    /// `access`: where the access log (one line per flow) is written.
+    pub access: AccessTarget,
+    /// `format`: the access log's format.
+    pub format: LogFormat,
+    /// `level`: the daemon log's filter (`info`, or `RUST_LOG`-style directives such as
+    /// `"info,kracauer::netlink=debug"`); `-v` and `RUST_LOG` take precedence.
+    pub level: Option<String>,
+    /// `queue`: access-log lines held for the logging thread before lines are dropped
+    /// (default [`DEFAULT_LOG_QUEUE`], about 160 bytes each, allocated at start).
+    pub queue: usize,
+}
+
+/// Default `[log] queue`: at 10,000 flows a second, three seconds of a stalled sink.
+pub const DEFAULT_LOG_QUEUE: usize = 32 * 1024;
+/// Largest `[log] queue`.
+pub const MAX_LOG_QUEUE: usize = 1 << 20;
+
+impl Default for Log {
+    fn default() -> Self {
+        Self {
+            access: AccessTarget::default(),
+            format: LogFormat::default(),
+            level: None,
+            queue: DEFAULT_LOG_QUEUE,
+        }
+    }
+}
+
+/// Where the access log goes (`[log] access`).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum AccessTarget {
+    /// `"stderr"` (the default): standard error, beside the daemon log.
+    #[default]
+    Stderr,
+    /// `"file:PATH"`: appended to the file at PATH (absolute), reopened on SIGUSR1.
+    File(PathBuf),
+    /// `"off"`: no access log.
+    Off,
+}
+
+/// The access log's format (`[log] format`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LogFormat {
+    /// `"text"` (the default): `key=value` fields, as the daemon log writes them.
+    #[default]
+    Text,
+    /// `"json"`: one JSON object per line.
+    Json,
 }
 
 /// `[timeouts]`: durations written like `"5s"`, `"250ms"`, `"2h 4m"`.
@@ -193,6 +247,16 @@ struct RawConfig {
     metrics: Option<RawMetrics>,
     timeouts: Option<RawTimeouts>,
     limits: Option<RawLimits>,
+    log: Option<RawLog>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLog {
+    access: Option<Spanned<String>>,
+    format: Option<Spanned<String>>,
+    level: Option<Spanned<String>>,
+    queue: Option<Spanned<u64>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -333,6 +397,7 @@ impl Validator<'_> {
         };
         let timeouts = self.timeouts(raw.timeouts)?;
         let limits = self.limits(raw.limits)?;
+        let log = self.log(raw.log)?;
         Ok(Config {
             prefix,
             default_backend,
@@ -342,6 +407,90 @@ impl Validator<'_> {
             metrics,
             timeouts,
             limits,
+            log,
+        })
+    }
+
+    fn log(&self, raw: Option<RawLog>) -> Result<Log, ConfigError> {
+        let Some(raw) = raw else {
+            return Ok(Log::default());
+        };
+        let access = match &raw.access {
+            None => AccessTarget::Stderr,
+            Some(a) => match a.get_ref().as_str() {
+                "stderr" => AccessTarget::Stderr,
+                "off" => AccessTarget::Off,
+                s => match s.strip_prefix("file:") {
+                    Some(path) if Path::new(path).is_absolute() => {
+                        AccessTarget::File(PathBuf::from(path))
+                    }
+                    Some(path) => {
+                        return self.err(
+                            a.span(),
+                            format!(
+                                "log.access: the file {path:?} must be an absolute path, e.g. \"file:/var/log/kracauer/access.log\""
+                            ),
+                        );
+                    }
+                    None => {
+                        return self.err(
+                            a.span(),
+                            format!(
+                                "log.access: {s:?} is not a log target; give \"stderr\", \"file:/ABSOLUTE/PATH\" or \"off\""
+                            ),
+                        );
+                    }
+                },
+            },
+        };
+        let format = match &raw.format {
+            None => LogFormat::Text,
+            Some(f) => match f.get_ref().as_str() {
+                "text" => LogFormat::Text,
+                "json" => LogFormat::Json,
+                s => {
+                    return self.err(
+                        f.span(),
+                        format!("log.format: {s:?} is not a format; give \"text\" or \"json\""),
+                    );
+                }
+            },
+        };
+        let level = match &raw.level {
+            None => None,
+            Some(l) => match crate::logging::filter(l.get_ref()) {
+                Ok(_) => Some(l.get_ref().clone()),
+                Err(e) => {
+                    return self.err(
+                        l.span(),
+                        format!(
+                            "log.level: {:?} is not a level or filter ({e}); give \"error\", \"warn\", \"info\", \"debug\" or \"trace\", or directives such as \"info,kracauer::netlink=debug\"",
+                            l.get_ref()
+                        ),
+                    );
+                }
+            },
+        };
+        let queue = match &raw.queue {
+            None => DEFAULT_LOG_QUEUE,
+            Some(q) => match usize::try_from(*q.get_ref()) {
+                Ok(n) if (1..=MAX_LOG_QUEUE).contains(&n) => n,
+                _ => {
+                    return self.err(
+                        q.span(),
+                        format!(
+                            "log.queue: {} is out of range; give 1 to {MAX_LOG_QUEUE} lines",
+                            q.get_ref()
+                        ),
+                    );
+                }
+            },
+        };
+        Ok(Log {
+            access,
+            format,
+            level,
+            queue,
         })
     }
 

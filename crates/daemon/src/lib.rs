@@ -7,6 +7,7 @@
 
 #![deny(unsafe_code)]
 
+pub mod accesslog;
 pub mod check;
 pub mod config;
 pub mod health;
@@ -15,10 +16,12 @@ pub mod logging;
 pub mod metrics;
 pub mod netlink;
 pub mod notify;
+pub mod observe;
 pub mod routes;
 pub mod run;
 pub mod runtime;
 pub mod steer;
+pub mod sysctl;
 pub mod tun;
 pub mod upgrade;
 pub mod workers;

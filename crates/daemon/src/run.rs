@@ -5,8 +5,9 @@
 //!   and nothing changes. On success every worker gets the new route table and, if they
 //!   changed, the new `[timeouts]` and `[limits]` (its share of them), all but
 //!   `limits.max_flows`; the log names each value applied. The other settings
-//!   (`prefix`, `[tun]`, `[[listen]]`, `[metrics]`, `limits.max_flows`) take a restart:
-//!   a reload that changes them says so and keeps the running values ([`plan`]);
+//!   (`prefix`, `[tun]`, `[[listen]]`, `[metrics]`, `[log]`, `limits.max_flows`) take a
+//!   restart: a reload that changes them says so and keeps the running values ([`plan`]);
+//! - SIGUSR1 reopens a `file:` access log (logrotate);
 //! - SIGINT and SIGTERM stop the data plane, undo the host set-up and exit 0.
 //!
 //! If a data-plane worker fails (the TUN went away), all stop, the set-up is undone and
@@ -27,15 +28,17 @@ use kracauer_core::engine::{self, Engine, EngineConfig};
 use kracauer_core::route::{Health, RouteTable};
 use tokio::signal::unix::{SignalKind, signal};
 
+use crate::accesslog::{AccessLog, AccessLogError, Lines};
 use crate::config::{Config, ConfigError, Limits};
 use crate::health::{self, check};
 use crate::host::{Host, SetupError};
-use crate::metrics;
 use crate::notify;
+use crate::observe::{Observer, RouteLabels};
 use crate::routes::{self, Loaded};
 use crate::runtime::{self, Control, DataPlane, Reload};
 use crate::upgrade;
 use crate::workers::Workers;
+use crate::{logging, metrics};
 
 /// Why `kracauer run` stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -48,6 +51,8 @@ pub enum RunError {
     Seed(getrandom::Error),
     #[error("host set-up failed: {0}")]
     Setup(#[from] SetupError),
+    #[error(transparent)]
+    AccessLog(#[from] AccessLogError),
     #[error("{what}: {source}")]
     Io {
         what: &'static str,
@@ -79,6 +84,7 @@ async fn control(path: PathBuf) -> Result<(), RunError> {
     let mut int = signal(SignalKind::interrupt()).map_err(io("cannot catch SIGINT"))?;
     let mut term = signal(SignalKind::terminate()).map_err(io("cannot catch SIGTERM"))?;
     let mut usr2 = signal(SignalKind::user_defined2()).map_err(io("cannot catch SIGUSR2"))?;
+    let mut usr1 = signal(SignalKind::user_defined1()).map_err(io("cannot catch SIGUSR1"))?;
     let origin = upgrade::Origin::at_start();
 
     let mut running = match upgrade::inherited() {
@@ -108,10 +114,20 @@ async fn control(path: PathBuf) -> Result<(), RunError> {
             _ = hup.recv() => {
                 notify::reloading();
                 let config = running.config.clone();
-                running.config =
-                    reload(&path, config, running.seed, &running.senders, &mut running.health);
+                running.config = reload(
+                    &path,
+                    config,
+                    running.seed,
+                    &running.senders,
+                    &mut running.health,
+                    &running.control,
+                );
                 notify::ready(&status);
             }
+            _ = usr1.recv() => match running.access.reopen() {
+                Some(file) => tracing::info!("SIGUSR1: reopening the access log {}", file.display()),
+                None => tracing::info!("SIGUSR1: the access log is not a file; nothing to reopen"),
+            },
             changed = running.health.next() => {
                 for h in changed.iter() {
                     for worker in &running.senders {
@@ -159,6 +175,10 @@ pub struct Running {
     /// Backend health, decided here for all workers alike (see `health`).
     pub health: health::Plane,
     pub metrics: Option<MetricsServer>,
+    /// The access log's thread (the workers hold its senders).
+    pub access: AccessLog,
+    /// The control plane's own counters (reloads), for the metrics.
+    pub control: Arc<metrics::Control>,
 }
 
 /// The metrics endpoint: its task, and its listener's descriptor for an upgrade.
@@ -169,16 +189,16 @@ pub struct MetricsServer {
 }
 
 impl MetricsServer {
-    /// Serves `/metrics` on `listener` (a task of the current runtime).
+    /// Serves `metrics` at `/metrics` on `listener` (a task of the current runtime).
     pub fn start(
         listener: std::net::TcpListener,
-        published: runtime::Published,
+        metrics: metrics::Metrics,
     ) -> std::io::Result<Self> {
         listener.set_nonblocking(true)?;
         let fd = OwnedFd::from(listener.try_clone()?);
         let listener = tokio::net::TcpListener::from_std(listener)?;
         Ok(Self {
-            task: metrics::serve_on(listener, published),
+            task: metrics::serve_on(listener, metrics),
             fd,
         })
     }
@@ -188,6 +208,10 @@ impl MetricsServer {
 /// seed, one engine per queue, the workers started.
 async fn start(path: &Path) -> Result<Running, RunError> {
     let Loaded { config, routes } = routes::load(path)?;
+    logging::apply_config_level(config.log.level.as_deref());
+    // Before the host is touched: an access log that cannot be opened stops the start.
+    let access = AccessLog::start(&config.log, Lines::from_filter())?;
+    let control = Arc::new(metrics::Control::default());
     let seed = routes::os_seed().map_err(RunError::Seed)?;
     let routes = Arc::new(routes);
     // Validated before the host is touched; each worker gets its own engine below.
@@ -217,9 +241,14 @@ async fn start(path: &Path) -> Result<Running, RunError> {
     let published = runtime::published(workers);
     published.offload.store(offload, Ordering::Relaxed);
     let metrics = match config.metrics {
-        Some(m) => match std::net::TcpListener::bind(m.listen)
-            .and_then(|l| MetricsServer::start(l, published.clone()))
-        {
+        Some(m) => match std::net::TcpListener::bind(m.listen).and_then(|l| {
+            let sources = metrics::Sources {
+                published: published.clone(),
+                log: access.counters(),
+                control: control.clone(),
+            };
+            MetricsServer::start(l, metrics::Metrics::new(sources))
+        }) {
             Ok(server) => {
                 tracing::info!("metrics at http://{}/metrics", m.listen);
                 Some(server)
@@ -278,7 +307,11 @@ async fn start(path: &Path) -> Result<Running, RunError> {
                 stop.clone(),
                 published.clone(),
             )
-            .with_reports(reports.clone()),
+            .with_reports(reports.clone())
+            .observing(
+                Observer::new(routes.clone(), RouteLabels::new(&config)),
+                access.sender(),
+            ),
         );
     }
     // A panicking worker closes its queue, and the kernel then steers every flow anew:
@@ -303,6 +336,8 @@ async fn start(path: &Path) -> Result<Running, RunError> {
         senders,
         health,
         metrics,
+        access,
+        control,
     })
 }
 
@@ -313,6 +348,7 @@ async fn stop(running: Running) -> Result<(), RunError> {
         mut host,
         workers,
         metrics,
+        access,
         ..
     } = running;
     let (planes, errors) = workers.finish();
@@ -324,6 +360,9 @@ async fn stop(running: Running) -> Result<(), RunError> {
         plane.close_flows();
         drop(plane.into_queue());
     }
+    // Every worker, and with it every sender, is gone: what is queued is written.
+    let (written, dropped) = access.finish();
+    tracing::info!("access log: {written} lines written, {dropped} dropped");
     match errors.into_iter().next() {
         Some(e) => Err(RunError::DataPlane(e)),
         None => Ok(()),
@@ -357,6 +396,7 @@ fn reload(
     seed: [u8; 32],
     workers: &[Sender<Control>],
     health: &mut health::Plane,
+    control: &metrics::Control,
 ) -> Config {
     let Loaded {
         config,
@@ -365,6 +405,7 @@ fn reload(
         Ok(loaded) => loaded,
         Err(e) => {
             tracing::error!("reload refused, nothing changed: {e}");
+            control.reloaded(false);
             return running;
         }
     };
@@ -375,9 +416,11 @@ fn reload(
         Ok(m) => m,
         Err(e) => {
             tracing::error!("reload refused, nothing changed: the engine refused it: {e}");
+            control.reloaded(false);
             return running;
         }
     };
+    control.reloaded(true);
     for what in &plan.restart {
         tracing::warn!(
             "reload: {what} changed; that takes a restart (the running value stays in force)"
@@ -535,10 +578,12 @@ pub fn messages(
     routes: Arc<RouteTable>,
     health: Arc<Health>,
 ) -> Result<Vec<Reload>, engine::ConfigError> {
+    let labels = RouteLabels::new(&plan.in_force);
     if !plan.reconfigures() {
         return Ok(vec![
             Reload {
                 routes,
+                labels,
                 config: None,
                 health,
             };
@@ -553,6 +598,7 @@ pub fn messages(
         .into_iter()
         .map(|c| Reload {
             routes: routes.clone(),
+            labels: labels.clone(),
             config: Some(c),
             health: health.clone(),
         })
@@ -573,6 +619,9 @@ pub fn needs_restart(a: &Config, b: &Config) -> Vec<&'static str> {
     }
     if a.metrics != b.metrics {
         out.push("[metrics]");
+    }
+    if a.log != b.log {
+        out.push("[log]");
     }
     if a.limits.max_flows != b.limits.max_flows {
         out.push("limits.max_flows");
@@ -728,6 +777,12 @@ mod tests {
             assert_eq!(c.max_flows, 500, "still a half of the running 1000");
             assert_eq!(c.seed, routes::worker_seed(seed, index), "own seed kept");
         }
+    }
+
+    #[test]
+    fn log_changes_take_a_restart() {
+        let b = parse(&format!("{BASE}\n[log]\naccess = \"off\"\n"));
+        assert_eq!(needs_restart(&parse(BASE), &b), ["[log]"]);
     }
 
     #[test]

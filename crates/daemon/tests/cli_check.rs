@@ -123,3 +123,32 @@ fn check_shows_the_tun_offloads_and_workers_in_force() {
         "{out}"
     );
 }
+
+#[test]
+fn check_shows_the_log_settings_and_what_the_host_set_up_would_change() {
+    let path = config_file(
+        "host",
+        &format!(
+            "{HEAD}[log]\naccess = \"file:/var/log/kracauer/access.log\"\nformat = \"json\"\n"
+        ),
+    );
+    let o = check(&path);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        out.lines().any(|l| l
+            == "log       access file /var/log/kracauer/access.log (reopened on SIGUSR1), json, queue 32768; level info (RUST_LOG and -v come first)"),
+        "{out}"
+    );
+    // Read from this host: the TUN does not exist yet; the rest depends on the host.
+    for line in [
+        "  sysctl net.ipv4.conf.kracauer0.forwarding = 1 (new device): forward IPv4 from the TUN to clients",
+        "  route 2001:db8:64::/96 into kracauer0",
+    ] {
+        assert!(out.lines().any(|l| l == line), "missing {line:?}:\n{out}");
+    }
+    assert!(
+        !out.lines().any(|l| l.contains("net.ipv4.ip_forward")),
+        "forwarding is per interface: {out}"
+    );
+}

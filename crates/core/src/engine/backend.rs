@@ -170,13 +170,14 @@ impl Engine {
         let name = flow.spliced().and_then(|s| s.name.clone());
         self.send_handover(&key, c_isn, synack, &handover, out);
         self.stats.spliced += 1;
-        self.opened(id, &key, name, &handover, created);
+        self.opened(now, id, &key, name, &handover, created);
         self.rearm(id);
     }
 
     /// Queues the access-log event of a flow that reached its backend.
     fn opened(
         &mut self,
+        now: Time,
         id: FlowId,
         key: &BackendKey,
         name: Option<crate::name::HostName>,
@@ -190,6 +191,7 @@ impl Engine {
                 name,
                 backend: SocketAddrV6::new(key.backend, key.backend_port, 0, 0),
                 peek_time: handover.named_at.saturating_since(created),
+                connect_time: now.saturating_since(handover.named_at),
             });
         }
     }

@@ -43,6 +43,9 @@ pub enum Event {
         backend: SocketAddrV6,
         /// From the client's SYN to the name.
         peek_time: Duration,
+        /// From the name (when the SYN went to the backend) to the backend's SYN-ACK,
+        /// retransmissions included.
+        connect_time: Duration,
     },
     /// A flow ended.
     Closed {
