@@ -365,15 +365,22 @@ impl Engine {
         });
     }
 
-    /// Ends every flow with [`Outcome::Shutdown`] at the caller's `now`, each with its
-    /// access-log event, sending nothing (the daemon is stopping). Events past the queue's
-    /// bound are lost, so drain [`Engine::poll_event`] while calling this with `limit`
-    /// flows at a time; returns how many flows are left.
+    /// Ends every flow at the caller's `now`, each with its access-log event, sending
+    /// nothing (the daemon is stopping): a flow that had already ended and only lingered
+    /// (closing, or refused) keeps the outcome it ended with; every other one ends with
+    /// [`Outcome::Shutdown`]. Events past the queue's bound are lost, so drain
+    /// [`Engine::poll_event`] while calling this with `limit` flows at a time; returns how
+    /// many flows are left.
     pub fn close_flows(&mut self, now: Time, limit: usize) -> usize {
         let now = self.clock.internal(now);
         let ids: Vec<FlowId> = self.flows.iter().map(|(id, ..)| id).take(limit).collect();
         for id in ids {
-            self.finish(now, id, Outcome::Shutdown);
+            let outcome = match self.flows.get(id).map(|f| &f.phase) {
+                Some(crate::flow::Phase::Closing(c)) => c.outcome,
+                Some(crate::flow::Phase::Refused(r)) => r.refusal.outcome(),
+                _ => Outcome::Shutdown,
+            };
+            self.finish(now, id, outcome);
         }
         self.flows.len()
     }

@@ -109,7 +109,7 @@ fn at_the_benchmark_connection_rate_every_flow_has_its_access_line() {
         lines.iter().all(
             |l| l.contains(" INFO kracauer::access: closed client=198.51.100.2:")
                 && l.contains(" name=a.example backend=[2001:db8:1::2]:80 ")
-                && l.ends_with(" outcome=closed route=a.example")
+                && l.ends_with(" outcome=closed path=named route=a.example")
         ),
         "{}",
         lines.iter().take(3).copied().collect::<Vec<_>>().join("\n")
@@ -177,7 +177,7 @@ fn a_stalled_log_sink_never_holds_up_a_connection_and_the_drop_count_is_every_mi
     let got = text.lines().count() as u64;
     assert!(
         text.lines()
-            .all(|l| l.ends_with(" outcome=closed route=a.example")),
+            .all(|l| l.ends_with(" outcome=closed path=named route=a.example")),
         "whole lines only"
     );
     let (written, dropped_at_exit) = final_count(&daemon_logs(&tb));
