@@ -26,6 +26,17 @@ use rustix::process::{Pid, Signal, WaitOptions};
 /// The binary cargo built for this run; each upgrade installs a fresh copy of it.
 const KRACAUER: &str = env!("CARGO_BIN_EXE_kracauer");
 
+/// The tests here copy binaries and exec them; run side by side, one test's fork can hold
+/// the other's freshly written file open for writing at the moment it is executed
+/// (`ETXTBSY`). They take turns.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 fn full() -> bool {
     std::env::var_os("KRACAUER_UPGRADE_FULL").is_some()
 }
@@ -204,6 +215,7 @@ fn read_body(s: &mut TcpStream, n: u64, slow: &AtomicBool) -> u64 {
 #[ignore = "privileged: needs root and network namespaces (run with --include-ignored)"]
 fn downloads_survive_five_upgrades_to_new_binary_files() {
     require_privileged("downloads_survive_five_upgrades_to_new_binary_files");
+    let _serial = serial();
     let tb = Topology::build(Variant::Routed).unwrap();
     let (k, exe) = start(&tb);
     let (count, small, big) = if full() {
@@ -240,6 +252,7 @@ fn downloads_survive_five_upgrades_to_new_binary_files() {
 #[ignore = "privileged: needs root and network namespaces (run with --include-ignored)"]
 fn failed_upgrades_leave_the_old_daemon_serving_its_flows() {
     require_privileged("failed_upgrades_leave_the_old_daemon_serving_its_flows");
+    let _serial = serial();
     let tb = Topology::build(Variant::Routed).unwrap();
     let (mut k, exe) = start(&tb);
     let pid = k.pid() as i32;
