@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::net::Ipv6Addr;
 
 use kracauer_core::name::HostName;
-use kracauer_core::route::{RouteSpec, RouteTable};
+use kracauer_core::route::{BackendSpec, HashOn, RouteSpec, RouteTable};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -25,7 +25,10 @@ fuzz_target!(|data: &[u8]| {
         let hosts: Vec<String> = line.split(',').map(str::to_owned).collect();
         let spec = RouteSpec {
             hosts: hosts.clone(),
-            backend: Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, i as u16),
+            backends: vec![BackendSpec::new(Ipv6Addr::new(
+                0x2001, 0xdb8, 0, 0, 0, 0, 0, i as u16,
+            ))],
+            hash: HashOn::Address,
             ports: BTreeMap::from([(443, 8443)]),
         };
         if builder.add(spec).is_ok() {

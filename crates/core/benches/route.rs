@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use criterion::{BatchSize, BenchmarkId, Criterion, criterion_group, criterion_main};
 use kracauer_core::name::HostName;
-use kracauer_core::route::{RouteSpec, RouteTable};
+use kracauer_core::route::{BackendSpec, HashOn, RouteSpec, RouteTable};
 
 /// `n` routes, each with one exact name and one wildcard, as a configuration would give
 /// them: half the names in mixed case, some with ports remapped.
@@ -19,7 +19,17 @@ fn specs(n: u32) -> Vec<RouteSpec> {
                 format!("Host{i}.zone{}.example", i % 97),
                 format!("*.svc{i}.zone{}.example", i % 97),
             ],
-            backend: Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, (i >> 16) as u16, i as u16),
+            backends: vec![BackendSpec::new(Ipv6Addr::new(
+                0x2001,
+                0xdb8,
+                1,
+                0,
+                0,
+                0,
+                (i >> 16) as u16,
+                i as u16,
+            ))],
+            hash: HashOn::Address,
             ports: if i % 3 == 0 {
                 BTreeMap::from([(443, 8443)])
             } else {

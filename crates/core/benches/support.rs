@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use kracauer_core::addr::Prefix96;
 use kracauer_core::engine::{Engine, EngineConfig, Output, Service, Verdict};
-use kracauer_core::route::{RouteSpec, RouteTable};
+use kracauer_core::route::{BackendSpec, HashOn, RouteSpec, RouteTable};
 use kracauer_core::tcp::emit::Segment;
 use kracauer_core::time::Time;
 use kracauer_core::wire::build::TcpOptionsSpec;
@@ -43,7 +43,8 @@ pub fn engine(max_flows: usize) -> Engine {
     let routes = RouteTable::builder()
         .route(RouteSpec {
             hosts: vec!["a.example".into()],
-            backend: backend(),
+            backends: vec![BackendSpec::new(backend())],
+            hash: HashOn::Address,
             ports: Default::default(),
         })
         .unwrap()

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::net::Ipv6Addr;
 
 use kracauer_core::name::{HostName, NameError};
-use kracauer_core::route::{BadNameReason, RouteError, RouteSpec, RouteTable};
+use kracauer_core::route::{BackendSpec, BadNameReason, HashOn, RouteError, RouteSpec, RouteTable};
 
 fn v6(s: &str) -> Ipv6Addr {
     s.parse().expect("test addresses are valid")
@@ -13,7 +13,8 @@ fn v6(s: &str) -> Ipv6Addr {
 fn spec(hosts: &[&str], backend: &str) -> RouteSpec {
     RouteSpec {
         hosts: hosts.iter().map(|h| (*h).to_owned()).collect(),
-        backend: v6(backend),
+        backends: vec![BackendSpec::new(v6(backend))],
+        hash: HashOn::Address,
         ports: BTreeMap::new(),
     }
 }
@@ -401,7 +402,10 @@ fn table_of_100k_names_builds_and_finds_the_last() {
         builder
             .add(RouteSpec {
                 hosts,
-                backend: Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, i as u16),
+                backends: vec![BackendSpec::new(Ipv6Addr::new(
+                    0x2001, 0xdb8, 1, 0, 0, 0, 0, i as u16,
+                ))],
+                hash: HashOn::Address,
                 ports: BTreeMap::new(),
             })
             .unwrap();

@@ -4,7 +4,8 @@
 //! byte span of every value the operator wrote; validation then turns them into a
 //! [`Config`], and every error, from the TOML parser or from validation, is reported
 //! with the file, line and column of the offending value and says what would be valid.
-//! Unknown keys are errors, so a typo never silently falls back to a default.
+//! Unknown keys are errors, so a typo never silently falls back to a default. The
+//! backend-pool part (`backend` lists, `hash`, `[route.health]`) is in `config/pool.rs`.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
@@ -15,8 +16,12 @@ use std::time::Duration;
 
 use kracauer_core::addr::Prefix96;
 use kracauer_core::peek::tls::MAX_HELLO_BYTES;
+use kracauer_core::route::{BackendSpec, HashOn};
 use serde::Deserialize;
 use toml::Spanned;
+
+pub use self::pool::{ActiveCheck, PoolHealth};
+use self::pool::{RawBackends, RawHealth};
 
 /// Default TUN device name.
 pub const DEFAULT_TUN_NAME: &str = "kracauer0";
@@ -31,13 +36,68 @@ pub const MAX_IFNAME_LEN: usize = 15;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
     pub prefix: Prefix96,
-    pub default_backend: Option<Ipv6Addr>,
+    /// Where unknown names go: one backend, a pool, or none (empty: they are refused).
+    pub default_backend: Vec<BackendSpec>,
     pub tun: Tun,
     pub listen: Vec<Listen>,
     pub routes: Vec<Route>,
     pub metrics: Option<Metrics>,
     pub timeouts: Timeouts,
     pub limits: Limits,
+    pub log: Log,
+}
+
+/// `[log]`: where the access log goes, in which format, and the daemon log's level.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Log {
+    /// `access`: where the access log (one line per flow) is written.
+    pub access: AccessTarget,
+    /// `format`: the access log's format.
+    pub format: LogFormat,
+    /// `level`: the daemon log's filter (`info`, or `RUST_LOG`-style directives such as
+    /// `"info,kracauer::netlink=debug"`); `-v` and `RUST_LOG` take precedence.
+    pub level: Option<String>,
+    /// `queue`: access-log lines held for the logging thread before lines are dropped
+    /// (default [`DEFAULT_LOG_QUEUE`], about 160 bytes each, allocated at start).
+    pub queue: usize,
+}
+
+/// Default `[log] queue`: at 10,000 flows a second, three seconds of a stalled sink.
+pub const DEFAULT_LOG_QUEUE: usize = 32 * 1024;
+/// Largest `[log] queue`.
+pub const MAX_LOG_QUEUE: usize = 1 << 20;
+
+impl Default for Log {
+    fn default() -> Self {
+        Self {
+            access: AccessTarget::default(),
+            format: LogFormat::default(),
+            level: None,
+            queue: DEFAULT_LOG_QUEUE,
+        }
+    }
+}
+
+/// Where the access log goes (`[log] access`).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum AccessTarget {
+    /// `"stderr"` (the default): standard error, beside the daemon log.
+    #[default]
+    Stderr,
+    /// `"file:PATH"`: appended to the file at PATH (absolute), reopened on SIGUSR1.
+    File(PathBuf),
+    /// `"off"`: no access log.
+    Off,
+}
+
+/// The access log's format (`[log] format`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LogFormat {
+    /// `"text"` (the default): `key=value` fields, as the daemon log writes them.
+    #[default]
+    Text,
+    /// `"json"`: one JSON object per line.
+    Json,
 }
 
 /// `[timeouts]`: durations written like `"5s"`, `"250ms"`, `"2h 4m"`.
@@ -50,6 +110,9 @@ pub struct Timeouts {
     pub connect: Duration,
     /// First retransmission of the SYN to the backend, doubling after (default 1 s).
     pub syn_retransmit: Duration,
+    /// How long one backend of a pool has to answer before the same SYN goes to the
+    /// next (default 1 s); the last one tried has until `connect`.
+    pub connect_attempt: Duration,
     /// Established flows idle this long are forgotten (default 2 h 4 min, the least
     /// RFC 5382 allows; lower only if clients use keepalives).
     pub idle: Duration,
@@ -63,6 +126,7 @@ impl Default for Timeouts {
             peek: Duration::from_secs(5),
             connect: Duration::from_secs(5),
             syn_retransmit: Duration::from_secs(1),
+            connect_attempt: Duration::from_secs(1),
             idle: Duration::from_secs(7440),
             linger: Duration::from_secs(30),
         }
@@ -129,7 +193,12 @@ pub struct Listen {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Route {
     pub hosts: Vec<String>,
-    pub backend: Ipv6Addr,
+    /// The backends, in the order written (one for a single address).
+    pub backends: Vec<BackendSpec>,
+    /// What the placement hash reads (`hash = "address" | "tuple"`).
+    pub hash: HashOn,
+    /// `[route.health]`: passive failure counting and the optional active check.
+    pub health: PoolHealth,
     /// Service port → backend port.
     pub ports: BTreeMap<u16, u16>,
     /// Where each host name was written, for errors found later (parallel to `hosts`).
@@ -169,7 +238,7 @@ pub enum ConfigError {
 #[serde(deny_unknown_fields)]
 struct RawConfig {
     prefix: Spanned<String>,
-    default_backend: Option<Spanned<String>>,
+    default_backend: Option<Spanned<RawBackends>>,
     tun: Option<RawTun>,
     #[serde(default)]
     listen: Vec<Spanned<RawListen>>,
@@ -178,6 +247,16 @@ struct RawConfig {
     metrics: Option<RawMetrics>,
     timeouts: Option<RawTimeouts>,
     limits: Option<RawLimits>,
+    log: Option<RawLog>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLog {
+    access: Option<Spanned<String>>,
+    format: Option<Spanned<String>>,
+    level: Option<Spanned<String>>,
+    queue: Option<Spanned<u64>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -186,6 +265,7 @@ struct RawTimeouts {
     peek: Option<Spanned<String>>,
     connect: Option<Spanned<String>>,
     syn_retransmit: Option<Spanned<String>>,
+    connect_attempt: Option<Spanned<String>>,
     idle: Option<Spanned<String>>,
     linger: Option<Spanned<String>>,
 }
@@ -225,7 +305,9 @@ struct RawListen {
 #[serde(deny_unknown_fields)]
 struct RawRoute {
     hosts: Spanned<Vec<Spanned<String>>>,
-    backend: Spanned<String>,
+    backend: Spanned<RawBackends>,
+    hash: Option<Spanned<String>>,
+    health: Option<RawHealth>,
     #[serde(default)]
     ports: HashMap<Spanned<String>, Spanned<u16>>,
 }
@@ -286,8 +368,8 @@ impl Validator<'_> {
             Err(e) => return self.err(raw.prefix.span(), format!("prefix: {e}")),
         };
         let default_backend = match &raw.default_backend {
-            Some(b) => Some(self.backend(b, prefix, "default_backend")?),
-            None => None,
+            Some(b) => self.backends(b, prefix, "default_backend")?,
+            None => Vec::new(),
         };
         let tun = self.tun(raw.tun)?;
         let listen = self.listen(&raw.listen)?;
@@ -315,6 +397,7 @@ impl Validator<'_> {
         };
         let timeouts = self.timeouts(raw.timeouts)?;
         let limits = self.limits(raw.limits)?;
+        let log = self.log(raw.log)?;
         Ok(Config {
             prefix,
             default_backend,
@@ -324,6 +407,90 @@ impl Validator<'_> {
             metrics,
             timeouts,
             limits,
+            log,
+        })
+    }
+
+    fn log(&self, raw: Option<RawLog>) -> Result<Log, ConfigError> {
+        let Some(raw) = raw else {
+            return Ok(Log::default());
+        };
+        let access = match &raw.access {
+            None => AccessTarget::Stderr,
+            Some(a) => match a.get_ref().as_str() {
+                "stderr" => AccessTarget::Stderr,
+                "off" => AccessTarget::Off,
+                s => match s.strip_prefix("file:") {
+                    Some(path) if Path::new(path).is_absolute() => {
+                        AccessTarget::File(PathBuf::from(path))
+                    }
+                    Some(path) => {
+                        return self.err(
+                            a.span(),
+                            format!(
+                                "log.access: the file {path:?} must be an absolute path, e.g. \"file:/var/log/kracauer/access.log\""
+                            ),
+                        );
+                    }
+                    None => {
+                        return self.err(
+                            a.span(),
+                            format!(
+                                "log.access: {s:?} is not a log target; give \"stderr\", \"file:/ABSOLUTE/PATH\" or \"off\""
+                            ),
+                        );
+                    }
+                },
+            },
+        };
+        let format = match &raw.format {
+            None => LogFormat::Text,
+            Some(f) => match f.get_ref().as_str() {
+                "text" => LogFormat::Text,
+                "json" => LogFormat::Json,
+                s => {
+                    return self.err(
+                        f.span(),
+                        format!("log.format: {s:?} is not a format; give \"text\" or \"json\""),
+                    );
+                }
+            },
+        };
+        let level = match &raw.level {
+            None => None,
+            Some(l) => match crate::logging::filter(l.get_ref()) {
+                Ok(_) => Some(l.get_ref().clone()),
+                Err(e) => {
+                    return self.err(
+                        l.span(),
+                        format!(
+                            "log.level: {:?} is not a level or filter ({e}); give \"error\", \"warn\", \"info\", \"debug\" or \"trace\", or directives such as \"info,kracauer::netlink=debug\"",
+                            l.get_ref()
+                        ),
+                    );
+                }
+            },
+        };
+        let queue = match &raw.queue {
+            None => DEFAULT_LOG_QUEUE,
+            Some(q) => match usize::try_from(*q.get_ref()) {
+                Ok(n) if (1..=MAX_LOG_QUEUE).contains(&n) => n,
+                _ => {
+                    return self.err(
+                        q.span(),
+                        format!(
+                            "log.queue: {} is out of range; give 1 to {MAX_LOG_QUEUE} lines",
+                            q.get_ref()
+                        ),
+                    );
+                }
+            },
+        };
+        Ok(Log {
+            access,
+            format,
+            level,
+            queue,
         })
     }
 
@@ -351,6 +518,7 @@ impl Validator<'_> {
             peek: get(&raw.peek, "peek", d.peek)?,
             connect: get(&raw.connect, "connect", d.connect)?,
             syn_retransmit: get(&raw.syn_retransmit, "syn_retransmit", d.syn_retransmit)?,
+            connect_attempt: get(&raw.connect_attempt, "connect_attempt", d.connect_attempt)?,
             idle: get(&raw.idle, "idle", d.idle)?,
             linger: get(&raw.linger, "linger", d.linger)?,
         })
@@ -602,7 +770,8 @@ impl Validator<'_> {
                 "route.hosts: the list is empty; give at least one name, e.g. [\"a.example\"]",
             );
         }
-        let backend = self.backend(&r.backend, prefix, "route.backend")?;
+        let backends = self.backends(&r.backend, prefix, "route.backend")?;
+        let hash = self.hash(r.hash.as_ref())?;
         let mut ports = BTreeMap::new();
         let mut keys: Vec<_> = r.ports.iter().collect();
         keys.sort_by_key(|(k, _)| k.span().start);
@@ -633,6 +802,7 @@ impl Validator<'_> {
             }
             ports.insert(service, *v.get_ref());
         }
+        let health = self.health(r.health.as_ref(), &ports, listen)?;
         Ok(Route {
             hosts: r
                 .hosts
@@ -640,7 +810,9 @@ impl Validator<'_> {
                 .iter()
                 .map(|h| h.get_ref().clone())
                 .collect(),
-            backend,
+            backends,
+            hash,
+            health,
             ports,
             host_positions: r
                 .hosts
@@ -652,5 +824,6 @@ impl Validator<'_> {
     }
 }
 
+mod pool;
 #[cfg(test)]
 mod tests;

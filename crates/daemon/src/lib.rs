@@ -7,18 +7,22 @@
 
 #![deny(unsafe_code)]
 
+pub mod accesslog;
 pub mod check;
 pub mod config;
+pub mod health;
 pub mod host;
 pub mod logging;
 pub mod metrics;
 pub mod netlink;
 pub mod notify;
+pub mod observe;
 pub mod reload;
 pub mod routes;
 pub mod run;
 pub mod runtime;
 pub mod steer;
+pub mod sysctl;
 pub mod tun;
 pub mod upgrade;
 pub mod workers;

@@ -27,13 +27,13 @@ Reload the configuration. The whole file is validated first; an invalid one chan
 nothing. Routes, \fBdefault_backend\fR, \fB[timeouts]\fR and \fB[limits]\fR (all but
 \fBmax_flows\fR) apply to the running workers; \fB[[listen]]\fR is set up anew
 (connections on a removed address or port end, the others go on) and \fB[metrics]\fR
-moves. \fBlimits.max_flows\fR takes SIGUSR2 or a restart, \fBprefix\fR and \fB[tun]\fR a
-restart; the log says so.
+moves. \fBlimits.max_flows\fR and \fB[log]\fR take SIGUSR2 or a restart, \fBprefix\fR
+and \fB[tun]\fR a restart; the log says so.
 .TP
 .B SIGUSR2
 Live upgrade: start the binary now at the path this one was started from, hand it every
 connection, the TUN queues and the host set\-up, and exit once it is ready. It reads the
-configuration as a reload would (and applies \fBlimits.max_flows\fR); if it fails, this
+configuration as a reload would (and applies \fBlimits.max_flows\fR and \fB[log]\fR); if it fails, this
 process serves on and logs why. Under systemd the new process becomes the main PID.
 .TP
 .BR SIGINT ", " SIGTERM

@@ -3,6 +3,9 @@
 //! What Kracauer adds, all tagged with the routing protocol [`PROTOCOL`] so that a later
 //! start can find and remove what a crashed run left:
 //! - a route for the translation prefix (`/96`) into the TUN;
+//! - in the `local` table, a `local` route for the one address of the prefix that
+//!   active health checks come from (`health::check::source`), so their answers reach
+//!   the daemon's socket instead of the TUN;
 //! - for each service address this host does not own: a `/32` route into the TUN;
 //! - for each service address this host owns: one policy rule per configured TCP port
 //!   (`to ADDR ipproto tcp dport PORT lookup TABLE`) at preference [`DIVERT_PREF`], and
@@ -12,9 +15,12 @@
 //!
 //! [`Netlink::remove_ours`] undoes all of it and puts the `local` rule back at 0 if Kracauer had
 //! moved it; it runs both before a set-up (leftovers of a `kill -9`) and at exit.
-//! Forwarding and the TUN's `accept_local`/`rp_filter` are sysctls ([`Sysctls`]).
+//! Forwarding and the TUN's `accept_local`/`rp_filter` are sysctls
+//! ([`crate::sysctl`]); the interfaces they apply to are found here
+//! ([`Netlink::ipv4_uplinks`], [`Netlink::links_towards`], [`Netlink::ra_default_links`]).
 //! `docs/setup-by-hand.md` gives the same as `ip` and `sysctl` commands.
 
+use std::collections::HashMap;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::PathBuf;
@@ -23,7 +29,10 @@ use futures_util::TryStreamExt;
 use kracauer_core::addr::Prefix96;
 use rtnetlink::packet_route::IpProtocol;
 use rtnetlink::packet_route::address::AddressAttribute;
-use rtnetlink::packet_route::route::{RouteMessage, RouteProtocol, RouteScope};
+use rtnetlink::packet_route::link::LinkAttribute;
+use rtnetlink::packet_route::route::{
+    RouteAttribute, RouteMessage, RouteProtocol, RouteScope, RouteType,
+};
 use rtnetlink::packet_route::rule::{RuleAction, RuleAttribute, RuleMessage, RulePortRange};
 use rtnetlink::{Handle, IpVersion, RouteMessageBuilder};
 
@@ -68,6 +77,12 @@ pub enum NetError {
         #[source]
         source: io::Error,
     },
+    #[error("the sysctl state file {}: {source}", path.display())]
+    State {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
 }
 
 fn nl(what: impl Into<String>) -> impl FnOnce(rtnetlink::Error) -> NetError {
@@ -88,6 +103,8 @@ pub struct Plan {
     pub prefix: Prefix96,
     /// Each service address with all its TCP ports (tls and http).
     pub services: Vec<(Ipv4Addr, Vec<u16>)>,
+    /// The address active health checks come from, routed `local`.
+    pub check_source: Ipv6Addr,
 }
 
 impl Plan {
@@ -101,6 +118,7 @@ impl Plan {
                 .iter()
                 .map(|l| (l.address, l.tls.iter().chain(&l.http).copied().collect()))
                 .collect(),
+            check_source: crate::health::check::source(c.prefix),
         }
     }
 }
@@ -181,6 +199,23 @@ impl Netlink {
             .build();
         self.add_route(route6, format!("route {} into {}", plan.prefix, plan.tun))
             .await?;
+        let lo = self.link_index("lo").await?;
+        let check_source = RouteMessageBuilder::<Ipv6Addr>::new()
+            .destination_prefix(plan.check_source, 128)
+            .output_interface(lo)
+            .table_id(TABLE_LOCAL)
+            .kind(RouteType::Local)
+            .scope(RouteScope::Host)
+            .protocol(RouteProtocol::Other(PROTOCOL))
+            .build();
+        self.add_route(
+            check_source,
+            format!(
+                "local route for the health-check source {}",
+                plan.check_source
+            ),
+        )
+        .await?;
         let mut diverts = Vec::new();
         let mut table_route = false;
         for (address, ports) in &plan.services {
@@ -364,6 +399,148 @@ impl Netlink {
     }
 }
 
+/// The main routing table's number.
+const TABLE_MAIN: u32 = 254;
+
+fn route_table(r: &RouteMessage) -> u32 {
+    r.attributes
+        .iter()
+        .find_map(|a| match a {
+            RouteAttribute::Table(t) => Some(*t),
+            _ => None,
+        })
+        .unwrap_or(u32::from(r.header.table))
+}
+
+/// The interfaces a route leaves through (one, or each next hop's).
+fn route_links(r: &RouteMessage) -> Vec<u32> {
+    let mut out = Vec::new();
+    for a in &r.attributes {
+        match a {
+            RouteAttribute::Oif(i) => out.push(*i),
+            RouteAttribute::MultiPath(hops) => {
+                out.extend(hops.iter().map(|h| h.interface_index));
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+impl Netlink {
+    /// Interface names by index.
+    pub async fn link_names(&self) -> Result<HashMap<u32, String>, NetError> {
+        let mut links = self.handle.link().get().execute();
+        let mut names = HashMap::new();
+        while let Some(l) = links.try_next().await.map_err(nl("list interfaces"))? {
+            if let Some(name) = l.attributes.iter().find_map(|a| match a {
+                LinkAttribute::IfName(n) => Some(n.clone()),
+                _ => None,
+            }) {
+                names.insert(l.header.index, name);
+            }
+        }
+        Ok(names)
+    }
+
+    /// The unicast routes of the main table that `query` (a dump of one family) lists.
+    async fn main_routes(&self, query: RouteMessage) -> Result<Vec<RouteMessage>, NetError> {
+        let routes: Vec<RouteMessage> = self
+            .handle
+            .route()
+            .get(query)
+            .execute()
+            .try_collect()
+            .await
+            .map_err(nl("list routes"))?;
+        Ok(routes
+            .into_iter()
+            .filter(|r| route_table(r) == TABLE_MAIN && r.header.kind == RouteType::Unicast)
+            .collect())
+    }
+
+    /// The interfaces clients' IPv4 packets come in on: those of the main table's IPv4
+    /// default routes, or, without one, of every IPv4 route in it. Never `lo` or `tun`.
+    pub async fn ipv4_uplinks(&self, tun: &str) -> Result<Vec<String>, NetError> {
+        let names = self.link_names().await?;
+        let routes = self
+            .main_routes(RouteMessageBuilder::<Ipv4Addr>::new().build())
+            .await?;
+        let defaults: Vec<&RouteMessage> = routes
+            .iter()
+            .filter(|r| r.header.destination_prefix_length == 0)
+            .collect();
+        let chosen: Vec<&RouteMessage> = if defaults.is_empty() {
+            routes.iter().collect()
+        } else {
+            defaults
+        };
+        Ok(link_set(
+            chosen.into_iter().flat_map(route_links),
+            &names,
+            tun,
+        ))
+    }
+
+    /// The interfaces the kernel routes `addrs` through (`ip route get`), and the
+    /// addresses it has no route for, with why.
+    pub async fn links_towards(
+        &self,
+        addrs: &[Ipv6Addr],
+        tun: &str,
+    ) -> Result<(Vec<String>, Vec<(Ipv6Addr, String)>), NetError> {
+        let names = self.link_names().await?;
+        let mut links = Vec::new();
+        let mut unrouted = Vec::new();
+        for &a in addrs {
+            let query = RouteMessageBuilder::<Ipv6Addr>::new()
+                .destination_prefix(a, 128)
+                .build();
+            let got: Result<Vec<RouteMessage>, _> =
+                self.handle.route().get(query).execute().try_collect().await;
+            match got {
+                Ok(routes) => links.extend(routes.iter().flat_map(route_links)),
+                Err(e) => unrouted.push((a, e.to_string())),
+            }
+        }
+        Ok((link_set(links.into_iter(), &names, tun), unrouted))
+    }
+
+    /// The interfaces with an IPv6 default route learnt from router advertisements.
+    pub async fn ra_default_links(&self) -> Result<Vec<String>, NetError> {
+        let names = self.link_names().await?;
+        let routes = self
+            .main_routes(RouteMessageBuilder::<Ipv6Addr>::new().build())
+            .await?;
+        Ok(link_set(
+            routes
+                .iter()
+                .filter(|r| {
+                    r.header.destination_prefix_length == 0
+                        && r.header.protocol == RouteProtocol::Ra
+                })
+                .flat_map(route_links),
+            &names,
+            "",
+        ))
+    }
+}
+
+/// The names of `indexes`, sorted, without duplicates, `lo` or `tun`.
+fn link_set(
+    indexes: impl Iterator<Item = u32>,
+    names: &HashMap<u32, String>,
+    tun: &str,
+) -> Vec<String> {
+    let mut out: Vec<String> = indexes
+        .filter_map(|i| names.get(&i).cloned())
+        .filter(|n| n != "lo" && n != tun)
+        .collect();
+    out.sort();
+    out.dedup();
+    out
+}
+
 fn rule_protocol(r: &RuleMessage) -> Option<u8> {
     r.attributes.iter().find_map(|a| match a {
         RuleAttribute::Protocol(p) => Some(u8::from(*p)),
@@ -413,81 +590,6 @@ fn rule_selects_all(r: &RuleMessage) -> bool {
                     | RuleAttribute::DestinationPortRange(_)
             )
         })
-}
-
-/// Sysctls Kracauer sets, with the values to put back at exit.
-#[derive(Debug, Default)]
-pub struct Sysctls {
-    restore: Vec<(PathBuf, String)>,
-}
-
-impl Sysctls {
-    /// Before the TUN comes up: no IPv6 link-local address on it (`addr_gen_mode=1`),
-    /// so the kernel sends no router solicitations or MLD reports into it, which the
-    /// engine would only count as drops. An old kernel without the setting is no error.
-    pub fn before_up(&mut self, tun: &str) {
-        let path = format!("/proc/sys/net/ipv6/conf/{tun}/addr_gen_mode");
-        if let Err(e) = self.set(&path, "1") {
-            tracing::debug!("{e}");
-        }
-    }
-
-    /// Enables IPv4 and IPv6 forwarding, and on the TUN `accept_local=1` and
-    /// `rp_filter=0` so the kernel takes packets from it whose source is one of the
-    /// host's own addresses (answers from an owned service address).
-    pub fn set_up(&mut self, tun: &str) -> Result<(), NetError> {
-        self.set("/proc/sys/net/ipv4/ip_forward", "1")?;
-        self.set("/proc/sys/net/ipv6/conf/all/forwarding", "1")?;
-        self.set(&format!("/proc/sys/net/ipv4/conf/{tun}/accept_local"), "1")?;
-        self.set(&format!("/proc/sys/net/ipv4/conf/{tun}/rp_filter"), "0")?;
-        Ok(())
-    }
-
-    /// Writes `value` to `path`, remembering the old value if it differs.
-    pub fn set(&mut self, path: &str, value: &str) -> Result<(), NetError> {
-        let path = PathBuf::from(path);
-        let err = |source| NetError::Sysctl {
-            path: path.clone(),
-            value: value.to_owned(),
-            source,
-        };
-        let old = std::fs::read_to_string(&path).map_err(err)?;
-        let old = old.trim();
-        if old != value {
-            std::fs::write(&path, value).map_err(err)?;
-            self.restore.push((path.clone(), old.to_owned()));
-        }
-        Ok(())
-    }
-
-    /// The values to put back, oldest first: what a live upgrade hands the new process.
-    pub fn saved(&self) -> &[(PathBuf, String)] {
-        &self.restore
-    }
-
-    /// Sysctls another process set, with the values it would have put back.
-    pub fn adopt(saved: Vec<(PathBuf, String)>) -> Self {
-        Self { restore: saved }
-    }
-
-    /// Puts back every value changed, newest first. Values of a device that is gone
-    /// are skipped.
-    pub fn restore(&mut self) -> Vec<NetError> {
-        let mut errors = Vec::new();
-        while let Some((path, old)) = self.restore.pop() {
-            if !path.exists() {
-                continue;
-            }
-            if let Err(source) = std::fs::write(&path, &old) {
-                errors.push(NetError::Sysctl {
-                    path,
-                    value: old,
-                    source,
-                });
-            }
-        }
-        errors
-    }
 }
 
 #[cfg(test)]
@@ -543,37 +645,5 @@ mod tests {
     #[test]
     fn table_falls_back_to_the_header_without_the_attribute() {
         assert_eq!(rule_table(&rule(254, vec![])), 254);
-    }
-
-    #[test]
-    fn sysctls_put_back_what_they_changed_and_leave_the_rest() {
-        let dir = std::env::temp_dir().join(format!("krc-sysctl-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let changed = dir.join("changed");
-        let same = dir.join("same");
-        std::fs::write(&changed, "0\n").unwrap();
-        std::fs::write(&same, "1\n").unwrap();
-        let mut s = Sysctls::default();
-        s.set(changed.to_str().unwrap(), "1").unwrap();
-        s.set(same.to_str().unwrap(), "1").unwrap();
-        assert_eq!(std::fs::read_to_string(&changed).unwrap(), "1");
-        assert_eq!(std::fs::read_to_string(&same).unwrap(), "1\n");
-        assert!(s.restore().is_empty());
-        assert_eq!(std::fs::read_to_string(&changed).unwrap(), "0");
-        assert_eq!(std::fs::read_to_string(&same).unwrap(), "1\n");
-        std::fs::remove_dir_all(&dir).unwrap();
-    }
-
-    #[test]
-    fn sysctl_of_a_missing_device_is_an_error_naming_the_path() {
-        let mut s = Sysctls::default();
-        let e = s
-            .set("/proc/sys/net/ipv4/conf/krc-none/accept_local", "1")
-            .unwrap_err();
-        assert!(
-            e.to_string()
-                .contains("/proc/sys/net/ipv4/conf/krc-none/accept_local"),
-            "{e}"
-        );
     }
 }

@@ -44,7 +44,7 @@ pub fn stopping() {
 }
 
 /// A live upgrade committed: `pid` is the service's main process from now on. Returns
-/// once the service manager has read that (or after [`BARRIER_TIMEOUT`]).
+/// once the service manager has read that (or after five seconds).
 pub fn hand_over(pid: u32) {
     if std::env::var_os("NOTIFY_SOCKET").is_none() {
         return;

@@ -8,20 +8,22 @@
 //! the TUN before the workers serve it, what is removed is undone after; flows on a
 //! removed address or port end, the others go on, see the core's `engine/services.rs`),
 //! and `[metrics]` (the endpoint moves). Not applied, named in a warning, the running
-//! value kept: `limits.max_flows` (the flow table is sized at the start: an upgrade,
-//! SIGUSR2, applies it), `prefix` and `[tun]` (a restart).
+//! value kept: `limits.max_flows` and `[log]` (the flow table and the access log are made
+//! at the start: an upgrade, SIGUSR2, applies them), `prefix` and `[tun]` (a restart).
 
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use kracauer_core::engine;
-use kracauer_core::route::RouteTable;
+use kracauer_core::route::{Health, RouteTable};
 
 use crate::config::{Config, Limits, Listen};
+use crate::metrics;
+use crate::observe::RouteLabels;
 use crate::routes::{self, Loaded};
 use crate::run::{MetricsServer, Running, worker_configs};
-use crate::runtime::Reload;
+use crate::runtime::{Control, Reload};
 
 /// SIGHUP: load and validate the file again; only a fully valid one that the engine and
 /// the host accept changes anything. `running.config` is the configuration in force
@@ -34,16 +36,19 @@ pub async fn reload(path: &Path, running: &mut Running) {
         Ok(loaded) => loaded,
         Err(e) => {
             tracing::error!("reload refused, nothing changed: {e}");
+            running.control.reloaded(false);
             return;
         }
     };
     let workers = running.senders.len();
     let plan = plan(&running.config, &config, workers);
     let names = table.len();
-    let messages = match messages(&plan, running.seed, workers, Arc::new(table)) {
+    let (monitor, now_up) = running.health.prepare(&plan.in_force, &table);
+    let messages = match messages(&plan, running.seed, workers, Arc::new(table), now_up) {
         Ok(m) => m,
         Err(e) => {
             tracing::error!("reload refused, nothing changed: the engine refused it: {e}");
+            running.control.reloaded(false);
             return;
         }
     };
@@ -58,6 +63,7 @@ pub async fn reload(path: &Path, running: &mut Running) {
                         "reload refused, nothing changed: cannot listen for metrics on {}: {e}",
                         m.listen
                     );
+                    running.control.reloaded(false);
                     return;
                 }
             }
@@ -72,14 +78,16 @@ pub async fn reload(path: &Path, running: &mut Running) {
                 tracing::error!(
                     "reload refused, nothing changed: cannot divert the new listen addresses and ports: {e}"
                 );
+                running.control.reloaded(false);
                 return;
             }
         }
     } else {
         Vec::new()
     };
+    running.control.reloaded(true);
     for what in &plan.restart {
-        let how = if *what == "limits.max_flows" {
+        let how = if matches!(*what, "limits.max_flows" | "[log]") {
             "an upgrade (SIGUSR2) or a restart"
         } else {
             "a restart"
@@ -88,10 +96,11 @@ pub async fn reload(path: &Path, running: &mut Running) {
             "reload: {what} changed; that takes {how} (the running value stays in force)"
         );
     }
+    running.health.install(monitor);
     let mut taken = 0;
     for (worker, message) in running.senders.iter().zip(messages) {
         // A worker that has stopped no longer listens; the daemon is stopping then.
-        if worker.send(message).is_ok() {
+        if worker.send(Control::Reload(Box::new(message))).is_ok() {
             taken += 1;
         }
     }
@@ -108,8 +117,12 @@ pub async fn reload(path: &Path, running: &mut Running) {
     }
     match metrics {
         Some(Some((listener, at))) => {
-            let published = running.published.clone();
-            match MetricsServer::start(listener, published) {
+            let sources = metrics::Sources {
+                published: running.published.clone(),
+                log: running.access.counters(),
+                control: running.control.clone(),
+            };
+            match MetricsServer::start(listener, metrics::Metrics::new(sources)) {
                 Ok(server) => {
                     if let Some(old) = running.metrics.replace(server) {
                         old.task.abort();
@@ -182,7 +195,7 @@ impl std::fmt::Display for Change {
 pub fn plan(running: &Config, new: &Config, workers: usize) -> Plan {
     let in_force = Config {
         routes: new.routes.clone(),
-        default_backend: new.default_backend,
+        default_backend: new.default_backend.clone(),
         timeouts: new.timeouts,
         limits: Limits {
             // The flow table (and the timer heap) is sized for it at the start.
@@ -209,6 +222,11 @@ pub fn plan(running: &Config, new: &Config, workers: usize) -> Plan {
     let (a, b) = (&running.timeouts, &new.timeouts);
     time("timeouts.peek", a.peek, b.peek);
     time("timeouts.connect", a.connect, b.connect);
+    time(
+        "timeouts.connect_attempt",
+        a.connect_attempt,
+        b.connect_attempt,
+    );
     time(
         "timeouts.syn_retransmit",
         a.syn_retransmit,
@@ -275,20 +293,25 @@ fn describe(listen: &[Listen]) -> String {
     each.join(", ")
 }
 
-/// The messages for `workers` workers carrying out `plan`: the route table for all, and
-/// each worker's engine configuration if the plan changes timeouts, limits or services. An error
+/// The messages for `workers` workers carrying out `plan`: the route table and its
+/// backends' `health` for all, and each worker's engine configuration if the plan
+/// changes timeouts, limits or services. An error
 /// if the engine would refuse that configuration (then nothing should be sent).
 pub fn messages(
     plan: &Plan,
     seed: [u8; 32],
     workers: usize,
     routes: Arc<RouteTable>,
+    health: Arc<Health>,
 ) -> Result<Vec<Reload>, engine::ConfigError> {
+    let labels = RouteLabels::new(&plan.in_force);
     if !plan.reconfigures() {
         return Ok(vec![
             Reload {
                 routes,
+                labels,
                 config: None,
+                health,
             };
             workers
         ]);
@@ -301,13 +324,16 @@ pub fn messages(
         .into_iter()
         .map(|c| Reload {
             routes: routes.clone(),
+            labels: labels.clone(),
             config: Some(c),
+            health: health.clone(),
         })
         .collect())
 }
 
 /// The settings that differ between `a` and `b` and a reload cannot apply:
-/// `limits.max_flows` takes an upgrade (SIGUSR2) or a restart, the others a restart.
+/// `limits.max_flows` and `[log]` take an upgrade (SIGUSR2) or a restart, `prefix` and
+/// `[tun]` a restart.
 pub fn needs_restart(a: &Config, b: &Config) -> Vec<&'static str> {
     let mut out = Vec::new();
     if a.prefix != b.prefix {
@@ -315,6 +341,9 @@ pub fn needs_restart(a: &Config, b: &Config) -> Vec<&'static str> {
     }
     if a.tun != b.tun {
         out.push("[tun]");
+    }
+    if a.log != b.log {
+        out.push("[log]");
     }
     if a.limits.max_flows != b.limits.max_flows {
         out.push("limits.max_flows");
@@ -437,7 +466,7 @@ mod tests {
         let c = parse(BASE);
         let plan = plan(&c, &c, 3);
         let table = Arc::new(RouteTable::builder().build());
-        let sent = messages(&plan, [7; 32], 3, table).expect("valid");
+        let sent = messages(&plan, [7; 32], 3, table, Arc::default()).expect("valid");
         assert_eq!(sent.len(), 3);
         assert!(sent.iter().all(|m| m.config.is_none()));
     }
@@ -458,10 +487,10 @@ mod tests {
             "max_flows = 4000\nmax_half_open = 100\npeek_memory = 1000001\npeeks_per_client = 5",
         ));
         let plan = plan(&running, &new, workers);
-        let sent = messages(&plan, seed, workers, table).expect("valid");
+        let sent = messages(&plan, seed, workers, table, Arc::default()).expect("valid");
         for (index, (engine, message)) in engines.iter_mut().zip(sent).enumerate() {
             let (tx, rx) = mpsc::channel();
-            tx.send(message).expect("send");
+            tx.send(Control::Reload(Box::new(message))).expect("send");
             assert_eq!(runtime::take_reloads(engine, &rx, index), 1);
             let c = engine.config();
             assert_eq!(c.peek_timeout, Duration::from_secs(9));
@@ -503,7 +532,7 @@ mod tests {
         let new = parse(&BASE.replace("tls = [443]", "tls = [8443]"));
         let plan = plan(&running, &new, 2);
         let table = Arc::new(RouteTable::builder().build());
-        let sent = messages(&plan, [7; 32], 2, table).expect("valid");
+        let sent = messages(&plan, [7; 32], 2, table, Arc::default()).expect("valid");
         for m in sent {
             let c = m.config.expect("the services change");
             assert_eq!(c.services[0].tls, [8443]);
@@ -518,5 +547,11 @@ mod tests {
         assert!(plan.restart.is_empty());
         assert!(!plan.reconfigures(), "nothing for the workers");
         assert_eq!(plan.in_force.metrics, new.metrics);
+    }
+
+    #[test]
+    fn log_changes_take_a_restart() {
+        let b = parse(&format!("{BASE}\n[log]\naccess = \"off\"\n"));
+        assert_eq!(needs_restart(&parse(BASE), &b), ["[log]"]);
     }
 }

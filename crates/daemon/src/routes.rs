@@ -46,6 +46,7 @@ pub fn engine_config(c: &Config, seed: [u8; 32]) -> EngineConfig {
     e.peek_timeout = t.peek;
     e.connect_timeout = t.connect;
     e.syn_retransmit = t.syn_retransmit;
+    e.connect_attempt = t.connect_attempt;
     e.idle_timeout = t.idle;
     e.linger = t.linger;
     let l = &c.limits;
@@ -90,14 +91,12 @@ pub fn os_seed() -> Result<[u8; 32], getrandom::Error> {
 
 /// The route table for `c`; `file` names the configuration in errors.
 pub fn route_table(c: &Config, file: &Path) -> Result<RouteTable, ConfigError> {
-    let mut builder = RouteTable::builder();
-    if let Some(b) = c.default_backend {
-        builder = builder.default_backend(b);
-    }
+    let mut builder = RouteTable::builder().default_pool(&c.default_backend);
     for r in &c.routes {
         let spec = RouteSpec {
             hosts: r.hosts.clone(),
-            backend: r.backend,
+            backends: r.backends.clone(),
+            hash: r.hash,
             ports: r.ports.clone(),
         };
         if let Err(e) = builder.add(spec) {
@@ -154,7 +153,10 @@ fn route_error(c: &Config, file: PathBuf, e: &RouteError) -> ConfigError {
                 ),
             )
         }
-        RouteError::NoHosts { route } | RouteError::PortZero { route, .. } => (
+        RouteError::NoHosts { route }
+        | RouteError::PortZero { route, .. }
+        | RouteError::NoBackends { route }
+        | RouteError::DuplicateBackend { route, .. } => (
             c.routes
                 .get(*route)
                 .and_then(|r| r.host_positions.first().copied())

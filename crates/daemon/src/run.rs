@@ -4,8 +4,9 @@
 //! - SIGHUP reloads the configuration ([`crate::reload`]): validated in full first; on
 //!   error it is logged and nothing changes. On success the routes, `[timeouts]`,
 //!   `[limits]` (all but `max_flows`), `[[listen]]` and `[metrics]` are applied to the
-//!   running daemon; `prefix`, `[tun]` and `limits.max_flows` are not, and the log says
-//!   so;
+//!   running daemon; `prefix`, `[tun]`, `[log]` and `limits.max_flows` are not (an
+//!   upgrade applies the last two), and the log says so;
+//! - SIGUSR1 reopens a `file:` access log (logrotate);
 //! - SIGUSR2 is a live upgrade ([`crate::upgrade`]);
 //! - SIGINT and SIGTERM stop the data plane, undo the host set-up and exit 0.
 //!
@@ -25,15 +26,18 @@ use std::sync::mpsc::{self, Sender};
 use kracauer_core::engine::{self, Engine, EngineConfig};
 use tokio::signal::unix::{SignalKind, signal};
 
+use crate::accesslog::{AccessLog, AccessLogError, Lines};
 use crate::config::{Config, ConfigError};
+use crate::health::{self, check};
 use crate::host::{Host, SetupError};
-use crate::metrics;
 use crate::notify;
+use crate::observe::{Observer, RouteLabels};
 use crate::reload;
 use crate::routes::{self, Loaded};
-use crate::runtime::{self, DataPlane, Reload};
+use crate::runtime::{self, Control, DataPlane};
 use crate::upgrade;
 use crate::workers::Workers;
+use crate::{logging, metrics};
 
 /// Why `kracauer run` stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -46,6 +50,8 @@ pub enum RunError {
     Seed(getrandom::Error),
     #[error("host set-up failed: {0}")]
     Setup(#[from] SetupError),
+    #[error(transparent)]
+    AccessLog(#[from] AccessLogError),
     #[error("{what}: {source}")]
     Io {
         what: &'static str,
@@ -77,6 +83,7 @@ async fn control(path: PathBuf) -> Result<(), RunError> {
     let mut int = signal(SignalKind::interrupt()).map_err(io("cannot catch SIGINT"))?;
     let mut term = signal(SignalKind::terminate()).map_err(io("cannot catch SIGTERM"))?;
     let mut usr2 = signal(SignalKind::user_defined2()).map_err(io("cannot catch SIGUSR2"))?;
+    let mut usr1 = signal(SignalKind::user_defined1()).map_err(io("cannot catch SIGUSR1"))?;
     let origin = upgrade::Origin::at_start();
 
     let mut running = match upgrade::inherited() {
@@ -107,6 +114,17 @@ async fn control(path: PathBuf) -> Result<(), RunError> {
                 notify::reloading();
                 reload::reload(&path, &mut running).await;
                 notify::ready(&status);
+            }
+            _ = usr1.recv() => match running.access.reopen() {
+                Some(file) => tracing::info!("SIGUSR1: reopening the access log {}", file.display()),
+                None => tracing::info!("SIGUSR1: the access log is not a file; nothing to reopen"),
+            },
+            changed = running.health.next() => {
+                for h in changed.iter() {
+                    for worker in &running.senders {
+                        let _ = worker.send(Control::Health(h.clone()));
+                    }
+                }
             }
             _ = usr2.recv() => {
                 tracing::info!("SIGUSR2: upgrading to {}", origin.exe.display());
@@ -143,11 +161,17 @@ pub struct Running {
     pub offload: bool,
     pub host: Host,
     pub workers: Workers,
-    /// Each worker's reload channel, in worker order.
-    pub senders: Vec<Sender<Reload>>,
+    /// Each worker's control channel (reloads, backend health), in worker order.
+    pub senders: Vec<Sender<Control>>,
+    /// Backend health, decided here for all workers alike (see `health`).
+    pub health: health::Plane,
     pub metrics: Option<MetricsServer>,
-    /// What the workers publish for the metrics endpoint.
+    /// What the workers publish, for the metrics endpoint (a reload may move it).
     pub published: runtime::Published,
+    /// The access log's thread (the workers hold its senders).
+    pub access: AccessLog,
+    /// The control plane's own counters (reloads), for the metrics.
+    pub control: Arc<metrics::Control>,
 }
 
 /// The metrics endpoint: its task, and its listener's descriptor for an upgrade.
@@ -158,16 +182,16 @@ pub struct MetricsServer {
 }
 
 impl MetricsServer {
-    /// Serves `/metrics` on `listener` (a task of the current runtime).
+    /// Serves `metrics` at `/metrics` on `listener` (a task of the current runtime).
     pub fn start(
         listener: std::net::TcpListener,
-        published: runtime::Published,
+        metrics: metrics::Metrics,
     ) -> std::io::Result<Self> {
         listener.set_nonblocking(true)?;
         let fd = OwnedFd::from(listener.try_clone()?);
         let listener = tokio::net::TcpListener::from_std(listener)?;
         Ok(Self {
-            task: metrics::serve_on(listener, published),
+            task: metrics::serve_on(listener, metrics),
             fd,
         })
     }
@@ -177,6 +201,10 @@ impl MetricsServer {
 /// seed, one engine per queue, the workers started.
 async fn start(path: &Path) -> Result<Running, RunError> {
     let Loaded { config, routes } = routes::load(path)?;
+    logging::apply_config_level(config.log.level.as_deref());
+    // Before the host is touched: an access log that cannot be opened stops the start.
+    let access = AccessLog::start(&config.log, Lines::from_filter())?;
+    let control = Arc::new(metrics::Control::default());
     let seed = routes::os_seed().map_err(RunError::Seed)?;
     let routes = Arc::new(routes);
     // Validated before the host is touched; each worker gets its own engine below.
@@ -206,9 +234,14 @@ async fn start(path: &Path) -> Result<Running, RunError> {
     let published = runtime::published(workers);
     published.offload.store(offload, Ordering::Relaxed);
     let metrics = match config.metrics {
-        Some(m) => match std::net::TcpListener::bind(m.listen)
-            .and_then(|l| MetricsServer::start(l, published.clone()))
-        {
+        Some(m) => match std::net::TcpListener::bind(m.listen).and_then(|l| {
+            let sources = metrics::Sources {
+                published: published.clone(),
+                log: access.counters(),
+                control: control.clone(),
+            };
+            MetricsServer::start(l, metrics::Metrics::new(sources))
+        }) {
             Ok(server) => {
                 tracing::info!("metrics at http://{}/metrics", m.listen);
                 Some(server)
@@ -252,17 +285,27 @@ async fn start(path: &Path) -> Result<Running, RunError> {
     let stop = Arc::new(AtomicBool::new(false));
     let mut senders = Vec::with_capacity(workers);
     let mut planes = Vec::with_capacity(workers);
+    // Backend health: decided here, for all workers alike (see `health`).
+    let source = check::source(config.prefix);
+    let (health, reports) = health::Plane::start(&config, &routes, source, published.clone());
     for ((index, queue), engine) in queues.into_iter().enumerate().zip(engines) {
         let (reload_tx, reload_rx) = mpsc::channel();
         senders.push(reload_tx);
-        planes.push(DataPlane::new(
-            index,
-            queue,
-            engine,
-            reload_rx,
-            stop.clone(),
-            published.clone(),
-        ));
+        planes.push(
+            DataPlane::new(
+                index,
+                queue,
+                engine,
+                reload_rx,
+                stop.clone(),
+                published.clone(),
+            )
+            .with_reports(reports.clone())
+            .observing(
+                Observer::new(routes.clone(), RouteLabels::new(&config)),
+                access.sender(),
+            ),
+        );
     }
     // A panicking worker closes its queue, and the kernel then steers every flow anew:
     // `control` stops all when one ends.
@@ -284,8 +327,11 @@ async fn start(path: &Path) -> Result<Running, RunError> {
         host,
         workers,
         senders,
+        health,
         metrics,
         published,
+        access,
+        control,
     })
 }
 
@@ -296,6 +342,7 @@ async fn stop(running: Running) -> Result<(), RunError> {
         mut host,
         workers,
         metrics,
+        access,
         ..
     } = running;
     let (planes, errors) = workers.finish();
@@ -307,6 +354,9 @@ async fn stop(running: Running) -> Result<(), RunError> {
         plane.close_flows();
         drop(plane.into_queue());
     }
+    // Every worker, and with it every sender, is gone: what is queued is written.
+    let (written, dropped) = access.finish();
+    tracing::info!("access log: {written} lines written, {dropped} dropped");
     match errors.into_iter().next() {
         Some(e) => Err(RunError::DataPlane(e)),
         None => Ok(()),

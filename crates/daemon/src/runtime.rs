@@ -10,23 +10,31 @@
 //! into its [`Output`], clear it. Nothing is allocated, no lock is taken and nothing
 //! crosses threads per packet: both directions of a flow reach the same worker (the
 //! kernel steers them, see [`crate::steer`]), and each worker reads and writes its own
-//! queue. Reloads (a new route table and, when `[timeouts]` or `[limits]` changed, the
-//! worker's new [`EngineConfig`]) arrive as a [`Reload`] through a channel checked
-//! between packets, and a
+//! queue. Reloads (a new route table and its backends' health and, when `[timeouts]` or
+//! `[limits]` changed, the worker's new [`EngineConfig`]) arrive as a [`Reload`], and
+//! new backend health alone as [`Control::Health`], through a channel checked between
+//! packets; failed backend attempts go the other way, to [`crate::health`]. And a
 //! [`Snapshot`] of the worker's counters is published for the metrics endpoint about
-//! once a second. Access-log events are drained after every batch.
+//! once a second (with `try_lock`: a scrape holding the lock delays the publication, never
+//! the worker). The engine's per-flow events are drained after every batch: counted by
+//! the worker's [`Observer`] (histograms, per-route counters) and handed to the access
+//! log's thread without waiting ([`accesslog::Sender::send`]).
 
 use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::Receiver;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use kracauer_core::engine::{Engine, EngineConfig, Event, Output, Stats, Verdict};
 use kracauer_core::offload::{self, Inbound};
-use kracauer_core::route::RouteTable;
+use kracauer_core::route::{Health, RouteTable};
 use kracauer_core::time::Time;
+use tokio::sync::mpsc::UnboundedSender;
 
+use crate::accesslog::{self, Record};
+use crate::health::{self, BackendState};
+use crate::observe::{FlowStats, Observer, RouteLabels};
 use crate::tun::Queue;
 
 /// Bytes in front of every packet read, for IPv4→IPv6 growth (the engine needs 20).
@@ -66,6 +74,8 @@ pub struct Snapshot {
     pub reloads: u64,
     /// Seconds since the data plane started.
     pub uptime: Duration,
+    /// Peek and connect times, per-route counters.
+    pub flow_stats: FlowStats,
 }
 
 impl Snapshot {
@@ -84,6 +94,7 @@ impl Snapshot {
             t.tun_write_errors += w.tun_write_errors;
             t.reloads = t.reloads.max(w.reloads);
             t.uptime = t.uptime.max(w.uptime);
+            t.flow_stats.add(&w.flow_stats);
         }
         t
     }
@@ -95,6 +106,8 @@ impl Snapshot {
 pub struct Shared {
     pub workers: Mutex<Vec<Snapshot>>,
     pub offload: AtomicBool,
+    /// Every backend's health, as the control plane last decided it.
+    pub backends: Mutex<Vec<BackendState>>,
 }
 
 /// The published snapshots.
@@ -105,6 +118,7 @@ pub fn published(workers: usize) -> Published {
     Arc::new(Shared {
         workers: Mutex::new(vec![Snapshot::default(); workers]),
         offload: AtomicBool::new(false),
+        backends: Mutex::new(Vec::new()),
     })
 }
 
@@ -113,18 +127,51 @@ pub fn published(workers: usize) -> Published {
 pub struct Reload {
     /// The new route table. Flows that already chose a backend keep it.
     pub routes: Arc<RouteTable>,
+    /// The labels of its routes, for the per-route metrics.
+    pub labels: RouteLabels,
     /// The worker's engine configuration with the new timeouts and limits (its share of
     /// them), if they changed; given to [`Engine::reconfigure`], which keeps the
     /// worker's seed and everything else a reload does not change.
     pub config: Option<EngineConfig>,
+    /// Which backends of `routes` are down.
+    pub health: Arc<Health>,
 }
 
-/// Applies every reload waiting in `reloads` to worker `worker`'s `engine`, in order;
-/// returns how many there were.
-pub fn take_reloads(engine: &mut Engine, reloads: &Receiver<Reload>, worker: usize) -> u64 {
+/// What the control plane sends a worker.
+#[derive(Debug, Clone)]
+pub enum Control {
+    /// A reload (boxed: it is rare and large).
+    Reload(Box<Reload>),
+    /// New backend health for the route table in force.
+    Health(Arc<Health>),
+}
+
+/// Applies every message waiting in `reloads` to worker `worker`'s `engine`, in order;
+/// returns how many reloads there were.
+pub fn take_reloads(engine: &mut Engine, reloads: &Receiver<Control>, worker: usize) -> u64 {
+    take_reloads_with(engine, reloads, worker, |_| {})
+}
+
+/// [`take_reloads`], calling `also` with each reload once the engine has its routes.
+pub fn take_reloads_with(
+    engine: &mut Engine,
+    reloads: &Receiver<Control>,
+    worker: usize,
+    mut also: impl FnMut(&Reload),
+) -> u64 {
     let mut taken = 0;
-    while let Ok(Reload { routes, config }) = reloads.try_recv() {
-        engine.set_routes(routes);
+    while let Ok(message) = reloads.try_recv() {
+        let reload = match message {
+            Control::Reload(r) => *r,
+            Control::Health(health) => {
+                engine.set_health(health);
+                continue;
+            }
+        };
+        engine.set_routes(reload.routes.clone());
+        engine.set_health(reload.health.clone());
+        also(&reload);
+        let config = reload.config;
         taken += 1;
         tracing::debug!(worker, "data plane: new route table in force");
         if let Some(config) = config {
@@ -147,12 +194,16 @@ pub struct DataPlane {
     index: usize,
     queue: Queue,
     engine: Engine,
-    reloads: Receiver<Reload>,
+    reloads: Receiver<Control>,
     stop: Arc<AtomicBool>,
     published: Published,
     counters: Counters,
     /// The origin of the worker's clock: the engine's `now` is the time since.
     start: Instant,
+    /// Where failed backend attempts are reported.
+    reports: Option<UnboundedSender<health::Report>>,
+    observer: Observer,
+    access: Option<accesslog::Sender>,
 }
 
 #[derive(Debug, Default)]
@@ -171,7 +222,7 @@ impl DataPlane {
         index: usize,
         queue: Queue,
         engine: Engine,
-        reloads: Receiver<Reload>,
+        reloads: Receiver<Control>,
         stop: Arc<AtomicBool>,
         published: Published,
     ) -> Self {
@@ -183,7 +234,10 @@ impl DataPlane {
             stop,
             published,
             counters: Counters::default(),
+            observer: Observer::new(Arc::default(), RouteLabels::default()),
+            access: None,
             start: Instant::now(),
+            reports: None,
         }
     }
 
@@ -208,9 +262,23 @@ impl DataPlane {
     pub fn close_flows(&mut self) {
         let now = self.now();
         while self.engine.close_flows(now, 4096) > 0 {
-            self.log_events();
+            self.drain_events();
         }
-        self.log_events();
+        self.drain_events();
+    }
+
+    /// Reports failed backend attempts to `reports` (the control plane's health).
+    pub fn with_reports(mut self, reports: UnboundedSender<health::Report>) -> Self {
+        self.reports = Some(reports);
+        self
+    }
+
+    /// The worker with `observer` counting its flows and `access` taking its access-log
+    /// lines (`None`: no access log).
+    pub fn observing(mut self, observer: Observer, access: Option<accesslog::Sender>) -> Self {
+        self.observer = observer;
+        self.access = access;
+        self
     }
 
     /// Moves packets until stopped; an error reading the TUN ends it.
@@ -282,9 +350,8 @@ impl DataPlane {
                 self.flush(&mut out);
                 self.take_reloads();
             }
-            self.log_events();
-            if Instant::now() >= next_publish {
-                self.publish(start.elapsed());
+            self.drain_events();
+            if Instant::now() >= next_publish && self.publish(start.elapsed(), false) {
                 next_publish = Instant::now() + PUBLISH_EVERY;
             }
             // The queue is empty: sleep until a packet or the next timer (a read that
@@ -301,8 +368,8 @@ impl DataPlane {
                 self.queue.wait(Some(wait))?;
             }
         }
-        self.log_events();
-        self.publish(start.elapsed());
+        self.drain_events();
+        self.publish(start.elapsed(), true);
         Ok(())
     }
 
@@ -317,7 +384,11 @@ impl DataPlane {
     }
 
     fn take_reloads(&mut self) {
-        self.counters.reloads += take_reloads(&mut self.engine, &self.reloads, self.index);
+        let observer = &mut self.observer;
+        self.counters.reloads +=
+            take_reloads_with(&mut self.engine, &self.reloads, self.index, |r| {
+                observer.set_routes(r.routes.clone(), r.labels.clone());
+            });
     }
 
     /// Writes the translated `buf[range]`, with its virtio-net header in the bytes just
@@ -366,13 +437,39 @@ impl DataPlane {
         out.clear();
     }
 
-    fn log_events(&mut self) {
+    /// Counts every flow event the engine queued and hands the access log its lines.
+    fn drain_events(&mut self) {
         while let Some(event) = self.engine.poll_event() {
-            log_event(&event);
+            if let (
+                Event::BackendFailed {
+                    route,
+                    backend,
+                    cause,
+                },
+                Some(tx),
+            ) = (&event, &self.reports)
+            {
+                let report = health::Report {
+                    route: route.clone(),
+                    backend: *backend,
+                    cause: *cause,
+                };
+                let _ = tx.send(report);
+            }
+            let route = self.observer.observe(&event);
+            if let Some(access) = self.access.as_ref().filter(|a| a.wants(&event)) {
+                access.send(Record {
+                    time: SystemTime::now(),
+                    route,
+                    event,
+                });
+            }
         }
     }
 
-    fn publish(&self, uptime: Duration) {
+    /// Publishes the worker's counters; returns whether it did. Unless `wait`, it gives up
+    /// when a scrape holds the lock (and the caller tries again after the next batch).
+    fn publish(&self, uptime: Duration, wait: bool) -> bool {
         let c = &self.counters;
         let snapshot = Snapshot {
             stats: self.engine.stats().clone(),
@@ -385,159 +482,35 @@ impl DataPlane {
             tun_write_errors: c.tun_write_errors,
             reloads: c.reloads,
             uptime,
+            flow_stats: self.observer.stats().clone(),
         };
-        let mut all = self
-            .published
-            .workers
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        if let Some(slot) = all.get_mut(self.index) {
-            *slot = snapshot;
-        }
+        let all = if wait {
+            Some(
+                self.published
+                    .workers
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner),
+            )
+        } else {
+            match self.published.workers.try_lock() {
+                Ok(all) => Some(all),
+                Err(std::sync::TryLockError::Poisoned(p)) => Some(p.into_inner()),
+                Err(std::sync::TryLockError::WouldBlock) => None,
+            }
+        };
+        let Some(mut all) = all else {
+            return false;
+        };
+        let old = all
+            .get_mut(self.index)
+            .map(|slot| std::mem::replace(slot, snapshot));
+        drop(all);
+        drop(old);
+        true
     }
 }
 
 /// The engine time of a worker whose clock started at `start`.
 pub fn now_since(start: Instant) -> Time {
     Time::from_micros(start.elapsed().as_micros() as u64)
-}
-
-/// One access-log line per closed flow (target `kracauer::access`, level info); opened
-/// flows at debug.
-pub fn log_event(event: &Event) {
-    match event {
-        Event::Opened {
-            client,
-            service,
-            name,
-            backend,
-            peek_time,
-        } => tracing::debug!(
-            target: "kracauer::access",
-            %client,
-            %service,
-            name = %name.as_ref().map_or("-", |n| n.as_str()),
-            %backend,
-            peek_ms = peek_time.as_millis() as u64,
-            "opened"
-        ),
-        Event::Closed {
-            client,
-            service,
-            name,
-            backend,
-            bytes_to_backend,
-            bytes_to_client,
-            duration,
-            outcome,
-            peek,
-        } => tracing::info!(
-            target: "kracauer::access",
-            %client,
-            %service,
-            name = %name.as_ref().map_or("-", |n| n.as_str()),
-            backend = %backend.map_or_else(|| "-".to_owned(), |b| b.to_string()),
-            to_backend = bytes_to_backend,
-            to_client = bytes_to_client,
-            duration_ms = duration.as_millis() as u64,
-            outcome = %outcome.name(),
-            path = %peek.map_or_else(|| "-".to_owned(), |p| p.to_string()),
-            "closed"
-        ),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use kracauer_core::engine::{Outcome, PeekEnd, PeekPath, Unnamed};
-    use kracauer_core::name::HostName;
-    use std::io::Write;
-
-    /// What `f` logs, as the daemon formats it (no colours).
-    fn logged(f: impl FnOnce()) -> String {
-        #[derive(Clone)]
-        struct Buf(Arc<Mutex<Vec<u8>>>);
-        impl Write for Buf {
-            fn write(&mut self, b: &[u8]) -> io::Result<usize> {
-                self.0.lock().unwrap().extend_from_slice(b);
-                Ok(b.len())
-            }
-            fn flush(&mut self) -> io::Result<()> {
-                Ok(())
-            }
-        }
-        let buf = Buf(Arc::new(Mutex::new(Vec::new())));
-        let writer = buf.clone();
-        let subscriber = tracing_subscriber::fmt()
-            .with_writer(move || writer.clone())
-            .with_ansi(false)
-            .with_max_level(tracing::Level::DEBUG)
-            .finish();
-        tracing::subscriber::with_default(subscriber, f);
-        let out = buf.0.lock().unwrap().clone();
-        String::from_utf8(out).unwrap()
-    }
-
-    #[test]
-    fn closed_flow_is_one_access_line_with_every_field() {
-        let event = Event::Closed {
-            client: "198.51.100.2:40000".parse().unwrap(),
-            service: "203.0.113.10:443".parse().unwrap(),
-            name: Some(HostName::parse(b"a.example").unwrap()),
-            backend: Some("[2001:db8:1::2]:8443".parse().unwrap()),
-            bytes_to_backend: 517,
-            bytes_to_client: 4096,
-            duration: Duration::from_millis(1250),
-            outcome: Outcome::Closed,
-            peek: Some(PeekEnd {
-                path: PeekPath::Named,
-                unnamed: None,
-            }),
-        };
-        let out = logged(|| log_event(&event));
-        assert_eq!(out.lines().count(), 1, "{out}");
-        assert!(out.contains(" INFO kracauer::access: closed client=198.51.100.2:40000 service=203.0.113.10:443 name=a.example backend=[2001:db8:1::2]:8443 to_backend=517 to_client=4096 duration_ms=1250 outcome=closed path=named"), "{out}");
-    }
-
-    #[test]
-    fn flow_refused_before_a_backend_logs_dashes() {
-        let event = Event::Closed {
-            client: "198.51.100.2:40000".parse().unwrap(),
-            service: "203.0.113.10:80".parse().unwrap(),
-            name: None,
-            backend: None,
-            bytes_to_backend: 0,
-            bytes_to_client: 0,
-            duration: Duration::from_secs(5),
-            outcome: Outcome::PeekTimeout,
-            peek: None,
-        };
-        let out = logged(|| log_event(&event));
-        assert!(out.contains("name=- backend=- "), "{out}");
-        assert!(out.contains("outcome=peek_timeout path=-"), "{out}");
-    }
-
-    #[test]
-    fn refused_flow_logs_its_path_and_why() {
-        let event = Event::Closed {
-            client: "198.51.100.2:40000".parse().unwrap(),
-            service: "203.0.113.10:443".parse().unwrap(),
-            name: None,
-            backend: None,
-            bytes_to_backend: 0,
-            bytes_to_client: 0,
-            duration: Duration::from_secs(30),
-            outcome: Outcome::Unparsable,
-            peek: Some(PeekEnd {
-                path: PeekPath::Refused,
-                unnamed: Some(Unnamed::TooLarge),
-            }),
-        };
-        let out = logged(|| log_event(&event));
-        assert!(
-            out.contains("outcome=unparsable path=refused:too_large"),
-            "{out}"
-        );
-    }
 }

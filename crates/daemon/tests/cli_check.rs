@@ -52,6 +52,34 @@ fn check_prints_normalised_names_sorted_with_backends_and_ports() {
 }
 
 #[test]
+fn check_prints_each_pool_with_weights_roles_and_placement() {
+    let path = config_file(
+        "pool",
+        &format!(
+            "prefix = \"2001:db8:64::/96\"\ndefault_backend = [\"2001:db8:1::8\", \"2001:db8:1::9\"]\n{}[[route]]\nhosts = [\"a.example\"]\nbackend = [\"2001:db8:1::2\", {{ address = \"2001:db8:1::3\", weight = 2 }}, {{ address = \"2001:db8:1::4\", backup = true }}]\nhash = \"tuple\"\n",
+            &HEAD["prefix = \"2001:db8:64::/96\"\n".len()..]
+        ),
+    );
+    let o = check(&path);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let routes: Vec<&str> = out
+        .lines()
+        .skip_while(|l| *l != "routes")
+        .skip(1)
+        .map(str::trim_end)
+        .collect();
+    let expected = [
+        format!(
+            "  {:<32} 2001:db8:1::2, 2001:db8:1::3 weight 2, 2001:db8:1::4 backup  hash tuple",
+            "a.example"
+        ),
+        format!("  {:<32} 2001:db8:1::8, 2001:db8:1::9", "(any other name)"),
+    ];
+    assert_eq!(routes, expected, "{out}");
+}
+
+#[test]
 fn check_reports_a_duplicate_name_at_its_line_and_column() {
     let path = config_file(
         "dup",
@@ -93,5 +121,34 @@ fn check_shows_the_tun_offloads_and_workers_in_force() {
         out.lines()
             .any(|l| l == "tun       kracauer0 (mtu 1500, offloads off, workers 3)"),
         "{out}"
+    );
+}
+
+#[test]
+fn check_shows_the_log_settings_and_what_the_host_set_up_would_change() {
+    let path = config_file(
+        "host",
+        &format!(
+            "{HEAD}[log]\naccess = \"file:/var/log/kracauer/access.log\"\nformat = \"json\"\n"
+        ),
+    );
+    let o = check(&path);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        out.lines().any(|l| l
+            == "log       access file /var/log/kracauer/access.log (reopened on SIGUSR1), json, queue 32768; level info (RUST_LOG and -v come first)"),
+        "{out}"
+    );
+    // Read from this host: the TUN does not exist yet; the rest depends on the host.
+    for line in [
+        "  sysctl net.ipv4.conf.kracauer0.forwarding = 1 (new device): forward IPv4 from the TUN to clients",
+        "  route 2001:db8:64::/96 into kracauer0",
+    ] {
+        assert!(out.lines().any(|l| l == line), "missing {line:?}:\n{out}");
+    }
+    assert!(
+        !out.lines().any(|l| l.contains("net.ipv4.ip_forward")),
+        "forwarding is per interface: {out}"
     );
 }

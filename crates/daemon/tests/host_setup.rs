@@ -1,16 +1,19 @@
 //! Host set-up in a network namespace (root): the TUN, routes, policy rules and sysctls
-//! appear as docs/architecture.md ("The packet path") says, disappear at tear-down, and a start after a crash removes
-//! what the crashed run left.
+//! appear as docs/architecture.md ("The packet path") says, disappear at tear-down, and
+//! a start after a crash removes what the crashed run left and puts back the sysctls it
+//! changed. Forwarding is scoped to the interfaces that need it; where IPv6 forwarding
+//! must be global, router advertisements keep working (`accept_ra=2`).
 //!
 //! Privileged: every test is `#[ignore]`d (run them as root with `--include-ignored`) and
 //! panics when root or `ip` is missing. Each works in a namespace of its own
 //! (`krc-TAG-PID`), deleted when the test ends, passed or not.
 
 use std::path::Path;
+use std::time::{Duration, Instant};
 
-use kracauer::host::Host;
-use kracauer::{config, netlink};
-use kracauer_testbed::{Netns, OwnedNetns, require_privileged};
+use kracauer::host::{Host, HostOptions, Ipv6Forwarding};
+use kracauer::{config, netlink, sysctl};
+use kracauer_testbed::{Netns, OwnedNetns, require_privileged, require_privileged_and};
 
 const CONFIG: &str = r#"prefix = "2001:db8:64::/96"
 
@@ -150,7 +153,12 @@ fn set_up_diverts_owned_and_routed_addresses_and_tear_down_restores_the_host() {
                     .any(|r| r.starts_with(&format!("2001:db8:64::/96 dev krc0 proto {p}"))),
                 "{routes:?}"
             );
-            assert_eq!(fwd, "1 1");
+            assert_eq!(fwd, "0 0", "forwarding is scoped to interfaces, not global");
+            assert_eq!(read(&ns, "/proc/sys/net/ipv4/conf/krc0/forwarding"), "1");
+            assert_eq!(
+                read(&ns, "/proc/sys/net/ipv6/conf/krc0/force_forwarding"),
+                "1"
+            );
             assert_eq!(read(&ns, "/proc/sys/net/ipv4/conf/krc0/accept_local"), "1");
             assert_eq!(read(&ns, "/proc/sys/net/ipv4/conf/krc0/rp_filter"), "0");
             assert!(ip(&ns, &["link", "show", "krc0"]).contains("mtu 1400"));
@@ -203,8 +211,9 @@ fn start_after_a_crash_removes_what_the_crashed_run_left() {
     inside(&ns, || {
         rt().block_on(async {
             let (mut host, tun) = Host::set_up(&c).await.expect("set up after crash");
-            // Three rules (two divert, the moved local rule); the TUN took its routes.
-            assert_eq!(host.leftovers, 3);
+            // Three rules (two divert, the moved local rule) and the health-check source's
+            // local route on `lo`; the TUN took its own routes.
+            assert_eq!(host.leftovers, 4);
             assert_eq!(state(&ns), after_first);
             assert!(host.tear_down().await.is_empty());
             drop(tun);
@@ -273,4 +282,235 @@ fn persistent_multi_queue_tun_takes_one_worker_or_two() {
         });
     }
     assert!(ip(&ns, &["link", "show", "krc0"]).contains("krc0"));
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
+/// Polls `f` until it is true (a bound on waiting, not a timed assertion).
+fn eventually(what: &str, mut f: impl FnMut() -> bool) {
+    let end = Instant::now() + Duration::from_secs(20);
+    while !f() {
+        assert!(Instant::now() < end, "gave up waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+#[ignore = "privileged: needs root, network namespaces and a TUN device (run with --include-ignored)"]
+fn a_start_after_a_crash_puts_back_the_sysctls_the_crashed_run_changed() {
+    require_privileged("a_start_after_a_crash_puts_back_the_sysctls_the_crashed_run_changed");
+    let ns = namespace("sysctlcrash");
+    // An uplink: the namespace's only IPv4 route, so clients come in there.
+    ip(
+        &ns,
+        &["link", "add", "up0", "type", "veth", "peer", "name", "up0p"],
+    );
+    ip(&ns, &["addr", "add", "198.51.100.1/24", "dev", "up0"]);
+    ip(&ns, &["link", "set", "dev", "up0", "up"]);
+    ip(&ns, &["link", "set", "dev", "up0p", "up"]);
+    let fwd = "/proc/sys/net/ipv4/conf/up0/forwarding";
+    assert_eq!(read(&ns, fwd), "0");
+    let c = config::parse(CONFIG, Path::new("k.toml")).expect("config");
+    let state = inside(&ns, || sysctl::state_path("krc0"));
+
+    inside(&ns, || {
+        runtime().block_on(async {
+            let (host, tun) = Host::set_up(&c).await.expect("set up");
+            assert!(
+                host.sysctls_set.iter().any(|(change, old)| change.name()
+                    == "net.ipv4.conf.up0.forwarding"
+                    && old == "0"),
+                "{:?}",
+                host.sysctls_set
+            );
+            // A crash: nothing is undone, and the TUN goes with the process.
+            std::mem::forget(host);
+            drop(tun);
+        })
+    });
+    assert_eq!(read(&ns, fwd), "1", "left changed by the crash");
+    let recorded = std::fs::read_to_string(&state).expect("the state file outlives the crash");
+    assert!(
+        recorded.contains("/proc/sys/net/ipv4/conf/up0/forwarding\t0\t1"),
+        "{recorded}"
+    );
+
+    inside(&ns, || {
+        runtime().block_on(async {
+            let (mut host, tun) = Host::set_up(&c).await.expect("set up after the crash");
+            // The TUN's own values went with the TUN; the uplink's was put back (and set
+            // again by this start).
+            assert_eq!(host.restored_sysctls, 1);
+            assert_eq!(read(&ns, fwd), "1");
+            assert!(host.tear_down().await.is_empty());
+            drop(tun);
+        });
+    });
+    assert_eq!(read(&ns, fwd), "0", "put back at the clean exit");
+    assert!(!state.exists(), "a clean exit removes the state file");
+}
+
+/// A namespace whose `eth1` learnt an IPv6 default route from a router advertisement
+/// sent by `peer` (fe80::1), and has 2001:db8:1::1/64 with a backend behind it.
+fn with_ra_default_route(ns: &Netns, peer: &Netns) {
+    ip(
+        ns,
+        &[
+            "link",
+            "add",
+            "eth1",
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "peer0",
+            "netns",
+            peer.name(),
+        ],
+    );
+    ip(
+        peer,
+        &["link", "set", "dev", "peer0", "addrgenmode", "none"],
+    );
+    ip(
+        peer,
+        &["addr", "add", "fe80::1/64", "dev", "peer0", "nodad"],
+    );
+    ip(peer, &["link", "set", "dev", "peer0", "up"]);
+    ip(
+        ns,
+        &["addr", "add", "2001:db8:1::1/64", "dev", "eth1", "nodad"],
+    );
+    ip(ns, &["link", "set", "dev", "eth1", "up"]);
+    assert_eq!(read(ns, "/proc/sys/net/ipv6/conf/eth1/accept_ra"), "1");
+    eventually(
+        "eth1 to learn a default route from the router advertisement",
+        || {
+            send_ra(peer);
+            ra_default(ns)
+        },
+    );
+}
+
+/// Whether `ns` has the default route the router advertisement gave it.
+fn ra_default(ns: &Netns) -> bool {
+    ip(ns, &["-6", "route", "show", "default"]).contains("via fe80::1 dev eth1 proto ra")
+}
+
+/// One router advertisement (router lifetime 1800 s) from fe80::1 on `peer0`.
+fn send_ra(peer: &Netns) {
+    const SEND_RA: &str = r#"
+import socket, struct
+i = socket.if_nametoindex("peer0")
+s = socket.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_ICMPV6)
+s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_HOPS, 255)
+s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_IF, i)
+s.bind(("fe80::1", 0, 0, i))
+s.sendto(struct.pack("!BBHBBHII", 134, 0, 0, 64, 0, 1800, 0, 0), ("ff02::1", 0, 0, i))
+"#;
+    let out = peer
+        .command("python3")
+        .args(["-c", SEND_RA])
+        .output()
+        .expect("run python3");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// `CONFIG` with a route to a backend on eth1's network.
+fn config_with_backend() -> config::Config {
+    let text =
+        format!("{CONFIG}\n[[route]]\nhosts = [\"a.example\"]\nbackend = \"2001:db8:1::2\"\n");
+    config::parse(&text, Path::new("k.toml")).expect("config")
+}
+
+#[test]
+#[ignore = "privileged: needs root, network namespaces, a TUN device and python3 (run with --include-ignored)"]
+fn ipv6_forwarding_is_scoped_to_the_tun_and_the_backend_link_and_router_advertisements_stay() {
+    require_privileged_and(
+        "ipv6_forwarding_is_scoped_to_the_tun_and_the_backend_link_and_router_advertisements_stay",
+        &["python3"],
+    );
+    let ns = namespace("rascoped");
+    let peer = namespace("rascopedp");
+    with_ra_default_route(&ns, &peer);
+    assert_eq!(
+        read(&ns, "/proc/sys/net/ipv6/conf/all/force_forwarding"),
+        "0",
+        "Linux 6.17 or later"
+    );
+    let c = config_with_backend();
+    inside(&ns, || {
+        runtime().block_on(async {
+            let (mut host, tun) = Host::set_up(&c).await.expect("set up");
+            assert_eq!(read(&ns, "/proc/sys/net/ipv6/conf/all/forwarding"), "0");
+            assert_eq!(
+                read(&ns, "/proc/sys/net/ipv6/conf/eth1/force_forwarding"),
+                "1"
+            );
+            assert_eq!(
+                read(&ns, "/proc/sys/net/ipv6/conf/krc0/force_forwarding"),
+                "1"
+            );
+            assert_eq!(
+                read(&ns, "/proc/sys/net/ipv6/conf/eth1/accept_ra"),
+                "1",
+                "left alone"
+            );
+            assert_eq!(
+                read(&ns, "/proc/sys/net/ipv6/conf/eth1/forwarding"),
+                "0",
+                "still a host"
+            );
+            assert!(ra_default(&ns), "the RA default route stays");
+            assert!(host.tear_down().await.is_empty());
+            drop(tun);
+        });
+    });
+    assert_eq!(
+        read(&ns, "/proc/sys/net/ipv6/conf/eth1/force_forwarding"),
+        "0"
+    );
+    assert!(ra_default(&ns));
+}
+
+#[test]
+#[ignore = "privileged: needs root, network namespaces, a TUN device and python3 (run with --include-ignored)"]
+fn with_global_ipv6_forwarding_a_link_with_an_ra_default_route_gets_accept_ra_2_and_keeps_the_route()
+ {
+    require_privileged_and(
+        "with_global_ipv6_forwarding_a_link_with_an_ra_default_route_gets_accept_ra_2_and_keeps_the_route",
+        &["python3"],
+    );
+    let ns = namespace("raglobal");
+    let peer = namespace("raglobalp");
+    with_ra_default_route(&ns, &peer);
+    let c = config_with_backend();
+    let options = HostOptions {
+        ipv6_forwarding: Ipv6Forwarding::Global,
+        ..HostOptions::default()
+    };
+    inside(&ns, || {
+        runtime().block_on(async {
+            let (mut host, tun) = Host::set_up_with(&c, &options).await.expect("set up");
+            assert_eq!(read(&ns, "/proc/sys/net/ipv6/conf/all/forwarding"), "1");
+            assert_eq!(read(&ns, "/proc/sys/net/ipv6/conf/eth1/accept_ra"), "2");
+            // The kernel drops RA-learnt default routes when forwarding comes on, except
+            // on interfaces with accept_ra=2, which was set first.
+            assert!(ra_default(&ns), "{}", ip(&ns, &["-6", "route"]));
+            assert!(host.tear_down().await.is_empty());
+            drop(tun);
+        });
+    });
+    assert_eq!(read(&ns, "/proc/sys/net/ipv6/conf/all/forwarding"), "0");
+    assert_eq!(read(&ns, "/proc/sys/net/ipv6/conf/eth1/accept_ra"), "1");
+    assert!(ra_default(&ns));
 }

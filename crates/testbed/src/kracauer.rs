@@ -51,6 +51,10 @@ impl<'tb> Kracauer<'tb> {
         let child = tb
             .router
             .command(binary)
+            // The record of the sysctls to put back after a crash lives and dies with the
+            // testbed, not in the host's /run/kracauer (a later namespace may reuse this
+            // one's inode number, which names the record there).
+            .env("RUNTIME_DIRECTORY", tb.dir())
             .arg("run")
             .arg("--config")
             .arg(&config_path)

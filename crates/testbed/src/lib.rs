@@ -29,6 +29,7 @@ pub mod demo;
 mod http;
 pub mod kracauer;
 pub mod netns;
+pub mod outage;
 pub mod pattern;
 pub mod pki;
 pub mod server;
@@ -37,6 +38,7 @@ pub mod topology;
 pub use client::{Reply, Seen};
 pub use kracauer::Kracauer;
 pub use netns::{Netns, OwnedNetns};
+pub use outage::Outage;
 /// The TLS library of the clients and backends, for matching on [`Error::Tls`].
 pub use rustls;
 pub use topology::{Topology, Variant};

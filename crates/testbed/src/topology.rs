@@ -29,6 +29,9 @@ pub const ROUTER_V6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, 1);
 pub const BACKEND_A: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, 2);
 /// Backend b: `b.example` and `*.b.example`.
 pub const BACKEND_B: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, 3);
+/// A third backend address, for tests that add one to backend b's namespace
+/// ([`Topology::add_backend_address`]).
+pub const BACKEND_C: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, 4);
 /// The translation prefix.
 pub const PREFIX: &str = "2001:db8:64::/96";
 /// The client's address as the backends see it (`PREFIX` + `CLIENT_V4`).

@@ -6,8 +6,8 @@ use std::net::{SocketAddrV4, SocketAddrV6};
 
 use super::emit::ts_at_least;
 use super::{Engine, Verdict};
-use crate::base::{BackendKey, DropReason, Outcome, RxChecksum};
-use crate::engine::event::Event;
+use crate::base::{BackendKey, DropReason, RxChecksum};
+use crate::engine::event::{ConnectFailure, Event};
 use crate::engine::output::Output;
 use crate::engine::stats::Direction;
 use crate::flow::connect::{Connect, ConnectStep, Handover};
@@ -99,7 +99,8 @@ impl Engine {
         }
     }
 
-    /// A segment while the backend SYN is outstanding: SYN-ACK splices, RST refuses.
+    /// A segment while the backend SYN is outstanding: SYN-ACK splices, RST fails the
+    /// attempt (the next backend of the pool, or a RST to the client).
     fn backend_connecting(
         &mut self,
         now: Time,
@@ -118,8 +119,7 @@ impl Engine {
                 Verdict::Dropped(reason)
             }
             ConnectStep::Refused => {
-                self.reset_client(id, out);
-                self.finish(now, id, Outcome::BackendRefused);
+                self.attempt_failed(now, id, ConnectFailure::Refused, out);
                 Verdict::Consumed
             }
             ConnectStep::Splice => {
@@ -170,13 +170,14 @@ impl Engine {
         let name = flow.spliced().and_then(|s| s.name.clone());
         self.send_handover(&key, c_isn, synack, &handover, out);
         self.stats.spliced += 1;
-        self.opened(id, &key, name, &handover, created);
+        self.opened(now, id, &key, name, &handover, created);
         self.rearm(id);
     }
 
     /// Queues the access-log event of a flow that reached its backend.
     fn opened(
         &mut self,
+        now: Time,
         id: FlowId,
         key: &BackendKey,
         name: Option<crate::name::HostName>,
@@ -190,6 +191,7 @@ impl Engine {
                 name,
                 backend: SocketAddrV6::new(key.backend, key.backend_port, 0, 0),
                 peek_time: handover.named_at.saturating_since(created),
+                connect_time: now.saturating_since(handover.named_at),
             });
         }
     }

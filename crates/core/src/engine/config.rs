@@ -1,9 +1,9 @@
 //! The engine's configuration: addresses it serves, sizes, timeouts and limits.
 //!
 //! Every limit an operator may want to tune is here with its default; the daemon maps
-//! its config file onto this struct. A reload changes the timeouts, the limits (not
-//! `max_flows`) and the services ([`Engine::reconfigure`](super::Engine::reconfigure));
-//! the routes come separately.
+//! its config file onto this struct. The timeouts, most limits and the services change
+//! on reload ([`Engine::reconfigure`](super::Engine::reconfigure)); the routes and the
+//! backends' health come separately.
 
 use core::time::Duration;
 use std::net::Ipv4Addr;
@@ -45,6 +45,9 @@ pub struct EngineConfig {
     pub connect_timeout: Duration,
     /// First retransmission of the SYN to the backend; doubles each time (default 1 s).
     pub syn_retransmit: Duration,
+    /// How long one backend of a pool has to answer before the same SYN goes to the next
+    /// one (default 1 s). The last backend tried has until `connect_timeout`.
+    pub connect_attempt: Duration,
     /// Established flows idle this long are forgotten (default 7440 s, RFC 5382).
     pub idle_timeout: Duration,
     /// How long a closed flow stays to translate stragglers (default 30 s).
@@ -73,6 +76,7 @@ impl EngineConfig {
             max_peek_bytes: 64 * 1024 * 1024,
             connect_timeout: Duration::from_secs(5),
             syn_retransmit: Duration::from_secs(1),
+            connect_attempt: Duration::from_secs(1),
             idle_timeout: Duration::from_secs(7440),
             linger: Duration::from_secs(30),
             max_flows: 1_000_000,

@@ -1,5 +1,7 @@
-//! Events for the access log: one when a flow is spliced to its backend, one when a flow
-//! ends. They are queued per flow (not per packet) and drained by the daemon.
+//! Events for the access log and for backend health: one when a flow is spliced to its
+//! backend, one when a flow ends, and one for every failed attempt to connect to a
+//! backend (which the daemon's passive health counts). They are queued per flow (not per
+//! packet) and drained by the daemon.
 
 use core::time::Duration;
 use std::net::{SocketAddrV4, SocketAddrV6};
@@ -8,7 +10,29 @@ use crate::base::Outcome;
 use crate::flow::PeekEnd;
 use crate::name::HostName;
 
-/// Something an operator wants in the access log.
+/// Why an attempt to connect to a backend failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ConnectFailure {
+    /// It answered the SYN with RST.
+    Refused,
+    /// An ICMPv6 error came back for the SYN (unreachable, time exceeded, ...).
+    Unreachable,
+    /// It stayed silent past the attempt (or the connect deadline).
+    Timeout,
+}
+
+impl ConnectFailure {
+    /// Snake-case name for logs.
+    pub const fn name(self) -> &'static str {
+        match self {
+            ConnectFailure::Refused => "refused",
+            ConnectFailure::Unreachable => "unreachable",
+            ConnectFailure::Timeout => "timeout",
+        }
+    }
+}
+
+/// Something an operator wants in the access log, or the daemon's health checks.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
     /// A flow reached its backend.
@@ -19,6 +43,9 @@ pub enum Event {
         backend: SocketAddrV6,
         /// From the client's SYN to the name.
         peek_time: Duration,
+        /// From the name (when the SYN went to the backend) to the backend's SYN-ACK,
+        /// retransmissions included.
+        connect_time: Duration,
     },
     /// A flow ended.
     Closed {
@@ -33,5 +60,13 @@ pub enum Event {
         outcome: Outcome,
         /// Which way the peek ended (`None`: it did not).
         peek: Option<PeekEnd>,
+    },
+    /// A connection attempt to a backend failed; the flow went on to the next backend of
+    /// its pool, or ended.
+    BackendFailed {
+        /// The route's label ([`Route::label`](crate::route::Route::label)).
+        route: Box<str>,
+        backend: SocketAddrV6,
+        cause: ConnectFailure,
     },
 }

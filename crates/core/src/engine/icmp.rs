@@ -2,13 +2,14 @@
 //! side become errors to the other side, with the embedded packet mapped back to what
 //! that side sent (addresses, ports, and sequence numbers moved by δ, since Linux drops
 //! ICMP errors whose embedded sequence number is outside its window). An error about the
-//! backend SYN fails the client at once. Echo requests to a service address are answered.
+//! backend SYN fails that attempt at once: the next backend of the pool, or the client's
+//! RST. Echo requests to a service address are answered.
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 use super::{Engine, Verdict};
-use crate::base::Outcome;
 use crate::base::{BackendKey, ClientKey};
+use crate::engine::event::ConnectFailure;
 use crate::engine::output::Output;
 use crate::engine::stats::DropReason;
 use crate::flow::{Flow, Phase};
@@ -143,9 +144,9 @@ impl Engine {
         let Some(delta) = delta_of(flow) else {
             if matches!(flow.phase, Phase::Connect(_)) && icmp.msg_type() != v6type::PACKET_TOO_BIG
             {
-                // The backend SYN met an error: fail the client now, not at the timeout.
-                self.reset_client(id, out);
-                self.finish(now, id, Outcome::BackendRefused);
+                // The backend SYN met an error: the next backend, or fail the client now,
+                // not at the timeout.
+                self.attempt_failed(now, id, ConnectFailure::Unreachable, out);
                 return Verdict::Consumed;
             }
             return Verdict::Dropped(DropReason::BackendIcmp);

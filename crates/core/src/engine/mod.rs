@@ -16,8 +16,9 @@
 //! The engine keeps the demultiplexing, the limits, the table and the timers; what a
 //! flow does with a segment is decided by its phase (`crate::flow`), and the engine
 //! carries that out. The IPv4 side is in `client.rs`, the set-up steps it carries out in
-//! `setup.rs`, the IPv6 side in `backend.rs`, ICMP in `icmp.rs`, and the packets it makes
-//! in `emit.rs`. See `docs/architecture.md`.
+//! `setup.rs`, the backend attempts of a pool and their failover in `failover.rs`, the
+//! IPv6 side in `backend.rs`, ICMP in `icmp.rs`, and the packets it makes in `emit.rs`.
+//! See `docs/architecture.md`.
 
 mod backend;
 mod client;
@@ -25,6 +26,7 @@ mod clock;
 pub mod config;
 mod emit;
 pub mod event;
+mod failover;
 mod icmp;
 pub mod output;
 mod services;
@@ -44,7 +46,7 @@ use siphasher::sip::SipHasher24;
 
 use self::clock::Clock;
 pub use self::config::{ConfigError, EngineConfig, Service};
-pub use self::event::Event;
+pub use self::event::{ConnectFailure, Event};
 pub use self::output::Output;
 pub use self::snapshot::SnapshotError;
 pub use self::stats::{Direction, DropReason, PeekPath, Side, Stats};
@@ -53,7 +55,7 @@ use crate::flow::table::{FlowId, FlowTable, KeyedHash};
 use crate::flow::timers::Timers;
 use crate::flow::{Expiry, Flow, Timeouts, Usage};
 pub use crate::flow::{PeekEnd, Unnamed};
-use crate::route::RouteTable;
+use crate::route::{Health, RouteTable};
 use crate::tcp::isn::IsnSource;
 use crate::time::Time;
 
@@ -73,6 +75,9 @@ pub enum Verdict {
 pub struct Engine {
     config: EngineConfig,
     routes: Arc<RouteTable>,
+    /// Which backends of `routes` are down (the daemon's verdict, the same in every
+    /// worker).
+    health: Arc<Health>,
     flows: FlowTable<Flow>,
     timers: Timers,
     isn: IsnSource,
@@ -129,13 +134,24 @@ impl Engine {
             clock: Clock::default(),
             unserved_sweep: false,
             routes,
+            health: Arc::default(),
             config,
         })
     }
 
-    /// Replaces the route table. Flows that already chose a backend keep it.
+    /// Replaces the route table, every backend up until [`set_health`](Self::set_health)
+    /// says otherwise. Flows that already chose a backend keep it; flows still
+    /// connecting keep the backends they were given.
     pub fn set_routes(&mut self, routes: Arc<RouteTable>) {
         self.routes = routes;
+        self.health = Arc::default();
+    }
+
+    /// Replaces which backends of the current route table are down (by slot, see
+    /// [`RouteTable::backend_slots`]). New connections skip them; connections in progress
+    /// are not touched.
+    pub fn set_health(&mut self, health: Arc<Health>) {
+        self.health = health;
     }
 
     /// Takes the timeouts, limits and services of `config`, validated first (on an error
@@ -152,6 +168,7 @@ impl Engine {
         c.peek_timeout = config.peek_timeout;
         c.connect_timeout = config.connect_timeout;
         c.syn_retransmit = config.syn_retransmit;
+        c.connect_attempt = config.connect_attempt;
         c.idle_timeout = config.idle_timeout;
         c.linger = config.linger;
         c.peek_cap = config.peek_cap;
@@ -268,7 +285,11 @@ impl Engine {
                     self.send_backend_syn(id, out);
                     self.rearm(id);
                 }
+                Expiry::NextBackend => self.attempt_failed(now, id, ConnectFailure::Timeout, out),
                 Expiry::Finish { outcome, reset } => {
+                    if outcome == Outcome::ConnectTimeout {
+                        self.report_failure(id, ConnectFailure::Timeout);
+                    }
                     if reset {
                         self.reset_client(id, out);
                     }
@@ -360,15 +381,22 @@ impl Engine {
         });
     }
 
-    /// Ends every flow with [`Outcome::Shutdown`] at the caller's `now`, each with its
-    /// access-log event, sending nothing (the daemon is stopping). Events past the queue's
-    /// bound are lost, so drain [`Engine::poll_event`] while calling this with `limit`
-    /// flows at a time; returns how many flows are left.
+    /// Ends every flow at the caller's `now`, each with its access-log event, sending
+    /// nothing (the daemon is stopping): a flow that had already ended and only lingered
+    /// (closing, or refused) keeps the outcome it ended with; every other one ends with
+    /// [`Outcome::Shutdown`]. Events past the queue's bound are lost, so drain
+    /// [`Engine::poll_event`] while calling this with `limit` flows at a time; returns how
+    /// many flows are left.
     pub fn close_flows(&mut self, now: Time, limit: usize) -> usize {
         let now = self.clock.internal(now);
         let ids: Vec<FlowId> = self.flows.iter().map(|(id, ..)| id).take(limit).collect();
         for id in ids {
-            self.finish(now, id, Outcome::Shutdown);
+            let outcome = match self.flows.get(id).map(|f| &f.phase) {
+                Some(crate::flow::Phase::Closing(c)) => c.outcome,
+                Some(crate::flow::Phase::Refused(r)) => r.refusal.outcome(),
+                _ => Outcome::Shutdown,
+            };
+            self.finish(now, id, outcome);
         }
         self.flows.len()
     }

@@ -1,7 +1,8 @@
 //! Carrying out what a flow being set up decided about a client segment
 //! ([`SetupStep`]): the SYN-ACK again, a RST, the end of the flow, or, once the peek is
-//! over, the backend chosen and the flow moved to `Connect`, or to `Refused` when
-//! nothing routes it (architecture.md, The splice, step 3):
+//! over, the backends chosen and the flow moved to `Connect` (`failover.rs`), or to
+//! `Refused` when nothing routes it or no backend of its route is up (architecture.md,
+//! The splice, step 3):
 //!
 //! - a name with a route goes to its backend (`named`);
 //! - no name, or a name without a route, goes to the default backend
@@ -13,11 +14,12 @@
 //! - two different TLS names ([`Unnamed::Ambiguous`], [`Unnamed::DuplicateServerName`])
 //!   are refused even with a default (`decode_error`, `illegal_parameter`).
 
+use super::failover::Target;
 use super::{Engine, Verdict};
-use crate::base::{BackendKey, ClientKey, DropReason, Outcome, PeekPath};
+use crate::base::{ClientKey, DropReason, Outcome, PeekPath};
 use crate::engine::output::Output;
 use crate::flow::setup::{PeekLimits, SetupStep, Unnamed};
-use crate::flow::table::{FlowId, TableError};
+use crate::flow::table::FlowId;
 use crate::flow::{Flow, PeekEnd, Phase, Refusal};
 use crate::name::HostName;
 use crate::route::Route;
@@ -76,7 +78,9 @@ impl Engine {
         }
     }
 
-    /// The name is known: connect to its backend, or the default, or refuse.
+    /// The name is known: connect to its route's backends in the client's order (the
+    /// default's, when no route has the name), or refuse when there is no route or no
+    /// backend of it is up.
     fn choose_backend(
         &mut self,
         now: Time,
@@ -85,7 +89,8 @@ impl Engine {
         name: Option<HostName>,
         out: &mut Output,
     ) {
-        let Some(route) = self.routes.lookup_or_default(name.as_ref()) else {
+        let routes = self.routes.clone();
+        let Some(route) = routes.lookup_or_default(name.as_ref()) else {
             self.ended_peek(id, PeekPath::Refused, None);
             self.refuse(now, id, key, Refusal::UnknownName, out);
             return;
@@ -95,9 +100,27 @@ impl Engine {
         } else {
             PeekPath::Named
         };
-        let bk = backend_key(route, &key);
+        let Some(target) = self.target(route, &key) else {
+            self.ended_peek(id, PeekPath::Refused, None);
+            self.refuse(now, id, key, Refusal::UnknownName, out);
+            return;
+        };
         self.ended_peek(id, path, None);
-        self.connect(now, id, bk, name, out);
+        self.connect(now, id, key, name, target, out);
+    }
+
+    /// The backends of `route` for `key`'s client, in its order, or `None` (counted) when
+    /// none of them is up.
+    fn target(&mut self, route: &Route, key: &ClientKey) -> Option<Target> {
+        let candidates = route.pool().candidates(key, &self.health);
+        if candidates.is_empty() {
+            self.stats.no_backend += 1;
+            return None;
+        }
+        Some(Target {
+            candidates,
+            port: route.backend_port(key.service_port),
+        })
     }
 
     /// The bytes name nothing: the default backend takes them as they are, or Kracauer
@@ -110,10 +133,12 @@ impl Engine {
         why: Unnamed,
         out: &mut Output,
     ) {
-        let default = self.routes.default_route().filter(|_| why.may_default());
-        if let Some(bk) = default.map(|route| backend_key(route, &key)) {
+        let routes = self.routes.clone();
+        let default = routes.default_route().filter(|_| why.may_default());
+        // A default whose backends are all down refuses as if there were none.
+        if let Some(target) = default.and_then(|route| self.target(route, &key)) {
             self.ended_peek(id, PeekPath::DefaultUnparsable, Some(why));
-            self.connect(now, id, bk, None, out);
+            self.connect(now, id, key, None, target, out);
             return;
         }
         match why.refusal() {
@@ -137,35 +162,6 @@ impl Engine {
         }
     }
 
-    /// Indexes the flow under its backend's key `bk` and sends the backend the SYN.
-    fn connect(
-        &mut self,
-        now: Time,
-        id: FlowId,
-        bk: BackendKey,
-        name: Option<HostName>,
-        out: &mut Output,
-    ) {
-        if let Err(e) = self.flows.index_backend(id, bk) {
-            if e == TableError::BackendTupleTaken {
-                self.stats.drop(DropReason::TupleCollision);
-            }
-            self.reset_client(id, out);
-            self.finish(now, id, Outcome::Limited);
-            return;
-        }
-        let rto = self.config.syn_retransmit;
-        self.step(id, |flow| {
-            let phase = match flow.phase {
-                Phase::Peek(p) => Phase::Connect(Box::new(p.connect(name, now, rto))),
-                other => other,
-            };
-            (Flow { phase, ..flow }, ())
-        });
-        self.send_backend_syn(id, out);
-        self.rearm(id);
-    }
-
     /// Refuses the flow: TLS alert or HTTP 421 / 400 / 431, with FIN, acknowledging what
     /// the client sent.
     fn refuse(
@@ -186,15 +182,5 @@ impl Engine {
         });
         self.send_refusal(now, id, &key, out);
         self.rearm(id);
-    }
-}
-
-/// Where the flow of `key` goes when `route` takes it.
-fn backend_key(route: &Route, key: &ClientKey) -> BackendKey {
-    BackendKey {
-        backend: route.backend(),
-        backend_port: route.backend_port(key.service_port),
-        client: key.client,
-        client_port: key.client_port,
     }
 }

@@ -34,6 +34,11 @@ pub struct Stats {
     pub spliced: u64,
     /// Peeks ended, by protocol (TLS, HTTP) and by the path taken ([`PeekPath`]).
     peeks: [[u64; PEEK_PATHS]; 2],
+    /// Backend SYNs sent again to the next backend of a pool, after a RST, an ICMPv6
+    /// error or silence from the one before.
+    pub failovers: u64,
+    /// Flows refused because no backend of their route was up.
+    pub no_backend: u64,
 }
 
 /// How many [`PeekPath`]s there are.
@@ -110,6 +115,8 @@ impl Stats {
         self.cookies_sent += other.cookies_sent;
         self.cookies_accepted += other.cookies_accepted;
         self.spliced += other.spliced;
+        self.failovers += other.failovers;
+        self.no_backend += other.no_backend;
         for (mine, theirs) in self.peeks.iter_mut().zip(&other.peeks) {
             for (a, b) in mine.iter_mut().zip(theirs) {
                 *a += b;

@@ -1,7 +1,13 @@
 //! The wait for the backend (docs/architecture.md, "The splice", steps 4 and 5): the SYN sent
 //! with the client's own ISN and options, retransmitted with back-off, and the backend's
-//! answer. A SYN-ACK that acknowledges the client's ISN fixes the [`Splice`]; a RST for
-//! that SYN refuses the client.
+//! answer. A SYN-ACK that acknowledges the client's ISN fixes the [`Splice`].
+//!
+//! The client is not committed to a backend until one answers, so a connection holds
+//! the backends it may try, in its order ([`Candidates`], from the route's pool). A RST
+//! or an ICMPv6 error for the SYN, or silence past the per-attempt deadline, moves it to
+//! the next one ([`Connect::fail_over`]): the same SYN (the client's ISN, port and
+//! options) goes there, within the one connect deadline counted from the name. Only
+//! when no backend is left does the client get its RST.
 
 use core::time::Duration;
 
@@ -9,6 +15,7 @@ use super::Conn;
 use super::spliced::Spliced;
 use crate::base::DropReason;
 use crate::name::HostName;
+use crate::route::{Candidate, Candidates};
 use crate::tcp::reasm::PeekBuffer;
 use crate::tcp::seg::SegInfo;
 use crate::tcp::splice::{BackendSynAck, Splice};
@@ -17,7 +24,8 @@ use crate::time::Time;
 /// Longest interval between two retransmissions of the backend SYN.
 pub(crate) const MAX_RTO: Duration = Duration::from_secs(60);
 
-/// Connecting: the peeked bytes to send once the backend answers, and the SYN timer.
+/// Connecting: the peeked bytes to send once a backend answers, the backends to try,
+/// and the SYN timers.
 #[derive(Debug)]
 pub struct Connect {
     pub buf: PeekBuffer,
@@ -28,6 +36,22 @@ pub struct Connect {
     pub retransmit_at: Time,
     /// The current retransmission interval (doubles).
     pub rto: Duration,
+    /// The backends this connection may try, in its order (never empty).
+    pub candidates: Candidates,
+    /// The one being tried (an index into `candidates`).
+    pub attempt: usize,
+    /// When the current attempt gives way to the next backend; `None` for the last one,
+    /// which has until the connect deadline.
+    pub attempt_until: Option<Time>,
+}
+
+/// How the SYN timers of a connection run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SynTimers {
+    /// The first retransmission interval of the SYN to one backend.
+    pub rto: Duration,
+    /// How long one backend has before the next is tried.
+    pub attempt: Duration,
 }
 
 /// What to do about a backend segment while the backend SYN is outstanding.
@@ -108,6 +132,29 @@ impl Connect {
             name: self.name,
         };
         (spliced, handover)
+    }
+
+    /// The backend being tried.
+    pub fn current(&self) -> Option<Candidate> {
+        self.candidates.get(self.attempt).copied()
+    }
+
+    /// Starts attempt `attempt` at `now`: fresh SYN timers, and a per-attempt deadline
+    /// unless it is the last candidate.
+    pub fn begin(&mut self, attempt: usize, now: Time, timers: SynTimers) {
+        self.attempt = attempt;
+        self.rto = timers.rto;
+        self.retransmit_at = now + timers.rto;
+        self.attempt_until = (attempt + 1 < self.candidates.len()).then(|| now + timers.attempt);
+    }
+
+    /// The candidates after the current one, with their indexes: where a failover goes.
+    pub fn fail_over(&self) -> impl Iterator<Item = (usize, Candidate)> + '_ {
+        self.candidates
+            .iter()
+            .copied()
+            .enumerate()
+            .skip(self.attempt + 1)
     }
 
     /// The SYN timer fired before the connect deadline: the SYN goes again, and the next

@@ -9,7 +9,7 @@
 //! |---|---|---|
 //! | `Handshake` | nothing beyond `Conn` (the SYN-ACK is rebuilt from it) | `Peek` |
 //! | [`Peek`] | the peek buffer | [`Connect`], [`Refused`], or the end |
-//! | [`Connect`] | the peeked bytes, the name, the SYN timer | [`Spliced`], or the end |
+//! | [`Connect`] | the peeked bytes, the name, the backends to try, the SYN timers | [`Spliced`], or the end |
 //! | [`Spliced`] | the [`Splice`](crate::tcp::splice::Splice), byte counts, the name | [`Closing`] |
 //! | [`Refused`] | the answer sent, until when to linger | the end |
 //! | [`Closing`] | the spliced state, until when to linger | the end |
@@ -130,6 +130,8 @@ pub enum Expiry {
     NotYet(Time),
     /// Send the backend SYN again (the connect deadline is still ahead).
     RetransmitSyn,
+    /// The backend being tried stayed silent past its attempt: try the next one.
+    NextBackend,
     /// The flow ends; `reset` says whether the client gets a RST first (Kracauer is its
     /// endpoint until the splice).
     Finish { outcome: Outcome, reset: bool },
@@ -203,7 +205,10 @@ impl Flow {
     pub fn deadline(&self, t: &Timeouts) -> Time {
         match &self.phase {
             Phase::Handshake | Phase::Peek(_) => self.created + t.peek,
-            Phase::Connect(c) => c.retransmit_at.min(c.named_at + t.connect),
+            Phase::Connect(c) => c
+                .retransmit_at
+                .min(c.named_at + t.connect)
+                .min(c.attempt_until.unwrap_or(Time::NEVER)),
             Phase::Spliced(_) => self.last_seen + t.idle,
             Phase::Refused(r) => r.until,
             Phase::Closing(c) => c.until,
@@ -218,7 +223,12 @@ impl Flow {
         }
         let (outcome, reset) = match &self.phase {
             Phase::Handshake | Phase::Peek(_) => (Outcome::PeekTimeout, true),
-            Phase::Connect(c) if now < c.named_at + t.connect => return Expiry::RetransmitSyn,
+            Phase::Connect(c) if now < c.named_at + t.connect => {
+                if c.attempt_until.is_some_and(|until| until <= now) {
+                    return Expiry::NextBackend;
+                }
+                return Expiry::RetransmitSyn;
+            }
             Phase::Connect(_) => (Outcome::ConnectTimeout, true),
             Phase::Spliced(_) => (Outcome::IdleTimeout, false),
             Phase::Refused(r) => (r.refusal.outcome(), false),

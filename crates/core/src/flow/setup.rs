@@ -8,13 +8,14 @@
 //! contiguous bytes name the host (or show that nothing will), the step says so and the
 //! engine chooses the backend.
 
-use super::connect::Connect;
+use super::connect::{Connect, SynTimers};
 use super::spliced::{Refusal, Refused};
 use super::{Conn, Flow, Phase};
 use crate::base::{DropReason, Outcome, Protocol};
 use crate::name::HostName;
 use crate::peek::http::{self, HttpError, HttpHost, HttpPeek, HttpPeeker};
 use crate::peek::tls::{self, HelloError, TlsPeek, TlsPeekConfig};
+use crate::route::Candidates;
 use crate::tcp::reasm::{Inserted, PeekBuffer};
 use crate::tcp::seg::SegInfo;
 use crate::time::Time;
@@ -298,16 +299,27 @@ fn insert(
 }
 
 impl Peek {
-    /// The name is known and its backend indexed: wait for the backend, holding the
-    /// peeked bytes to send once it answers.
-    pub fn connect(self, name: Option<HostName>, now: Time, rto: core::time::Duration) -> Connect {
-        Connect {
+    /// The name is known and the backend of attempt `attempt` of `candidates` indexed:
+    /// wait for it, holding the peeked bytes to send once a backend answers.
+    pub fn connect(
+        self,
+        name: Option<HostName>,
+        now: Time,
+        (candidates, attempt): (Candidates, usize),
+        timers: SynTimers,
+    ) -> Connect {
+        let mut c = Connect {
             buf: self.buf,
             name,
             named_at: now,
-            retransmit_at: now + rto,
-            rto,
-        }
+            retransmit_at: now,
+            rto: timers.rto,
+            candidates,
+            attempt,
+            attempt_until: None,
+        };
+        c.begin(attempt, now, timers);
+        c
     }
 
     /// Nothing routes the bytes: answer like a server would (see [`Refusal`]),

@@ -26,6 +26,7 @@ use super::spliced::{Closing, Refusal, Refused, Spliced};
 use super::{Conn, Flow, Phase};
 use crate::base::{ClientKey, Outcome, Protocol};
 use crate::name::HostName;
+use crate::route::{Candidate, Candidates, MAX_ATTEMPTS};
 use crate::tcp::reasm::PeekBuffer;
 use crate::tcp::seg::ClientOptions;
 use crate::tcp::splice::Splice;
@@ -484,6 +485,19 @@ fn write_connect(w: &mut Writer, c: &Connect, now: Time) {
     w.time(c.named_at, now);
     w.time(c.retransmit_at, now);
     w.duration(c.rto);
+    w.u8(c.candidates.len() as u8);
+    for cand in &c.candidates {
+        w.raw(&cand.address.octets());
+        w.u32(cand.slot);
+    }
+    w.u8(c.attempt as u8);
+    match c.attempt_until {
+        Some(t) => {
+            w.u8(1);
+            w.time(t, now);
+        }
+        None => w.u8(0),
+    }
 }
 
 fn read_connect(r: &mut Reader<'_>, now: Time, peek_cap: usize) -> Result<Connect, SnapshotError> {
@@ -496,12 +510,34 @@ fn read_connect(r: &mut Reader<'_>, now: Time, peek_cap: usize) -> Result<Connec
     if rto.is_zero() || rto > MAX_RTO {
         return Err(SnapshotError::BadField("SYN retransmission interval"));
     }
+    let count = usize::from(r.u8()?);
+    if count == 0 || count > MAX_ATTEMPTS {
+        return Err(SnapshotError::BadField("backend candidates"));
+    }
+    let mut candidates = Candidates::new();
+    for _ in 0..count {
+        let address = Ipv6Addr::from(r.raw::<16>()?);
+        let slot = r.u32()?;
+        candidates.push(Candidate { address, slot });
+    }
+    let attempt = usize::from(r.u8()?);
+    if attempt >= count {
+        return Err(SnapshotError::BadField("backend attempt"));
+    }
+    let attempt_until = match r.u8()? {
+        0 => None,
+        1 => Some(r.time(now)?),
+        _ => return Err(SnapshotError::BadField("attempt deadline")),
+    };
     Ok(Connect {
         buf,
         name,
         named_at,
         retransmit_at,
         rto,
+        candidates,
+        attempt,
+        attempt_until,
     })
 }
 

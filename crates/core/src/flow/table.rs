@@ -179,6 +179,33 @@ impl<F> FlowTable<F> {
         Ok(())
     }
 
+    /// Moves flow `id`'s backend-side index from its current key to `key` (a failover
+    /// to another backend), in O(1). If another flow holds `key` the flow keeps its old
+    /// key and the error says so; a flow not yet indexed is indexed.
+    pub fn reindex_backend(&mut self, id: FlowId, key: BackendKey) -> Result<(), TableError> {
+        let old = match self.slot_mut(id) {
+            None => return Err(TableError::NoSuchFlow),
+            Some(slot) => slot.backend_key,
+        };
+        let Some(old) = old else {
+            return self.index_backend(id, key);
+        };
+        if old == key {
+            return Ok(());
+        }
+        if self.find_backend(&key).is_some() {
+            return Err(TableError::BackendTupleTaken);
+        }
+        let hash = self.hash(&old);
+        if let Ok(entry) = self.by_backend.find_entry(hash, |&i| i == id.index) {
+            entry.remove();
+        }
+        if let Some(slot) = self.slot_mut(id) {
+            slot.backend_key = None;
+        }
+        self.index_backend(id, key)
+    }
+
     /// The flow a client-side packet belongs to.
     pub fn find_client(&self, key: &ClientKey) -> Option<FlowId> {
         let slots = &self.slots;
@@ -345,6 +372,40 @@ mod tests {
             Err(TableError::BackendTupleTaken)
         );
         assert_eq!(t.find_backend(&bk(1000)), Some(a));
+    }
+
+    #[test]
+    fn reindexed_flow_is_found_by_its_new_backend_key_only() {
+        let mut t = FlowTable::new(4, [1, 2]);
+        let id = t.insert(ck(1000), "a").unwrap();
+        t.index_backend(id, bk(1000)).unwrap();
+        let mut next = bk(1000);
+        next.backend = "2001:db8:1::3".parse().unwrap();
+        t.reindex_backend(id, next).unwrap();
+        assert_eq!(t.find_backend(&bk(1000)), None);
+        assert_eq!(t.find_backend(&next), Some(id));
+        assert_eq!(t.keys(id), Some((ck(1000), Some(next))));
+        assert_eq!(t.remove(id), Some("a"));
+        assert_eq!(t.find_backend(&next), None);
+    }
+
+    #[test]
+    fn reindexing_onto_a_tuple_in_use_keeps_both_flows_as_they_were() {
+        let mut t = FlowTable::new(4, [1, 2]);
+        let a = t.insert(ck(1000), "a").unwrap();
+        t.index_backend(a, bk(1000)).unwrap();
+        let mut other = ck(1000);
+        other.service = Ipv4Addr::new(203, 0, 113, 11);
+        let b = t.insert(other, "b").unwrap();
+        let mut b_key = bk(1000);
+        b_key.backend = "2001:db8:1::3".parse().unwrap();
+        t.index_backend(b, b_key).unwrap();
+        assert_eq!(
+            t.reindex_backend(b, bk(1000)),
+            Err(TableError::BackendTupleTaken)
+        );
+        assert_eq!(t.find_backend(&bk(1000)), Some(a));
+        assert_eq!(t.find_backend(&b_key), Some(b));
     }
 
     #[test]

@@ -1,12 +1,13 @@
 //! Building a [`RouteTable`] from configuration: names normalised (IDNA, case, trailing
-//! dot), wildcards checked, duplicates and bad ports refused with errors that name the
-//! route and the name as written.
+//! dot), wildcards checked, duplicates, bad ports and empty pools refused with errors
+//! that name the route and the name as written; every backend given its health slot.
 
 use std::collections::BTreeMap;
 use std::net::Ipv6Addr;
 
 use idna::AsciiDenyList;
 
+use super::pool::{BackendSpec, HashOn, Pool};
 use super::{Route, RouteTable, Slot};
 use crate::name::{HostName, NameError};
 
@@ -15,8 +16,10 @@ use crate::name::{HostName, NameError};
 pub struct RouteSpec {
     /// Exact names and `*.suffix` wildcards, in any case, Unicode or A-labels.
     pub hosts: Vec<String>,
-    /// Where connections for these names go.
-    pub backend: Ipv6Addr,
+    /// Where connections for these names go: one backend or more (a pool).
+    pub backends: Vec<BackendSpec>,
+    /// What the pool's placement hash reads.
+    pub hash: HashOn,
     /// Service port → backend port; ports not listed keep their number.
     pub ports: BTreeMap<u16, u16>,
 }
@@ -56,18 +59,26 @@ pub enum RouteError {
     },
     #[error("route[{route}]: port {from} = {to}: port 0 cannot be remapped or be a backend port")]
     PortZero { route: usize, from: u16, to: u16 },
+    #[error("route[{route}] has no backend")]
+    NoBackends { route: usize },
+    #[error("route[{route}]: backend {address} is listed twice")]
+    DuplicateBackend { route: usize, address: Ipv6Addr },
 }
 
 /// Collects routes for a [`RouteTable`], refusing bad ones as they come.
 ///
 /// ```
-/// # use kracauer_core::route::{RouteSpec, RouteTable};
+/// # use kracauer_core::route::{BackendSpec, HashOn, RouteSpec, RouteTable};
 /// # fn main() -> Result<(), kracauer_core::route::RouteError> {
 /// let table = RouteTable::builder()
 ///     .default_backend("2001:db8:1::9".parse().unwrap())
 ///     .route(RouteSpec {
 ///         hosts: vec!["a.example".into(), "*.a.example".into()],
-///         backend: "2001:db8:1::2".parse().unwrap(),
+///         backends: vec![
+///             BackendSpec::new("2001:db8:1::2".parse().unwrap()),
+///             BackendSpec { weight: 2, ..BackendSpec::new("2001:db8:1::3".parse().unwrap()) },
+///         ],
+///         hash: HashOn::Address,
 ///         ports: [(443, 8443)].into(),
 ///     })?
 ///     .build();
@@ -82,10 +93,17 @@ pub struct RouteTableBuilder {
 
 impl RouteTableBuilder {
     /// Unknown names (and requests without one) go to `backend`, on the service port.
-    pub fn default_backend(mut self, backend: Ipv6Addr) -> Self {
-        self.table.default = Some(Route {
+    pub fn default_backend(self, backend: Ipv6Addr) -> Self {
+        self.default_pool(&[BackendSpec::new(backend)])
+    }
+
+    /// Unknown names (and requests without one) go to a pool of `backends`, placed by
+    /// client address, on the service port. An empty list means no default.
+    pub fn default_pool(mut self, backends: &[BackendSpec]) -> Self {
+        self.table.default = (!backends.is_empty()).then(|| Route {
             index: None,
-            backend,
+            label: "default".into(),
+            pool: Pool::new(backends, HashOn::Address),
             ports: Box::new([]),
         });
         self
@@ -107,6 +125,17 @@ impl RouteTableBuilder {
         if let Some((&from, &to)) = spec.ports.iter().find(|&(&f, &t)| f == 0 || t == 0) {
             return Err(RouteError::PortZero { route, from, to });
         }
+        if spec.backends.is_empty() {
+            return Err(RouteError::NoBackends { route });
+        }
+        for (i, b) in spec.backends.iter().enumerate() {
+            if spec.backends[..i].iter().any(|a| a.address == b.address) {
+                return Err(RouteError::DuplicateBackend {
+                    route,
+                    address: b.address,
+                });
+            }
+        }
         for (host, written) in spec.hosts.iter().enumerate() {
             if let Err(e) = self.insert(route, host, written, &spec.hosts) {
                 // Take back this route's names; an error path may cost a pass over the table.
@@ -115,17 +144,30 @@ impl RouteTableBuilder {
                 return Err(e);
             }
         }
+        let label = match spec.hosts.first().map(|h| normalise(h)) {
+            Some(Ok((true, name))) => format!("*.{name}"),
+            Some(Ok((false, name))) => name.as_str().to_owned(),
+            _ => format!("route[{route}]"),
+        };
         self.table.routes.push(Route {
             index: Some(route),
-            backend: spec.backend,
+            label: label.into(),
+            pool: Pool::new(&spec.backends, spec.hash),
             ports: spec.ports.into_iter().collect(),
         });
         self.written.push(spec.hosts);
         Ok(())
     }
 
-    /// The finished table.
-    pub fn build(self) -> RouteTable {
+    /// The finished table, every backend given its health slot: the routes' in order,
+    /// then the default's.
+    pub fn build(mut self) -> RouteTable {
+        let t = &mut self.table;
+        let mut next = 0;
+        for route in t.routes.iter_mut().chain(t.default.as_mut()) {
+            next = route.pool.place(next);
+        }
+        t.slots = next;
         self.table
     }
 

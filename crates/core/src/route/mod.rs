@@ -1,4 +1,5 @@
-//! The name table: host name → backend (exact names, `*.` wildcards, a default).
+//! The name table: host name → route (exact names, `*.` wildcards, a default), each
+//! route a pool of backends (`pool`: placement, weights, backups, health).
 //!
 //! A [`RouteTable`] is built once from the configuration with [`RouteTable::builder`]
 //! (see [`RouteTableBuilder`]) and then only read. Lookups take a name already validated
@@ -26,6 +27,7 @@
 //! weaker hand-written hash) keeps the probe sequences short for any set of names.
 
 mod build;
+mod pool;
 
 use core::fmt;
 use std::collections::HashMap;
@@ -35,6 +37,9 @@ use std::net::Ipv6Addr;
 use crate::name::HostName;
 
 pub use build::{BadNameReason, RouteError, RouteSpec, RouteTableBuilder};
+pub use pool::{
+    Backend, BackendSpec, Candidate, Candidates, HashOn, Health, MAX_ATTEMPTS, PLACEMENT_KEY, Pool,
+};
 
 /// Deterministic hasher for the name maps (see the module documentation).
 type NameHasher = BuildHasherDefault<DefaultHasher>;
@@ -46,19 +51,36 @@ struct Slot {
     host: usize,
 }
 
-/// One route: a backend and how service ports map to backend ports.
+/// One route: a pool of backends and how service ports map to backend ports.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Route {
     index: Option<usize>,
-    backend: Ipv6Addr,
+    /// The first host, normalised (`*.a.example` for a wildcard), or `default`.
+    label: Box<str>,
+    pool: Pool,
     /// `(service port, backend port)`, sorted by service port, no duplicates.
     ports: Box<[(u16, u16)]>,
 }
 
 impl Route {
-    /// The backend's address.
+    /// The first backend's address, in configuration order (the only one of a pool of
+    /// one). Connections do not use it: they take [`Pool::candidates`].
     pub fn backend(&self) -> Ipv6Addr {
-        self.backend
+        self.pool
+            .backends()
+            .first()
+            .map_or(Ipv6Addr::UNSPECIFIED, |b| b.address())
+    }
+
+    /// The route's backends and how clients are placed on them.
+    pub fn pool(&self) -> &Pool {
+        &self.pool
+    }
+
+    /// A name for the route in logs and metrics: its first host, normalised (with `*.`
+    /// for a wildcard), or `default` for the default route. Unique within a table.
+    pub fn label(&self) -> &str {
+        &self.label
     }
 
     /// The backend port for a connection to `service_port`: the service port itself
@@ -93,6 +115,8 @@ pub struct RouteTable {
     /// Keyed by the suffix without `*.`: `*.a.example` is stored as `a.example`.
     wildcard: HashMap<Box<str>, Slot, NameHasher>,
     default: Option<Route>,
+    /// Backends in the table (routes and default): the size of its [`Health`] set.
+    slots: u32,
 }
 
 impl RouteTable {
@@ -140,6 +164,17 @@ impl RouteTable {
     /// The routes in configuration order.
     pub fn routes(&self) -> &[Route] {
         &self.routes
+    }
+
+    /// Every route, the default last if there is one.
+    pub fn all_routes(&self) -> impl Iterator<Item = &Route> + '_ {
+        self.routes.iter().chain(self.default.as_ref())
+    }
+
+    /// Number of backends in the table, every route's and the default's: slots of a
+    /// [`Health`] set run from 0 to this.
+    pub fn backend_slots(&self) -> u32 {
+        self.slots
     }
 
     /// The number of names (exact and wildcard) in the table.
@@ -214,11 +249,25 @@ impl fmt::Display for RouteEntry<'_> {
 }
 
 impl fmt::Display for Route {
-    /// `[2001:db8:1::2] (route[0]) ports 443->8443, 80->8080`
+    /// `[2001:db8:1::2] (route[0]) ports 443->8443, 80->8080`; a pool lists every backend
+    /// with its weight and role and how clients are hashed:
+    /// `[2001:db8:1::2], [2001:db8:1::3] weight 2, [2001:db8:1::9] backup (route[0]) hash tuple`
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "[{}]", self.backend)?;
+        for (n, b) in self.pool.backends().iter().enumerate() {
+            let sep = if n == 0 { "" } else { ", " };
+            write!(f, "{sep}[{}]", b.address())?;
+            if b.weight() != 1 {
+                write!(f, " weight {}", b.weight())?;
+            }
+            if b.is_backup() {
+                f.write_str(" backup")?;
+            }
+        }
         if let Some(i) = self.index {
             write!(f, " (route[{i}])")?;
+        }
+        if self.pool.hash_on() == HashOn::Tuple {
+            f.write_str(" hash tuple")?;
         }
         for (n, (from, to)) in self.ports.iter().enumerate() {
             let sep = if n == 0 { " ports " } else { ", " };

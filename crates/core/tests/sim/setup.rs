@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use kracauer_core::addr::Prefix96;
 use kracauer_core::engine::{EngineConfig, Service};
-use kracauer_core::route::{RouteSpec, RouteTable};
+use kracauer_core::route::{BackendSpec, HashOn, RouteSpec, RouteTable};
 
 use super::link::Faults;
 use super::probe::Strip;
@@ -153,7 +153,8 @@ pub fn routes() -> Arc<RouteTable> {
         RouteTable::builder()
             .route(RouteSpec {
                 hosts: vec!["a.example".into(), "*.a.example".into()],
-                backend: BACKEND,
+                backends: vec![BackendSpec::new(BACKEND)],
+                hash: HashOn::Address,
                 ports,
             })
             .expect("route")

@@ -90,6 +90,9 @@ fn check_events(w: &mut World) {
                     "{bytes_to_backend} + peek < {up}"
                 );
             }
+            other @ Event::BackendFailed { .. } => {
+                panic!("the one backend never fails here: {other:?}")
+            }
         }
     }
     assert_eq!((opened, closed), (n, n), "{}", w.report());

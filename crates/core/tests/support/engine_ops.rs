@@ -4,8 +4,9 @@
 //!
 //! Raw bytes alone rarely get past the handshake, so most operations build well-formed
 //! segments with fuzzed fields (flags, sequence offsets, options, a payload cut from a
-//! small dictionary of real first bytes) between one client and one backend; raw
-//! packets are mixed in for the parsers.
+//! small dictionary of real first bytes) between one client and a pool of two backends
+//! (so failovers happen: a RST, or silence past the attempt); raw packets are mixed in
+//! for the parsers.
 
 #![allow(clippy::unwrap_used)] // harness set-up and invariant checks: a failure is the finding
 
@@ -14,7 +15,7 @@ use std::time::Duration;
 
 use kracauer_core::addr::Prefix96;
 use kracauer_core::engine::{Engine, EngineConfig, Output, RxChecksum, Service, Stats, Verdict};
-use kracauer_core::route::{RouteSpec, RouteTable};
+use kracauer_core::route::{BackendSpec, HashOn, RouteSpec, RouteTable};
 use kracauer_core::tcp::emit::Segment;
 use kracauer_core::time::Time;
 use kracauer_core::wire::build::TcpOptionsSpec;
@@ -97,6 +98,7 @@ impl Input<'_> {
 pub fn run(data: &[u8]) -> Stats {
     let prefix: Prefix96 = "2001:db8:64::/96".parse().unwrap();
     let backend: std::net::Ipv6Addr = "2001:db8:1::2".parse().unwrap();
+    let backend_b: std::net::Ipv6Addr = "2001:db8:1::3".parse().unwrap();
     let mut config = EngineConfig::new(
         prefix,
         vec![Service {
@@ -115,7 +117,8 @@ pub fn run(data: &[u8]) -> Stats {
         RouteTable::builder()
             .route(RouteSpec {
                 hosts: vec!["a.example".into()],
-                backend,
+                backends: vec![BackendSpec::new(backend), BackendSpec::new(backend_b)],
+                hash: HashOn::Address,
                 ports: Default::default(),
             })
             .unwrap()
@@ -163,7 +166,8 @@ pub fn run(data: &[u8]) -> Stats {
             3 | 4 => {
                 let to_backend_side = op % 6 == 4;
                 let flags = input.u8().unwrap_or(0);
-                let seq_off = u32::from(input.u16().unwrap_or(0)) % 4096;
+                let seq_raw = input.u16().unwrap_or(0);
+                let seq_off = u32::from(seq_raw) % 4096;
                 let ack_off = u32::from(input.u8().unwrap_or(0)) % 8;
                 let pick = usize::from(input.u8().unwrap_or(0));
                 let cut = usize::from(input.u8().unwrap_or(255));
@@ -195,8 +199,13 @@ pub fn run(data: &[u8]) -> Stats {
                         options,
                         payload,
                     };
-                    seg.emit_v6(&backend, &client6, &mut buf[HEADROOM..])
-                        .unwrap()
+                    // The top bit of the sequence offset picks the pool's other backend.
+                    let from = if seq_raw & 0x8000 != 0 {
+                        backend_b
+                    } else {
+                        backend
+                    };
+                    seg.emit_v6(&from, &client6, &mut buf[HEADROOM..]).unwrap()
                 } else {
                     let seg = Segment {
                         src_port: 40000,

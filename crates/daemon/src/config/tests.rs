@@ -59,7 +59,10 @@ fn good_with(line_start: &str, replacement: &str) -> String {
 fn design_example_without_quic_is_accepted_in_full() {
     let c = parse_str(GOOD).unwrap();
     assert_eq!(c.prefix.to_string(), "2001:db8:64::/96");
-    assert_eq!(c.default_backend, Some("2001:db8:1::2".parse().unwrap()));
+    assert_eq!(
+        c.default_backend,
+        [BackendSpec::new("2001:db8:1::2".parse().unwrap())]
+    );
     assert_eq!(
         c.tun,
         Tun {
@@ -110,7 +113,7 @@ fn minimal_config_gets_documented_defaults() {
             workers: None,
         }
     );
-    assert_eq!(c.default_backend, None);
+    assert!(c.default_backend.is_empty());
     assert!(c.routes.is_empty());
     assert_eq!(c.metrics, None);
 }
@@ -426,4 +429,91 @@ fn unknown_limit_is_an_error_listing_the_valid_ones() {
     let e = error(&format!("{GOOD}\n[limits]\nmax_flow = 5\n"));
     assert!(e.contains("unknown field `max_flow`"), "{e}");
     assert!(e.contains("`max_flows`"), "{e}");
+}
+
+#[test]
+fn log_defaults_to_a_text_access_log_on_stderr_and_no_level() {
+    let c = parse_str(GOOD).unwrap();
+    assert_eq!(c.log, Log::default());
+    assert_eq!(c.log.access, AccessTarget::Stderr);
+    assert_eq!(c.log.format, LogFormat::Text);
+    assert_eq!(c.log.level, None);
+}
+
+#[test]
+fn log_file_json_and_level_are_read() {
+    let c = parse_str(&format!(
+        "{GOOD}\n[log]\naccess = \"file:/var/log/kracauer/access.log\"\nformat = \"json\"\nlevel = \"info,kracauer::netlink=debug\"\nqueue = 1024\n"
+    ))
+    .unwrap();
+    assert_eq!(
+        c.log,
+        Log {
+            access: AccessTarget::File("/var/log/kracauer/access.log".into()),
+            format: LogFormat::Json,
+            level: Some("info,kracauer::netlink=debug".into()),
+            queue: 1024,
+        }
+    );
+    let off = parse_str(&format!("{GOOD}\n[log]\naccess = \"off\"\n")).unwrap();
+    assert_eq!(off.log.access, AccessTarget::Off);
+}
+
+#[test]
+fn relative_access_log_file_is_refused_at_its_value() {
+    let e = error(&format!("{GOOD}\n[log]\naccess = \"file:access.log\"\n"));
+    assert!(
+        e.starts_with("k.toml:22:10: log.access: the file \"access.log\" must be an absolute path"),
+        "{e}"
+    );
+}
+
+#[test]
+fn unknown_access_log_target_names_the_valid_ones() {
+    let e = error(&format!("{GOOD}\n[log]\naccess = \"journald\"\n"));
+    assert!(
+        e.starts_with("k.toml:22:10: log.access: \"journald\" is not a log target; give \"stderr\", \"file:/ABSOLUTE/PATH\" or \"off\""),
+        "{e}"
+    );
+}
+
+#[test]
+fn unknown_log_format_is_refused_at_its_value() {
+    let e = error(&format!(
+        "{GOOD}\n[log]\naccess = \"stderr\"\nformat = \"xml\"\n"
+    ));
+    assert!(
+        e.starts_with(
+            "k.toml:23:10: log.format: \"xml\" is not a format; give \"text\" or \"json\""
+        ),
+        "{e}"
+    );
+}
+
+#[test]
+fn misspelt_log_level_is_refused_at_its_value() {
+    let e = error(&format!("{GOOD}\n[log]\nlevel = \"inf\"\n"));
+    assert!(
+        e.starts_with("k.toml:22:9: log.level: \"inf\" is not a level or filter"),
+        "{e}"
+    );
+}
+
+#[test]
+fn unknown_log_key_lists_the_valid_ones() {
+    let e = error(&format!("{GOOD}\n[log]\nqueues = 5\n"));
+    assert!(e.starts_with("k.toml:22:1: "), "{e}");
+    assert!(
+        e.contains("expected one of `access`, `format`, `level`, `queue`"),
+        "{e}"
+    );
+}
+
+#[test]
+fn log_queue_of_zero_is_refused_at_its_value() {
+    let e = error(&format!("{GOOD}\n[log]\nqueue = 0\n"));
+    assert!(
+        e.starts_with("k.toml:22:9: log.queue: 0 is out of range; give 1 to 1048576 lines"),
+        "{e}"
+    );
 }

@@ -16,12 +16,16 @@ use super::link::{Kind, Link};
 use super::state::State;
 use super::syscalls::claim_inherited;
 use super::{FD_ENV, READY_TIMEOUT, TESTING_SNAPSHOT_VERSION_ENV};
+use crate::accesslog::{AccessLog, Lines};
+use crate::health::{self, check};
 use crate::host::Host;
+use crate::observe::{Observer, RouteLabels};
 use crate::routes::{self, Loaded};
 use crate::run::{MetricsServer, RunError, Running, worker_configs};
 use crate::runtime::{self, DataPlane};
 use crate::tun::Queue;
 use crate::workers::Workers;
+use crate::{logging, metrics};
 
 /// How long the old process has to send its state once this one said hello.
 const STATE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
@@ -105,6 +109,9 @@ async fn relisten(running: &mut Running) {
 async fn prepare(link: &Link, path: &Path) -> Result<Running, String> {
     let Loaded { config, routes } = routes::load(path).map_err(|e| e.to_string())?;
     let routes = Arc::new(routes);
+    logging::apply_config_level(config.log.level.as_deref());
+    let access = AccessLog::start(&config.log, Lines::from_filter()).map_err(|e| e.to_string())?;
+    let control = Arc::new(metrics::Control::default());
     link.send(Kind::Hello, env!("CARGO_PKG_VERSION").as_bytes(), &[])
         .map_err(|e| format!("cannot say hello: {e}"))?;
     let m = link
@@ -164,21 +171,42 @@ async fn prepare(link: &Link, path: &Path) -> Result<Running, String> {
         engines.push(engine);
     }
     let flows: usize = engines.iter().map(Engine::flow_count).sum();
-    let host = Host::adopt(state.sysctls, state.diverts).map_err(|e| e.to_string())?;
+    let host =
+        Host::adopt(&config.tun.name, state.sysctls, state.diverts).map_err(|e| e.to_string())?;
     let published = runtime::published(workers);
     published.offload.store(state.offload, Ordering::Relaxed);
     let metrics = match config.metrics {
-        Some(m) => Some(metrics(m.listen, metrics_fd, published.clone())?),
+        Some(m) => {
+            let sources = metrics::Sources {
+                published: published.clone(),
+                log: access.counters(),
+                control: control.clone(),
+            };
+            Some(metrics_server(
+                m.listen,
+                metrics_fd,
+                metrics::Metrics::new(sources),
+            )?)
+        }
         None => None,
     };
     let stop = Arc::new(AtomicBool::new(true));
+    // Backend health starts afresh (all up) in the new process: passive health learns
+    // again from real traffic, active checks from their first round.
+    let source = check::source(config.prefix);
+    let (health, reports) = health::Plane::start(&config, &routes, source, published.clone());
     let mut senders = Vec::with_capacity(workers);
     let mut planes = Vec::with_capacity(workers);
     for (index, (fd, engine)) in queues.into_iter().zip(engines).enumerate() {
         let (tx, rx) = mpsc::channel();
         senders.push(tx);
         let queue = Queue::adopt(fd, state.offload);
-        let plane = DataPlane::new(index, queue, engine, rx, stop.clone(), published.clone());
+        let plane = DataPlane::new(index, queue, engine, rx, stop.clone(), published.clone())
+            .with_reports(reports.clone())
+            .observing(
+                Observer::new(routes.clone(), RouteLabels::new(&config)),
+                access.sender(),
+            );
         planes.push(plane.started_at(start));
     }
     tracing::info!("upgrade: restored {flows} flows on {workers} queues; ready");
@@ -189,18 +217,21 @@ async fn prepare(link: &Link, path: &Path) -> Result<Running, String> {
         host,
         workers: Workers::new_parked(planes, stop),
         senders,
+        health,
         metrics,
         published,
         config,
+        access,
+        control,
     })
 }
 
 /// The metrics server on the listener handed over if it is bound where the
 /// configuration says, else on a new one.
-fn metrics(
+fn metrics_server(
     listen: std::net::SocketAddr,
     handed: Option<std::os::fd::OwnedFd>,
-    published: runtime::Published,
+    metrics: metrics::Metrics,
 ) -> Result<MetricsServer, String> {
     let handed = handed
         .map(std::net::TcpListener::from)
@@ -210,5 +241,5 @@ fn metrics(
         None => std::net::TcpListener::bind(listen)
             .map_err(|e| format!("cannot listen for metrics on {listen}: {e}"))?,
     };
-    MetricsServer::start(listener, published).map_err(|e| format!("metrics: {e}"))
+    MetricsServer::start(listener, metrics).map_err(|e| format!("metrics: {e}"))
 }

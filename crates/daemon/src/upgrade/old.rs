@@ -55,7 +55,7 @@ pub fn upgrade(origin: &Origin, running: &mut Running) -> Upgrade {
         offload: running.offload,
         queues: running.workers.parked().len() as u16,
         metrics: running.metrics.is_some(),
-        sysctls: running.host.saved_sysctls().to_vec(),
+        sysctls: running.host.saved_sysctls(),
         diverts: running.host.diverts.clone(),
         snapshots: running
             .workers

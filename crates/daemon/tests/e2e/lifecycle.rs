@@ -161,10 +161,11 @@ fn start_after_kill_9_removes_the_rules_the_killed_run_left_and_a_stop_restores_
     );
 
     let k = tb.start_kracauer(KRACAUER, &tb.config("")).unwrap();
-    // Two divert rules (ports 443 and 80) and the moved local rule.
+    // Two divert rules (ports 443 and 80), the moved local rule, and the local route of
+    // the health-check source (on `lo`, so it outlives the TUN).
     assert!(
         k.log()
-            .contains("removed 3 rules and routes left by an earlier run"),
+            .contains("removed 4 rules and routes left by an earlier run"),
         "{}",
         k.log()
     );

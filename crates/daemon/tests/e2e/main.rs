@@ -13,6 +13,7 @@ mod heads;
 mod hellos;
 mod lifecycle;
 mod origin;
+mod pools;
 mod relisten;
 mod routing;
 

@@ -5,12 +5,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use kracauer_testbed::{Topology, Variant, require_privileged};
 
-use super::{KRACAUER, daemons, install, paced_download, start, usr2_fails};
+use super::{KRACAUER, daemons, install, paced_download, serial, start, usr2_fails};
 
 #[test]
 #[ignore = "privileged: needs root and network namespaces (run with --include-ignored)"]
 fn failed_upgrades_leave_the_old_daemon_serving_its_flows() {
     require_privileged("failed_upgrades_leave_the_old_daemon_serving_its_flows");
+    let _serial = serial();
     let tb = Topology::build(Variant::Routed).unwrap();
     let (mut k, exe) = start(&tb);
     let pid = k.pid() as i32;

@@ -29,6 +29,17 @@ use rustix::process::{Pid, Signal, WaitOptions};
 /// The binary cargo built for this run; each upgrade installs a fresh copy of it.
 const KRACAUER: &str = env!("CARGO_BIN_EXE_kracauer");
 
+/// The tests here copy binaries and exec them; run side by side, one test's fork can hold
+/// the other's freshly written file open for writing at the moment it is executed
+/// (`ETXTBSY`). They take turns: every test holds [`serial`] from its start.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 /// Polls `f` until it returns `Some` or `limit` passes (a bound on waiting, not a timed
 /// assertion).
 fn eventually<T>(what: &str, limit: Duration, mut f: impl FnMut() -> Option<T>) -> T {

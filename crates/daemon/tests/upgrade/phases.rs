@@ -37,7 +37,7 @@ use kracauer_testbed::{Seen, Topology, Variant, require_privileged};
 
 use super::{
     client_rto_min, connect, eventually, install, metric, nft, paced_download, read_body,
-    read_to_close, start_with, terminate, usr2,
+    read_to_close, serial, start_with, terminate, usr2,
 };
 
 /// Port 81: the client's handshake ACK is held back.
@@ -155,6 +155,7 @@ fn counted(ns: &kracauer_testbed::Netns, name: &str) -> u64 {
 #[ignore = "privileged: needs root and network namespaces (run with --include-ignored)"]
 fn connections_in_every_phase_carry_on_through_an_upgrade() {
     require_privileged("connections_in_every_phase_carry_on_through_an_upgrade");
+    let _serial = serial();
     let tb = Topology::build(Variant::Routed).unwrap();
     client_rto_min(&tb, "4s");
     nft(

@@ -9,7 +9,7 @@ use std::time::Duration;
 use kracauer_testbed::topology::{BACKEND_A, HTTP_PORT};
 use kracauer_testbed::{Topology, Variant, client, pattern, require_privileged};
 
-use super::{connect, eventually, install, start_with, terminate, usr2, usr2_fails};
+use super::{connect, eventually, install, serial, start_with, terminate, usr2, usr2_fails};
 
 /// The testbed's configuration with HTTP also on `port`, which `c.example` reaches at
 /// backend a's port 80.
@@ -59,6 +59,7 @@ fn send(s: &mut TcpStream, from: u64, to: u64) {
 #[ignore = "privileged: needs root and network namespaces (run with --include-ignored)"]
 fn an_upgrade_applies_a_listen_change_while_a_transfer_on_another_port_runs() {
     require_privileged("an_upgrade_applies_a_listen_change_while_a_transfer_on_another_port_runs");
+    let _serial = serial();
     // The service address is the router's own: each port is a policy rule.
     let tb = Topology::build(Variant::Shared).unwrap();
     let (k, exe) = start_with(&tb, &with_http_port(&tb, 8080));
@@ -89,6 +90,7 @@ fn an_upgrade_applies_a_listen_change_while_a_transfer_on_another_port_runs() {
 #[ignore = "privileged: needs root and network namespaces (run with --include-ignored)"]
 fn an_upgrade_to_another_prefix_is_refused_and_the_old_daemon_serves_on() {
     require_privileged("an_upgrade_to_another_prefix_is_refused_and_the_old_daemon_serves_on");
+    let _serial = serial();
     let tb = Topology::build(Variant::Routed).unwrap();
     let config = tb.config("");
     let (mut k, exe) = start_with(&tb, &config);

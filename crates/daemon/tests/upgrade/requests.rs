@@ -16,7 +16,7 @@ use kracauer_testbed::topology::{BACKEND_A, HTTP_PORT};
 use kracauer_testbed::{Seen, Topology, Variant, require_privileged};
 
 use super::{
-    client_rto_min, connect, eventually, install, metric, read_to_close, start, start_with,
+    client_rto_min, connect, eventually, install, metric, read_to_close, serial, start, start_with,
     terminate, usr2,
 };
 
@@ -48,6 +48,7 @@ fn finish_and_check(mut s: TcpStream, sent: usize, what: &str) {
 #[ignore = "privileged: needs root and network namespaces (run with --include-ignored)"]
 fn requests_sent_after_an_upgrade_on_connections_made_before_it_are_named() {
     require_privileged("requests_sent_after_an_upgrade_on_connections_made_before_it_are_named");
+    let _serial = serial();
     let tb = Topology::build(Variant::Routed).unwrap();
     client_rto_min(&tb, "5s");
     let (k, exe) = start(&tb);
@@ -103,6 +104,7 @@ fn a_request_split_past_the_clients_timeout_ends_alike_with_or_without_an_upgrad
     require_privileged(
         "a_request_split_past_the_clients_timeout_ends_alike_with_or_without_an_upgrade",
     );
+    let _serial = serial();
     let tb = Topology::build(Variant::Routed).unwrap();
     let config = tb.config("\n[timeouts]\npeek = \"2s\"\n");
     let (k, exe) = start_with(&tb, &config);

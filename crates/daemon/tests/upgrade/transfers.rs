@@ -8,12 +8,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use kracauer_testbed::{Topology, Variant, require_privileged};
 
-use super::{daemons, install, paced_download, start, terminate, usr2};
+use super::{daemons, install, paced_download, serial, start, terminate, usr2};
 
 #[test]
 #[ignore = "privileged: needs root and network namespaces (run with --include-ignored)"]
 fn downloads_survive_five_upgrades_to_new_binary_files() {
     require_privileged("downloads_survive_five_upgrades_to_new_binary_files");
+    let _serial = serial();
     let tb = Topology::build(Variant::Routed).unwrap();
     let (k, exe) = start(&tb);
     let (count, small, big) = (200, 1 << 20, 200 << 20);

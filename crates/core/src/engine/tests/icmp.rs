@@ -5,7 +5,13 @@ use crate::wire::{Icmpv4Packet, Icmpv6Packet, ip_proto};
 
 /// An IPv6 packet from `src` to the client's embedded address carrying ICMPv6
 /// `ty`/`code` with `rest` and `inner` as the embedded packet.
-fn icmpv6_to_client(src: Ipv6Addr, ty: u8, code: u8, rest: u32, inner: &[u8]) -> Vec<u8> {
+pub(super) fn icmpv6_to_client(
+    src: Ipv6Addr,
+    ty: u8,
+    code: u8,
+    rest: u32,
+    inner: &[u8],
+) -> Vec<u8> {
     let len = 8 + inner.len();
     let mut buf = vec![0u8; HEADROOM + 40 + len];
     let pkt = &mut buf[HEADROOM..];

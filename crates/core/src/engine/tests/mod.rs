@@ -5,6 +5,7 @@
 //! the backend to the client's embedded address. What the engine sends is parsed back into
 //! [`Sent`] records, so tests read as the conversation they check.
 
+mod failover;
 mod handshake;
 mod hostile;
 mod icmp;
@@ -20,7 +21,7 @@ use std::sync::Arc;
 
 use super::*;
 use crate::addr::Prefix96;
-use crate::route::{RouteSpec, RouteTable};
+use crate::route::{BackendSpec, HashOn, RouteSpec, RouteTable};
 use crate::tcp::emit::Segment;
 use crate::tcp::seg::SegInfo;
 use crate::wire::build::TcpOptionsSpec;
@@ -53,7 +54,8 @@ pub fn routes() -> Arc<RouteTable> {
         RouteTable::builder()
             .route(RouteSpec {
                 hosts: vec!["a.example".into(), "*.a.example".into()],
-                backend: backend_addr(),
+                backends: vec![BackendSpec::new(backend_addr())],
+                hash: HashOn::Address,
                 ports,
             })
             .unwrap()
@@ -186,8 +188,12 @@ impl Harness {
     }
 
     pub fn with(config: EngineConfig) -> Self {
+        Self::with_routes(config, routes())
+    }
+
+    pub fn with_routes(config: EngineConfig, routes: Arc<RouteTable>) -> Self {
         Self {
-            engine: Engine::new(config, routes()).unwrap(),
+            engine: Engine::new(config, routes).unwrap(),
             now: Time::from_millis(1_000_000),
             backend_window: 1000,
             out: Output::default(),
@@ -254,6 +260,18 @@ impl Harness {
         options: TcpOptionsSpec<'static>,
         payload: &[u8],
     ) -> Step {
+        self.backend_at(backend_addr(), port, (flags, seq, ack), options, payload)
+    }
+
+    /// Backend `addr` sends a segment from `port` to the client's embedded address.
+    pub fn backend_at(
+        &mut self,
+        addr: Ipv6Addr,
+        port: u16,
+        (flags, seq, ack): (u8, u32, u32),
+        options: TcpOptionsSpec<'static>,
+        payload: &[u8],
+    ) -> Step {
         let seg = Segment {
             src_port: port,
             dst_port: CPORT,
@@ -264,7 +282,10 @@ impl Harness {
             options,
             payload,
         };
-        self.run(backend_packet(&seg))
+        let mut buf = vec![0u8; HEADROOM + seg.v6_len()];
+        seg.emit_v6(&addr, &client6(), &mut buf[HEADROOM..])
+            .unwrap();
+        self.run(buf)
     }
 
     pub fn advance(&mut self, d: core::time::Duration) -> Vec<Sent> {

@@ -19,7 +19,7 @@ fn outcomes(h: &mut Harness) -> Vec<Outcome> {
     core::iter::from_fn(|| h.engine.poll_event())
         .filter_map(|e| match e {
             Event::Closed { outcome, .. } => Some(outcome),
-            Event::Opened { .. } => None,
+            _ => None,
         })
         .collect()
 }

@@ -468,6 +468,35 @@ fn closing_every_flow_logs_each_as_shutdown() {
 }
 
 #[test]
+fn at_shutdown_a_flow_that_already_closed_keeps_its_own_outcome() {
+    let mut h = Harness::new();
+    let (synack, _) = h.spliced_http(backend_linux());
+    // The backend resets: the flow lingers as closing, its outcome decided.
+    h.backend_from(
+        80,
+        flags::RST | flags::ACK,
+        B_ISN + 1,
+        C_ISN + 1 + HTTP_REQUEST.len() as u32,
+        TcpOptionsSpec::default(),
+        &[],
+    );
+    let _ = synack;
+    while h.engine.poll_event().is_some() {}
+    assert_eq!(h.engine.close_flows(h.now, 10), 0);
+    let events: Vec<Event> = core::iter::from_fn(|| h.engine.poll_event()).collect();
+    assert!(
+        matches!(
+            events.as_slice(),
+            [Event::Closed {
+                outcome: Outcome::BackendReset,
+                ..
+            }]
+        ),
+        "{events:?}"
+    );
+}
+
+#[test]
 fn http_flow_with_half_a_head_and_one_with_none_go_on_after_restore() {
     let mut a = Harness::new();
     let synack = a.syn(80);

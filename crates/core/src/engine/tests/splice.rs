@@ -30,6 +30,35 @@ fn backend_synack_is_acked_with_the_peeked_bytes_and_not_shown_to_the_client() {
 }
 
 #[test]
+fn opened_event_carries_the_backend_connect_time() {
+    let mut h = Harness::new();
+    let (_, step) = h.open(80, HTTP_REQUEST);
+    assert!(step.only_sent().seg.syn());
+    let later = h.advance(Duration::from_millis(30));
+    assert!(later.is_empty(), "no retransmission yet: {later:?}");
+    let step = h.backend_from(
+        80,
+        flags::SYN | flags::ACK,
+        B_ISN,
+        C_ISN + 1,
+        backend_linux(),
+        &[],
+    );
+    assert_eq!(step.verdict, Verdict::Consumed);
+    match h.engine.poll_event() {
+        Some(Event::Opened {
+            peek_time,
+            connect_time,
+            ..
+        }) => {
+            assert_eq!(peek_time, Duration::ZERO, "named in the first segment");
+            assert_eq!(connect_time, Duration::from_millis(30));
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
 fn peeked_bytes_are_cut_to_the_backends_mss() {
     let mut h = Harness::new();
     let request = [

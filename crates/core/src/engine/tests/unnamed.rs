@@ -7,6 +7,7 @@ use core::time::Duration;
 
 use super::*;
 use crate::flow::{PeekEnd, Unnamed};
+use crate::route::{BackendSpec, HashOn};
 
 const DECODE_ERROR: [u8; 7] = [0x15, 3, 1, 0, 2, 2, 50];
 
@@ -20,7 +21,8 @@ fn routes_with_default() -> Arc<RouteTable> {
             .default_backend(backend_addr())
             .route(RouteSpec {
                 hosts: vec!["a.example".into()],
-                backend: backend_addr(),
+                backends: vec![BackendSpec::new(backend_addr())],
+                hash: HashOn::Address,
                 ports,
             })
             .unwrap()
