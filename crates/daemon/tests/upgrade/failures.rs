@@ -13,7 +13,7 @@ fn failed_upgrades_leave_the_old_daemon_serving_its_flows() {
     require_privileged("failed_upgrades_leave_the_old_daemon_serving_its_flows");
     let _serial = serial();
     let tb = Topology::build(Variant::Routed).unwrap();
-    let (mut k, exe) = start(&tb);
+    let (mut k, exe, _reaper) = start(&tb);
     let pid = k.pid() as i32;
     let slow = Arc::new(AtomicBool::new(true));
     let transfer = paced_download(&tb, 8 << 20, slow.clone());

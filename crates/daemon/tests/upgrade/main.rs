@@ -71,8 +71,25 @@ fn install(path: &Path, script: Option<&str>) {
 }
 
 /// A daemon started from a copy of the binary at `<testbed>/bin/kracauer`.
-fn start(tb: &Topology) -> (Kracauer<'_>, PathBuf) {
+fn start(tb: &Topology) -> (Kracauer<'_>, PathBuf, Reaper) {
     start_with(tb, &tb.config(""))
+}
+
+/// Kills, when dropped, every daemon still running with the testbed's configuration:
+/// the upgraded ones are not the testbed's child, and a test that fails after an upgrade
+/// must not leave one running (orphaned, in a namespace that is gone). Dropped before
+/// the `Kracauer` it was returned with.
+struct Reaper(PathBuf);
+
+impl Drop for Reaper {
+    fn drop(&mut self) {
+        for pid in daemons(&self.0) {
+            if let Some(p) = Pid::from_raw(pid) {
+                let _ = rustix::process::kill_process(p, Signal::KILL);
+                let _ = rustix::process::waitpid(Some(p), WaitOptions::empty());
+            }
+        }
+    }
 }
 
 /// How many upgrades the log says were committed, and the last new pid.
@@ -233,7 +250,7 @@ fn metric(k: &Kracauer<'_>, name: &str) -> u64 {
 }
 
 /// A daemon started with `config` from a copy of the binary at `<testbed>/bin/kracauer`.
-fn start_with<'tb>(tb: &'tb Topology, config: &str) -> (Kracauer<'tb>, PathBuf) {
+fn start_with<'tb>(tb: &'tb Topology, config: &str) -> (Kracauer<'tb>, PathBuf, Reaper) {
     // Orphaned daemons (the new ones, once the old exits) become this process's children.
     rustix::process::set_child_subreaper(Some(rustix::process::getpid())).unwrap();
     let dir = tb.dir().join("bin");
@@ -241,7 +258,8 @@ fn start_with<'tb>(tb: &'tb Topology, config: &str) -> (Kracauer<'tb>, PathBuf) 
     let exe = dir.join("kracauer");
     install(&exe, None);
     let k = tb.start_kracauer(&exe, config).unwrap();
-    (k, exe)
+    let reaper = Reaper(k.config_path().to_owned());
+    (k, exe, reaper)
 }
 
 /// Gives the client's TCP a retransmission timeout of at least `rto` towards the

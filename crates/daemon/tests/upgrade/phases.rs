@@ -181,7 +181,7 @@ fn connections_in_every_phase_carry_on_through_an_upgrade() {
              }}\n"
         ),
     );
-    let (k, exe) = start_with(&tb, &config());
+    let (k, exe, _reaper) = start_with(&tb, &config());
     let whole = request("a.example", "/");
     let whole = whole.as_bytes();
     let cut = 20;

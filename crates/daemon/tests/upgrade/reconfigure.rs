@@ -62,7 +62,7 @@ fn an_upgrade_applies_a_listen_change_while_a_transfer_on_another_port_runs() {
     let _serial = serial();
     // The service address is the router's own: each port is a policy rule.
     let tb = Topology::build(Variant::Shared).unwrap();
-    let (k, exe) = start_with(&tb, &with_http_port(&tb, 8080));
+    let (k, exe, _reaper) = start_with(&tb, &with_http_port(&tb, 8080));
     assert_eq!(get_c(&tb, 8080), Ok(200));
     let total = 20_000_000;
     let mut upload = connect(&tb, HTTP_PORT);
@@ -93,7 +93,7 @@ fn an_upgrade_to_another_prefix_is_refused_and_the_old_daemon_serves_on() {
     let _serial = serial();
     let tb = Topology::build(Variant::Routed).unwrap();
     let config = tb.config("");
-    let (mut k, exe) = start_with(&tb, &config);
+    let (mut k, exe, _reaper) = start_with(&tb, &config);
     let mut upload = connect(&tb, HTTP_PORT);
     half_upload(&mut upload, 1_000_000);
     std::fs::write(

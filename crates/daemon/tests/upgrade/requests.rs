@@ -51,7 +51,7 @@ fn requests_sent_after_an_upgrade_on_connections_made_before_it_are_named() {
     let _serial = serial();
     let tb = Topology::build(Variant::Routed).unwrap();
     client_rto_min(&tb, "5s");
-    let (k, exe) = start(&tb);
+    let (k, exe, _reaper) = start(&tb);
     // Enough connections that every worker holds some: the steering key spreads them.
     let idle: Vec<TcpStream> = (0..8).map(|_| connect(&tb, HTTP_PORT)).collect();
     let split: Vec<TcpStream> = (0..8)
@@ -107,7 +107,7 @@ fn a_request_split_past_the_clients_timeout_ends_alike_with_or_without_an_upgrad
     let _serial = serial();
     let tb = Topology::build(Variant::Routed).unwrap();
     let config = tb.config("\n[timeouts]\npeek = \"2s\"\n");
-    let (k, exe) = start_with(&tb, &config);
+    let (k, exe, _reaper) = start_with(&tb, &config);
     // The client's own timeout (200 ms here) passes in either pause.
     let mut plain = connect(&tb, HTTP_PORT);
     let without = split_request_with_pause(&mut plain, || {

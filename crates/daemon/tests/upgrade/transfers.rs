@@ -16,7 +16,7 @@ fn downloads_survive_five_upgrades_to_new_binary_files() {
     require_privileged("downloads_survive_five_upgrades_to_new_binary_files");
     let _serial = serial();
     let tb = Topology::build(Variant::Routed).unwrap();
-    let (k, exe) = start(&tb);
+    let (k, exe, _reaper) = start(&tb);
     let (count, small, big) = (200, 1 << 20, 200 << 20);
     let slow = Arc::new(AtomicBool::new(true));
     let mut transfers: Vec<_> = (0..count)
