@@ -229,6 +229,9 @@ impl InitialPeek {
         self.datagrams += 1;
         self.bytes += datagram.len();
 
+        if datagram.is_empty() {
+            return QuicPeek::NotQuic;
+        }
         let mut scratch = Vec::new();
         let mut taken = false;
         let mut discard = None;

@@ -195,8 +195,12 @@ mod tests {
             assert_eq!(s.insert(2 + 3 * i, b"x"), Ok(Inserted::Kept));
         }
         assert_eq!(s.insert(500, b"y"), Err(StreamError::TooFragmented));
+        // Filling the first hole keeps the count; bridging two pieces frees one.
         assert_eq!(s.insert(0, b"ab"), Ok(Inserted::PrefixGrew));
         assert_eq!(s.contiguous(), b"abx");
+        assert_eq!(s.insert(500, b"y"), Err(StreamError::TooFragmented));
+        assert_eq!(s.insert(3, b"zz"), Ok(Inserted::PrefixGrew));
+        assert_eq!(s.contiguous(), b"abxzzx");
         assert_eq!(s.insert(500, b"y"), Ok(Inserted::Kept));
     }
 
