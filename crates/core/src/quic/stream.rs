@@ -38,25 +38,31 @@ pub enum StreamError {
 #[derive(Debug, Clone)]
 pub struct CryptoStream {
     data: Vec<u8>,
-    /// Filled `[start, end)` ranges, sorted, disjoint and not touching.
-    ranges: arrayvec::ArrayVec<(usize, usize), MAX_FRAGMENTS>,
-    cap: usize,
+    /// Filled `[start, end)` ranges, sorted, disjoint and not touching; u32, as the cap
+    /// is (a pending flow should stay small).
+    ranges: arrayvec::ArrayVec<(u32, u32), MAX_FRAGMENTS>,
+    cap: u32,
 }
 
 impl CryptoStream {
-    /// An empty stream that keeps no byte at or past `cap`.
+    /// An empty stream that keeps no byte at or past `cap` (at most `u32::MAX`).
     pub fn new(cap: usize) -> Self {
         Self {
             data: Vec::new(),
             ranges: arrayvec::ArrayVec::new(),
-            cap,
+            cap: u32::try_from(cap).unwrap_or(u32::MAX),
         }
+    }
+
+    /// The filled ranges, as offsets.
+    fn filled(&self) -> impl Iterator<Item = (usize, usize)> + '_ {
+        self.ranges.iter().map(|&(s, e)| (s as usize, e as usize))
     }
 
     /// The bytes from offset 0 with no hole.
     pub fn contiguous(&self) -> &[u8] {
         match self.ranges.first() {
-            Some(&(0, end)) => self.data.get(..end).unwrap_or_default(),
+            Some(&(0, end)) => self.data.get(..end as usize).unwrap_or_default(),
             _ => &[],
         }
     }
@@ -71,17 +77,18 @@ impl CryptoStream {
         if bytes.is_empty() {
             return Ok(Inserted::Nothing);
         }
-        let past_cap = StreamError::PastCap { cap: self.cap };
+        let cap = self.cap as usize;
+        let past_cap = StreamError::PastCap { cap };
         let start = usize::try_from(offset).map_err(|_| past_cap)?;
         let end = start.checked_add(bytes.len()).ok_or(past_cap)?;
-        if end > self.cap {
+        if end > cap {
             return Err(past_cap);
         }
 
         // The ranges after this insert, merged; refuse before touching anything.
         let mut merged = arrayvec::ArrayVec::<(usize, usize), { MAX_FRAGMENTS + 1 }>::new();
         let mut placed = false;
-        for &r in self.ranges.iter() {
+        for r in self.filled() {
             if !placed && start < r.0 {
                 merge_push(&mut merged, (start, end));
                 placed = true;
@@ -102,8 +109,8 @@ impl CryptoStream {
         // Copy only into the gaps between the ranges held before: first copy wins.
         let mut new_bytes = false;
         let mut cursor = start;
-        for &(s, e) in self
-            .ranges
+        let held: arrayvec::ArrayVec<(usize, usize), MAX_FRAGMENTS> = self.filled().collect();
+        for &(s, e) in held
             .iter()
             .chain(core::iter::once(&(usize::MAX, usize::MAX)))
         {
@@ -121,7 +128,9 @@ impl CryptoStream {
             }
         }
         self.ranges.clear();
-        self.ranges.extend(merged);
+        // Every end is at most the cap, a u32.
+        self.ranges
+            .extend(merged.iter().map(|&(s, e)| (s as u32, e as u32)));
         Ok(if !new_bytes {
             Inserted::Nothing
         } else if self.contiguous().len() > before {

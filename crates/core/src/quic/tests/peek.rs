@@ -332,3 +332,11 @@ fn a_hello_without_a_usable_name_is_found_without_one() {
     assert_eq!(found.sni, None);
     assert!(found.unusable_sni.is_some());
 }
+
+#[test]
+fn a_pending_flow_peek_stays_small_before_its_stream_grows() {
+    // Fixed size, the CRYPTO stream's heap excluded (bounded by max_hello_bytes).
+    let size = core::mem::size_of::<InitialPeek>();
+    assert!(size <= 512, "InitialPeek is {size} bytes");
+    assert_eq!(peek().held(), 0);
+}
