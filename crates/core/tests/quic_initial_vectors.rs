@@ -159,9 +159,18 @@ fn a_recorded_flight_cut_short_anywhere_is_never_found() {
     }
 }
 
+/// What a recorded flight's Initials hold, opened.
+struct Opened {
+    version: Version,
+    dcid: Vec<u8>,
+    scid: Vec<u8>,
+    /// The CRYPTO frames, offset and data, as sent.
+    frames: Vec<(u64, Vec<u8>)>,
+}
+
 /// The CRYPTO frames of a recorded flight, opened with the client's Initial keys, and
 /// the IDs the keys came from.
-fn crypto_frames(flight: &[&[u8]]) -> (Version, Vec<u8>, Vec<u8>, Vec<(u64, Vec<u8>)>) {
+fn crypto_frames(flight: &[&[u8]]) -> Opened {
     let mut out = Vec::new();
     let mut ids = None;
     for d in flight {
@@ -184,7 +193,12 @@ fn crypto_frames(flight: &[&[u8]]) -> (Version, Vec<u8>, Vec<u8>, Vec<(u64, Vec<
         }
     }
     let (version, dcid, scid) = ids.expect("an Initial");
-    (version, dcid, scid, out)
+    Opened {
+        version,
+        dcid,
+        scid,
+        frames: out,
+    }
 }
 
 /// A client Initial with packet number `pn` carrying `frames`, padded past 1200 bytes.
@@ -220,7 +234,12 @@ fn crypto_frame(offset: u64, data: &[u8]) -> Vec<u8> {
 #[test]
 fn every_order_of_a_recorded_flight_crypto_frames_one_per_initial_is_found() {
     for v in VECTORS {
-        let (version, dcid, scid, frames) = crypto_frames(&datagrams(v.bytes));
+        let Opened {
+            version,
+            dcid,
+            scid,
+            frames,
+        } = crypto_frames(&datagrams(v.bytes));
         // Orders: as sent, reversed, and every rotation.
         let n = frames.len();
         let mut orders: Vec<Vec<usize>> = (0..n)
@@ -261,7 +280,12 @@ fn every_order_of_a_recorded_flight_crypto_frames_one_per_initial_is_found() {
 #[test]
 fn every_split_of_a_recorded_hello_into_two_initials_either_way_is_found() {
     for v in VECTORS {
-        let (version, dcid, scid, frames) = crypto_frames(&datagrams(v.bytes));
+        let Opened {
+            version,
+            dcid,
+            scid,
+            frames,
+        } = crypto_frames(&datagrams(v.bytes));
         let mut hello = Vec::new();
         for (offset, data) in &frames {
             let end = *offset as usize + data.len();

@@ -18,7 +18,7 @@ pub fn read(buf: &[u8]) -> Option<(u64, usize)> {
 }
 
 /// Bytes the shortest encoding of `value` takes (values above [`MAX`] take 8 and are
-/// refused by [`write`]).
+/// refused by [`write()`]).
 pub const fn len(value: u64) -> usize {
     match value {
         0..=0x3f => 1,

@@ -336,7 +336,7 @@ fn a_hello_without_a_usable_name_is_found_without_one() {
 #[test]
 fn a_pending_flow_peek_stays_small_before_its_stream_grows() {
     // Fixed size, the CRYPTO stream's heap excluded (bounded by max_hello_bytes).
-    let size = core::mem::size_of::<InitialPeek>();
+    let size = size_of::<InitialPeek>();
     assert!(size <= 512, "InitialPeek is {size} bytes");
     assert_eq!(peek().held(), 0);
 }
