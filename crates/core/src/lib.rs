@@ -13,6 +13,7 @@ pub mod flow;
 pub mod name;
 pub mod offload;
 pub mod peek;
+pub mod quic;
 pub mod route;
 pub mod steer;
 pub mod tcp;

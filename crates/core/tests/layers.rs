@@ -2,8 +2,8 @@
 //! (docs/architecture.md, "Rules that keep it so").
 //!
 //! `base`, `time`, `name` and `addr` are leaves; then `wire`; then `xlat`, `offload`,
-//! `steer`, `tcp`, `peek` and `route`, which use only what is below them; then `flow`;
-//! then `engine`. A `crate::` path in a module's source that points sideways or upwards
+//! `steer`, `tcp`, `peek` and `route`, which use only what is below them (and `quic`,
+//! which reads its hello with `peek`); then `flow`; then `engine`. A `crate::` path in a module's source that points sideways or upwards
 //! fails this test, so a cycle cannot creep back in.
 
 use std::collections::BTreeSet;
@@ -22,6 +22,7 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("steer", &["base", "wire"]),
     ("tcp", &["base", "wire", "time"]),
     ("peek", &["base", "name"]),
+    ("quic", &["base", "wire", "peek", "name"]),
     ("route", &["base", "name", "addr"]),
     (
         "flow",

@@ -307,6 +307,19 @@ pub fn peek(data: &[u8], config: &TlsPeekConfig) -> TlsPeek {
     parse::peek(data, config.max_hello_bytes)
 }
 
+/// Reads the ClientHello at the start of a bare handshake stream: handshake messages
+/// with no record layer around them, as QUIC's CRYPTO frames carry them (RFC 9001 §4).
+///
+/// The same walk and the same rules as [`peek`], less the record layer's: the first byte
+/// must be a ClientHello's message type (anything else is
+/// `Invalid(NotClientHello)`, never `NotTls` or `SslV2`), and `max_hello_bytes` counts
+/// handshake bytes only.
+pub fn peek_handshake(data: &[u8], config: &TlsPeekConfig) -> TlsPeek {
+    parse::peek_handshake(data, config.max_hello_bytes)
+}
+
+#[cfg(test)]
+mod handshake_tests;
 #[cfg(test)]
 mod lenient_tests;
 #[cfg(test)]

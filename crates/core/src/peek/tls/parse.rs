@@ -33,7 +33,7 @@ pub(super) fn peek(data: &[u8], cap: usize) -> TlsPeek {
         First::NeedMore => return TlsPeek::NeedMore,
         First::Handshake => {}
     }
-    let mut parser = Parser {
+    let parser = Parser {
         r: Reader {
             data: clipped,
             pos: 0,
@@ -41,13 +41,26 @@ pub(super) fn peek(data: &[u8], cap: usize) -> TlsPeek {
             consumed: 0,
         },
         cap,
+        record_header_len: RECORD_HEADER_LEN,
     };
-    match parser.client_hello() {
-        Ok(found) => found,
-        Err(Stop::Invalid(e)) => TlsPeek::Invalid(e),
-        Err(Stop::NeedMore) if data.len() >= cap => too_large(),
-        Err(Stop::NeedMore) => TlsPeek::NeedMore,
-    }
+    parser.run(data.len())
+}
+
+/// See [`super::peek_handshake`]: the same walk over a bare handshake stream, whose one
+/// "record" never ends.
+pub(super) fn peek_handshake(data: &[u8], cap: usize) -> TlsPeek {
+    let clipped = &data[..data.len().min(cap)];
+    let parser = Parser {
+        r: Reader {
+            data: clipped,
+            pos: 0,
+            left_in_record: usize::MAX,
+            consumed: 0,
+        },
+        cap,
+        record_header_len: 0,
+    };
+    parser.run(data.len())
 }
 
 enum First {
@@ -174,6 +187,9 @@ impl Reader<'_> {
 struct Parser<'a> {
     r: Reader<'a>,
     cap: usize,
+    /// Bytes of the first record's header counted against the cap (0 for a bare
+    /// handshake stream).
+    record_header_len: usize,
 }
 
 /// Where a field was found, to copy it out once the hello is known to be complete.
@@ -198,6 +214,20 @@ impl<'a> Span<'a> {
 }
 
 impl<'a> Parser<'a> {
+    /// Reads the hello; `received` is the length of the input before it was clipped to
+    /// the cap.
+    fn run(mut self, received: usize) -> TlsPeek {
+        let cap = self.cap;
+        match self.client_hello() {
+            Ok(found) => found,
+            Err(Stop::Invalid(e)) => TlsPeek::Invalid(e),
+            Err(Stop::NeedMore) if received >= cap => {
+                TlsPeek::Invalid(HelloError::TooLarge { cap })
+            }
+            Err(Stop::NeedMore) => TlsPeek::NeedMore,
+        }
+    }
+
     /// Checks that `n` more bytes fit before `end` (a handshake-stream offset).
     fn fits(&self, n: usize, end: usize, field: Field) -> Result<(), Stop> {
         if self.r.consumed + n > end {
@@ -231,7 +261,7 @@ impl<'a> Parser<'a> {
             return Err(HelloError::NotClientHello(msg_type as u8).into());
         }
         let len = self.r.uint::<3>()?;
-        if len + HANDSHAKE_HEADER_LEN + RECORD_HEADER_LEN > self.cap {
+        if len + HANDSHAKE_HEADER_LEN + self.record_header_len > self.cap {
             return Err(HelloError::TooLarge { cap: self.cap }.into());
         }
         let end = HANDSHAKE_HEADER_LEN + len;
@@ -275,6 +305,7 @@ impl<'a> Parser<'a> {
             let mut sub = Parser {
                 r: body,
                 cap: self.cap,
+                record_header_len: self.record_header_len,
             };
             match ext_type {
                 ext::ALPN if hello.alpn.is_none() => hello.alpn = sub.alpn(ext_end).ok(),

@@ -9,7 +9,12 @@
 //! rustls 0.23 client (default aws-lc-rs provider, which offers the X25519MLKEM768 key
 //! share) and sends its ClientHello; whatever happens next is ignored.
 //!
+//! `udp-listen` and `quic-client` do the same for QUIC (see `quic.rs`): the datagrams of
+//! a client's first flight, and a quinn client to send one.
+//!
 //! Run by hand through ../record.sh; not part of the main workspace or of CI.
+
+mod quic;
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -22,6 +27,8 @@ fn main() -> ExitCode {
     let result = match args.first().map(String::as_str) {
         Some("listen") => listen(&args[1..]),
         Some("client") => client(&args[1..]),
+        Some("udp-listen") => quic::udp_listen(&args[1..]),
+        Some("quic-client") => quic::quic_client(&args[1..]),
         _ => Err(USAGE.to_owned()),
     };
     match result {
@@ -33,11 +40,13 @@ fn main() -> ExitCode {
     }
 }
 
-const USAGE: &str = "usage: recorder listen --out FILE [--port-file PATH]\n\
-                     \x20      recorder client --port N [--servername NAME] [--alpn P1,P2]";
+pub(crate) const USAGE: &str = "usage: recorder listen --out FILE [--port-file PATH]\n\
+                     \x20      recorder client --port N [--servername NAME] [--alpn P1,P2]\n\
+                     \x20      recorder udp-listen --out FILE [--port-file PATH]\n\
+                     \x20      recorder quic-client --port N [--servername NAME] [--alpn P1,P2]";
 
 /// The value following `--name` in `args`, if any.
-fn opt<'a>(args: &'a [String], name: &str) -> Option<&'a str> {
+pub(crate) fn opt<'a>(args: &'a [String], name: &str) -> Option<&'a str> {
     args.iter()
         .position(|a| a == name)
         .and_then(|i| args.get(i + 1))
@@ -48,15 +57,7 @@ fn listen(args: &[String]) -> Result<(), String> {
     let out = opt(args, "--out").ok_or(USAGE)?;
     let listener = TcpListener::bind("127.0.0.1:0").map_err(|e| format!("bind: {e}"))?;
     let port = listener.local_addr().map_err(|e| e.to_string())?.port();
-    match opt(args, "--port-file") {
-        Some(path) => {
-            // Write then rename, so a reader never sees a partial number.
-            let tmp = format!("{path}.tmp");
-            std::fs::write(&tmp, format!("{port}\n")).map_err(|e| format!("{tmp}: {e}"))?;
-            std::fs::rename(&tmp, path).map_err(|e| format!("{path}: {e}"))?;
-        }
-        None => println!("{port}"),
-    }
+    announce_port(port, opt(args, "--port-file"))?;
     let (mut conn, peer) = listener.accept().map_err(|e| format!("accept: {e}"))?;
     conn.set_read_timeout(Some(Duration::from_secs(30)))
         .map_err(|e| e.to_string())?;
@@ -78,6 +79,20 @@ fn listen(args: &[String]) -> Result<(), String> {
     eprintln!(
         "recorder: {hello_end} bytes of ClientHello records from {peer} in {reads} read(s) -> {out}"
     );
+    Ok(())
+}
+
+/// Writes `port` to `path` (or prints it).
+pub(crate) fn announce_port(port: u16, path: Option<&str>) -> Result<(), String> {
+    match path {
+        Some(path) => {
+            // Write then rename, so a reader never sees a partial number.
+            let tmp = format!("{path}.tmp");
+            std::fs::write(&tmp, format!("{port}\n")).map_err(|e| format!("{tmp}: {e}"))?;
+            std::fs::rename(&tmp, path).map_err(|e| format!("{path}: {e}"))?;
+        }
+        None => println!("{port}"),
+    }
     Ok(())
 }
 
