@@ -3,8 +3,8 @@
 //! single-threaded tokio runtime:
 //! - SIGHUP reloads the configuration: validated in full first; on error it is logged
 //!   and nothing changes. On success every worker gets the new route table and, if they
-//!   changed, the new `[timeouts]` and `[limits]` (its share of them), all but
-//!   `limits.max_flows`; the log names each value applied. The other settings
+//!   changed, the new `[timeouts]` and `[limits]` (global: every worker checks the
+//!   same counts), all but `limits.max_flows`; the log names each value applied. The other settings
 //!   (`prefix`, `[tun]`, `[[listen]]`, `[metrics]`, `[log]`, `limits.max_flows`) take a
 //!   restart: a reload that changes them says so and keeps the running values ([`plan`]);
 //! - SIGUSR1 reopens a `file:` access log (logrotate);
@@ -375,11 +375,13 @@ async fn undo(host: &mut Host) {
     }
 }
 
-/// Every worker's engine configuration for `config`: the limits shared out among
-/// `workers` ([`routes::per_worker`]), and each worker's own seed drawn from `seed`
+/// Every worker's engine configuration for `config`: the flow table shared out among
+/// `workers` ([`routes::per_worker`]), one set of limit counts for all of them
+/// ([`routes::shared_limits`]), and each worker's own seed drawn from `seed`
 /// ([`routes::worker_seed`]).
 pub fn worker_configs(config: &Config, seed: [u8; 32], workers: usize) -> Vec<EngineConfig> {
-    let shared = routes::per_worker(routes::engine_config(config, seed), workers);
+    let mut shared = routes::per_worker(routes::engine_config(config, seed), workers);
+    shared.shared_limits = Some(routes::shared_limits(seed));
     (0..workers)
         .map(|index| EngineConfig {
             seed: routes::worker_seed(seed, index),
@@ -409,7 +411,7 @@ fn reload(
             return running;
         }
     };
-    let plan = plan(&running, &config, workers.len());
+    let plan = plan(&running, &config);
     let names = table.len();
     let (monitor, now_up) = health.prepare(&plan.in_force, &table);
     let messages = match messages(&plan, seed, workers.len(), Arc::new(table), now_up) {
@@ -470,22 +472,17 @@ pub struct Change {
     pub key: &'static str,
     pub from: String,
     pub to: String,
-    /// Each worker's share, for the limits divided among workers (more than one).
-    pub per_worker: Option<String>,
 }
 
 impl std::fmt::Display for Change {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} {} -> {}", self.key, self.from, self.to)?;
-        if let Some(share) = &self.per_worker {
-            write!(f, " ({share} per worker)")?;
-        }
-        Ok(())
+        write!(f, "{} {} -> {}", self.key, self.from, self.to)
     }
 }
 
 /// Which settings a reload from `running` to `new` applies and which take a restart.
-pub fn plan(running: &Config, new: &Config, workers: usize) -> Plan {
+/// The limits a reload applies are global, the same whatever the number of workers.
+pub fn plan(running: &Config, new: &Config) -> Plan {
     let in_force = Config {
         routes: new.routes.clone(),
         default_backend: new.default_backend.clone(),
@@ -497,8 +494,6 @@ pub fn plan(running: &Config, new: &Config, workers: usize) -> Plan {
         },
         ..running.clone()
     };
-    let share = routes::per_worker(routes::engine_config(&in_force, [0; 32]), workers);
-    let divided = workers > 1;
     let mut applied = Vec::new();
     let mut time = |key, from: Duration, to: Duration| {
         if from != to {
@@ -506,7 +501,6 @@ pub fn plan(running: &Config, new: &Config, workers: usize) -> Plan {
                 key,
                 from: humantime::format_duration(from).to_string(),
                 to: humantime::format_duration(to).to_string(),
-                per_worker: None,
             });
         }
     };
@@ -525,13 +519,13 @@ pub fn plan(running: &Config, new: &Config, workers: usize) -> Plan {
     );
     time("timeouts.idle", a.idle, b.idle);
     time("timeouts.linger", a.linger, b.linger);
-    let mut limit = |key, from: u64, to: u64, per_worker: Option<u64>| {
+    time("timeouts.custody", a.custody, b.custody);
+    let mut limit = |key, from: u64, to: u64| {
         if from != to {
             applied.push(Change {
                 key,
                 from: from.to_string(),
                 to: to.to_string(),
-                per_worker: per_worker.filter(|_| divided).map(|n| n.to_string()),
             });
         }
     };
@@ -540,25 +534,21 @@ pub fn plan(running: &Config, new: &Config, workers: usize) -> Plan {
         "limits.max_half_open",
         a.max_half_open as u64,
         b.max_half_open as u64,
-        Some(share.max_half_open as u64),
     );
     limit(
         "limits.peek_bytes",
         a.peek_bytes as u64,
         b.peek_bytes as u64,
-        None,
     );
     limit(
         "limits.peeks_per_client",
         u64::from(a.peeks_per_client),
         u64::from(b.peeks_per_client),
-        Some(u64::from(share.max_peeking_per_client)),
     );
     limit(
         "limits.peek_memory",
         a.peek_memory as u64,
         b.peek_memory as u64,
-        Some(share.max_peek_bytes as u64),
     );
     Plan {
         restart: needs_restart(running, new),
@@ -653,7 +643,7 @@ mod tests {
     fn route_changes_alone_need_no_restart() {
         let b = parse(&BASE.replace("a.example", "b.example"));
         assert!(needs_restart(&parse(BASE), &b).is_empty());
-        let plan = plan(&parse(BASE), &b, 2);
+        let plan = plan(&parse(BASE), &b);
         assert!(plan.restart.is_empty());
         assert!(!plan.reconfigures());
         assert_eq!(plan.in_force, b);
@@ -666,7 +656,7 @@ mod tests {
             "peek = \"10s\"\nidle = \"1h\"",
             "max_flows = 20000\nmax_half_open = 1001\npeek_bytes = 4096",
         ));
-        let plan = plan(&running, &new, 2);
+        let plan = plan(&running, &new);
         assert_eq!(plan.restart, ["limits.max_flows"]);
         assert_eq!(
             keys(&plan),
@@ -683,7 +673,7 @@ mod tests {
             [
                 "timeouts.peek 5s -> 10s",
                 "timeouts.idle 2h 4m -> 1h",
-                "limits.max_half_open 16384 -> 1001 (501 per worker)",
+                "limits.max_half_open 16384 -> 1001",
                 "limits.peek_bytes 16384 -> 4096",
             ]
         );
@@ -696,10 +686,10 @@ mod tests {
     fn every_timeout_and_every_limit_but_max_flows_is_applied() {
         let running = parse(BASE);
         let new = parse(&with(
-            "peek = \"1s\"\nconnect = \"2s\"\nsyn_retransmit = \"3s\"\nidle = \"4s\"\nlinger = \"5s\"",
+            "peek = \"1s\"\nconnect = \"2s\"\nsyn_retransmit = \"3s\"\nidle = \"4s\"\nlinger = \"5s\"\ncustody = \"0s\"",
             "max_half_open = 1\npeek_bytes = 2\npeeks_per_client = 3\npeek_memory = 4",
         ));
-        let plan = plan(&running, &new, 1);
+        let plan = plan(&running, &new);
         assert!(plan.restart.is_empty());
         assert_eq!(
             keys(&plan),
@@ -709,15 +699,12 @@ mod tests {
                 "timeouts.syn_retransmit",
                 "timeouts.idle",
                 "timeouts.linger",
+                "timeouts.custody",
                 "limits.max_half_open",
                 "limits.peek_bytes",
                 "limits.peeks_per_client",
                 "limits.peek_memory",
             ]
-        );
-        assert!(
-            plan.applied.iter().all(|c| c.per_worker.is_none()),
-            "one worker"
         );
         assert_eq!(plan.in_force, new);
     }
@@ -730,7 +717,7 @@ mod tests {
                 .replace("2001:db8:64::/96", "2001:db8:65::/96")
                 .replace("a.example", "b.example"),
         );
-        let plan = plan(&running, &new, 1);
+        let plan = plan(&running, &new);
         assert_eq!(plan.restart, ["prefix"]);
         assert_eq!(plan.in_force.prefix, running.prefix);
         assert_eq!(plan.in_force.routes, new.routes);
@@ -739,7 +726,7 @@ mod tests {
     #[test]
     fn a_reload_without_new_timeouts_or_limits_sends_only_routes() {
         let c = parse(BASE);
-        let plan = plan(&c, &c, 3);
+        let plan = plan(&c, &c);
         let table = Arc::new(RouteTable::builder().build());
         let sent = messages(&plan, [7; 32], 3, table, Arc::default()).expect("valid");
         assert_eq!(sent.len(), 3);
@@ -761,7 +748,7 @@ mod tests {
             "peek = \"9s\"\nlinger = \"1s\"",
             "max_flows = 4000\nmax_half_open = 100\npeek_memory = 1000001\npeeks_per_client = 5",
         ));
-        let plan = plan(&running, &new, workers);
+        let plan = plan(&running, &new);
         let sent = messages(&plan, seed, workers, table, Arc::default()).expect("valid");
         for (index, (engine, message)) in engines.iter_mut().zip(sent).enumerate() {
             let (tx, rx) = mpsc::channel();
@@ -771,9 +758,9 @@ mod tests {
             assert_eq!(c.peek_timeout, Duration::from_secs(9));
             assert_eq!(c.linger, Duration::from_secs(1));
             assert_eq!(c.connect_timeout, Duration::from_secs(5), "unchanged");
-            assert_eq!(c.max_half_open, 50, "a half of 100");
-            assert_eq!(c.max_peek_bytes, 500_001, "a half of 1000001, rounded up");
-            assert_eq!(c.max_peeking_per_client, 3, "a half of 5, rounded up");
+            assert_eq!(c.max_half_open, 100, "global, not divided");
+            assert_eq!(c.max_peek_bytes, 1_000_001, "global, not divided");
+            assert_eq!(c.max_peeking_per_client, 5, "global, not divided");
             assert_eq!(c.max_flows, 500, "still a half of the running 1000");
             assert_eq!(c.seed, routes::worker_seed(seed, index), "own seed kept");
         }

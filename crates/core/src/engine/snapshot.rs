@@ -251,6 +251,17 @@ fn write_counters(w: &mut Writer, e: &Engine) {
     for v in [s.made, s.cookies_sent, s.cookies_accepted, s.spliced] {
         w.u64(v);
     }
+    for v in [
+        s.cookies_for_address,
+        s.deferred,
+        s.pressure_cuts,
+        s.custody_taken,
+        s.custody_retransmits,
+        s.challenge_acks,
+        s.challenge_acks_limited,
+    ] {
+        w.u64(v);
+    }
 }
 
 fn read_counters(r: &mut Reader<'_>, e: &mut Engine) -> Result<(), SnapshotError> {
@@ -275,5 +286,12 @@ fn read_counters(r: &mut Reader<'_>, e: &mut Engine) -> Result<(), SnapshotError
     s.cookies_sent = r.u64()?;
     s.cookies_accepted = r.u64()?;
     s.spliced = r.u64()?;
+    s.cookies_for_address = r.u64()?;
+    s.deferred = r.u64()?;
+    s.pressure_cuts = r.u64()?;
+    s.custody_taken = r.u64()?;
+    s.custody_retransmits = r.u64()?;
+    s.challenge_acks = r.u64()?;
+    s.challenge_acks_limited = r.u64()?;
     Ok(())
 }
