@@ -71,12 +71,13 @@ impl Engine {
             }
             return Verdict::Dropped(DropReason::BackendNoFlow);
         };
-        // Verified only where Kracauer reads the segment itself (see the client side).
-        let connecting = matches!(
+        // Verified only where Kracauer reads the segment itself (see the client side):
+        // the answer to its SYN, and acknowledgements of bytes in its custody.
+        let reads = matches!(
             self.flows.get(id).map(|f| &f.phase),
-            Some(Phase::Connect(_))
+            Some(Phase::Connect(_) | Phase::Custody(_))
         );
-        let checksum_ok = !connecting
+        let checksum_ok = !reads
             || !checksum.needs_verifying()
             || tcp.verify_checksum_v6(&ip.src_addr(), &ip.dst_addr());
         let Some(flow) = self.flows.get_mut(id) else {
@@ -84,7 +85,9 @@ impl Engine {
         };
         flow.last_seen = now;
         match &flow.phase {
-            Phase::Connect(_) if !checksum_ok => Verdict::Dropped(DropReason::BackendMalformed),
+            Phase::Connect(_) | Phase::Custody(_) if !checksum_ok => {
+                Verdict::Dropped(DropReason::BackendMalformed)
+            }
             Phase::Connect(_) => self.backend_connecting(now, id, key, &seg, out),
             Phase::Spliced(_) | Phase::Custody(_) | Phase::Closing(_)
                 if seg.syn() && seg.ack_flag() =>

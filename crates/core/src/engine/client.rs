@@ -366,7 +366,8 @@ impl Engine {
             Phase::Spliced(s) => s,
             Phase::Closing(c) => &mut *c.spliced,
             Phase::Custody(c) => {
-                c.client_segment(&c.spliced.splice.clone(), seg);
+                let splice = c.spliced.splice;
+                c.client_segment(&splice, seg);
                 &mut c.spliced
             }
             _ => return Verdict::Dropped(DropReason::ClientNoFlow),

@@ -107,9 +107,11 @@ pub enum Unnamed {
     /// Longer than the peek cap before the name could be read.
     TooLarge,
     /// The client stopped sending before the name could be read: it retransmits bytes
-    /// already held (it waits for an acknowledgement, which a peek never gives) with at
-    /// least [`STALL_MIN_BYTES`] held. A hello or head larger than the client's initial
-    /// congestion window ends here.
+    /// already held (it waits for an acknowledgement, which a peek gives only by taking
+    /// custody) with at least [`STALL_MIN_BYTES`] held and none acknowledged. With
+    /// custody off, a hello or head larger than the client's initial congestion window
+    /// ends here; with it on, custody acknowledges the flight before the client's
+    /// retransmission timer fires.
     Stalled,
     /// Names that disagree (two different TLS `host_name`s in one list): refused even
     /// with a default backend, since choosing one could send the client to a tenant it did
