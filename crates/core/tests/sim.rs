@@ -9,9 +9,11 @@
 //! and payload, one δ and one timestamp offset per flow, and rescales windows without
 //! overstating them. Drops and access-log events are checked at the end.
 //!
-//! Two things smoltcp 0.14 does are worked around, not tested: its Nagle is RFC 896's
-//! (see `Setup::client_classic_nagle`), and on a lossy link it cannot always finish a
-//! close when the FIN rides on a data segment (see `Setup::close_when_acked`).
+//! smoltcp 0.14's Nagle is RFC 896's, which is what `Setup::client_classic_nagle` plays
+//! (the custody scenarios, `custody.rs`); the other scenarios turn it off, as browsers and
+//! curl do (TCP_NODELAY). On a lossy link smoltcp cannot always finish a close when the
+//! FIN rides on a data segment: worked around, not tested (see
+//! `Setup::close_when_acked`).
 
 mod sim {
     pub mod device;
@@ -24,6 +26,7 @@ mod sim {
     pub mod setup;
     pub mod world;
 
+    mod custody;
     mod failures;
     mod splice;
 }

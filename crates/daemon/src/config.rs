@@ -118,6 +118,12 @@ pub struct Timeouts {
     pub idle: Duration,
     /// How long a closed flow stays to translate stragglers (default 30 s).
     pub linger: Duration,
+    /// How long a peek waits with bytes it has not acknowledged, nothing new arriving,
+    /// before Kracauer acknowledges them itself and takes custody of them (default
+    /// 100 ms, about one delayed-ACK time; `"0s"` turns custody off). A client whose
+    /// Nagle holds the rest of its hello until the first segment is acknowledged waits
+    /// this long.
+    pub custody: Duration,
 }
 
 impl Default for Timeouts {
@@ -129,6 +135,7 @@ impl Default for Timeouts {
             connect_attempt: Duration::from_secs(1),
             idle: Duration::from_secs(7440),
             linger: Duration::from_secs(30),
+            custody: Duration::from_millis(100),
         }
     }
 }
@@ -268,6 +275,7 @@ struct RawTimeouts {
     connect_attempt: Option<Spanned<String>>,
     idle: Option<Spanned<String>>,
     linger: Option<Spanned<String>>,
+    custody: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -497,13 +505,14 @@ impl Validator<'_> {
     fn timeouts(&self, raw: Option<RawTimeouts>) -> Result<Timeouts, ConfigError> {
         let d = Timeouts::default();
         let Some(raw) = raw else { return Ok(d) };
-        let get = |v: &Option<Spanned<String>>,
-                   key: &str,
-                   default: Duration|
+        let get_or_zero = |v: &Option<Spanned<String>>,
+                           key: &str,
+                           default: Duration,
+                           zero: bool|
          -> Result<Duration, ConfigError> {
             let Some(v) = v else { return Ok(default) };
             match humantime::parse_duration(v.get_ref()) {
-                Ok(t) if !t.is_zero() => Ok(t),
+                Ok(t) if zero || !t.is_zero() => Ok(t),
                 Ok(_) => self.err(v.span(), format!("timeouts.{key}: must be longer than zero")),
                 Err(e) => self.err(
                     v.span(),
@@ -514,6 +523,9 @@ impl Validator<'_> {
                 ),
             }
         };
+        let get = |v: &Option<Spanned<String>>, key: &str, default: Duration| {
+            get_or_zero(v, key, default, false)
+        };
         Ok(Timeouts {
             peek: get(&raw.peek, "peek", d.peek)?,
             connect: get(&raw.connect, "connect", d.connect)?,
@@ -521,6 +533,7 @@ impl Validator<'_> {
             connect_attempt: get(&raw.connect_attempt, "connect_attempt", d.connect_attempt)?,
             idle: get(&raw.idle, "idle", d.idle)?,
             linger: get(&raw.linger, "linger", d.linger)?,
+            custody: get_or_zero(&raw.custody, "custody", d.custody, true)?,
         })
     }
 

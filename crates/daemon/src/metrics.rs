@@ -411,7 +411,7 @@ impl Collector for Daemon {
         counter(
             e,
             "kracauer_syn_cookies_sent",
-            "SYN-ACKs answered with a cookie because the half-open table was full.",
+            "SYN-ACKs answered with a cookie: the half-open bound or the flow table reached, or the client address holding its allowance of unnamed connections.",
             &one(st.cookies_sent),
         )?;
         counter(
@@ -420,6 +420,46 @@ impl Collector for Daemon {
             "Connections established from a valid SYN cookie.",
             &one(st.cookies_accepted),
         )?;
+        // Many users behind one address, custody, RFC 5961 (docs/robustness.md).
+        for (name, help, n) in [
+            (
+                "kracauer_syn_cookies_for_address",
+                "SYN cookies sent because the client address held its allowance of unnamed connections (limits.peeks_per_client).",
+                st.cookies_for_address,
+            ),
+            (
+                "kracauer_cookie_acks_deferred",
+                "Bare cookie ACKs from an address holding its allowance, taken without a flow (the client's first bytes make it).",
+                st.deferred,
+            ),
+            (
+                "kracauer_pressure_cuts",
+                "Stalled unnamed flows cut under pressure (peek memory or half-open at half their bound), heaviest address first.",
+                st.pressure_cuts,
+            ),
+            (
+                "kracauer_custody_taken",
+                "Peeks whose bytes Kracauer acknowledged itself after timeouts.custody (classic-Nagle clients).",
+                st.custody_taken,
+            ),
+            (
+                "kracauer_custody_retransmits",
+                "Segments of bytes in Kracauer's custody sent again to a backend.",
+                st.custody_retransmits,
+            ),
+            (
+                "kracauer_challenge_acks_sent",
+                "RFC 5961 challenge ACKs sent while Kracauer is the endpoint.",
+                st.challenge_acks,
+            ),
+            (
+                "kracauer_challenge_acks_limited",
+                "RFC 5961 challenge ACKs not sent: over the rate limit.",
+                st.challenge_acks_limited,
+            ),
+        ] {
+            counter(e, name, help, &one(n))?;
+        }
         gauge(
             e,
             "kracauer_flows",

@@ -41,7 +41,7 @@ pub async fn reload(path: &Path, running: &mut Running) {
         }
     };
     let workers = running.senders.len();
-    let plan = plan(&running.config, &config, workers);
+    let plan = plan(&running.config, &config);
     let names = table.len();
     let (monitor, now_up) = running.health.prepare(&plan.in_force, &table);
     let messages = match messages(&plan, running.seed, workers, Arc::new(table), now_up) {
@@ -177,22 +177,17 @@ pub struct Change {
     pub key: &'static str,
     pub from: String,
     pub to: String,
-    /// Each worker's share, for the limits divided among workers (more than one).
-    pub per_worker: Option<String>,
 }
 
 impl std::fmt::Display for Change {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} {} -> {}", self.key, self.from, self.to)?;
-        if let Some(share) = &self.per_worker {
-            write!(f, " ({share} per worker)")?;
-        }
-        Ok(())
+        write!(f, "{} {} -> {}", self.key, self.from, self.to)
     }
 }
 
 /// Which settings a reload from `running` to `new` applies and which take a restart.
-pub fn plan(running: &Config, new: &Config, workers: usize) -> Plan {
+/// The limits a reload applies are global, the same whatever the number of workers.
+pub fn plan(running: &Config, new: &Config) -> Plan {
     let in_force = Config {
         routes: new.routes.clone(),
         default_backend: new.default_backend.clone(),
@@ -206,8 +201,6 @@ pub fn plan(running: &Config, new: &Config, workers: usize) -> Plan {
         metrics: new.metrics,
         ..running.clone()
     };
-    let share = routes::per_worker(routes::engine_config(&in_force, [0; 32]), workers);
-    let divided = workers > 1;
     let mut applied = Vec::new();
     let mut time = |key, from: Duration, to: Duration| {
         if from != to {
@@ -215,7 +208,6 @@ pub fn plan(running: &Config, new: &Config, workers: usize) -> Plan {
                 key,
                 from: humantime::format_duration(from).to_string(),
                 to: humantime::format_duration(to).to_string(),
-                per_worker: None,
             });
         }
     };
@@ -234,13 +226,13 @@ pub fn plan(running: &Config, new: &Config, workers: usize) -> Plan {
     );
     time("timeouts.idle", a.idle, b.idle);
     time("timeouts.linger", a.linger, b.linger);
-    let mut limit = |key, from: u64, to: u64, per_worker: Option<u64>| {
+    time("timeouts.custody", a.custody, b.custody);
+    let mut limit = |key, from: u64, to: u64| {
         if from != to {
             applied.push(Change {
                 key,
                 from: from.to_string(),
                 to: to.to_string(),
-                per_worker: per_worker.filter(|_| divided).map(|n| n.to_string()),
             });
         }
     };
@@ -249,32 +241,27 @@ pub fn plan(running: &Config, new: &Config, workers: usize) -> Plan {
         "limits.max_half_open",
         a.max_half_open as u64,
         b.max_half_open as u64,
-        Some(share.max_half_open as u64),
     );
     limit(
         "limits.peek_bytes",
         a.peek_bytes as u64,
         b.peek_bytes as u64,
-        None,
     );
     limit(
         "limits.peeks_per_client",
         u64::from(a.peeks_per_client),
         u64::from(b.peeks_per_client),
-        Some(u64::from(share.max_peeking_per_client)),
     );
     limit(
         "limits.peek_memory",
         a.peek_memory as u64,
         b.peek_memory as u64,
-        Some(share.max_peek_bytes as u64),
     );
     if running.listen != new.listen {
         applied.push(Change {
             key: "[[listen]]",
             from: describe(&running.listen),
             to: describe(&new.listen),
-            per_worker: None,
         });
     }
     Plan {

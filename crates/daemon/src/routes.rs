@@ -9,7 +9,7 @@
 
 use std::path::{Path, PathBuf};
 
-use kracauer_core::engine::{EngineConfig, Service};
+use kracauer_core::engine::{EngineConfig, Service, SharedLimits};
 use kracauer_core::route::{RouteError, RouteSpec, RouteTable};
 
 use crate::config::{self, Config, ConfigError, Position};
@@ -49,6 +49,7 @@ pub fn engine_config(c: &Config, seed: [u8; 32]) -> EngineConfig {
     e.connect_attempt = t.connect_attempt;
     e.idle_timeout = t.idle;
     e.linger = t.linger;
+    e.custody_delay = t.custody;
     let l = &c.limits;
     e.max_flows = l.max_flows;
     e.max_half_open = l.max_half_open;
@@ -58,19 +59,24 @@ pub fn engine_config(c: &Config, seed: [u8; 32]) -> EngineConfig {
     e
 }
 
-/// `e` for one of `workers` workers, each with its own flow table: the limits are
-/// shares of the configured ones (rounded up), so all workers together stay within them.
-/// The kernel spreads flows over workers by client address and port, so a client's
-/// share per worker is about its configured limit divided the same way.
+/// `e` for one of `workers` workers, each with its own flow table: `max_flows` is a
+/// share of the configured one (rounded up; each table is sized at the start). The other
+/// limits (half-open, peek memory, each address's allowance) are not divided: every
+/// worker checks them against the same counts ([`shared_limits`]), so a client gets its
+/// configured figure however the kernel spreads its connections over the workers.
 pub fn per_worker(mut e: EngineConfig, workers: usize) -> EngineConfig {
-    let n = workers.max(1);
-    e.max_flows = e.max_flows.div_ceil(n);
-    e.max_half_open = e.max_half_open.div_ceil(n);
-    e.max_peek_bytes = e.max_peek_bytes.div_ceil(n);
-    e.max_peeking_per_client = e
-        .max_peeking_per_client
-        .div_ceil(u32::try_from(n).unwrap_or(u32::MAX));
+    e.max_flows = e.max_flows.div_ceil(workers.max(1));
     e
+}
+
+/// The counts every worker's limits are checked against, keyed from `seed` (the same key
+/// for all workers: they must place an address in the same counters).
+pub fn shared_limits(seed: [u8; 32]) -> std::sync::Arc<SharedLimits> {
+    let half = |b: &[u8]| u64::from_le_bytes(b.try_into().unwrap_or_default());
+    // The seed's first half keys the per-address sketch; the workers' own seeds differ
+    // only in its last bytes (`worker_seed`).
+    let key = [half(&seed[..8]) ^ 0x6c69_6d69_7473, half(&seed[8..16])];
+    std::sync::Arc::new(SharedLimits::new(key))
 }
 
 /// Worker `index`'s seed: `seed` with the index mixed into its last bytes, so workers
@@ -185,17 +191,14 @@ mod tests {
     }
 
     #[test]
-    fn limits_are_shared_out_rounded_up() {
+    fn only_the_flow_table_is_shared_out_the_other_limits_are_global() {
         let (c, _) = loaded(GOOD).unwrap();
         let e = per_worker(engine_config(&c, [0; 32]), 3);
         let whole = engine_config(&c, [0; 32]);
         assert_eq!(e.max_flows, whole.max_flows.div_ceil(3));
-        assert_eq!(e.max_half_open, whole.max_half_open.div_ceil(3));
-        assert_eq!(e.max_peek_bytes, whole.max_peek_bytes.div_ceil(3));
-        assert_eq!(
-            e.max_peeking_per_client,
-            whole.max_peeking_per_client.div_ceil(3)
-        );
+        assert_eq!(e.max_half_open, whole.max_half_open);
+        assert_eq!(e.max_peek_bytes, whole.max_peek_bytes);
+        assert_eq!(e.max_peeking_per_client, whole.max_peeking_per_client);
         assert_eq!(per_worker(whole.clone(), 1).max_flows, whole.max_flows);
     }
 

@@ -3,7 +3,8 @@
 //! single-threaded tokio runtime:
 //! - SIGHUP reloads the configuration ([`crate::reload`]): validated in full first; on
 //!   error it is logged and nothing changes. On success the routes, `[timeouts]`,
-//!   `[limits]` (all but `max_flows`), `[[listen]]` and `[metrics]` are applied to the
+//!   `[limits]` (all but `max_flows`; global, every worker checks the same counts),
+//!   `[[listen]]` and `[metrics]` are applied to the
 //!   running daemon; `prefix`, `[tun]`, `[log]` and `limits.max_flows` are not (an
 //!   upgrade applies the last two), and the log says so;
 //! - SIGUSR1 reopens a `file:` access log (logrotate);
@@ -369,11 +370,13 @@ async fn undo(host: &mut Host) {
     }
 }
 
-/// Every worker's engine configuration for `config`: the limits shared out among
-/// `workers` ([`routes::per_worker`]), and each worker's own seed drawn from `seed`
+/// Every worker's engine configuration for `config`: the flow table shared out among
+/// `workers` ([`routes::per_worker`]), one set of limit counts for all of them
+/// ([`routes::shared_limits`]), and each worker's own seed drawn from `seed`
 /// ([`routes::worker_seed`]).
 pub fn worker_configs(config: &Config, seed: [u8; 32], workers: usize) -> Vec<EngineConfig> {
-    let shared = routes::per_worker(routes::engine_config(config, seed), workers);
+    let mut shared = routes::per_worker(routes::engine_config(config, seed), workers);
+    shared.shared_limits = Some(routes::shared_limits(seed));
     (0..workers)
         .map(|index| EngineConfig {
             seed: routes::worker_seed(seed, index),

@@ -122,6 +122,45 @@ pub fn https_get(
     })
 }
 
+/// [`https_get`] from a client with Nagle on (no `TCP_NODELAY`) that writes its
+/// ClientHello in two writes, the first `first` bytes long: the kernel sends the first at
+/// once and holds the short second one until the first is acknowledged (Nagle), as older
+/// Java and Windows clients do with a hello written in pieces.
+pub fn https_get_split_hello(
+    config: &Arc<ClientConfig>,
+    addr: SocketAddr,
+    sni: &str,
+    path: &str,
+    first: usize,
+) -> Result<Reply, Error> {
+    let mut s = connect(addr)?;
+    s.set_nodelay(false)?;
+    let local = s.local_addr()?;
+    let name = ServerName::try_from(sni.to_owned())
+        .map_err(|e| Error::Setup(format!("{sni:?} is not a server name: {e}")))?;
+    let mut conn = ClientConnection::new(Arc::clone(config), name)?;
+    let mut hello = Vec::new();
+    while conn.wants_write() {
+        conn.write_tls(&mut hello)?;
+    }
+    let (a, b) = hello.split_at(first.min(hello.len()));
+    s.write_all(a)?;
+    s.write_all(b)?;
+    let mut tls = StreamOwned::new(conn, s);
+    let exchange = (|| -> io::Result<()> {
+        write!(
+            tls,
+            "GET {path} HTTP/1.1\r\nHost: {sni}\r\nUser-Agent: kracauer-testbed\r\nConnection: close\r\n\r\n"
+        )?;
+        tls.flush()
+    })();
+    exchange.map_err(tls_error)?;
+    read_reply(&mut tls, local).map_err(|e| match e {
+        Error::Io(io) => tls_error(io),
+        other => other,
+    })
+}
+
 /// An I/O error that carries a rustls error is reported as the TLS error (an alert from
 /// the peer, a certificate problem).
 fn tls_error(e: io::Error) -> Error {

@@ -10,7 +10,7 @@ use crate::base::{BackendKey, DropReason, RxChecksum};
 use crate::engine::event::{ConnectFailure, Event};
 use crate::engine::output::Output;
 use crate::engine::stats::Direction;
-use crate::flow::connect::{Connect, ConnectStep, Handover};
+use crate::flow::connect::{Connect, ConnectStep, CustodyTimers, Handover};
 use crate::flow::spliced::Forwarded;
 use crate::flow::table::FlowId;
 use crate::flow::{Flow, Phase};
@@ -71,12 +71,13 @@ impl Engine {
             }
             return Verdict::Dropped(DropReason::BackendNoFlow);
         };
-        // Verified only where Kracauer reads the segment itself (see the client side).
-        let connecting = matches!(
+        // Verified only where Kracauer reads the segment itself (see the client side):
+        // the answer to its SYN, and acknowledgements of bytes in its custody.
+        let reads = matches!(
             self.flows.get(id).map(|f| &f.phase),
-            Some(Phase::Connect(_))
+            Some(Phase::Connect(_) | Phase::Custody(_))
         );
-        let checksum_ok = !connecting
+        let checksum_ok = !reads
             || !checksum.needs_verifying()
             || tcp.verify_checksum_v6(&ip.src_addr(), &ip.dst_addr());
         let Some(flow) = self.flows.get_mut(id) else {
@@ -84,16 +85,22 @@ impl Engine {
         };
         flow.last_seen = now;
         match &flow.phase {
-            Phase::Connect(_) if !checksum_ok => Verdict::Dropped(DropReason::BackendMalformed),
+            Phase::Connect(_) | Phase::Custody(_) if !checksum_ok => {
+                Verdict::Dropped(DropReason::BackendMalformed)
+            }
             Phase::Connect(_) => self.backend_connecting(now, id, key, &seg, out),
-            Phase::Spliced(_) | Phase::Closing(_) if seg.syn() && seg.ack_flag() => {
+            Phase::Spliced(_) | Phase::Custody(_) | Phase::Closing(_)
+                if seg.syn() && seg.ack_flag() =>
+            {
                 // A retransmitted SYN-ACK: our ACK was lost; ACK it again, never forward it.
+                // Bytes in custody go with it (the client will not send them again).
                 self.ack_backend(id, &key, &seg, out);
+                self.send_custody(id, true, out);
                 Verdict::Consumed
             }
-            Phase::Spliced(_) | Phase::Closing(_) => {
+            Phase::Spliced(_) | Phase::Custody(_) | Phase::Closing(_) => {
                 let form = checksum.into();
-                self.forward_to_client(now, id, &seg, buf, (start, upper.offset), form)
+                self.forward_to_client(now, id, &seg, buf, (start, upper.offset), form, out)
             }
             _ => Verdict::Dropped(DropReason::BackendUnexpected),
         }
@@ -140,14 +147,20 @@ impl Engine {
         out: &mut Output,
     ) {
         let ws_k = self.config.window_scale;
+        let custody = CustodyTimers {
+            now,
+            mss: self.config.mss(),
+            first_rto: self.config.syn_retransmit,
+            give_up: self.config.connect_timeout,
+        };
         let Some(handover) = self
             .step(id, |flow| {
                 // The client's view of "the server's" clock continues from what it saw last.
                 let k_tsval = ts_at_least(now.ts_millis(), flow.conn.k_tsval);
                 match flow.phase {
                     Phase::Connect(c) => {
-                        let (spliced, handover) = c.splice(&flow.conn, synack, ws_k, k_tsval);
-                        let phase = Phase::Spliced(spliced);
+                        let (phase, handover) =
+                            c.splice(&flow.conn, synack, (ws_k, k_tsval), custody);
                         (Flow { phase, ..flow }, Some(handover))
                     }
                     other => (
@@ -168,7 +181,10 @@ impl Engine {
         };
         let (c_isn, created) = (flow.conn.c_isn, flow.created);
         let name = flow.spliced().and_then(|s| s.name.clone());
-        self.send_handover(&key, c_isn, synack, &handover, out);
+        let sent = self.send_handover(&key, c_isn, synack, &handover, out);
+        if let Some(Phase::Custody(c)) = self.flows.get_mut(id).map(|f| &mut f.phase) {
+            c.sent = sent.min(c.acked);
+        }
         self.stats.spliced += 1;
         self.opened(now, id, &key, name, &handover, created);
         self.rearm(id);
@@ -198,6 +214,7 @@ impl Engine {
 
     /// Translates a spliced flow's segment for the client, in place. `at` is where the
     /// packet and its TCP header start (the latter from the IPv6 header).
+    #[allow(clippy::too_many_arguments)]
     fn forward_to_client(
         &mut self,
         now: Time,
@@ -206,6 +223,7 @@ impl Engine {
         buf: &mut [u8],
         (start, tcp_offset): (usize, usize),
         form: ChecksumForm,
+        out: &mut Output,
     ) -> Verdict {
         let ident = self.ident();
         let Some((ck, _)) = self.flows.keys(id) else {
@@ -214,19 +232,29 @@ impl Engine {
         let Some(Flow { conn, phase, .. }) = self.flows.get_mut(id) else {
             return Verdict::Dropped(DropReason::BackendNoFlow);
         };
-        let spliced = match phase {
-            Phase::Spliced(s) => s,
-            Phase::Closing(c) => &mut *c.spliced,
-            _ => return Verdict::Dropped(DropReason::BackendUnexpected),
-        };
         let payload_len = usize::from(Ipv6Packet::new_unchecked(&buf[start..]).payload_len());
         let end = start + 40 + payload_len;
         let Some(tcp_bytes) = buf.get_mut(start + tcp_offset..end) else {
             return Verdict::Dropped(DropReason::BackendMalformed);
         };
-        spliced
-            .splice
-            .to_client_parsed(&mut TcpPacket::new_unchecked(tcp_bytes), seg, form);
+        let mut tcp = TcpPacket::new_unchecked(tcp_bytes);
+        let (spliced, custody) = match phase {
+            Phase::Spliced(s) => (s, None),
+            Phase::Closing(c) => (&mut *c.spliced, None),
+            Phase::Custody(c) => {
+                // The splice's rewrite, then the custody's on top (an ACK below the
+                // custody bytes raised to their end).
+                let splice = c.spliced.splice;
+                splice.to_client_parsed(&mut tcp, seg, form);
+                let ack = c.backend_segment(conn, &splice, seg, now);
+                c.to_client(conn, &splice, &mut tcp, seg, form);
+                (&mut c.spliced, Some(ack))
+            }
+            _ => return Verdict::Dropped(DropReason::BackendUnexpected),
+        };
+        if custody.is_none() {
+            spliced.splice.to_client_parsed(&mut tcp, seg, form);
+        }
         let forwarded = spliced.forwarded(conn, seg, false);
         let to = V4Rewrite {
             src: ck.service,
@@ -245,6 +273,9 @@ impl Engine {
         };
         self.stats
             .forwarded(Direction::ToClient, seg.payload_len as usize);
+        if let Some(ack) = custody {
+            self.after_custody_ack(now, id, ack, out);
+        }
         if let Forwarded::Close(outcome) = forwarded {
             self.start_closing(now, id, outcome);
         }

@@ -1,14 +1,21 @@
 //! The client side: IPv4 segments to a service address. Demultiplexing, new flows (a SYN,
 //! or an ACK carrying a valid cookie), refused flows, and the forwarding of spliced flows'
 //! segments to their backends. Segments of flows still being set up go to `setup.rs`.
+//!
+//! A SYN gets state unless the half-open bound or the flow table is reached, or its
+//! address holds its allowance of unnamed connections (`pressure.rs`): then a SYN cookie.
+//! A cookie ACK from an address over its allowance makes a flow only when its bytes name
+//! the host at once; a bare ACK is taken without one, and bytes that would have to wait
+//! are left to the client (`client_peek_limit`), which sends them again.
 
 use super::{Engine, Verdict};
 use crate::base::{ClientKey, DropReason, Outcome, Protocol, RxChecksum};
 use crate::engine::output::Output;
 use crate::engine::stats::Direction;
+use crate::flow::setup::names_at_once;
 use crate::flow::spliced::{Forwarded, RefusedStep};
 use crate::flow::table::FlowId;
-use crate::flow::{Conn, Flow, Phase};
+use crate::flow::{Conn, Flow, Peek, Phase};
 use crate::tcp::isn::{cookie_options_from_tsecr, cookie_tsval};
 use crate::tcp::seg::{ClientOptions, SegInfo};
 use crate::time::Time;
@@ -69,7 +76,7 @@ impl Engine {
         let forwarding = id
             .and_then(|id| self.flows.get(id))
             .is_some_and(|f| match f.phase {
-                Phase::Spliced(_) => true,
+                Phase::Spliced(_) | Phase::Custody(_) => true,
                 Phase::Closing(_) => !seg.syn() || seg.ack_flag(),
                 _ => false,
             });
@@ -110,7 +117,7 @@ impl Engine {
             return Verdict::Dropped(DropReason::ClientNoFlow);
         };
         match &flow.phase {
-            Phase::Spliced(_) | Phase::Closing(_) => {
+            Phase::Spliced(_) | Phase::Custody(_) | Phase::Closing(_) => {
                 flow.last_seen = now;
                 self.forward_to_backend(now, id, &key, &seg, buf, start, checksum.into())
             }
@@ -149,11 +156,6 @@ impl Engine {
         Verdict::Dropped(DropReason::ClientNoFlow)
     }
 
-    /// Whether `client` may start one more flow that peeks.
-    fn may_peek(&self, client: std::net::Ipv4Addr) -> bool {
-        self.peeking.get(&client).copied().unwrap_or(0) < self.config.max_peeking_per_client
-    }
-
     /// Adds a new flow; the limits take what its phase holds.
     fn insert(&mut self, key: ClientKey, flow: Flow) -> Option<FlowId> {
         let usage = flow.usage();
@@ -163,7 +165,8 @@ impl Engine {
         Some(id)
     }
 
-    /// A SYN for a new flow: state and a SYN-ACK, or, past the half-open bound, a cookie.
+    /// A SYN for a new flow: state and a SYN-ACK, or a cookie past the half-open bound,
+    /// the flow table's size, or its address's allowance of unnamed connections.
     fn client_syn(
         &mut self,
         now: Time,
@@ -172,37 +175,28 @@ impl Engine {
         seg: &SegInfo,
         out: &mut Output,
     ) -> Verdict {
-        if !self.may_peek(key.client) {
-            return Verdict::Dropped(DropReason::ClientPeekLimit);
-        }
         let o = seg.options;
-        let client = ClientOptions::from_syn(&o);
-        let client_tsval = o.timestamps.map_or(0, |t| t.0);
-        if self.half_open >= self.config.max_half_open || self.flows.len() >= self.flows.capacity()
-        {
-            // SYN cookie: no state. Without timestamps to carry them, a cookie SYN-ACK
-            // offers no window scaling and no SACK (as Linux does).
-            let (cookie, mss) = self.isn.cookie(&key, seg.seq.0, client.mss, now);
-            let (client, tsval) = match o.timestamps {
-                Some(_) => (
-                    ClientOptions { mss, ..client },
-                    cookie_tsval(now.ts_millis(), o.window_scale, o.sack_permitted),
-                ),
-                None => (
-                    ClientOptions {
-                        mss,
-                        wscale: None,
-                        sack: false,
-                        timestamps: false,
-                    },
-                    0,
-                ),
-            };
-            self.stats.cookies_sent += 1;
-            let syn = (seg.seq, client_tsval);
-            self.send_synack(&key, syn, client, (SeqNumber(cookie), tsval), out);
+        let full = self.shared.half_open() >= self.config.max_half_open
+            || self.flows.len() >= self.flows.capacity();
+        let over = !self.may_hold(key.client);
+        // A cookie keeps the MSS (rounded down), and window scale and SACK only through
+        // timestamps: without them it would cost the client options it asked for.
+        let cookie_keeps_options =
+            o.timestamps.is_some() || (o.window_scale.is_none() && !o.sack_permitted);
+        if full || (over && cookie_keeps_options) {
+            if !full {
+                self.stats.cookies_for_address += 1;
+            }
+            self.send_cookie(now, &key, seg, out);
             return Verdict::Consumed;
         }
+        if over && self.under_pressure() {
+            return Verdict::Dropped(DropReason::ClientPeekLimit);
+        }
+        // Below pressure a SYN a cookie would cost its options is taken as state even
+        // past its address's allowance.
+        let client = ClientOptions::from_syn(&o);
+        let client_tsval = o.timestamps.map_or(0, |t| t.0);
         let conn = Conn {
             c_isn: seg.seq,
             k_isn: SeqNumber(self.isn.isn(&key, now)),
@@ -221,6 +215,33 @@ impl Engine {
         }
         self.resend_synack(&key, &conn, out);
         Verdict::Consumed
+    }
+
+    /// Answers a SYN with a SYN cookie: no state. Without timestamps to carry them, a
+    /// cookie SYN-ACK offers no window scaling and no SACK (as Linux does).
+    fn send_cookie(&mut self, now: Time, key: &ClientKey, seg: &SegInfo, out: &mut Output) {
+        let o = seg.options;
+        let client = ClientOptions::from_syn(&o);
+        let client_tsval = o.timestamps.map_or(0, |t| t.0);
+        let (cookie, mss) = self.isn.cookie(key, seg.seq.0, client.mss, now);
+        let (client, tsval) = match o.timestamps {
+            Some(_) => (
+                ClientOptions { mss, ..client },
+                cookie_tsval(now.ts_millis(), o.window_scale, o.sack_permitted),
+            ),
+            None => (
+                ClientOptions {
+                    mss,
+                    wscale: None,
+                    sack: false,
+                    timestamps: false,
+                },
+                0,
+            ),
+        };
+        self.stats.cookies_sent += 1;
+        let syn = (seg.seq, client_tsval);
+        self.send_synack(key, syn, client, (SeqNumber(cookie), tsval), out);
     }
 
     /// An ACK for no flow: if it carries a valid cookie, the flow starts here, peeking.
@@ -253,7 +274,15 @@ impl Engine {
                 timestamps: false,
             },
         };
-        if !self.may_peek(key.client) {
+        // Past its address's allowance a flow is made only for bytes that name the host at
+        // once: a bare ACK is taken without one, and bytes that would wait as state are
+        // left to the client, which sends them again.
+        let over = !self.may_hold(key.client);
+        if over && payload.is_empty() {
+            self.stats.deferred += 1;
+            return Some(Verdict::Consumed);
+        }
+        if over && !names_at_once(protocol, payload, self.config.peek_cap) {
             return Some(Verdict::Dropped(DropReason::ClientPeekLimit));
         }
         let conn = Conn {
@@ -266,13 +295,13 @@ impl Engine {
             client_fin: false,
             backend_fin: false,
         };
-        let flow = Flow::new(protocol, now, conn, Phase::Peek(Box::default()));
+        let flow = Flow::new(protocol, now, conn, Phase::Peek(Box::new(Peek::new(now))));
         let Some(id) = self.insert(key, flow) else {
             return Some(Verdict::Dropped(DropReason::FlowTableFull));
         };
         self.stats.cookies_accepted += 1;
         if !payload.is_empty() {
-            self.client_setup(now, id, key, seg, payload, out);
+            return Some(self.client_setup(now, id, key, seg, payload, out));
         }
         Some(Verdict::Consumed)
     }
@@ -336,6 +365,11 @@ impl Engine {
         let spliced = match phase {
             Phase::Spliced(s) => s,
             Phase::Closing(c) => &mut *c.spliced,
+            Phase::Custody(c) => {
+                let splice = c.spliced.splice;
+                c.client_segment(&splice, seg);
+                &mut c.spliced
+            }
             _ => return Verdict::Dropped(DropReason::ClientNoFlow),
         };
         let ip_hl = usize::from(buf.get(start).map_or(5, |b| b & 0x0f)) * 4;
@@ -380,6 +414,12 @@ impl Engine {
         self.step(id, |flow| {
             let phase = match flow.phase {
                 Phase::Spliced(s) => Phase::Closing(s.close(until, outcome)),
+                // A RST ends the custody with the flow. Both FINs do not: the bytes are
+                // still Kracauer's to deliver, and the flow closes once they are
+                // acknowledged (`after_custody_ack`).
+                Phase::Custody(c) if outcome != Outcome::Closed => {
+                    Phase::Closing(c.release().close(until, outcome))
+                }
                 other => other,
             };
             (Flow { phase, ..flow }, ())

@@ -7,9 +7,11 @@
 
 use core::time::Duration;
 use std::net::Ipv4Addr;
+use std::sync::Arc;
 
 use crate::addr::Prefix96;
 use crate::base::Protocol;
+use crate::engine::limits::SharedLimits;
 
 /// One IPv4 service address and its ports.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,10 +39,20 @@ pub struct EngineConfig {
     /// [`MAX_HELLO_BYTES`](crate::peek::tls::MAX_HELLO_BYTES)). Bytes that name no host
     /// within it go to the default backend, or are refused.
     pub peek_cap: usize,
-    /// Most flows peeking at once from one client address (default 64).
+    /// Unnamed connections (handshakes and peeks) one client address may hold as state
+    /// at once, all workers together (default 64). Past it the address's connections are
+    /// carried without state until their bytes name a host: a SYN cookie, and a flow
+    /// made only for a segment that names the host at once (docs/robustness.md, "Many
+    /// users behind one address").
     pub max_peeking_per_client: u32,
-    /// Most bytes held in all peek buffers together (default 64 MiB).
+    /// Most bytes held in all peek buffers together, all workers together (default
+    /// 64 MiB).
     pub max_peek_bytes: usize,
+    /// How long a peek waits, with bytes it has not acknowledged and nothing new
+    /// arriving, before Kracauer acknowledges them itself and takes custody of them
+    /// (default 100 ms; zero: never). A client whose Nagle holds the rest of its hello
+    /// until its first segment is acknowledged goes on then.
+    pub custody_delay: Duration,
     /// How long the backend has to answer the SYN (default 5 s).
     pub connect_timeout: Duration,
     /// First retransmission of the SYN to the backend; doubles each time (default 1 s).
@@ -60,6 +72,9 @@ pub struct EngineConfig {
     /// Seed for every secret (ISN and cookie keys, hash keys); the daemon draws it from
     /// the OS, tests fix it.
     pub seed: [u8; 32],
+    /// The counts this engine's limits are checked against, shared with the daemon's
+    /// other workers; `None`: its own (one engine alone). A reload keeps the engine's.
+    pub shared_limits: Option<Arc<SharedLimits>>,
 }
 
 impl EngineConfig {
@@ -74,6 +89,7 @@ impl EngineConfig {
             peek_cap: 16 * 1024,
             max_peeking_per_client: 64,
             max_peek_bytes: 64 * 1024 * 1024,
+            custody_delay: Duration::from_millis(100),
             connect_timeout: Duration::from_secs(5),
             syn_retransmit: Duration::from_secs(1),
             connect_attempt: Duration::from_secs(1),
@@ -82,6 +98,7 @@ impl EngineConfig {
             max_flows: 1_000_000,
             max_half_open: 16_384,
             seed,
+            shared_limits: None,
         }
     }
 

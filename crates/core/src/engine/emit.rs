@@ -162,7 +162,7 @@ impl Engine {
     }
 
     /// Timestamps option for a segment Kracauer sends the client itself.
-    fn client_ts_option(flow: &Flow, now: Time) -> TcpOptionsSpec<'static> {
+    pub(super) fn client_ts_option(flow: &Flow, now: Time) -> TcpOptionsSpec<'static> {
         let conn = &flow.conn;
         TcpOptionsSpec {
             timestamps: conn.client.timestamps.then(|| {
@@ -232,7 +232,7 @@ impl Engine {
     }
 
     /// The backend's SYN-ACK spliced the flow: ACK it with the peeked bytes, cut to the
-    /// backend's MSS and its first window.
+    /// backend's MSS and its first window. Returns how many bytes went.
     pub(super) fn send_handover(
         &mut self,
         key: &BackendKey,
@@ -240,7 +240,7 @@ impl Engine {
         synack: &SegInfo,
         h: &Handover,
         out: &mut Output,
-    ) {
+    ) -> u32 {
         let src = self.config.prefix.embed(key.client);
         let mss = synack.options.mss.unwrap_or(536).min(self.config.mss());
         let ts_len = if h.timestamps.is_some() {
@@ -264,6 +264,7 @@ impl Engine {
             self.emit_v6(&s, &src, &key.backend, out);
             seq += chunk.len() as u32;
         }
+        data.len() as u32
     }
 
     /// ACKs a retransmitted backend SYN-ACK (Kracauer's ACK was lost).
@@ -296,7 +297,7 @@ impl Engine {
 }
 
 /// An ACK (with data, if any) from the client's address to the backend.
-fn data_segment<'a>(
+pub(super) fn data_segment<'a>(
     key: &BackendKey,
     (seq, ack): (SeqNumber, SeqNumber),
     window: u16,

@@ -24,11 +24,14 @@ mod backend;
 mod client;
 mod clock;
 pub mod config;
+mod custody;
 mod emit;
 pub mod event;
 mod failover;
 mod icmp;
+pub mod limits;
 pub mod output;
+mod pressure;
 mod services;
 mod setup;
 pub mod snapshot;
@@ -38,7 +41,7 @@ mod tests;
 
 use core::hash::Hasher;
 use core::ops::Range;
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::net::{Ipv4Addr, SocketAddrV4, SocketAddrV6};
 use std::sync::Arc;
 
@@ -47,11 +50,12 @@ use siphasher::sip::SipHasher24;
 use self::clock::Clock;
 pub use self::config::{ConfigError, EngineConfig, Service};
 pub use self::event::{ConnectFailure, Event};
+pub use self::limits::SharedLimits;
 pub use self::output::Output;
 pub use self::snapshot::SnapshotError;
 pub use self::stats::{Direction, DropReason, PeekPath, Side, Stats};
 pub use crate::base::{Outcome, Protocol, RxChecksum};
-use crate::flow::table::{FlowId, FlowTable, KeyedHash};
+use crate::flow::table::{FlowId, FlowTable};
 use crate::flow::timers::Timers;
 use crate::flow::{Expiry, Flow, Timeouts, Usage};
 pub use crate::flow::{PeekEnd, Unnamed};
@@ -83,12 +87,17 @@ pub struct Engine {
     isn: IsnSource,
     stats: Stats,
     events: VecDeque<Event>,
-    /// Flows in `SynReceived`.
+    /// This engine's flows in `Handshake`.
     half_open: usize,
-    /// Flows peeking (SynReceived, Peeking), by client address.
-    peeking: HashMap<Ipv4Addr, u32, KeyedHash>,
-    /// Heap bytes reserved by all peek buffers.
+    /// This engine's flows holding unnamed state (`Handshake`, `Peek`).
+    peeking: usize,
+    /// Heap bytes reserved by this engine's peek buffers.
     peek_bytes: usize,
+    /// The same counts, every engine of the daemon together, with the per-address ones
+    /// (`limits.rs`): what the limits are checked against.
+    shared: Arc<SharedLimits>,
+    /// When the limits are next looked at for pressure (`pressure.rs`).
+    next_sweep: Time,
     /// IPv4 Identification for translated packets without DF.
     next_ident: u16,
     /// The engine's time from the caller's (moved only by a restore, see `clock.rs`).
@@ -119,7 +128,10 @@ impl Engine {
             [derive(0), derive(1)]
         };
         let flows = FlowTable::new(config.max_flows, key("flow index"));
-        let peeking = HashMap::with_hasher(KeyedHash::new(key("peeking")));
+        let shared = config
+            .shared_limits
+            .clone()
+            .unwrap_or_else(|| Arc::new(SharedLimits::new(key("limits"))));
         let isn = IsnSource::new(key("isn"), key("cookie"));
         Ok(Self {
             timers: Timers::with_capacity(config.max_flows.min(1 << 20) * 2),
@@ -128,8 +140,10 @@ impl Engine {
             stats: Stats::new(),
             events: VecDeque::new(),
             half_open: 0,
-            peeking,
+            peeking: 0,
             peek_bytes: 0,
+            shared,
+            next_sweep: Time::ZERO,
             next_ident: key("ident")[0] as u16,
             clock: Clock::default(),
             unserved_sweep: false,
@@ -156,12 +170,13 @@ impl Engine {
 
     /// Takes the timeouts, limits and services of `config`, validated first (on an error
     /// nothing changes). The seed and the secrets drawn from it, the prefix, the MTU, the
-    /// window scale and `max_flows` (the flow table is sized at the start) stay as they
-    /// are. New flows use the new values; a timer already armed fires when it was set
-    /// to, and the flow's next deadline is computed with the new values. A limit lowered
-    /// below what flows already hold stops new flows until enough of them end; nothing
-    /// in progress is cut. Flows on a service address or port no longer served are
-    /// ended at the next [`Engine::handle_timeout`] (see `services.rs`).
+    /// window scale, `max_flows` (the flow table is sized at the start) and the shared
+    /// limits stay as they are. New flows use the new values; a timer already armed
+    /// fires when it was set to, and the flow's next deadline is computed with the new
+    /// values. A limit lowered below what flows already hold stops new flows until
+    /// enough of them end; nothing in progress is cut. Flows on a service address or
+    /// port no longer served are ended at the next [`Engine::handle_timeout`] (see
+    /// `services.rs`).
     pub fn reconfigure(&mut self, config: EngineConfig) -> Result<(), ConfigError> {
         config.validate()?;
         let c = &mut self.config;
@@ -179,6 +194,7 @@ impl Engine {
             c.services = config.services;
             self.unserved_sweep = true;
         }
+        c.custody_delay = config.custody_delay;
         Ok(())
     }
 
@@ -197,14 +213,19 @@ impl Engine {
         self.flows.len()
     }
 
-    /// Number of half-open flows (SYN answered with state, no ACK yet).
+    /// Number of this engine's half-open flows (SYN answered with state, no ACK yet).
     pub fn half_open(&self) -> usize {
         self.half_open
     }
 
-    /// Bytes held by peek buffers.
+    /// Bytes held by this engine's peek buffers (custody bytes included).
     pub fn peek_bytes(&self) -> usize {
         self.peek_bytes
+    }
+
+    /// The limits' counts this engine shares with the daemon's other workers.
+    pub fn shared_limits(&self) -> &Arc<SharedLimits> {
+        &self.shared
     }
 
     /// The next access-log event.
@@ -217,7 +238,14 @@ impl Engine {
         if self.unserved_sweep {
             return Some(Time::ZERO);
         }
-        self.timers.next().map(|t| self.clock.external(t))
+        // While this engine holds unnamed state, the limits are looked at for pressure
+        // (which other engines' flows may cause) every `SWEEP_EVERY`.
+        let sweep = (self.peeking > 0).then_some(self.next_sweep);
+        let next = match (self.timers.next(), sweep) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        next.map(|t| self.clock.external(t))
     }
 
     /// Handles one packet read from the TUN: `buf[start..]` is the packet, and the bytes
@@ -247,6 +275,10 @@ impl Engine {
         out: &mut Output,
     ) -> Verdict {
         let now = self.clock.internal(now);
+        if self.peeking == 0 {
+            // Nothing unnamed held here: the first sweep comes a period after some is.
+            self.next_sweep = now + pressure::SWEEP_EVERY;
+        }
         let version = buf.get(start).map_or(0, |b| b >> 4);
         let verdict = match version {
             4 => self.handle_client(now, buf, start, checksum, out),
@@ -264,6 +296,9 @@ impl Engine {
         let now = self.clock.internal(now);
         if self.unserved_sweep {
             self.end_unserved(now, out);
+        }
+        if now >= self.next_sweep {
+            self.sweep(now, out);
         }
         let timeouts = self.timeouts();
         while let Some((at, id)) = self.timers.pop_due(now) {
@@ -286,6 +321,9 @@ impl Engine {
                     self.rearm(id);
                 }
                 Expiry::NextBackend => self.attempt_failed(now, id, ConnectFailure::Timeout, out),
+                Expiry::TakeCustody => self.take_custody(now, id, out),
+                Expiry::RetransmitCustody => self.retransmit_custody(now, id, out),
+                Expiry::CustodyLost => self.custody_lost(now, id, out),
                 Expiry::Finish { outcome, reset } => {
                     if outcome == Outcome::ConnectTimeout {
                         self.report_failure(id, ConnectFailure::Timeout);
@@ -305,6 +343,7 @@ impl Engine {
             peek: self.config.peek_timeout,
             connect: self.config.connect_timeout,
             idle: self.config.idle_timeout,
+            custody: self.config.custody_delay,
         }
     }
 
@@ -334,26 +373,40 @@ impl Engine {
         Some(result)
     }
 
-    /// Moves the limits' counts from what a flow held (`before`) to what it holds now.
+    /// Moves the limits' counts, this engine's and the shared ones, from what a flow of
+    /// `client` held (`before`) to what it holds now.
     fn account(&mut self, client: Ipv4Addr, before: Usage, after: Usage) {
         match (before.half_open, after.half_open) {
-            (false, true) => self.half_open += 1,
-            (true, false) => self.half_open = self.half_open.saturating_sub(1),
-            _ => {}
-        }
-        match (before.peeking, after.peeking) {
-            (false, true) => *self.peeking.entry(client).or_insert(0) += 1,
+            (false, true) => {
+                self.half_open += 1;
+                self.shared.add_half_open(1);
+            }
             (true, false) => {
-                if let Some(n) = self.peeking.get_mut(&client) {
-                    *n = n.saturating_sub(1);
-                    if *n == 0 {
-                        self.peeking.remove(&client);
-                    }
-                }
+                self.half_open = self.half_open.saturating_sub(1);
+                self.shared.sub_half_open(1);
             }
             _ => {}
         }
-        self.peek_bytes = (self.peek_bytes + after.peek_bytes).saturating_sub(before.peek_bytes);
+        match (before.peeking, after.peeking) {
+            (false, true) => {
+                self.peeking += 1;
+                self.shared.hold(client);
+            }
+            (true, false) => {
+                self.peeking = self.peeking.saturating_sub(1);
+                self.shared.release(client);
+            }
+            _ => {}
+        }
+        if after.peek_bytes > before.peek_bytes {
+            let grown = after.peek_bytes - before.peek_bytes;
+            self.peek_bytes += grown;
+            self.shared.add_peek_bytes(grown);
+        } else {
+            let freed = before.peek_bytes - after.peek_bytes;
+            self.peek_bytes = self.peek_bytes.saturating_sub(freed);
+            self.shared.sub_peek_bytes(freed);
+        }
     }
 
     /// Frees flow `id`, counts its outcome and queues its access-log event.
@@ -411,5 +464,20 @@ impl Engine {
     fn ident(&mut self) -> u16 {
         self.next_ident = self.next_ident.wrapping_add(1);
         self.next_ident
+    }
+}
+
+impl Drop for Engine {
+    /// Gives back to the shared limits what this engine's flows hold (an engine dropped
+    /// while others run on, as after a failed restore, must not leave its counts behind).
+    fn drop(&mut self) {
+        let held: Vec<(Ipv4Addr, Usage)> = self
+            .flows
+            .iter()
+            .map(|(_, key, _, flow)| (key.client, flow.usage()))
+            .collect();
+        for (client, usage) in held {
+            self.account(client, usage, Usage::default());
+        }
     }
 }

@@ -39,7 +39,11 @@ impl Engine {
     ) -> Verdict {
         let limits = PeekLimits {
             cap: self.config.peek_cap,
-            budget: self.config.max_peek_bytes.saturating_sub(self.peek_bytes),
+            budget: self
+                .config
+                .max_peek_bytes
+                .saturating_sub(self.shared.peek_bytes()),
+            now,
         };
         let Some(setup) = self.step(id, |flow| flow.client_setup(seg, payload, limits)) else {
             return Verdict::Dropped(DropReason::ClientNoFlow);
@@ -48,7 +52,11 @@ impl Engine {
             self.stats.drop(reason);
         }
         match setup.step {
-            SetupStep::Consumed => Verdict::Consumed,
+            SetupStep::Consumed => {
+                // New bytes may have brought the custody timer forward.
+                self.rearm(id);
+                Verdict::Consumed
+            }
             SetupStep::Drop(reason) => Verdict::Dropped(reason),
             SetupStep::DropWithRst(reason) => {
                 self.send_rst_to_client(&key, seg, out);
@@ -59,6 +67,14 @@ impl Engine {
                     self.resend_synack(&key, &conn, out);
                 }
                 Verdict::Consumed
+            }
+            SetupStep::Ack => {
+                self.send_endpoint_ack(now, id, out);
+                Verdict::Consumed
+            }
+            SetupStep::Challenge(reason) => {
+                self.challenge(now, id, out);
+                reason.map_or(Verdict::Consumed, Verdict::Dropped)
             }
             SetupStep::Finish { outcome, reset } => {
                 if reset {

@@ -49,7 +49,7 @@ use crate::time::Time;
 pub const MAGIC: [u8; 8] = *b"KRCSNAP\n";
 /// The format this build writes and reads. Any change to what a snapshot holds, or how,
 /// takes a new number: a build refuses every version but its own.
-pub const SNAPSHOT_VERSION: u16 = 1;
+pub const SNAPSHOT_VERSION: u16 = 2;
 /// Magic, version, body length and checksum.
 const HEADER_LEN: usize = 8 + 2 + 8 + 8;
 
@@ -252,6 +252,17 @@ fn write_counters(w: &mut Writer, e: &Engine) {
     for v in [s.made, s.cookies_sent, s.cookies_accepted, s.spliced] {
         w.u64(v);
     }
+    for v in [
+        s.cookies_for_address,
+        s.deferred,
+        s.pressure_cuts,
+        s.custody_taken,
+        s.custody_retransmits,
+        s.challenge_acks,
+        s.challenge_acks_limited,
+    ] {
+        w.u64(v);
+    }
 }
 
 fn read_counters(r: &mut Reader<'_>, e: &mut Engine) -> Result<(), SnapshotError> {
@@ -276,5 +287,12 @@ fn read_counters(r: &mut Reader<'_>, e: &mut Engine) -> Result<(), SnapshotError
     s.cookies_sent = r.u64()?;
     s.cookies_accepted = r.u64()?;
     s.spliced = r.u64()?;
+    s.cookies_for_address = r.u64()?;
+    s.deferred = r.u64()?;
+    s.pressure_cuts = r.u64()?;
+    s.custody_taken = r.u64()?;
+    s.custody_retransmits = r.u64()?;
+    s.challenge_acks = r.u64()?;
+    s.challenge_acks_limited = r.u64()?;
     Ok(())
 }

@@ -26,8 +26,14 @@ pub struct Stats {
     pub bytes: [u64; 2],
     /// Packets Kracauer made itself (SYN-ACKs, RSTs, SYNs, ACKs, peeked data, refusals).
     pub made: u64,
-    /// SYN-ACKs answered with a cookie because the half-open table was full.
+    /// SYN-ACKs answered with a cookie (the half-open bound or the flow table reached, or
+    /// the client address holding its allowance of unnamed connections).
     pub cookies_sent: u64,
+    /// Of those, the cookies sent because the address held its allowance.
+    pub cookies_for_address: u64,
+    /// Cookie ACKs without data from an address holding its allowance, taken without
+    /// making a flow (the client's first bytes make it).
+    pub deferred: u64,
     /// Connections established from a valid cookie.
     pub cookies_accepted: u64,
     /// Flows that reached the spliced state.
@@ -39,6 +45,16 @@ pub struct Stats {
     pub failovers: u64,
     /// Flows refused because no backend of their route was up.
     pub no_backend: u64,
+    /// Unnamed flows cut under pressure (docs/robustness.md, "Many users behind one
+    /// address").
+    pub pressure_cuts: u64,
+    /// Peeks whose bytes Kracauer acknowledged itself (custody taken).
+    pub custody_taken: u64,
+    /// Custody bytes sent again to a backend (segments).
+    pub custody_retransmits: u64,
+    /// RFC 5961 challenge ACKs sent, and those the rate limit held back.
+    pub challenge_acks: u64,
+    pub challenge_acks_limited: u64,
 }
 
 /// How many [`PeekPath`]s there are.
@@ -117,6 +133,13 @@ impl Stats {
         self.spliced += other.spliced;
         self.failovers += other.failovers;
         self.no_backend += other.no_backend;
+        self.cookies_for_address += other.cookies_for_address;
+        self.deferred += other.deferred;
+        self.pressure_cuts += other.pressure_cuts;
+        self.custody_taken += other.custody_taken;
+        self.custody_retransmits += other.custody_retransmits;
+        self.challenge_acks += other.challenge_acks;
+        self.challenge_acks_limited += other.challenge_acks_limited;
         for (mine, theirs) in self.peeks.iter_mut().zip(&other.peeks) {
             for (a, b) in mine.iter_mut().zip(theirs) {
                 *a += b;

@@ -11,8 +11,9 @@
 
 use core::time::Duration;
 
-use super::Conn;
+use super::custody::Custody;
 use super::spliced::Spliced;
+use super::{Conn, Phase};
 use crate::base::DropReason;
 use crate::name::HostName;
 use crate::route::{Candidate, Candidates};
@@ -29,6 +30,10 @@ pub(crate) const MAX_RTO: Duration = Duration::from_secs(60);
 #[derive(Debug)]
 pub struct Connect {
     pub buf: PeekBuffer,
+    /// Bytes from the start of the stream Kracauer acknowledged itself while peeking
+    /// (custody, see `flow/custody.rs`): the splice keeps them until the backend
+    /// acknowledges them.
+    pub acked: u32,
     pub name: Option<HostName>,
     /// When the name was found (the peek time is `named_at - created`).
     pub named_at: Time,
@@ -68,6 +73,20 @@ pub enum ConnectStep {
     Splice,
 }
 
+/// What a splice needs to take custody of bytes Kracauer acknowledged while peeking.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CustodyTimers {
+    /// The moment the backend's SYN-ACK arrived.
+    pub now: Time,
+    /// The largest MSS Kracauer sends (the IPv6 MTU's).
+    pub mss: u16,
+    /// The first retransmission interval of the backend SYN (the ceiling of custody's
+    /// first interval).
+    pub first_rto: Duration,
+    /// How long the backend has to acknowledge the custody bytes.
+    pub give_up: Duration,
+}
+
 /// What the engine sends the backend once the flow is spliced: the ACK of its SYN-ACK,
 /// with the bytes peeked from the client.
 #[derive(Debug)]
@@ -100,16 +119,17 @@ impl Connect {
         ConnectStep::Splice
     }
 
-    /// The backend answered with `synack`: the flow is spliced. `ws_k` is the window
-    /// scale Kracauer announced to the client, `k_tsval` the TSval its next segment to the
-    /// client would carry.
+    /// The backend answered with `synack`: the flow is spliced ([`Phase::Spliced`], or
+    /// [`Phase::Custody`] when Kracauer acknowledged some of the peeked bytes itself).
+    /// `ws_k` is the window scale Kracauer announced to the client, `k_tsval` the TSval
+    /// its next segment to the client would carry.
     pub fn splice(
         self,
         conn: &Conn,
         synack: &SegInfo,
-        ws_k: u8,
-        k_tsval: u32,
-    ) -> (Spliced, Handover) {
+        (ws_k, k_tsval): (u8, u32),
+        custody: CustodyTimers,
+    ) -> (Phase, Handover) {
         let backend = BackendSynAck {
             isn: synack.seq,
             wscale: synack.options.window_scale,
@@ -120,18 +140,54 @@ impl Connect {
             (true, Some(b_tsval)) => Some((conn.client_tsval, b_tsval)),
             _ => None,
         };
-        let handover = Handover {
-            buf: self.buf,
-            timestamps,
-            window: splice.window_to_backend(conn.client_window),
-            named_at: self.named_at,
-        };
+        let window = splice.window_to_backend(conn.client_window);
         let spliced = Spliced {
             splice,
             bytes: [0, 0],
             name: self.name,
         };
-        (spliced, handover)
+        if self.acked == 0 {
+            let handover = Handover {
+                buf: self.buf,
+                timestamps,
+                window,
+                named_at: self.named_at,
+            };
+            return (Phase::Spliced(spliced), handover);
+        }
+        // The SYN's round trip, from its last transmission (Karn's rule is moot: the
+        // estimate only bounds the first interval from above and below).
+        let sent_at = Time::from_micros(
+            self.retransmit_at
+                .as_micros()
+                .saturating_sub(self.rto.as_micros() as u64),
+        );
+        let rto = Custody::first_rto(custody.now.saturating_since(sent_at), custody.first_rto);
+        let ts_len = if timestamps.is_some() { 12 } else { 0 };
+        let mss = synack.options.mss.unwrap_or(536).min(custody.mss);
+        let handover = Handover {
+            buf: self.buf.clone(),
+            timestamps,
+            window,
+            named_at: self.named_at,
+        };
+        let custody = Custody {
+            spliced,
+            buf: self.buf,
+            acked: self.acked,
+            backend_acked: 0,
+            sent: 0,
+            backend_window: u32::from(synack.window),
+            retransmit_at: custody.now + rto,
+            rto,
+            until: custody.now + custody.give_up,
+            ack: synack.seq + 1,
+            window,
+            timestamps,
+            segment: mss.saturating_sub(ts_len).max(1),
+            backend_next: synack.seq + 1,
+        };
+        (Phase::Custody(Box::new(custody)), handover)
     }
 
     /// The backend being tried.

@@ -11,6 +11,7 @@
 //! | [`Peek`] | the peek buffer | [`Connect`], [`Refused`], or the end |
 //! | [`Connect`] | the peeked bytes, the name, the backends to try, the SYN timers | [`Spliced`], or the end |
 //! | [`Spliced`] | the [`Splice`](crate::tcp::splice::Splice), byte counts, the name | [`Closing`] |
+//! | [`Custody`] | the spliced state, and bytes Kracauer acknowledged itself until the backend does | [`Spliced`], [`Closing`], or the end |
 //! | [`Refused`] | the answer sent, until when to linger | the end |
 //! | [`Closing`] | the spliced state, until when to linger | the end |
 //!
@@ -22,6 +23,7 @@
 //! [`Flow::usage`], so no transition can forget to give it back.
 
 pub mod connect;
+pub mod custody;
 pub mod setup;
 pub mod snapshot;
 pub mod spliced;
@@ -32,6 +34,7 @@ use core::fmt;
 use core::time::Duration;
 
 pub use self::connect::Connect;
+pub use self::custody::Custody;
 pub use self::setup::{Peek, Unnamed};
 pub use self::spliced::{Closing, Refusal, Refused, Spliced};
 use crate::base::{Outcome, PeekPath, Protocol};
@@ -104,6 +107,9 @@ pub enum Phase {
     Connect(Box<Connect>),
     /// Every packet is translated.
     Spliced(Spliced),
+    /// Every packet is translated, and bytes Kracauer acknowledged to the client while
+    /// peeking are kept (and retransmitted) until the backend acknowledges them.
+    Custody(Box<Custody>),
     /// The name was refused: the answer (alert or 421) and FIN were sent; ACKing the
     /// client's close until the linger ends.
     Refused(Refused),
@@ -121,6 +127,9 @@ pub struct Timeouts {
     pub connect: Duration,
     /// Longest quiet spell of a spliced flow.
     pub idle: Duration,
+    /// How long a stalled peek waits before Kracauer acknowledges its bytes (zero:
+    /// never).
+    pub custody: Duration,
 }
 
 /// What a flow's timer coming due means.
@@ -132,6 +141,12 @@ pub enum Expiry {
     RetransmitSyn,
     /// The backend being tried stayed silent past its attempt: try the next one.
     NextBackend,
+    /// A peek stalled with bytes not acknowledged: Kracauer acknowledges them itself.
+    TakeCustody,
+    /// Custody bytes the backend has not acknowledged go again.
+    RetransmitCustody,
+    /// The backend did not acknowledge the custody bytes in time: both ends are reset.
+    CustodyLost,
     /// The flow ends; `reset` says whether the client gets a RST first (Kracauer is its
     /// endpoint until the splice).
     Finish { outcome: Outcome, reset: bool },
@@ -179,6 +194,10 @@ impl Flow {
                 peek_bytes: c.buf.capacity(),
                 ..Usage::default()
             },
+            Phase::Custody(c) => Usage {
+                peek_bytes: c.buf.capacity(),
+                ..Usage::default()
+            },
             Phase::Spliced(_) | Phase::Refused(_) | Phase::Closing(_) => Usage::default(),
         }
     }
@@ -187,6 +206,7 @@ impl Flow {
     pub fn spliced(&self) -> Option<&Spliced> {
         match &self.phase {
             Phase::Spliced(s) => Some(s),
+            Phase::Custody(c) => Some(&c.spliced),
             Phase::Closing(c) => Some(&c.spliced),
             _ => None,
         }
@@ -196,6 +216,7 @@ impl Flow {
     pub fn spliced_mut(&mut self) -> Option<&mut Spliced> {
         match &mut self.phase {
             Phase::Spliced(s) => Some(s),
+            Phase::Custody(c) => Some(&mut c.spliced),
             Phase::Closing(c) => Some(&mut c.spliced),
             _ => None,
         }
@@ -204,12 +225,14 @@ impl Flow {
     /// The moment this flow next needs attention.
     pub fn deadline(&self, t: &Timeouts) -> Time {
         match &self.phase {
-            Phase::Handshake | Phase::Peek(_) => self.created + t.peek,
+            Phase::Handshake => self.created + t.peek,
+            Phase::Peek(p) => (self.created + t.peek).min(p.custody_due(t.custody)),
             Phase::Connect(c) => c
                 .retransmit_at
                 .min(c.named_at + t.connect)
                 .min(c.attempt_until.unwrap_or(Time::NEVER)),
             Phase::Spliced(_) => self.last_seen + t.idle,
+            Phase::Custody(c) => (self.last_seen + t.idle).min(c.retransmit_at).min(c.until),
             Phase::Refused(r) => r.until,
             Phase::Closing(c) => c.until,
         }
@@ -222,7 +245,13 @@ impl Flow {
             return Expiry::NotYet(deadline);
         }
         let (outcome, reset) = match &self.phase {
+            Phase::Peek(p) if now < self.created + t.peek && p.custody_due(t.custody) <= now => {
+                return Expiry::TakeCustody;
+            }
             Phase::Handshake | Phase::Peek(_) => (Outcome::PeekTimeout, true),
+            Phase::Custody(c) if c.until <= now => return Expiry::CustodyLost,
+            Phase::Custody(c) if c.retransmit_at <= now => return Expiry::RetransmitCustody,
+            Phase::Custody(_) => (Outcome::IdleTimeout, false),
             Phase::Connect(c) if now < c.named_at + t.connect => {
                 if c.attempt_until.is_some_and(|until| until <= now) {
                     return Expiry::NextBackend;
@@ -242,6 +271,7 @@ impl Flow {
     pub fn into_log(self) -> (Option<HostName>, [u64; 2]) {
         match self.phase {
             Phase::Spliced(s) => (s.name, s.bytes),
+            Phase::Custody(c) => (c.spliced.name, c.spliced.bytes),
             Phase::Closing(c) => (c.spliced.name, c.spliced.bytes),
             Phase::Connect(c) => (c.name, [0, 0]),
             Phase::Handshake | Phase::Peek(_) | Phase::Refused(_) => (None, [0, 0]),

@@ -2,12 +2,23 @@
 //! wait for the backend (docs/architecture.md, "The splice", steps 1 to 4).
 //!
 //! Kracauer answered the SYN itself, so until the splice it plays the server: it checks
-//! the client's ACK against its own ISN, takes RSTs only at the sequence it expects
-//! (RFC 5961 §3.2), answers a retransmitted SYN with the identical SYN-ACK, and collects
-//! the client's first bytes by sequence number without acknowledging them. When the
-//! contiguous bytes name the host (or show that nothing will), the step says so and the
-//! engine chooses the backend.
-
+//! the client's ACK against its own ISN, answers a retransmitted SYN with the identical
+//! SYN-ACK, and collects the client's first bytes by sequence number without
+//! acknowledging them. When the contiguous bytes name the host (or show that nothing
+//! will), the step says so and the engine chooses the backend.
+//!
+//! RFC 5961, where Kracauer is the endpoint: a RST resets only at exactly the next
+//! sequence expected (what Kracauer acknowledged, or what it holds); any other RST inside
+//! the window it announced, a SYN once the handshake is over, and an ACK field that
+//! acknowledges what Kracauer never sent get a challenge ACK ([`SetupStep::Challenge`],
+//! rate-limited by the engine) and are dropped. Only in the handshake does a wrong ACK
+//! field get a RST (RFC 9293, SYN-RECEIVED).
+//!
+//! Custody: a peek that stalls with bytes it has not acknowledged (a client whose Nagle
+//! holds the rest of its hello until the first segment is acknowledged) is acknowledged
+//! by Kracauer after the engine's custody delay ([`Peek::take_custody`]). From then on
+//! those bytes are Kracauer's to deliver: they travel with the flow into `Connect` and
+//! the splice (`flow/custody.rs`).
 use super::connect::{Connect, SynTimers};
 use super::spliced::{Refusal, Refused};
 use super::{Conn, Flow, Phase};
@@ -21,10 +32,19 @@ use crate::tcp::seg::SegInfo;
 use crate::time::Time;
 
 /// Peeking: the client's bytes so far.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Peek {
     pub buf: PeekBuffer,
+    /// Bytes from the start of the stream that Kracauer acknowledged itself (custody).
+    pub acked: u32,
+    /// When the last new byte arrived (or the peek began): the custody delay counts from
+    /// here.
+    pub progress_at: Time,
 }
+
+/// The window Kracauer announced in its SYN-ACK (unscaled, RFC 7323): what a client may
+/// send past the sequence Kracauer acknowledges.
+pub const ANNOUNCED_WINDOW: u32 = 65_535;
 
 /// What the engine lends a flow for one client segment.
 #[derive(Debug, Clone, Copy)]
@@ -33,6 +53,8 @@ pub struct PeekLimits {
     pub cap: usize,
     /// Peek-buffer bytes the engine may still hand out.
     pub budget: usize,
+    /// The engine's time.
+    pub now: Time,
 }
 
 /// A client segment's effect while the flow is being set up.
@@ -55,6 +77,13 @@ pub enum SetupStep {
     DropWithRst(DropReason),
     /// The client retransmitted its SYN: send the identical SYN-ACK.
     SynAck,
+    /// The client sent again bytes Kracauer acknowledged (its ACK was lost): acknowledge
+    /// them again.
+    Ack,
+    /// RFC 5961: answer with a challenge ACK (the engine limits how many it sends); the
+    /// segment is dropped and counted under the reason, if any (a duplicate of the
+    /// flow's own SYN is not counted).
+    Challenge(Option<DropReason>),
     /// The flow ends; `reset` sends the client a RST first.
     Finish { outcome: Outcome, reset: bool },
     /// The contiguous bytes named the host (`None`: a complete hello or request without a
@@ -78,9 +107,11 @@ pub enum Unnamed {
     /// Longer than the peek cap before the name could be read.
     TooLarge,
     /// The client stopped sending before the name could be read: it retransmits bytes
-    /// already held (it waits for an acknowledgement, which a peek never gives) with at
-    /// least [`STALL_MIN_BYTES`] held. A hello or head larger than the client's initial
-    /// congestion window ends here.
+    /// already held (it waits for an acknowledgement, which a peek gives only by taking
+    /// custody) with at least [`STALL_MIN_BYTES`] held and none acknowledged. With
+    /// custody off, a hello or head larger than the client's initial congestion window
+    /// ends here; with it on, custody acknowledges the flight before the client's
+    /// retransmission timer fires.
     Stalled,
     /// Names that disagree (two different TLS `host_name`s in one list): refused even
     /// with a default backend, since choosing one could send the client to a tenant it did
@@ -178,32 +209,53 @@ fn setup_step(
     counted: &mut Option<DropReason>,
 ) -> (Phase, SetupStep) {
     use DropReason as D;
+    let (acked, contiguous, furthest) = held(&phase);
+    let base = conn.c_isn + 1;
     if seg.rst() {
-        // RFC 5961 §3.2: only a RST at exactly the next expected sequence resets. Behind
-        // a hole (a lost segment) the client's next sequence is not ours: its RST then
+        // RFC 5961 §3.2: only a RST at exactly the next expected sequence resets: what
+        // Kracauer acknowledged (a RST answering a challenge ACK), or right after the
+        // bytes it holds. Behind a hole (a lost segment) the client's next sequence
         // sits exactly after the furthest byte received.
-        let (contiguous, furthest) = held(&phase);
-        let base = conn.c_isn + 1;
-        if seg.seq == base + contiguous || seg.seq == base + furthest {
+        if [acked, contiguous, furthest].contains(&(seg.seq - base)) {
             let finish = SetupStep::Finish {
                 outcome: Outcome::ClientReset,
                 reset: false,
             };
             return (phase, finish);
         }
+        // Inside the window Kracauer announced: a challenge ACK, which the real client
+        // answers with a RST at the exact sequence. Outside: dropped silently.
+        let offset = seg.seq - (base + acked);
+        if offset < ANNOUNCED_WINDOW && !matches!(phase, Phase::Handshake) {
+            return (phase, SetupStep::Challenge(Some(D::ClientOutOfWindow)));
+        }
         return (phase, SetupStep::Drop(D::ClientOutOfWindow));
     }
     if seg.syn() {
-        if seg.seq == conn.c_isn && !seg.ack_flag() {
-            return (phase, SetupStep::SynAck);
+        if matches!(phase, Phase::Handshake) {
+            if seg.seq == conn.c_isn && !seg.ack_flag() {
+                return (phase, SetupStep::SynAck);
+            }
+            return (phase, SetupStep::Drop(D::ClientOutOfWindow));
         }
-        return (phase, SetupStep::Drop(D::ClientOutOfWindow));
+        // RFC 5961 §4: a SYN on a synchronized connection gets a challenge ACK; a client
+        // that really started over answers it with a RST, and its next SYN starts fresh.
+        // A duplicate of the flow's own SYN is answered the same way, but is no fault.
+        let fault = (seg.seq != conn.c_isn || seg.ack_flag()).then_some(D::ClientOutOfWindow);
+        return (phase, SetupStep::Challenge(fault));
     }
     if !seg.ack_flag() {
         return (phase, SetupStep::Drop(D::ClientBadFlags));
     }
     if seg.ack != conn.k_isn + 1 {
-        return (phase, SetupStep::DropWithRst(D::ClientOutOfWindow));
+        // Kracauer has sent nothing but its SYN: any other ACK number acknowledges bytes
+        // never sent. In the handshake that is answered with a RST (RFC 9293); once
+        // established, RFC 5961 §5.2 asks for a challenge ACK and the segment, data and
+        // all, is dropped (blind data injection).
+        return match phase {
+            Phase::Handshake => (phase, SetupStep::DropWithRst(D::ClientOutOfWindow)),
+            _ => (phase, SetupStep::Challenge(Some(D::ClientOutOfWindow))),
+        };
     }
     if let Some((tsval, _)) = seg.options.timestamps {
         if conn.client.timestamps {
@@ -213,16 +265,24 @@ fn setup_step(
     conn.client_window = seg.window;
     let mut phase = match phase {
         // The handshake's ACK: the client is established, and peeking begins.
-        Phase::Handshake => Phase::Peek(Box::default()),
+        Phase::Handshake => Phase::Peek(Box::new(Peek::new(limits.now))),
         other => other,
     };
     if !payload.is_empty() {
-        let offset = (seg.seq - (conn.c_isn + 1)) as i32;
+        let offset = (seg.seq - base) as i32;
         let (inserted, buf) = match &mut phase {
-            Phase::Peek(p) => (insert(&mut p.buf, offset, payload, limits), Some(&p.buf)),
+            Phase::Peek(p) => {
+                let inserted = insert(&mut p.buf, offset, payload, limits);
+                if matches!(inserted, Ok(Inserted::PrefixGrew | Inserted::Kept)) {
+                    p.progress_at = limits.now;
+                }
+                (inserted, Some(&p.buf))
+            }
             Phase::Connect(c) => (insert(&mut c.buf, offset, payload, limits), None),
             _ => (Ok(Inserted::Nothing), None),
         };
+        let within_acked =
+            offset >= 0 && (offset as u64) + payload.len() as u64 <= u64::from(acked);
         match (inserted, buf) {
             (Err(reason), _) => *counted = Some(reason),
             (Ok(Inserted::TooFragmented), _) => *counted = Some(D::ClientPeekHoles),
@@ -235,7 +295,13 @@ fn setup_step(
                     Peeked::Name(name) => return (phase, SetupStep::Named(name)),
                 }
             }
-            (Ok(Inserted::Nothing), Some(buf)) if stalled(buf, offset, payload.len()) => {
+            // Bytes Kracauer acknowledged, sent again: its ACK was lost.
+            (Ok(Inserted::Nothing), _) if within_acked && !seg.fin() => {
+                return (phase, SetupStep::Ack);
+            }
+            (Ok(Inserted::Nothing), Some(buf))
+                if acked == 0 && stalled(buf, offset, payload.len()) =>
+            {
                 return (phase, SetupStep::Unnamed(Unnamed::Stalled));
             }
             _ => {}
@@ -247,7 +313,7 @@ fn setup_step(
         // the client to retransmit (it is not acknowledged).
         if let Phase::Peek(p) = &phase {
             let held = p.buf.contiguous().len();
-            let received_end = conn.c_isn + 1 + held as u32;
+            let received_end = base + held as u32;
             if seg.seq + seg.payload_len == received_end {
                 let why = if held == 0 {
                     Unnamed::NotProtocol
@@ -272,14 +338,15 @@ fn stalled(buf: &PeekBuffer, offset: i32, len: usize) -> bool {
         && (offset as usize).saturating_add(len) <= held
 }
 
-/// Bytes of the client's stream held without a hole, and up to the furthest byte held.
-fn held(phase: &Phase) -> (u32, u32) {
-    let buf = match phase {
-        Phase::Peek(p) => &p.buf,
-        Phase::Connect(c) => &c.buf,
-        _ => return (0, 0),
+/// Bytes of the client's stream Kracauer acknowledged, held without a hole, and held up
+/// to the furthest byte.
+fn held(phase: &Phase) -> (u32, u32, u32) {
+    let (buf, acked) = match phase {
+        Phase::Peek(p) => (&p.buf, p.acked),
+        Phase::Connect(c) => (&c.buf, c.acked),
+        _ => return (0, 0, 0),
     };
-    (buf.contiguous().len() as u32, buf.held() as u32)
+    (acked, buf.contiguous().len() as u32, buf.held() as u32)
 }
 
 /// Adds client bytes to a peek buffer, unless the buffer would have to grow by more than
@@ -299,6 +366,32 @@ fn insert(
 }
 
 impl Peek {
+    /// A peek that begins at `now` (the handshake's ACK).
+    pub fn new(now: Time) -> Self {
+        Self {
+            buf: PeekBuffer::new(),
+            acked: 0,
+            progress_at: now,
+        }
+    }
+
+    /// When this peek's bytes are due to be acknowledged by Kracauer (`delay` after the
+    /// last new byte, while some contiguous bytes are not yet acknowledged), or
+    /// [`Time::NEVER`] (nothing to acknowledge, or `delay` zero: custody is off).
+    pub fn custody_due(&self, delay: core::time::Duration) -> Time {
+        if delay.is_zero() || self.buf.contiguous().len() as u32 <= self.acked {
+            return Time::NEVER;
+        }
+        self.progress_at + delay
+    }
+
+    /// Kracauer acknowledges every contiguous byte it holds: from now on they are its to
+    /// deliver. Returns the sequence number it acknowledges up to, from `conn`.
+    pub fn take_custody(&mut self, conn: &Conn) -> crate::wire::SeqNumber {
+        self.acked = self.acked.max(self.buf.contiguous().len() as u32);
+        conn.c_isn + 1 + self.acked
+    }
+
     /// The name is known and the backend of attempt `attempt` of `candidates` indexed:
     /// wait for it, holding the peeked bytes to send once a backend answers.
     pub fn connect(
@@ -310,6 +403,7 @@ impl Peek {
     ) -> Connect {
         let mut c = Connect {
             buf: self.buf,
+            acked: self.acked,
             name,
             named_at: now,
             retransmit_at: now,
@@ -352,6 +446,12 @@ impl Refused {
             (Protocol::Http, Refusal::TooLarge) => http::HEADERS_TOO_LARGE_RESPONSE,
         }
     }
+}
+
+/// Whether `bytes`, the first a client sent, end the peek by themselves: they name the
+/// host, or show that nothing will.
+pub fn names_at_once(protocol: Protocol, bytes: &[u8], cap: usize) -> bool {
+    !matches!(peek(protocol, bytes, cap), Peeked::NeedMore)
 }
 
 /// Runs the peeker for `protocol` over the contiguous bytes.

@@ -21,6 +21,7 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 use core::time::Duration;
 
 use super::connect::{Connect, MAX_RTO};
+use super::custody::Custody;
 use super::setup::Peek;
 use super::spliced::{Closing, Refusal, Refused, Spliced};
 use super::{Conn, Flow, Phase};
@@ -337,7 +338,7 @@ pub fn read_flow(
     // Only the phases after the name have a backend, and those always have one.
     let needs_backend = matches!(
         phase,
-        Phase::Connect(_) | Phase::Spliced(_) | Phase::Closing(_)
+        Phase::Connect(_) | Phase::Spliced(_) | Phase::Custody(_) | Phase::Closing(_)
     );
     if needs_backend != indexed {
         return Err(SnapshotError::BadField("backend index"));
@@ -397,6 +398,7 @@ const CONNECT: u8 = 2;
 const SPLICED: u8 = 3;
 const REFUSED: u8 = 4;
 const CLOSING: u8 = 5;
+const CUSTODY: u8 = 6;
 
 fn write_phase(w: &mut Writer, phase: &Phase, now: Time) {
     match phase {
@@ -404,6 +406,8 @@ fn write_phase(w: &mut Writer, phase: &Phase, now: Time) {
         Phase::Peek(p) => {
             w.u8(PEEK);
             w.bytes(p.buf.contiguous());
+            w.u32(p.acked);
+            w.time(p.progress_at, now);
         }
         Phase::Connect(c) => {
             w.u8(CONNECT);
@@ -412,6 +416,10 @@ fn write_phase(w: &mut Writer, phase: &Phase, now: Time) {
         Phase::Spliced(s) => {
             w.u8(SPLICED);
             write_spliced(w, s);
+        }
+        Phase::Custody(c) => {
+            w.u8(CUSTODY);
+            write_custody(w, c, now);
         }
         Phase::Refused(f) => {
             w.u8(REFUSED);
@@ -451,11 +459,18 @@ fn refusal_of(code: u8) -> Result<Refusal, SnapshotError> {
 fn read_phase(r: &mut Reader<'_>, now: Time, peek_cap: usize) -> Result<Phase, SnapshotError> {
     Ok(match r.u8()? {
         HANDSHAKE => Phase::Handshake,
-        PEEK => Phase::Peek(Box::new(Peek {
-            buf: read_peek_bytes(r, peek_cap)?,
-        })),
+        PEEK => {
+            let buf = read_peek_bytes(r, peek_cap)?;
+            let acked = read_acked(r, &buf, "peek acknowledged")?;
+            Phase::Peek(Box::new(Peek {
+                buf,
+                acked,
+                progress_at: r.time(now)?,
+            }))
+        }
         CONNECT => Phase::Connect(Box::new(read_connect(r, now, peek_cap)?)),
         SPLICED => Phase::Spliced(read_spliced(r)?),
+        CUSTODY => Phase::Custody(Box::new(read_custody(r, now, peek_cap)?)),
         REFUSED => Phase::Refused(Refused {
             ack: SeqNumber(r.u32()?),
             until: r.time(now)?,
@@ -481,6 +496,7 @@ fn read_phase(r: &mut Reader<'_>, now: Time, peek_cap: usize) -> Result<Phase, S
 /// The connecting phase, kept in one place: its fields grow (backend failover).
 fn write_connect(w: &mut Writer, c: &Connect, now: Time) {
     w.bytes(c.buf.contiguous());
+    w.u32(c.acked);
     w.name(c.name.as_ref());
     w.time(c.named_at, now);
     w.time(c.retransmit_at, now);
@@ -502,6 +518,7 @@ fn write_connect(w: &mut Writer, c: &Connect, now: Time) {
 
 fn read_connect(r: &mut Reader<'_>, now: Time, peek_cap: usize) -> Result<Connect, SnapshotError> {
     let buf = read_peek_bytes(r, peek_cap)?;
+    let acked = read_acked(r, &buf, "connect acknowledged")?;
     let name = r.name("connecting name")?;
     let named_at = r.time(now)?;
     let retransmit_at = r.time(now)?;
@@ -531,6 +548,7 @@ fn read_connect(r: &mut Reader<'_>, now: Time, peek_cap: usize) -> Result<Connec
     };
     Ok(Connect {
         buf,
+        acked,
         name,
         named_at,
         retransmit_at,
@@ -548,6 +566,83 @@ fn read_peek_bytes(r: &mut Reader<'_>, cap: usize) -> Result<PeekBuffer, Snapsho
     let mut buf = PeekBuffer::new();
     buf.insert(0, bytes, cap);
     Ok(buf)
+}
+
+/// How many of `buf`'s bytes Kracauer acknowledged: at most what it holds without a hole
+/// (a snapshot that says more could not deliver them).
+fn read_acked(
+    r: &mut Reader<'_>,
+    buf: &PeekBuffer,
+    field: &'static str,
+) -> Result<u32, SnapshotError> {
+    let acked = r.u32()?;
+    if acked as usize > buf.contiguous().len() {
+        return Err(SnapshotError::BadField(field));
+    }
+    Ok(acked)
+}
+
+/// A custody flow: its spliced state, then the bytes in custody and their timers.
+fn write_custody(w: &mut Writer, c: &Custody, now: Time) {
+    write_spliced(w, &c.spliced);
+    w.bytes(c.buf.contiguous());
+    w.u32(c.acked);
+    w.u32(c.backend_acked);
+    w.u32(c.sent);
+    w.u32(c.backend_window);
+    w.time(c.retransmit_at, now);
+    w.duration(c.rto);
+    w.time(c.until, now);
+    w.u32(c.ack.0);
+    w.u16(c.window);
+    w.bool(c.timestamps.is_some());
+    let (tsval, tsecr) = c.timestamps.unwrap_or((0, 0));
+    w.u32(tsval);
+    w.u32(tsecr);
+    w.u16(c.segment);
+    w.u32(c.backend_next.0);
+}
+
+fn read_custody(r: &mut Reader<'_>, now: Time, peek_cap: usize) -> Result<Custody, SnapshotError> {
+    let spliced = read_spliced(r)?;
+    let buf = read_peek_bytes(r, peek_cap)?;
+    let acked = read_acked(r, &buf, "custody bytes")?;
+    let backend_acked = r.u32()?;
+    let sent = r.u32()?;
+    if acked == 0 || backend_acked > acked || sent > acked {
+        return Err(SnapshotError::BadField("custody acknowledgements"));
+    }
+    let backend_window = r.u32()?;
+    let retransmit_at = r.time(now)?;
+    let rto = r.duration()?;
+    if rto.is_zero() || rto > MAX_RTO {
+        return Err(SnapshotError::BadField("custody retransmission interval"));
+    }
+    let until = r.time(now)?;
+    let ack = SeqNumber(r.u32()?);
+    let window = r.u16()?;
+    let has_timestamps = r.bool("custody timestamps")?;
+    let timestamps = (r.u32()?, r.u32()?);
+    let segment = r.u16()?;
+    if segment == 0 {
+        return Err(SnapshotError::BadField("custody segment size"));
+    }
+    Ok(Custody {
+        spliced,
+        buf,
+        acked,
+        backend_acked,
+        sent,
+        backend_window,
+        retransmit_at,
+        rto,
+        until,
+        ack,
+        window,
+        timestamps: has_timestamps.then_some(timestamps),
+        segment,
+        backend_next: SeqNumber(r.u32()?),
+    })
 }
 
 fn write_spliced(w: &mut Writer, s: &Spliced) {

@@ -61,33 +61,6 @@ fn a_backend_that_refuses_gets_the_client_reset_at_once() {
     assert_eq!(w.backend_reset_at_ms(), None, "{}", w.report());
 }
 
-/// Known limitation, recorded as behaviour so that a change shows up: a client whose
-/// Nagle is RFC 896's (hold a short segment while anything is unacknowledged) and that
-/// does not set TCP_NODELAY sends a ClientHello longer than one MSS as a full segment,
-/// then waits for an ACK before sending the short rest. Kracauer does not acknowledge
-/// while peeking (it never takes custody of client bytes), so the name never comes and
-/// the client is reset at the peek deadline. Linux (Minshall's variant of Nagle) and
-/// browsers and curl (TCP_NODELAY) are not affected.
-#[test]
-fn a_classic_nagle_client_with_a_two_segment_hello_is_reset_at_the_peek_deadline() {
-    let mut w = World::new(Setup {
-        client_classic_nagle: true,
-        client_waits_for_fin: true,
-        client_payload: 0,
-        ..Setup::tls(67, hello::RUSTLS_PQ)
-    });
-    let done = w.run_until(30_000, |w| w.client_state() == Some(State::Closed));
-    assert!(done, "{}", w.report());
-    assert_eq!(w.engine.stats().spliced, 0, "{}", w.report());
-    let at = w.client_reset_at_ms().expect("reset");
-    assert!(
-        (5_000..5_100).contains(&at),
-        "reset at {at} ms\n{}",
-        w.report()
-    );
-    ended(&w, Outcome::PeekTimeout);
-}
-
 #[test]
 fn an_unreachable_backend_gets_the_client_reset_at_once() {
     // docs/architecture.md, "The splice", step 4: an ICMPv6 error for the backend SYN fails the client fast.

@@ -26,3 +26,32 @@ pub fn with_unknown_name(hello: &[u8]) -> Vec<u8> {
     h[at] = b'b';
     h
 }
+
+/// `hello` grown by a padding extension (RFC 7685) of `extra` bytes of zeros (at least
+/// 4, the extension's header), every length field set to match: a hello of any size the
+/// peeker reads like the original.
+pub fn padded(hello: &[u8], extra: usize) -> Vec<u8> {
+    let mut h = hello.to_vec();
+    let sid = 5 + 4 + 2 + 32;
+    let suites = sid + 1 + usize::from(h[sid]);
+    let compression = suites + 2 + usize::from(u16::from_be_bytes([h[suites], h[suites + 1]]));
+    let ext_len_at = compression + 1 + usize::from(h[compression]);
+    let pad = extra.max(4) - 4;
+    h.extend_from_slice(&21u16.to_be_bytes());
+    h.extend_from_slice(&(pad as u16).to_be_bytes());
+    h.resize(h.len() + pad, 0);
+    let grow = |h: &mut Vec<u8>, at: usize, width: usize| {
+        let mut v = 0usize;
+        for i in 0..width {
+            v = v << 8 | usize::from(h[at + i]);
+        }
+        v += pad + 4;
+        for i in (0..width).rev() {
+            h[at + i] = (v >> (8 * (width - 1 - i))) as u8;
+        }
+    };
+    grow(&mut h, ext_len_at, 2);
+    grow(&mut h, 6, 3);
+    grow(&mut h, 3, 2);
+    h
+}

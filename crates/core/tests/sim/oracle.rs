@@ -1,7 +1,9 @@
 //! Checks each packet the engine translates against the one it was given: same flags
 //! and payload, one sequence offset for the whole flow, one timestamp offset each way,
 //! and a window that, scaled as each receiver scales it, says no more than the sender
-//! offered and at most one scale unit less.
+//! offered and at most one scale unit less. The one exception is custody: a backend
+//! acknowledgement below what the engine itself acknowledged to the client is raised to
+//! exactly that, with the window cut so that its right edge does not move right.
 
 use super::probe::{self, Seg};
 
@@ -26,6 +28,8 @@ pub struct Oracle {
     /// TSecr shift client→backend, TSval shift backend→client.
     ts_up: Option<u32>,
     ts_down: Option<u32>,
+    /// The furthest client byte the engine acknowledged itself (custody).
+    engine_acked: Option<u32>,
 }
 
 /// The window scale each side applies to the other's window fields.
@@ -78,6 +82,16 @@ fn same<T: PartialEq + Copy + std::fmt::Debug>(
 }
 
 impl Oracle {
+    /// The engine acknowledged client bytes up to `ack` itself.
+    pub fn engine_acked(&mut self, ack: u32) {
+        let newer = self
+            .engine_acked
+            .is_none_or(|a| (ack.wrapping_sub(a) as i32) > 0);
+        if newer {
+            self.engine_acked = Some(ack);
+        }
+    }
+
     /// Checks one translation: `input` went into the engine, `output` came out.
     pub fn check(&mut self, h: &Handshakes, input: &[u8], output: &[u8]) -> Result<(), String> {
         let i = probe::parse(input)?;
@@ -89,6 +103,7 @@ impl Oracle {
             return Err("payload changed".into());
         }
         let up = !i.v6;
+        let mut custody = false;
         if up == o.v6 {
             // Translated to the other family, as expected.
         } else {
@@ -116,7 +131,21 @@ impl Oracle {
         } else {
             same(&mut self.delta, i.seq.wrapping_sub(o.seq), "δ")?;
             if i.ack_flag && i.ack != o.ack {
-                return Err("backend ACK number changed".into());
+                let raised =
+                    self.engine_acked == Some(o.ack) && (o.ack.wrapping_sub(i.ack) as i32) > 0;
+                if !raised {
+                    return Err("backend ACK number changed".into());
+                }
+                if let Some(s) = scales(h) {
+                    let edge_in = u64::from(i.ack) + (u64::from(i.window) << s.backend_own);
+                    let edge_out = u64::from(o.ack) + (u64::from(o.window) << s.client_reads);
+                    if edge_out > edge_in {
+                        return Err(format!(
+                            "a raised ACK moved the right edge: {edge_in} to {edge_out}"
+                        ));
+                    }
+                }
+                custody = true;
             }
             if let (Some((iv, ie)), Some((ov, oe))) = (i.ts, o.ts) {
                 if ie != oe {
@@ -128,7 +157,7 @@ impl Oracle {
                 return Err("backend SACK blocks changed".into());
             }
         }
-        if let (Some(s), false) = (scales(h), i.syn) {
+        if let (Some(s), false, false) = (scales(h), i.syn, custody) {
             let (inb, s_out) = if up {
                 (u64::from(i.window) << s.client_own, s.backend_reads)
             } else {

@@ -74,6 +74,8 @@ pub struct Setup {
     pub lose_first_data: bool,
     /// The client→engine link holds the first data segment back until the next one.
     pub reverse_first_data: bool,
+    /// The engine→backend link loses the first data segment (the handover's first).
+    pub lose_first_handover: bool,
     pub engine: EngineConfig,
     /// Client connections opened at once (from consecutive ports).
     pub connections: u16,
@@ -111,6 +113,7 @@ impl Setup {
             backend_black_hole: false,
             lose_first_data: false,
             reverse_first_data: false,
+            lose_first_handover: false,
             engine: engine_config(),
             connections: 1,
         }

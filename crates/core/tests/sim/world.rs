@@ -185,6 +185,7 @@ impl World {
         let mut to_backend = Link::new("k>b", f2, seed ^ 3);
         to_backend.strip = setup.backend_strip;
         to_backend.black_hole = setup.backend_black_hole;
+        to_backend.drop_first_data = setup.lose_first_handover;
         let mut from_backend = Link::new("b>k", f3, seed ^ 4);
         from_backend.clamp_mss = setup.backend_mss;
         let engine = Engine::new(setup.engine.clone(), routes()).expect("engine");
@@ -624,6 +625,12 @@ impl World {
                 if seg.v6 {
                     self.largest_made_to_backend =
                         self.largest_made_to_backend.max(seg.payload_len);
+                } else if seg.ack_flag && !(seg.syn || seg.fin || seg.rst) && seg.payload_len == 0 {
+                    // An ACK of the engine's own: custody of client bytes.
+                    self.oracles
+                        .entry(seg.dst_port)
+                        .or_default()
+                        .engine_acked(seg.ack);
                 }
             }
             self.emit(p);

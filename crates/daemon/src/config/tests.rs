@@ -390,6 +390,15 @@ fn bad_duration_names_key_and_gives_examples() {
 }
 
 #[test]
+fn custody_defaults_to_100ms_and_zero_turns_it_off() {
+    assert_eq!(Timeouts::default().custody, Duration::from_millis(100));
+    let c = parse_str(&format!("{GOOD}\n[timeouts]\ncustody = \"0s\"\n")).unwrap();
+    assert_eq!(c.timeouts.custody, Duration::ZERO);
+    let c = parse_str(&format!("{GOOD}\n[timeouts]\ncustody = \"40ms\"\n")).unwrap();
+    assert_eq!(c.timeouts.custody, Duration::from_millis(40));
+}
+
+#[test]
 fn zero_timeout_is_refused() {
     let e = error(&format!("{GOOD}\n[timeouts]\nlinger = \"0s\"\n"));
     assert!(

@@ -25,7 +25,7 @@ fn keys(plan: &Plan) -> Vec<&'static str> {
 fn route_changes_alone_need_no_restart() {
     let b = parse(&BASE.replace("a.example", "b.example"));
     assert!(needs_restart(&parse(BASE), &b).is_empty());
-    let plan = plan(&parse(BASE), &b, 2);
+    let plan = plan(&parse(BASE), &b);
     assert!(plan.restart.is_empty());
     assert!(!plan.reconfigures());
     assert_eq!(plan.in_force, b);
@@ -38,7 +38,7 @@ fn timeouts_and_limits_apply_live_but_max_flows_takes_a_restart() {
         "peek = \"10s\"\nidle = \"1h\"",
         "max_flows = 20000\nmax_half_open = 1001\npeek_bytes = 4096",
     ));
-    let plan = plan(&running, &new, 2);
+    let plan = plan(&running, &new);
     assert_eq!(plan.restart, ["limits.max_flows"]);
     assert_eq!(
         keys(&plan),
@@ -55,7 +55,7 @@ fn timeouts_and_limits_apply_live_but_max_flows_takes_a_restart() {
         [
             "timeouts.peek 5s -> 10s",
             "timeouts.idle 2h 4m -> 1h",
-            "limits.max_half_open 16384 -> 1001 (501 per worker)",
+            "limits.max_half_open 16384 -> 1001",
             "limits.peek_bytes 16384 -> 4096",
         ]
     );
@@ -68,10 +68,10 @@ fn timeouts_and_limits_apply_live_but_max_flows_takes_a_restart() {
 fn every_timeout_and_every_limit_but_max_flows_is_applied() {
     let running = parse(BASE);
     let new = parse(&with(
-        "peek = \"1s\"\nconnect = \"2s\"\nsyn_retransmit = \"3s\"\nidle = \"4s\"\nlinger = \"5s\"",
+        "peek = \"1s\"\nconnect = \"2s\"\nsyn_retransmit = \"3s\"\nidle = \"4s\"\nlinger = \"5s\"\ncustody = \"0s\"",
         "max_half_open = 1\npeek_bytes = 2\npeeks_per_client = 3\npeek_memory = 4",
     ));
-    let plan = plan(&running, &new, 1);
+    let plan = plan(&running, &new);
     assert!(plan.restart.is_empty());
     assert_eq!(
         keys(&plan),
@@ -81,15 +81,12 @@ fn every_timeout_and_every_limit_but_max_flows_is_applied() {
             "timeouts.syn_retransmit",
             "timeouts.idle",
             "timeouts.linger",
+            "timeouts.custody",
             "limits.max_half_open",
             "limits.peek_bytes",
             "limits.peeks_per_client",
             "limits.peek_memory",
         ]
-    );
-    assert!(
-        plan.applied.iter().all(|c| c.per_worker.is_none()),
-        "one worker"
     );
     assert_eq!(plan.in_force, new);
 }
@@ -102,7 +99,7 @@ fn settings_that_take_a_restart_keep_their_running_values() {
             .replace("2001:db8:64::/96", "2001:db8:65::/96")
             .replace("a.example", "b.example"),
     );
-    let plan = plan(&running, &new, 1);
+    let plan = plan(&running, &new);
     assert_eq!(plan.restart, ["prefix"]);
     assert_eq!(plan.in_force.prefix, running.prefix);
     assert_eq!(plan.in_force.routes, new.routes);
@@ -111,7 +108,7 @@ fn settings_that_take_a_restart_keep_their_running_values() {
 #[test]
 fn a_reload_without_new_timeouts_or_limits_sends_only_routes() {
     let c = parse(BASE);
-    let plan = plan(&c, &c, 3);
+    let plan = plan(&c, &c);
     let table = Arc::new(RouteTable::builder().build());
     let sent = messages(&plan, [7; 32], 3, table, Arc::default()).expect("valid");
     assert_eq!(sent.len(), 3);
@@ -133,7 +130,7 @@ fn workers_engines_take_the_reloaded_timeouts_and_limits() {
         "peek = \"9s\"\nlinger = \"1s\"",
         "max_flows = 4000\nmax_half_open = 100\npeek_memory = 1000001\npeeks_per_client = 5",
     ));
-    let plan = plan(&running, &new, workers);
+    let plan = plan(&running, &new);
     let sent = messages(&plan, seed, workers, table, Arc::default()).expect("valid");
     for (index, (engine, message)) in engines.iter_mut().zip(sent).enumerate() {
         let (tx, rx) = mpsc::channel();
@@ -143,9 +140,9 @@ fn workers_engines_take_the_reloaded_timeouts_and_limits() {
         assert_eq!(c.peek_timeout, Duration::from_secs(9));
         assert_eq!(c.linger, Duration::from_secs(1));
         assert_eq!(c.connect_timeout, Duration::from_secs(5), "unchanged");
-        assert_eq!(c.max_half_open, 50, "a half of 100");
-        assert_eq!(c.max_peek_bytes, 500_001, "a half of 1000001, rounded up");
-        assert_eq!(c.max_peeking_per_client, 3, "a half of 5, rounded up");
+        assert_eq!(c.max_half_open, 100, "global, not divided");
+        assert_eq!(c.max_peek_bytes, 1_000_001, "global, not divided");
+        assert_eq!(c.max_peeking_per_client, 5, "global, not divided");
         assert_eq!(c.max_flows, 500, "still a half of the running 1000");
         assert_eq!(c.seed, routes::worker_seed(seed, index), "own seed kept");
     }
@@ -160,7 +157,7 @@ fn a_prefix_change_is_named_as_needing_a_restart_and_a_listen_change_is_applied(
             .replace("tls = [443]", "tls = [443, 8443]\nhttp = [80]"),
     );
     assert_eq!(needs_restart(&running, &b), ["prefix"]);
-    let plan = plan(&running, &b, 2);
+    let plan = plan(&running, &b);
     assert!(plan.relistens() && plan.reconfigures());
     assert_eq!(
         plan.applied
@@ -177,7 +174,7 @@ fn a_prefix_change_is_named_as_needing_a_restart_and_a_listen_change_is_applied(
 fn workers_engines_take_the_reloaded_services() {
     let running = parse(BASE);
     let new = parse(&BASE.replace("tls = [443]", "tls = [8443]"));
-    let plan = plan(&running, &new, 2);
+    let plan = plan(&running, &new);
     let table = Arc::new(RouteTable::builder().build());
     let sent = messages(&plan, [7; 32], 2, table, Arc::default()).expect("valid");
     for m in sent {
@@ -190,7 +187,7 @@ fn workers_engines_take_the_reloaded_services() {
 fn a_metrics_change_is_applied() {
     let running = parse(BASE);
     let new = parse(&format!("{BASE}\n[metrics]\nlisten = \"127.0.0.1:9642\"\n"));
-    let plan = plan(&running, &new, 1);
+    let plan = plan(&running, &new);
     assert!(plan.restart.is_empty());
     assert!(!plan.reconfigures(), "nothing for the workers");
     assert_eq!(plan.in_force.metrics, new.metrics);

@@ -5,12 +5,15 @@
 //! the backend to the client's embedded address. What the engine sends is parsed back into
 //! [`Sent`] records, so tests read as the conversation they check.
 
+mod custody;
 mod failover;
 mod handshake;
 mod hostile;
 mod icmp;
 mod offload;
+mod pressure;
 mod reconfigure;
+mod rfc5961;
 mod services;
 mod snapshot;
 mod splice;

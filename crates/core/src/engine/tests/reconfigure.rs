@@ -19,7 +19,7 @@ fn reconfigured_idle_timeout_applies_to_a_flow_spliced_afterwards() {
 }
 
 #[test]
-fn reconfigured_peek_limit_refuses_the_next_syn_from_that_client() {
+fn reconfigured_peek_allowance_answers_the_next_syn_from_that_client_with_a_cookie() {
     let mut h = Harness::new();
     h.syn(443);
     let mut c = config();
@@ -36,7 +36,9 @@ fn reconfigured_peek_limit_refuses_the_next_syn_from_that_client() {
         payload: &[],
     };
     let step = h.run(client_packet(&second));
-    assert_eq!(step.verdict, Verdict::Dropped(DropReason::ClientPeekLimit));
+    assert_eq!(step.verdict, Verdict::Consumed);
+    assert_eq!(h.engine.stats().cookies_for_address, 1);
+    assert_eq!(h.engine.flow_count(), 1);
 }
 
 #[test]
