@@ -1,8 +1,8 @@
 //! The Kracauer daemon as a library: configuration, the mapping onto the engine, and
 //! (on Linux) the TUN driver, netlink set-up, the data-plane runtime and observability.
 //!
-//! The `kracauer` binary (`main.rs`) is a thin command line over this; the demo (behind
-//! the `demo` feature) and the host set-up tests call into it directly. `unsafe` is
+//! The `kracauer` binary (`main.rs`) is a thin command line over this; the demo
+//! (`crates/demo`) and the host set-up tests call into it directly. `unsafe` is
 //! denied everywhere but the syscall module of `steer`.
 
 #![deny(unsafe_code)]

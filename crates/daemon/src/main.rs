@@ -1,8 +1,8 @@
 //! The `kracauer` binary: command-line parsing and dispatch to the subcommands.
 //!
-//! Everything but parsing lives in the `kracauer` library crate (`lib.rs`). `kracauer demo`
-//! is built only with the `demo` feature (it links the testbed); without it the subcommand
-//! is hidden and says how to get it. Two more hidden subcommands serve packaging:
+//! Everything but parsing lives in the `kracauer` library crate (`lib.rs`). The demo is
+//! its own crate (`kracauer-demo`, it links the testbed); `kracauer demo` is hidden and
+//! says how to run it. Two more hidden subcommands serve packaging:
 //! `kracauer completions SHELL` prints a completion script and `kracauer manpages DIR`
 //! writes the man pages, both from this command line's own definition.
 
@@ -16,8 +16,6 @@ use clap::{CommandFactory, Parser, Subcommand};
 use kracauer::{check, routes};
 use kracauer_core::addr::{Prefix96, low32};
 
-#[cfg(feature = "demo")]
-mod demo;
 mod manpages;
 
 /// The version line: the crate's version, the commit and its date (build.rs).
@@ -91,8 +89,8 @@ enum Command {
         #[arg(long, short)]
         prefix: Option<Prefix96>,
     },
-    /// Build a throwaway testbed in network namespaces and show kracauer working (root).
-    #[cfg_attr(not(feature = "demo"), command(hide = true))]
+    /// Says how to run the demo, which is not part of the installed binary.
+    #[command(hide = true)]
     Demo,
     /// Print a shell completion script on standard output (the package installs bash,
     /// zsh and fish ones).
@@ -132,9 +130,6 @@ fn main() -> ExitCode {
                 ExitCode::from(1)
             }
         },
-        #[cfg(feature = "demo")]
-        Command::Demo => demo::demo(cli.verbose),
-        #[cfg(not(feature = "demo"))]
         Command::Demo => {
             eprintln!("{NO_DEMO}");
             ExitCode::from(2)
@@ -176,11 +171,10 @@ fn main() -> ExitCode {
     }
 }
 
-/// What `kracauer demo` says in a binary built without the `demo` feature.
-#[cfg(not(feature = "demo"))]
-const NO_DEMO: &str = "kracauer demo: this kracauer was built without the demo, which links \
-    the namespace testbed (TLS, certificates) that an installed daemon does not need. From a \
-    source checkout, as root: cargo run -p kracauer --features demo -- demo";
+/// What `kracauer demo` says: the demo is a separate binary.
+const NO_DEMO: &str = "kracauer demo: the demo is not part of the installed kracauer (it links \
+    the namespace testbed: TLS, certificates). From a source checkout, as root: \
+    cargo run -p kracauer-demo";
 
 /// The `addr` subcommand: one line of output, or why not.
 fn addr(address: IpAddr, prefix: Option<Prefix96>) -> Result<String, String> {

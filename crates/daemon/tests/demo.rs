@@ -1,7 +1,5 @@
-//! `kracauer demo`. With the `demo` feature (`cargo test -p kracauer --features demo`), the
-//! real subcommand as root: it shows what each backend saw and deletes its namespaces, and
-//! it refuses clearly when not root. Without the feature (the production binary), the
-//! subcommand is hidden and says how to get it.
+//! `kracauer demo` in the installed binary: hidden, and it says how to run the demo (its
+//! own crate, `crates/demo`, which links the testbed).
 
 use std::process::{Command, Output};
 
@@ -15,98 +13,13 @@ fn kracauer(args: &[&str]) -> Output {
         .expect("run kracauer")
 }
 
-#[cfg(not(feature = "demo"))]
 #[test]
-fn without_the_demo_feature_demo_is_hidden_and_says_how_to_get_it() {
+fn demo_is_hidden_and_says_how_to_run_the_separate_demo() {
     let help = String::from_utf8_lossy(&kracauer(&["--help"]).stdout).into_owned();
     assert!(help.contains("addr") && !help.contains("demo"), "{help}");
     let out = kracauer(&["demo"]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
-    assert!(
-        stderr.contains("cargo run -p kracauer --features demo -- demo"),
-        "{stderr}"
-    );
-    assert!(out.stdout.is_empty());
-}
-
-#[cfg(feature = "demo")]
-#[test]
-#[ignore = "privileged: needs root and network namespaces (run with --include-ignored)"]
-fn demo_shows_each_backend_saw_the_client_and_cleans_up() {
-    kracauer_testbed::require_privileged("demo_shows_each_backend_saw_the_client_and_cleans_up");
-    let out = kracauer(&["demo"]);
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{}\n{text}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    for url in [
-        "https://a.example/",
-        "https://b.example/",
-        "http://b.example/",
-    ] {
-        let line = text
-            .lines()
-            .find(|l| l.starts_with(&format!("{url} ")))
-            .unwrap_or_else(|| panic!("no line for {url}:\n{text}"));
-        assert!(
-            line.contains("saw 2001:db8:64::c633:6402 = 198.51.100.2 port")
-                && line.contains("(the client's own port)"),
-            "{line}"
-        );
-    }
-    assert!(text.contains("TLS alert unrecognized_name"), "{text}");
-    // Its namespaces are gone: `testbed krc-tbPID-N: ...` names them.
-    let tag = text
-        .split_whitespace()
-        .nth(1)
-        .unwrap()
-        .trim_end_matches(':')
-        .to_owned();
-    assert!(tag.starts_with("krc-tb"), "{text}");
-    for role in ["client", "router", "a", "b"] {
-        assert!(!kracauer_testbed::netns::exists(&format!("{tag}-{role}")));
-    }
-}
-
-/// A directory of this test's own, deleted on drop.
-#[cfg(feature = "demo")]
-struct TempDir(std::path::PathBuf);
-
-#[cfg(feature = "demo")]
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-#[cfg(feature = "demo")]
-#[test]
-#[ignore = "privileged: needs root to drop to nobody (run with --include-ignored)"]
-fn demo_refuses_clearly_when_not_root() {
-    use std::os::unix::fs::PermissionsExt;
-
-    kracauer_testbed::require_privileged_and("demo_refuses_clearly_when_not_root", &["setpriv"]);
-    // nobody may not reach the binary where cargo built it (a clone under /root): run a
-    // copy from a directory anyone can read.
-    let dir = TempDir(std::env::temp_dir().join(format!("krc-demo-{}", std::process::id())));
-    std::fs::create_dir_all(&dir.0).unwrap();
-    std::fs::set_permissions(&dir.0, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let binary = dir.0.join("kracauer");
-    std::fs::copy(KRACAUER, &binary).unwrap();
-    std::fs::set_permissions(&binary, std::fs::Permissions::from_mode(0o755)).unwrap();
-    // Root drops to nobody for this one run (setpriv, util-linux).
-    let out = Command::new("setpriv")
-        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
-        .arg(&binary)
-        .arg("demo")
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{stderr}");
-    assert!(stderr.contains("kracauer demo: needs root"), "{stderr}");
+    assert!(stderr.contains("cargo run -p kracauer-demo"), "{stderr}");
     assert!(out.stdout.is_empty());
 }

@@ -273,6 +273,32 @@ pub fn embedded_v4(peer: SocketAddr) -> Option<std::net::Ipv4Addr> {
     }
 }
 
+/// A minimal TLS 1.3-shaped ClientHello record naming `sni`, for tests that send hellos
+/// byte by byte or in pieces (a real TLS client will not stop half-way).
+pub fn minimal_client_hello(sni: &str) -> Vec<u8> {
+    let name = sni.as_bytes();
+    let list = (name.len() + 3) as u16;
+    let mut ext = vec![0, 0];
+    ext.extend_from_slice(&(list + 2).to_be_bytes());
+    ext.extend_from_slice(&list.to_be_bytes());
+    ext.push(0);
+    ext.extend_from_slice(&(name.len() as u16).to_be_bytes());
+    ext.extend_from_slice(name);
+    let mut body = vec![3, 3];
+    body.extend_from_slice(&[0x42; 32]);
+    body.push(0);
+    body.extend_from_slice(&[0, 2, 0x13, 0x01, 1, 0]);
+    body.extend_from_slice(&(ext.len() as u16).to_be_bytes());
+    body.extend_from_slice(&ext);
+    let mut hs = vec![1, 0];
+    hs.extend_from_slice(&(body.len() as u16).to_be_bytes());
+    hs.extend_from_slice(&body);
+    let mut rec = vec![0x16, 3, 1];
+    rec.extend_from_slice(&(hs.len() as u16).to_be_bytes());
+    rec.extend_from_slice(&hs);
+    rec
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,4 +1,4 @@
-//! What `kracauer demo` shows, once kracauer runs in a testbed's router namespace: the
+//! What `kracauer-demo` shows, once kracauer runs in a testbed's router namespace: the
 //! testbed's shape, then one line per request saying what the client asked and what the
 //! backend saw. How kracauer is started is the caller's business (the daemon runs its
 //! engine in process; the tests run the binary), so the testbed never depends on the

@@ -1,5 +1,5 @@
 //! Throwaway network-namespace testbeds for Kracauer, shared by the end-to-end tests, the
-//! benchmark and `kracauer demo`.
+//! benchmark and `kracauer-demo`.
 //!
 //! A [`Topology`] is four namespaces joined by veth pairs:
 //!
@@ -17,8 +17,8 @@
 //! and deletes every namespace it made, by name, also when a test panics.
 //!
 //! The namespace plumbing uses `ip` from iproute2: this crate is test infrastructure, not
-//! the product. The `kracauer` binary links it only when built with the `demo` feature;
-//! the end-to-end tests use it as a dev-dependency, and every privileged test starts with
+//! the product. The `kracauer` binary never links it (`kracauer-demo` does); the
+//! end-to-end tests use it as a dev-dependency, and every privileged test starts with
 //! [`require_privileged`].
 #![deny(unsafe_code)]
 

@@ -7,6 +7,7 @@ use std::process::Stdio;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use kracauer_testbed::client::minimal_client_hello;
 use kracauer_testbed::topology::{CLIENT_V4, HTTPS_PORT, SERVICE_V4};
 use kracauer_testbed::{Topology, Variant};
 
@@ -19,36 +20,11 @@ const SLOW_HELLOS: &str = include_str!("slowhellos.py");
 
 /// The first half of a TLS ClientHello for `a.example`, as hex.
 fn half_hello_hex() -> String {
-    let hello = tls_hello("a.example");
+    let hello = minimal_client_hello("a.example");
     hello[..hello.len() / 2]
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect()
-}
-
-/// A minimal TLS 1.3-shaped ClientHello record naming `sni`.
-fn tls_hello(sni: &str) -> Vec<u8> {
-    let name = sni.as_bytes();
-    let list = (name.len() + 3) as u16;
-    let mut ext = vec![0, 0];
-    ext.extend_from_slice(&(list + 2).to_be_bytes());
-    ext.extend_from_slice(&list.to_be_bytes());
-    ext.push(0);
-    ext.extend_from_slice(&(name.len() as u16).to_be_bytes());
-    ext.extend_from_slice(name);
-    let mut body = vec![3, 3];
-    body.extend_from_slice(&[0x42; 32]);
-    body.push(0);
-    body.extend_from_slice(&[0, 2, 0x13, 0x01, 1, 0]);
-    body.extend_from_slice(&(ext.len() as u16).to_be_bytes());
-    body.extend_from_slice(&ext);
-    let mut hs = vec![1, 0];
-    hs.extend_from_slice(&(body.len() as u16).to_be_bytes());
-    hs.extend_from_slice(&body);
-    let mut rec = vec![0x16, 3, 1];
-    rec.extend_from_slice(&(hs.len() as u16).to_be_bytes());
-    rec.extend_from_slice(&hs);
-    rec
 }
 
 #[test]
@@ -169,7 +145,8 @@ fn stalled_hellos_and_a_trickler_are_cut_at_the_peek_deadline_and_others_are_ser
     );
     let (cut_after, bytes_sent) = trickle.expect("the trickler was cut");
     assert!(
-        cut_after <= Duration::from_secs(10) && bytes_sent < tls_hello("a.example").len(),
+        cut_after <= Duration::from_secs(10)
+            && bytes_sent < minimal_client_hello("a.example").len(),
         "trickler cut at the deadline: {cut_after:?}, {bytes_sent} bytes"
     );
     assert!(attempts >= 10);
@@ -193,7 +170,7 @@ fn trickle_hello(src: Ipv4Addr) -> Option<(Duration, usize)> {
     assert_eq!(s.local_addr().ok()?.ip(), std::net::IpAddr::V4(src));
     let _ = s.set_read_timeout(Some(Duration::from_millis(1000)));
     let start = Instant::now();
-    let hello = tls_hello("a.example");
+    let hello = minimal_client_hello("a.example");
     let mut buf = [0u8; 64];
     for (i, b) in hello.iter().enumerate() {
         if s.write_all(std::slice::from_ref(b)).is_err() {

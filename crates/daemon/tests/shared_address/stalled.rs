@@ -5,6 +5,7 @@ use std::process::Stdio;
 use std::thread;
 use std::time::Duration;
 
+use kracauer_testbed::client::minimal_client_hello;
 use kracauer_testbed::topology::{CLIENT_V4, SERVICE_V4};
 use kracauer_testbed::{Topology, Variant};
 
@@ -22,26 +23,7 @@ const PROMPT: u32 = 2_000;
 
 /// The first half of a TLS ClientHello naming n.example, as hex.
 fn half_hello_hex() -> String {
-    let name = b"n.example";
-    let list = (name.len() + 3) as u16;
-    let mut ext = vec![0, 0];
-    ext.extend_from_slice(&(list + 2).to_be_bytes());
-    ext.extend_from_slice(&list.to_be_bytes());
-    ext.push(0);
-    ext.extend_from_slice(&(name.len() as u16).to_be_bytes());
-    ext.extend_from_slice(name);
-    let mut body = vec![3, 3];
-    body.extend_from_slice(&[0x42; 32]);
-    body.push(0);
-    body.extend_from_slice(&[0, 2, 0x13, 0x01, 1, 0]);
-    body.extend_from_slice(&(ext.len() as u16).to_be_bytes());
-    body.extend_from_slice(&ext);
-    let mut hs = vec![1, 0];
-    hs.extend_from_slice(&(body.len() as u16).to_be_bytes());
-    hs.extend_from_slice(&body);
-    let mut rec = vec![0x16, 3, 1];
-    rec.extend_from_slice(&(hs.len() as u16).to_be_bytes());
-    rec.extend_from_slice(&hs);
+    let rec = minimal_client_hello("n.example");
     rec[..rec.len() / 2]
         .iter()
         .map(|b| format!("{b:02x}"))

@@ -1,4 +1,5 @@
-//! `kracauer demo`: a throwaway testbed in network namespaces, shown working.
+//! `kracauer-demo`: a throwaway testbed in network namespaces, shown working
+//! (`cargo run -p kracauer-demo`, as root; `-v` shows the daemon's log).
 //!
 //! It builds the `kracauer-testbed` topology (an IPv4-only client, a router, two IPv6-only
 //! backends that answer with the peer address they saw), runs `kracauer run` in process on
@@ -7,6 +8,8 @@
 //! name, prints what the client asked and what each backend saw, stops the daemon with
 //! SIGTERM (it cleans its set-up), deletes the namespaces, and exits 0 when every request
 //! came out as it should.
+
+#![deny(unsafe_code)]
 
 use std::io::{self, Write};
 use std::path::PathBuf;
@@ -17,17 +20,31 @@ use std::time::{Duration, Instant};
 use kracauer_testbed::demo::{narrate, terminate_self};
 use kracauer_testbed::{Topology, Variant, is_root};
 
+use clap::{ArgAction, Parser};
 use kracauer::run::RunError;
+
+/// Builds a throwaway testbed in network namespaces and shows kracauer working (root).
+#[derive(Debug, Parser)]
+#[command(name = "kracauer-demo", version)]
+struct Cli {
+    /// Show the daemon's log (-v: debug, -vv: trace).
+    #[arg(short, long, action = ArgAction::Count)]
+    verbose: u8,
+}
+
+fn main() -> ExitCode {
+    demo(Cli::parse().verbose)
+}
 
 /// How long the daemon may take to set the router up, and to stop.
 const PATIENCE: Duration = Duration::from_secs(20);
 
 /// Runs the demo; the exit code says whether it worked.
-pub fn demo(verbose: u8) -> ExitCode {
+fn demo(verbose: u8) -> ExitCode {
     if !is_root() {
         eprintln!(
-            "kracauer demo: needs root: it creates network namespaces, veth pairs and a TUN \
-             device (and deletes them when done). Try: sudo kracauer demo"
+            "kracauer-demo: needs root: it creates network namespaces, veth pairs and a TUN \
+             device (and deletes them when done). Try it as root: cargo run -p kracauer-demo"
         );
         return ExitCode::from(2);
     }
@@ -38,7 +55,7 @@ pub fn demo(verbose: u8) -> ExitCode {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::from(1),
         Err(e) => {
-            eprintln!("kracauer demo: {e}");
+            eprintln!("kracauer-demo: {e}");
             ExitCode::from(1)
         }
     }
