@@ -13,6 +13,7 @@ pub mod maps;
 mod syscalls;
 #[cfg(test)]
 mod tests;
+pub mod worker;
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -25,6 +26,9 @@ use aya::{Ebpf, EbpfError, EbpfLoader};
 use kracauer_core::tcp::splice::Splice;
 
 pub use maps::{FlowAddrs, FlowEntry, V4Key, V6Key};
+pub use worker::WorkerFastpath;
+
+use crate::config::{FastpathMode, Tun};
 
 /// The compiled program (`bpf/build.sh` makes it; it is committed beside its source).
 static OBJECT: &[u8] = aya::include_bytes_aligned!("../bpf/fastpath.o");
@@ -37,7 +41,7 @@ const BPFFS: &str = "/sys/fs/bpf";
 /// `statfs` type of bpffs.
 const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
 /// The maps the object pins, by name.
-const MAPS: [&str; 3] = ["kr_fp_flows", "kr_fp_backends", "kr_fp_stats"];
+pub(crate) const MAPS: [&str; 3] = ["kr_fp_flows", "kr_fp_backends", "kr_fp_stats"];
 
 /// Where one instance keeps its maps and links: `/sys/fs/bpf/kracauer/<tun>/v<layout>/`.
 /// The one place that decides it.
@@ -241,6 +245,74 @@ impl Fastpath {
             .try_into()?;
         Ok(prog.fd()?.as_fd())
     }
+}
+
+/// The fast path for an instance with TUN settings `tun` and room for `max_flows` flows,
+/// as its mode asks: `off`, none; `auto`, the fast path if it can be loaded and attached,
+/// else none with a warning that says why; `on`, the fast path or the error.
+///
+/// Pins an earlier daemon left are removed first (its flows are not adopted: the engine
+/// that knew them is gone, and the TUN path resets them as unknown flows).
+pub fn start(tun: &Tun, max_flows: usize) -> Result<Option<Fastpath>, FastpathError> {
+    if tun.fastpath == FastpathMode::Off {
+        tracing::info!(
+            "fast path: off ([tun] fastpath = \"off\"): every packet takes the TUN path"
+        );
+        return Ok(None);
+    }
+    let attempt = || -> Result<Fastpath, FastpathError> {
+        ensure_bpffs()?;
+        remove_pins(&pin_dir(&tun.name))?;
+        let index = std::fs::read_to_string(format!("/sys/class/net/{}/ifindex", tun.name))
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .ok_or(FastpathError::Missing("TUN device"))?;
+        let max = u32::try_from(max_flows).unwrap_or(u32::MAX);
+        let mut fp = Fastpath::load(&tun.name, index, max)?;
+        let ifaces = match &tun.fastpath_interfaces {
+            Some(list) => list.clone(),
+            None => interfaces_up(&tun.name),
+        };
+        for iface in &ifaces {
+            if let Err(e) = fp.attach(iface) {
+                let _ = fp.remove_all();
+                return Err(e);
+            }
+        }
+        tracing::info!("fast path: on, at the ingress of {}", ifaces.join(", "));
+        Ok(fp)
+    };
+    match attempt() {
+        Ok(fp) => Ok(Some(fp)),
+        Err(e) if tun.fastpath == FastpathMode::Auto => {
+            tracing::warn!(
+                "fast path: not available ({e}); every packet takes the TUN path. It needs Linux 6.6 or later, CAP_BPF and CAP_NET_ADMIN, and bpffs at {BPFFS}"
+            );
+            let _ = remove_pins(&pin_dir(&tun.name));
+            Ok(None)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Every interface that is up, other than `lo` and the TUN device `tun`.
+pub fn interfaces_up(tun: &str) -> Vec<String> {
+    let Ok(dir) = std::fs::read_dir("/sys/class/net") else {
+        return Vec::new();
+    };
+    let mut out: Vec<String> = dir
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|n| n != "lo" && n != tun)
+        .filter(|n| {
+            let flags = std::fs::read_to_string(format!("/sys/class/net/{n}/flags"));
+            let flags = flags
+                .ok()
+                .and_then(|f| u32::from_str_radix(f.trim().trim_start_matches("0x"), 16).ok());
+            flags.is_some_and(|f| f & 1 != 0)
+        })
+        .collect();
+    out.sort();
+    out
 }
 
 /// Removes the pinned maps and links under `dir` and the folders up to `kracauer/`,

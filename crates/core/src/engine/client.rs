@@ -206,6 +206,7 @@ impl Engine {
             client_window: seg.window,
             client_fin: false,
             backend_fin: false,
+            fastpath: false,
         };
         if self
             .insert(key, Flow::new(protocol, now, conn, Phase::Handshake))
@@ -294,6 +295,7 @@ impl Engine {
             client_window: seg.window,
             client_fin: false,
             backend_fin: false,
+            fastpath: false,
         };
         let flow = Flow::new(protocol, now, conn, Phase::Peek(Box::new(Peek::new(now))));
         let Some(id) = self.insert(key, flow) else {
@@ -410,6 +412,7 @@ impl Engine {
 
     /// Moves a spliced flow to Closing (a closing one stays as it is).
     pub(super) fn start_closing(&mut self, now: Time, id: FlowId, outcome: Outcome) {
+        self.fastpath_remove(id);
         let until = now + self.config.linger;
         self.step(id, |flow| {
             let phase = match flow.phase {

@@ -28,6 +28,7 @@ mod custody;
 mod emit;
 pub mod event;
 mod failover;
+pub mod fastpath;
 mod icmp;
 pub mod limits;
 pub mod output;
@@ -50,6 +51,7 @@ use siphasher::sip::SipHasher24;
 use self::clock::Clock;
 pub use self::config::{ConfigError, EngineConfig, Service};
 pub use self::event::{ConnectFailure, Event};
+pub use self::fastpath::{FastpathFlow, FastpathOp};
 pub use self::limits::SharedLimits;
 pub use self::output::Output;
 pub use self::snapshot::SnapshotError;
@@ -105,6 +107,10 @@ pub struct Engine {
     /// The services changed: flows on one no longer served are to be ended
     /// (`services.rs`).
     unserved_sweep: bool,
+    /// Spliced flows may go to the kernel fast path (`fastpath.rs`).
+    fastpath: bool,
+    /// Map operations for the daemon, uncapped (`fastpath.rs`).
+    fastpath_ops: VecDeque<FastpathOp>,
 }
 
 /// Most events kept when nobody drains them.
@@ -147,6 +153,8 @@ impl Engine {
             next_ident: key("ident")[0] as u16,
             clock: Clock::default(),
             unserved_sweep: false,
+            fastpath: false,
+            fastpath_ops: VecDeque::new(),
             routes,
             health: Arc::default(),
             config,
@@ -414,6 +422,7 @@ impl Engine {
         let Some((ck, bk)) = self.flows.keys(id) else {
             return;
         };
+        self.fastpath_remove(id);
         let Some(flow) = self.flows.remove(id) else {
             return;
         };

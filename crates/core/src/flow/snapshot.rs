@@ -389,6 +389,7 @@ fn read_conn(r: &mut Reader<'_>) -> Result<Conn, SnapshotError> {
         client_window: r.u16()?,
         client_fin: r.bool("client fin")?,
         backend_fin: r.bool("backend fin")?,
+        fastpath: false,
     })
 }
 

@@ -197,6 +197,11 @@ async fn prepare(link: &Link, path: &Path) -> Result<Running, String> {
     let (health, reports) = health::Plane::start(&config, &routes, source, published.clone());
     let mut senders = Vec::with_capacity(workers);
     let mut planes = Vec::with_capacity(workers);
+    // A fresh fast path: the old process's pins go (its flows return to the TUN path,
+    // where the restored engines know them), new flows are handed over as they splice.
+    let (fastpath, fastpath_maps) =
+        crate::run::start_fastpath(&config, workers).map_err(|e| e.to_string())?;
+    let mut fastpath_maps = fastpath_maps.into_iter();
     for (index, (fd, engine)) in queues.into_iter().zip(engines).enumerate() {
         let (tx, rx) = mpsc::channel();
         senders.push(tx);
@@ -207,6 +212,10 @@ async fn prepare(link: &Link, path: &Path) -> Result<Running, String> {
                 Observer::new(routes.clone(), RouteLabels::new(&config)),
                 access.sender(),
             );
+        let plane = match fastpath_maps.next() {
+            Some(maps) => plane.with_fastpath(maps),
+            None => plane,
+        };
         planes.push(plane.started_at(start));
     }
     tracing::info!("upgrade: restored {flows} flows on {workers} queues; ready");
@@ -223,6 +232,7 @@ async fn prepare(link: &Link, path: &Path) -> Result<Running, String> {
         config,
         access,
         control,
+        fastpath,
     })
 }
 
