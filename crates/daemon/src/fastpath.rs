@@ -295,6 +295,62 @@ pub fn start(tun: &Tun, max_flows: usize) -> Result<Option<Fastpath>, FastpathEr
     }
 }
 
+/// What `kracauer check` says of the fast path for TUN settings `tun`: which path will
+/// run and why (the kernel version and this process's capabilities; `run` has the last
+/// word, when it loads the program).
+pub fn expected(tun: &Tun) -> String {
+    let mode = match tun.fastpath {
+        FastpathMode::Off => {
+            return "off ([tun] fastpath = \"off\"): the TUN path for every packet".into();
+        }
+        FastpathMode::Auto => "auto",
+        FastpathMode::On => "on",
+    };
+    let release = rustix::system::uname()
+        .release()
+        .to_string_lossy()
+        .into_owned();
+    let mut nums = release
+        .split(|c: char| !c.is_ascii_digit())
+        .filter_map(|n| n.parse::<u32>().ok());
+    let version = (nums.next().unwrap_or(0), nums.next().unwrap_or(0));
+    let caps = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            let line = s.lines().find(|l| l.starts_with("CapEff:"))?.to_owned();
+            u64::from_str_radix(line.trim_start_matches("CapEff:").trim(), 16).ok()
+        })
+        .unwrap_or(0);
+    // CAP_NET_ADMIN is 12, CAP_BPF 39 (CAP_SYS_ADMIN, 21, stands in for it).
+    let (net_admin, bpf) = (caps & (1 << 12) != 0, caps & ((1 << 39) | (1 << 21)) != 0);
+    let mut why = Vec::new();
+    if version < (6, 6) {
+        why.push(format!("Linux {release} is older than 6.6"));
+    }
+    if !net_admin {
+        why.push("this process lacks CAP_NET_ADMIN".to_owned());
+    }
+    if !bpf {
+        why.push("this process lacks CAP_BPF".to_owned());
+    }
+    let ifaces = match &tun.fastpath_interfaces {
+        Some(list) => list.join(", "),
+        None => "every interface up at start but lo and the TUN".to_owned(),
+    };
+    if why.is_empty() {
+        format!(
+            "{mode}: the kernel path for spliced flows (Linux {release}, CAP_BPF, CAP_NET_ADMIN), at the ingress of {ifaces}"
+        )
+    } else if tun.fastpath == FastpathMode::On {
+        format!("on, but `run` will refuse to start: {}", why.join("; "))
+    } else {
+        format!(
+            "auto: the TUN path for every packet, since {}",
+            why.join("; ")
+        )
+    }
+}
+
 /// Every interface that is up, other than `lo` and the TUN device `tun`.
 pub fn interfaces_up(tun: &str) -> Vec<String> {
     let Ok(dir) = std::fs::read_dir("/sys/class/net") else {

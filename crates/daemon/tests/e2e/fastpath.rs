@@ -53,7 +53,7 @@ fn both_ways(tb: &Topology, k: &kracauer_testbed::Kracauer<'_>, n: u64) -> (u64,
             .unwrap_or(0.0) as u64
     };
     (
-        metric_sum(&body, "kracauer_tun_packets"),
+        metric_sum(&body, "kracauer_tun_packets_total"),
         bytes("to_backend"),
         bytes("to_client"),
     )
@@ -72,7 +72,11 @@ fn one_gib_each_way_arrives_intact_through_the_kernel_and_not_through_the_tun() 
     let (tun_packets, to_backend, to_client) = both_ways(&tb, &k, n);
     // Through the TUN, 2 GiB would be well over 30,000 packets even as 64 KB
     // super-packets; the handshakes, peeks and closes of two flows are a few dozen.
-    assert!(tun_packets < 1000, "TUN packets {tun_packets}");
+    // Handshakes, peeks and closes did take the TUN (so the counter is the one read).
+    assert!(
+        (1..1000).contains(&tun_packets),
+        "TUN packets {tun_packets}"
+    );
     // The metrics count what the program forwarded: the bodies and the request heads.
     assert!(
         to_client >= n && to_backend >= n,
@@ -91,7 +95,10 @@ fn shared_address_transfers_take_the_kernel_path_intact() {
     let k = tb.start_kracauer(KRACAUER, &config(&tb, "")).unwrap();
     let n = 100 * 1000 * 1000;
     let (tun_packets, ..) = both_ways(&tb, &k, n);
-    assert!(tun_packets < 1000, "TUN packets {tun_packets}");
+    assert!(
+        (1..1000).contains(&tun_packets),
+        "TUN packets {tun_packets}"
+    );
 }
 
 #[test]
@@ -106,15 +113,19 @@ fn three_percent_loss_each_way_keeps_fast_path_transfers_intact() {
     // Set up the flow tables first, then lose 3% of the client's packets each way.
     assert_eq!(tb.http_get("a.example", "/").unwrap().status, 200);
     tb.inject_loss(3).unwrap();
-    let n = 20 * 1000 * 1000;
+    let n = 100 * 1000 * 1000;
     let (tun_packets, ..) = both_ways(&tb, &k, n);
-    assert!(
-        tb.loss_dropped().unwrap() > 100,
-        "the loss rules dropped too little"
-    );
+    // The client's stack sends and receives GSO/GRO super-packets, which the rules see
+    // (and drop) whole: a few thousand of them each way.
+    let dropped = tb.loss_dropped().unwrap();
+    eprintln!("loss rules dropped {dropped} packets; TUN packets {tun_packets}");
+    assert!(dropped >= 20, "the loss rules dropped only {dropped}");
     // Retransmissions of lost handshake and peek segments go through the TUN; the data
     // does not.
-    assert!(tun_packets < 2000, "TUN packets {tun_packets}");
+    assert!(
+        (1..2000).contains(&tun_packets),
+        "TUN packets {tun_packets}"
+    );
 }
 
 #[test]
@@ -157,9 +168,10 @@ fn two_hundred_concurrent_flows_arrive_intact_on_the_fast_path() {
     );
     let body = scrape(&k);
     // 200 flows of 2 MB through the TUN would be thousands of packets each.
+    let tun_packets = metric_sum(&body, "kracauer_tun_packets_total");
     assert!(
-        metric_sum(&body, "kracauer_tun_packets") < 200 * 40,
-        "{body}"
+        (200..200 * 40).contains(&tun_packets),
+        "TUN packets {tun_packets}"
     );
 }
 
@@ -194,7 +206,12 @@ fn idle_flow_on_the_fast_path_expires_and_its_log_line_counts_every_byte() {
         .find_map(|w| w.strip_prefix("to_backend="))
         .and_then(|v| v.parse().ok())
         .unwrap_or_else(|| panic!("no byte count in {line}"));
-    assert!(to_backend >= total, "{line}");
+    // The bytes the peek held and Kracauer replayed are not in the count (as on the TUN
+    // path); every byte after them is, and almost all of them took the kernel path.
+    assert!(
+        (total - 64 * 1024..=total + 1024).contains(&to_backend),
+        "{line}"
+    );
     drop(s);
     drop(k);
 }
