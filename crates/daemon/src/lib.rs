@@ -12,6 +12,7 @@ pub mod check;
 pub mod config;
 pub mod health;
 pub mod host;
+pub mod instance;
 pub mod logging;
 pub mod metrics;
 pub mod netlink;

@@ -63,6 +63,8 @@ pub enum RunError {
     DataPlane(std::io::Error),
     #[error("upgrade: {0}")]
     Upgrade(String),
+    #[error(transparent)]
+    Instance(#[from] crate::instance::InstanceError),
 }
 
 fn io(what: &'static str) -> impl FnOnce(std::io::Error) -> RunError {
@@ -90,7 +92,9 @@ async fn control(path: PathBuf) -> Result<(), RunError> {
     let mut running = match upgrade::inherited() {
         Some(link) => {
             let link = link.map_err(|e| RunError::Upgrade(format!("no handover socket: {e}")))?;
-            upgrade::take_over(link, &path).await?
+            let running = upgrade::take_over(link, &path).await?;
+            crate::instance::adopt(&running.config, &path, &crate::instance::state_dir());
+            running
         }
         None => start(&path).await?,
     };
@@ -173,6 +177,9 @@ pub struct Running {
     pub access: AccessLog,
     /// The control plane's own counters (reloads), for the metrics.
     pub control: Arc<metrics::Control>,
+    /// The lock on this instance's identity (`None` in a process that took over in a
+    /// live upgrade: it holds the lock by an inherited descriptor).
+    pub claim: Option<crate::instance::Claim>,
 }
 
 /// The metrics endpoint: its task, and its listener's descriptor for an upgrade.
@@ -203,6 +210,9 @@ impl MetricsServer {
 async fn start(path: &Path) -> Result<Running, RunError> {
     let Loaded { config, routes } = routes::load(path)?;
     logging::apply_config_level(config.log.level.as_deref());
+    // Before the host is touched: a configuration that would collide with an instance
+    // running here stops the start (its leftover removal would take the other's routes).
+    let claim = crate::instance::Claim::take(&config, path, &crate::instance::state_dir())?;
     // Before the host is touched: an access log that cannot be opened stops the start.
     let access = AccessLog::start(&config.log, Lines::from_filter())?;
     let control = Arc::new(metrics::Control::default());
@@ -333,6 +343,7 @@ async fn start(path: &Path) -> Result<Running, RunError> {
         published,
         access,
         control,
+        claim: Some(claim),
     })
 }
 
@@ -344,6 +355,8 @@ async fn stop(running: Running) -> Result<(), RunError> {
         workers,
         metrics,
         access,
+        claim,
+        config,
         ..
     } = running;
     let (planes, errors) = workers.finish();
@@ -351,6 +364,10 @@ async fn stop(running: Running) -> Result<(), RunError> {
         m.task.abort();
     }
     undo(&mut host).await;
+    match claim {
+        Some(claim) => claim.release(),
+        None => crate::instance::remove(config.instance, &crate::instance::state_dir()),
+    }
     for mut plane in planes {
         plane.close_flows();
         drop(plane.into_queue());

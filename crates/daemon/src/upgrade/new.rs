@@ -139,6 +139,12 @@ async fn prepare(link: &Link, path: &Path) -> Result<Running, String> {
             config.tun.name, state.tun
         ));
     }
+    if !crate::instance::held(config.instance, &crate::instance::state_dir()) {
+        return Err(format!(
+            "instance = {} is not the running instance's number: that takes a restart",
+            config.instance
+        ));
+    }
     if Host::workers(&config) != workers {
         tracing::warn!(
             "upgrade: keeping the {workers} TUN queues handed over; a change of [tun] workers takes a restart"
@@ -171,8 +177,13 @@ async fn prepare(link: &Link, path: &Path) -> Result<Running, String> {
         engines.push(engine);
     }
     let flows: usize = engines.iter().map(Engine::flow_count).sum();
-    let host =
-        Host::adopt(&config.tun.name, state.sysctls, state.diverts).map_err(|e| e.to_string())?;
+    let host = Host::adopt(
+        crate::instance::Ids::of(config.instance),
+        &config.tun.name,
+        state.sysctls,
+        state.diverts,
+    )
+    .map_err(|e| e.to_string())?;
     let published = runtime::published(workers);
     published.offload.store(state.offload, Ordering::Relaxed);
     let metrics = match config.metrics {
@@ -223,6 +234,7 @@ async fn prepare(link: &Link, path: &Path) -> Result<Running, String> {
         config,
         access,
         control,
+        claim: None,
     })
 }
 
