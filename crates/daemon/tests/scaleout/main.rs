@@ -9,6 +9,7 @@
 
 #![allow(clippy::unwrap_used)] // test helpers: a failed step is a failed test
 
+mod bgp;
 mod instances;
 
 use std::thread;
