@@ -11,20 +11,13 @@
 //!
 //! The BIRD configurations are the guide's own files (`docs/scale-out/`), the second
 //! instance's made from the first's by changing its addresses, prefix and route tag. The
-//! upstream router hashes on the L4 4-tuple (`fib_multipath_hash_policy = 1`) and keeps
-//! the service address on a resilient next-hop group through the guide's
-//! `kracauer-nexthop-sync`. Dropping the testbed stops every daemon and deletes its
-//! namespaces.
+//! upstream router hashes on the L4 4-tuple (`fib_multipath_hash_policy = 1`). Dropping
+//! the testbed stops every daemon and deletes its namespaces.
 
 use std::fmt::Write as _;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV6};
-use std::os::unix::process::CommandExt as _;
 use std::path::Path;
-use std::process::{Child, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
-
-use nix::sys::signal::{Signal, kill};
-use nix::unistd::Pid;
 
 use crate::bird::Bird;
 use crate::kracauer::Kracauer;
@@ -37,15 +30,6 @@ use crate::{Error, is_root};
 pub const BIRD_INSTANCE: &str = include_str!("../../../docs/scale-out/bird-instance.conf");
 /// The guide's BIRD configuration of the upstream router.
 pub const BIRD_UPSTREAM: &str = include_str!("../../../docs/scale-out/bird-upstream.conf");
-/// The guide's next-hop group script.
-pub const NEXTHOP_SYNC: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../../docs/scale-out/kracauer-nexthop-sync"
-);
-/// The kernel table the upstream BIRD installs the service route into.
-pub const SERVICE_TABLE: &str = "100";
-/// The resilient group's id.
-pub const GROUP: &str = "100";
 /// The backends' router (the upstream router's bridge address).
 pub const UPSTREAM_V6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, 1);
 
@@ -90,16 +74,14 @@ pub struct ScaleOut {
     pub bird_upstream: Bird,
     /// BIRD on each Kracauer host (instance 1, instance 2).
     pub birds: [Bird; 2],
-    sync: Child,
     servers: Vec<Server>,
     starts: AtomicU32,
     guard: Guard,
 }
 
 impl ScaleOut {
-    /// Builds the namespaces, links and routes, starts the backends, the three BIRDs and
-    /// the next-hop sync with `idle_timer` seconds.
-    pub fn build(idle_timer: u32) -> Result<Self, Error> {
+    /// Builds the namespaces, links and routes, starts the backends and the three BIRDs.
+    pub fn build() -> Result<Self, Error> {
         if !is_root() {
             return Err(Error::NotRoot);
         }
@@ -133,18 +115,6 @@ impl ScaleOut {
             Bird::start(&hosts[0], &dir, "k1", &instance_bird(1)?)?,
             Bird::start(&hosts[1], &dir, "k2", &instance_bird(2)?)?,
         ];
-        let sync = upstream
-            .command("sh")
-            .arg(NEXTHOP_SYNC)
-            .args([SERVICE_TABLE, &format!("{SERVICE_V4}/32"), GROUP])
-            .env("IDLE_TIMER", idle_timer.to_string())
-            .env("BUCKETS", "64")
-            .process_group(0)
-            .stdin(Stdio::null())
-            .stdout(std::fs::File::create(dir.join("nexthop-sync.log"))?)
-            .stderr(std::fs::File::create(dir.join("nexthop-sync.err"))?)
-            .spawn()
-            .map_err(|e| Error::spawn("kracauer-nexthop-sync", e))?;
         Ok(Self {
             client,
             upstream,
@@ -155,7 +125,6 @@ impl ScaleOut {
             contacts_b,
             bird_upstream,
             birds,
-            sync,
             servers,
             starts: AtomicU32::new(0),
             guard,
@@ -205,19 +174,12 @@ impl ScaleOut {
         )
     }
 
-    /// The gateways BIRD installed for the service address on the upstream router
-    /// (table [`SERVICE_TABLE`]), sorted: the instances that announce it.
+    /// The gateways BIRD installed for the service address on the upstream router,
+    /// sorted: the instances that announce it.
     pub fn announced(&self) -> Vec<Ipv4Addr> {
         let out = self
             .upstream
-            .ip([
-                "-4",
-                "route",
-                "show",
-                "table",
-                SERVICE_TABLE,
-                &SERVICE_V4.to_string(),
-            ])
+            .ip(["-4", "route", "show", &SERVICE_V4.to_string()])
             .unwrap_or_default();
         let mut gws: Vec<Ipv4Addr> = out
             .split("via ")
@@ -227,27 +189,6 @@ impl ScaleOut {
         gws.sort();
         gws.dedup();
         gws
-    }
-
-    /// The members of the resilient group the service address routes by, as next-hop
-    /// ids (empty without the group).
-    pub fn group_members(&self) -> Vec<String> {
-        let out = self
-            .upstream
-            .ip(["nexthop", "show", "id", GROUP])
-            .unwrap_or_default();
-        let mut ids: Vec<String> = out
-            .split_whitespace()
-            .skip_while(|w| *w != "group")
-            .nth(1)
-            .map(|g| {
-                g.split('/')
-                    .map(|m| m.split(',').next().unwrap_or(m).to_owned())
-                    .collect()
-            })
-            .unwrap_or_default();
-        ids.sort();
-        ids
     }
 
     /// The address of instance `i`'s host on its upstream link (its next hop upstream).
@@ -276,16 +217,8 @@ impl ScaleOut {
 
 impl Drop for ScaleOut {
     fn drop(&mut self) {
-        // The sync script runs in a process group of its own (its shell, `ip monitor`
-        // and the loop): all of it stops, by the group's id.
-        let _ = kill(Pid::from_raw(-(self.sync.id() as i32)), Signal::SIGTERM);
-        let _ = self.sync.wait();
+        // The backends stop before the namespaces go.
         self.servers.clear();
-        if std::thread::panicking() {
-            let log =
-                std::fs::read_to_string(self.dir().join("nexthop-sync.err")).unwrap_or_default();
-            eprintln!("---- nexthop-sync stderr ----\n{log}\n----");
-        }
     }
 }
 

@@ -1,9 +1,9 @@
 //! Two Kracauer instances behind an upstream router that spreads flows over them by
 //! ECMP, each announced by its own BIRD over BGP with BFD (the testbed's
 //! [`ScaleOut`]): flows spread over both and arrive intact; SIGTERM or a crash withdraws
-//! an instance by a BGP UPDATE and new connections go to the other; a returning instance
-//! takes new flows without breaking the long ones through the other (resilient next-hop
-//! group); a live upgrade under load withdraws nothing and drops nothing.
+//! an instance by a BGP UPDATE and new connections go to the other; a live upgrade under
+//! load withdraws nothing and drops nothing. (A returning instance still breaks the flows
+//! hash-threshold ECMP moves to it: docs/scale-out.md, "Rebalancing".)
 
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, TcpStream};
@@ -28,8 +28,7 @@ fn hosts() -> Vec<Ipv4Addr> {
 }
 
 /// Waits until the upstream router routes the service address over exactly `want`
-/// (the hosts of those instances) through a resilient group of as many members, and
-/// the /96 of each of them towards its host.
+/// (the hosts of those instances), and the /96 of each of them towards its host.
 fn wait_announced(so: &ScaleOut, want: &[u8]) {
     let gws: Vec<Ipv4Addr> = want.iter().map(|&i| ScaleOut::host_v4(i)).collect();
     eventually(
@@ -38,7 +37,7 @@ fn wait_announced(so: &ScaleOut, want: &[u8]) {
         || {
             let prefixes = so.prefix_routes();
             let all = (1..=2).all(|i| prefixes.contains(&prefix(i)) == want.contains(&i));
-            (so.announced() == gws && so.group_members().len() == want.len() && all).then_some(())
+            (so.announced() == gws && all).then_some(())
         },
     );
 }
@@ -96,8 +95,8 @@ fn seen_from(so: &ScaleOut, i: u8) -> (usize, usize) {
     (count(&so.contacts_a), count(&so.contacts_b))
 }
 
-fn build(idle_timer: u32) -> ScaleOut {
-    let so = ScaleOut::build(idle_timer).unwrap();
+fn build() -> ScaleOut {
+    let so = ScaleOut::build().unwrap();
     bird_ready(&so);
     so
 }
@@ -118,7 +117,7 @@ fn ecmp_spreads_200_connections_over_both_instances_and_every_transfer_is_intact
         "ecmp_spreads_200_connections_over_both_instances_and_every_transfer_is_intact",
         &["bird"],
     );
-    let so = build(2);
+    let so = build();
     let _k1 = so.start_kracauer(1, Path::new(KRACAUER)).unwrap();
     let _k2 = so.start_kracauer(2, Path::new(KRACAUER)).unwrap();
     wait_announced(&so, &[1, 2]);
@@ -148,7 +147,7 @@ fn ecmp_spreads_200_connections_over_both_instances_and_every_transfer_is_intact
 /// session stays up) before the hold time, then that every new connection succeeds
 /// through instance 2.
 fn withdrawn_when(stop: impl FnOnce(kracauer_testbed::Kracauer<'_>), what: &str) {
-    let so = build(2);
+    let so = build();
     let k1 = so.start_kracauer(1, Path::new(KRACAUER)).unwrap();
     let _k2 = so.start_kracauer(2, Path::new(KRACAUER)).unwrap();
     wait_announced(&so, &[1, 2]);
@@ -258,58 +257,12 @@ fn paced_download(
     })
 }
 
-#[test]
-#[ignore = "privileged: needs root, network namespaces, a TUN device and BIRD (run with --include-ignored)"]
-fn a_returning_instance_takes_new_flows_without_breaking_long_transfers_through_the_other() {
-    require_privileged_and(
-        "a_returning_instance_takes_new_flows_without_breaking_long_transfers_through_the_other",
-        &["bird"],
-    );
-    let idle = 2;
-    let so = build(idle);
-    let k1 = so.start_kracauer(1, Path::new(KRACAUER)).unwrap();
-    let _k2 = so.start_kracauer(2, Path::new(KRACAUER)).unwrap();
-    wait_announced(&so, &[1, 2]);
-    assert!(k1.terminate().unwrap().success());
-    wait_announced(&so, &[2]);
-
-    // Long transfers, all through instance 2 (the only one left).
-    let slow = Arc::new(AtomicBool::new(true));
-    let (a0, b0) = seen_from(&so, 2);
-    let long: Vec<_> = (0..40)
-        .map(|_| paced_download(&so, 8 << 20, slow.clone()))
-        .collect();
-    let (a, b) = seen_from(&so, 2);
-    assert_eq!(a + b - a0 - b0, 40, "all long transfers through instance 2");
-
-    // Instance 1 comes back: the group takes it in, and new connections reach it once
-    // idle buckets have moved to it, while every long transfer keeps its bucket.
-    let _k1 = so.start_kracauer(1, Path::new(KRACAUER)).unwrap();
-    wait_announced(&so, &[1, 2]);
-    eventually(
-        "new connections through instance 1",
-        Duration::from_secs(60),
-        || {
-            let size = 16 * 1024;
-            intact(&downloads(&so, 10, size, 5), size);
-            let (a, b) = seen_from(&so, 1);
-            (a + b > 0).then_some(())
-        },
-    );
-    slow.store(false, Ordering::Relaxed);
-    let failed: Vec<String> = long
-        .into_iter()
-        .filter_map(|t| t.join().expect("a transfer thread").err())
-        .collect();
-    assert!(failed.is_empty(), "long transfers broken: {failed:?}");
-}
-
 /// The pid of the process the log says the last upgrade handed over to.
 fn took_over(log: &str) -> Option<i32> {
     log.lines()
+        .rev()
         .filter_map(|l| l.split("upgrade: pid ").nth(1))
-        .filter_map(|r| r.split(' ').next()?.parse().ok())
-        .last()
+        .find_map(|r| r.split(' ').next()?.parse().ok())
 }
 
 #[test]
@@ -321,7 +274,7 @@ fn a_live_upgrade_under_load_withdraws_nothing_and_drops_nothing() {
     );
     // The upgraded daemon is not our child: be its reaper.
     rustix::process::set_child_subreaper(Some(rustix::process::getpid())).unwrap();
-    let so = build(2);
+    let so = build();
     let k1 = so.start_kracauer(1, Path::new(KRACAUER)).unwrap();
     let _k2 = so.start_kracauer(2, Path::new(KRACAUER)).unwrap();
     wait_announced(&so, &[1, 2]);
@@ -332,7 +285,11 @@ fn a_live_upgrade_under_load_withdraws_nothing_and_drops_nothing() {
     let long: Vec<_> = (0..100)
         .map(|_| paced_download(&so, 2 << 20, slow.clone()))
         .collect();
-    assert!(seen_from(&so, 1).0 > 0, "some of the load is on instance 1");
+    eventually(
+        "some of the load on instance 1",
+        Duration::from_secs(30),
+        || (seen_from(&so, 1).0 > 0).then_some(()),
+    );
 
     // Watch the upstream router's routes through the whole upgrade.
     let watching = Arc::new(AtomicBool::new(true));
@@ -343,7 +300,7 @@ fn a_live_upgrade_under_load_withdraws_nothing_and_drops_nothing() {
             let mut missing = Vec::new();
             while watching.load(Ordering::Relaxed) {
                 let routes = up
-                    .ip(["-4", "route", "show", "table", "100", "203.0.113.10"])
+                    .ip(["-4", "route", "show", "203.0.113.10"])
                     .unwrap_or_default();
                 if !routes.contains(&ScaleOut::host_v4(1).to_string()) {
                     missing.push(routes);
