@@ -212,7 +212,16 @@ async fn start(path: &Path) -> Result<Running, RunError> {
     logging::apply_config_level(config.log.level.as_deref());
     // Before the host is touched: a configuration that would collide with an instance
     // running here stops the start (its leftover removal would take the other's routes).
-    let claim = crate::instance::Claim::take(&config, path, &crate::instance::state_dir())?;
+    // A record that cannot be written (a state directory this user may not write) only
+    // costs the collision check of later starts, as a sysctl record does its clean-up.
+    let claim = match crate::instance::Claim::take(&config, path, &crate::instance::state_dir()) {
+        Ok(claim) => Some(claim),
+        Err(e @ crate::instance::InstanceError::Io { .. }) => {
+            tracing::warn!("{e}; other instances cannot see this one");
+            None
+        }
+        Err(e) => return Err(e.into()),
+    };
     // Before the host is touched: an access log that cannot be opened stops the start.
     let access = AccessLog::start(&config.log, Lines::from_filter())?;
     let control = Arc::new(metrics::Control::default());
@@ -343,7 +352,7 @@ async fn start(path: &Path) -> Result<Running, RunError> {
         published,
         access,
         control,
-        claim: Some(claim),
+        claim,
     })
 }
 
