@@ -22,9 +22,11 @@
 //! What does not: the route table (the new configuration's; flows keep their backend),
 //! the timeouts and limits (the new configuration's, as a reload would apply them),
 //! access-log events not yet drained (the caller drains them first), and peek bytes held
-//! after a hole (see flow/snapshot.rs). The settings a flow's packets depend on, the
-//! prefix, the MTU and the window scale, must be the snapshot's: otherwise the restore is
-//! refused with [`SnapshotError::ConfigMismatch`]. The services may differ: the
+//! after a hole (see flow/snapshot.rs). The settings a flow's packets depend on, the MTU
+//! and the window scale, must be the snapshot's: otherwise the restore is refused with
+//! [`SnapshotError::ConfigMismatch`]. Each flow carries its prefix: a new prefix in the
+//! configuration is taken by new flows, and the snapshot's flows keep theirs
+//! (`prefixes.rs`). The services may differ: the
 //! configuration's are served, and flows on one it no longer lists are ended as a reload
 //! ends them (`services.rs`).
 
@@ -49,7 +51,7 @@ use crate::time::Time;
 pub const MAGIC: [u8; 8] = *b"KRCSNAP\n";
 /// The format this build writes and reads. Any change to what a snapshot holds, or how,
 /// takes a new number: a build refuses every version but its own.
-pub const SNAPSHOT_VERSION: u16 = 2;
+pub const SNAPSHOT_VERSION: u16 = 3;
 /// Magic, version, body length and checksum.
 const HEADER_LEN: usize = 8 + 2 + 8 + 8;
 
@@ -127,7 +129,8 @@ impl Engine {
 
     /// An engine for `config` and `routes` holding the state `bytes` (from
     /// [`Engine::snapshot`]) describe, running on from the caller's `now`. The snapshot's
-    /// seed replaces `config.seed`; its prefix, MTU and window scale must be `config`'s.
+    /// seed replaces `config.seed`; its MTU and window scale must be `config`'s (its
+    /// flows keep their prefix whatever `config`'s is).
     /// Flows on a service `config` no longer lists are ended at the first
     /// [`Engine::handle_timeout`]. A snapshot that is damaged, of another version, or does not fit
     /// `config` is refused whole; nothing in it can make this panic.
@@ -161,6 +164,7 @@ impl Engine {
             let rec = read_flow(&mut r, then, engine.config.peek_cap)?;
             let key = rec.client_key;
             let usage = rec.flow.usage();
+            engine.retire(rec.flow.conn.prefix);
             let id = engine.flows.insert(key, rec.flow).map_err(|e| match e {
                 TableError::ClientTupleTaken => SnapshotError::DuplicateFlow("client"),
                 _ => SnapshotError::TooManyFlows { flows, capacity },
@@ -206,11 +210,8 @@ fn write_settings(w: &mut Writer, c: &EngineConfig) {
 /// Reads the settings the snapshot's flows depend on and checks them against `c`'s;
 /// returns the snapshot's services.
 fn check_settings(r: &mut Reader<'_>, c: &EngineConfig) -> Result<Vec<Service>, SnapshotError> {
-    let prefix = Prefix96::new(Ipv6Addr::from(r.raw::<16>()?))
-        .map_err(|_| SnapshotError::BadField("prefix"))?;
-    if prefix != c.prefix {
-        return Err(SnapshotError::ConfigMismatch("prefix"));
-    }
+    // The prefix new flows took; each flow carries its own, and keeps it.
+    Prefix96::new(Ipv6Addr::from(r.raw::<16>()?)).map_err(|_| SnapshotError::BadField("prefix"))?;
     if r.u8()? != c.window_scale {
         return Err(SnapshotError::ConfigMismatch("window scale"));
     }
