@@ -7,9 +7,10 @@
 //! the `[[listen]]` addresses and ports (a live re-setup: what is added is diverted into
 //! the TUN before the workers serve it, what is removed is undone after; flows on a
 //! removed address or port end, the others go on, see the core's `engine/services.rs`),
-//! and `[metrics]` (the endpoint moves). Not applied, named in a warning, the running
-//! value kept: `limits.max_flows` and `[log]` (the flow table and the access log are made
-//! at the start: an upgrade, SIGUSR2, applies them), `prefix` and `[tun]` (a restart).
+//! `[metrics]` (the endpoint moves) and `prefix` (new flows take it, the old one is served
+//! until its last flow ends: `reload/prefix.rs`). Not applied, named in a warning, the
+//! running value kept: `limits.max_flows` and `[log]` (the flow table and the access log
+//! are made at the start: an upgrade, SIGUSR2, applies them), and `[tun]` (a restart).
 
 use std::path::Path;
 use std::sync::Arc;
@@ -71,6 +72,16 @@ pub async fn reload(path: &Path, running: &mut Running) {
         None if running.config.metrics.is_some() => Some(None),
         _ => None,
     };
+    let new_prefix = plan.reprefixes().then_some(plan.in_force.prefix);
+    if let Some(prefix) = new_prefix {
+        if let Err(e) = running.host.route_prefix(prefix, &running.tun).await {
+            tracing::error!(
+                "reload refused, nothing changed: cannot route the new prefix {prefix}: {e}"
+            );
+            running.control.reloaded(false);
+            return;
+        }
+    }
     let undo = if plan.relistens() {
         match running.host.divert_for(&plan.in_force).await {
             Ok(undo) => undo,
@@ -78,6 +89,13 @@ pub async fn reload(path: &Path, running: &mut Running) {
                 tracing::error!(
                     "reload refused, nothing changed: cannot divert the new listen addresses and ports: {e}"
                 );
+                if let Some(prefix) = new_prefix {
+                    if let Err(e) = running.host.unroute_prefix(prefix, &running.tun).await {
+                        tracing::error!(
+                            "while undoing the new prefix's routes (removed at the exit): {e}"
+                        );
+                    }
+                }
                 running.control.reloaded(false);
                 return;
             }
@@ -96,6 +114,11 @@ pub async fn reload(path: &Path, running: &mut Running) {
             "reload: {what} changed; that takes {how} (the running value stays in force)"
         );
     }
+    if let Some(prefix) = new_prefix {
+        running
+            .health
+            .set_source(crate::health::check::source(prefix));
+    }
     running.health.install(monitor);
     let mut taken = 0;
     for (worker, message) in running.senders.iter().zip(messages) {
@@ -103,6 +126,15 @@ pub async fn reload(path: &Path, running: &mut Running) {
         if worker.send(Control::Reload(Box::new(message))).is_ok() {
             taken += 1;
         }
+    }
+    running.reloads_sent += 1;
+    if new_prefix.is_some() {
+        let old = running.config.prefix;
+        running.retired.retain(|r| r.prefix != old);
+        running.retired.push(Retired {
+            prefix: old,
+            after_reloads: running.reloads_sent,
+        });
     }
     if taken > 0 {
         tracing::info!("reload: {names} names from {}", path.display());
@@ -148,13 +180,13 @@ pub async fn reload(path: &Path, running: &mut Running) {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Plan {
     /// The configuration in force after the reload: `new`'s routes, default backend,
-    /// timeouts, limits, listen addresses and ports and metrics endpoint, `running`'s
-    /// everything else (`limits.max_flows` included).
+    /// timeouts, limits, listen addresses and ports, metrics endpoint and prefix,
+    /// `running`'s everything else (`limits.max_flows` included).
     pub in_force: Config,
     /// The settings that differ and a reload cannot apply, as named in the file.
     pub restart: Vec<&'static str>,
-    /// The `[timeouts]`, `[limits]` and `[[listen]]` values that change in the running
-    /// workers.
+    /// The `[timeouts]`, `[limits]`, `[[listen]]` and `prefix` values that change in the
+    /// running workers.
     pub applied: Vec<Change>,
 }
 
@@ -167,6 +199,11 @@ impl Plan {
     /// Whether the listen addresses or ports change (the host set-up with them).
     pub fn relistens(&self) -> bool {
         self.applied.iter().any(|c| c.key == "[[listen]]")
+    }
+
+    /// Whether the prefix changes (its routes with it).
+    pub fn reprefixes(&self) -> bool {
+        self.applied.iter().any(|c| c.key == "prefix")
     }
 }
 
@@ -199,6 +236,7 @@ pub fn plan(running: &Config, new: &Config) -> Plan {
         },
         listen: new.listen.clone(),
         metrics: new.metrics,
+        prefix: new.prefix,
         ..running.clone()
     };
     let mut applied = Vec::new();
@@ -257,6 +295,13 @@ pub fn plan(running: &Config, new: &Config) -> Plan {
         a.peek_memory as u64,
         b.peek_memory as u64,
     );
+    if running.prefix != new.prefix {
+        applied.push(Change {
+            key: "prefix",
+            from: running.prefix.to_string(),
+            to: new.prefix.to_string(),
+        });
+    }
     if running.listen != new.listen {
         applied.push(Change {
             key: "[[listen]]",
@@ -319,13 +364,10 @@ pub fn messages(
 }
 
 /// The settings that differ between `a` and `b` and a reload cannot apply:
-/// `limits.max_flows` and `[log]` take an upgrade (SIGUSR2) or a restart, `prefix` and
-/// `[tun]` a restart.
+/// `limits.max_flows` and `[log]` take an upgrade (SIGUSR2) or a restart, `[tun]` a
+/// restart.
 pub fn needs_restart(a: &Config, b: &Config) -> Vec<&'static str> {
     let mut out = Vec::new();
-    if a.prefix != b.prefix {
-        out.push("prefix");
-    }
     if a.tun != b.tun {
         out.push("[tun]");
     }
@@ -337,6 +379,9 @@ pub fn needs_restart(a: &Config, b: &Config) -> Vec<&'static str> {
     }
     out
 }
+
+mod prefix;
+pub use prefix::{Retired, drain_retired};
 
 #[cfg(test)]
 mod tests;

@@ -15,6 +15,7 @@ mod lifecycle;
 mod origin;
 mod pools;
 mod relisten;
+mod reprefix;
 mod routing;
 
 use std::io::{Read, Write};
