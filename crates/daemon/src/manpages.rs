@@ -28,8 +28,8 @@ nothing. Routes, \fBdefault_backend\fR, \fB[timeouts]\fR and \fB[limits]\fR (all
 \fBmax_flows\fR) apply to the running workers; \fB[[listen]]\fR is set up anew
 (connections on a removed address or port end, the others go on), \fB[metrics]\fR
 moves and a new \fBprefix\fR is taken by new connections (the others keep theirs).
-\fBlimits.max_flows\fR and \fB[log]\fR take SIGUSR2 or a restart, \fB[tun]\fR a
-restart; the log says so.
+A new \fB[tun] mtu\fR is set on the device. \fBlimits.max_flows\fR and \fB[log]\fR
+take SIGUSR2 or a restart, the rest of \fB[tun]\fR a restart; the log says so.
 .TP
 .B SIGUSR2
 Live upgrade: start the binary now at the path this one was started from, hand it every

@@ -39,6 +39,7 @@ use rtnetlink::{Handle, IpVersion, RouteMessageBuilder};
 use crate::config::Config;
 
 mod divert;
+mod mtu;
 mod prefix;
 pub use divert::Rediversion;
 

@@ -10,7 +10,8 @@
 //! `[metrics]` (the endpoint moves) and `prefix` (new flows take it, the old one is served
 //! until its last flow ends: `reload/prefix.rs`). Not applied, named in a warning, the
 //! running value kept: `limits.max_flows` and `[log]` (the flow table and the access log
-//! are made at the start: an upgrade, SIGUSR2, applies them), and `[tun]` (a restart).
+//! are made at the start: an upgrade, SIGUSR2, applies them), and `[tun]` but its `mtu`
+//! (a restart; a new MTU is set on the device, and new flows agree their MSS from it).
 
 use std::path::Path;
 use std::sync::Arc;
@@ -72,12 +73,27 @@ pub async fn reload(path: &Path, running: &mut Running) {
         None if running.config.metrics.is_some() => Some(None),
         _ => None,
     };
+    // The host changes, each undone if a later one fails.
+    let old_mtu = running.config.tun.mtu;
+    let new_mtu = (plan.in_force.tun.mtu != old_mtu).then_some(plan.in_force.tun.mtu);
+    if let Some(mtu) = new_mtu {
+        if let Err(e) = running.host.set_mtu(&running.tun, mtu).await {
+            tracing::error!(
+                "reload refused, nothing changed: cannot set the TUN's MTU to {mtu}: {e}"
+            );
+            running.control.reloaded(false);
+            return;
+        }
+    }
     let new_prefix = plan.reprefixes().then_some(plan.in_force.prefix);
     if let Some(prefix) = new_prefix {
         if let Err(e) = running.host.route_prefix(prefix, &running.tun).await {
             tracing::error!(
                 "reload refused, nothing changed: cannot route the new prefix {prefix}: {e}"
             );
+            if new_mtu.is_some() {
+                restore_mtu(running, old_mtu).await;
+            }
             running.control.reloaded(false);
             return;
         }
@@ -95,6 +111,9 @@ pub async fn reload(path: &Path, running: &mut Running) {
                             "while undoing the new prefix's routes (removed at the exit): {e}"
                         );
                     }
+                }
+                if new_mtu.is_some() {
+                    restore_mtu(running, old_mtu).await;
                 }
                 running.control.reloaded(false);
                 return;
@@ -175,6 +194,13 @@ pub async fn reload(path: &Path, running: &mut Running) {
     running.config = plan.in_force;
 }
 
+/// Puts the TUN's MTU back after a refused reload had changed it.
+async fn restore_mtu(running: &Running, mtu: u16) {
+    if let Err(e) = running.host.set_mtu(&running.tun, mtu).await {
+        tracing::error!("while putting the TUN's MTU back to {mtu}: {e}");
+    }
+}
+
 /// What a reload from `running` to a valid `new` configuration does, with `workers`
 /// data-plane workers.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -237,6 +263,10 @@ pub fn plan(running: &Config, new: &Config) -> Plan {
         listen: new.listen.clone(),
         metrics: new.metrics,
         prefix: new.prefix,
+        tun: crate::config::Tun {
+            mtu: new.tun.mtu,
+            ..running.tun.clone()
+        },
         ..running.clone()
     };
     let mut applied = Vec::new();
@@ -295,6 +325,13 @@ pub fn plan(running: &Config, new: &Config) -> Plan {
         a.peek_memory as u64,
         b.peek_memory as u64,
     );
+    if running.tun.mtu != new.tun.mtu {
+        applied.push(Change {
+            key: "[tun] mtu",
+            from: running.tun.mtu.to_string(),
+            to: new.tun.mtu.to_string(),
+        });
+    }
     if running.prefix != new.prefix {
         applied.push(Change {
             key: "prefix",
@@ -364,11 +401,15 @@ pub fn messages(
 }
 
 /// The settings that differ between `a` and `b` and a reload cannot apply:
-/// `limits.max_flows` and `[log]` take an upgrade (SIGUSR2) or a restart, `[tun]` a
-/// restart.
+/// `limits.max_flows` and `[log]` take an upgrade (SIGUSR2) or a restart, `[tun]` but
+/// its `mtu` a restart.
 pub fn needs_restart(a: &Config, b: &Config) -> Vec<&'static str> {
     let mut out = Vec::new();
-    if a.tun != b.tun {
+    let same_mtu = crate::config::Tun {
+        mtu: a.tun.mtu,
+        ..b.tun.clone()
+    };
+    if a.tun != same_mtu {
         out.push("[tun]");
     }
     if a.log != b.log {

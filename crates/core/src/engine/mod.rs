@@ -173,10 +173,11 @@ impl Engine {
     }
 
     /// Takes the timeouts, limits and services of `config`, validated first (on an error
-    /// nothing changes). The seed and the secrets drawn from it, the MTU, the
+    /// nothing changes). The seed and the secrets drawn from it, the
     /// window scale, `max_flows` (the flow table is sized at the start) and the shared
     /// limits stay as they are. A new prefix is taken by new flows; the others keep
-    /// theirs (`prefixes.rs`). New flows use the new values; a timer already armed
+    /// theirs (`prefixes.rs`); a new IPv6 MTU, the MSS new flows agree (the others keep
+    /// theirs: a smaller path is path MTU discovery's). New flows use the new values; a timer already armed
     /// fires when it was set to, and the flow's next deadline is computed with the new
     /// values. A limit lowered below what flows already hold stops new flows until
     /// enough of them end; nothing in progress is cut. Flows on a service address or
@@ -200,6 +201,8 @@ impl Engine {
             self.unserved_sweep = true;
         }
         c.custody_delay = config.custody_delay;
+        // New flows agree their MSS from it; the others keep what they agreed.
+        c.ipv6_mtu = config.ipv6_mtu;
         self.change_prefix(config.prefix);
         Ok(())
     }

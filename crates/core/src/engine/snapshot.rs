@@ -22,9 +22,10 @@
 //! What does not: the route table (the new configuration's; flows keep their backend),
 //! the timeouts and limits (the new configuration's, as a reload would apply them),
 //! access-log events not yet drained (the caller drains them first), and peek bytes held
-//! after a hole (see flow/snapshot.rs). The settings a flow's packets depend on, the MTU
-//! and the window scale, must be the snapshot's: otherwise the restore is refused with
-//! [`SnapshotError::ConfigMismatch`]. Each flow carries its prefix: a new prefix in the
+//! after a hole (see flow/snapshot.rs). The setting a flow's packets depend on, the
+//! window scale, must be the snapshot's: otherwise the restore is refused with
+//! [`SnapshotError::ConfigMismatch`] (a new IPv6 MTU is taken by new flows; the others
+//! keep the MSS they agreed). Each flow carries its prefix: a new prefix in the
 //! configuration is taken by new flows, and the snapshot's flows keep theirs
 //! (`prefixes.rs`). The services may differ: the
 //! configuration's are served, and flows on one it no longer lists are ended as a reload
@@ -129,8 +130,8 @@ impl Engine {
 
     /// An engine for `config` and `routes` holding the state `bytes` (from
     /// [`Engine::snapshot`]) describe, running on from the caller's `now`. The snapshot's
-    /// seed replaces `config.seed`; its MTU and window scale must be `config`'s (its
-    /// flows keep their prefix whatever `config`'s is).
+    /// seed replaces `config.seed`; its window scale must be `config`'s (its flows keep
+    /// their prefix and MSS whatever `config`'s are).
     /// Flows on a service `config` no longer lists are ended at the first
     /// [`Engine::handle_timeout`]. A snapshot that is damaged, of another version, or does not fit
     /// `config` is refused whole; nothing in it can make this panic.
@@ -215,9 +216,8 @@ fn check_settings(r: &mut Reader<'_>, c: &EngineConfig) -> Result<Vec<Service>, 
     if r.u8()? != c.window_scale {
         return Err(SnapshotError::ConfigMismatch("window scale"));
     }
-    if r.u16()? != c.ipv6_mtu {
-        return Err(SnapshotError::ConfigMismatch("IPv6 MTU"));
-    }
+    // The IPv6 MTU new flows took: the snapshot's flows keep the MSS they agreed.
+    r.u16()?;
     let n = r.u16()?;
     let mut services = Vec::new();
     for _ in 0..n {

@@ -53,6 +53,12 @@ impl Host {
         self.netlink.unroute_prefix(prefix, index).await
     }
 
+    /// Sets the MTU of the TUN device `tun` (a change of `[tun] mtu`).
+    pub async fn set_mtu(&self, tun: &str, mtu: u16) -> Result<(), NetError> {
+        let index = self.netlink.link_index(tun).await?;
+        self.netlink.set_mtu(index, mtu).await
+    }
+
     /// Second half: undoes the diversions [`Host::divert_for`] returned; what could not
     /// be undone stays until the exit removes it (it is tagged as Kracauer's).
     pub async fn undivert(&mut self, remove: &[Divert]) -> Vec<NetError> {

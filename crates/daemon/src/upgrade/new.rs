@@ -227,6 +227,11 @@ async fn prepare(link: &Link, path: &Path) -> Result<Running, String> {
             );
         planes.push(plane.started_at(start));
     }
+    // `[tun] mtu`: new flows agree their MSS from it, the restored ones keep theirs. Last
+    // of the fallible steps, so that a failed upgrade leaves the device as it was.
+    host.set_mtu(&state.tun, config.tun.mtu)
+        .await
+        .map_err(|e| format!("cannot set the TUN's MTU to {}: {e}", config.tun.mtu))?;
     tracing::info!("upgrade: restored {flows} flows on {workers} queues; ready");
     Ok(Running {
         tun: state.tun,

@@ -12,6 +12,7 @@
 mod heads;
 mod hellos;
 mod lifecycle;
+mod mtu;
 mod origin;
 mod pools;
 mod relisten;

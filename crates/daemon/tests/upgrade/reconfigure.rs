@@ -5,7 +5,7 @@ use std::io::{ErrorKind, Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
-use kracauer_testbed::topology::{BACKEND_A, HTTP_PORT, ROUTER_V6};
+use kracauer_testbed::topology::{BACKEND_A, HTTP_PORT, ROUTER_V6, TUN};
 use kracauer_testbed::{Topology, Variant, client, pattern, require_privileged};
 
 use super::{connect, eventually, install, serial, start_with, terminate, usr2};
@@ -87,8 +87,8 @@ fn an_upgrade_applies_a_listen_change_while_a_transfer_on_another_port_runs() {
 
 #[test]
 #[ignore = "privileged: needs root and network namespaces (run with --include-ignored)"]
-fn an_upgrade_to_another_prefix_keeps_running_flows_on_the_old_one() {
-    require_privileged("an_upgrade_to_another_prefix_keeps_running_flows_on_the_old_one");
+fn an_upgrade_to_another_prefix_and_mtu_keeps_running_flows_on_theirs() {
+    require_privileged("an_upgrade_to_another_prefix_and_mtu_keeps_running_flows_on_theirs");
     let _serial = serial();
     let tb = Topology::build(Variant::Routed).unwrap();
     for ns in [&tb.backend_a, &tb.backend_b] {
@@ -108,11 +108,15 @@ fn an_upgrade_to_another_prefix_keeps_running_flows_on_the_old_one() {
     half_upload(&mut upload, 1_000_000);
     std::fs::write(
         k.config_path(),
-        config.replace("2001:db8:64::/96", "2001:db8:65::/96"),
+        config
+            .replace("2001:db8:64::/96", "2001:db8:65::/96")
+            .replace("mtu = 1500", "mtu = 1400"),
     )
     .unwrap();
     install(&exe, None);
     let pid = usr2(k.pid() as i32, &k, 1);
+    let link = tb.router.ip(["-o", "link", "show", TUN]).unwrap();
+    assert!(link.contains(" mtu 1400 "), "{link}");
     // New connections come from the new prefix.
     let seen = tb.http_get("a.example", "/").unwrap().seen().unwrap();
     assert_eq!(seen.peer.ip().to_string(), "2001:db8:65::c633:6402");
