@@ -38,9 +38,10 @@ use std::sync::Arc;
 use siphasher::sip::SipHasher24;
 
 use super::clock::Clock;
+use super::stats::Stats;
 use super::{Engine, EngineConfig, Service};
 use crate::addr::Prefix96;
-use crate::base::{BackendKey, DropReason, Outcome};
+use crate::base::{BackendKey, ClientKey, DropReason, Outcome};
 use crate::flow::Usage;
 pub use crate::flow::snapshot::SnapshotError;
 use crate::flow::snapshot::{Reader, Writer, read_flow, write_flow};
@@ -136,34 +137,89 @@ impl Engine {
     /// [`Engine::handle_timeout`]. A snapshot that is damaged, of another version, or does not fit
     /// `config` is refused whole; nothing in it can make this panic.
     pub fn restore(
-        mut config: EngineConfig,
+        config: EngineConfig,
         routes: Arc<RouteTable>,
         bytes: &[u8],
         now: Time,
     ) -> Result<Engine, SnapshotError> {
-        let mut r = Reader::new(open(bytes)?);
-        let then = Time::from_micros(r.u64()?);
-        if then == Time::NEVER {
-            return Err(SnapshotError::BadField("engine time"));
+        Self::restore_part(config, routes, &[bytes], 0, now, |_| true)
+    }
+
+    /// [`Engine::restore`] of one engine of a new set whose flows are divided otherwise
+    /// than the old set's (a live upgrade to another number of workers): the seed,
+    /// clock, counters and settings are `snapshots[own]`'s, the flows those of every
+    /// snapshot that `keep` selects. Each snapshot is read whole and checked as
+    /// [`Engine::restore`] checks it; the flows of another snapshot run on with their
+    /// deadlines as they were at that snapshot (the old engines' snapshots are taken
+    /// moments apart). With `own` past the end, the seed, clock and settings are the
+    /// first snapshot's and the counters start at zero.
+    pub fn restore_part(
+        mut config: EngineConfig,
+        routes: Arc<RouteTable>,
+        snapshots: &[&[u8]],
+        own: usize,
+        now: Time,
+        keep: impl Fn(&ClientKey) -> bool,
+    ) -> Result<Engine, SnapshotError> {
+        let mut readers = Vec::with_capacity(snapshots.len());
+        for bytes in snapshots {
+            let mut r = Reader::new(open(bytes)?);
+            let then = Time::from_micros(r.u64()?);
+            if then == Time::NEVER {
+                return Err(SnapshotError::BadField("engine time"));
+            }
+            let seed: [u8; 32] = r.raw()?;
+            let next_ident = r.u16()?;
+            let services = check_settings(&mut r, &config)?;
+            readers.push((r, then, seed, next_ident, services));
         }
-        config.seed = r.raw()?;
-        let next_ident = r.u16()?;
-        let services = check_settings(&mut r, &config)?;
-        let services_changed = services != config.services;
+        let Some(&(_, then, seed, next_ident, ref services)) =
+            readers.get(own).or_else(|| readers.first())
+        else {
+            return Err(SnapshotError::Truncated);
+        };
+        config.seed = seed;
+        let services_changed = *services != config.services;
         let mut engine =
             Engine::new(config, routes).map_err(|e| SnapshotError::InvalidConfig(e.to_string()))?;
         engine.unserved_sweep = services_changed;
         engine.clock = Clock::rebased(now, then);
         engine.next_ident = next_ident;
-        read_counters(&mut r, &mut engine)?;
+        for (i, (r, its_then, ..)) in readers.iter_mut().enumerate() {
+            let mut others = Stats::new();
+            read_counters(
+                r,
+                if i == own {
+                    &mut engine.stats
+                } else {
+                    &mut others
+                },
+            )?;
+            engine.restore_flows(r, *its_then, &keep)?;
+        }
+        Ok(engine)
+    }
+
+    /// Reads a snapshot's flows (after its counters) into this engine, those `keep`
+    /// selects; `then` is that snapshot's time.
+    fn restore_flows(
+        &mut self,
+        r: &mut Reader<'_>,
+        then: Time,
+        keep: &impl Fn(&ClientKey) -> bool,
+    ) -> Result<(), SnapshotError> {
+        let engine = self;
         let flows = r.u64()?;
         let capacity = engine.flows.capacity();
         if flows > capacity as u64 {
             return Err(SnapshotError::TooManyFlows { flows, capacity });
         }
         for _ in 0..flows {
-            let rec = read_flow(&mut r, then, engine.config.peek_cap)?;
+            let rec = read_flow(r, then, engine.config.peek_cap)?;
             let key = rec.client_key;
+            if !keep(&key) {
+                continue;
+            }
             let usage = rec.flow.usage();
             engine.retire(rec.flow.conn.prefix);
             let id = engine.flows.insert(key, rec.flow).map_err(|e| match e {
@@ -188,7 +244,7 @@ impl Engine {
         if r.remaining() > 0 {
             return Err(SnapshotError::TrailingBytes(r.remaining()));
         }
-        Ok(engine)
+        Ok(())
     }
 }
 
@@ -266,22 +322,21 @@ fn write_counters(w: &mut Writer, e: &Engine) {
     }
 }
 
-fn read_counters(r: &mut Reader<'_>, e: &mut Engine) -> Result<(), SnapshotError> {
+fn read_counters(r: &mut Reader<'_>, s: &mut Stats) -> Result<(), SnapshotError> {
     for _ in 0..r.u16()? {
         let name = r.name_str()?;
         let n = r.u64()?;
         if let Some(&reason) = DropReason::ALL.iter().find(|d| d.name().as_bytes() == name) {
-            e.stats.set_drops(reason, n);
+            s.set_drops(reason, n);
         }
     }
     for _ in 0..r.u16()? {
         let name = r.name_str()?;
         let n = r.u64()?;
         if let Some(&o) = Outcome::ALL.iter().find(|o| o.name().as_bytes() == name) {
-            e.stats.set_outcomes(o, n);
+            s.set_outcomes(o, n);
         }
     }
-    let s = &mut e.stats;
     s.packets = [r.u64()?, r.u64()?];
     s.bytes = [r.u64()?, r.u64()?];
     s.made = r.u64()?;
