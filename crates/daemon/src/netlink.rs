@@ -44,6 +44,8 @@ use crate::config::Config;
 pub use crate::instance::{BASE_PROTOCOL, Ids, LOCAL_PREF};
 
 mod divert;
+mod mtu;
+mod prefix;
 pub use divert::Rediversion;
 
 /// The routing protocol of instance 0 (`proto 107` in `ip` output).
@@ -198,31 +200,7 @@ impl Netlink {
     /// Sets up routes and rules for `plan` through the TUN with index `tun`. Call
     /// [`remove_ours`](Self::remove_ours) first (leftovers) and after (also on error).
     pub async fn set_up(&self, plan: &Plan, tun: u32) -> Result<Vec<Divert>, NetError> {
-        let route6 = RouteMessageBuilder::<Ipv6Addr>::new()
-            .destination_prefix(plan.prefix.network(), 96)
-            .output_interface(tun)
-            .protocol(RouteProtocol::Other(self.ids.protocol))
-            .scope(RouteScope::Link)
-            .build();
-        self.add_route(route6, format!("route {} into {}", plan.prefix, plan.tun))
-            .await?;
-        let lo = self.link_index("lo").await?;
-        let check_source = RouteMessageBuilder::<Ipv6Addr>::new()
-            .destination_prefix(plan.check_source, 128)
-            .output_interface(lo)
-            .table_id(TABLE_LOCAL)
-            .kind(RouteType::Local)
-            .scope(RouteScope::Host)
-            .protocol(RouteProtocol::Other(self.ids.protocol))
-            .build();
-        self.add_route(
-            check_source,
-            format!(
-                "local route for the health-check source {}",
-                plan.check_source
-            ),
-        )
-        .await?;
+        self.route_prefix(plan.prefix, tun).await?;
         let mut diverts = Vec::new();
         let mut table_route = false;
         for (address, ports) in &plan.services {

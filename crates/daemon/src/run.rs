@@ -4,9 +4,9 @@
 //! - SIGHUP reloads the configuration ([`crate::reload`]): validated in full first; on
 //!   error it is logged and nothing changes. On success the routes, `[timeouts]`,
 //!   `[limits]` (all but `max_flows`; global, every worker checks the same counts),
-//!   `[[listen]]` and `[metrics]` are applied to the
-//!   running daemon; `prefix`, `[tun]`, `[log]` and `limits.max_flows` are not (an
-//!   upgrade applies the last two), and the log says so;
+//!   `[[listen]]`, `[metrics]` and `prefix` are applied to the
+//!   running daemon; `[tun]`, `[log]` and `limits.max_flows` are not (an upgrade
+//!   applies the last two), and the log says so;
 //! - SIGUSR1 reopens a `file:` access log (logrotate);
 //! - SIGUSR2 is a live upgrade ([`crate::upgrade`]);
 //! - SIGINT and SIGTERM stop the data plane, undo the host set-up and exit 0.
@@ -113,6 +113,7 @@ async fn control(path: PathBuf) -> Result<(), RunError> {
     );
     notify::ready(&status);
 
+    let mut retire_tick = tokio::time::interval(std::time::Duration::from_secs(1));
     loop {
         tokio::select! {
             _ = hup.recv() => {
@@ -145,6 +146,9 @@ async fn control(path: PathBuf) -> Result<(), RunError> {
                         tracing::error!("upgrade failed, serving on: {why}");
                     }
                 }
+            }
+            _ = retire_tick.tick(), if !running.retired.is_empty() => {
+                reload::drain_retired(&mut running).await;
             }
             _ = int.recv() => { tracing::info!("SIGINT: stopping"); break; }
             _ = term.recv() => { tracing::info!("SIGTERM: stopping"); break; }
@@ -180,6 +184,10 @@ pub struct Running {
     /// The lock on this instance's identity (`None` in a process that took over in a
     /// live upgrade: it holds the lock by an inherited descriptor).
     pub claim: Option<crate::instance::Claim>,
+    /// Reloads sent to the workers since this process started.
+    pub reloads_sent: u64,
+    /// Prefixes changed since that flows still hold: routed until their last flow ends.
+    pub retired: Vec<reload::Retired>,
 }
 
 /// The metrics endpoint: its task, and its listener's descriptor for an upgrade.
@@ -353,6 +361,8 @@ async fn start(path: &Path) -> Result<Running, RunError> {
         access,
         control,
         claim,
+        reloads_sent: 0,
+        retired: Vec::new(),
     })
 }
 

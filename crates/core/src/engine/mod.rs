@@ -31,6 +31,7 @@ mod failover;
 mod icmp;
 pub mod limits;
 pub mod output;
+mod prefixes;
 mod pressure;
 mod services;
 mod setup;
@@ -105,6 +106,8 @@ pub struct Engine {
     /// The services changed: flows on one no longer served are to be ended
     /// (`services.rs`).
     unserved_sweep: bool,
+    /// Prefixes changed since that flows still hold (`prefixes.rs`).
+    retired: Vec<crate::addr::Prefix96>,
 }
 
 /// Most events kept when nobody drains them.
@@ -147,6 +150,7 @@ impl Engine {
             next_ident: key("ident")[0] as u16,
             clock: Clock::default(),
             unserved_sweep: false,
+            retired: Vec::new(),
             routes,
             health: Arc::default(),
             config,
@@ -169,9 +173,11 @@ impl Engine {
     }
 
     /// Takes the timeouts, limits and services of `config`, validated first (on an error
-    /// nothing changes). The seed and the secrets drawn from it, the prefix, the MTU, the
+    /// nothing changes). The seed and the secrets drawn from it, the
     /// window scale, `max_flows` (the flow table is sized at the start) and the shared
-    /// limits stay as they are. New flows use the new values; a timer already armed
+    /// limits stay as they are. A new prefix is taken by new flows; the others keep
+    /// theirs (`prefixes.rs`); a new IPv6 MTU, the MSS new flows agree (the others keep
+    /// theirs: a smaller path is path MTU discovery's). New flows use the new values; a timer already armed
     /// fires when it was set to, and the flow's next deadline is computed with the new
     /// values. A limit lowered below what flows already hold stops new flows until
     /// enough of them end; nothing in progress is cut. Flows on a service address or
@@ -195,6 +201,9 @@ impl Engine {
             self.unserved_sweep = true;
         }
         c.custody_delay = config.custody_delay;
+        // New flows agree their MSS from it; the others keep what they agreed.
+        c.ipv6_mtu = config.ipv6_mtu;
+        self.change_prefix(config.prefix);
         Ok(())
     }
 
@@ -240,7 +249,8 @@ impl Engine {
         }
         // While this engine holds unnamed state, the limits are looked at for pressure
         // (which other engines' flows may cause) every `SWEEP_EVERY`.
-        let sweep = (self.peeking > 0).then_some(self.next_sweep);
+        // So are the retired prefixes, for flows that ended.
+        let sweep = (self.peeking > 0 || !self.retired.is_empty()).then_some(self.next_sweep);
         let next = match (self.timers.next(), sweep) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -299,6 +309,7 @@ impl Engine {
         }
         if now >= self.next_sweep {
             self.sweep(now, out);
+            self.sweep_retired();
         }
         let timeouts = self.timeouts();
         while let Some((at, id)) = self.timers.pop_due(now) {

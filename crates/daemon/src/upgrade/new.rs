@@ -20,6 +20,7 @@ use crate::accesslog::{AccessLog, Lines};
 use crate::health::{self, check};
 use crate::host::Host;
 use crate::observe::{Observer, RouteLabels};
+use crate::reload::Retired;
 use crate::routes::{self, Loaded};
 use crate::run::{MetricsServer, RunError, Running, worker_configs};
 use crate::runtime::{self, DataPlane};
@@ -184,6 +185,23 @@ async fn prepare(link: &Link, path: &Path) -> Result<Running, String> {
         state.diverts,
     )
     .map_err(|e| e.to_string())?;
+    // A new prefix: routed before any packet is read; the restored flows keep theirs,
+    // whose routes stay until the last of them ends (`reload/prefix.rs`).
+    host.route_prefix(config.prefix, &state.tun)
+        .await
+        .map_err(|e| format!("cannot route the prefix {}: {e}", config.prefix))?;
+    let mut retired: Vec<Retired> = Vec::new();
+    for prefix in engines
+        .iter()
+        .flat_map(|e| e.retired_prefixes().iter().copied())
+    {
+        if !retired.iter().any(|r| r.prefix == prefix) {
+            retired.push(Retired {
+                prefix,
+                after_reloads: 0,
+            });
+        }
+    }
     let published = runtime::published(workers);
     published.offload.store(state.offload, Ordering::Relaxed);
     let metrics = match config.metrics {
@@ -220,6 +238,11 @@ async fn prepare(link: &Link, path: &Path) -> Result<Running, String> {
             );
         planes.push(plane.started_at(start));
     }
+    // `[tun] mtu`: new flows agree their MSS from it, the restored ones keep theirs. Last
+    // of the fallible steps, so that a failed upgrade leaves the device as it was.
+    host.set_mtu(&state.tun, config.tun.mtu)
+        .await
+        .map_err(|e| format!("cannot set the TUN's MTU to {}: {e}", config.tun.mtu))?;
     tracing::info!("upgrade: restored {flows} flows on {workers} queues; ready");
     Ok(Running {
         tun: state.tun,
@@ -235,6 +258,8 @@ async fn prepare(link: &Link, path: &Path) -> Result<Running, String> {
         access,
         control,
         claim: None,
+        reloads_sent: 0,
+        retired,
     })
 }
 

@@ -12,9 +12,11 @@
 mod heads;
 mod hellos;
 mod lifecycle;
+mod mtu;
 mod origin;
 mod pools;
 mod relisten;
+mod reprefix;
 mod routing;
 
 use std::io::{Read, Write};
