@@ -26,7 +26,9 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("route", &["base", "name", "addr"]),
     (
         "flow",
-        &["base", "wire", "time", "name", "tcp", "peek", "route"],
+        &[
+            "base", "wire", "time", "name", "addr", "tcp", "peek", "route",
+        ],
     ),
     (
         "engine",

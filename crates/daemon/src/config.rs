@@ -35,6 +35,9 @@ pub const MAX_IFNAME_LEN: usize = 15;
 /// A validated configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
+    /// `instance`: this instance's number on the host, from which every host object it
+    /// creates is named ([`crate::instance`]; default 0).
+    pub instance: u8,
     pub prefix: Prefix96,
     /// Where unknown names go: one backend, a pool, or none (empty: they are refused).
     pub default_backend: Vec<BackendSpec>,
@@ -262,6 +265,7 @@ pub enum ConfigError {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawConfig {
+    instance: Option<Spanned<u64>>,
     prefix: Spanned<String>,
     default_backend: Option<Spanned<RawBackends>>,
     tun: Option<RawTun>,
@@ -399,7 +403,23 @@ impl Validator<'_> {
             Some(b) => self.backends(b, prefix, "default_backend")?,
             None => Vec::new(),
         };
-        let tun = self.tun(raw.tun)?;
+        let instance = match &raw.instance {
+            None => 0,
+            Some(n) => match u8::try_from(*n.get_ref()) {
+                Ok(n) if n <= crate::instance::MAX_INSTANCE => n,
+                _ => {
+                    return self.err(
+                        n.span(),
+                        format!(
+                            "instance: {} is out of range; give 0 to {} (each instance on a host its own)",
+                            n.get_ref(),
+                            crate::instance::MAX_INSTANCE
+                        ),
+                    );
+                }
+            },
+        };
+        let tun = self.tun(raw.tun, instance)?;
         let listen = self.listen(&raw.listen)?;
         let routes = raw
             .route
@@ -427,6 +447,7 @@ impl Validator<'_> {
         let limits = self.limits(raw.limits)?;
         let log = self.log(raw.log)?;
         Ok(Config {
+            instance,
             prefix,
             default_backend,
             tun,
@@ -649,7 +670,7 @@ impl Validator<'_> {
         }
     }
 
-    fn tun(&self, raw: Option<RawTun>) -> Result<Tun, ConfigError> {
+    fn tun(&self, raw: Option<RawTun>, instance: u8) -> Result<Tun, ConfigError> {
         let (fastpath, fastpath_interfaces) = raw.as_ref().map_or((None, None), |t| {
             (t.fastpath, t.fastpath_interfaces.clone())
         });
@@ -657,7 +678,7 @@ impl Validator<'_> {
             (t.name, t.mtu, t.offload, t.workers)
         });
         let name = match name {
-            None => DEFAULT_TUN_NAME.to_owned(),
+            None => crate::instance::default_tun(instance),
             Some(n) => {
                 let s = n.get_ref();
                 let ok = !s.is_empty()

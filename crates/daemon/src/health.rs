@@ -327,6 +327,12 @@ impl Plane {
         (next, health)
     }
 
+    /// The address the checks [`install`](Self::install) starts come from (a new
+    /// prefix's: the old one's routes go when its last flow ends).
+    pub fn set_source(&mut self, source: Ipv6Addr) {
+        self.source = source;
+    }
+
     /// Puts `monitor` in force: its checks started, its states published.
     pub fn install(&mut self, monitor: Monitor) {
         self.monitor = monitor;

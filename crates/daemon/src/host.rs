@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use kracauer_core::addr::Prefix96;
 
 use crate::config::{Config, MAX_WORKERS};
+use crate::instance::Ids;
 use crate::netlink::{Divert, NetError, Netlink, Plan};
 use crate::steer::{self, Steering};
 use crate::sysctl::{self, Change, Facts, SysctlPlan, Sysctls};
@@ -102,7 +103,7 @@ impl Host {
 
     /// [`Host::set_up`] with `options`.
     pub async fn set_up_with(c: &Config, options: &HostOptions) -> Result<(Self, Tun), SetupError> {
-        let netlink = Netlink::connect()?;
+        let netlink = Netlink::connect(Ids::of(c.instance))?;
         let leftovers = netlink.remove_ours().await?;
         let state = options
             .state
@@ -141,12 +142,13 @@ impl Host {
     /// removal of [`set_up`](Self::set_up) must not run here: it would take the live
     /// routes away.
     pub fn adopt(
+        ids: Ids,
         tun: &str,
         sysctls: Vec<(PathBuf, String)>,
         diverts: Vec<Divert>,
     ) -> Result<Self, SetupError> {
         Ok(Host {
-            netlink: Netlink::connect()?,
+            netlink: Netlink::connect(ids)?,
             sysctls: Sysctls::adopt(sysctls, Some(sysctl::state_path(tun))),
             diverts,
             leftovers: 0,
@@ -299,7 +301,8 @@ async fn sysctl_plan(
 /// check`: the sysctls (with their values now), the routes and rules. Reads the host only
 /// (netlink dumps, `/proc/sys`); needs a tokio runtime.
 pub async fn preview(c: &Config) -> Result<Vec<String>, NetError> {
-    let netlink = Netlink::connect()?;
+    let ids = Ids::of(c.instance);
+    let netlink = Netlink::connect(ids)?;
     let plan = sysctl_plan(&netlink, c, &HostOptions::default()).await?;
     let probe = Sysctls::new(None);
     let mut out = Vec::new();
@@ -320,6 +323,10 @@ pub async fn preview(c: &Config) -> Result<Vec<String>, NetError> {
         out.push(format!("note: {note}"));
     }
     let tun = &c.tun.name;
+    out.push(format!(
+        "instance {}: routes and rules tagged proto {}",
+        ids.instance, ids.protocol
+    ));
     out.push(format!("route {} into {tun}", c.prefix));
     let plan = Plan::new(c);
     let mut moves_local = false;
@@ -328,9 +335,8 @@ pub async fn preview(c: &Config) -> Result<Vec<String>, NetError> {
             moves_local = true;
             for port in ports {
                 out.push(format!(
-                    "rule pref {} to {address} tcp dport {port} lookup {}",
-                    crate::netlink::DIVERT_PREF,
-                    crate::netlink::TABLE
+                    "rule pref {} to {address} tcp dport {port} lookup {} proto {}",
+                    ids.divert_pref, ids.table, ids.protocol
                 ));
             }
         } else {
@@ -339,8 +345,8 @@ pub async fn preview(c: &Config) -> Result<Vec<String>, NetError> {
     }
     if moves_local {
         out.push(format!(
-            "route default into {tun} in table {}; the local rule moves from preference 0 to {}",
-            crate::netlink::TABLE,
+            "route default into {tun} in table {}; the local rule moves from preference 0 to {} (shared by every instance)",
+            ids.table,
             crate::netlink::LOCAL_PREF
         ));
     }

@@ -13,6 +13,7 @@ pub mod config;
 pub mod fastpath;
 pub mod health;
 pub mod host;
+pub mod instance;
 pub mod logging;
 pub mod metrics;
 pub mod netlink;

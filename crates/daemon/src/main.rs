@@ -73,6 +73,10 @@ enum Command {
         config: PathBuf,
     },
     /// Validate a configuration file and print the resolved route table.
+    ///
+    /// Fails when the configuration would collide with another Kracauer instance running
+    /// in this network namespace (the same instance number, TUN, prefix, service address
+    /// or metrics address).
     Check {
         /// The configuration file (TOML).
         #[arg(long, short)]
@@ -123,7 +127,15 @@ fn main() -> ExitCode {
         Command::Check { config } => match routes::load(&config) {
             Ok(l) => {
                 print!("{}", check::report(&config, &l.config, &l.routes));
-                ExitCode::SUCCESS
+                let dir = kracauer::instance::state_dir();
+                let collides = kracauer::instance::collisions(&l.config, &config, &dir);
+                if collides.is_empty() {
+                    return ExitCode::SUCCESS;
+                }
+                for c in collides {
+                    eprintln!("kracauer: collides with a running instance: {c}");
+                }
+                ExitCode::from(1)
             }
             Err(e) => {
                 eprintln!("kracauer: {e}");

@@ -26,9 +26,10 @@ user). The package installs it disabled: edit the configuration, check it, then
 Reload the configuration. The whole file is validated first; an invalid one changes
 nothing. Routes, \fBdefault_backend\fR, \fB[timeouts]\fR and \fB[limits]\fR (all but
 \fBmax_flows\fR) apply to the running workers; \fB[[listen]]\fR is set up anew
-(connections on a removed address or port end, the others go on) and \fB[metrics]\fR
-moves. \fBlimits.max_flows\fR and \fB[log]\fR take SIGUSR2 or a restart, \fBprefix\fR
-and \fB[tun]\fR a restart; the log says so.
+(connections on a removed address or port end, the others go on), \fB[metrics]\fR
+moves and a new \fBprefix\fR is taken by new connections (the others keep theirs).
+A new \fB[tun] mtu\fR is set on the device. \fBlimits.max_flows\fR and \fB[log]\fR
+take SIGUSR2 or a restart, the rest of \fB[tun]\fR a restart; the log says so.
 .TP
 .B SIGUSR2
 Live upgrade: start the binary now at the path this one was started from, hand it every

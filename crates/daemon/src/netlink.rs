@@ -1,20 +1,25 @@
 //! Host set-up through netlink (docs/architecture.md, "The packet path"), and its undoing.
 //!
-//! What Kracauer adds, all tagged with the routing protocol [`PROTOCOL`] so that a later
-//! start can find and remove what a crashed run left:
+//! What Kracauer adds, all tagged with its instance's routing protocol
+//! ([`Ids::protocol`], 107 + the instance number, see [`crate::instance`]) so that a later
+//! start can find and remove what a crashed run of the same instance left, and never
+//! touches another instance's:
 //! - a route for the translation prefix (`/96`) into the TUN;
 //! - in the `local` table, a `local` route for the one address of the prefix that
 //!   active health checks come from (`health::check::source`), so their answers reach
 //!   the daemon's socket instead of the TUN;
 //! - for each service address this host does not own: a `/32` route into the TUN;
 //! - for each service address this host owns: one policy rule per configured TCP port
-//!   (`to ADDR ipproto tcp dport PORT lookup TABLE`) at preference [`DIVERT_PREF`], and
-//!   in table [`TABLE`] a default route into the TUN. Those rules only work ahead of the
-//!   kernel's `local` rule at preference 0, so that rule is re-added at [`LOCAL_PREF`]
-//!   (tagged) and only then removed from 0: the host never lacks its local table.
+//!   (`to ADDR ipproto tcp dport PORT lookup TABLE`) at the instance's preference
+//!   ([`Ids::divert_pref`]), and in the instance's table ([`Ids::table`]) a default route
+//!   into the TUN. Those rules only work ahead of the kernel's `local` rule at
+//!   preference 0, so that rule is re-added at [`LOCAL_PREF`] (tagged
+//!   [`BASE_PROTOCOL`], shared by every instance) and only then removed from 0: the host
+//!   never lacks its local table.
 //!
-//! [`Netlink::remove_ours`] undoes all of it and puts the `local` rule back at 0 if Kracauer had
-//! moved it; it runs both before a set-up (leftovers of a `kill -9`) and at exit.
+//! [`Netlink::remove_ours`] undoes all of it; the last instance with divert rules puts
+//! the `local` rule back at 0. It runs both before a set-up (leftovers of a `kill -9`)
+//! and at exit.
 //! Forwarding and the TUN's `accept_local`/`rp_filter` are sysctls
 //! ([`crate::sysctl`]); the interfaces they apply to are found here
 //! ([`Netlink::ipv4_uplinks`], [`Netlink::links_towards`], [`Netlink::ra_default_links`]).
@@ -27,29 +32,28 @@ use std::path::PathBuf;
 
 use futures_util::TryStreamExt;
 use kracauer_core::addr::Prefix96;
-use rtnetlink::packet_route::IpProtocol;
 use rtnetlink::packet_route::address::AddressAttribute;
 use rtnetlink::packet_route::link::LinkAttribute;
 use rtnetlink::packet_route::route::{
     RouteAttribute, RouteMessage, RouteProtocol, RouteScope, RouteType,
 };
-use rtnetlink::packet_route::rule::{RuleAction, RuleAttribute, RuleMessage, RulePortRange};
+use rtnetlink::packet_route::rule::{RuleAction, RuleAttribute, RuleMessage};
 use rtnetlink::{Handle, IpVersion, RouteMessageBuilder};
 
 use crate::config::Config;
+pub use crate::instance::{BASE_PROTOCOL, Ids, LOCAL_PREF};
 
 mod divert;
+mod mtu;
+mod prefix;
 pub use divert::Rediversion;
 
-/// The routing protocol number on every route and rule Kracauer adds (`proto 107` in
-/// `ip` output; 107 is `k`, unused by `/etc/iproute2/rt_protos`).
-pub const PROTOCOL: u8 = 107;
-/// The routing table whose default route is the TUN, for owned service addresses.
-pub const TABLE: u32 = 27506;
-/// Preference of the rules that divert service ports to [`TABLE`].
-pub const DIVERT_PREF: u32 = 500;
-/// Preference the `local` rule is moved to, after the divert rules.
-pub const LOCAL_PREF: u32 = 1000;
+/// The routing protocol of instance 0 (`proto 107` in `ip` output).
+pub const PROTOCOL: u8 = BASE_PROTOCOL;
+/// The divert table of instance 0.
+pub const TABLE: u32 = crate::instance::BASE_TABLE;
+/// The divert rules' preference of instance 0.
+pub const DIVERT_PREF: u32 = crate::instance::BASE_DIVERT_PREF;
 /// The kernel's `local` table.
 const TABLE_LOCAL: u32 = 255;
 
@@ -67,9 +71,9 @@ pub enum NetError {
     #[error("no network interface named {0:?}")]
     NoLink(String),
     #[error(
-        "the rule for the local table is at preference {0}, ahead of Kracauer's rules at {DIVERT_PREF}; move it after {DIVERT_PREF} or route the service address to the TUN instead"
+        "the rule for the local table is at preference {0}, ahead of Kracauer's rules at {1}; move it after {1} or route the service address to the TUN instead"
     )]
-    LocalRuleTooEarly(u32),
+    LocalRuleTooEarly(u32, u32),
     #[error("cannot write {value} to {}: {source}", path.display())]
     Sysctl {
         path: PathBuf,
@@ -99,6 +103,7 @@ fn is_errno(e: &rtnetlink::Error, errno: rustix::io::Errno) -> bool {
 /// What the set-up diverts into the TUN.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Plan {
+    pub ids: Ids,
     pub tun: String,
     pub prefix: Prefix96,
     /// Each service address with all its TCP ports (tls and http).
@@ -111,6 +116,7 @@ impl Plan {
     /// The plan for a configuration.
     pub fn new(c: &Config) -> Self {
         Self {
+            ids: Ids::of(c.instance),
             tun: c.tun.name.clone(),
             prefix: c.prefix,
             services: c
@@ -132,18 +138,21 @@ pub enum Divert {
     Rules(Ipv4Addr, Vec<u16>),
 }
 
-/// A netlink connection (its task runs on the current tokio runtime).
+/// A netlink connection (its task runs on the current tokio runtime), acting for the
+/// instance `ids`.
 #[derive(Debug, Clone)]
 pub struct Netlink {
     handle: Handle,
+    ids: Ids,
 }
 
 impl Netlink {
-    /// Opens a netlink socket in the calling thread's network namespace.
-    pub fn connect() -> Result<Self, NetError> {
+    /// Opens a netlink socket in the calling thread's network namespace, for the
+    /// instance with `ids`.
+    pub fn connect(ids: Ids) -> Result<Self, NetError> {
         let (conn, handle, _) = rtnetlink::new_connection().map_err(NetError::Connect)?;
         tokio::spawn(conn);
-        Ok(Self { handle })
+        Ok(Self { handle, ids })
     }
 
     /// The index of interface `name`.
@@ -191,31 +200,7 @@ impl Netlink {
     /// Sets up routes and rules for `plan` through the TUN with index `tun`. Call
     /// [`remove_ours`](Self::remove_ours) first (leftovers) and after (also on error).
     pub async fn set_up(&self, plan: &Plan, tun: u32) -> Result<Vec<Divert>, NetError> {
-        let route6 = RouteMessageBuilder::<Ipv6Addr>::new()
-            .destination_prefix(plan.prefix.network(), 96)
-            .output_interface(tun)
-            .protocol(RouteProtocol::Other(PROTOCOL))
-            .scope(RouteScope::Link)
-            .build();
-        self.add_route(route6, format!("route {} into {}", plan.prefix, plan.tun))
-            .await?;
-        let lo = self.link_index("lo").await?;
-        let check_source = RouteMessageBuilder::<Ipv6Addr>::new()
-            .destination_prefix(plan.check_source, 128)
-            .output_interface(lo)
-            .table_id(TABLE_LOCAL)
-            .kind(RouteType::Local)
-            .scope(RouteScope::Host)
-            .protocol(RouteProtocol::Other(PROTOCOL))
-            .build();
-        self.add_route(
-            check_source,
-            format!(
-                "local route for the health-check source {}",
-                plan.check_source
-            ),
-        )
-        .await?;
+        self.route_prefix(plan.prefix, tun).await?;
         let mut diverts = Vec::new();
         let mut table_route = false;
         for (address, ports) in &plan.services {
@@ -223,7 +208,7 @@ impl Netlink {
                 let r = RouteMessageBuilder::<Ipv4Addr>::new()
                     .destination_prefix(*address, 32)
                     .output_interface(tun)
-                    .protocol(RouteProtocol::Other(PROTOCOL))
+                    .protocol(RouteProtocol::Other(self.ids.protocol))
                     .scope(RouteScope::Link)
                     .build();
                 self.add_route(r, format!("route {address}/32 into {}", plan.tun))
@@ -235,37 +220,22 @@ impl Netlink {
                 let r = RouteMessageBuilder::<Ipv4Addr>::new()
                     .destination_prefix(Ipv4Addr::UNSPECIFIED, 0)
                     .output_interface(tun)
-                    .table_id(TABLE)
-                    .protocol(RouteProtocol::Other(PROTOCOL))
+                    .table_id(self.ids.table)
+                    .protocol(RouteProtocol::Other(self.ids.protocol))
                     .scope(RouteScope::Link)
                     .build();
                 self.add_route(
                     r,
-                    format!("route default into {} in table {TABLE}", plan.tun),
+                    format!(
+                        "route default into {} in table {}",
+                        plan.tun, self.ids.table
+                    ),
                 )
                 .await?;
                 table_route = true;
             }
             for &port in ports {
-                let mut req = self
-                    .handle
-                    .rule()
-                    .add()
-                    .v4()
-                    .destination_prefix(*address, 32)
-                    .table_id(TABLE)
-                    .priority(DIVERT_PREF)
-                    .action(RuleAction::ToTable);
-                let attrs = &mut req.message_mut().attributes;
-                attrs.push(RuleAttribute::IpProtocol(IpProtocol::Tcp));
-                attrs.push(RuleAttribute::DestinationPortRange(RulePortRange {
-                    start: port,
-                    end: port,
-                }));
-                attrs.push(RuleAttribute::Protocol(RouteProtocol::Other(PROTOCOL)));
-                req.execute()
-                    .await
-                    .map_err(nl(format!("add rule for {address} tcp port {port}")))?;
+                self.add_port_rule(*address, port).await?;
             }
             diverts.push(Divert::Rules(*address, ports.clone()));
         }
@@ -295,11 +265,11 @@ impl Netlink {
         let Some(first) = local.iter().map(|r| rule_pref(r)).min() else {
             return Ok(()); // no local rule at all: nothing ahead of ours
         };
-        if first > DIVERT_PREF {
+        if first > self.ids.divert_pref {
             return Ok(());
         }
         if first != 0 {
-            return Err(NetError::LocalRuleTooEarly(first));
+            return Err(NetError::LocalRuleTooEarly(first, self.ids.divert_pref));
         }
         self.add_local_rule(LOCAL_PREF, true).await?;
         for r in local.iter().filter(|r| rule_pref(r) == 0) {
@@ -324,7 +294,7 @@ impl Netlink {
             .action(RuleAction::ToTable);
         // Untagged is the kernel's own rule being put back: say so, as the kernel does.
         let protocol = if tagged {
-            RouteProtocol::Other(PROTOCOL)
+            RouteProtocol::Other(BASE_PROTOCOL)
         } else {
             RouteProtocol::Kernel
         };
@@ -347,24 +317,44 @@ impl Netlink {
             .map_err(nl("list rules"))
     }
 
-    /// Removes every rule and route tagged [`PROTOCOL`], putting the `local` rule back
-    /// at preference 0 first if Kracauer had moved it. Returns how many it removed.
+    /// Removes every rule and route tagged with this instance's protocol. The `local`
+    /// rule's shared copy at [`LOCAL_PREF`] goes too, the `local` rule back at preference
+    /// 0 first, when no other instance's divert rules are left. Returns how many it
+    /// removed.
     pub async fn remove_ours(&self) -> Result<usize, NetError> {
         let mut removed = 0;
         for v in [IpVersion::V4, IpVersion::V6] {
             let rules = self.rules(v.clone()).await?;
-            let ours = |r: &&RuleMessage| rule_protocol(r) == Some(PROTOCOL);
-            let moved_local = rules
+            let mine = self.ids.protocol;
+            let ours =
+                |r: &&RuleMessage| rule_protocol(r) == Some(mine) && rule_table(r) != TABLE_LOCAL;
+            let shared_local: Vec<&RuleMessage> = rules
                 .iter()
-                .filter(ours)
-                .any(|r| rule_table(r) == TABLE_LOCAL);
+                .filter(|r| {
+                    rule_protocol(r).is_some_and(Ids::is_kracauer) && rule_table(r) == TABLE_LOCAL
+                })
+                .collect();
+            let others = rules.iter().any(|r| {
+                rule_protocol(r).is_some_and(|p| Ids::is_kracauer(p) && p != mine)
+                    && rule_table(r) != TABLE_LOCAL
+            });
             let local_at_0 = rules
                 .iter()
                 .any(|r| rule_table(r) == TABLE_LOCAL && rule_pref(r) == 0);
-            if moved_local && !local_at_0 && matches!(v, IpVersion::V4) {
+            for r in rules.iter().filter(ours) {
+                match self.handle.rule().del(r.clone()).execute().await {
+                    Ok(()) => removed += 1,
+                    Err(e) if is_errno(&e, rustix::io::Errno::NOENT) => {}
+                    Err(e) => return Err(nl("remove a rule")(e)),
+                }
+            }
+            if others || shared_local.is_empty() {
+                continue;
+            }
+            if !local_at_0 && matches!(v, IpVersion::V4) {
                 self.add_local_rule(0, false).await?;
             }
-            for r in rules.iter().filter(ours) {
+            for r in shared_local {
                 match self.handle.rule().del(r.clone()).execute().await {
                     Ok(()) => removed += 1,
                     Err(e) if is_errno(&e, rustix::io::Errno::NOENT) => {}
@@ -385,7 +375,7 @@ impl Netlink {
                 .map_err(nl("list routes"))?;
             for r in routes
                 .into_iter()
-                .filter(|r| u8::from(r.header.protocol) == PROTOCOL)
+                .filter(|r| u8::from(r.header.protocol) == self.ids.protocol)
             {
                 match self.handle.route().del(r).execute().await {
                     Ok(()) => removed += 1,
@@ -594,6 +584,9 @@ fn rule_selects_all(r: &RuleMessage) -> bool {
 
 #[cfg(test)]
 mod tests {
+    use rtnetlink::packet_route::IpProtocol;
+    use rtnetlink::packet_route::rule::RulePortRange;
+
     use super::*;
 
     fn rule(table: u8, attributes: Vec<RuleAttribute>) -> RuleMessage {

@@ -7,9 +7,11 @@
 //! the `[[listen]]` addresses and ports (a live re-setup: what is added is diverted into
 //! the TUN before the workers serve it, what is removed is undone after; flows on a
 //! removed address or port end, the others go on, see the core's `engine/services.rs`),
-//! and `[metrics]` (the endpoint moves). Not applied, named in a warning, the running
-//! value kept: `limits.max_flows` and `[log]` (the flow table and the access log are made
-//! at the start: an upgrade, SIGUSR2, applies them), `prefix` and `[tun]` (a restart).
+//! `[metrics]` (the endpoint moves) and `prefix` (new flows take it, the old one is served
+//! until its last flow ends: `reload/prefix.rs`). Not applied, named in a warning, the
+//! running value kept: `limits.max_flows` and `[log]` (the flow table and the access log
+//! are made at the start: an upgrade, SIGUSR2, applies them), and `[tun]` but its `mtu`
+//! (a restart; a new MTU is set on the device, and new flows agree their MSS from it).
 
 use std::path::Path;
 use std::sync::Arc;
@@ -71,6 +73,31 @@ pub async fn reload(path: &Path, running: &mut Running) {
         None if running.config.metrics.is_some() => Some(None),
         _ => None,
     };
+    // The host changes, each undone if a later one fails.
+    let old_mtu = running.config.tun.mtu;
+    let new_mtu = (plan.in_force.tun.mtu != old_mtu).then_some(plan.in_force.tun.mtu);
+    if let Some(mtu) = new_mtu {
+        if let Err(e) = running.host.set_mtu(&running.tun, mtu).await {
+            tracing::error!(
+                "reload refused, nothing changed: cannot set the TUN's MTU to {mtu}: {e}"
+            );
+            running.control.reloaded(false);
+            return;
+        }
+    }
+    let new_prefix = plan.reprefixes().then_some(plan.in_force.prefix);
+    if let Some(prefix) = new_prefix {
+        if let Err(e) = running.host.route_prefix(prefix, &running.tun).await {
+            tracing::error!(
+                "reload refused, nothing changed: cannot route the new prefix {prefix}: {e}"
+            );
+            if new_mtu.is_some() {
+                restore_mtu(running, old_mtu).await;
+            }
+            running.control.reloaded(false);
+            return;
+        }
+    }
     let undo = if plan.relistens() {
         match running.host.divert_for(&plan.in_force).await {
             Ok(undo) => undo,
@@ -78,6 +105,16 @@ pub async fn reload(path: &Path, running: &mut Running) {
                 tracing::error!(
                     "reload refused, nothing changed: cannot divert the new listen addresses and ports: {e}"
                 );
+                if let Some(prefix) = new_prefix {
+                    if let Err(e) = running.host.unroute_prefix(prefix, &running.tun).await {
+                        tracing::error!(
+                            "while undoing the new prefix's routes (removed at the exit): {e}"
+                        );
+                    }
+                }
+                if new_mtu.is_some() {
+                    restore_mtu(running, old_mtu).await;
+                }
                 running.control.reloaded(false);
                 return;
             }
@@ -96,6 +133,11 @@ pub async fn reload(path: &Path, running: &mut Running) {
             "reload: {what} changed; that takes {how} (the running value stays in force)"
         );
     }
+    if let Some(prefix) = new_prefix {
+        running
+            .health
+            .set_source(crate::health::check::source(prefix));
+    }
     running.health.install(monitor);
     let mut taken = 0;
     for (worker, message) in running.senders.iter().zip(messages) {
@@ -103,6 +145,15 @@ pub async fn reload(path: &Path, running: &mut Running) {
         if worker.send(Control::Reload(Box::new(message))).is_ok() {
             taken += 1;
         }
+    }
+    running.reloads_sent += 1;
+    if new_prefix.is_some() {
+        let old = running.config.prefix;
+        running.retired.retain(|r| r.prefix != old);
+        running.retired.push(Retired {
+            prefix: old,
+            after_reloads: running.reloads_sent,
+        });
     }
     if taken > 0 {
         tracing::info!("reload: {names} names from {}", path.display());
@@ -143,18 +194,25 @@ pub async fn reload(path: &Path, running: &mut Running) {
     running.config = plan.in_force;
 }
 
+/// Puts the TUN's MTU back after a refused reload had changed it.
+async fn restore_mtu(running: &Running, mtu: u16) {
+    if let Err(e) = running.host.set_mtu(&running.tun, mtu).await {
+        tracing::error!("while putting the TUN's MTU back to {mtu}: {e}");
+    }
+}
+
 /// What a reload from `running` to a valid `new` configuration does, with `workers`
 /// data-plane workers.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Plan {
     /// The configuration in force after the reload: `new`'s routes, default backend,
-    /// timeouts, limits, listen addresses and ports and metrics endpoint, `running`'s
-    /// everything else (`limits.max_flows` included).
+    /// timeouts, limits, listen addresses and ports, metrics endpoint and prefix,
+    /// `running`'s everything else (`limits.max_flows` included).
     pub in_force: Config,
     /// The settings that differ and a reload cannot apply, as named in the file.
     pub restart: Vec<&'static str>,
-    /// The `[timeouts]`, `[limits]` and `[[listen]]` values that change in the running
-    /// workers.
+    /// The `[timeouts]`, `[limits]`, `[[listen]]` and `prefix` values that change in the
+    /// running workers.
     pub applied: Vec<Change>,
 }
 
@@ -167,6 +225,11 @@ impl Plan {
     /// Whether the listen addresses or ports change (the host set-up with them).
     pub fn relistens(&self) -> bool {
         self.applied.iter().any(|c| c.key == "[[listen]]")
+    }
+
+    /// Whether the prefix changes (its routes with it).
+    pub fn reprefixes(&self) -> bool {
+        self.applied.iter().any(|c| c.key == "prefix")
     }
 }
 
@@ -199,6 +262,11 @@ pub fn plan(running: &Config, new: &Config) -> Plan {
         },
         listen: new.listen.clone(),
         metrics: new.metrics,
+        prefix: new.prefix,
+        tun: crate::config::Tun {
+            mtu: new.tun.mtu,
+            ..running.tun.clone()
+        },
         ..running.clone()
     };
     let mut applied = Vec::new();
@@ -257,6 +325,20 @@ pub fn plan(running: &Config, new: &Config) -> Plan {
         a.peek_memory as u64,
         b.peek_memory as u64,
     );
+    if running.tun.mtu != new.tun.mtu {
+        applied.push(Change {
+            key: "[tun] mtu",
+            from: running.tun.mtu.to_string(),
+            to: new.tun.mtu.to_string(),
+        });
+    }
+    if running.prefix != new.prefix {
+        applied.push(Change {
+            key: "prefix",
+            from: running.prefix.to_string(),
+            to: new.prefix.to_string(),
+        });
+    }
     if running.listen != new.listen {
         applied.push(Change {
             key: "[[listen]]",
@@ -319,14 +401,15 @@ pub fn messages(
 }
 
 /// The settings that differ between `a` and `b` and a reload cannot apply:
-/// `limits.max_flows` and `[log]` take an upgrade (SIGUSR2) or a restart, `prefix` and
-/// `[tun]` a restart.
+/// `limits.max_flows` and `[log]` take an upgrade (SIGUSR2) or a restart, `[tun]` but
+/// its `mtu` a restart.
 pub fn needs_restart(a: &Config, b: &Config) -> Vec<&'static str> {
     let mut out = Vec::new();
-    if a.prefix != b.prefix {
-        out.push("prefix");
-    }
-    if a.tun != b.tun {
+    let same_mtu = crate::config::Tun {
+        mtu: a.tun.mtu,
+        ..b.tun.clone()
+    };
+    if a.tun != same_mtu {
         out.push("[tun]");
     }
     if a.log != b.log {
@@ -337,6 +420,9 @@ pub fn needs_restart(a: &Config, b: &Config) -> Vec<&'static str> {
     }
     out
 }
+
+mod prefix;
+pub use prefix::{Retired, drain_retired};
 
 #[cfg(test)]
 mod tests;

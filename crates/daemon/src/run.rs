@@ -4,9 +4,9 @@
 //! - SIGHUP reloads the configuration ([`crate::reload`]): validated in full first; on
 //!   error it is logged and nothing changes. On success the routes, `[timeouts]`,
 //!   `[limits]` (all but `max_flows`; global, every worker checks the same counts),
-//!   `[[listen]]` and `[metrics]` are applied to the
-//!   running daemon; `prefix`, `[tun]`, `[log]` and `limits.max_flows` are not (an
-//!   upgrade applies the last two), and the log says so;
+//!   `[[listen]]`, `[metrics]` and `prefix` are applied to the
+//!   running daemon; `[tun]`, `[log]` and `limits.max_flows` are not (an upgrade
+//!   applies the last two), and the log says so;
 //! - SIGUSR1 reopens a `file:` access log (logrotate);
 //! - SIGUSR2 is a live upgrade ([`crate::upgrade`]);
 //! - SIGINT and SIGTERM stop the data plane, undo the host set-up and exit 0.
@@ -65,6 +65,8 @@ pub enum RunError {
     Upgrade(String),
     #[error("the kernel fast path ([tun] fastpath = \"on\"): {0}")]
     Fastpath(#[from] crate::fastpath::FastpathError),
+    #[error(transparent)]
+    Instance(#[from] crate::instance::InstanceError),
 }
 
 fn io(what: &'static str) -> impl FnOnce(std::io::Error) -> RunError {
@@ -92,7 +94,9 @@ async fn control(path: PathBuf) -> Result<(), RunError> {
     let mut running = match upgrade::inherited() {
         Some(link) => {
             let link = link.map_err(|e| RunError::Upgrade(format!("no handover socket: {e}")))?;
-            upgrade::take_over(link, &path).await?
+            let running = upgrade::take_over(link, &path).await?;
+            crate::instance::adopt(&running.config, &path, &crate::instance::state_dir());
+            running
         }
         None => start(&path).await?,
     };
@@ -111,6 +115,7 @@ async fn control(path: PathBuf) -> Result<(), RunError> {
     );
     notify::ready(&status);
 
+    let mut retire_tick = tokio::time::interval(std::time::Duration::from_secs(1));
     loop {
         tokio::select! {
             _ = hup.recv() => {
@@ -143,6 +148,9 @@ async fn control(path: PathBuf) -> Result<(), RunError> {
                         tracing::error!("upgrade failed, serving on: {why}");
                     }
                 }
+            }
+            _ = retire_tick.tick(), if !running.retired.is_empty() => {
+                reload::drain_retired(&mut running).await;
             }
             _ = int.recv() => { tracing::info!("SIGINT: stopping"); break; }
             _ = term.recv() => { tracing::info!("SIGTERM: stopping"); break; }
@@ -177,6 +185,13 @@ pub struct Running {
     pub control: Arc<metrics::Control>,
     /// The kernel fast path, when it runs (removed on an orderly stop).
     pub fastpath: Option<crate::fastpath::Fastpath>,
+    /// The lock on this instance's identity (`None` in a process that took over in a
+    /// live upgrade: it holds the lock by an inherited descriptor).
+    pub claim: Option<crate::instance::Claim>,
+    /// Reloads sent to the workers since this process started.
+    pub reloads_sent: u64,
+    /// Prefixes changed since that flows still hold: routed until their last flow ends.
+    pub retired: Vec<reload::Retired>,
 }
 
 /// The metrics endpoint: its task, and its listener's descriptor for an upgrade.
@@ -207,6 +222,18 @@ impl MetricsServer {
 async fn start(path: &Path) -> Result<Running, RunError> {
     let Loaded { config, routes } = routes::load(path)?;
     logging::apply_config_level(config.log.level.as_deref());
+    // Before the host is touched: a configuration that would collide with an instance
+    // running here stops the start (its leftover removal would take the other's routes).
+    // A record that cannot be written (a state directory this user may not write) only
+    // costs the collision check of later starts, as a sysctl record does its clean-up.
+    let claim = match crate::instance::Claim::take(&config, path, &crate::instance::state_dir()) {
+        Ok(claim) => Some(claim),
+        Err(e @ crate::instance::InstanceError::Io { .. }) => {
+            tracing::warn!("{e}; other instances cannot see this one");
+            None
+        }
+        Err(e) => return Err(e.into()),
+    };
     // Before the host is touched: an access log that cannot be opened stops the start.
     let access = AccessLog::start(&config.log, Lines::from_filter())?;
     let control = Arc::new(metrics::Control::default());
@@ -348,6 +375,9 @@ async fn start(path: &Path) -> Result<Running, RunError> {
         access,
         control,
         fastpath,
+        claim,
+        reloads_sent: 0,
+        retired: Vec::new(),
     })
 }
 
@@ -388,6 +418,8 @@ async fn stop(running: Running) -> Result<(), RunError> {
         metrics,
         access,
         fastpath,
+        claim,
+        config,
         ..
     } = running;
     let (planes, errors) = workers.finish();
@@ -395,6 +427,10 @@ async fn stop(running: Running) -> Result<(), RunError> {
         m.task.abort();
     }
     undo(&mut host).await;
+    match claim {
+        Some(claim) => claim.release(),
+        None => crate::instance::remove(config.instance, &crate::instance::state_dir()),
+    }
     for mut plane in planes {
         plane.close_flows();
         drop(plane.into_queue());

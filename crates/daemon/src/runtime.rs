@@ -73,6 +73,8 @@ pub struct Snapshot {
     pub tun_write_errors: u64,
     /// Reloads taken (each installs a route table, some also new timeouts and limits).
     pub reloads: u64,
+    /// Prefixes changed since that this worker's flows still hold.
+    pub retired: Vec<kracauer_core::addr::Prefix96>,
     /// Seconds since the data plane started.
     pub uptime: Duration,
     /// Peek and connect times, per-route counters.
@@ -511,6 +513,7 @@ impl DataPlane {
             tun_header_errors: c.tun_header_errors,
             tun_write_errors: c.tun_write_errors,
             reloads: c.reloads,
+            retired: self.engine.retired_prefixes().to_vec(),
             uptime,
             flow_stats: self.observer.stats().clone(),
         };

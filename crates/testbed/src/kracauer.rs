@@ -7,6 +7,7 @@
 //! for that very test run; `kracauer-bench` takes `--kracauer PATH`.
 
 use std::fs::File;
+use std::marker::PhantomData;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ExitStatus, Stdio};
 use std::thread;
@@ -17,7 +18,8 @@ use nix::unistd::Pid;
 
 use crate::Error;
 use crate::client::{self, Reply};
-use crate::topology::{METRICS, Topology};
+use crate::netns::Netns;
+use crate::topology::{METRICS, TUN, Topology};
 
 /// How long kracauer may take to come up.
 pub const READY_TIMEOUT: Duration = Duration::from_secs(20);
@@ -28,11 +30,14 @@ pub const EXIT_TIMEOUT: Duration = Duration::from_secs(10);
 /// still runs; when dropped during a panic it prints the daemon's log to stderr.
 #[derive(Debug)]
 pub struct Kracauer<'tb> {
-    tb: &'tb Topology,
+    ns: Netns,
+    tun: String,
     child: Child,
     config: PathBuf,
     log: PathBuf,
     exited: Option<ExitStatus>,
+    /// The testbed it runs in outlives it.
+    _tb: PhantomData<&'tb ()>,
 }
 
 impl<'tb> Kracauer<'tb> {
@@ -43,18 +48,42 @@ impl<'tb> Kracauer<'tb> {
     /// `kracauer` executable to run.
     pub fn start(tb: &'tb Topology, binary: &Path, config: &str) -> Result<Self, Error> {
         let n = tb.next_start();
-        let config_path = tb.dir().join("kracauer.toml");
+        Self::start_in(
+            &tb.router,
+            tb.dir(),
+            &format!("kracauer-{n}"),
+            "kracauer.toml",
+            binary,
+            config,
+            TUN,
+        )
+    }
+
+    /// Starts `binary run` with `config` (written to `dir/config_file`) in `ns`, its log
+    /// in `dir/LOG.log`, and waits until the TUN `tun` carries an IPv6 and an IPv4 route
+    /// (and the metrics endpoint [`METRICS`] answers, when the configuration serves
+    /// metrics there). For several daemons in one testbed (instances of their own), each
+    /// with its own configuration file and TUN.
+    pub fn start_in(
+        ns: &Netns,
+        dir: &Path,
+        log: &str,
+        config_file: &str,
+        binary: &Path,
+        config: &str,
+        tun: &str,
+    ) -> Result<Self, Error> {
+        let config_path = dir.join(config_file);
         std::fs::write(&config_path, config)?;
-        let log = tb.dir().join(format!("kracauer-{n}.log"));
+        let log = dir.join(format!("{log}.log"));
         let out = File::create(&log)?;
         let err = out.try_clone()?;
-        let child = tb
-            .router
+        let child = ns
             .command(binary)
             // The record of the sysctls to put back after a crash lives and dies with the
             // testbed, not in the host's /run/kracauer (a later namespace may reuse this
             // one's inode number, which names the record there).
-            .env("RUNTIME_DIRECTORY", tb.dir())
+            .env("RUNTIME_DIRECTORY", dir)
             .arg("run")
             .arg("--config")
             .arg(&config_path)
@@ -64,13 +93,15 @@ impl<'tb> Kracauer<'tb> {
             .spawn()
             .map_err(|e| Error::spawn(&binary.display().to_string(), e))?;
         let mut k = Kracauer {
-            tb,
+            ns: ns.clone(),
+            tun: tun.to_owned(),
             child,
             config: config_path,
             log,
             exited: None,
+            _tb: PhantomData,
         };
-        k.wait_ready(config.contains("[metrics]"))?;
+        k.wait_ready(config.contains(METRICS))?;
         Ok(k)
     }
 
@@ -84,7 +115,7 @@ impl<'tb> Kracauer<'tb> {
                     self.log()
                 )));
             }
-            if self.tb.kracauer_ready() && (!metrics || self.metrics().is_ok()) {
+            if tun_ready(&self.ns, &self.tun) && (!metrics || self.metrics().is_ok()) {
                 return Ok(());
             }
             if Instant::now() > deadline {
@@ -165,13 +196,12 @@ impl<'tb> Kracauer<'tb> {
         Ok(())
     }
 
-    /// `GET /metrics` from inside the router namespace.
+    /// `GET /metrics` (at [`METRICS`]) from inside the daemon's namespace.
     pub fn metrics(&self) -> Result<Reply, Error> {
         let addr = METRICS
             .parse()
             .map_err(|e| Error::Setup(format!("metrics address: {e}")))?;
-        self.tb
-            .router
+        self.ns
             .run(move || client::http_get(addr, "127.0.0.1", "/metrics"))?
     }
 }
@@ -190,4 +220,12 @@ impl Drop for Kracauer<'_> {
             );
         }
     }
+}
+
+/// Whether the TUN `tun` in `ns` carries an IPv6 route (the prefix) and an IPv4 route
+/// (the service address's /32, or the policy table's default route).
+pub fn tun_ready(ns: &Netns, tun: &str) -> bool {
+    let v6 = ns.ip(["-6", "route", "show", "table", "all", "dev", tun]);
+    let v4 = ns.ip(["-4", "route", "show", "table", "all", "dev", tun]);
+    matches!((v6, v4), (Ok(v6), Ok(v4)) if !v6.trim().is_empty() && !v4.trim().is_empty())
 }

@@ -24,6 +24,7 @@
 
 use std::io;
 
+pub mod bird;
 pub mod client;
 pub mod demo;
 mod http;
@@ -32,6 +33,7 @@ pub mod netns;
 pub mod outage;
 pub mod pattern;
 pub mod pki;
+pub mod scaleout;
 pub mod server;
 pub mod topology;
 

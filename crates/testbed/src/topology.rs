@@ -67,13 +67,13 @@ static SEQUENCE: AtomicU32 = AtomicU32::new(0);
 /// Deletes, on drop, every namespace it recorded and the testbed directory. Namespaces are
 /// recorded as they are made, so a build that fails half way still cleans up.
 #[derive(Debug)]
-struct Guard {
-    made: Vec<Netns>,
-    dir: PathBuf,
+pub(crate) struct Guard {
+    pub(crate) made: Vec<Netns>,
+    pub(crate) dir: PathBuf,
 }
 
 impl Guard {
-    fn make(&mut self, tag: &str, role: &str) -> Result<Netns, Error> {
+    pub(crate) fn make(&mut self, tag: &str, role: &str) -> Result<Netns, Error> {
         let ns = Netns::create(&format!("{tag}-{role}"))?;
         self.made.push(ns.clone());
         Ok(ns)

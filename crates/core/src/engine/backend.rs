@@ -35,7 +35,7 @@ impl Engine {
         let Ok(ip) = Ipv6Packet::new_checked(packet) else {
             return Verdict::Dropped(DropReason::BackendMalformed);
         };
-        let Some(client) = self.config.prefix.extract(ip.dst_addr()) else {
+        let Some((prefix, client)) = self.extract_client(ip.dst_addr()) else {
             return Verdict::Dropped(DropReason::BackendNotPrefix);
         };
         let Ok(upper) = ip.upper_layer() else {
@@ -67,10 +67,14 @@ impl Engine {
         };
         let Some(id) = self.flows.find_backend(&key) else {
             if !seg.rst() {
-                self.send_rst_to_backend(&key, &seg, out);
+                self.send_rst_to_backend(prefix, &key, &seg, out);
             }
             return Verdict::Dropped(DropReason::BackendNoFlow);
         };
+        if self.flows.get(id).map(|f| f.conn.prefix) != Some(prefix) {
+            // The flow's 4-tuple under the other prefix than it began with.
+            return Verdict::Dropped(DropReason::BackendNotPrefix);
+        }
         // Verified only where Kracauer reads the segment itself (see the client side):
         // the answer to its SYN, and acknowledgements of bytes in its custody.
         let reads = matches!(
@@ -122,7 +126,8 @@ impl Engine {
         match Connect::backend_segment(&flow.conn, seg) {
             ConnectStep::Drop(reason) => Verdict::Dropped(reason),
             ConnectStep::DropWithRst(reason) => {
-                self.send_rst_to_backend(&key, seg, out);
+                let prefix = flow.conn.prefix;
+                self.send_rst_to_backend(prefix, &key, seg, out);
                 Verdict::Dropped(reason)
             }
             ConnectStep::Refused => {
@@ -179,9 +184,9 @@ impl Engine {
         let Some(flow) = self.flows.get(id) else {
             return;
         };
-        let (c_isn, created) = (flow.conn.c_isn, flow.created);
+        let (c_isn, created, prefix) = (flow.conn.c_isn, flow.created, flow.conn.prefix);
         let name = flow.spliced().and_then(|s| s.name.clone());
-        let sent = self.send_handover(&key, c_isn, synack, &handover, out);
+        let sent = self.send_handover(&key, (prefix, c_isn), synack, &handover, out);
         if let Some(Phase::Custody(c)) = self.flows.get_mut(id).map(|f| &mut f.phase) {
             c.sent = sent.min(c.acked);
         }

@@ -207,6 +207,7 @@ impl Engine {
             client_fin: false,
             backend_fin: false,
             fastpath: false,
+            prefix: self.config.prefix,
         };
         if self
             .insert(key, Flow::new(protocol, now, conn, Phase::Handshake))
@@ -296,6 +297,7 @@ impl Engine {
             client_fin: false,
             backend_fin: false,
             fastpath: false,
+            prefix: self.config.prefix,
         };
         let flow = Flow::new(protocol, now, conn, Phase::Peek(Box::new(Peek::new(now))));
         let Some(id) = self.insert(key, flow) else {
@@ -389,7 +391,7 @@ impl Engine {
         }
         let forwarded = spliced.forwarded(conn, seg, true);
         let to = V6Rewrite {
-            src: self.config.prefix.embed(key.client),
+            src: conn.prefix.embed(key.client),
             dst: bk.backend,
             src_port: key.client_port,
             dst_port: bk.backend_port,

@@ -106,7 +106,7 @@ impl Engine {
         let mut seq = conn.c_isn + 1 + range.start;
         // Lent out while the segments are made, so that no byte is copied.
         let buf = core::mem::take(&mut c.buf);
-        let src = self.config.prefix.embed(ck.client);
+        let src = conn.prefix.embed(ck.client);
         let data = buf
             .contiguous()
             .get(range.start as usize..range.end as usize)
@@ -198,7 +198,7 @@ impl Engine {
             options: TcpOptionsSpec::default(),
             payload: &[],
         };
-        let src = self.config.prefix.embed(ck.client);
+        let src = flow.conn.prefix.embed(ck.client);
         self.emit_v4(&to_client, ck.service, ck.client, out);
         self.emit_v6(&to_backend, &src, &bk.backend, out);
         self.finish(now, id, Outcome::ConnectTimeout);

@@ -6,6 +6,7 @@
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 use super::Engine;
+use crate::addr::Prefix96;
 use crate::base::{BackendKey, ClientKey, DropReason};
 use crate::engine::output::Output;
 use crate::flow::connect::Handover;
@@ -101,6 +102,7 @@ impl Engine {
     /// RST for a backend segment (no flow, or a SYN-ACK for a SYN Kracauer did not send).
     pub(super) fn send_rst_to_backend(
         &mut self,
+        prefix: Prefix96,
         key: &BackendKey,
         seg: &SegInfo,
         out: &mut Output,
@@ -112,7 +114,7 @@ impl Engine {
             seg.ack_number(),
             seg.seg_len(),
         );
-        let src = self.config.prefix.embed(key.client);
+        let src = prefix.embed(key.client);
         self.emit_v6(&rst, &src, &key.backend, out);
     }
 
@@ -157,7 +159,7 @@ impl Engine {
             },
             payload: &[],
         };
-        let src = self.config.prefix.embed(ck.client);
+        let src = conn.prefix.embed(ck.client);
         self.emit_v6(&seg, &src, &bk.backend, out);
     }
 
@@ -236,12 +238,12 @@ impl Engine {
     pub(super) fn send_handover(
         &mut self,
         key: &BackendKey,
-        c_isn: SeqNumber,
+        (prefix, c_isn): (Prefix96, SeqNumber),
         synack: &SegInfo,
         h: &Handover,
         out: &mut Output,
     ) -> u32 {
-        let src = self.config.prefix.embed(key.client);
+        let src = prefix.embed(key.client);
         let mss = synack.options.mss.unwrap_or(536).min(self.config.mss());
         let ts_len = if h.timestamps.is_some() {
             TS_OPTION_LEN
@@ -291,7 +293,7 @@ impl Engine {
             &[],
             false,
         );
-        let src = self.config.prefix.embed(key.client);
+        let src = conn.prefix.embed(key.client);
         self.emit_v6(&s, &src, &key.backend, out);
     }
 }

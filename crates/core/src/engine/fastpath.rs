@@ -80,13 +80,14 @@ impl Engine {
         let (ck, Some(bk)) = self.flows.keys(id)? else {
             return None;
         };
-        let Phase::Spliced(s) = &self.flows.get(id)?.phase else {
+        let flow = self.flows.get(id)?;
+        let Phase::Spliced(s) = &flow.phase else {
             return None;
         };
         Some(FastpathFlow {
             client: SocketAddrV4::new(ck.client, ck.client_port),
             service: SocketAddrV4::new(ck.service, ck.service_port),
-            client6: self.config.prefix.embed(ck.client),
+            client6: flow.conn.prefix.embed(ck.client),
             backend: SocketAddrV6::new(bk.backend, bk.backend_port, 0, 0),
             splice: s.splice,
         })
@@ -128,7 +129,7 @@ impl Engine {
             .push_back(FastpathOp::Remove(FastpathFlow {
                 client: SocketAddrV4::new(ck.client, ck.client_port),
                 service: SocketAddrV4::new(ck.service, ck.service_port),
-                client6: self.config.prefix.embed(ck.client),
+                client6: flow.conn.prefix.embed(ck.client),
                 backend: SocketAddrV6::new(bk.backend, bk.backend_port, 0, 0),
                 splice,
             }));

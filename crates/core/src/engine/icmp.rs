@@ -126,7 +126,7 @@ impl Engine {
         let Some((src, dst, sport, dport)) = embedded_v6(icmp.payload()) else {
             return Verdict::Dropped(DropReason::BackendIcmp);
         };
-        let Some(client) = self.config.prefix.extract(src) else {
+        let Some((prefix, client)) = self.extract_client(src) else {
             return Verdict::Dropped(DropReason::BackendIcmp);
         };
         let key = BackendKey {
@@ -141,6 +141,9 @@ impl Engine {
         let (Some(flow), Some((ck, _))) = (self.flows.get(id), self.flows.keys(id)) else {
             return Verdict::Dropped(DropReason::BackendIcmp);
         };
+        if flow.conn.prefix != prefix {
+            return Verdict::Dropped(DropReason::BackendIcmp);
+        }
         let Some(delta) = delta_of(flow) else {
             if matches!(flow.phase, Phase::Connect(_)) && icmp.msg_type() != v6type::PACKET_TOO_BIG
             {
@@ -212,14 +215,16 @@ impl Engine {
         let Some(id) = self.flows.find_client(&key) else {
             return Verdict::Dropped(DropReason::ClientIcmp);
         };
-        let (Some(delta), Some((_, Some(bk)))) =
-            (self.flows.get(id).and_then(delta_of), self.flows.keys(id))
-        else {
+        let (Some(delta), Some(prefix), Some((_, Some(bk)))) = (
+            self.flows.get(id).and_then(delta_of),
+            self.flows.get(id).map(|f| f.conn.prefix),
+            self.flows.keys(id),
+        ) else {
             return Verdict::Dropped(DropReason::ClientIcmp);
         };
-        let client6 = self.config.prefix.embed(key.client);
+        let client6 = prefix.embed(key.client);
         let params = IcmpV6Params {
-            src: self.config.prefix.embed(ip.src_addr()),
+            src: prefix.embed(ip.src_addr()),
             dst: bk.backend,
             hop_limit: HopLimit::Keep,
             mtus: NextHopMtus {

@@ -32,6 +32,7 @@ pub mod fastpath;
 mod icmp;
 pub mod limits;
 pub mod output;
+mod prefixes;
 mod pressure;
 mod services;
 mod setup;
@@ -111,6 +112,8 @@ pub struct Engine {
     fastpath: bool,
     /// Map operations for the daemon, uncapped (`fastpath.rs`).
     fastpath_ops: VecDeque<FastpathOp>,
+    /// Prefixes changed since that flows still hold (`prefixes.rs`).
+    retired: Vec<crate::addr::Prefix96>,
 }
 
 /// Most events kept when nobody drains them.
@@ -155,6 +158,7 @@ impl Engine {
             unserved_sweep: false,
             fastpath: false,
             fastpath_ops: VecDeque::new(),
+            retired: Vec::new(),
             routes,
             health: Arc::default(),
             config,
@@ -177,9 +181,11 @@ impl Engine {
     }
 
     /// Takes the timeouts, limits and services of `config`, validated first (on an error
-    /// nothing changes). The seed and the secrets drawn from it, the prefix, the MTU, the
+    /// nothing changes). The seed and the secrets drawn from it, the
     /// window scale, `max_flows` (the flow table is sized at the start) and the shared
-    /// limits stay as they are. New flows use the new values; a timer already armed
+    /// limits stay as they are. A new prefix is taken by new flows; the others keep
+    /// theirs (`prefixes.rs`); a new IPv6 MTU, the MSS new flows agree (the others keep
+    /// theirs: a smaller path is path MTU discovery's). New flows use the new values; a timer already armed
     /// fires when it was set to, and the flow's next deadline is computed with the new
     /// values. A limit lowered below what flows already hold stops new flows until
     /// enough of them end; nothing in progress is cut. Flows on a service address or
@@ -203,6 +209,9 @@ impl Engine {
             self.unserved_sweep = true;
         }
         c.custody_delay = config.custody_delay;
+        // New flows agree their MSS from it; the others keep what they agreed.
+        c.ipv6_mtu = config.ipv6_mtu;
+        self.change_prefix(config.prefix);
         Ok(())
     }
 
@@ -248,7 +257,8 @@ impl Engine {
         }
         // While this engine holds unnamed state, the limits are looked at for pressure
         // (which other engines' flows may cause) every `SWEEP_EVERY`.
-        let sweep = (self.peeking > 0).then_some(self.next_sweep);
+        // So are the retired prefixes, for flows that ended.
+        let sweep = (self.peeking > 0 || !self.retired.is_empty()).then_some(self.next_sweep);
         let next = match (self.timers.next(), sweep) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -307,6 +317,7 @@ impl Engine {
         }
         if now >= self.next_sweep {
             self.sweep(now, out);
+            self.sweep_retired();
         }
         let timeouts = self.timeouts();
         while let Some((at, id)) = self.timers.pop_due(now) {

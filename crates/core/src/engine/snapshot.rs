@@ -22,9 +22,12 @@
 //! What does not: the route table (the new configuration's; flows keep their backend),
 //! the timeouts and limits (the new configuration's, as a reload would apply them),
 //! access-log events not yet drained (the caller drains them first), and peek bytes held
-//! after a hole (see flow/snapshot.rs). The settings a flow's packets depend on, the
-//! prefix, the MTU and the window scale, must be the snapshot's: otherwise the restore is
-//! refused with [`SnapshotError::ConfigMismatch`]. The services may differ: the
+//! after a hole (see flow/snapshot.rs). The setting a flow's packets depend on, the
+//! window scale, must be the snapshot's: otherwise the restore is refused with
+//! [`SnapshotError::ConfigMismatch`] (a new IPv6 MTU is taken by new flows; the others
+//! keep the MSS they agreed). Each flow carries its prefix: a new prefix in the
+//! configuration is taken by new flows, and the snapshot's flows keep theirs
+//! (`prefixes.rs`). The services may differ: the
 //! configuration's are served, and flows on one it no longer lists are ended as a reload
 //! ends them (`services.rs`).
 
@@ -35,9 +38,10 @@ use std::sync::Arc;
 use siphasher::sip::SipHasher24;
 
 use super::clock::Clock;
+use super::stats::Stats;
 use super::{Engine, EngineConfig, Service};
 use crate::addr::Prefix96;
-use crate::base::{BackendKey, DropReason, Outcome};
+use crate::base::{BackendKey, ClientKey, DropReason, Outcome};
 use crate::flow::Usage;
 pub use crate::flow::snapshot::SnapshotError;
 use crate::flow::snapshot::{Reader, Writer, read_flow, write_flow};
@@ -49,7 +53,7 @@ use crate::time::Time;
 pub const MAGIC: [u8; 8] = *b"KRCSNAP\n";
 /// The format this build writes and reads. Any change to what a snapshot holds, or how,
 /// takes a new number: a build refuses every version but its own.
-pub const SNAPSHOT_VERSION: u16 = 2;
+pub const SNAPSHOT_VERSION: u16 = 3;
 /// Magic, version, body length and checksum.
 const HEADER_LEN: usize = 8 + 2 + 8 + 8;
 
@@ -127,40 +131,97 @@ impl Engine {
 
     /// An engine for `config` and `routes` holding the state `bytes` (from
     /// [`Engine::snapshot`]) describe, running on from the caller's `now`. The snapshot's
-    /// seed replaces `config.seed`; its prefix, MTU and window scale must be `config`'s.
+    /// seed replaces `config.seed`; its window scale must be `config`'s (its flows keep
+    /// their prefix and MSS whatever `config`'s are).
     /// Flows on a service `config` no longer lists are ended at the first
     /// [`Engine::handle_timeout`]. A snapshot that is damaged, of another version, or does not fit
     /// `config` is refused whole; nothing in it can make this panic.
     pub fn restore(
-        mut config: EngineConfig,
+        config: EngineConfig,
         routes: Arc<RouteTable>,
         bytes: &[u8],
         now: Time,
     ) -> Result<Engine, SnapshotError> {
-        let mut r = Reader::new(open(bytes)?);
-        let then = Time::from_micros(r.u64()?);
-        if then == Time::NEVER {
-            return Err(SnapshotError::BadField("engine time"));
+        Self::restore_part(config, routes, &[bytes], 0, now, |_| true)
+    }
+
+    /// [`Engine::restore`] of one engine of a new set whose flows are divided otherwise
+    /// than the old set's (a live upgrade to another number of workers): the seed,
+    /// clock, counters and settings are `snapshots[own]`'s, the flows those of every
+    /// snapshot that `keep` selects. Each snapshot is read whole and checked as
+    /// [`Engine::restore`] checks it; the flows of another snapshot run on with their
+    /// deadlines as they were at that snapshot (the old engines' snapshots are taken
+    /// moments apart). With `own` past the end, the seed, clock and settings are the
+    /// first snapshot's and the counters start at zero.
+    pub fn restore_part(
+        mut config: EngineConfig,
+        routes: Arc<RouteTable>,
+        snapshots: &[&[u8]],
+        own: usize,
+        now: Time,
+        keep: impl Fn(&ClientKey) -> bool,
+    ) -> Result<Engine, SnapshotError> {
+        let mut readers = Vec::with_capacity(snapshots.len());
+        for bytes in snapshots {
+            let mut r = Reader::new(open(bytes)?);
+            let then = Time::from_micros(r.u64()?);
+            if then == Time::NEVER {
+                return Err(SnapshotError::BadField("engine time"));
+            }
+            let seed: [u8; 32] = r.raw()?;
+            let next_ident = r.u16()?;
+            let services = check_settings(&mut r, &config)?;
+            readers.push((r, then, seed, next_ident, services));
         }
-        config.seed = r.raw()?;
-        let next_ident = r.u16()?;
-        let services = check_settings(&mut r, &config)?;
-        let services_changed = services != config.services;
+        let Some(&(_, then, seed, next_ident, ref services)) =
+            readers.get(own).or_else(|| readers.first())
+        else {
+            return Err(SnapshotError::Truncated);
+        };
+        config.seed = seed;
+        let services_changed = *services != config.services;
         let mut engine =
             Engine::new(config, routes).map_err(|e| SnapshotError::InvalidConfig(e.to_string()))?;
         engine.unserved_sweep = services_changed;
         engine.clock = Clock::rebased(now, then);
         engine.next_ident = next_ident;
-        read_counters(&mut r, &mut engine)?;
+        for (i, (r, its_then, ..)) in readers.iter_mut().enumerate() {
+            let mut others = Stats::new();
+            read_counters(
+                r,
+                if i == own {
+                    &mut engine.stats
+                } else {
+                    &mut others
+                },
+            )?;
+            engine.restore_flows(r, *its_then, &keep)?;
+        }
+        Ok(engine)
+    }
+
+    /// Reads a snapshot's flows (after its counters) into this engine, those `keep`
+    /// selects; `then` is that snapshot's time.
+    fn restore_flows(
+        &mut self,
+        r: &mut Reader<'_>,
+        then: Time,
+        keep: &impl Fn(&ClientKey) -> bool,
+    ) -> Result<(), SnapshotError> {
+        let engine = self;
         let flows = r.u64()?;
         let capacity = engine.flows.capacity();
         if flows > capacity as u64 {
             return Err(SnapshotError::TooManyFlows { flows, capacity });
         }
         for _ in 0..flows {
-            let rec = read_flow(&mut r, then, engine.config.peek_cap)?;
+            let rec = read_flow(r, then, engine.config.peek_cap)?;
             let key = rec.client_key;
+            if !keep(&key) {
+                continue;
+            }
             let usage = rec.flow.usage();
+            engine.retire(rec.flow.conn.prefix);
             let id = engine.flows.insert(key, rec.flow).map_err(|e| match e {
                 TableError::ClientTupleTaken => SnapshotError::DuplicateFlow("client"),
                 _ => SnapshotError::TooManyFlows { flows, capacity },
@@ -183,7 +244,7 @@ impl Engine {
         if r.remaining() > 0 {
             return Err(SnapshotError::TrailingBytes(r.remaining()));
         }
-        Ok(engine)
+        Ok(())
     }
 }
 
@@ -206,17 +267,13 @@ fn write_settings(w: &mut Writer, c: &EngineConfig) {
 /// Reads the settings the snapshot's flows depend on and checks them against `c`'s;
 /// returns the snapshot's services.
 fn check_settings(r: &mut Reader<'_>, c: &EngineConfig) -> Result<Vec<Service>, SnapshotError> {
-    let prefix = Prefix96::new(Ipv6Addr::from(r.raw::<16>()?))
-        .map_err(|_| SnapshotError::BadField("prefix"))?;
-    if prefix != c.prefix {
-        return Err(SnapshotError::ConfigMismatch("prefix"));
-    }
+    // The prefix new flows took; each flow carries its own, and keeps it.
+    Prefix96::new(Ipv6Addr::from(r.raw::<16>()?)).map_err(|_| SnapshotError::BadField("prefix"))?;
     if r.u8()? != c.window_scale {
         return Err(SnapshotError::ConfigMismatch("window scale"));
     }
-    if r.u16()? != c.ipv6_mtu {
-        return Err(SnapshotError::ConfigMismatch("IPv6 MTU"));
-    }
+    // The IPv6 MTU new flows took: the snapshot's flows keep the MSS they agreed.
+    r.u16()?;
     let n = r.u16()?;
     let mut services = Vec::new();
     for _ in 0..n {
@@ -265,22 +322,21 @@ fn write_counters(w: &mut Writer, e: &Engine) {
     }
 }
 
-fn read_counters(r: &mut Reader<'_>, e: &mut Engine) -> Result<(), SnapshotError> {
+fn read_counters(r: &mut Reader<'_>, s: &mut Stats) -> Result<(), SnapshotError> {
     for _ in 0..r.u16()? {
         let name = r.name_str()?;
         let n = r.u64()?;
         if let Some(&reason) = DropReason::ALL.iter().find(|d| d.name().as_bytes() == name) {
-            e.stats.set_drops(reason, n);
+            s.set_drops(reason, n);
         }
     }
     for _ in 0..r.u16()? {
         let name = r.name_str()?;
         let n = r.u64()?;
         if let Some(&o) = Outcome::ALL.iter().find(|o| o.name().as_bytes() == name) {
-            e.stats.set_outcomes(o, n);
+            s.set_outcomes(o, n);
         }
     }
-    let s = &mut e.stats;
     s.packets = [r.u64()?, r.u64()?];
     s.bytes = [r.u64()?, r.u64()?];
     s.made = r.u64()?;

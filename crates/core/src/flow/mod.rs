@@ -37,6 +37,7 @@ pub use self::connect::Connect;
 pub use self::custody::Custody;
 pub use self::setup::{Peek, Unnamed};
 pub use self::spliced::{Closing, Refusal, Refused, Spliced};
+use crate::addr::Prefix96;
 use crate::base::{Outcome, PeekPath, Protocol};
 use crate::name::HostName;
 use crate::tcp::seg::ClientOptions;
@@ -97,6 +98,10 @@ pub struct Conn {
     /// The flow's entry is in the kernel fast path's map (engine/fastpath.rs). Not in
     /// snapshots: a restored engine has handed nothing over until the daemon says so.
     pub fastpath: bool,
+    /// The /96 the backend knows this connection by: the prefix in force when the flow
+    /// began. A prefix changed since keeps serving the flows that began under it
+    /// (`engine/prefixes.rs`).
+    pub prefix: Prefix96,
 }
 
 /// Where a flow is in its life.
@@ -315,7 +320,8 @@ mod tests {
             size_of::<Phase>()
         );
         assert!(
-            size_of::<Flow>() <= 104,
+            // 104 until each flow carried its prefix (12 bytes, for a prefix change).
+            size_of::<Flow>() <= 120,
             "Flow is {} bytes",
             size_of::<Flow>()
         );

@@ -25,6 +25,7 @@ use super::custody::Custody;
 use super::setup::Peek;
 use super::spliced::{Closing, Refusal, Refused, Spliced};
 use super::{Conn, Flow, Phase};
+use crate::addr::Prefix96;
 use crate::base::{ClientKey, Outcome, Protocol};
 use crate::name::HostName;
 use crate::route::{Candidate, Candidates, MAX_ATTEMPTS};
@@ -364,6 +365,7 @@ fn write_conn(w: &mut Writer, c: &Conn) {
     w.u16(c.client_window);
     w.bool(c.client_fin);
     w.bool(c.backend_fin);
+    w.raw(&c.prefix.network().octets());
 }
 
 fn read_conn(r: &mut Reader<'_>) -> Result<Conn, SnapshotError> {
@@ -390,6 +392,8 @@ fn read_conn(r: &mut Reader<'_>) -> Result<Conn, SnapshotError> {
         client_fin: r.bool("client fin")?,
         backend_fin: r.bool("backend fin")?,
         fastpath: false,
+        prefix: Prefix96::new(Ipv6Addr::from(r.raw::<16>()?))
+            .map_err(|_| SnapshotError::BadField("flow prefix"))?,
     })
 }
 

@@ -1,8 +1,11 @@
 //! A listen change on the running host set-up ([`crate::netlink::Rediversion`]), in two
 //! halves around the moment the workers take the new services: what is new is diverted
-//! before, what is gone is undone after.
+//! before, what is gone is undone after. A prefix change likewise: the new prefix is
+//! routed before, the old one's routes go when its last flow has ended.
 
 use std::net::Ipv4Addr;
+
+use kracauer_core::addr::Prefix96;
 
 use super::Host;
 use crate::config::Config;
@@ -36,6 +39,24 @@ impl Host {
         }
         self.diverts = r.after;
         Ok(r.remove)
+    }
+
+    /// Routes `prefix` into `tun` (a prefix change: new flows take it).
+    pub async fn route_prefix(&self, prefix: Prefix96, tun: &str) -> Result<(), NetError> {
+        let index = self.netlink.link_index(tun).await?;
+        self.netlink.route_prefix(prefix, index).await
+    }
+
+    /// Removes `prefix`'s routes (its last flow ended after a prefix change).
+    pub async fn unroute_prefix(&self, prefix: Prefix96, tun: &str) -> Result<(), NetError> {
+        let index = self.netlink.link_index(tun).await?;
+        self.netlink.unroute_prefix(prefix, index).await
+    }
+
+    /// Sets the MTU of the TUN device `tun` (a change of `[tun] mtu`).
+    pub async fn set_mtu(&self, tun: &str, mtu: u16) -> Result<(), NetError> {
+        let index = self.netlink.link_index(tun).await?;
+        self.netlink.set_mtu(index, mtu).await
     }
 
     /// Second half: undoes the diversions [`Host::divert_for`] returned; what could not

@@ -6,7 +6,7 @@
 //! An address keeps the way it was diverted (a `/32` route, or one policy rule per port)
 //! while it stays a service address; its ports change under a `/32` route without any
 //! change here. A new address is diverted as [`Netlink::set_up`] would divert it. The
-//! table [`TABLE`]'s default route and the moved `local` rule, once made, stay until the
+//! instance's table's default route and the moved `local` rule, once made, stay until the
 //! exit even when no rule needs them any more (they divert nothing on their own).
 
 use std::net::Ipv4Addr;
@@ -19,10 +19,7 @@ use rtnetlink::packet_route::route::{
 use rtnetlink::packet_route::rule::{RuleAction, RuleAttribute, RulePortRange};
 use rtnetlink::{IpVersion, RouteMessageBuilder};
 
-use super::{
-    DIVERT_PREF, Divert, NetError, Netlink, PROTOCOL, TABLE, is_errno, nl, rule_protocol,
-    rule_table,
-};
+use super::{Divert, NetError, Netlink, is_errno, nl, rule_protocol, rule_table};
 
 /// What a listen change does to the diversions.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -124,14 +121,15 @@ impl Netlink {
             let r = RouteMessageBuilder::<Ipv4Addr>::new()
                 .destination_prefix(Ipv4Addr::UNSPECIFIED, 0)
                 .output_interface(tun)
-                .table_id(TABLE)
-                .protocol(RouteProtocol::Other(PROTOCOL))
+                .table_id(self.ids.table)
+                .protocol(RouteProtocol::Other(self.ids.protocol))
                 .scope(RouteScope::Link)
                 .build();
             match self.handle.route().add(r).execute().await {
                 Err(e) if is_errno(&e, rustix::io::Errno::EXIST) => {}
                 other => other.map_err(nl(format!(
-                    "add route default into {tun_name} in table {TABLE}"
+                    "add route default into {tun_name} in table {}",
+                    self.ids.table
                 )))?,
             }
             self.move_local_rule().await?;
@@ -142,7 +140,7 @@ impl Netlink {
                     let r = RouteMessageBuilder::<Ipv4Addr>::new()
                         .destination_prefix(*address, 32)
                         .output_interface(tun)
-                        .protocol(RouteProtocol::Other(PROTOCOL))
+                        .protocol(RouteProtocol::Other(self.ids.protocol))
                         .scope(RouteScope::Link)
                         .build();
                     self.add_route(r, format!("route {address}/32 into {tun_name}"))
@@ -160,7 +158,7 @@ impl Netlink {
         Ok(())
     }
 
-    /// The policy rule that diverts `address` TCP `port` to [`TABLE`].
+    /// The policy rule that diverts `address` TCP `port` to the instance's table.
     pub(super) async fn add_port_rule(&self, address: Ipv4Addr, port: u16) -> Result<(), NetError> {
         let mut req = self
             .handle
@@ -168,8 +166,8 @@ impl Netlink {
             .add()
             .v4()
             .destination_prefix(address, 32)
-            .table_id(TABLE)
-            .priority(DIVERT_PREF)
+            .table_id(self.ids.table)
+            .priority(self.ids.divert_pref)
             .action(RuleAction::ToTable);
         let attrs = &mut req.message_mut().attributes;
         attrs.push(RuleAttribute::IpProtocol(IpProtocol::Tcp));
@@ -177,14 +175,16 @@ impl Netlink {
             start: port,
             end: port,
         }));
-        attrs.push(RuleAttribute::Protocol(RouteProtocol::Other(PROTOCOL)));
+        attrs.push(RuleAttribute::Protocol(RouteProtocol::Other(
+            self.ids.protocol,
+        )));
         req.execute()
             .await
             .map_err(nl(format!("add rule for {address} tcp port {port}")))
     }
 
-    /// Removes the diversions `remove` (only Kracauer's: routes and rules tagged
-    /// [`PROTOCOL`]); returns what could not be removed. One already gone is no error.
+    /// Removes the diversions `remove` (only this instance's: routes and rules tagged
+    /// with its protocol); returns what could not be removed. One already gone is no error.
     pub async fn undivert(&self, remove: &[Divert]) -> Vec<NetError> {
         let mut errors = Vec::new();
         if remove.is_empty() {
@@ -193,8 +193,8 @@ impl Netlink {
         match self.rules(IpVersion::V4).await {
             Ok(rules) => {
                 for r in rules.iter().filter(|r| {
-                    rule_protocol(r) == Some(PROTOCOL)
-                        && rule_table(r) == TABLE
+                    rule_protocol(r) == Some(self.ids.protocol)
+                        && rule_table(r) == self.ids.table
                         && rule_diverts(r).is_some_and(|(a, p)| {
                             remove.iter().any(|d| {
                                 matches!(d, Divert::Rules(addr, ports) if *addr == a && ports.contains(&p))
@@ -221,7 +221,7 @@ impl Netlink {
         match routes {
             Ok(routes) => {
                 for r in routes.into_iter().filter(|r| {
-                    u8::from(r.header.protocol) == PROTOCOL
+                    u8::from(r.header.protocol) == self.ids.protocol
                         && r.header.destination_prefix_length == 32
                         && route_destination(r).is_some_and(|a| {
                             remove

@@ -94,14 +94,13 @@ fn every_timeout_and_every_limit_but_max_flows_is_applied() {
 #[test]
 fn settings_that_take_a_restart_keep_their_running_values() {
     let running = parse(BASE);
-    let new = parse(
-        &BASE
-            .replace("2001:db8:64::/96", "2001:db8:65::/96")
-            .replace("a.example", "b.example"),
-    );
+    let new = parse(&format!(
+        "{}\n[tun]\nname = \"kracauer1\"\n",
+        BASE.replace("a.example", "b.example")
+    ));
     let plan = plan(&running, &new);
-    assert_eq!(plan.restart, ["prefix"]);
-    assert_eq!(plan.in_force.prefix, running.prefix);
+    assert_eq!(plan.restart, ["[tun]"]);
+    assert_eq!(plan.in_force.tun, running.tun);
     assert_eq!(plan.in_force.routes, new.routes);
 }
 
@@ -149,25 +148,28 @@ fn workers_engines_take_the_reloaded_timeouts_and_limits() {
 }
 
 #[test]
-fn a_prefix_change_is_named_as_needing_a_restart_and_a_listen_change_is_applied() {
+fn a_prefix_change_and_a_listen_change_are_applied() {
     let running = parse(BASE);
     let b = parse(
         &BASE
             .replace("2001:db8:64::/96", "2001:db8:65::/96")
             .replace("tls = [443]", "tls = [443, 8443]\nhttp = [80]"),
     );
-    assert_eq!(needs_restart(&running, &b), ["prefix"]);
+    assert!(needs_restart(&running, &b).is_empty());
     let plan = plan(&running, &b);
-    assert!(plan.relistens() && plan.reconfigures());
+    assert!(plan.relistens() && plan.reprefixes() && plan.reconfigures());
     assert_eq!(
         plan.applied
             .iter()
             .map(ToString::to_string)
             .collect::<Vec<_>>(),
-        ["[[listen]] 203.0.113.10 tls [443] http [] -> 203.0.113.10 tls [443, 8443] http [80]"]
+        [
+            "prefix 2001:db8:64::/96 -> 2001:db8:65::/96",
+            "[[listen]] 203.0.113.10 tls [443] http [] -> 203.0.113.10 tls [443, 8443] http [80]"
+        ]
     );
     assert_eq!(plan.in_force.listen, b.listen);
-    assert_eq!(plan.in_force.prefix, running.prefix);
+    assert_eq!(plan.in_force.prefix, b.prefix);
 }
 
 #[test]

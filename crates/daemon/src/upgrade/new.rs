@@ -20,6 +20,7 @@ use crate::accesslog::{AccessLog, Lines};
 use crate::health::{self, check};
 use crate::host::Host;
 use crate::observe::{Observer, RouteLabels};
+use crate::reload::Retired;
 use crate::routes::{self, Loaded};
 use crate::run::{MetricsServer, RunError, Running, worker_configs};
 use crate::runtime::{self, DataPlane};
@@ -139,6 +140,12 @@ async fn prepare(link: &Link, path: &Path) -> Result<Running, String> {
             config.tun.name, state.tun
         ));
     }
+    if !crate::instance::held(config.instance, &crate::instance::state_dir()) {
+        return Err(format!(
+            "instance = {} is not the running instance's number: that takes a restart",
+            config.instance
+        ));
+    }
     if Host::workers(&config) != workers {
         tracing::warn!(
             "upgrade: keeping the {workers} TUN queues handed over; a change of [tun] workers takes a restart"
@@ -171,8 +178,30 @@ async fn prepare(link: &Link, path: &Path) -> Result<Running, String> {
         engines.push(engine);
     }
     let flows: usize = engines.iter().map(Engine::flow_count).sum();
-    let host =
-        Host::adopt(&config.tun.name, state.sysctls, state.diverts).map_err(|e| e.to_string())?;
+    let host = Host::adopt(
+        crate::instance::Ids::of(config.instance),
+        &config.tun.name,
+        state.sysctls,
+        state.diverts,
+    )
+    .map_err(|e| e.to_string())?;
+    // A new prefix: routed before any packet is read; the restored flows keep theirs,
+    // whose routes stay until the last of them ends (`reload/prefix.rs`).
+    host.route_prefix(config.prefix, &state.tun)
+        .await
+        .map_err(|e| format!("cannot route the prefix {}: {e}", config.prefix))?;
+    let mut retired: Vec<Retired> = Vec::new();
+    for prefix in engines
+        .iter()
+        .flat_map(|e| e.retired_prefixes().iter().copied())
+    {
+        if !retired.iter().any(|r| r.prefix == prefix) {
+            retired.push(Retired {
+                prefix,
+                after_reloads: 0,
+            });
+        }
+    }
     let published = runtime::published(workers);
     published.offload.store(state.offload, Ordering::Relaxed);
     let metrics = match config.metrics {
@@ -218,6 +247,11 @@ async fn prepare(link: &Link, path: &Path) -> Result<Running, String> {
         };
         planes.push(plane.started_at(start));
     }
+    // `[tun] mtu`: new flows agree their MSS from it, the restored ones keep theirs. Last
+    // of the fallible steps, so that a failed upgrade leaves the device as it was.
+    host.set_mtu(&state.tun, config.tun.mtu)
+        .await
+        .map_err(|e| format!("cannot set the TUN's MTU to {}: {e}", config.tun.mtu))?;
     tracing::info!("upgrade: restored {flows} flows on {workers} queues; ready");
     Ok(Running {
         tun: state.tun,
@@ -233,6 +267,9 @@ async fn prepare(link: &Link, path: &Path) -> Result<Running, String> {
         access,
         control,
         fastpath,
+        claim: None,
+        reloads_sent: 0,
+        retired,
     })
 }
 

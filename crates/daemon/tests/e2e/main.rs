@@ -13,9 +13,11 @@ mod fastpath;
 mod heads;
 mod hellos;
 mod lifecycle;
+mod mtu;
 mod origin;
 mod pools;
 mod relisten;
+mod reprefix;
 mod routing;
 
 use std::io::{Read, Write};

@@ -1,15 +1,14 @@
 //! An upgrade picks up a changed configuration as a reload would, listen addresses and
-//! ports included; what only a restart can change (the prefix) makes the new process
-//! refuse, and the old one serves on.
+//! ports and the prefix included (flows that began under the old prefix keep it).
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
-use kracauer_testbed::topology::{BACKEND_A, HTTP_PORT};
+use kracauer_testbed::topology::{BACKEND_A, HTTP_PORT, ROUTER_V6, TUN};
 use kracauer_testbed::{Topology, Variant, client, pattern, require_privileged};
 
-use super::{connect, eventually, install, serial, start_with, terminate, usr2, usr2_fails};
+use super::{connect, eventually, install, serial, start_with, terminate, usr2};
 
 /// The testbed's configuration with HTTP also on `port`, which `c.example` reaches at
 /// backend a's port 80.
@@ -88,27 +87,57 @@ fn an_upgrade_applies_a_listen_change_while_a_transfer_on_another_port_runs() {
 
 #[test]
 #[ignore = "privileged: needs root and network namespaces (run with --include-ignored)"]
-fn an_upgrade_to_another_prefix_is_refused_and_the_old_daemon_serves_on() {
-    require_privileged("an_upgrade_to_another_prefix_is_refused_and_the_old_daemon_serves_on");
+fn an_upgrade_to_another_prefix_and_mtu_keeps_running_flows_on_theirs() {
+    require_privileged("an_upgrade_to_another_prefix_and_mtu_keeps_running_flows_on_theirs");
     let _serial = serial();
     let tb = Topology::build(Variant::Routed).unwrap();
-    let config = tb.config("");
-    let (mut k, exe, _reaper) = start_with(&tb, &config);
+    for ns in [&tb.backend_a, &tb.backend_b] {
+        ns.ip([
+            "-6",
+            "route",
+            "add",
+            "2001:db8:65::/96",
+            "via",
+            &ROUTER_V6.to_string(),
+        ])
+        .unwrap();
+    }
+    let config = tb.config("[timeouts]\nlinger = \"1s\"\n");
+    let (k, exe, _reaper) = start_with(&tb, &config);
     let mut upload = connect(&tb, HTTP_PORT);
     half_upload(&mut upload, 1_000_000);
     std::fs::write(
         k.config_path(),
-        config.replace("2001:db8:64::/96", "2001:db8:65::/96"),
+        config
+            .replace("2001:db8:64::/96", "2001:db8:65::/96")
+            .replace("mtu = 1500", "mtu = 1400"),
     )
     .unwrap();
     install(&exe, None);
-    let why = usr2_fails(k.pid() as i32, &k, 1);
-    assert!(why.contains("prefix"), "{why}");
-    assert!(k.is_running());
+    let pid = usr2(k.pid() as i32, &k, 1);
+    let link = tb.router.ip(["-o", "link", "show", TUN]).unwrap();
+    assert!(link.contains(" mtu 1400 "), "{link}");
+    // New connections come from the new prefix.
+    let seen = tb.http_get("a.example", "/").unwrap().seen().unwrap();
+    assert_eq!(seen.peer.ip().to_string(), "2001:db8:65::c633:6402");
+    // The upload under way finishes under the old one.
     send(&mut upload, 500_000, 1_000_000);
     let mut answer = String::new();
     upload.read_to_string(&mut answer).unwrap();
     assert!(answer.ends_with("sink=1000000 mismatch=none\n"), "{answer}");
+    drop(upload);
+    let old_routed = || {
+        !tb.router
+            .ip(["-6", "route", "show", "2001:db8:64::/96"])
+            .unwrap()
+            .trim()
+            .is_empty()
+    };
+    eventually(
+        "the old prefix's route to go",
+        Duration::from_secs(30),
+        || (!old_routed()).then_some(()),
+    );
     assert_eq!(tb.http_get("a.example", "/").unwrap().status, 200);
-    k.terminate().unwrap();
+    terminate(pid);
 }

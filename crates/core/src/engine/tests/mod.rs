@@ -12,6 +12,7 @@ mod handshake;
 mod hostile;
 mod icmp;
 mod offload;
+mod prefixes;
 mod pressure;
 mod reconfigure;
 mod rfc5961;

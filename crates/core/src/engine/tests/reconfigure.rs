@@ -53,16 +53,40 @@ fn invalid_reconfiguration_changes_nothing() {
 }
 
 #[test]
-fn reconfiguration_keeps_the_secrets_and_the_addresses() {
+fn reconfiguration_keeps_the_secrets() {
     let mut a = Harness::new();
     let mut b = Harness::new();
     let mut c = config();
     c.seed = [9; 32];
-    c.ipv6_mtu = 1400;
     c.idle_timeout = Duration::from_secs(10);
     b.engine.reconfigure(c).unwrap();
     assert_eq!(b.engine.config().seed, config().seed);
-    assert_eq!(b.engine.config().ipv6_mtu, config().ipv6_mtu);
     // The same SYN gets the same SYN-ACK (ISN and MSS) from both.
     assert_eq!(a.syn(443).seg, b.syn(443).seg);
+}
+
+#[test]
+fn a_new_mtu_sets_the_mss_of_new_flows_and_spliced_ones_keep_theirs() {
+    let mut h = Harness::new();
+    let (_, sent) = h.spliced_http(backend_linux());
+    assert!(!sent.is_empty());
+    let mut c = config();
+    c.ipv6_mtu = 1400;
+    h.engine.reconfigure(c).unwrap();
+    assert_eq!(h.engine.config().ipv6_mtu, 1400);
+    // A new connection (another client port) is offered MSS 1400 - 60.
+    let syn = Segment {
+        src_port: CPORT + 1,
+        dst_port: 443,
+        seq: SeqNumber(C_ISN),
+        ack: SeqNumber(0),
+        flags: flags::SYN,
+        window: 502,
+        options: linux_syn_options(),
+        payload: &[],
+    };
+    let synack = h.run(client_packet(&syn));
+    assert_eq!(synack.only_sent().seg.options.mss, Some(1340));
+    // The spliced flow still forwards.
+    assert_eq!(h.engine.flow_count(), 2);
 }

@@ -6,6 +6,7 @@
 use core::time::Duration;
 
 use super::*;
+use crate::base::ClientKey;
 use crate::engine::snapshot::{SNAPSHOT_VERSION, seal, version};
 
 /// The new process's clock: it started a moment ago, unlike the old one's.
@@ -414,11 +415,8 @@ fn wrong_magic_version_and_trailing_bytes_are_named() {
 
 #[test]
 fn a_configuration_the_flows_do_not_fit_is_refused() {
-    // Other services are no misfit: see services.rs.
+    // Other services and another prefix are no misfit: see services.rs and prefixes.rs.
     let bytes = snapshot_with_flows();
-    let mut c = config();
-    c.prefix = "2001:db8:65::/96".parse().unwrap();
-    assert_eq!(refused(&bytes, c), SnapshotError::ConfigMismatch("prefix"));
     let mut c = config();
     c.window_scale = 8;
     assert!(matches!(
@@ -516,4 +514,67 @@ fn http_flow_with_half_a_head_and_one_with_none_go_on_after_restore() {
     let mut b = twin(&a);
     let step = both(&mut a, &mut b, |h| send(h, 20, &HTTP_REQUEST[20..]));
     assert!(step.only_sent().seg.syn(), "named: the backend SYN");
+}
+
+/// The engines of a set restored from `snapshots` as `n` engines, flows divided by
+/// `owner` of each flow's key.
+fn divided(snapshots: &[&[u8]], n: usize, owner: impl Fn(&ClientKey) -> usize) -> Vec<Engine> {
+    (0..n)
+        .map(|i| {
+            Engine::restore_part(config(), routes(), snapshots, i, NEW_CLOCK, |k| {
+                owner(k) == i
+            })
+            .expect("restores")
+        })
+        .collect()
+}
+
+#[test]
+fn flows_of_one_engine_divided_among_two_go_on_in_the_one_that_holds_each() {
+    let bytes = snapshot_with_flows();
+    let by_port = |k: &ClientKey| usize::from(k.service_port == 443);
+    let engines = divided(&[&bytes], 2, by_port);
+    assert_eq!(engines[0].flow_count(), 1, "the spliced HTTP flow");
+    assert_eq!(engines[1].flow_count(), 1, "the TLS flow mid-peek");
+    assert_eq!(engines[0].stats().spliced, 1, "the old engine's counters");
+    assert_eq!(
+        engines[1].stats().spliced,
+        0,
+        "a new engine's start at zero"
+    );
+    assert!(engines[1].peek_bytes() > 0, "its peeked bytes came along");
+    // The spliced flow forwards in its new engine as it did in the old one.
+    let mut h = Harness {
+        engine: engines.into_iter().next().unwrap(),
+        now: NEW_CLOCK,
+        backend_window: 1000,
+        out: Output::default(),
+    };
+    let data = h.backend_from(
+        80,
+        flags::ACK,
+        B_ISN + 1,
+        C_ISN + 1 + HTTP_REQUEST.len() as u32,
+        ts(5_001, 102),
+        b"reply",
+    );
+    let fwd = data.forwarded.expect("forwarded to the client");
+    assert_eq!(fwd.payload, b"reply");
+}
+
+#[test]
+fn flows_of_two_engines_gathered_into_one_are_all_there_and_a_flow_in_both_is_refused() {
+    let bytes = snapshot_with_flows();
+    let by_port = |k: &ClientKey| usize::from(k.service_port == 443);
+    let two: Vec<Vec<u8>> = divided(&[&bytes], 2, by_port)
+        .iter()
+        .map(|e| e.snapshot(NEW_CLOCK))
+        .collect();
+    let refs: Vec<&[u8]> = two.iter().map(Vec::as_slice).collect();
+    let one = divided(&refs, 1, |_| 0);
+    assert_eq!(one[0].flow_count(), 2);
+    let twice = Engine::restore_part(config(), routes(), &[&bytes, &bytes], 0, NEW_CLOCK, |_| {
+        true
+    });
+    assert_eq!(twice.err(), Some(SnapshotError::DuplicateFlow("client")));
 }

@@ -1,0 +1,41 @@
+//! Scale-out end to end (docs/scale-out.md): instances that never collide on one host
+//! (`instances`), and instances behind an upstream router that spreads flows over them
+//! by ECMP, each announced by its own BIRD (`bgp`, on the testbed's
+//! [`ScaleOut`](kracauer_testbed::scaleout::ScaleOut) topology).
+//!
+//! Privileged: every test is `#[ignore]`d (run them as root with `--include-ignored`) and
+//! panics when root, `ip` or BIRD is missing. Every test builds its own uniquely named
+//! namespaces and deletes them on drop, also when it fails.
+
+#![allow(clippy::unwrap_used)] // test helpers: a failed step is a failed test
+
+mod bgp;
+mod instances;
+
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// The binary under test.
+const KRACAUER: &str = env!("CARGO_BIN_EXE_kracauer");
+
+/// Polls `f` until it returns `Some` or `limit` passes (a bound on waiting, not a timed
+/// assertion: the condition is what is checked).
+fn eventually<T>(what: &str, limit: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    let end = Instant::now() + limit;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < end, "gave up waiting for {what}");
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Output lines with their spacing normalised (as `ip` prints them, tabs and runs of
+/// spaces vary).
+fn lines(s: &str) -> Vec<String> {
+    s.lines()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+        .filter(|l| !l.is_empty())
+        .collect()
+}
