@@ -273,6 +273,7 @@ fn random_bytes_agree_with_the_reference() {
             };
         }
         let proto = [6u8, 17, 1, 58][(next() % 4) as usize];
+        let ext = [0u8, 43, 44, 60, 51, 6, 17, 58][(next() % 8) as usize];
         match p.first().map(|b| b >> 4) {
             Some(4) if len > 9 => {
                 p[9] = proto;
@@ -286,10 +287,60 @@ fn random_bytes_agree_with_the_reference() {
                     *t = [3, 4, 5, 11, 12, 8][(next() % 6) as usize];
                 }
             }
-            Some(6) if len > 6 => p[6] = proto,
+            Some(6) if len > 6 => {
+                // Often an extension header, whose Next Header is again one, or an upper
+                // layer; its length mostly small enough to stay in the packet.
+                p[6] = if next() % 2 == 0 { proto } else { ext };
+                if let Some(h) = p.get_mut(40..42) {
+                    h[0] = [0u8, 60, 44, 51, 6, 17, 58, 43][(next() % 8) as usize];
+                    h[1] &= 0x03;
+                }
+            }
             _ => {}
         }
         assert_eq!(run(&s, &p), steer_value(&p, KEY), "{p:02x?}");
+    }
+}
+
+/// Random chains of up to ten extension headers of every walked kind and random
+/// lengths before the backend's segment (or its ICMPv6 error), whole and cut anywhere:
+/// the program agrees with the reference, and a whole chain the engine would walk keeps
+/// the flow's ports.
+#[test]
+#[ignore = "privileged: loads a BPF program (root, CAP_BPF); run with --include-ignored"]
+fn random_extension_chains_agree_with_the_reference() {
+    require_privileged("random_extension_chains_agree_with_the_reference");
+    let s = loaded(OTHER_KEY);
+    let mut rng = xorshift(0x0dd_ba11);
+    let mut next = move || rng.next().unwrap_or(0);
+    let seg = ipv6(6, BACKEND, embed(CLIENT), &tcp(443, 40000));
+    let to_backend = ipv6(6, embed(CLIENT), BACKEND, &tcp(40000, 443));
+    let router6 = Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, 1);
+    let error = ipv6(58, router6, embed(CLIENT), &icmp(3, 0, [0; 4], &to_backend));
+    let flow = queue_hash(CLIENT, 40000, OTHER_KEY);
+    for _ in 0..400 {
+        let chain: Vec<Ext> = (0..next() % 11)
+            .map(|_| {
+                let units = (next() % 4) as u8;
+                match next() % 5 {
+                    0 => Ext::Options(ip_proto::HOPOPT, units),
+                    1 => Ext::Options(ip_proto::IPV6_ROUTE, units),
+                    2 => Ext::Options(ip_proto::IPV6_OPTS, units),
+                    3 => Ext::Auth(units),
+                    _ => Ext::Fragment(if next() % 4 == 0 { 1 } else { 0 }),
+                }
+            })
+            .collect();
+        let base = if next() % 3 == 0 { &error } else { &seg };
+        let p = with_ext(base, &chain);
+        let later_fragment = chain.iter().any(|h| matches!(h, Ext::Fragment(1)));
+        if chain.len() <= MAX_EXT_HEADERS && !later_fragment {
+            assert_eq!(run(&s, &p), flow, "{chain:?}: {p:02x?}");
+        }
+        for len in (0..=p.len()).rev().step_by(1 + (next() % 5) as usize) {
+            let cut = &p[..len];
+            assert_eq!(run(&s, cut), steer_value(cut, OTHER_KEY), "{chain:?}: {cut:02x?}");
+        }
     }
 }
 
@@ -332,8 +383,9 @@ fn receive(queues: &[SyncDevice], marker: &[u8]) -> (usize, Vec<u8>) {
 
 /// The kernel hands each packet to the queue that [`queue_of`] names for the program's
 /// value: IPv4 from the host to "clients" and IPv6 from the host to embedded clients,
-/// through a three-queue TUN device (three is not a power of two, so the remainder is
-/// really taken).
+/// plain and behind extension headers (those on their flow's queue), through a
+/// three-queue TUN device (three is not a power of two, so the remainder is really
+/// taken).
 #[test]
 #[ignore = "privileged: a network namespace, a multi-queue TUN and a BPF program (root); run with --include-ignored"]
 fn a_multi_queue_tun_delivers_each_flow_to_the_queue_the_reference_names() {
@@ -371,22 +423,52 @@ fn a_multi_queue_tun_delivers_each_flow_to_the_queue_the_reference_names() {
 
         let mut count = [0usize; 3];
         let v6 = UdpSocket::bind("[2001:db8:64::1]:443").expect("IPv6 socket");
-        for (i, r) in xorshift(0x5eed_5eed).take(60).enumerate() {
+        // IPv6 with extension headers, as a backend's router would forward them: written
+        // whole (IPPROTO_RAW implies the header is included) and routed into the TUN.
+        let raw = socket2::Socket::new(
+            socket2::Domain::IPV6,
+            socket2::Type::RAW,
+            Some(socket2::Protocol::from(libc::IPPROTO_RAW)),
+        )
+        .expect("raw IPv6 socket");
+        let chains = [
+            &[Ext::HOP][..],
+            &[Ext::DEST, Ext::ROUTING],
+            &[Ext::HOP, Ext::Auth(4), Ext::Fragment(0), Ext::DEST],
+        ];
+        for (i, r) in xorshift(0x5eed_5eed).take(90).enumerate() {
             let marker = [b'k', b's', i as u8];
             let (client, port) = client_of(r);
             let port = port.max(1);
-            let packet = if i % 2 == 0 {
-                // Client to service: the host's address with our port is the "client".
-                let s = UdpSocket::bind(("198.51.100.1", port)).expect("IPv4 socket");
-                s.send_to(&marker, (client, 443)).expect("send IPv4");
-                receive(&queues, &marker)
-            } else {
-                // Backend to client: the embedded destination and its port.
-                v6.send_to(&marker, (embed(client), port))
-                    .expect("send IPv6");
-                receive(&queues, &marker)
+            let (queue, bytes) = match i % 3 {
+                0 => {
+                    // Client to service: the host's address with our port is the "client".
+                    let s = UdpSocket::bind(("198.51.100.1", port)).expect("IPv4 socket");
+                    s.send_to(&marker, (client, 443)).expect("send IPv4");
+                    receive(&queues, &marker)
+                }
+                1 => {
+                    // Backend to client: the embedded destination and its port.
+                    v6.send_to(&marker, (embed(client), port))
+                        .expect("send IPv6");
+                    receive(&queues, &marker)
+                }
+                _ => {
+                    // The same behind extension headers: the flow's queue all the same.
+                    let mut udp = tcp(443, port)[..8].to_vec();
+                    udp[4..6].copy_from_slice(&(8 + marker.len() as u16).to_be_bytes());
+                    udp.extend_from_slice(&marker);
+                    let plain = ipv6(17, BACKEND, embed(client), &udp);
+                    let packet = with_ext(&plain, chains[i / 3 % chains.len()]);
+                    let to = std::net::SocketAddrV6::new(embed(client), 0, 0, 0);
+                    raw.send_to(&packet, &to.into()).expect("send raw IPv6");
+                    let (queue, bytes) = receive(&queues, &marker);
+                    assert_eq!(bytes, packet, "the kernel passed it on as written");
+                    let flow = queue_of(queue_hash(client, port, KEY), 3);
+                    assert_eq!(queue, usize::from(flow), "packet {i}: {bytes:02x?}");
+                    (queue, bytes)
+                }
             };
-            let (queue, bytes) = packet;
             let want = queue_of(steer_value(&bytes, KEY), 3);
             assert_eq!(queue, usize::from(want), "packet {i}: {bytes:02x?}");
             count[queue] += 1;
