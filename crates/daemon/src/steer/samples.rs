@@ -165,7 +165,13 @@ pub(super) fn packets() -> [Vec<u8>; 6] {
         embed(CLIENT),
         &icmp(2, 0, [0, 0, 0x05, 0], &to_backend[..48]),
     );
-    let chain = [Ext::HOP, Ext::DEST, Ext::ROUTING, Ext::Auth(4), Ext::Fragment(0)];
+    let chain = [
+        Ext::HOP,
+        Ext::DEST,
+        Ext::ROUTING,
+        Ext::Auth(4),
+        Ext::Fragment(0),
+    ];
     [
         ipv4(ip_proto::TCP, CLIENT, SERVICE, &[], &tcp(40000, 443)),
         from_backend.clone(),

@@ -107,7 +107,10 @@ fn every_case() -> Vec<(Vec<u8>, Want)> {
         .map(|p| (p, Flow))
         .collect();
     all.push((ipv4(17, CLIENT, SERVICE, &[], &tcp(40000, 443)[..8]), Flow));
-    all.push((ipv6(17, BACKEND, embed(CLIENT), &tcp(443, 40000)[..8]), Flow));
+    all.push((
+        ipv6(17, BACKEND, embed(CLIENT), &tcp(443, 40000)[..8]),
+        Flow,
+    ));
     let options = [0x01, 0x01, 0x01, 0x01, 0x01, 0x01, 0x01, 0x00];
     all.push((ipv4(6, CLIENT, SERVICE, &options, &tcp(40000, 443)), Flow));
     let echo = icmp(8, 0, [0, 1, 0, 1], b"ping");
@@ -137,13 +140,23 @@ fn extension_cases() -> Vec<(Vec<u8>, Want)> {
         &[Ext::DEST],
         &[Ext::Auth(4)],
         &[Ext::Fragment(0)],
-        &[Ext::HOP, Ext::DEST, Ext::ROUTING, Ext::Auth(1), Ext::Fragment(0), Ext::DEST],
+        &[
+            Ext::HOP,
+            Ext::DEST,
+            Ext::ROUTING,
+            Ext::Auth(1),
+            Ext::Fragment(0),
+            Ext::DEST,
+        ],
         &[Ext::Options(ip_proto::IPV6_OPTS, 255), Ext::Auth(255)],
         &[Ext::DEST; MAX_EXT_HEADERS],
     ] {
         all.push((with_ext(&seg, chain), Flow));
     }
-    all.push((with_ext(&seg, &[Ext::DEST; MAX_EXT_HEADERS + 1]), AddressOnly));
+    all.push((
+        with_ext(&seg, &[Ext::DEST; MAX_EXT_HEADERS + 1]),
+        AddressOnly,
+    ));
     all.push((with_ext(&seg, &[Ext::HOP, Ext::Fragment(185)]), AddressOnly));
     let mut esp = with_ext(&seg, &[Ext::HOP]);
     esp[40] = ip_proto::ESP;
@@ -173,7 +186,10 @@ fn the_embedded_object_holds_the_steering_program_and_its_key_globals() {
         program.section
     );
     let (k0, k1) = (KEY.k0.to_ne_bytes(), KEY.k1.to_ne_bytes());
-    let globals = [(KEY_GLOBALS[0], (&k0[..], true)), (KEY_GLOBALS[1], (&k1[..], true))];
+    let globals = [
+        (KEY_GLOBALS[0], (&k0[..], true)),
+        (KEY_GLOBALS[1], (&k1[..], true)),
+    ];
     object
         .patch_map_data(globals.into_iter().collect())
         .expect("both globals exist, 4 bytes each");
@@ -339,7 +355,11 @@ fn random_extension_chains_agree_with_the_reference() {
         }
         for len in (0..=p.len()).rev().step_by(1 + (next() % 5) as usize) {
             let cut = &p[..len];
-            assert_eq!(run(&s, cut), steer_value(cut, OTHER_KEY), "{chain:?}: {cut:02x?}");
+            assert_eq!(
+                run(&s, cut),
+                steer_value(cut, OTHER_KEY),
+                "{chain:?}: {cut:02x?}"
+            );
         }
     }
 }
