@@ -121,6 +121,9 @@ pub const ICMPV4_ERRORS: [u8; 5] = [
 /// The bits of an IPv6 Fragment header's offset field that make it a non-first fragment.
 pub const V6_FRAGMENT_OFFSET_MASK: u16 = 0xfff8;
 
+/// The bytes [`v6_upper_layer`] reads at the start of each extension header.
+pub const EXT_HEAD_LEN: usize = 4;
+
 /// The most IPv6 extension headers [`v6_upper_layer`] walks: as many as the engine does.
 pub const MAX_EXT_HEADERS: usize = ipv6::MAX_EXT_HEADERS;
 
@@ -227,9 +230,9 @@ pub enum V6Upper {
 /// Walks at most [`MAX_EXT_HEADERS`] IPv6 extension headers, in any order, from the
 /// fixed header's Next Header: Hop-by-Hop, Routing and Destination Options (length in
 /// 8-byte units after the first 8 bytes), Authentication (RFC 4302: in 4-byte units
-/// after the first 8 bytes) and a first fragment's Fragment header (8 bytes). Each
-/// header's Next Header and length bytes are read; a Fragment header's offset field
-/// instead of a length.
+/// after the first 8 bytes) and a first fragment's Fragment header (8 bytes). The first
+/// [`EXT_HEAD_LEN`] bytes of each header are read: Next Header, the length (reserved in
+/// a Fragment header) and a Fragment header's offset field.
 ///
 /// Looser than the engine's walk ([`ipv6::ExtHeaders`]): the chain is not bounded by the
 /// payload length, and Hop-by-Hop may be anywhere. A packet the engine refuses for
@@ -242,16 +245,20 @@ pub fn v6_upper_layer(packet: &[u8]) -> Option<V6Upper> {
         if !is_walked_ext_header(protocol) {
             break;
         }
-        let next = u8_at(packet, at + offset::EXT_NEXT_HEADER)?;
+        // The first 4 bytes of every walked header, whatever its kind (each is at least
+        // 8 bytes long): what the program reads, in one load.
+        let head: [u8; EXT_HEAD_LEN] = *packet.get(at..)?.first_chunk()?;
+        let next = head[offset::EXT_NEXT_HEADER];
         let len = match protocol {
             ip_proto::IPV6_FRAG => {
-                if u16_at(packet, at + offset::FRAG_OFFSET_M)? & V6_FRAGMENT_OFFSET_MASK != 0 {
+                let at = offset::FRAG_OFFSET_M;
+                if u16::from_be_bytes([head[at], head[at + 1]]) & V6_FRAGMENT_OFFSET_MASK != 0 {
                     return Some(V6Upper::NonFirstFragment);
                 }
                 ipv6::FRAG_HEADER_LEN
             }
-            ip_proto::AH => (usize::from(u8_at(packet, at + offset::EXT_LEN)?) + 2) * 4,
-            _ => (usize::from(u8_at(packet, at + offset::EXT_LEN)?) + 1) * 8,
+            ip_proto::AH => (usize::from(head[offset::EXT_LEN]) + 2) * 4,
+            _ => (usize::from(head[offset::EXT_LEN]) + 1) * 8,
         };
         protocol = next;
         at += len;

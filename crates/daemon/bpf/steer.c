@@ -55,6 +55,9 @@ volatile const __u32 steer_k1 = 0;
 #define SRC_PORT 0
 #define DST_PORT 2
 
+// The bits of a Fragment header's offset field (its low 16 bits, read as the last two of
+// the header's first four bytes) that make it a non-first fragment.
+#define V6_FRAGMENT_OFFSET_MASK 0xfff8
 // ICMPv6 types below this are errors (RFC 4443 §2.1).
 #define ICMPV6_INFO_FIRST 128
 // The most IPv6 extension headers walked (kracauer_core::wire::ipv6::MAX_EXT_HEADERS).
@@ -144,47 +147,52 @@ struct upper {
 // protocol number, which fits 8 bits).
 #define NON_FIRST_FRAGMENT 0x100
 
+// Whether the walk goes over `protocol`: Hop-by-Hop, Routing, Destination Options,
+// Fragment, Authentication.
+static __always_inline int is_walked(__u32 protocol)
+{
+	return protocol == IPPROTO_HOPOPTS || protocol == IPPROTO_ROUTING ||
+	       protocol == IPPROTO_DSTOPTS || protocol == IPPROTO_FRAGMENT ||
+	       protocol == IPPROTO_AH;
+}
+
 // Walks at most MAX_EXT_HEADERS extension headers from the fixed header's next header.
-// Every one starts with its Next Header byte; Hop-by-Hop, Routing and Destination
-// Options give their length in 8-byte units not counting the first 8, the
-// Authentication Header in 4-byte units not counting the first 8 bytes (RFC 4302), and
-// a Fragment header is 8 bytes whose offset field says whether ports follow. After the
-// last walk the protocol may still be an extension header: the caller treats it as any
-// other protocol without ports.
+// Every one is at least 8 bytes and starts with Next Header and a length byte (a
+// reserved byte in a Fragment header), then (Fragment) the offset field: the walk reads
+// those 4 bytes of each. Hop-by-Hop, Routing and Destination Options give their length
+// in 8-byte units not counting the first 8, the Authentication Header in 4-byte units
+// minus 2 (RFC 4302); a Fragment header is 8 bytes, and one with a non-zero offset has
+// no ports after it. After the last walk the protocol may still be an extension
+// header: the caller treats it as any other protocol without ports. One read and few
+// branches per header keep the verifier's work small.
 static __always_inline int walk_v6(struct __sk_buff *skb, struct upper *u)
 {
-	__u32 next, len, frag;
+	__u32 head, len;
 
 	if (u8_at(skb, V6_NEXT_HEADER, &u->protocol))
 		return -1;
 	u->offset = V6_HEADER_LEN;
+	// Unrolled: with a loop left in, a verifier that simulates speculative execution (a
+	// loader with CAP_BPF but not CAP_PERFMON, as the systemd unit runs) follows the
+	// back edge past the bound, iteration after iteration, until it gives up.
+#pragma unroll
 	for (int i = 0; i < MAX_EXT_HEADERS; i++) {
-		switch (u->protocol) {
-		case IPPROTO_HOPOPTS:
-		case IPPROTO_ROUTING:
-		case IPPROTO_DSTOPTS:
-			if (u8_at(skb, u->offset, &next) || u8_at(skb, u->offset + 1, &len))
-				return -1;
-			len = (len + 1) * 8;
-			break;
-		case IPPROTO_AH:
-			if (u8_at(skb, u->offset, &next) || u8_at(skb, u->offset + 1, &len))
-				return -1;
-			len = (len + 2) * 4;
-			break;
-		case IPPROTO_FRAGMENT:
-			if (u8_at(skb, u->offset, &next) || u16_at(skb, u->offset + 2, &frag))
-				return -1;
-			if (frag & 0xfff8) {
+		if (!is_walked(u->protocol))
+			return 0;
+		if (u32_at(skb, u->offset, &head))
+			return -1;
+		if (u->protocol == IPPROTO_FRAGMENT) {
+			if (head & V6_FRAGMENT_OFFSET_MASK) {
 				u->protocol = NON_FIRST_FRAGMENT;
 				return 0;
 			}
 			len = 8;
-			break;
-		default:
-			return 0;
+		} else if (u->protocol == IPPROTO_AH) {
+			len = (((head >> 16) & 0xff) + 2) * 4;
+		} else {
+			len = (((head >> 16) & 0xff) + 1) * 8;
 		}
-		u->protocol = next;
+		u->protocol = head >> 24;
 		u->offset += len;
 	}
 	return 0;

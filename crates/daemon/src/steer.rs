@@ -17,7 +17,7 @@
 //! - `samples.rs`: the packets of the self-check and the tests.
 //!
 //! Loading needs `CAP_BPF` (or `CAP_SYS_ADMIN`) unless unprivileged BPF is enabled, and
-//! a kernel with BPF global data and bounded loops (Linux 5.3); attaching needs only the
+//! a kernel with BPF global data (Linux 5.2); attaching needs only the
 //! TUN descriptor. The device holds its own reference to an attached program, so
 //! dropping [`Steering`] afterwards does not detach it.
 
