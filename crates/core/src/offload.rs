@@ -31,6 +31,7 @@ use crate::base::RxChecksum;
 use crate::wire::ip_proto;
 use crate::wire::ipv4::Ipv4Packet;
 use crate::wire::ipv4::ipv4_dont_fragment;
+use crate::wire::ipv6::ExtHeaders;
 use crate::wire::{checksum, ne16};
 
 /// Length of the virtio-net header in front of each packet.
@@ -201,13 +202,24 @@ pub fn inbound(hdr: &[u8], packet: &mut [u8]) -> Result<Inbound, OffloadError> {
     })
 }
 
-/// Where the `protocol` header of a packet begins, if it carries one right after its IP
-/// header (IPv4 with any options, or IPv6 without extension headers: what the kernel's
-/// offloads produce).
+/// Where the `protocol` header of a packet begins, if the packet carries one: after
+/// IPv4 with any options, or after IPv6 and its extension headers (the engine's walk,
+/// [`ExtHeaders`]). The kernel's offloads put a super-packet's headers there: a
+/// backend's segments behind a Routing header (Segment Routing) or Hop-by-Hop options
+/// reach the TUN merged by GRO with the headers in place. Never in a fragment.
 fn transport_at(packet: &[u8], protocol: u8) -> Option<usize> {
     match packet.first()? >> 4 {
         4 if packet.get(9) == Some(&protocol) => Some(usize::from(packet[0] & 0x0f) * 4),
-        6 if packet.get(6) == Some(&protocol) => Some(40),
+        6 => {
+            let mut walk = ExtHeaders::new(packet, packet.len(), *packet.get(6)?);
+            for h in &mut walk {
+                if h.ok()?.kind == ip_proto::IPV6_FRAG {
+                    return None;
+                }
+            }
+            let (next, at) = walk.upper();
+            (next == protocol).then_some(at)
+        }
         _ => None,
     }
 }

@@ -236,6 +236,47 @@ fn partial_tcp_checksum_on_ipv6_is_recognised_at_40() {
     assert_eq!(rx.checksum, RxChecksum::Partial);
 }
 
+/// `p` (IPv6 carrying TCP) with a Hop-by-Hop header (8 bytes) and a Routing header of
+/// type 4 with no segments left (24 bytes) before the TCP header, as a backend's segment
+/// arrives through Segment Routing.
+fn behind_extension_headers(p: &[u8]) -> Vec<u8> {
+    let mut out = p[..40].to_vec();
+    out[6] = ip_proto::HOPOPT;
+    out.extend_from_slice(&[ip_proto::IPV6_ROUTE, 0, 1, 4, 0, 0, 0, 0]);
+    out.extend_from_slice(&[ip_proto::TCP, 2, 4, 0, 0, 0, 0, 0]);
+    out.extend_from_slice(&[0; 16]);
+    out.extend_from_slice(&p[40..]);
+    let len = (out.len() - 40) as u16;
+    out[4..6].copy_from_slice(&len.to_be_bytes());
+    out
+}
+
+#[test]
+fn tso6_super_packet_behind_extension_headers_is_read_whole_and_written_back_as_tso4() {
+    let mut p = behind_extension_headers(&v6(ip_proto::TCP, &tcp(50_000)));
+    let rx = inbound(&hdr(flags::NEEDS_CSUM, gso::TCPV6, 1428, 72, 16), &mut p).unwrap();
+    assert_eq!(rx.checksum, RxChecksum::Partial);
+    assert_eq!(rx.gso.map(|g| g.size), Some(1428));
+    let out = v4(ip_proto::TCP, &tcp(50_000));
+    let o = outbound(&rx, &out).unwrap();
+    assert_eq!(o[field::GSO_TYPE], gso::TCPV4);
+    assert_eq!(read16(&o, field::CSUM_START), 20);
+}
+
+#[test]
+fn partial_checksum_that_does_not_start_at_the_walked_tcp_header_is_refused() {
+    let mut p = behind_extension_headers(&v6(ip_proto::TCP, &tcp(50_000)));
+    // At 40, where TCP would be without the extension headers.
+    let err = inbound(&hdr(flags::NEEDS_CSUM, gso::TCPV6, 1428, 40, 16), &mut p);
+    assert!(matches!(err, Err(OffloadError::GsoNotTcp)), "{err:?}");
+    // Behind a Fragment header: no transport header the offloads could have made.
+    let mut l4 = vec![ip_proto::TCP, 0, 0, 0, 0, 0, 0, 1];
+    l4.extend_from_slice(&tcp(50_000));
+    let mut frag = v6(ip_proto::IPV6_FRAG, &l4);
+    let err = inbound(&hdr(flags::NEEDS_CSUM, gso::TCPV6, 1428, 48, 16), &mut frag);
+    assert!(matches!(err, Err(OffloadError::GsoNotTcp)), "{err:?}");
+}
+
 #[test]
 fn outbound_of_something_not_tcp_is_an_error_not_a_guess() {
     let rx = Inbound {

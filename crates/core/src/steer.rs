@@ -10,11 +10,11 @@
 //! program: the daemon's tests run the loaded eBPF program on crafted packets and
 //! require it to return exactly this.
 //!
-//! The program reads the packet with the socket-filter packet loads, which end the
-//! program with 0 when a read falls outside the packet. [`client_of_packet`] therefore
-//! returns `None` exactly when a read it needs is out of range, and [`steer_value`] is 0
-//! then. Every path reads the same fields in both, so the two agree on every input, not
-//! only on well-formed ones.
+//! The program (`crates/daemon/bpf/steer.c`) returns 0 as soon as a read falls outside
+//! the packet. [`client_of_packet`] therefore returns `None` exactly when a read it
+//! needs is out of range, and [`steer_value`] is 0 then. Every path reads the same
+//! fields in both, IPv6 extension headers included ([`v6_upper_layer`]), so the two
+//! agree on every input, not only on well-formed ones.
 
 use std::net::Ipv4Addr;
 
@@ -43,8 +43,8 @@ impl SteerKey {
     }
 }
 
-/// The constants of [`queue_hash`], shared with the eBPF assembler so that the two
-/// cannot drift apart silently (the daemon's tests compare them on real runs).
+/// The constants of [`queue_hash`]. The eBPF program (`crates/daemon/bpf/steer.c`)
+/// repeats them; the daemon's tests compare the two on real runs in the kernel.
 pub mod mix {
     /// Multiplier after the address is keyed (an odd constant: a bijection mod 2^32).
     pub const MUL_ADDR: u32 = 0x9e37_79b1;
@@ -64,7 +64,8 @@ pub mod mix {
     pub const OUT_MASK: u32 = 0xffff;
 }
 
-/// Offsets, from the start of the IP header, of every field the steering program reads.
+/// Offsets, from the start of the IP header (or of the header named), of every field the
+/// steering program reads (`crates/daemon/bpf/steer.c` repeats them).
 pub mod offset {
     use super::{ipv4, ipv6};
 
@@ -87,8 +88,15 @@ pub mod offset {
     /// The low 32 bits of the IPv6 destination address (the embedded client, in a packet
     /// from a backend).
     pub const V6_DST_LOW32: usize = ipv6::field::DST_ADDR.end - 4;
-    /// The IPv6 payload (no extension headers are walked).
+    /// The IPv6 payload: the first extension header, or the upper layer.
     pub const V6_PAYLOAD: usize = ipv6::HEADER_LEN;
+    /// From the start of an IPv6 extension header: its Next Header.
+    pub const EXT_NEXT_HEADER: usize = 0;
+    /// From the start of an IPv6 extension header: its length (not in a Fragment header).
+    pub const EXT_LEN: usize = 1;
+    /// From the start of an IPv6 Fragment header: the fragment offset (13 bits), two
+    /// reserved bits and the M flag.
+    pub const FRAG_OFFSET_M: usize = ipv6::frag_field::OFF_M.start;
     /// The packet quoted by an ICMP error, after the 8-byte ICMP header.
     pub const ICMP_QUOTE: usize = 8;
     /// Source port, from the start of a TCP or UDP header.
@@ -109,6 +117,15 @@ pub const ICMPV4_ERRORS: [u8; 5] = [
     icmpv4::msg_type::TIME_EXCEEDED,
     icmpv4::msg_type::PARAMETER_PROBLEM,
 ];
+
+/// The bits of an IPv6 Fragment header's offset field that make it a non-first fragment.
+pub const V6_FRAGMENT_OFFSET_MASK: u16 = 0xfff8;
+
+/// The bytes [`v6_upper_layer`] reads at the start of each extension header.
+pub const EXT_HEAD_LEN: usize = 4;
+
+/// The most IPv6 extension headers [`v6_upper_layer`] walks: as many as the engine does.
+pub const MAX_EXT_HEADERS: usize = ipv6::MAX_EXT_HEADERS;
 
 /// ICMPv6 types below this are errors (RFC 4443 §2.1), as the engine reads them.
 pub const ICMPV6_INFO_FIRST: u8 = 128;
@@ -136,14 +153,14 @@ pub fn queue_hash(client: Ipv4Addr, client_port: u16, key: SteerKey) -> u32 {
 ///   and the destination port.
 /// - ICMPv6 error (about a packet Kracauer sent to a backend): the low 32 bits of the
 ///   quoted packet's source address and its source port.
-/// - Anything else, IPv4 fragments and IPv6 with extension headers included: the
-///   address as above (IPv4 source, IPv6 destination low bits) with port 0. The engine
-///   drops fragments and answers echo itself, so any worker will do for these. A
-///   backend's TCP segment behind IPv6 hop-by-hop, routing or destination options
-///   headers is the exception: the engine walks those and would translate it, but it
-///   lands on the address's worker, which may not hold its flow (and answers RST as for
-///   any unknown flow). Backends do not send such segments in practice; a bounded walk
-///   here and in the program would close the gap.
+/// - Anything else, IPv4 fragments included: the address as above (IPv4 source, IPv6
+///   destination low bits) with port 0. The engine drops fragments and answers echo
+///   itself, so any worker will do for these.
+///
+/// IPv6 extension headers are walked first ([`v6_upper_layer`]): a backend's segment
+/// behind Hop-by-Hop, Routing, Destination Options, Fragment or Authentication headers
+/// steers by its ports, as the engine reads it. A non-first fragment has no ports and
+/// steers by the address; so does a chain longer than [`MAX_EXT_HEADERS`].
 ///
 /// The quoted protocol is not checked: an error quoting anything but TCP or UDP matches
 /// no flow, so its worker does not matter. The IPv4 header length is used as written
@@ -183,19 +200,79 @@ fn client_of_v4(packet: &[u8], transport: usize) -> Option<(Ipv4Addr, u16)> {
 /// [`client_of_packet`] for IPv6.
 fn client_of_v6(packet: &[u8]) -> Option<(Ipv4Addr, u16)> {
     let client = Ipv4Addr::from(u32_at(packet, offset::V6_DST_LOW32)?);
-    match u8_at(packet, offset::V6_NEXT_HEADER)? {
-        ip_proto::TCP | ip_proto::UDP => Some((
-            client,
-            u16_at(packet, offset::V6_PAYLOAD + offset::DST_PORT)?,
-        )),
-        ip_proto::ICMPV6 if u8_at(packet, offset::V6_PAYLOAD)? < ICMPV6_INFO_FIRST => {
-            let quote = offset::V6_PAYLOAD + offset::ICMP_QUOTE;
+    let (protocol, at) = match v6_upper_layer(packet)? {
+        V6Upper::Header { protocol, offset } => (protocol, offset),
+        V6Upper::NonFirstFragment => return Some((client, 0)),
+    };
+    match protocol {
+        ip_proto::TCP | ip_proto::UDP => Some((client, u16_at(packet, at + offset::DST_PORT)?)),
+        ip_proto::ICMPV6 if u8_at(packet, at)? < ICMPV6_INFO_FIRST => {
+            let quote = at + offset::ICMP_QUOTE;
             let quoted_client = Ipv4Addr::from(u32_at(packet, quote + offset::V6_SRC_LOW32)?);
             let port = u16_at(packet, quote + offset::V6_PAYLOAD + offset::SRC_PORT)?;
             Some((quoted_client, port))
         }
         _ => Some((client, 0)),
     }
+}
+
+/// Where [`v6_upper_layer`] ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum V6Upper {
+    /// The header after the walked extension headers: its protocol and its offset from
+    /// the start of the IPv6 header. The protocol may still be an extension header when
+    /// the chain is longer than [`MAX_EXT_HEADERS`].
+    Header { protocol: u8, offset: usize },
+    /// A Fragment header with a non-zero offset: what follows is no header.
+    NonFirstFragment,
+}
+
+/// Walks at most [`MAX_EXT_HEADERS`] IPv6 extension headers, in any order, from the
+/// fixed header's Next Header: Hop-by-Hop, Routing and Destination Options (length in
+/// 8-byte units after the first 8 bytes), Authentication (RFC 4302: in 4-byte units
+/// after the first 8 bytes) and a first fragment's Fragment header (8 bytes). The first
+/// [`EXT_HEAD_LEN`] bytes of each header are read: Next Header, the length (reserved in
+/// a Fragment header) and a Fragment header's offset field.
+///
+/// Looser than the engine's walk ([`ipv6::ExtHeaders`]): the chain is not bounded by the
+/// payload length, and Hop-by-Hop may be anywhere. A packet the engine refuses for
+/// those reasons is dropped by whichever worker gets it; the steering only has to agree
+/// with the engine where the engine accepts. `None` when a byte it reads is missing.
+pub fn v6_upper_layer(packet: &[u8]) -> Option<V6Upper> {
+    let mut protocol = u8_at(packet, offset::V6_NEXT_HEADER)?;
+    let mut at = offset::V6_PAYLOAD;
+    for _ in 0..MAX_EXT_HEADERS {
+        if !is_walked_ext_header(protocol) {
+            break;
+        }
+        // The first 4 bytes of every walked header, whatever its kind (each is at least
+        // 8 bytes long): what the program reads, in one load.
+        let head: [u8; EXT_HEAD_LEN] = *packet.get(at..)?.first_chunk()?;
+        let next = head[offset::EXT_NEXT_HEADER];
+        let len = match protocol {
+            ip_proto::IPV6_FRAG => {
+                let at = offset::FRAG_OFFSET_M;
+                if u16::from_be_bytes([head[at], head[at + 1]]) & V6_FRAGMENT_OFFSET_MASK != 0 {
+                    return Some(V6Upper::NonFirstFragment);
+                }
+                ipv6::FRAG_HEADER_LEN
+            }
+            ip_proto::AH => (usize::from(head[offset::EXT_LEN]) + 2) * 4,
+            _ => (usize::from(head[offset::EXT_LEN]) + 1) * 8,
+        };
+        protocol = next;
+        at += len;
+    }
+    Some(V6Upper::Header {
+        protocol,
+        offset: at,
+    })
+}
+
+/// The extension headers [`v6_upper_layer`] walks: the engine's
+/// ([`ipv6::is_walked_ext_header`]) and the Authentication Header.
+pub fn is_walked_ext_header(protocol: u8) -> bool {
+    protocol == ip_proto::AH || ipv6::is_walked_ext_header(protocol)
 }
 
 /// The value the steering program returns for `packet`: [`queue_hash`] of
@@ -374,11 +451,152 @@ mod tests {
         assert_eq!(client_of_packet(&later), Some((CLIENT, 0)));
     }
 
+    /// One extension header of a chain built by [`with_chain`].
+    #[derive(Debug, Clone, Copy)]
+    enum Ext {
+        /// Hop-by-Hop, Routing or Destination Options with this many 8-byte units after
+        /// the first 8 bytes.
+        Options(u8, u8),
+        /// An Authentication Header whose Payload Len is this: (this + 2) 4-byte words
+        /// in all (RFC 4302).
+        Auth(u8),
+        /// A Fragment header with this offset (in 8-byte units).
+        Fragment(u16),
+    }
+
+    impl Ext {
+        fn kind(self) -> u8 {
+            match self {
+                Ext::Options(kind, _) => kind,
+                Ext::Auth(_) => ip_proto::AH,
+                Ext::Fragment(_) => ip_proto::IPV6_FRAG,
+            }
+        }
+
+        /// The header, announcing `next`.
+        fn bytes(self, next: u8) -> Vec<u8> {
+            match self {
+                Ext::Options(_, units) => {
+                    let mut h = vec![0u8; (usize::from(units) + 1) * 8];
+                    h[0] = next;
+                    h[1] = units; // the rest Pad1 options (a Routing header's type 0)
+                    h
+                }
+                Ext::Auth(units) => {
+                    let mut h = vec![0u8; 8 + usize::from(units) * 4];
+                    h[0] = next;
+                    h[1] = units;
+                    h
+                }
+                Ext::Fragment(offset) => {
+                    let word = (offset << 3) | 1;
+                    let [a, b] = word.to_be_bytes();
+                    vec![next, 0, a, b, 0, 0, 0, 7]
+                }
+            }
+        }
+    }
+
+    /// `packet` (an IPv6 packet without extension headers) with `chain` put between
+    /// its fixed header and its payload; the payload length is fixed up.
+    fn with_chain(packet: &[u8], chain: &[Ext]) -> Vec<u8> {
+        let (fixed, payload) = packet.split_at(ipv6::HEADER_LEN);
+        let mut out = fixed.to_vec();
+        let upper = fixed[offset::V6_NEXT_HEADER];
+        if let Some(first) = chain.first() {
+            out[offset::V6_NEXT_HEADER] = first.kind();
+        }
+        for (i, h) in chain.iter().enumerate() {
+            let next = chain.get(i + 1).map_or(upper, |n| n.kind());
+            out.extend_from_slice(&h.bytes(next));
+        }
+        out.extend_from_slice(payload);
+        let len = (out.len() - ipv6::HEADER_LEN) as u16;
+        out[4..6].copy_from_slice(&len.to_be_bytes());
+        out
+    }
+
+    const HOP: Ext = Ext::Options(ip_proto::HOPOPT, 0);
+    const ROUTING: Ext = Ext::Options(ip_proto::IPV6_ROUTE, 2);
+    const DEST: Ext = Ext::Options(ip_proto::IPV6_OPTS, 1);
+
     #[test]
-    fn ipv6_extension_headers_are_not_walked() {
-        let mut hop_by_hop = V6_TCP;
-        hop_by_hop[offset::V6_NEXT_HEADER] = ip_proto::HOPOPT;
-        assert_eq!(client_of_packet(&hop_by_hop), Some((CLIENT, 0)));
+    fn ipv6_tcp_behind_options_and_routing_headers_keeps_its_ports() {
+        for chain in [
+            &[HOP][..],
+            &[ROUTING],
+            &[DEST],
+            &[HOP, DEST, ROUTING, DEST],
+            &[Ext::Options(ip_proto::IPV6_OPTS, 255)],
+        ] {
+            let p = with_chain(&V6_TCP, chain);
+            assert_eq!(client_of_packet(&p), Some((CLIENT, 40000)), "{chain:?}");
+            assert_eq!(steer_value(&p, KEY), steer_value(&V4_TCP, KEY), "{chain:?}");
+        }
+    }
+
+    #[test]
+    fn ipv6_tcp_behind_an_authentication_header_counts_it_in_four_byte_units() {
+        for units in [0, 1, 4, 255] {
+            let p = with_chain(&V6_TCP, &[HOP, Ext::Auth(units), DEST]);
+            assert_eq!(client_of_packet(&p), Some((CLIENT, 40000)), "{units}");
+        }
+    }
+
+    #[test]
+    fn ipv6_first_fragment_keeps_its_ports_and_a_later_one_steers_by_address() {
+        let first = with_chain(&V6_TCP, &[HOP, Ext::Fragment(0)]);
+        assert_eq!(client_of_packet(&first), Some((CLIENT, 40000)));
+        let later = with_chain(&V6_TCP, &[HOP, Ext::Fragment(185), DEST]);
+        assert_eq!(client_of_packet(&later), Some((CLIENT, 0)));
+        assert_eq!(v6_upper_layer(&later), Some(V6Upper::NonFirstFragment));
+    }
+
+    #[test]
+    fn icmpv6_error_behind_extension_headers_reads_its_quote() {
+        let p = with_chain(&V6_PACKET_TOO_BIG, &[HOP, DEST]);
+        assert_eq!(client_of_packet(&p), Some((CLIENT, 40000)));
+        let mut echo = p.clone();
+        echo[ipv6::HEADER_LEN + 8 + 16] = 128;
+        assert_eq!(client_of_packet(&echo), Some((CLIENT, 0)));
+    }
+
+    #[test]
+    fn a_chain_longer_than_the_engine_walks_steers_by_address() {
+        let longest = with_chain(&V6_TCP, &[DEST; MAX_EXT_HEADERS]);
+        assert_eq!(client_of_packet(&longest), Some((CLIENT, 40000)));
+        let longer = with_chain(&V6_TCP, &[DEST; MAX_EXT_HEADERS + 1]);
+        assert_eq!(client_of_packet(&longer), Some((CLIENT, 0)));
+        assert_eq!(
+            v6_upper_layer(&longer),
+            Some(V6Upper::Header {
+                protocol: ip_proto::IPV6_OPTS,
+                offset: ipv6::HEADER_LEN + MAX_EXT_HEADERS * 16
+            })
+        );
+    }
+
+    #[test]
+    fn esp_and_no_next_header_end_the_walk_without_ports() {
+        for upper in [ip_proto::ESP, ip_proto::IPV6_NONXT] {
+            let mut p = with_chain(&V6_TCP, &[HOP]);
+            p[ipv6::HEADER_LEN] = upper;
+            assert_eq!(client_of_packet(&p), Some((CLIENT, 0)), "{upper}");
+        }
+    }
+
+    #[test]
+    fn truncated_or_overlong_extension_chains_have_no_client() {
+        let p = with_chain(&V6_TCP, &[HOP, Ext::Fragment(0), Ext::Auth(1)]);
+        // Each cut inside the chain or the ports: a read falls outside the packet.
+        for len in [40, 41, 48, 49, 51, 56, 57, 70, 71] {
+            assert_eq!(client_of_packet(&p[..len]), None, "cut at {len}");
+        }
+        assert_eq!(client_of_packet(&p), Some((CLIENT, 40000)));
+        // A header whose length runs past the end of the packet.
+        let mut overlong = with_chain(&V6_TCP, &[DEST]);
+        overlong[ipv6::HEADER_LEN + 1] = 200;
+        assert_eq!(client_of_packet(&overlong), None);
     }
 
     #[test]
@@ -491,6 +709,15 @@ mod tests {
         assert!((350..650).contains(&moved), "{moved} of 1000 moved");
     }
 
+    fn ext_strategy() -> impl Strategy<Value = Ext> {
+        prop_oneof![
+            (0u8..4).prop_map(|u| Ext::Options(ip_proto::HOPOPT, u)),
+            (0u8..4).prop_map(|u| Ext::Options(ip_proto::IPV6_ROUTE, u)),
+            (0u8..4).prop_map(|u| Ext::Options(ip_proto::IPV6_OPTS, u)),
+            (0u16..2).prop_map(Ext::Fragment),
+        ]
+    }
+
     proptest! {
         #[test]
         fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..128)) {
@@ -508,6 +735,35 @@ mod tests {
             v6[42..44].copy_from_slice(&port.to_be_bytes());
             prop_assert_eq!(steer_value(&v4, key), steer_value(&v6, key));
             prop_assert_eq!(steer_value(&v4, key), queue_hash(Ipv4Addr::from(a), port, key));
+        }
+
+        /// Wherever the engine finds the upper layer of a packet it accepts, the walk
+        /// finds the same (the engine does not walk AH: it is not generated here).
+        #[test]
+        fn the_walk_agrees_with_the_engine_wherever_the_engine_accepts(
+            chain in proptest::collection::vec(ext_strategy(), 0..=MAX_EXT_HEADERS + 1),
+        ) {
+            let p = with_chain(&V6_TCP, &chain);
+            let Ok(ip) = ipv6::Ipv6Packet::new_checked(&p[..]) else {
+                return Err(TestCaseError::fail("the builder made a bad packet"));
+            };
+            let Ok(engine) = ip.upper_layer() else {
+                // Hop-by-Hop not first, or too many headers: the engine drops the packet.
+                return Ok(());
+            };
+            let ours = v6_upper_layer(&p);
+            match engine.fragment {
+                Some(f) if f.offset != 0 => {
+                    prop_assert_eq!(ours, Some(V6Upper::NonFirstFragment));
+                }
+                _ => {
+                    prop_assert_eq!(ours, Some(V6Upper::Header {
+                        protocol: engine.protocol,
+                        offset: engine.offset,
+                    }));
+                    prop_assert_eq!(client_of_packet(&p), Some((CLIENT, 40000)));
+                }
+            }
         }
     }
 }

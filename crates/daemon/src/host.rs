@@ -41,7 +41,6 @@ fn open_tun(c: &Config) -> std::io::Result<Tun> {
         return Ok(tun);
     }
     let steered = steer::random_key()
-        .map_err(|e| std::io::Error::other(format!("no random key: {e}")))
         .and_then(Steering::load)
         .and_then(|steering| {
             steering.self_check()?;

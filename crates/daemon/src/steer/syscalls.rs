@@ -1,26 +1,17 @@
-//! The system calls behind [`Steering`](super::Steering): `bpf(2)` to load the program
-//! and to test-run it, and the `TUNSETSTEERINGEBPF` ioctl to attach it. They have no safe
-//! wrapper among the dependencies, so this file holds the daemon's only `unsafe` code
-//! (the crate denies `unsafe_code` everywhere else); every block says why it is sound,
-//! and what this module exports is safe to call.
+//! The system calls behind [`Steering`](super::Steering) that have no safe wrapper among
+//! the dependencies: the `TUNSETSTEERINGEBPF` ioctl that attaches the program, and
+//! `bpf(BPF_PROG_TEST_RUN)` that runs it once on given bytes (aya, which loads the
+//! program, has no test run). The crate denies `unsafe_code` outside its syscall
+//! modules; every block here says why it is sound, and what this module exports is safe
+//! to call.
 
 use std::io;
-use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, BorrowedFd};
 
-use super::assembler::INSN_LEN;
-
-/// `bpf(2)` command: load a program.
-const BPF_PROG_LOAD: libc::c_long = 5;
 /// `bpf(2)` command: run a loaded program once on given data.
 const BPF_PROG_TEST_RUN: libc::c_long = 10;
-/// Program type whose packet loads see the packet from the network header on.
-const BPF_PROG_TYPE_SOCKET_FILTER: u32 = 1;
 /// `_IOR('T', 224, int)`: set (fd) or clear (-1) a TUN device's steering program.
 const TUNSETSTEERINGEBPF: libc::Ioctl = 0x8004_54e0;
-/// Shown by `bpftool prog` (at most 15 bytes: letters, digits, `_` and `.`).
-const PROG_NAME: &[u8] = b"kracauer_steer";
-/// The program's license, as the kernel wants it: NUL-terminated.
-const LICENSE: &[u8] = b"MIT OR Apache-2.0\0";
 
 /// `bpf(2)` with `attr`.
 ///
@@ -44,36 +35,6 @@ unsafe fn sys_bpf<T>(cmd: libc::c_long, attr: &mut T) -> io::Result<libc::c_long
     } else {
         Ok(rc)
     }
-}
-
-/// `BPF_PROG_LOAD` of `code` (whole instructions in the kernel's form) as a socket
-/// filter, with the verifier's log in `log` if given.
-pub(super) fn load_program(code: &[u8], log: Option<&mut Vec<u8>>) -> io::Result<OwnedFd> {
-    let mut name = [0u8; 16];
-    name[..PROG_NAME.len()].copy_from_slice(PROG_NAME);
-    let (log_level, log_size, log_buf) = match log {
-        Some(buf) => (1, buf.len() as u32, buf.as_mut_ptr() as u64),
-        None => (0, 0, 0),
-    };
-    let mut attr = ProgLoadAttr {
-        prog_type: BPF_PROG_TYPE_SOCKET_FILTER,
-        insn_cnt: (code.len() / INSN_LEN) as u32,
-        insns: code.as_ptr() as u64,
-        license: LICENSE.as_ptr() as u64,
-        log_level,
-        log_size,
-        log_buf,
-        prog_name: name,
-        ..ProgLoadAttr::default()
-    };
-    // SAFETY: `attr` is the BPF_PROG_LOAD prefix of `union bpf_attr`, zero after
-    // `prog_name`. `insns` points at `code`, `insn_cnt` whole instructions long;
-    // `license` at a NUL-terminated string; `log_buf`, when set, at a live buffer of
-    // `log_size` bytes that only the kernel writes during the call.
-    let fd = unsafe { sys_bpf(BPF_PROG_LOAD, &mut attr) }?;
-    // SAFETY: a successful BPF_PROG_LOAD returns a new descriptor that nothing else in
-    // this process owns.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
 }
 
 /// `BPF_PROG_TEST_RUN` of the program `prog` once on `data` (for a socket filter: an
@@ -115,23 +76,6 @@ pub(super) fn set_steering(tun: BorrowedFd<'_>, prog: Option<BorrowedFd<'_>>) ->
     }
 }
 
-/// The `BPF_PROG_LOAD` prefix of `union bpf_attr`, padded with zeros to 128 bytes.
-#[repr(C)]
-#[derive(Debug, Default)]
-struct ProgLoadAttr {
-    prog_type: u32,
-    insn_cnt: u32,
-    insns: u64,
-    license: u64,
-    log_level: u32,
-    log_size: u32,
-    log_buf: u64,
-    kern_version: u32,
-    prog_flags: u32,
-    prog_name: [u8; 16],
-    rest: [u64; 8],
-}
-
 /// The `BPF_PROG_TEST_RUN` prefix of `union bpf_attr`, padded with zeros to 128 bytes.
 #[repr(C)]
 #[derive(Debug, Default)]
@@ -147,5 +91,4 @@ struct TestRunAttr {
     rest: [u64; 11],
 }
 
-const _: () = assert!(size_of::<ProgLoadAttr>() == 128);
 const _: () = assert!(size_of::<TestRunAttr>() == 128);

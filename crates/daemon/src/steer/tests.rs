@@ -1,27 +1,25 @@
-//! Tests of the steering program: the assembler offline; as root, the loaded program
-//! against the reference in `kracauer_core::steer`, and steering on a real multi-queue
-//! TUN device in a network namespace of its own.
+//! Tests of the steering program: offline, that the embedded object is the program the
+//! loader looks for; as root, the loaded program against the reference in
+//! `kracauer_core::steer` (under `BPF_PROG_TEST_RUN`), and steering on a real
+//! multi-queue TUN device in a network namespace of its own.
 
 use std::io::Write as _;
 use std::net::{Ipv4Addr, Ipv6Addr, UdpSocket};
 use std::os::fd::AsFd;
 
-use kracauer_core::steer::{queue_hash, queue_of, steer_value};
+use kracauer_core::steer::{MAX_EXT_HEADERS, queue_hash, queue_of, steer_value};
+use kracauer_core::wire::ip_proto;
 use kracauer_testbed::Netns;
 use rustix::event::{PollFd, PollFlags, Timespec};
 use tun_rs::{DeviceBuilder, SyncDevice};
 
-use super::assembler::{Asm, AsmError, Insn, R0, R1, op};
-use super::program::{CTX, Label};
-use super::samples::{BACKEND, CLIENT, SERVICE, embed, icmp, ipv4, ipv6, tcp};
+use super::samples::{BACKEND, CLIENT, Ext, SERVICE, embed, icmp, ipv4, ipv6, tcp, with_ext};
 use super::*;
 
 const KEY: SteerKey = SteerKey {
     k0: 0x0123_4567,
     k1: 0x89ab_cdef,
 };
-/// Instructions in the steering program.
-const PROGRAM_LEN: usize = 71;
 const OTHER_KEY: SteerKey = SteerKey {
     k0: 0xdead_beef,
     k1: 0x0bad_f00d,
@@ -89,88 +87,116 @@ fn flow_packets(client: Ipv4Addr, port: u16) -> [Vec<u8>; 4] {
     ]
 }
 
-/// One packet of every case of `client_of_packet`, the flow's own packets first.
-fn every_case() -> Vec<Vec<u8>> {
-    let mut all: Vec<Vec<u8>> = flow_packets(CLIENT, 40000).into();
-    let mut udp = ipv4(17, CLIENT, SERVICE, &[], &tcp(40000, 443)[..8]);
-    all.push(udp.clone());
-    udp = ipv6(17, BACKEND, embed(CLIENT), &tcp(443, 40000)[..8]);
-    all.push(udp);
+/// What the reference documents for a case of [`every_case`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Want {
+    /// The flow's client address and port 40000.
+    Flow,
+    /// The client address with port 0.
+    AddressOnly,
+    /// No client: 0.
+    Zero,
+}
+
+/// One packet of every case of `client_of_packet`, the flow's own packets first, and
+/// what the reference says of each.
+fn every_case() -> Vec<(Vec<u8>, Want)> {
+    use Want::*;
+    let mut all: Vec<(Vec<u8>, Want)> = flow_packets(CLIENT, 40000)
+        .into_iter()
+        .map(|p| (p, Flow))
+        .collect();
+    all.push((ipv4(17, CLIENT, SERVICE, &[], &tcp(40000, 443)[..8]), Flow));
+    all.push((
+        ipv6(17, BACKEND, embed(CLIENT), &tcp(443, 40000)[..8]),
+        Flow,
+    ));
     let options = [0x01, 0x01, 0x01, 0x01, 0x01, 0x01, 0x01, 0x00];
-    all.push(ipv4(6, CLIENT, SERVICE, &options, &tcp(40000, 443)));
-    all.push(ipv4(
-        1,
-        CLIENT,
-        SERVICE,
-        &[],
-        &icmp(8, 0, [0, 1, 0, 1], b"ping"),
-    ));
-    all.push(ipv6(
-        58,
-        BACKEND,
-        embed(CLIENT),
-        &icmp(128, 0, [0, 1, 0, 1], b"ping"),
-    ));
+    all.push((ipv4(6, CLIENT, SERVICE, &options, &tcp(40000, 443)), Flow));
+    let echo = icmp(8, 0, [0, 1, 0, 1], b"ping");
+    all.push((ipv4(1, CLIENT, SERVICE, &[], &echo), AddressOnly));
+    let echo6 = icmp(128, 0, [0, 1, 0, 1], b"ping");
+    all.push((ipv6(58, BACKEND, embed(CLIENT), &echo6), AddressOnly));
     let mut fragment = ipv4(6, CLIENT, SERVICE, &[], &tcp(40000, 443));
     fragment[6..8].copy_from_slice(&[0x20, 0x00]);
-    all.push(fragment);
-    all.push(ipv6(0, BACKEND, embed(CLIENT), &[6, 0, 1, 4, 0, 0, 0, 0]));
+    all.push((fragment, AddressOnly));
     let mut unknown = ipv4(6, CLIENT, SERVICE, &[], &tcp(40000, 443));
     unknown[0] = 0x55;
-    all.push(unknown);
+    all.push((unknown, Zero));
+    all.extend(extension_cases());
     all
 }
 
-#[test]
-fn instructions_encode_as_the_kernel_reads_them() {
-    let mov = Insn {
-        code: op::ALU64 | op::MOV | op::X,
-        dst: CTX,
-        src: R1,
-        off: 0,
-        imm: 0,
-    };
-    assert_eq!(mov.to_bytes(), [0xbf, 0x16, 0, 0, 0, 0, 0, 0]);
-    let jump = Insn {
-        code: op::JMP | op::JGE | op::K,
-        dst: R0,
-        src: R0,
-        off: 3,
-        imm: -2,
-    };
-    assert_eq!(jump.to_bytes(), [0x35, 0x00, 3, 0, 0xfe, 0xff, 0xff, 0xff]);
+/// The backend's packets behind IPv6 extension headers: every walked kind, the longest
+/// chain the engine accepts and one longer, first and later fragments, ESP, an ICMPv6
+/// error, and chains that run past the packet.
+fn extension_cases() -> Vec<(Vec<u8>, Want)> {
+    use Want::*;
+    let seg = ipv6(6, BACKEND, embed(CLIENT), &tcp(443, 40000));
+    let mut all = Vec::new();
+    for chain in [
+        &[Ext::HOP][..],
+        &[Ext::ROUTING],
+        &[Ext::DEST],
+        &[Ext::Auth(4)],
+        &[Ext::Fragment(0)],
+        &[
+            Ext::HOP,
+            Ext::DEST,
+            Ext::ROUTING,
+            Ext::Auth(1),
+            Ext::Fragment(0),
+            Ext::DEST,
+        ],
+        &[Ext::Options(ip_proto::IPV6_OPTS, 255), Ext::Auth(255)],
+        &[Ext::DEST; MAX_EXT_HEADERS],
+    ] {
+        all.push((with_ext(&seg, chain), Flow));
+    }
+    all.push((
+        with_ext(&seg, &[Ext::DEST; MAX_EXT_HEADERS + 1]),
+        AddressOnly,
+    ));
+    all.push((with_ext(&seg, &[Ext::HOP, Ext::Fragment(185)]), AddressOnly));
+    let mut esp = with_ext(&seg, &[Ext::HOP]);
+    esp[40] = ip_proto::ESP;
+    all.push((esp, AddressOnly));
+    let to_backend = ipv6(6, embed(CLIENT), BACKEND, &tcp(40000, 443));
+    let router6 = Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, 1);
+    let error = ipv6(58, router6, embed(CLIENT), &icmp(1, 4, [0; 4], &to_backend));
+    all.push((with_ext(&error, &[Ext::HOP, Ext::DEST]), Flow));
+    // A length that runs past the end, and a header cut in two.
+    let mut overlong = with_ext(&seg, &[Ext::HOP, Ext::DEST]);
+    overlong[49] = 200;
+    all.push((overlong, Zero));
+    let cut = with_ext(&seg, &[Ext::HOP, Ext::Fragment(0)]);
+    all.push((cut[..51].to_vec(), Zero));
+    all
 }
 
+/// Offline: the committed object has the socket-filter program the loader asks for,
+/// and the key's globals in read-only data, where the loader writes the key.
 #[test]
-fn jumps_land_on_their_labels() {
-    let mut a = Asm::default();
-    a.jump(Label::Hash);
-    a.alu(op::MOV, R0, 1);
-    a.place(Label::Hash).expect("placed once");
-    a.exit();
-    let insns = a.finish().expect("every label placed");
-    assert_eq!(insns[0].off, 1);
-}
-
-#[test]
-fn a_jump_to_an_unplaced_label_is_an_error() {
-    let mut a = Asm::default();
-    a.jump(Label::Port0);
-    assert_eq!(a.finish(), Err(AsmError::Unplaced("Port0")));
-}
-
-#[test]
-fn a_label_placed_twice_is_an_error() {
-    let mut a = Asm::default();
-    a.place(Label::V6).expect("first");
-    assert_eq!(a.place(Label::V6), Err(AsmError::PlacedTwice("V6")));
-}
-
-#[test]
-fn the_program_assembles_to_a_fixed_length() {
-    let insns = program(KEY).expect("the program assembles");
-    assert_eq!(insns.len(), PROGRAM_LEN);
-    assert_eq!(insns.last().map(|i| i.code), Some(op::JMP | op::EXIT));
+fn the_embedded_object_holds_the_steering_program_and_its_key_globals() {
+    let mut object = aya_obj::Object::parse(OBJECT).expect("the committed object parses");
+    let program = object.programs.get(PROGRAM).expect("the steering program");
+    assert!(
+        matches!(program.section, aya_obj::ProgramSection::SocketFilter),
+        "{:?}",
+        program.section
+    );
+    let (k0, k1) = (KEY.k0.to_ne_bytes(), KEY.k1.to_ne_bytes());
+    let globals = [
+        (KEY_GLOBALS[0], (&k0[..], true)),
+        (KEY_GLOBALS[1], (&k1[..], true)),
+    ];
+    object
+        .patch_map_data(globals.into_iter().collect())
+        .expect("both globals exist, 4 bytes each");
+    let rodata = object.maps.get(".rodata").expect("read-only data");
+    let mut key = k0.to_vec();
+    key.extend_from_slice(&k1);
+    assert_eq!(rodata.data(), &key[..], "the key fills the read-only data");
 }
 
 #[test]
@@ -184,10 +210,10 @@ fn the_program_computes_the_reference_on_the_sample_flow() {
         let want = queue_hash(CLIENT, 40000, key);
         for (i, p) in samples::packets().iter().enumerate() {
             assert_eq!(run(&s, p), want, "{p:02x?}");
-            // The errors (2 and 3) quote 8 bytes of TCP: 7 fewer cuts into the ports,
+            // The errors (2, 3 and 5) quote 8 bytes of TCP: 7 fewer cuts into the ports,
             // and the program ends early with 0. The others keep their ports.
             let short = &p[..p.len() - 7];
-            let want_short = if i < 2 { want } else { 0 };
+            let want_short = if matches!(i, 0 | 1 | 4) { want } else { 0 };
             assert_eq!(run(&s, short), want_short, "{short:02x?}");
         }
     }
@@ -198,7 +224,7 @@ fn the_program_computes_the_reference_on_the_sample_flow() {
 fn every_truncation_of_every_case_agrees_with_the_reference() {
     require_privileged("every_truncation_of_every_case_agrees_with_the_reference");
     let s = loaded(KEY);
-    for p in every_case() {
+    for (p, _) in every_case() {
         for len in 0..=p.len() {
             let cut = &p[..len];
             assert_eq!(run(&s, cut), steer_value(cut, KEY), "{cut:02x?}");
@@ -211,24 +237,15 @@ fn every_truncation_of_every_case_agrees_with_the_reference() {
 fn cases_give_the_values_the_reference_documents() {
     require_privileged("cases_give_the_values_the_reference_documents");
     let s = loaded(KEY);
-    let flow = queue_hash(CLIENT, 40000, KEY);
-    let address_only = queue_hash(CLIENT, 0, KEY);
-    let want = [
-        flow,
-        flow,
-        flow,
-        flow,
-        flow,
-        flow,
-        queue_hash(CLIENT, 40000, KEY),
-        address_only,
-        address_only,
-        address_only,
-        address_only,
-        0,
-    ];
-    let got: Vec<u32> = every_case().iter().map(|p| run(&s, p)).collect();
-    assert_eq!(got, want);
+    for (p, want) in every_case() {
+        let value = match want {
+            Want::Flow => queue_hash(CLIENT, 40000, KEY),
+            Want::AddressOnly => queue_hash(CLIENT, 0, KEY),
+            Want::Zero => 0,
+        };
+        assert_eq!(steer_value(&p, KEY), value, "the reference on {p:02x?}");
+        assert_eq!(run(&s, &p), value, "the program on {p:02x?}");
+    }
 }
 
 #[test]
@@ -272,6 +289,7 @@ fn random_bytes_agree_with_the_reference() {
             };
         }
         let proto = [6u8, 17, 1, 58][(next() % 4) as usize];
+        let ext = [0u8, 43, 44, 60, 51, 6, 17, 58][(next() % 8) as usize];
         match p.first().map(|b| b >> 4) {
             Some(4) if len > 9 => {
                 p[9] = proto;
@@ -285,10 +303,64 @@ fn random_bytes_agree_with_the_reference() {
                     *t = [3, 4, 5, 11, 12, 8][(next() % 6) as usize];
                 }
             }
-            Some(6) if len > 6 => p[6] = proto,
+            Some(6) if len > 6 => {
+                // Often an extension header, whose Next Header is again one, or an upper
+                // layer; its length mostly small enough to stay in the packet.
+                p[6] = if next() % 2 == 0 { proto } else { ext };
+                if let Some(h) = p.get_mut(40..42) {
+                    h[0] = [0u8, 60, 44, 51, 6, 17, 58, 43][(next() % 8) as usize];
+                    h[1] &= 0x03;
+                }
+            }
             _ => {}
         }
         assert_eq!(run(&s, &p), steer_value(&p, KEY), "{p:02x?}");
+    }
+}
+
+/// Random chains of up to ten extension headers of every walked kind and random
+/// lengths before the backend's segment (or its ICMPv6 error), whole and cut anywhere:
+/// the program agrees with the reference, and a whole chain the engine would walk keeps
+/// the flow's ports.
+#[test]
+#[ignore = "privileged: loads a BPF program (root, CAP_BPF); run with --include-ignored"]
+fn random_extension_chains_agree_with_the_reference() {
+    require_privileged("random_extension_chains_agree_with_the_reference");
+    let s = loaded(OTHER_KEY);
+    let mut rng = xorshift(0x0dd_ba11);
+    let mut next = move || rng.next().unwrap_or(0);
+    let seg = ipv6(6, BACKEND, embed(CLIENT), &tcp(443, 40000));
+    let to_backend = ipv6(6, embed(CLIENT), BACKEND, &tcp(40000, 443));
+    let router6 = Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, 1);
+    let error = ipv6(58, router6, embed(CLIENT), &icmp(3, 0, [0; 4], &to_backend));
+    let flow = queue_hash(CLIENT, 40000, OTHER_KEY);
+    for _ in 0..400 {
+        let chain: Vec<Ext> = (0..next() % 11)
+            .map(|_| {
+                let units = (next() % 4) as u8;
+                match next() % 5 {
+                    0 => Ext::Options(ip_proto::HOPOPT, units),
+                    1 => Ext::Options(ip_proto::IPV6_ROUTE, units),
+                    2 => Ext::Options(ip_proto::IPV6_OPTS, units),
+                    3 => Ext::Auth(units),
+                    _ => Ext::Fragment(if next() % 4 == 0 { 1 } else { 0 }),
+                }
+            })
+            .collect();
+        let base = if next() % 3 == 0 { &error } else { &seg };
+        let p = with_ext(base, &chain);
+        let later_fragment = chain.iter().any(|h| matches!(h, Ext::Fragment(1)));
+        if chain.len() <= MAX_EXT_HEADERS && !later_fragment {
+            assert_eq!(run(&s, &p), flow, "{chain:?}: {p:02x?}");
+        }
+        for len in (0..=p.len()).rev().step_by(1 + (next() % 5) as usize) {
+            let cut = &p[..len];
+            assert_eq!(
+                run(&s, cut),
+                steer_value(cut, OTHER_KEY),
+                "{chain:?}: {cut:02x?}"
+            );
+        }
     }
 }
 
@@ -331,8 +403,9 @@ fn receive(queues: &[SyncDevice], marker: &[u8]) -> (usize, Vec<u8>) {
 
 /// The kernel hands each packet to the queue that [`queue_of`] names for the program's
 /// value: IPv4 from the host to "clients" and IPv6 from the host to embedded clients,
-/// through a three-queue TUN device (three is not a power of two, so the remainder is
-/// really taken).
+/// plain and behind extension headers (those on their flow's queue), through a
+/// three-queue TUN device (three is not a power of two, so the remainder is really
+/// taken).
 #[test]
 #[ignore = "privileged: a network namespace, a multi-queue TUN and a BPF program (root); run with --include-ignored"]
 fn a_multi_queue_tun_delivers_each_flow_to_the_queue_the_reference_names() {
@@ -370,22 +443,52 @@ fn a_multi_queue_tun_delivers_each_flow_to_the_queue_the_reference_names() {
 
         let mut count = [0usize; 3];
         let v6 = UdpSocket::bind("[2001:db8:64::1]:443").expect("IPv6 socket");
-        for (i, r) in xorshift(0x5eed_5eed).take(60).enumerate() {
+        // IPv6 with extension headers, as a backend's router would forward them: written
+        // whole (IPPROTO_RAW implies the header is included) and routed into the TUN.
+        let raw = socket2::Socket::new(
+            socket2::Domain::IPV6,
+            socket2::Type::RAW,
+            Some(socket2::Protocol::from(libc::IPPROTO_RAW)),
+        )
+        .expect("raw IPv6 socket");
+        let chains = [
+            &[Ext::HOP][..],
+            &[Ext::DEST, Ext::ROUTING],
+            &[Ext::HOP, Ext::Auth(4), Ext::Fragment(0), Ext::DEST],
+        ];
+        for (i, r) in xorshift(0x5eed_5eed).take(90).enumerate() {
             let marker = [b'k', b's', i as u8];
             let (client, port) = client_of(r);
             let port = port.max(1);
-            let packet = if i % 2 == 0 {
-                // Client to service: the host's address with our port is the "client".
-                let s = UdpSocket::bind(("198.51.100.1", port)).expect("IPv4 socket");
-                s.send_to(&marker, (client, 443)).expect("send IPv4");
-                receive(&queues, &marker)
-            } else {
-                // Backend to client: the embedded destination and its port.
-                v6.send_to(&marker, (embed(client), port))
-                    .expect("send IPv6");
-                receive(&queues, &marker)
+            let (queue, bytes) = match i % 3 {
+                0 => {
+                    // Client to service: the host's address with our port is the "client".
+                    let s = UdpSocket::bind(("198.51.100.1", port)).expect("IPv4 socket");
+                    s.send_to(&marker, (client, 443)).expect("send IPv4");
+                    receive(&queues, &marker)
+                }
+                1 => {
+                    // Backend to client: the embedded destination and its port.
+                    v6.send_to(&marker, (embed(client), port))
+                        .expect("send IPv6");
+                    receive(&queues, &marker)
+                }
+                _ => {
+                    // The same behind extension headers: the flow's queue all the same.
+                    let mut udp = tcp(443, port)[..8].to_vec();
+                    udp[4..6].copy_from_slice(&(8 + marker.len() as u16).to_be_bytes());
+                    udp.extend_from_slice(&marker);
+                    let plain = ipv6(17, BACKEND, embed(client), &udp);
+                    let packet = with_ext(&plain, chains[i / 3 % chains.len()]);
+                    let to = std::net::SocketAddrV6::new(embed(client), 0, 0, 0);
+                    raw.send_to(&packet, &to.into()).expect("send raw IPv6");
+                    let (queue, bytes) = receive(&queues, &marker);
+                    assert_eq!(bytes, packet, "the kernel passed it on as written");
+                    let flow = queue_of(queue_hash(client, port, KEY), 3);
+                    assert_eq!(queue, usize::from(flow), "packet {i}: {bytes:02x?}");
+                    (queue, bytes)
+                }
             };
-            let (queue, bytes) = packet;
             let want = queue_of(steer_value(&bytes, KEY), 3);
             assert_eq!(queue, usize::from(want), "packet {i}: {bytes:02x?}");
             count[queue] += 1;
