@@ -15,6 +15,7 @@ mod prefixes;
 mod pressure;
 mod reconfigure;
 mod rfc5961;
+mod secondchance;
 mod services;
 mod snapshot;
 mod splice;
