@@ -37,6 +37,8 @@ use crate::health::{self, BackendState};
 use crate::observe::{FlowStats, Observer, RouteLabels};
 use crate::tun::Queue;
 
+mod secondchance;
+
 /// Bytes in front of every packet read, for IPv4→IPv6 growth (the engine needs 20).
 pub const HEADROOM: usize = 20;
 /// Where the packet starts in the read buffer: after the headroom and the space for a
@@ -110,6 +112,8 @@ pub struct Shared {
     pub offload: AtomicBool,
     /// Every backend's health, as the control plane last decided it.
     pub backends: Mutex<Vec<BackendState>>,
+    /// Second chance's counters ([`crate::secondchance`]; zero when it is off).
+    pub second_chance: Arc<crate::secondchance::Counters>,
 }
 
 /// The published snapshots.
@@ -121,6 +125,7 @@ pub fn published(workers: usize) -> Published {
         workers: Mutex::new(vec![Snapshot::default(); workers]),
         offload: AtomicBool::new(false),
         backends: Mutex::new(Vec::new()),
+        second_chance: Arc::default(),
     })
 }
 
@@ -206,6 +211,8 @@ pub struct DataPlane {
     reports: Option<UnboundedSender<health::Report>>,
     observer: Observer,
     access: Option<accesslog::Sender>,
+    /// Second chance with the peer instances (`runtime/secondchance.rs`), if configured.
+    second_chance: Option<crate::secondchance::Link>,
 }
 
 #[derive(Debug, Default)]
@@ -240,7 +247,14 @@ impl DataPlane {
             access: None,
             start: Instant::now(),
             reports: None,
+            second_chance: None,
         }
+    }
+
+    /// The worker with second chance through `link` ([`crate::secondchance`]).
+    pub fn with_second_chance(mut self, link: Option<crate::secondchance::Link>) -> Self {
+        self.second_chance = link;
+        self
     }
 
     /// The same worker with its clock started at `start` (the instant an engine restored
@@ -343,6 +357,7 @@ impl DataPlane {
                 {
                     Verdict::Forward(range) => self.forward(packet, range, &rx),
                     Verdict::Consumed => {}
+                    Verdict::SecondChance => self.pass_on(packet),
                     Verdict::Dropped(reason) => tracing::trace!(
                         reason = reason.name(),
                         head = ?&packet[START..packet.len().min(START + 40)],
@@ -352,13 +367,14 @@ impl DataPlane {
                 self.flush(&mut out);
                 self.take_reloads();
             }
+            let more = self.take_second_chances(&mut buf, &mut out);
             self.drain_events();
             if Instant::now() >= next_publish && self.publish(start.elapsed(), false) {
                 next_publish = Instant::now() + PUBLISH_EVERY;
             }
             // The queue is empty: sleep until a packet or the next timer (a read that
             // would only find it empty again is saved).
-            if drained {
+            if drained && !more {
                 let until_timer = self.engine.poll_timeout().map(|at| {
                     Duration::from_micros(at.as_micros()).saturating_sub(start.elapsed())
                 });
@@ -367,7 +383,12 @@ impl DataPlane {
                     .unwrap_or(MAX_WAIT)
                     .min(until_publish)
                     .min(MAX_WAIT);
-                self.queue.wait(Some(wait))?;
+                match &self.second_chance {
+                    Some(link) => link.wait(&self.queue, wait)?,
+                    None => {
+                        self.queue.wait(Some(wait))?;
+                    }
+                }
             }
         }
         self.drain_events();

@@ -224,6 +224,17 @@ async fn prepare(link: &Link, path: &Path) -> Result<Running, String> {
     // again from real traffic, active checks from their first round.
     let source = check::source(config.prefix);
     let (health, reports) = health::Plane::start(&config, &routes, source, published.clone());
+    // Second chance on a socket of its own (`SO_REUSEPORT`: the old process still has
+    // one), steering by the key drawn from the seed, as the device does.
+    let second_chance = crate::secondchance::start_for(
+        &config,
+        None,
+        workers,
+        &state.seed,
+        published.second_chance.clone(),
+    )
+    .map_err(|e| format!("second chance: {e}"))?;
+    let mut links = second_chance.links.into_iter();
     let mut senders = Vec::with_capacity(workers);
     let mut planes = Vec::with_capacity(workers);
     for (index, (fd, engine)) in queues.into_iter().zip(engines).enumerate() {
@@ -235,7 +246,8 @@ async fn prepare(link: &Link, path: &Path) -> Result<Running, String> {
             .observing(
                 Observer::new(routes.clone(), RouteLabels::new(&config)),
                 access.sender(),
-            );
+            )
+            .with_second_chance(links.next().flatten());
         planes.push(plane.started_at(start));
     }
     // `[tun] mtu`: new flows agree their MSS from it, the restored ones keep theirs. Last
@@ -260,6 +272,7 @@ async fn prepare(link: &Link, path: &Path) -> Result<Running, String> {
         claim: None,
         reloads_sent: 0,
         retired,
+        second_chance: second_chance.receiver,
     })
 }
 
