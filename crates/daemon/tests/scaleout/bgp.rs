@@ -3,7 +3,7 @@
 //! [`ScaleOut`]): flows spread over both and arrive intact; SIGTERM or a crash withdraws
 //! an instance by a BGP UPDATE and new connections go to the other; a live upgrade under
 //! load withdraws nothing and drops nothing. (A returning instance still breaks the flows
-//! hash-threshold ECMP moves to it: docs/scale-out.md, "Rebalancing".)
+//! hash-threshold ECMP moves to it without second chance: `rebalance`.)
 
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, TcpStream};
@@ -29,7 +29,7 @@ fn hosts() -> Vec<Ipv4Addr> {
 
 /// Waits until the upstream router routes the service address over exactly `want`
 /// (the hosts of those instances), and the /96 of each of them towards its host.
-fn wait_announced(so: &ScaleOut, want: &[u8]) {
+pub(super) fn wait_announced(so: &ScaleOut, want: &[u8]) {
     let gws: Vec<Ipv4Addr> = want.iter().map(|&i| ScaleOut::host_v4(i)).collect();
     eventually(
         "the upstream router's routes",
@@ -85,7 +85,7 @@ fn downloads(so: &ScaleOut, count: usize, size: u64, parallel: usize) -> Vec<Res
 }
 
 /// The connections the backends accepted from instance `i`'s prefix.
-fn seen_from(so: &ScaleOut, i: u8) -> (usize, usize) {
+pub(super) fn seen_from(so: &ScaleOut, i: u8) -> (usize, usize) {
     let count = |log: &kracauer_testbed::server::ContactLog| {
         log.contacts()
             .iter()
@@ -95,7 +95,7 @@ fn seen_from(so: &ScaleOut, i: u8) -> (usize, usize) {
     (count(&so.contacts_a), count(&so.contacts_b))
 }
 
-fn build() -> ScaleOut {
+pub(super) fn build() -> ScaleOut {
     let so = ScaleOut::build().unwrap();
     bird_ready(&so);
     so
@@ -203,7 +203,7 @@ fn a_crashed_instance_is_withdrawn_and_every_new_connection_succeeds_through_the
 
 /// A download read slowly while `slow` is set (so it spans the events), then at full
 /// speed; checks every byte. Its connection is made before this returns.
-fn paced_download(
+pub(super) fn paced_download(
     so: &ScaleOut,
     n: u64,
     slow: Arc<AtomicBool>,
