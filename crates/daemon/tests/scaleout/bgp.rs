@@ -208,11 +208,20 @@ pub(super) fn paced_download(
     n: u64,
     slow: Arc<AtomicBool>,
 ) -> thread::JoinHandle<Result<u64, String>> {
-    let mut s: TcpStream = so
+    let s: TcpStream = so
         .client
         .run(|| client::open(ScaleOut::service()))
         .unwrap()
         .unwrap();
+    read_paced(s, n, slow)
+}
+
+/// [`paced_download`] on the connected `s`.
+pub(super) fn read_paced(
+    mut s: TcpStream,
+    n: u64,
+    slow: Arc<AtomicBool>,
+) -> thread::JoinHandle<Result<u64, String>> {
     thread::spawn(move || {
         write!(
             s,

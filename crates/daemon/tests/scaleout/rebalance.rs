@@ -2,7 +2,9 @@
 //! long transfers run through instance 1, and the upstream router's hash-threshold ECMP
 //! moves some of them to instance 2, which does not hold them. With second chance
 //! (`[scale_out]`) instance 2 passes their segments to instance 1, and every transfer
-//! completes intact; without it instance 2 resets them, as before.
+//! completes intact; without it instance 2 resets them, as before. And a flow no
+//! instance holds (its instance crashed) is still reset, once every peer has said it
+//! does not hold it.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -12,7 +14,10 @@ use std::time::Duration;
 use kracauer_testbed::scaleout::ScaleOut;
 use kracauer_testbed::{Kracauer, require_privileged_and};
 
-use super::bgp::{build, paced_download, seen_from, wait_announced};
+use kracauer_testbed::client;
+use kracauer_testbed::scaleout::from_instance;
+
+use super::bgp::{build, paced_download, read_paced, seen_from, wait_announced};
 use super::{KRACAUER, eventually};
 
 /// Long transfers running through instance 1 when instance 2 comes back: with
@@ -30,6 +35,21 @@ fn metric(k: &Kracauer<'_>, series: &str) -> u64 {
         .find(|l| l.starts_with(series) && l[series.len()..].starts_with(' '))
         .and_then(|l| l.rsplit(' ').next()?.parse().ok())
         .unwrap_or(0)
+}
+
+/// Prints both instances' second-chance counters and drops (for a failure's record).
+fn dump(k1: &Kracauer<'_>, k2: &Kracauer<'_>) {
+    for (i, k) in [(1, k1), (2, k2)] {
+        let body = k.metrics().map(|r| r.body).unwrap_or_default();
+        let lines: Vec<&str> = body
+            .lines()
+            .filter(|l| {
+                (l.starts_with("kracauer_second_chance") || l.starts_with("kracauer_drops"))
+                    && !l.ends_with(" 0")
+            })
+            .collect();
+        eprintln!("instance {i}: {lines:#?}");
+    }
 }
 
 const CLIENT_NO_FLOW: &str = "kracauer_drops_total{reason=\"client_no_flow\",side=\"client\"}";
@@ -80,6 +100,7 @@ fn instance_2_comes_back(
         .collect();
     // The counters are published about once a second.
     std::thread::sleep(Duration::from_millis(1100));
+    dump(&k1, &k2);
     check(&k1, &k2);
     failed
 }
@@ -137,4 +158,98 @@ fn without_second_chance_a_returning_instance_resets_the_transfers_moved_to_it()
         failed.iter().all(|e| e.contains("reset")),
         "every failure is a reset: {failed:?}"
     );
+}
+
+#[test]
+#[ignore = "privileged: needs root, network namespaces, a TUN device and BIRD (run with --include-ignored)"]
+fn with_second_chance_a_flow_no_instance_holds_is_reset_once_every_peer_says_so() {
+    require_privileged_and(
+        "with_second_chance_a_flow_no_instance_holds_is_reset_once_every_peer_says_so",
+        &["bird"],
+    );
+    let so = build();
+    let binary = Path::new(KRACAUER);
+    let config = ScaleOut::config_with_second_chance;
+    let k1 = so.start_kracauer_with(1, binary, &config(1)).unwrap();
+    let k2 = so.start_kracauer_with(2, binary, &config(2)).unwrap();
+    wait_announced(&so, &[1, 2]);
+
+    // Transfers over both instances. Each client sends a keepalive probe after a second
+    // without data (and gives up only after a minute of them): a flow whose instance is
+    // gone still sends segments, as a client with something to say would.
+    let slow = Arc::new(AtomicBool::new(true));
+    let mut ports = Vec::new();
+    let long: Vec<_> = (0..TRANSFERS)
+        .map(|_| {
+            let s = so
+                .client
+                .run(|| client::open(ScaleOut::service()))
+                .unwrap()
+                .unwrap();
+            let keepalive = socket2::TcpKeepalive::new()
+                .with_time(Duration::from_secs(1))
+                .with_interval(Duration::from_secs(1))
+                .with_retries(60);
+            socket2::SockRef::from(&s)
+                .set_tcp_keepalive(&keepalive)
+                .unwrap();
+            ports.push(s.local_addr().unwrap().port());
+            read_paced(s, SIZE, slow.clone())
+        })
+        .collect();
+    let through = |i: u8| -> Vec<u16> {
+        let mut contacts = so.contacts_a.contacts();
+        contacts.extend(so.contacts_b.contacts());
+        contacts
+            .iter()
+            .filter(|c| from_instance(c.peer, i) && ports.contains(&c.peer.port()))
+            .map(|c| c.peer.port())
+            .collect()
+    };
+    eventually(
+        "every transfer to reach its backend",
+        Duration::from_secs(60),
+        || (through(1).len() + through(2).len() == TRANSFERS).then_some(()),
+    );
+    let on_2 = through(2);
+    assert!(!on_2.is_empty() && on_2.len() < TRANSFERS, "ECMP used both");
+
+    // Instance 2 crashes: nothing holds its flows. Their clients' probes reach instance
+    // 1, which passes them on to no avail (instance 2 cannot answer), and nothing resets
+    // them until instance 2 is back and says "not held".
+    k2.kill9().unwrap();
+    wait_announced(&so, &[1]);
+    let k2 = so.start_kracauer_with(2, binary, &config(2)).unwrap();
+    wait_announced(&so, &[1, 2]);
+    slow.store(false, Ordering::Relaxed);
+    let results: Vec<(u16, Result<u64, String>)> = ports
+        .iter()
+        .copied()
+        .zip(
+            long.into_iter()
+                .map(|t| t.join().expect("a transfer thread")),
+        )
+        .collect();
+    std::thread::sleep(Duration::from_millis(1100));
+    dump(&k1, &k2);
+    let reset = metric(&k1, ORPHANS_RESET) + metric(&k2, ORPHANS_RESET);
+    eprintln!(
+        "{} transfers through the crashed instance; {reset} orphans reset",
+        on_2.len()
+    );
+    for (port, result) in &results {
+        if on_2.contains(port) {
+            assert!(
+                matches!(result, Err(e) if e.contains("reset")),
+                "port {port}, through the crashed instance, is reset: {result:?}"
+            );
+        } else {
+            assert_eq!(
+                result,
+                &Ok(SIZE),
+                "port {port}, through instance 1, is intact"
+            );
+        }
+    }
+    assert!(reset > 0, "the resets came from second chance's orphans");
 }
