@@ -37,6 +37,21 @@ fn metric(k: &Kracauer<'_>, series: &str) -> u64 {
         .unwrap_or(0)
 }
 
+/// Instance 1's BGP sessions upstream as BIRD shows them (state and since when): a
+/// failure with these changed came from a session that went down (BFD's 300 ms on a
+/// starved machine), not from second chance.
+fn sessions_1(so: &ScaleOut) -> Vec<String> {
+    ["k1_4", "k1_6"]
+        .iter()
+        .map(|p| {
+            so.bird_upstream
+                .protocol(p)
+                .map(|p| p.line)
+                .unwrap_or_default()
+        })
+        .collect()
+}
+
 /// Prints both instances' second-chance counters and drops (for a failure's record).
 fn dump(k1: &Kracauer<'_>, k2: &Kracauer<'_>) {
     for (i, k) in [(1, k1), (2, k2)] {
@@ -75,6 +90,7 @@ fn instance_2_comes_back(
     assert!(k2.terminate().unwrap().success());
     wait_announced(&so, &[1]);
 
+    let sessions = sessions_1(&so);
     let slow = Arc::new(AtomicBool::new(true));
     let before = seen_from(&so, 1).0;
     let long: Vec<_> = (0..TRANSFERS)
@@ -102,6 +118,12 @@ fn instance_2_comes_back(
     std::thread::sleep(Duration::from_millis(1100));
     dump(&k1, &k2);
     check(&k1, &k2);
+    if !failed.is_empty() {
+        eprintln!(
+            "instance 1's sessions before: {sessions:?}, after: {:?}",
+            sessions_1(&so)
+        );
+    }
     failed
 }
 
@@ -173,6 +195,7 @@ fn with_second_chance_a_flow_no_instance_holds_is_reset_once_every_peer_says_so(
     let k1 = so.start_kracauer_with(1, binary, &config(1)).unwrap();
     let k2 = so.start_kracauer_with(2, binary, &config(2)).unwrap();
     wait_announced(&so, &[1, 2]);
+    let sessions = sessions_1(&so);
 
     // Transfers over both instances. Each client sends a keepalive probe after a second
     // without data (and gives up only after a minute of them): a flow whose instance is
@@ -232,6 +255,10 @@ fn with_second_chance_a_flow_no_instance_holds_is_reset_once_every_peer_says_so(
         .collect();
     std::thread::sleep(Duration::from_millis(1100));
     dump(&k1, &k2);
+    eprintln!(
+        "instance 1's sessions before: {sessions:?}, after: {:?}",
+        sessions_1(&so)
+    );
     let reset = metric(&k1, ORPHANS_RESET) + metric(&k2, ORPHANS_RESET);
     eprintln!(
         "{} transfers through the crashed instance; {reset} orphans reset",
