@@ -95,10 +95,18 @@ pub(super) fn seen_from(so: &ScaleOut, i: u8) -> (usize, usize) {
     (count(&so.contacts_a), count(&so.contacts_b))
 }
 
-pub(super) fn build() -> ScaleOut {
+/// The testbed, with BGP up, and this test's turn: the tests on the ECMP topology take
+/// turns (each runs three BIRDs with BFD at 100 ms and dozens of transfers; several at
+/// once on a small shared machine starve BFD and the sessions go down). Hold the turn
+/// as long as the testbed: `let (_turn, so) = build();`.
+pub(super) fn build() -> (std::sync::MutexGuard<'static, ()>, ScaleOut) {
+    static TURNS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let turn = TURNS
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let so = ScaleOut::build().unwrap();
     bird_ready(&so);
-    so
+    (turn, so)
 }
 
 fn intact(results: &[Result<u64, Error>], size: u64) {
@@ -117,7 +125,7 @@ fn ecmp_spreads_200_connections_over_both_instances_and_every_transfer_is_intact
         "ecmp_spreads_200_connections_over_both_instances_and_every_transfer_is_intact",
         &["bird"],
     );
-    let so = build();
+    let (_turn, so) = build();
     let _k1 = so.start_kracauer(1, Path::new(KRACAUER)).unwrap();
     let _k2 = so.start_kracauer(2, Path::new(KRACAUER)).unwrap();
     wait_announced(&so, &[1, 2]);
@@ -147,7 +155,7 @@ fn ecmp_spreads_200_connections_over_both_instances_and_every_transfer_is_intact
 /// session stays up) before the hold time, then that every new connection succeeds
 /// through instance 2.
 fn withdrawn_when(stop: impl FnOnce(kracauer_testbed::Kracauer<'_>), what: &str) {
-    let so = build();
+    let (_turn, so) = build();
     let k1 = so.start_kracauer(1, Path::new(KRACAUER)).unwrap();
     let _k2 = so.start_kracauer(2, Path::new(KRACAUER)).unwrap();
     wait_announced(&so, &[1, 2]);
@@ -283,7 +291,7 @@ fn a_live_upgrade_under_load_withdraws_nothing_and_drops_nothing() {
     );
     // The upgraded daemon is not our child: be its reaper.
     rustix::process::set_child_subreaper(Some(rustix::process::getpid())).unwrap();
-    let so = build();
+    let (_turn, so) = build();
     let k1 = so.start_kracauer(1, Path::new(KRACAUER)).unwrap();
     let _k2 = so.start_kracauer(2, Path::new(KRACAUER)).unwrap();
     wait_announced(&so, &[1, 2]);

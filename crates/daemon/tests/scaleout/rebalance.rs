@@ -82,7 +82,7 @@ fn instance_2_comes_back(
     moved: impl Fn(&Kracauer<'_>, &Kracauer<'_>) -> bool,
     check: impl FnOnce(&Kracauer<'_>, &Kracauer<'_>),
 ) -> Vec<String> {
-    let so = build();
+    let (_turn, so) = build();
     let binary = Path::new(KRACAUER);
     let k1 = so.start_kracauer_with(1, binary, &config(1)).unwrap();
     let k2 = so.start_kracauer_with(2, binary, &config(2)).unwrap();
@@ -189,7 +189,7 @@ fn with_second_chance_a_flow_no_instance_holds_is_reset_once_every_peer_says_so(
         "with_second_chance_a_flow_no_instance_holds_is_reset_once_every_peer_says_so",
         &["bird"],
     );
-    let so = build();
+    let (_turn, so) = build();
     let binary = Path::new(KRACAUER);
     let config = ScaleOut::config_with_second_chance;
     let k1 = so.start_kracauer_with(1, binary, &config(1)).unwrap();
