@@ -47,6 +47,7 @@ pub fn report_with_host(
         c.tun.mtu,
         if c.tun.offload { "on" } else { "off" }
     );
+    let _ = writeln!(out, "fastpath  {}", crate::fastpath::expected(&c.tun));
     for l in &c.listen {
         let _ = writeln!(
             out,

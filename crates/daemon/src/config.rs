@@ -190,6 +190,24 @@ pub struct Tun {
     pub offload: bool,
     /// Data-plane workers, one TUN queue each; `None`: one per CPU the process may use.
     pub workers: Option<u16>,
+    /// The kernel fast path (`fastpath = "auto" | "on" | "off"`).
+    pub fastpath: FastpathMode,
+    /// Where the fast path's program is attached (`fastpath_interfaces`); `None`: every
+    /// interface that is up, other than `lo` and the TUN device.
+    pub fastpath_interfaces: Option<Vec<String>>,
+}
+
+/// `[tun] fastpath`: whether spliced flows are translated in the kernel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FastpathMode {
+    /// Where the kernel and the capabilities allow it, saying why not otherwise.
+    #[default]
+    Auto,
+    /// Refuse to start without it.
+    On,
+    /// The TUN path for everything.
+    Off,
 }
 
 /// Most TUN queues Linux allows on one device.
@@ -304,6 +322,8 @@ struct RawTun {
     mtu: Option<Spanned<u16>>,
     offload: Option<bool>,
     workers: Option<Spanned<u16>>,
+    fastpath: Option<FastpathMode>,
+    fastpath_interfaces: Option<Spanned<Vec<String>>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -658,6 +678,9 @@ impl Validator<'_> {
     }
 
     fn tun(&self, raw: Option<RawTun>, instance: u8) -> Result<Tun, ConfigError> {
+        let (fastpath, fastpath_interfaces) = raw.as_ref().map_or((None, None), |t| {
+            (t.fastpath, t.fastpath_interfaces.clone())
+        });
         let (name, mtu, offload, workers) = raw.map_or((None, None, None, None), |t| {
             (t.name, t.mtu, t.offload, t.workers)
         });
@@ -707,11 +730,24 @@ impl Validator<'_> {
             }
             w => w.map(|w| *w.get_ref()),
         };
+        let fastpath_interfaces = match fastpath_interfaces {
+            Some(list) if list.get_ref().iter().any(|i| i.is_empty() || *i == name) => {
+                return self.err(
+                    list.span(),
+                    format!(
+                        "tun.fastpath_interfaces: names the TUN device {name:?} or an empty name; list the interfaces packets arrive on"
+                    ),
+                );
+            }
+            l => l.map(Spanned::into_inner),
+        };
         Ok(Tun {
             name,
             mtu,
             offload: offload.unwrap_or(true),
             workers,
+            fastpath: fastpath.unwrap_or_default(),
+            fastpath_interfaces,
         })
     }
 

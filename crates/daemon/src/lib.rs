@@ -3,13 +3,14 @@
 //!
 //! The `kracauer` binary (`main.rs`) is a thin command line over this; the demo
 //! (`crates/demo`) and the host set-up tests call into it directly. `unsafe` is
-//! denied everywhere but the syscall module of `steer`.
+//! denied everywhere but the syscall modules (`steer`, `fastpath`).
 
 #![deny(unsafe_code)]
 
 pub mod accesslog;
 pub mod check;
 pub mod config;
+pub mod fastpath;
 pub mod health;
 pub mod host;
 pub mod instance;

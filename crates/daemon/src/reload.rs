@@ -161,6 +161,12 @@ pub async fn reload(path: &Path, running: &mut Running) {
             tracing::info!("reload: applied {change}");
         }
     }
+    if !undo.is_empty() {
+        // What is gone is undone only once every worker has ended the flows on it: a
+        // worker with nothing to read (its flows on the kernel fast path) takes the
+        // reload at its next wake-up, and until then the kernel would carry them on.
+        settle(running).await;
+    }
     for e in running.host.undivert(&undo).await {
         tracing::error!(
             "reload: could not undo a diversion no longer needed (removed at the exit): {e}"
@@ -193,6 +199,36 @@ pub async fn reload(path: &Path, running: &mut Running) {
     }
     running.config = plan.in_force;
 }
+
+/// Waits until every worker has published that it took every reload sent (they look
+/// at least every 200 ms and publish every second), at most [`SETTLE_LIMIT`].
+async fn settle(running: &Running) {
+    let end = tokio::time::Instant::now() + SETTLE_LIMIT;
+    loop {
+        let taken = {
+            let workers = running
+                .published
+                .workers
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            workers.iter().all(|w| w.reloads >= running.reloads_sent)
+        };
+        if taken {
+            return;
+        }
+        if tokio::time::Instant::now() >= end {
+            tracing::warn!(
+                "reload: not every worker said it took the reload within {} s; going on",
+                SETTLE_LIMIT.as_secs()
+            );
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Longest a reload waits for the workers before undoing what it removed.
+const SETTLE_LIMIT: Duration = Duration::from_secs(5);
 
 /// Puts the TUN's MTU back after a refused reload had changed it.
 async fn restore_mtu(running: &Running, mtu: u16) {

@@ -63,6 +63,8 @@ pub enum RunError {
     DataPlane(std::io::Error),
     #[error("upgrade: {0}")]
     Upgrade(String),
+    #[error("the kernel fast path ([tun] fastpath = \"on\"): {0}")]
+    Fastpath(#[from] crate::fastpath::FastpathError),
     #[error(transparent)]
     Instance(#[from] crate::instance::InstanceError),
 }
@@ -181,6 +183,8 @@ pub struct Running {
     pub access: AccessLog,
     /// The control plane's own counters (reloads), for the metrics.
     pub control: Arc<metrics::Control>,
+    /// The kernel fast path, when it runs (removed on an orderly stop).
+    pub fastpath: Option<crate::fastpath::Fastpath>,
     /// The lock on this instance's identity (`None` in a process that took over in a
     /// live upgrade: it holds the lock by an inherited descriptor).
     pub claim: Option<crate::instance::Claim>,
@@ -313,6 +317,13 @@ async fn start(path: &Path) -> Result<Running, RunError> {
         }
     }
     let tun_name = tun.name().to_owned();
+    let (fastpath, fastpath_maps) = match start_fastpath(&config, workers) {
+        Ok(f) => f,
+        Err(e) => {
+            undo(&mut host).await;
+            return Err(e);
+        }
+    };
     let queues = match tun.into_queues() {
         Ok(q) => q,
         Err(e) => {
@@ -346,25 +357,28 @@ async fn start(path: &Path) -> Result<Running, RunError> {
         }
     };
     let mut links = second_chance.links.into_iter();
+    let mut fastpath_maps = fastpath_maps.into_iter();
     for ((index, queue), engine) in queues.into_iter().enumerate().zip(engines) {
         let (reload_tx, reload_rx) = mpsc::channel();
         senders.push(reload_tx);
-        planes.push(
-            DataPlane::new(
-                index,
-                queue,
-                engine,
-                reload_rx,
-                stop.clone(),
-                published.clone(),
-            )
-            .with_reports(reports.clone())
-            .observing(
-                Observer::new(routes.clone(), RouteLabels::new(&config)),
-                access.sender(),
-            )
-            .with_second_chance(links.next().flatten()),
-        );
+        let plane = DataPlane::new(
+            index,
+            queue,
+            engine,
+            reload_rx,
+            stop.clone(),
+            published.clone(),
+        )
+        .with_reports(reports.clone())
+        .observing(
+            Observer::new(routes.clone(), RouteLabels::new(&config)),
+            access.sender(),
+        )
+        .with_second_chance(links.next().flatten());
+        planes.push(match fastpath_maps.next() {
+            Some(maps) => plane.with_fastpath(maps),
+            None => plane,
+        });
     }
     // A panicking worker closes its queue, and the kernel then steers every flow anew:
     // `control` stops all when one ends.
@@ -391,11 +405,40 @@ async fn start(path: &Path) -> Result<Running, RunError> {
         published,
         access,
         control,
+        fastpath,
         claim,
         reloads_sent: 0,
         retired: Vec::new(),
         second_chance: second_chance.receiver,
     })
+}
+
+/// The kernel fast path as `[tun] fastpath` asks (`crate::fastpath::start`), and one
+/// handle on its maps per worker.
+pub fn start_fastpath(
+    config: &Config,
+    workers: usize,
+) -> Result<
+    (
+        Option<crate::fastpath::Fastpath>,
+        Vec<crate::fastpath::WorkerFastpath>,
+    ),
+    RunError,
+> {
+    let Some(fp) = crate::fastpath::start(&config.tun, config.limits.max_flows)? else {
+        return Ok((None, Vec::new()));
+    };
+    let mut maps = Vec::with_capacity(workers);
+    for _ in 0..workers {
+        match crate::fastpath::WorkerFastpath::open(fp.dir()) {
+            Ok(m) => maps.push(m),
+            Err(e) => {
+                let _ = fp.remove_all();
+                return Err(e.into());
+            }
+        }
+    }
+    Ok((Some(fp), maps))
 }
 
 /// An orderly stop: the workers stopped, every flow still open logged (outcome
@@ -406,6 +449,7 @@ async fn stop(running: Running) -> Result<(), RunError> {
         workers,
         metrics,
         access,
+        fastpath,
         claim,
         config,
         ..
@@ -422,6 +466,11 @@ async fn stop(running: Running) -> Result<(), RunError> {
     for mut plane in planes {
         plane.close_flows();
         drop(plane.into_queue());
+    }
+    if let Some(fp) = fastpath {
+        if let Err(e) = fp.remove_all() {
+            tracing::error!("could not remove the fast path: {e}");
+        }
     }
     // Every worker, and with it every sender, is gone: what is queued is written.
     let (written, dropped) = access.finish();

@@ -33,6 +33,7 @@ use kracauer_core::time::Time;
 use tokio::sync::mpsc::UnboundedSender;
 
 use crate::accesslog::{self, Record};
+use crate::fastpath::WorkerFastpath;
 use crate::health::{self, BackendState};
 use crate::observe::{FlowStats, Observer, RouteLabels};
 use crate::tun::Queue;
@@ -213,6 +214,8 @@ pub struct DataPlane {
     access: Option<accesslog::Sender>,
     /// Second chance with the peer instances (`runtime/secondchance.rs`), if configured.
     second_chance: Option<crate::secondchance::Link>,
+    /// The kernel fast path's maps, when it runs (`crate::fastpath`).
+    fastpath: Option<WorkerFastpath>,
 }
 
 #[derive(Debug, Default)]
@@ -248,12 +251,20 @@ impl DataPlane {
             start: Instant::now(),
             reports: None,
             second_chance: None,
+            fastpath: None,
         }
     }
 
     /// The worker with second chance through `link` ([`crate::secondchance`]).
     pub fn with_second_chance(mut self, link: Option<crate::secondchance::Link>) -> Self {
         self.second_chance = link;
+        self
+    }
+
+    /// The worker handing its spliced flows to the kernel fast path through `maps`.
+    pub fn with_fastpath(mut self, maps: WorkerFastpath) -> Self {
+        self.engine.enable_fastpath();
+        self.fastpath = Some(maps);
         self
     }
 
@@ -369,6 +380,11 @@ impl DataPlane {
             }
             let more = self.take_second_chances(&mut buf, &mut out);
             self.drain_events();
+            if Instant::now() >= next_publish {
+                if let Some(fp) = &mut self.fastpath {
+                    fp.sweep(&mut self.engine, start);
+                }
+            }
             if Instant::now() >= next_publish && self.publish(start.elapsed(), false) {
                 next_publish = Instant::now() + PUBLISH_EVERY;
             }
@@ -462,7 +478,17 @@ impl DataPlane {
 
     /// Counts every flow event the engine queued and hands the access log its lines.
     fn drain_events(&mut self) {
-        while let Some(event) = self.engine.poll_event() {
+        // Map operations first: a flow's removal (with its counters) comes before its
+        // access-log line.
+        if let Some(fp) = &mut self.fastpath {
+            while let Some(op) = self.engine.poll_fastpath() {
+                fp.apply(op);
+            }
+        }
+        while let Some(mut event) = self.engine.poll_event() {
+            if let Some(fp) = &mut self.fastpath {
+                fp.closed(&mut event);
+            }
             if let (
                 Event::BackendFailed {
                     route,
@@ -494,8 +520,12 @@ impl DataPlane {
     /// when a scrape holds the lock (and the caller tries again after the next batch).
     fn publish(&self, uptime: Duration, wait: bool) -> bool {
         let c = &self.counters;
+        let mut stats = self.engine.stats().clone();
+        if let Some(fp) = &self.fastpath {
+            fp.add_to(&mut stats);
+        }
         let snapshot = Snapshot {
-            stats: self.engine.stats().clone(),
+            stats,
             flows: self.engine.flow_count(),
             half_open: self.engine.half_open(),
             peek_bytes: self.engine.peek_bytes(),

@@ -125,6 +125,53 @@ fn check_shows_the_tun_offloads_and_workers_in_force() {
 }
 
 #[test]
+fn check_says_which_path_spliced_flows_take_and_why() {
+    let path = config_file(
+        "fastpath-off",
+        &HEAD.replace(
+            "\n\n[[listen]]",
+            "\n\n[tun]\nfastpath = \"off\"\n\n[[listen]]",
+        ),
+    );
+    let o = check(&path);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("fastpath  off ([tun] fastpath = \"off\")")),
+        "{out}"
+    );
+    // The default is auto: it names the path it will take, the kernel's or the TUN's,
+    // with the reason.
+    let path = config_file("fastpath-auto", HEAD);
+    let o = check(&path);
+    let out = String::from_utf8_lossy(&o.stdout);
+    let line = out
+        .lines()
+        .find(|l| l.starts_with("fastpath  auto: "))
+        .unwrap_or_else(|| panic!("{out}"));
+    assert!(
+        line.contains("the kernel path for spliced flows")
+            || line.contains("the TUN path for every packet, since"),
+        "{line}"
+    );
+    let path = config_file(
+        "fastpath-bad",
+        &HEAD.replace(
+            "\n\n[[listen]]",
+            "\n\n[tun]\nfastpath = \"sometimes\"\n\n[[listen]]",
+        ),
+    );
+    let o = check(&path);
+    assert!(!o.status.success());
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("fastpath"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+#[test]
 fn check_shows_the_log_settings_and_what_the_host_set_up_would_change() {
     let path = config_file(
         "host",

@@ -192,6 +192,7 @@ impl Engine {
         }
         self.stats.spliced += 1;
         self.opened(now, id, &key, name, &handover, created);
+        self.fastpath_install(id);
         self.rearm(id);
     }
 

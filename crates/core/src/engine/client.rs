@@ -221,6 +221,7 @@ impl Engine {
             client_window: seg.window,
             client_fin: false,
             backend_fin: false,
+            fastpath: false,
             prefix: self.config.prefix,
         };
         if self
@@ -310,6 +311,7 @@ impl Engine {
             client_window: seg.window,
             client_fin: false,
             backend_fin: false,
+            fastpath: false,
             prefix: self.config.prefix,
         };
         let flow = Flow::new(protocol, now, conn, Phase::Peek(Box::new(Peek::new(now))));
@@ -427,6 +429,7 @@ impl Engine {
 
     /// Moves a spliced flow to Closing (a closing one stays as it is).
     pub(super) fn start_closing(&mut self, now: Time, id: FlowId, outcome: Outcome) {
+        self.fastpath_remove(id);
         let until = now + self.config.linger;
         self.step(id, |flow| {
             let phase = match flow.phase {

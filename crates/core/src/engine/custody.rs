@@ -158,6 +158,7 @@ impl Engine {
                     };
                     (Flow { phase, ..flow }, ())
                 });
+                self.fastpath_install(id);
                 self.rearm(id);
             }
             CustodyAck::Advanced => {

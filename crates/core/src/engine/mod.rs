@@ -28,6 +28,7 @@ mod custody;
 mod emit;
 pub mod event;
 mod failover;
+pub mod fastpath;
 mod icmp;
 pub mod limits;
 pub mod output;
@@ -52,6 +53,7 @@ use siphasher::sip::SipHasher24;
 use self::clock::Clock;
 pub use self::config::{ConfigError, EngineConfig, Service};
 pub use self::event::{ConnectFailure, Event};
+pub use self::fastpath::{FastpathFlow, FastpathOp};
 pub use self::limits::SharedLimits;
 pub use self::output::Output;
 use self::secondchance::Arrival;
@@ -112,6 +114,10 @@ pub struct Engine {
     /// The services changed: flows on one no longer served are to be ended
     /// (`services.rs`).
     unserved_sweep: bool,
+    /// Spliced flows may go to the kernel fast path (`fastpath.rs`).
+    fastpath: bool,
+    /// Map operations for the daemon, uncapped (`fastpath.rs`).
+    fastpath_ops: VecDeque<FastpathOp>,
     /// Prefixes changed since that flows still hold (`prefixes.rs`).
     retired: Vec<crate::addr::Prefix96>,
 }
@@ -156,6 +162,8 @@ impl Engine {
             next_ident: key("ident")[0] as u16,
             clock: Clock::default(),
             unserved_sweep: false,
+            fastpath: false,
+            fastpath_ops: VecDeque::new(),
             retired: Vec::new(),
             routes,
             health: Arc::default(),
@@ -446,6 +454,7 @@ impl Engine {
         let Some((ck, bk)) = self.flows.keys(id) else {
             return;
         };
+        self.fastpath_remove(id);
         let Some(flow) = self.flows.remove(id) else {
             return;
         };

@@ -95,6 +95,9 @@ pub struct Conn {
     pub client_fin: bool,
     /// The backend's FIN was forwarded.
     pub backend_fin: bool,
+    /// The flow's entry is in the kernel fast path's map (engine/fastpath.rs). Not in
+    /// snapshots: a restored engine has handed nothing over until the daemon says so.
+    pub fastpath: bool,
     /// The /96 the backend knows this connection by: the prefix in force when the flow
     /// began. A prefix changed since keeps serving the flows that began under it
     /// (`engine/prefixes.rs`).

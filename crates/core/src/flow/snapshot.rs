@@ -391,6 +391,7 @@ fn read_conn(r: &mut Reader<'_>) -> Result<Conn, SnapshotError> {
         client_window: r.u16()?,
         client_fin: r.bool("client fin")?,
         backend_fin: r.bool("backend fin")?,
+        fastpath: false,
         prefix: Prefix96::new(Ipv6Addr::from(r.raw::<16>()?))
             .map_err(|_| SnapshotError::BadField("flow prefix"))?,
     })

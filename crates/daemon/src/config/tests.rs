@@ -66,6 +66,8 @@ fn design_example_without_quic_is_accepted_in_full() {
     assert_eq!(
         c.tun,
         Tun {
+            fastpath: FastpathMode::Auto,
+            fastpath_interfaces: None,
             name: "kracauer0".into(),
             mtu: 1500,
             offload: true,
@@ -107,6 +109,8 @@ fn minimal_config_gets_documented_defaults() {
     assert_eq!(
         c.tun,
         Tun {
+            fastpath: FastpathMode::Auto,
+            fastpath_interfaces: None,
             name: DEFAULT_TUN_NAME.into(),
             mtu: DEFAULT_MTU,
             offload: true,

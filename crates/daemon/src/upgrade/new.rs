@@ -237,6 +237,11 @@ async fn prepare(link: &Link, path: &Path) -> Result<Running, String> {
     let mut links = second_chance.links.into_iter();
     let mut senders = Vec::with_capacity(workers);
     let mut planes = Vec::with_capacity(workers);
+    // A fresh fast path: the old process's pins go (its flows return to the TUN path,
+    // where the restored engines know them), new flows are handed over as they splice.
+    let (fastpath, fastpath_maps) =
+        crate::run::start_fastpath(&config, workers).map_err(|e| e.to_string())?;
+    let mut fastpath_maps = fastpath_maps.into_iter();
     for (index, (fd, engine)) in queues.into_iter().zip(engines).enumerate() {
         let (tx, rx) = mpsc::channel();
         senders.push(tx);
@@ -248,6 +253,10 @@ async fn prepare(link: &Link, path: &Path) -> Result<Running, String> {
                 access.sender(),
             )
             .with_second_chance(links.next().flatten());
+        let plane = match fastpath_maps.next() {
+            Some(maps) => plane.with_fastpath(maps),
+            None => plane,
+        };
         planes.push(plane.started_at(start));
     }
     // `[tun] mtu`: new flows agree their MSS from it, the restored ones keep theirs. Last
@@ -269,6 +278,7 @@ async fn prepare(link: &Link, path: &Path) -> Result<Running, String> {
         config,
         access,
         control,
+        fastpath,
         claim: None,
         reloads_sent: 0,
         retired,

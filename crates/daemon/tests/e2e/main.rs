@@ -9,6 +9,7 @@
 //! panics when root or `ip` is missing. Every test builds its own uniquely named
 //! namespaces and deletes them on drop, also when it fails, so the tests run in parallel.
 
+mod fastpath;
 mod heads;
 mod hellos;
 mod lifecycle;

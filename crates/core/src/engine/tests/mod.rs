@@ -7,6 +7,7 @@
 
 mod custody;
 mod failover;
+mod fastpath;
 mod handshake;
 mod hostile;
 mod icmp;
