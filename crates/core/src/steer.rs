@@ -41,6 +41,22 @@ impl SteerKey {
             k1: u32::from_le_bytes([b[4], b[5], b[6], b[7]]),
         }
     }
+
+    /// The key drawn from the daemon's secret `seed` (SipHash-2-4 keyed by it, over a
+    /// label): a daemon that knows its seed, as a live upgrade's new process does, knows
+    /// which queue the kernel steers each flow to without being told the key.
+    pub fn from_seed(seed: &[u8; 32]) -> Self {
+        use core::hash::Hasher;
+        let half = |at: usize| {
+            let mut b = [0u8; 8];
+            b.copy_from_slice(&seed[at..at + 8]);
+            u64::from_le_bytes(b)
+        };
+        let mut h = siphasher::sip::SipHasher24::new_with_keys(half(0), half(8));
+        h.write(&seed[16..]);
+        h.write(b"kracauer steering key");
+        Self::from_bytes(h.finish().to_le_bytes())
+    }
 }
 
 /// The constants of [`queue_hash`]. The eBPF program (`crates/daemon/bpf/steer.c`)

@@ -22,6 +22,8 @@ use toml::Spanned;
 
 pub use self::pool::{ActiveCheck, PoolHealth};
 use self::pool::{RawBackends, RawHealth};
+use self::scaleout::RawScaleOut;
+pub use self::scaleout::ScaleOut;
 
 /// Default TUN device name.
 pub const DEFAULT_TUN_NAME: &str = "kracauer0";
@@ -48,6 +50,8 @@ pub struct Config {
     pub timeouts: Timeouts,
     pub limits: Limits,
     pub log: Log,
+    /// `[scale_out]`: the peers second chance passes segments to (`None`: off).
+    pub scale_out: Option<ScaleOut>,
 }
 
 /// `[log]`: where the access log goes, in which format, and the daemon log's level.
@@ -277,6 +281,7 @@ struct RawConfig {
     timeouts: Option<RawTimeouts>,
     limits: Option<RawLimits>,
     log: Option<RawLog>,
+    scale_out: Option<RawScaleOut>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -446,6 +451,7 @@ impl Validator<'_> {
         let timeouts = self.timeouts(raw.timeouts)?;
         let limits = self.limits(raw.limits)?;
         let log = self.log(raw.log)?;
+        let scale_out = self.scale_out(raw.scale_out)?;
         Ok(Config {
             instance,
             prefix,
@@ -457,6 +463,7 @@ impl Validator<'_> {
             timeouts,
             limits,
             log,
+            scale_out,
         })
     }
 
@@ -895,5 +902,6 @@ impl Validator<'_> {
 }
 
 mod pool;
+mod scaleout;
 #[cfg(test)]
 mod tests;

@@ -7,6 +7,7 @@ use std::net::Ipv6Addr;
 use std::path::PathBuf;
 
 use kracauer_core::addr::Prefix96;
+use kracauer_core::steer::SteerKey;
 
 use crate::config::{Config, MAX_WORKERS};
 use crate::instance::Ids;
@@ -29,7 +30,7 @@ pub enum SetupError {
 /// Opens the TUN for `c`; with more than one queue, attaches the steering program that
 /// keeps both directions of a flow on one queue, or, if it cannot be loaded, falls back
 /// to one queue and says why.
-fn open_tun(c: &Config) -> std::io::Result<Tun> {
+fn open_tun(c: &Config, key: Option<SteerKey>) -> std::io::Result<Tun> {
     let queues = Host::workers(c);
     let opts = TunOptions {
         mtu: c.tun.mtu,
@@ -40,12 +41,14 @@ fn open_tun(c: &Config) -> std::io::Result<Tun> {
     if tun.queue_count() == 1 {
         return Ok(tun);
     }
-    let steered = steer::random_key()
-        .and_then(Steering::load)
-        .and_then(|steering| {
-            steering.self_check()?;
-            steering.attach(tun.first_queue_fd())
-        });
+    let key = match key {
+        Some(k) => Ok(k),
+        None => steer::random_key(),
+    };
+    let steered = key.and_then(Steering::load).and_then(|steering| {
+        steering.self_check()?;
+        steering.attach(tun.first_queue_fd())
+    });
     match steered {
         Ok(()) => Ok(tun),
         Err(e) => {
@@ -74,6 +77,10 @@ pub struct HostOptions {
     pub ipv6_forwarding: Ipv6Forwarding,
     /// Where the sysctls to put back are recorded; `None`: [`sysctl::state_path`].
     pub state: Option<PathBuf>,
+    /// The steering program's key; `None`: a random one. `kracauer run` gives the one
+    /// drawn from its seed ([`SteerKey::from_seed`]), which second chance steers by
+    /// ([`crate::secondchance`]) and a live upgrade's new process knows again.
+    pub steer_key: Option<SteerKey>,
 }
 
 /// What Kracauer did to the host; [`Host::tear_down`] undoes it.
@@ -115,7 +122,7 @@ impl Host {
                 "put back {restored_sysctls} sysctls left changed by an earlier run that did not exit cleanly"
             );
         }
-        let tun = open_tun(c)?;
+        let tun = open_tun(c, options.steer_key)?;
         let mut host = Host {
             netlink,
             sysctls,

@@ -108,6 +108,9 @@ pub struct Record {
     pub prefix: Prefix96,
     pub addresses: Vec<Ipv4Addr>,
     pub metrics: Option<SocketAddr>,
+    /// `[scale_out]`'s address and port (bound with `SO_REUSEPORT`, so a second
+    /// instance's bind would not fail: it would take half the datagrams).
+    pub second_chance: Option<SocketAddr>,
 }
 
 impl Record {
@@ -121,6 +124,7 @@ impl Record {
             prefix: c.prefix,
             addresses: c.listen.iter().map(|l| l.address).collect(),
             metrics: c.metrics.map(|m| m.listen),
+            second_chance: c.scale_out.as_ref().map(|s| s.listen),
         }
     }
 
@@ -137,6 +141,9 @@ impl Record {
         if let Some(m) = self.metrics {
             let _ = writeln!(s, "metrics {m}");
         }
+        if let Some(a) = self.second_chance {
+            let _ = writeln!(s, "second_chance {a}");
+        }
         s
     }
 
@@ -145,7 +152,7 @@ impl Record {
     fn parse(text: &str) -> Option<Self> {
         let (mut instance, mut pid, mut tun, mut prefix) = (None, None, None, None);
         let mut config = None;
-        let (mut addresses, mut metrics) = (Vec::new(), None);
+        let (mut addresses, mut metrics, mut second_chance) = (Vec::new(), None, None);
         for line in text.lines() {
             let (key, value) = line.split_once(' ')?;
             match key {
@@ -156,6 +163,7 @@ impl Record {
                 "prefix" => prefix = Some(value.parse().ok()?),
                 "address" => addresses.push(value.parse().ok()?),
                 "metrics" => metrics = Some(value.parse().ok()?),
+                "second_chance" => second_chance = Some(value.parse().ok()?),
                 _ => return None,
             }
         }
@@ -167,6 +175,7 @@ impl Record {
             prefix: prefix?,
             addresses,
             metrics,
+            second_chance,
         })
     }
 
@@ -201,6 +210,13 @@ impl Record {
         if let (Some(a), Some(b)) = (self.metrics, c.metrics.map(|m| m.listen)) {
             if a == b {
                 out.push(format!("{who}) serves metrics on {a}"));
+            }
+        }
+        if let (Some(a), Some(b)) = (self.second_chance, c.scale_out.as_ref().map(|s| s.listen)) {
+            if a == b {
+                out.push(format!(
+                    "{who}) takes second-chance traffic on {a}: give this one another [scale_out] port"
+                ));
             }
         }
         out

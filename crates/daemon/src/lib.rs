@@ -23,6 +23,7 @@ pub mod reload;
 pub mod routes;
 pub mod run;
 pub mod runtime;
+pub mod secondchance;
 pub mod steer;
 pub mod sysctl;
 pub mod tun;

@@ -460,6 +460,7 @@ impl Collector for Daemon {
         ] {
             counter(e, name, help, &one(n))?;
         }
+        secondchance::encode(e, st, &self.0.published.second_chance)?;
         gauge(
             e,
             "kracauer_flows",
@@ -641,5 +642,6 @@ impl Collector for Daemon {
     }
 }
 
+mod secondchance;
 #[cfg(test)]
 mod tests;

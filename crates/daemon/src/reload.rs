@@ -124,7 +124,7 @@ pub async fn reload(path: &Path, running: &mut Running) {
     };
     running.control.reloaded(true);
     for what in &plan.restart {
-        let how = if matches!(*what, "limits.max_flows" | "[log]") {
+        let how = if matches!(*what, "limits.max_flows" | "[log]" | "[scale_out]") {
             "an upgrade (SIGUSR2) or a restart"
         } else {
             "a restart"
@@ -437,8 +437,8 @@ pub fn messages(
 }
 
 /// The settings that differ between `a` and `b` and a reload cannot apply:
-/// `limits.max_flows` and `[log]` take an upgrade (SIGUSR2) or a restart, `[tun]` but
-/// its `mtu` a restart.
+/// `limits.max_flows`, `[log]` and `[scale_out]` take an upgrade (SIGUSR2) or a restart,
+/// `[tun]` but its `mtu` a restart.
 pub fn needs_restart(a: &Config, b: &Config) -> Vec<&'static str> {
     let mut out = Vec::new();
     let same_mtu = crate::config::Tun {
@@ -453,6 +453,9 @@ pub fn needs_restart(a: &Config, b: &Config) -> Vec<&'static str> {
     }
     if a.limits.max_flows != b.limits.max_flows {
         out.push("limits.max_flows");
+    }
+    if a.scale_out != b.scale_out {
+        out.push("[scale_out]");
     }
     out
 }

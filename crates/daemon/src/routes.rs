@@ -56,6 +56,7 @@ pub fn engine_config(c: &Config, seed: [u8; 32]) -> EngineConfig {
     e.peek_cap = l.peek_bytes;
     e.max_peeking_per_client = l.peeks_per_client;
     e.max_peek_bytes = l.peek_memory;
+    e.second_chance = c.scale_out.is_some();
     e
 }
 

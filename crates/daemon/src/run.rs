@@ -192,6 +192,8 @@ pub struct Running {
     pub reloads_sent: u64,
     /// Prefixes changed since that flows still hold: routed until their last flow ends.
     pub retired: Vec<reload::Retired>,
+    /// Second chance's receiver, if `[scale_out]` is configured (dropping it stops it).
+    pub second_chance: Option<crate::secondchance::Receiver>,
 }
 
 /// The metrics endpoint: its task, and its listener's descriptor for an upgrade.
@@ -241,7 +243,18 @@ async fn start(path: &Path) -> Result<Running, RunError> {
     let routes = Arc::new(routes);
     // Validated before the host is touched; each worker gets its own engine below.
     Engine::new(routes::engine_config(&config, seed), routes.clone())?;
-    let (mut host, tun) = Host::set_up(&config).await?;
+    // Bound before the host is touched: an address that is not this host's stops the start.
+    let second_chance_socket = match &config.scale_out {
+        Some(s) => Some(crate::secondchance::bind(s).map_err(io("second chance"))?),
+        None => None,
+    };
+    // The steering key from the seed: second chance steers by it, and a live upgrade's
+    // new process knows it again.
+    let options = crate::host::HostOptions {
+        steer_key: Some(kracauer_core::steer::SteerKey::from_seed(&seed)),
+        ..Default::default()
+    };
+    let (mut host, tun) = Host::set_up_with(&config, &options).await?;
     if host.leftovers > 0 {
         tracing::warn!(
             "removed {} rules and routes left by an earlier run that did not exit cleanly",
@@ -327,6 +340,23 @@ async fn start(path: &Path) -> Result<Running, RunError> {
     // Backend health: decided here, for all workers alike (see `health`).
     let source = check::source(config.prefix);
     let (health, reports) = health::Plane::start(&config, &routes, source, published.clone());
+    let second_chance = match crate::secondchance::start_for(
+        &config,
+        second_chance_socket,
+        workers,
+        &seed,
+        published.second_chance.clone(),
+    ) {
+        Ok(s) => s,
+        Err(e) => {
+            undo(&mut host).await;
+            return Err(RunError::Io {
+                what: "cannot start second chance",
+                source: e,
+            });
+        }
+    };
+    let mut links = second_chance.links.into_iter();
     let mut fastpath_maps = fastpath_maps.into_iter();
     for ((index, queue), engine) in queues.into_iter().enumerate().zip(engines) {
         let (reload_tx, reload_rx) = mpsc::channel();
@@ -343,7 +373,8 @@ async fn start(path: &Path) -> Result<Running, RunError> {
         .observing(
             Observer::new(routes.clone(), RouteLabels::new(&config)),
             access.sender(),
-        );
+        )
+        .with_second_chance(links.next().flatten());
         planes.push(match fastpath_maps.next() {
             Some(maps) => plane.with_fastpath(maps),
             None => plane,
@@ -378,6 +409,7 @@ async fn start(path: &Path) -> Result<Running, RunError> {
         claim,
         reloads_sent: 0,
         retired: Vec::new(),
+        second_chance: second_chance.receiver,
     })
 }
 

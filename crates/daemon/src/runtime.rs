@@ -38,6 +38,8 @@ use crate::health::{self, BackendState};
 use crate::observe::{FlowStats, Observer, RouteLabels};
 use crate::tun::Queue;
 
+mod secondchance;
+
 /// Bytes in front of every packet read, for IPv4→IPv6 growth (the engine needs 20).
 pub const HEADROOM: usize = 20;
 /// Where the packet starts in the read buffer: after the headroom and the space for a
@@ -111,6 +113,8 @@ pub struct Shared {
     pub offload: AtomicBool,
     /// Every backend's health, as the control plane last decided it.
     pub backends: Mutex<Vec<BackendState>>,
+    /// Second chance's counters ([`crate::secondchance`]; zero when it is off).
+    pub second_chance: Arc<crate::secondchance::Counters>,
 }
 
 /// The published snapshots.
@@ -122,6 +126,7 @@ pub fn published(workers: usize) -> Published {
         workers: Mutex::new(vec![Snapshot::default(); workers]),
         offload: AtomicBool::new(false),
         backends: Mutex::new(Vec::new()),
+        second_chance: Arc::default(),
     })
 }
 
@@ -207,6 +212,8 @@ pub struct DataPlane {
     reports: Option<UnboundedSender<health::Report>>,
     observer: Observer,
     access: Option<accesslog::Sender>,
+    /// Second chance with the peer instances (`runtime/secondchance.rs`), if configured.
+    second_chance: Option<crate::secondchance::Link>,
     /// The kernel fast path's maps, when it runs (`crate::fastpath`).
     fastpath: Option<WorkerFastpath>,
 }
@@ -243,8 +250,15 @@ impl DataPlane {
             access: None,
             start: Instant::now(),
             reports: None,
+            second_chance: None,
             fastpath: None,
         }
+    }
+
+    /// The worker with second chance through `link` ([`crate::secondchance`]).
+    pub fn with_second_chance(mut self, link: Option<crate::secondchance::Link>) -> Self {
+        self.second_chance = link;
+        self
     }
 
     /// The worker handing its spliced flows to the kernel fast path through `maps`.
@@ -354,6 +368,7 @@ impl DataPlane {
                 {
                     Verdict::Forward(range) => self.forward(packet, range, &rx),
                     Verdict::Consumed => {}
+                    Verdict::SecondChance => self.pass_on(packet),
                     Verdict::Dropped(reason) => tracing::trace!(
                         reason = reason.name(),
                         head = ?&packet[START..packet.len().min(START + 40)],
@@ -363,6 +378,7 @@ impl DataPlane {
                 self.flush(&mut out);
                 self.take_reloads();
             }
+            let more = self.take_second_chances(&mut buf, &mut out);
             self.drain_events();
             if Instant::now() >= next_publish {
                 if let Some(fp) = &mut self.fastpath {
@@ -374,7 +390,7 @@ impl DataPlane {
             }
             // The queue is empty: sleep until a packet or the next timer (a read that
             // would only find it empty again is saved).
-            if drained {
+            if drained && !more {
                 let until_timer = self.engine.poll_timeout().map(|at| {
                     Duration::from_micros(at.as_micros()).saturating_sub(start.elapsed())
                 });
@@ -383,7 +399,12 @@ impl DataPlane {
                     .unwrap_or(MAX_WAIT)
                     .min(until_publish)
                     .min(MAX_WAIT);
-                self.queue.wait(Some(wait))?;
+                match &self.second_chance {
+                    Some(link) => link.wait(&self.queue, wait)?,
+                    None => {
+                        self.queue.wait(Some(wait))?;
+                    }
+                }
             }
         }
         self.drain_events();

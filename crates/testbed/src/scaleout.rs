@@ -159,9 +159,32 @@ impl ScaleOut {
         c
     }
 
+    /// [`config`](Self::config) with second chance between the two instances: the
+    /// guide's `[scale_out]`, each host's address on its upstream link, both instances
+    /// as peers (an instance skips its own address).
+    pub fn config_with_second_chance(i: u8) -> String {
+        format!(
+            "{}\n[scale_out]\naddress = \"{}\"\npeers = [\"{}\", \"{}\"]\n",
+            Self::config(i),
+            link(i).0,
+            link(1).0,
+            link(2).0
+        )
+    }
+
     /// Starts `binary run` for instance `i` (1 or 2) on its host and waits until it is
     /// set up.
     pub fn start_kracauer(&self, i: u8, binary: &Path) -> Result<Kracauer<'_>, Error> {
+        self.start_kracauer_with(i, binary, &Self::config(i))
+    }
+
+    /// [`start_kracauer`](Self::start_kracauer) with the configuration `config`.
+    pub fn start_kracauer_with(
+        &self,
+        i: u8,
+        binary: &Path,
+        config: &str,
+    ) -> Result<Kracauer<'_>, Error> {
         let n = self.starts.fetch_add(1, Ordering::SeqCst);
         Kracauer::start_in(
             &self.hosts[usize::from(i - 1)],
@@ -169,7 +192,7 @@ impl ScaleOut {
             &format!("kracauer{i}-{n}"),
             &format!("kracauer{i}.toml"),
             binary,
-            &Self::config(i),
+            config,
             &format!("kracauer{i}"),
         )
     }

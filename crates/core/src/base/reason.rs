@@ -64,6 +64,7 @@ drop_reasons! {
     ClientOutOfWindow = "client_out_of_window", Client, "Segment outside what Kracauer can accept in this state.";
     ClientPeekHoles = "client_peek_holes", Client, "Peek segment that would leave too many holes in the peek buffer.";
     ClientPeekLimit = "client_peek_limit", Client, "Bytes from an address holding its allowance of unnamed connections that did not name a host at once (the client sends them again), or, under pressure, a SYN a cookie would cost its options.";
+    ClientSecondChanceNoFlow = "client_second_chance_no_flow", Client, "Segment a peer instance passed on as a second chance (docs/scale-out.md) for no flow held here either: not answered, another peer may hold it.";
     ClientIcmp = "client_icmp", Client, "ICMPv4 with a bad checksum, not an error about a known flow, or that cannot be translated.";
     BackendMalformed = "backend_malformed", Backend, "IPv6 or TCP header that does not parse.";
     BackendNotPrefix = "backend_not_prefix", Backend, "IPv6 packet whose destination is not in the translation prefix.";

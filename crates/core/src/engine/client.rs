@@ -8,7 +8,7 @@
 //! the host at once; a bare ACK is taken without one, and bytes that would have to wait
 //! are left to the client (`client_peek_limit`), which sends them again.
 
-use super::{Engine, Verdict};
+use super::{Arrival, Engine, Verdict};
 use crate::base::{ClientKey, DropReason, Outcome, Protocol, RxChecksum};
 use crate::engine::output::Output;
 use crate::engine::stats::Direction;
@@ -30,6 +30,7 @@ impl Engine {
         buf: &mut [u8],
         start: usize,
         checksum: RxChecksum,
+        arrival: Arrival,
         out: &mut Output,
     ) -> Verdict {
         let Some(packet) = buf.get(start..) else {
@@ -105,6 +106,20 @@ impl Engine {
             other => other,
         };
         let Some(id) = id else {
+            // Second chance (`secondchance.rs`): passed to the peers, or taken from one.
+            if arrival != Arrival::Tun || self.config.second_chance {
+                let payload = &buf[payload];
+                return self.without_flow(
+                    now,
+                    key,
+                    protocol,
+                    &seg,
+                    checksum_ok,
+                    payload,
+                    arrival,
+                    out,
+                );
+            }
             if seg.rst() {
                 return Verdict::Dropped(DropReason::ClientNoFlow);
             }
@@ -132,7 +147,7 @@ impl Engine {
 
     /// A segment for no known flow: a SYN starts one, an ACK may carry a valid cookie,
     /// anything else is answered with RST.
-    fn client_without_flow(
+    pub(super) fn client_without_flow(
         &mut self,
         now: Time,
         key: ClientKey,
@@ -247,7 +262,7 @@ impl Engine {
     }
 
     /// An ACK for no flow: if it carries a valid cookie, the flow starts here, peeking.
-    fn client_cookie_ack(
+    pub(super) fn client_cookie_ack(
         &mut self,
         now: Time,
         key: ClientKey,

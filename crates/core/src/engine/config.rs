@@ -72,6 +72,11 @@ pub struct EngineConfig {
     /// Seed for every secret (ISN and cookie keys, hash keys); the daemon draws it from
     /// the OS, tests fix it.
     pub seed: [u8; 32],
+    /// Second chance between scale-out instances (`secondchance.rs`): a non-SYN client
+    /// segment for a flow this engine does not hold is not answered with RST but given
+    /// back as [`Verdict::SecondChance`](super::Verdict::SecondChance), for the daemon to
+    /// pass to the peer instances (default off).
+    pub second_chance: bool,
     /// The counts this engine's limits are checked against, shared with the daemon's
     /// other workers; `None`: its own (one engine alone). A reload keeps the engine's.
     pub shared_limits: Option<Arc<SharedLimits>>,
@@ -98,6 +103,7 @@ impl EngineConfig {
             max_flows: 1_000_000,
             max_half_open: 16_384,
             seed,
+            second_chance: false,
             shared_limits: None,
         }
     }

@@ -34,6 +34,7 @@ pub mod limits;
 pub mod output;
 mod prefixes;
 mod pressure;
+mod secondchance;
 mod services;
 mod setup;
 pub mod snapshot;
@@ -55,6 +56,7 @@ pub use self::event::{ConnectFailure, Event};
 pub use self::fastpath::{FastpathFlow, FastpathOp};
 pub use self::limits::SharedLimits;
 pub use self::output::Output;
+use self::secondchance::Arrival;
 pub use self::snapshot::SnapshotError;
 pub use self::stats::{Direction, DropReason, PeekPath, Side, Stats};
 pub use crate::base::{Outcome, Protocol, RxChecksum};
@@ -75,6 +77,10 @@ pub enum Verdict {
     Consumed,
     /// Dropped and counted.
     Dropped(DropReason),
+    /// A client segment for a flow this engine does not hold, with second chance on
+    /// ([`EngineConfig::second_chance`]): left untouched in the buffer for the daemon to
+    /// pass to the peer instances (`secondchance.rs`), not answered with RST.
+    SecondChance,
 }
 
 /// The translator.
@@ -209,6 +215,7 @@ impl Engine {
             self.unserved_sweep = true;
         }
         c.custody_delay = config.custody_delay;
+        c.second_chance = config.second_chance;
         // New flows agree their MSS from it; the others keep what they agreed.
         c.ipv6_mtu = config.ipv6_mtu;
         self.change_prefix(config.prefix);
@@ -292,6 +299,20 @@ impl Engine {
         checksum: RxChecksum,
         out: &mut Output,
     ) -> Verdict {
+        self.handle_arrival(now, buf, start, checksum, Arrival::Tun, out)
+    }
+
+    /// [`handle_packet_with`](Self::handle_packet_with) for a packet that came by
+    /// `arrival` (`secondchance.rs`).
+    fn handle_arrival(
+        &mut self,
+        now: Time,
+        buf: &mut [u8],
+        start: usize,
+        checksum: RxChecksum,
+        arrival: Arrival,
+        out: &mut Output,
+    ) -> Verdict {
         let now = self.clock.internal(now);
         if self.peeking == 0 {
             // Nothing unnamed held here: the first sweep comes a period after some is.
@@ -299,7 +320,7 @@ impl Engine {
         }
         let version = buf.get(start).map_or(0, |b| b >> 4);
         let verdict = match version {
-            4 => self.handle_client(now, buf, start, checksum, out),
+            4 => self.handle_client(now, buf, start, checksum, arrival, out),
             6 => self.handle_backend(now, buf, start, checksum, out),
             _ => Verdict::Dropped(DropReason::ClientMalformed),
         };

@@ -55,6 +55,15 @@ pub struct Stats {
     /// RFC 5961 challenge ACKs sent, and those the rate limit held back.
     pub challenge_acks: u64,
     pub challenge_acks_limited: u64,
+    /// Second chance (`secondchance.rs`): client segments for no flow held here given
+    /// back as [`Verdict::SecondChance`](super::Verdict::SecondChance) for the peers.
+    pub second_chance_passed: u64,
+    /// Segments peers passed on to this engine.
+    pub second_chance_received: u64,
+    /// Of those, the segments of a flow this engine holds (handled as from the TUN).
+    pub second_chance_held: u64,
+    /// Segments every peer said it holds no flow for, answered with RST here.
+    pub second_chance_orphans_reset: u64,
 }
 
 /// How many [`PeekPath`]s there are.
@@ -140,6 +149,10 @@ impl Stats {
         self.custody_retransmits += other.custody_retransmits;
         self.challenge_acks += other.challenge_acks;
         self.challenge_acks_limited += other.challenge_acks_limited;
+        self.second_chance_passed += other.second_chance_passed;
+        self.second_chance_received += other.second_chance_received;
+        self.second_chance_held += other.second_chance_held;
+        self.second_chance_orphans_reset += other.second_chance_orphans_reset;
         for (mine, theirs) in self.peeks.iter_mut().zip(&other.peeks) {
             for (a, b) in mine.iter_mut().zip(theirs) {
                 *a += b;

@@ -605,6 +605,10 @@ impl World {
                 self.emit(p);
             }
             Verdict::Consumed => {}
+            Verdict::SecondChance => self.drops.push(format!(
+                "at {} ms: second chance without second chance configured",
+                self.elapsed_ms()
+            )),
             Verdict::Dropped(reason) => {
                 let seg = probe::parse(packet).map_or_else(|e| e, |s| s.to_string());
                 self.drops.push(format!(

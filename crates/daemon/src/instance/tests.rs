@@ -16,6 +16,10 @@ address = "203.0.113.11"
 tls = [443]
 [metrics]
 listen = "127.0.0.1:9642"
+[scale_out]
+address = "203.0.113.66"
+peers = ["203.0.113.70"]
+port = 7471
 "#;
 
 const ZERO: &str = r#"prefix = "2001:db8:64::/96"
@@ -24,6 +28,9 @@ address = "203.0.113.10"
 tls = [443]
 [metrics]
 listen = "127.0.0.1:9641"
+[scale_out]
+address = "203.0.113.66"
+peers = ["203.0.113.70"]
 "#;
 
 fn temp_dir(tag: &str) -> PathBuf {
@@ -91,6 +98,7 @@ fn each_shared_identifier_is_named_as_a_collision() {
         "prefix 2001:db8:64::/96",
         "serves 203.0.113.10",
         "metrics on 127.0.0.1:9641",
+        "second-chance traffic on 203.0.113.66:7470",
     ] {
         assert!(text.contains(what), "{what} missing from {text}");
     }

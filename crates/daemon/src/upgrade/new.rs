@@ -224,6 +224,17 @@ async fn prepare(link: &Link, path: &Path) -> Result<Running, String> {
     // again from real traffic, active checks from their first round.
     let source = check::source(config.prefix);
     let (health, reports) = health::Plane::start(&config, &routes, source, published.clone());
+    // Second chance on a socket of its own (`SO_REUSEPORT`: the old process still has
+    // one), steering by the key drawn from the seed, as the device does.
+    let second_chance = crate::secondchance::start_for(
+        &config,
+        None,
+        workers,
+        &state.seed,
+        published.second_chance.clone(),
+    )
+    .map_err(|e| format!("second chance: {e}"))?;
+    let mut links = second_chance.links.into_iter();
     let mut senders = Vec::with_capacity(workers);
     let mut planes = Vec::with_capacity(workers);
     // A fresh fast path: the old process's pins go (its flows return to the TUN path,
@@ -240,7 +251,8 @@ async fn prepare(link: &Link, path: &Path) -> Result<Running, String> {
             .observing(
                 Observer::new(routes.clone(), RouteLabels::new(&config)),
                 access.sender(),
-            );
+            )
+            .with_second_chance(links.next().flatten());
         let plane = match fastpath_maps.next() {
             Some(maps) => plane.with_fastpath(maps),
             None => plane,
@@ -270,6 +282,7 @@ async fn prepare(link: &Link, path: &Path) -> Result<Running, String> {
         claim: None,
         reloads_sent: 0,
         retired,
+        second_chance: second_chance.receiver,
     })
 }
 

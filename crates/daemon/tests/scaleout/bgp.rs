@@ -3,7 +3,7 @@
 //! [`ScaleOut`]): flows spread over both and arrive intact; SIGTERM or a crash withdraws
 //! an instance by a BGP UPDATE and new connections go to the other; a live upgrade under
 //! load withdraws nothing and drops nothing. (A returning instance still breaks the flows
-//! hash-threshold ECMP moves to it: docs/scale-out.md, "Rebalancing".)
+//! hash-threshold ECMP moves to it without second chance: `rebalance`.)
 
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, TcpStream};
@@ -29,7 +29,7 @@ fn hosts() -> Vec<Ipv4Addr> {
 
 /// Waits until the upstream router routes the service address over exactly `want`
 /// (the hosts of those instances), and the /96 of each of them towards its host.
-fn wait_announced(so: &ScaleOut, want: &[u8]) {
+pub(super) fn wait_announced(so: &ScaleOut, want: &[u8]) {
     let gws: Vec<Ipv4Addr> = want.iter().map(|&i| ScaleOut::host_v4(i)).collect();
     eventually(
         "the upstream router's routes",
@@ -85,7 +85,7 @@ fn downloads(so: &ScaleOut, count: usize, size: u64, parallel: usize) -> Vec<Res
 }
 
 /// The connections the backends accepted from instance `i`'s prefix.
-fn seen_from(so: &ScaleOut, i: u8) -> (usize, usize) {
+pub(super) fn seen_from(so: &ScaleOut, i: u8) -> (usize, usize) {
     let count = |log: &kracauer_testbed::server::ContactLog| {
         log.contacts()
             .iter()
@@ -95,10 +95,18 @@ fn seen_from(so: &ScaleOut, i: u8) -> (usize, usize) {
     (count(&so.contacts_a), count(&so.contacts_b))
 }
 
-fn build() -> ScaleOut {
+/// The testbed, with BGP up, and this test's turn: the tests on the ECMP topology take
+/// turns (each runs three BIRDs with BFD at 100 ms and dozens of transfers; several at
+/// once on a small shared machine starve BFD and the sessions go down). Hold the turn
+/// as long as the testbed: `let (_turn, so) = build();`.
+pub(super) fn build() -> (std::sync::MutexGuard<'static, ()>, ScaleOut) {
+    static TURNS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let turn = TURNS
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let so = ScaleOut::build().unwrap();
     bird_ready(&so);
-    so
+    (turn, so)
 }
 
 fn intact(results: &[Result<u64, Error>], size: u64) {
@@ -117,7 +125,7 @@ fn ecmp_spreads_200_connections_over_both_instances_and_every_transfer_is_intact
         "ecmp_spreads_200_connections_over_both_instances_and_every_transfer_is_intact",
         &["bird"],
     );
-    let so = build();
+    let (_turn, so) = build();
     let _k1 = so.start_kracauer(1, Path::new(KRACAUER)).unwrap();
     let _k2 = so.start_kracauer(2, Path::new(KRACAUER)).unwrap();
     wait_announced(&so, &[1, 2]);
@@ -147,7 +155,7 @@ fn ecmp_spreads_200_connections_over_both_instances_and_every_transfer_is_intact
 /// session stays up) before the hold time, then that every new connection succeeds
 /// through instance 2.
 fn withdrawn_when(stop: impl FnOnce(kracauer_testbed::Kracauer<'_>), what: &str) {
-    let so = build();
+    let (_turn, so) = build();
     let k1 = so.start_kracauer(1, Path::new(KRACAUER)).unwrap();
     let _k2 = so.start_kracauer(2, Path::new(KRACAUER)).unwrap();
     wait_announced(&so, &[1, 2]);
@@ -203,16 +211,25 @@ fn a_crashed_instance_is_withdrawn_and_every_new_connection_succeeds_through_the
 
 /// A download read slowly while `slow` is set (so it spans the events), then at full
 /// speed; checks every byte. Its connection is made before this returns.
-fn paced_download(
+pub(super) fn paced_download(
     so: &ScaleOut,
     n: u64,
     slow: Arc<AtomicBool>,
 ) -> thread::JoinHandle<Result<u64, String>> {
-    let mut s: TcpStream = so
+    let s: TcpStream = so
         .client
         .run(|| client::open(ScaleOut::service()))
         .unwrap()
         .unwrap();
+    read_paced(s, n, slow)
+}
+
+/// [`paced_download`] on the connected `s`.
+pub(super) fn read_paced(
+    mut s: TcpStream,
+    n: u64,
+    slow: Arc<AtomicBool>,
+) -> thread::JoinHandle<Result<u64, String>> {
     thread::spawn(move || {
         write!(
             s,
@@ -274,7 +291,7 @@ fn a_live_upgrade_under_load_withdraws_nothing_and_drops_nothing() {
     );
     // The upgraded daemon is not our child: be its reaper.
     rustix::process::set_child_subreaper(Some(rustix::process::getpid())).unwrap();
-    let so = build();
+    let (_turn, so) = build();
     let k1 = so.start_kracauer(1, Path::new(KRACAUER)).unwrap();
     let _k2 = so.start_kracauer(2, Path::new(KRACAUER)).unwrap();
     wait_announced(&so, &[1, 2]);

@@ -1,7 +1,8 @@
 //! Scale-out end to end (docs/scale-out.md): instances that never collide on one host
 //! (`instances`), and instances behind an upstream router that spreads flows over them
 //! by ECMP, each announced by its own BIRD (`bgp`, on the testbed's
-//! [`ScaleOut`](kracauer_testbed::scaleout::ScaleOut) topology).
+//! [`ScaleOut`](kracauer_testbed::scaleout::ScaleOut) topology), and a returning
+//! instance that breaks no running flow with second chance (`rebalance`).
 //!
 //! Privileged: every test is `#[ignore]`d (run them as root with `--include-ignored`) and
 //! panics when root, `ip` or BIRD is missing. Every test builds its own uniquely named
@@ -11,6 +12,7 @@
 
 mod bgp;
 mod instances;
+mod rebalance;
 
 use std::thread;
 use std::time::{Duration, Instant};

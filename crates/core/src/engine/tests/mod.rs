@@ -16,6 +16,7 @@ mod prefixes;
 mod pressure;
 mod reconfigure;
 mod rfc5961;
+mod secondchance;
 mod services;
 mod snapshot;
 mod splice;
