@@ -29,7 +29,7 @@
 //!   packet: nothing is allocated or copied), and receives what the receiver hands it.
 //! - the receiver (`receiver.rs`): a thread on the UDP socket that takes datagrams from
 //!   the peers only, checks the header, and hands each segment to the worker that would
-//!   own its flow (the steering program's own choice, [`steer::steer_value`] with the
+//!   own its flow (the steering program's own choice, [`kracauer_core::steer::steer_value`] with the
 //!   daemon's key), through that worker's inbox (a datagram socket pair: it wakes the
 //!   worker and copies no more than the kernel does). It counts the "not held" answers
 //!   and hands a segment no peer holds back to its worker to be reset.
