@@ -161,13 +161,17 @@ fn first_queue(name: &str, opts: TunOptions) -> io::Result<SyncDevice> {
     }
 }
 
-/// Opens one queue; a single queue of a persistent device made `multi_queue` is attached
-/// as such (the kernel refuses a queue whose multi-queue flag differs from the device's).
+/// Opens one queue, always of a multi-queue device, also for one worker: a live upgrade
+/// to more workers opens more queues beside it (`upgrade/workers.rs`). A persistent
+/// device made without `multi_queue` is attached as it is, with its one queue (the
+/// kernel refuses a queue whose multi-queue flag differs from the device's).
 fn attach(name: &str, opts: TunOptions, offload: bool) -> io::Result<SyncDevice> {
-    let multi = opts.queues > 1;
-    match build(name, opts, offload, multi) {
-        Err(e) if !multi && e.raw_os_error() == Some(rustix::io::Errno::INVAL.raw_os_error()) => {
-            build(name, opts, offload, true).map_err(|_| e)
+    match build(name, opts, offload, true) {
+        Err(e)
+            if opts.queues <= 1
+                && e.raw_os_error() == Some(rustix::io::Errno::INVAL.raw_os_error()) =>
+        {
+            build(name, opts, offload, false).map_err(|_| e)
         }
         other => other,
     }

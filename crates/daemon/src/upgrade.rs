@@ -38,6 +38,7 @@ mod old;
 mod state;
 #[allow(unsafe_code)]
 mod syscalls;
+mod workers;
 
 use std::ffi::OsString;
 use std::path::PathBuf;

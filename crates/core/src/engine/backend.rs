@@ -66,6 +66,9 @@ impl Engine {
             client_port: seg.dst_port,
         };
         let Some(id) = self.flows.find_backend(&key) else {
+            if now < self.settling_until {
+                return Verdict::Dropped(DropReason::BackendNoFlowSettling);
+            }
             if !seg.rst() {
                 self.send_rst_to_backend(prefix, &key, &seg, out);
             }

@@ -167,6 +167,9 @@ impl Engine {
                 return verdict;
             }
         }
+        if now < self.settling_until {
+            return Verdict::Dropped(DropReason::ClientNoFlowSettling);
+        }
         self.send_rst_to_client(&key, seg, out);
         Verdict::Dropped(DropReason::ClientNoFlow)
     }

@@ -120,6 +120,9 @@ pub struct Engine {
     fastpath_ops: VecDeque<FastpathOp>,
     /// Prefixes changed since that flows still hold (`prefixes.rs`).
     retired: Vec<crate::addr::Prefix96>,
+    /// Until then a segment for no flow is dropped, not reset (`snapshot.rs`,
+    /// [`Engine::restore_part`]).
+    settling_until: Time,
 }
 
 /// Most events kept when nobody drains them.
@@ -165,6 +168,7 @@ impl Engine {
             fastpath: false,
             fastpath_ops: VecDeque::new(),
             retired: Vec::new(),
+            settling_until: Time::ZERO,
             routes,
             health: Arc::default(),
             config,

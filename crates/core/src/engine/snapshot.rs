@@ -151,8 +151,8 @@ impl Engine {
     /// snapshot that `keep` selects. Each snapshot is read whole and checked as
     /// [`Engine::restore`] checks it; the flows of another snapshot run on with their
     /// deadlines as they were at that snapshot (the old engines' snapshots are taken
-    /// moments apart). With `own` past the end, the seed, clock and settings are the
-    /// first snapshot's and the counters start at zero.
+    /// moments apart). With `own` past the end, the clock and settings are the first
+    /// snapshot's, the seed `config`'s, and the counters start at zero.
     pub fn restore_part(
         mut config: EngineConfig,
         routes: Arc<RouteTable>,
@@ -178,7 +178,9 @@ impl Engine {
         else {
             return Err(SnapshotError::Truncated);
         };
-        config.seed = seed;
+        if own < readers.len() {
+            config.seed = seed;
+        }
         let services_changed = *services != config.services;
         let mut engine =
             Engine::new(config, routes).map_err(|e| SnapshotError::InvalidConfig(e.to_string()))?;
@@ -198,6 +200,15 @@ impl Engine {
             engine.restore_flows(r, *its_then, &keep)?;
         }
         Ok(engine)
+    }
+
+    /// For `settle` from now on, a segment for no flow is dropped and counted
+    /// (`*_no_flow_settling`) rather than answered with a RST: after a restore that
+    /// divided the flows among another number of workers, segments queued before the
+    /// steering changed may reach a worker that does not hold their flow; the peer sends
+    /// them again, and they then reach the right one.
+    pub fn settle_for(&mut self, now: Time, settle: core::time::Duration) {
+        self.settling_until = self.clock.internal(now) + settle;
     }
 
     /// Reads a snapshot's flows (after its counters) into this engine, those `keep`

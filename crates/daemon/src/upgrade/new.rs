@@ -10,11 +10,12 @@ use std::time::Instant;
 
 use kracauer_core::engine::Engine;
 use kracauer_core::engine::snapshot::{SNAPSHOT_VERSION, version};
-use kracauer_core::time::Time;
+use kracauer_core::steer::SteerKey;
 
 use super::link::{Kind, Link};
 use super::state::State;
 use super::syscalls::claim_inherited;
+use super::workers;
 use super::{FD_ENV, READY_TIMEOUT, TESTING_SNAPSHOT_VERSION_ENV};
 use crate::accesslog::{AccessLog, Lines};
 use crate::health::{self, check};
@@ -146,11 +147,6 @@ async fn prepare(link: &Link, path: &Path) -> Result<Running, String> {
             config.instance
         ));
     }
-    if Host::workers(&config) != workers {
-        tracing::warn!(
-            "upgrade: keeping the {workers} TUN queues handed over; a change of [tun] workers takes a restart"
-        );
-    }
     if !config.tun.offload && state.offload {
         tracing::warn!(
             "upgrade: keeping the TUN queues as they were opened, with offloads; [tun] offload = false takes a restart"
@@ -161,21 +157,27 @@ async fn prepare(link: &Link, path: &Path) -> Result<Running, String> {
         .and_then(|v| v.parse().ok())
         .unwrap_or(SNAPSHOT_VERSION);
     let start = Instant::now();
-    let mut engines = Vec::with_capacity(workers);
-    for (index, (c, bytes)) in worker_configs(&config, state.seed, workers)
-        .into_iter()
-        .zip(&state.snapshots)
-        .enumerate()
-    {
+    for (index, bytes) in state.snapshots.iter().enumerate() {
         let found = version(bytes).map_err(|e| format!("worker {index}'s snapshot: {e}"))?;
         if found != accepted {
             return Err(format!(
                 "worker {index}'s snapshot has format version {found}; this build reads version {accepted}"
             ));
         }
-        let engine = Engine::restore(c, routes.clone(), bytes, Time::ZERO)
-            .map_err(|e| format!("worker {index}'s snapshot refused: {e}"))?;
-        engines.push(engine);
+    }
+    // `[tun] workers`: the flows divided among another number of workers
+    // (`upgrade/workers.rs`).
+    let handed = workers;
+    let queues = workers::requeue(queues, Host::workers(&config));
+    let workers = queues.len();
+    let key = SteerKey::from_seed(&state.seed);
+    let snapshots: Vec<&[u8]> = state.snapshots.iter().map(Vec::as_slice).collect();
+    let configs = worker_configs(&config, state.seed, workers);
+    let engines = workers::restore(configs, &routes, &snapshots, key)?;
+    if workers != handed {
+        tracing::info!(
+            "upgrade: the flows of {handed} workers divided among {workers}, as the kernel steers them"
+        );
     }
     let flows: usize = engines.iter().map(Engine::flow_count).sum();
     let host = Host::adopt(
@@ -242,6 +244,7 @@ async fn prepare(link: &Link, path: &Path) -> Result<Running, String> {
     let (fastpath, fastpath_maps) =
         crate::run::start_fastpath(&config, workers).map_err(|e| e.to_string())?;
     let mut fastpath_maps = fastpath_maps.into_iter();
+    workers::steer(handed, &queues, key)?;
     for (index, (fd, engine)) in queues.into_iter().zip(engines).enumerate() {
         let (tx, rx) = mpsc::channel();
         senders.push(tx);
@@ -264,6 +267,7 @@ async fn prepare(link: &Link, path: &Path) -> Result<Running, String> {
     host.set_mtu(&state.tun, config.tun.mtu)
         .await
         .map_err(|e| format!("cannot set the TUN's MTU to {}: {e}", config.tun.mtu))?;
+
     tracing::info!("upgrade: restored {flows} flows on {workers} queues; ready");
     Ok(Running {
         tun: state.tun,

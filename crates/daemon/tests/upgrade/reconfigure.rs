@@ -8,7 +8,7 @@ use std::time::Duration;
 use kracauer_testbed::topology::{BACKEND_A, HTTP_PORT, ROUTER_V6, TUN};
 use kracauer_testbed::{Topology, Variant, client, pattern, require_privileged};
 
-use super::{connect, eventually, install, serial, start_with, terminate, usr2};
+use super::{connect, eventually, install, metric, serial, start_with, terminate, usr2};
 
 /// The testbed's configuration with HTTP also on `port`, which `c.example` reaches at
 /// backend a's port 80.
@@ -138,6 +138,59 @@ fn an_upgrade_to_another_prefix_and_mtu_keeps_running_flows_on_theirs() {
         Duration::from_secs(30),
         || (!old_routed()).then_some(()),
     );
+    assert_eq!(tb.http_get("a.example", "/").unwrap().status, 200);
+    terminate(pid);
+}
+
+/// The testbed's configuration with `[tun] workers = n` (the fast path off: the flows'
+/// packets are to reach the workers that hold them).
+fn with_workers(tb: &Topology, n: usize) -> String {
+    tb.config("").replacen(
+        "mtu = 1500\n",
+        &format!("mtu = 1500\nworkers = {n}\nfastpath = \"off\"\n"),
+        1,
+    )
+}
+
+#[test]
+#[ignore = "privileged: needs root and network namespaces (run with --include-ignored)"]
+fn upgrades_to_more_workers_and_to_fewer_divide_the_flows_and_break_none() {
+    require_privileged("upgrades_to_more_workers_and_to_fewer_divide_the_flows_and_break_none");
+    let _serial = serial();
+    let tb = Topology::build(Variant::Routed).unwrap();
+    let (k, exe, _reaper) = start_with(&tb, &with_workers(&tb, 1));
+    let total = 2_000_000;
+    // Uploads from 24 client ports, each half sent: flows the new division spreads over
+    // every worker.
+    let mut uploads: Vec<TcpStream> = (0..24).map(|_| connect(&tb, HTTP_PORT)).collect();
+    for u in &mut uploads {
+        half_upload(u, total);
+    }
+    let mut pid = k.pid() as i32;
+    for (n, workers) in [(1, 3), (2, 2)] {
+        std::fs::write(k.config_path(), with_workers(&tb, workers)).unwrap();
+        install(&exe, None);
+        pid = usr2(pid, &k, n);
+        assert_eq!(metric(&k, "kracauer_workers"), workers as u64);
+        assert!(
+            k.log().contains(&format!(
+                "divided among {workers}, as the kernel steers them"
+            )),
+            "{}",
+            k.log()
+        );
+    }
+    for u in &mut uploads {
+        send(u, total / 2, total);
+    }
+    for mut u in uploads {
+        let mut answer = String::new();
+        u.read_to_string(&mut answer).unwrap();
+        assert!(
+            answer.ends_with(&format!("sink={total} mismatch=none\n")),
+            "{answer}"
+        );
+    }
     assert_eq!(tb.http_get("a.example", "/").unwrap().status, 200);
     terminate(pid);
 }

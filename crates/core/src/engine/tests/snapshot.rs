@@ -578,3 +578,35 @@ fn flows_of_two_engines_gathered_into_one_are_all_there_and_a_flow_in_both_is_re
     });
     assert_eq!(twice.err(), Some(SnapshotError::DuplicateFlow("client")));
 }
+
+#[test]
+fn after_a_division_a_segment_for_no_flow_is_dropped_unanswered_until_it_settles() {
+    let bytes = snapshot_with_flows();
+    let mut engines = divided(&[&bytes], 2, |k| usize::from(k.service_port == 443));
+    let mut h = Harness {
+        engine: engines.remove(1),
+        now: NEW_CLOCK,
+        backend_window: 1000,
+        out: Output::default(),
+    };
+    h.engine.settle_for(NEW_CLOCK, Duration::from_secs(2));
+    // The spliced HTTP flow is the other engine's: its segments reaching this one meet
+    // no flow, and are neither reset nor forwarded.
+    let stray = h.client_to(80, flags::ACK, C_ISN + 1, 1, ts(102, 0), b"x");
+    assert_eq!(
+        stray.verdict,
+        Verdict::Dropped(DropReason::ClientNoFlowSettling)
+    );
+    assert!(stray.sent.is_empty(), "{:?}", stray.sent);
+    let back = h.backend_from(80, flags::ACK, B_ISN + 1, C_ISN + 1, ts(5_001, 102), b"y");
+    assert_eq!(
+        back.verdict,
+        Verdict::Dropped(DropReason::BackendNoFlowSettling)
+    );
+    assert!(back.sent.is_empty());
+    // Once settled, a segment for no flow is reset as always.
+    h.advance(Duration::from_secs(3));
+    let late = h.client_to(80, flags::ACK, C_ISN + 1, 1, ts(103, 0), b"x");
+    assert_eq!(late.verdict, Verdict::Dropped(DropReason::ClientNoFlow));
+    assert!(late.only_sent().seg.rst());
+}

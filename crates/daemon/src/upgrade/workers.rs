@@ -1,0 +1,104 @@
+//! A live upgrade to another number of workers (`[tun] workers`): the new process opens
+//! more queues of the TUN device, or keeps fewer of those handed over, and divides the
+//! handed-over flows among its workers as the kernel will steer them.
+//!
+//! The kernel steers a packet to the queue `value % queues`, where `value` is what the
+//! steering program computes with the key drawn from the seed (the old and the new
+//! process draw the same, [`SteerKey::from_seed`]); so each flow belongs to the worker
+//! `queue_of(queue_hash(client, port, key), queues)`, and the new engines are restored
+//! with [`Engine::restore_part`] on that rule. Packets that were queued under the old
+//! division may reach a worker that does not hold their flow: for a few seconds the
+//! engines drop those unanswered ([`Engine::settle_for`]) and the peers' retransmissions
+//! reach the right worker. With one queue handed over there is no steering program yet:
+//! it is attached here, last, with the same key.
+
+use std::os::fd::{AsFd, OwnedFd};
+use std::sync::Arc;
+use std::time::Duration;
+
+use kracauer_core::engine::{Engine, EngineConfig};
+use kracauer_core::route::RouteTable;
+use kracauer_core::steer::{SteerKey, queue_hash, queue_of};
+use kracauer_core::time::Time;
+
+use super::syscalls;
+use crate::steer::Steering;
+
+/// How long the engines of a new division drop segments for no flow unanswered.
+pub const SETTLE: Duration = Duration::from_secs(5);
+
+/// The queues for `want` workers from those handed over: more opened beside them, or
+/// the last ones let go (they detach once the old process has exited too). Where no
+/// more can be opened (a device made with one queue), the handed-over ones stay, and
+/// the log says why.
+pub fn requeue(mut queues: Vec<OwnedFd>, want: usize) -> Vec<OwnedFd> {
+    let handed = queues.len();
+    if want < handed {
+        queues.truncate(want.max(1));
+        return queues;
+    }
+    let mut more = Vec::new();
+    for _ in handed..want {
+        let Some(first) = queues.first() else {
+            return queues;
+        };
+        match syscalls::attach_queue(first.as_fd()) {
+            Ok(q) => more.push(q),
+            Err(e) => {
+                tracing::warn!(
+                    "upgrade: cannot open more queues of the TUN device ({e}); keeping the \
+                     {handed} handed over ([tun] workers = {want} takes a restart)"
+                );
+                return queues;
+            }
+        }
+    }
+    queues.extend(more);
+    queues
+}
+
+/// The engines for `configs` (one per queue) from the old process's `snapshots`: each
+/// restored whole when the number of workers is the same, else each with the flows the
+/// kernel will steer to its queue.
+pub fn restore(
+    configs: Vec<EngineConfig>,
+    routes: &Arc<RouteTable>,
+    snapshots: &[&[u8]],
+    key: SteerKey,
+) -> Result<Vec<Engine>, String> {
+    let n = configs.len();
+    let same = n == snapshots.len();
+    let queues = u16::try_from(n).map_err(|_| format!("{n} workers"))?;
+    configs
+        .into_iter()
+        .enumerate()
+        .map(|(i, c)| {
+            if same {
+                return Engine::restore(c, routes.clone(), snapshots[i], Time::ZERO)
+                    .map_err(|e| format!("worker {i}'s snapshot refused: {e}"));
+            }
+            let mine = |k: &kracauer_core::base::ClientKey| {
+                usize::from(queue_of(queue_hash(k.client, k.client_port, key), queues)) == i
+            };
+            let mut e = Engine::restore_part(c, routes.clone(), snapshots, i, Time::ZERO, mine)
+                .map_err(|e| format!("the snapshots refused for worker {i}: {e}"))?;
+            e.settle_for(Time::ZERO, SETTLE);
+            Ok(e)
+        })
+        .collect()
+}
+
+/// Attaches the steering program with `key` when the old process ran one queue (and so
+/// no program) and this one runs more.
+pub fn steer(handed: usize, queues: &[OwnedFd], key: SteerKey) -> Result<(), String> {
+    if handed > 1 || queues.len() < 2 {
+        return Ok(());
+    }
+    let steering = Steering::load(key).map_err(|e| format!("steering: {e}"))?;
+    steering
+        .self_check()
+        .map_err(|e| format!("steering: {e}"))?;
+    steering
+        .attach(queues[0].as_fd())
+        .map_err(|e| format!("steering: {e}"))
+}
