@@ -40,15 +40,18 @@ fn open_tun(c: &Config) -> std::io::Result<Tun> {
     if tun.queue_count() == 1 {
         return Ok(tun);
     }
-    let steered = steer::random_key()
-        .map_err(|e| std::io::Error::other(format!("no random key: {e}")))
-        .and_then(Steering::load)
-        .and_then(|steering| {
-            steering.self_check()?;
-            steering.attach(tun.first_queue_fd())
-        });
+    let key = steer::random_key().map_err(|e| std::io::Error::other(format!("no random key: {e}")));
+    let steered = key.and_then(|key| {
+        let steering = Steering::load(key)?;
+        steering.self_check()?;
+        steering.attach(tun.first_queue_fd())?;
+        Ok(key)
+    });
     match steered {
-        Ok(()) => Ok(tun),
+        Ok(key) => {
+            tun.steered_by(key);
+            Ok(tun)
+        }
         Err(e) => {
             tracing::warn!(
                 "cannot steer flows across {queues} TUN queues ({e}); running one worker"

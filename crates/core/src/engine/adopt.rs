@@ -72,6 +72,13 @@ pub enum AdoptError {
 }
 
 impl Engine {
+    /// Whether this engine holds the flow of `client` to `service` (in any phase).
+    pub fn has_flow(&self, client: SocketAddrV4, service: SocketAddrV4) -> bool {
+        self.flows
+            .find_client(&client_key(client, service))
+            .is_some()
+    }
+
     /// Adopts a flow of the fast path's map at the caller's `now` (see the module doc).
     pub fn adopt_fastpath(&mut self, now: Time, a: &AdoptedFlow) -> Result<Adopted, AdoptError> {
         if !self.fastpath {
