@@ -11,8 +11,8 @@
 //!
 //! The program routes as if its packets came out of the TUN device, so the device must
 //! outlive a killed daemon too: while the fast path runs, the TUN is made persistent
-//! (unless the operator's already was), and a marker folder in the pin folder
-//! (`tun-persistent`) says that Kracauer did it. [`Fastpath::remove_all`] (SIGTERM) and
+//! (unless the operator's already was), and a marker file beside the sysctl record
+//! ([`persist_mark`], in the runtime directory) says that Kracauer did it. [`Fastpath::remove_all`] (SIGTERM) and
 //! [`retire`] (`fastpath = "off"`) detach and unpin everything and let the device go
 //! with its last descriptor again.
 
@@ -50,8 +50,6 @@ const BPFFS: &str = "/sys/fs/bpf";
 const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
 /// The maps the object pins, by name.
 pub(crate) const MAPS: [&str; 3] = ["kr_fp_flows", "kr_fp_backends", "kr_fp_stats"];
-/// The folder in the pin folder that says Kracauer made the TUN device persistent.
-const PERSIST_MARK: &str = "tun-persistent";
 /// `IFF_PERSIST` in `/sys/class/net/<tun>/tun_flags`.
 const IFF_PERSIST: u32 = 0x0800;
 
@@ -97,6 +95,8 @@ pub struct Fastpath {
     stats: PerCpuArray<MapData, u64>,
     /// A descriptor of the TUN device (a queue's), to make it persistent and back.
     tun: Option<OwnedFd>,
+    /// The TUN device's name.
+    tun_name: String,
 }
 
 impl std::fmt::Debug for Fastpath {
@@ -139,6 +139,7 @@ impl Fastpath {
             ebpf,
             dir,
             tun: None,
+            tun_name: tun.to_owned(),
         })
     }
 
@@ -249,23 +250,32 @@ impl Fastpath {
             unpin_link(&dir.join(format!("link-{iface}")))?;
         }
         let tun = self.tun.take();
+        let name = std::mem::take(&mut self.tun_name);
         drop(self);
-        release_tun(&dir, tun.as_ref().map(AsFd::as_fd));
+        release_tun(&name, tun.as_ref().map(AsFd::as_fd));
         remove_pins(&dir)
     }
 
     /// Keeps the TUN device (whose queue `fd` is) beyond this process: made persistent
-    /// unless it already was, the marker folder says whether Kracauer did it.
+    /// unless it already was; the marker ([`persist_mark`]) says whether Kracauer did
+    /// it. Without a place for the marker it is left as it is, with a warning.
     pub fn keep_tun(&mut self, tun: &str, fd: BorrowedFd<'_>) -> Result<(), FastpathError> {
         let fd = fd.try_clone_to_owned().map_err(FastpathError::Persist)?;
-        let mark = self.dir.join(PERSIST_MARK);
+        let mark = persist_mark(tun);
         let flags = std::fs::read_to_string(format!("/sys/class/net/{tun}/tun_flags"))
             .ok()
             .and_then(|f| u32::from_str_radix(f.trim().trim_start_matches("0x"), 16).ok())
             .unwrap_or(0);
         if flags & IFF_PERSIST == 0 {
-            syscalls::set_tun_persist(fd.as_fd(), true).map_err(FastpathError::Persist)?;
-            std::fs::create_dir_all(&mark).map_err(FastpathError::Persist)?;
+            match std::fs::write(&mark, "made persistent by kracauer for the fast path\n") {
+                Ok(()) => {
+                    syscalls::set_tun_persist(fd.as_fd(), true).map_err(FastpathError::Persist)?
+                }
+                Err(e) => tracing::warn!(
+                    "fast path: cannot record at {} that the TUN is made persistent ({e}): it is not, and spliced flows will not outlive a crash",
+                    mark.display()
+                ),
+            }
         }
         self.tun = Some(fd);
         Ok(())
@@ -360,9 +370,10 @@ pub fn start(
 pub fn retire(tun: &str, tun_fd: BorrowedFd<'_>) {
     let dir = pin_dir(tun);
     if !dir.exists() {
+        release_tun(tun, Some(tun_fd));
         return;
     }
-    release_tun(&dir, Some(tun_fd));
+    release_tun(tun, Some(tun_fd));
     match remove_pins(&dir) {
         Ok(()) => tracing::info!(
             "fast path: removed the program and maps left at {}",
@@ -372,20 +383,34 @@ pub fn retire(tun: &str, tun_fd: BorrowedFd<'_>) {
     }
 }
 
-/// Makes the TUN device not persistent again if Kracauer made it so (the marker in
-/// `dir`), and removes the marker.
-fn release_tun(dir: &Path, tun_fd: Option<BorrowedFd<'_>>) {
-    let mark = dir.join(PERSIST_MARK);
+/// Where the record that Kracauer made the TUN device `tun` persistent lives: beside
+/// the sysctl record, in the runtime directory (gone at a reboot, with the device).
+pub fn persist_mark(tun: &str) -> PathBuf {
+    let state = crate::sysctl::state_path(tun);
+    let name = state
+        .file_name()
+        .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+    let name = name
+        .replacen("sysctl-", "tun-", 1)
+        .replace(".state", ".persistent");
+    state.with_file_name(name)
+}
+
+/// Makes the TUN device `tun` not persistent again if Kracauer made it so (its marker),
+/// and removes the marker.
+fn release_tun(tun: &str, tun_fd: Option<BorrowedFd<'_>>) {
+    let mark = persist_mark(tun);
     if !mark.exists() {
         return;
     }
-    if let Some(fd) = tun_fd {
-        if let Err(e) = syscalls::set_tun_persist(fd, false) {
-            tracing::warn!("fast path: the TUN device stays persistent: {e}");
-            return;
-        }
+    let Some(fd) = tun_fd else {
+        return;
+    };
+    if let Err(e) = syscalls::set_tun_persist(fd, false) {
+        tracing::warn!("fast path: the TUN device stays persistent: {e}");
+        return;
     }
-    let _ = std::fs::remove_dir(&mark);
+    let _ = std::fs::remove_file(&mark);
 }
 
 /// Removes the pins of other layout versions under the TUN device's folder.
@@ -533,8 +558,6 @@ pub fn remove_pins(dir: &Path) -> Result<(), FastpathError> {
             let name = e.file_name();
             if name.to_string_lossy().starts_with("link-") {
                 unpin_link(&e.path())?;
-            } else if name == PERSIST_MARK {
-                std::fs::remove_dir(e.path()).map_err(pin_err)?;
             } else {
                 std::fs::remove_file(e.path()).map_err(pin_err)?;
             }

@@ -84,7 +84,7 @@ fn paced_download(
         let mut byte = [0u8; 1];
         while !head.ends_with(b"\r\n\r\n") {
             if s.read(&mut byte)? == 0 {
-                return Err(std::io::ErrorKind::UnexpectedEof.into());
+                return Err(ErrorKind::UnexpectedEof.into());
             }
             head.push(byte[0]);
         }
