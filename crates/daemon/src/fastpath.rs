@@ -434,17 +434,20 @@ fn remove_other_layouts(tun: &str) -> Result<(), FastpathError> {
     Ok(())
 }
 
+/// Entries of the flow map, as read from it.
+pub type Entries = Vec<(V4Key, FlowEntry)>;
+
 /// The map's `entries` divided among the workers whose engines are `engines`: to the
 /// engine that holds the flow already (a live upgrade), else to the worker the steering
 /// program with `steering` sends the flow's packets to (a start after a crash: the new
 /// key decides, the flows follow it), else, with one worker, to it. The rest (a live
 /// upgrade's entries of flows no engine holds) come back last, to be removed.
 pub fn divide(
-    entries: Vec<(V4Key, FlowEntry)>,
+    entries: Entries,
     engines: &[&kracauer_core::engine::Engine],
     steering: Option<kracauer_core::steer::SteerKey>,
     restart: bool,
-) -> (Vec<Vec<(V4Key, FlowEntry)>>, Vec<(V4Key, FlowEntry)>) {
+) -> (Vec<Entries>, Entries) {
     use kracauer_core::steer::{queue_hash, queue_of};
     let mut out = vec![Vec::new(); engines.len()];
     let mut rest = Vec::new();

@@ -6,6 +6,8 @@
 //! plain `ip netns exec` each daemon's bpffs, and its pins, would die with it, which a
 //! host's bpffs does not.
 
+#![allow(clippy::unwrap_used)] // test helpers: a failed step is a failed test
+
 use std::io::{ErrorKind, Read, Write};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
