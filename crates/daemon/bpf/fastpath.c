@@ -17,7 +17,11 @@
  * timestamps or SACK options), VLAN-tagged frames on a parent interface, no flow, no
  * route, a route into the TUN, or over the route's MTU. It never drops a packet it has not
  * changed. The one difference from the TUN path: the packet crosses one router, not two
- * (TTL and hop limit are decremented once). */
+ * (TTL and hop limit are decremented once).
+ *
+ * A FIN or RST of a flow in the map passes too, but the entry records that it did
+ * (fp_flow.client_fin, backend_fin, reset): the entry is all a daemon that adopts the flow
+ * after a restart knows of it. */
 
 #include <linux/bpf.h>
 #include <linux/if_ether.h>
@@ -302,6 +306,19 @@ static __always_inline void account(struct fp_flow *f, int to_client, __u32 payl
 	__sync_fetch_and_add(&f->packets[to_client], 1);
 }
 
+/* A FIN or RST of flow `f` passes on to the TUN path: the entry records it. Each field is
+ * only ever set to 1, so CPUs racing on one entry lose nothing. */
+static __always_inline int mark_close(struct fp_flow *f, struct tcphdr *th, int to_client)
+{
+	if (th->rst)
+		f->reset = 1;
+	else if (to_client)
+		f->backend_fin = 1;
+	else
+		f->client_fin = 1;
+	return count(FP_PASS_UNSURE, TC_ACT_OK);
+}
+
 /* Client → backend: IPv4 in, IPv6 out. */
 static __always_inline int to_backend(struct __sk_buff *skb)
 {
@@ -323,7 +340,7 @@ static __always_inline int to_backend(struct __sk_buff *skb)
 	s.ttl = ip->ttl;
 	s.tos = ip->tos;
 	struct tcphdr *th = (void *)(ip + 1);
-	if (check_tcp(skb, th, end, ETH_HLEN + sizeof(*ip), &s))
+	if ((void *)(th + 1) > end)
 		return count(FP_PASS_UNSURE, TC_ACT_OK);
 
 	struct fp_v4_key key = {
@@ -333,6 +350,10 @@ static __always_inline int to_backend(struct __sk_buff *skb)
 		.service_port = th->dest,
 	};
 	struct fp_flow *f = bpf_map_lookup_elem(&kr_fp_flows, &key);
+	if (f && (th->fin || th->rst))
+		return mark_close(f, th, 0);
+	if (check_tcp(skb, th, end, ETH_HLEN + sizeof(*ip), &s))
+		return count(FP_PASS_UNSURE, TC_ACT_OK);
 	if (!f)
 		return count(FP_PASS_NO_FLOW, TC_ACT_OK);
 
@@ -444,7 +465,7 @@ static __always_inline int to_client(struct __sk_buff *skb)
 	s.ttl = ip6->hop_limit;
 	s.tos = (ip6->priority << 4) | (ip6->flow_lbl[0] >> 4);
 	struct tcphdr *th = (void *)(ip6 + 1);
-	if (check_tcp(skb, th, end, ETH_HLEN + sizeof(*ip6), &s))
+	if ((void *)(th + 1) > end)
 		return count(FP_PASS_UNSURE, TC_ACT_OK);
 
 	struct fp_v6_key bkey = {
@@ -454,10 +475,16 @@ static __always_inline int to_client(struct __sk_buff *skb)
 	__builtin_memcpy(bkey.backend, &ip6->saddr, 16);
 	__builtin_memcpy(bkey.client, &ip6->daddr, 16);
 	struct fp_v4_key *key = bpf_map_lookup_elem(&kr_fp_backends, &bkey);
-	if (!key)
-		return count(FP_PASS_NO_FLOW, TC_ACT_OK);
-	struct fp_v4_key k = *key;
-	struct fp_flow *f = bpf_map_lookup_elem(&kr_fp_flows, &k);
+	struct fp_v4_key k = {};
+	struct fp_flow *f = 0;
+	if (key) {
+		k = *key;
+		f = bpf_map_lookup_elem(&kr_fp_flows, &k);
+	}
+	if (f && (th->fin || th->rst))
+		return mark_close(f, th, 1);
+	if (check_tcp(skb, th, end, ETH_HLEN + sizeof(*ip6), &s))
+		return count(FP_PASS_UNSURE, TC_ACT_OK);
 	if (!f)
 		return count(FP_PASS_NO_FLOW, TC_ACT_OK);
 

@@ -9,7 +9,7 @@
 
 #include <linux/types.h>
 
-#define FASTPATH_LAYOUT 1
+#define FASTPATH_LAYOUT 2
 
 /* A flow's client side, as its IPv4 packets carry it (network byte order). */
 struct fp_v4_key {
@@ -33,7 +33,9 @@ struct fp_v6_key {
 #define FP_EXPAND 2	/* the client's windows are expanded by expand_ws */
 
 /* What the program needs to translate a flow both ways (kracauer_core's Splice plus the
- * addresses), and what it reports back (last seen, counts). */
+ * addresses), what it reports back (last seen, counts, the closing segments it passed),
+ * and what a daemon needs to adopt the flow after a restart (its name and when it began):
+ * the entry is the flow's whole spliced state, so the map outlives the daemon. */
 struct fp_flow {
 	__u32 delta;	 /* δ = b_isn − k_isn */
 	__u32 ts_offset; /* backend TSval − ts_offset = the client's view */
@@ -42,7 +44,8 @@ struct fp_flow {
 	__u8 client_ws;
 	__u8 expand_ws;
 	__be16 backend_port;
-	__u16 pad;
+	__u8 name_len; /* bytes of name[] in use (0: no name) */
+	__u8 pad;
 	__u8 client6[16]; /* prefix + the client's IPv4 */
 	__u8 backend6[16];
 	/* Written by the program: CLOCK_MONOTONIC of the last packet it forwarded. */
@@ -52,8 +55,17 @@ struct fp_flow {
 	 * IPv4 Identification. */
 	__u64 bytes[2];
 	__u64 packets[2];
+	/* Written by the daemon: CLOCK_MONOTONIC when the flow began (its SYN). */
+	__u64 created_ns;
+	/* Written by the program (to 1 only) when it passes a FIN from the client, a FIN
+	 * from the backend, or a RST either way on to the TUN path. */
+	__u8 client_fin;
+	__u8 backend_fin;
+	__u8 reset;
+	__u8 pad2[5];
+	/* Written by the daemon: the host name the flow was routed by (not NUL-terminated). */
+	__u8 name[256];
 };
-
 /* Counters of what the program did, per CPU (kr_fp_stats). */
 enum fp_stat {
 	FP_TO_BACKEND,	  /* translated and sent to a backend */

@@ -4,10 +4,17 @@
 //!
 //! Everything lives in bpffs under [`pin_dir`]: the maps (pinned by name when the
 //! object is loaded; an existing pin is opened instead, which is how a new daemon adopts
-//! the flows of one that was killed) and one TCX link per interface (`link-<ifname>`),
-//! so the program stays attached while no daemon runs. A new daemon replaces the program
-//! behind a pinned link in place (`bpf_link_update`): no packet finds no program.
-//! [`Fastpath::remove_all`] (SIGTERM) detaches and unpins everything.
+//! the flows of one that was killed or that it took over from) and one TCX link per
+//! interface (`link-<ifname>`), so the program stays attached while no daemon runs. A new
+//! daemon replaces the program behind a pinned link in place (`bpf_link_update`): no
+//! packet finds no program.
+//!
+//! The program routes as if its packets came out of the TUN device, so the device must
+//! outlive a killed daemon too: while the fast path runs, the TUN is made persistent
+//! (unless the operator's already was), and a marker file beside the sysctl record
+//! ([`persist_mark`], in the runtime directory) says that Kracauer did it. [`Fastpath::remove_all`] (SIGTERM) and
+//! [`retire`] (`fastpath = "off"`) detach and unpin everything and let the device go
+//! with its last descriptor again.
 
 pub mod maps;
 mod syscalls;
@@ -16,6 +23,7 @@ mod tests;
 pub mod worker;
 
 use std::io;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use aya::maps::{HashMap, MapData, MapError, PerCpuArray};
@@ -33,7 +41,7 @@ use crate::config::{FastpathMode, Tun};
 /// The compiled program (`bpf/build.sh` makes it; it is committed beside its source).
 static OBJECT: &[u8] = aya::include_bytes_aligned!("../bpf/fastpath.o");
 /// The map layout version (`FASTPATH_LAYOUT` in `bpf/fastpath.h`); part of the pin path.
-pub const LAYOUT: u32 = 1;
+pub const LAYOUT: u32 = 2;
 /// The program's name (its function in `fastpath.c`).
 const PROGRAM: &str = "kracauer_fastpath";
 /// Where bpffs is mounted.
@@ -42,6 +50,8 @@ const BPFFS: &str = "/sys/fs/bpf";
 const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
 /// The maps the object pins, by name.
 pub(crate) const MAPS: [&str; 3] = ["kr_fp_flows", "kr_fp_backends", "kr_fp_stats"];
+/// `IFF_PERSIST` in `/sys/class/net/<tun>/tun_flags`.
+const IFF_PERSIST: u32 = 0x0800;
 
 /// Where one instance keeps its maps and links: `/sys/fs/bpf/kracauer/<tun>/v<layout>/`.
 /// The one place that decides it.
@@ -67,6 +77,8 @@ pub enum FastpathError {
     Map(#[from] MapError),
     #[error("the object has no {0}")]
     Missing(&'static str),
+    #[error("making the TUN device persistent: {0}")]
+    Persist(io::Error),
     #[error("attaching to {iface}: {source}")]
     Attach {
         iface: String,
@@ -81,6 +93,10 @@ pub struct Fastpath {
     flows: HashMap<MapData, V4Key, FlowEntry>,
     backends: HashMap<MapData, V6Key, V4Key>,
     stats: PerCpuArray<MapData, u64>,
+    /// A descriptor of the TUN device (a queue's), to make it persistent and back.
+    tun: Option<OwnedFd>,
+    /// The TUN device's name.
+    tun_name: String,
 }
 
 impl std::fmt::Debug for Fastpath {
@@ -122,6 +138,8 @@ impl Fastpath {
             stats: PerCpuArray::try_from(stats)?,
             ebpf,
             dir,
+            tun: None,
+            tun_name: tun.to_owned(),
         })
     }
 
@@ -224,20 +242,59 @@ impl Fastpath {
     }
 
     /// Detaches the program everywhere and removes every pin of this instance (an
-    /// orderly stop: flows end with the daemon).
-    pub fn remove_all(self) -> Result<(), FastpathError> {
+    /// orderly stop: flows end with the daemon); the TUN device, if Kracauer made it
+    /// persistent, goes with its last descriptor again.
+    pub fn remove_all(mut self) -> Result<(), FastpathError> {
         let dir = self.dir.clone();
         for iface in self.attached() {
             unpin_link(&dir.join(format!("link-{iface}")))?;
         }
+        let tun = self.tun.take();
+        let name = std::mem::take(&mut self.tun_name);
         drop(self);
+        release_tun(&name, tun.as_ref().map(AsFd::as_fd));
         remove_pins(&dir)
+    }
+
+    /// Keeps the TUN device (whose queue `fd` is) beyond this process: made persistent
+    /// unless it already was; the marker ([`persist_mark`]) says whether Kracauer did
+    /// it. Without a place for the marker it is left as it is, with a warning.
+    pub fn keep_tun(&mut self, tun: &str, fd: BorrowedFd<'_>) -> Result<(), FastpathError> {
+        let fd = fd.try_clone_to_owned().map_err(FastpathError::Persist)?;
+        let mark = persist_mark(tun);
+        let flags = std::fs::read_to_string(format!("/sys/class/net/{tun}/tun_flags"))
+            .ok()
+            .and_then(|f| u32::from_str_radix(f.trim().trim_start_matches("0x"), 16).ok())
+            .unwrap_or(0);
+        if flags & IFF_PERSIST == 0 {
+            match std::fs::write(&mark, "made persistent by kracauer for the fast path\n") {
+                Ok(()) => {
+                    syscalls::set_tun_persist(fd.as_fd(), true).map_err(FastpathError::Persist)?
+                }
+                Err(e) => tracing::warn!(
+                    "fast path: cannot record at {} that the TUN is made persistent ({e}): it is not, and spliced flows will not outlive a crash",
+                    mark.display()
+                ),
+            }
+        }
+        self.tun = Some(fd);
+        Ok(())
+    }
+
+    /// Detaches the program from every interface with a pinned link that is not in
+    /// `keep` (an earlier daemon's choice of interfaces).
+    pub fn detach_others(&mut self, keep: &[String]) -> Result<(), FastpathError> {
+        for iface in self.attached() {
+            if !keep.contains(&iface) {
+                self.detach(&iface)?;
+            }
+        }
+        Ok(())
     }
 
     /// The loaded program's descriptor (for test runs).
     #[cfg(test)]
-    fn program_fd(&mut self) -> Result<std::os::fd::BorrowedFd<'_>, FastpathError> {
-        use std::os::fd::AsFd as _;
+    fn program_fd(&mut self) -> Result<BorrowedFd<'_>, FastpathError> {
         let prog: &SchedClassifier = self
             .ebpf
             .program(PROGRAM)
@@ -249,12 +306,20 @@ impl Fastpath {
 
 /// The fast path for an instance with TUN settings `tun` and room for `max_flows` flows,
 /// as its mode asks: `off`, none; `auto`, the fast path if it can be loaded and attached,
-/// else none with a warning that says why; `on`, the fast path or the error.
+/// else none with a warning that says why; `on`, the fast path or the error. `tun_fd` is
+/// a descriptor of the TUN device (one of its queues).
 ///
-/// Pins an earlier daemon left are removed first (its flows are not adopted: the engine
-/// that knew them is gone, and the TUN path resets them as unknown flows).
-pub fn start(tun: &Tun, max_flows: usize) -> Result<Option<Fastpath>, FastpathError> {
+/// The maps an earlier daemon pinned (one killed, or the one this process takes over
+/// from) are kept, with their entries: the caller adopts them
+/// ([`Fastpath::entries`]). Pins of another layout version are removed (their flows
+/// are not adopted), and so is everything with `off` ([`retire`]).
+pub fn start(
+    tun: &Tun,
+    max_flows: usize,
+    tun_fd: BorrowedFd<'_>,
+) -> Result<Option<Fastpath>, FastpathError> {
     if tun.fastpath == FastpathMode::Off {
+        retire(&tun.name, tun_fd);
         tracing::info!(
             "fast path: off ([tun] fastpath = \"off\"): every packet takes the TUN path"
         );
@@ -262,7 +327,7 @@ pub fn start(tun: &Tun, max_flows: usize) -> Result<Option<Fastpath>, FastpathEr
     }
     let attempt = || -> Result<Fastpath, FastpathError> {
         ensure_bpffs()?;
-        remove_pins(&pin_dir(&tun.name))?;
+        remove_other_layouts(&tun.name)?;
         let index = std::fs::read_to_string(format!("/sys/class/net/{}/ifindex", tun.name))
             .ok()
             .and_then(|s| s.trim().parse().ok())
@@ -273,11 +338,13 @@ pub fn start(tun: &Tun, max_flows: usize) -> Result<Option<Fastpath>, FastpathEr
             Some(list) => list.clone(),
             None => interfaces_up(&tun.name),
         };
-        for iface in &ifaces {
-            if let Err(e) = fp.attach(iface) {
-                let _ = fp.remove_all();
-                return Err(e);
-            }
+        let attached = fp
+            .detach_others(&ifaces)
+            .and_then(|()| ifaces.iter().try_for_each(|iface| fp.attach(iface)))
+            .and_then(|()| fp.keep_tun(&tun.name, tun_fd));
+        if let Err(e) = attached {
+            let _ = fp.remove_all();
+            return Err(e);
         }
         tracing::info!("fast path: on, at the ingress of {}", ifaces.join(", "));
         Ok(fp)
@@ -288,11 +355,122 @@ pub fn start(tun: &Tun, max_flows: usize) -> Result<Option<Fastpath>, FastpathEr
             tracing::warn!(
                 "fast path: not available ({e}); every packet takes the TUN path. It needs Linux 6.6 or later, CAP_BPF and CAP_NET_ADMIN, and bpffs at {BPFFS}"
             );
-            let _ = remove_pins(&pin_dir(&tun.name));
+            retire(&tun.name, tun_fd);
             Ok(None)
         }
         Err(e) => Err(e),
     }
+}
+
+/// Removes the fast path an earlier daemon of the TUN device `tun` left (killed, or
+/// upgraded from, with the fast path now off): the program is detached, its flows go
+/// back to the TUN path (a restored engine knows them; after a crash they are reset
+/// there as unknown flows), and the device, if Kracauer made it persistent, goes with its
+/// last descriptor (`tun_fd` is one of its queues).
+pub fn retire(tun: &str, tun_fd: BorrowedFd<'_>) {
+    let dir = pin_dir(tun);
+    if !dir.exists() {
+        release_tun(tun, Some(tun_fd));
+        return;
+    }
+    release_tun(tun, Some(tun_fd));
+    match remove_pins(&dir) {
+        Ok(()) => tracing::info!(
+            "fast path: removed the program and maps left at {}",
+            dir.display()
+        ),
+        Err(e) => tracing::warn!("fast path: could not remove {}: {e}", dir.display()),
+    }
+}
+
+/// Where the record that Kracauer made the TUN device `tun` persistent lives: beside
+/// the sysctl record, in the runtime directory (gone at a reboot, with the device).
+pub fn persist_mark(tun: &str) -> PathBuf {
+    let state = crate::sysctl::state_path(tun);
+    let name = state
+        .file_name()
+        .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+    let name = name
+        .replacen("sysctl-", "tun-", 1)
+        .replace(".state", ".persistent");
+    state.with_file_name(name)
+}
+
+/// Makes the TUN device `tun` not persistent again if Kracauer made it so (its marker),
+/// and removes the marker.
+fn release_tun(tun: &str, tun_fd: Option<BorrowedFd<'_>>) {
+    let mark = persist_mark(tun);
+    if !mark.exists() {
+        return;
+    }
+    let Some(fd) = tun_fd else {
+        return;
+    };
+    if let Err(e) = syscalls::set_tun_persist(fd, false) {
+        tracing::warn!("fast path: the TUN device stays persistent: {e}");
+        return;
+    }
+    let _ = std::fs::remove_file(&mark);
+}
+
+/// Removes the pins of other layout versions under the TUN device's folder.
+fn remove_other_layouts(tun: &str) -> Result<(), FastpathError> {
+    let ours = pin_dir(tun);
+    let Some(parent) = ours.parent() else {
+        return Ok(());
+    };
+    let Ok(entries) = std::fs::read_dir(parent) else {
+        return Ok(());
+    };
+    for e in entries.flatten() {
+        if e.path() != ours {
+            tracing::warn!(
+                "fast path: removing {} (another layout version; its flows are not adopted)",
+                e.path().display()
+            );
+            remove_pins(&e.path())?;
+        }
+    }
+    Ok(())
+}
+
+/// Entries of the flow map, as read from it.
+pub type Entries = Vec<(V4Key, FlowEntry)>;
+
+/// The map's `entries` divided among the workers whose engines are `engines`: to the
+/// engine that holds the flow already (a live upgrade), else to the worker the steering
+/// program with `steering` sends the flow's packets to (a start after a crash: the new
+/// key decides, the flows follow it), else, with one worker, to it. The rest (a live
+/// upgrade's entries of flows no engine holds) come back last, to be removed.
+pub fn divide(
+    entries: Entries,
+    engines: &[&kracauer_core::engine::Engine],
+    steering: Option<kracauer_core::steer::SteerKey>,
+    restart: bool,
+) -> (Vec<Entries>, Entries) {
+    use kracauer_core::steer::{queue_hash, queue_of};
+    let mut out = vec![Vec::new(); engines.len()];
+    let mut rest = Vec::new();
+    for (key, e) in entries {
+        let a = e.addrs(&key);
+        let held = engines.iter().position(|g| g.has_flow(a.client, a.service));
+        let steered = match (restart, steering, engines.len()) {
+            (false, ..) | (_, _, 0) => None,
+            (true, Some(k), n) => {
+                let queues = u16::try_from(n).unwrap_or(u16::MAX);
+                Some(usize::from(queue_of(
+                    queue_hash(*a.client.ip(), a.client.port(), k),
+                    queues,
+                )))
+            }
+            (true, None, _) => Some(0),
+        };
+        match held.or(steered).and_then(|i| out.get_mut(i)) {
+            Some(worker) => worker.push((key, e)),
+            None => rest.push((key, e)),
+        }
+    }
+    (out, rest)
 }
 
 /// What `kracauer check` says of the fast path for TUN settings `tun`: which path will

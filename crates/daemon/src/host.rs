@@ -45,12 +45,17 @@ fn open_tun(c: &Config, key: Option<SteerKey>) -> std::io::Result<Tun> {
         Some(k) => Ok(k),
         None => steer::random_key(),
     };
-    let steered = key.and_then(Steering::load).and_then(|steering| {
+    let steered = key.and_then(|key| {
+        let steering = Steering::load(key)?;
         steering.self_check()?;
-        steering.attach(tun.first_queue_fd())
+        steering.attach(tun.first_queue_fd())?;
+        Ok::<_, steer::SteerError>(key)
     });
     match steered {
-        Ok(()) => Ok(tun),
+        Ok(key) => {
+            tun.steered_by(key);
+            Ok(tun)
+        }
         Err(e) => {
             tracing::warn!(
                 "cannot steer flows across {queues} TUN queues ({e}); running one worker"

@@ -317,13 +317,24 @@ async fn start(path: &Path) -> Result<Running, RunError> {
         }
     }
     let tun_name = tun.name().to_owned();
-    let (fastpath, fastpath_maps) = match start_fastpath(&config, workers) {
+    let steering = tun.steering();
+    let (fastpath, fastpath_maps) = match start_fastpath(&config, workers, tun.first_queue_fd()) {
         Ok(f) => f,
         Err(e) => {
             undo(&mut host).await;
             return Err(e);
         }
     };
+    // The flows a killed daemon left on the fast path, each for the worker the steering
+    // program sends its packets to: adopted below, before any packet is read.
+    let mut adopt = match &fastpath {
+        Some(fp) => {
+            let engines: Vec<&Engine> = engines.iter().collect();
+            crate::fastpath::divide(fp.entries(), &engines, steering, true).0
+        }
+        None => Vec::new(),
+    }
+    .into_iter();
     let queues = match tun.into_queues() {
         Ok(q) => q,
         Err(e) => {
@@ -376,7 +387,16 @@ async fn start(path: &Path) -> Result<Running, RunError> {
         )
         .with_second_chance(links.next().flatten());
         planes.push(match fastpath_maps.next() {
-            Some(maps) => plane.with_fastpath(maps),
+            Some(maps) => {
+                let mut plane = plane.with_fastpath(maps);
+                let (adopted, refused) = plane.adopt_fastpath(adopt.next().unwrap_or_default());
+                if adopted + refused > 0 {
+                    tracing::info!(
+                        "fast path: worker {index} adopted {adopted} flows an earlier run left on the kernel path ({refused} refused)"
+                    );
+                }
+                plane
+            }
             None => plane,
         });
     }
@@ -418,6 +438,7 @@ async fn start(path: &Path) -> Result<Running, RunError> {
 pub fn start_fastpath(
     config: &Config,
     workers: usize,
+    tun_fd: std::os::fd::BorrowedFd<'_>,
 ) -> Result<
     (
         Option<crate::fastpath::Fastpath>,
@@ -425,7 +446,7 @@ pub fn start_fastpath(
     ),
     RunError,
 > {
-    let Some(fp) = crate::fastpath::start(&config.tun, config.limits.max_flows)? else {
+    let Some(fp) = crate::fastpath::start(&config.tun, config.limits.max_flows, tun_fd)? else {
         return Ok((None, Vec::new()));
     };
     let mut maps = Vec::with_capacity(workers);
@@ -463,15 +484,19 @@ async fn stop(running: Running) -> Result<(), RunError> {
         Some(claim) => claim.release(),
         None => crate::instance::remove(config.instance, &crate::instance::state_dir()),
     }
+    // The program goes before the queues close: with the TUN (if Kracauer made it
+    // persistent, it goes with its last descriptor again).
+    let mut queues = Vec::with_capacity(planes.len());
     for mut plane in planes {
         plane.close_flows();
-        drop(plane.into_queue());
+        queues.push(plane.into_queue());
     }
     if let Some(fp) = fastpath {
         if let Err(e) = fp.remove_all() {
             tracing::error!("could not remove the fast path: {e}");
         }
     }
+    drop(queues);
     // Every worker, and with it every sender, is gone: what is queued is written.
     let (written, dropped) = access.finish();
     tracing::info!("access log: {written} lines written, {dropped} dropped");

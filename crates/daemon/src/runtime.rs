@@ -268,6 +268,21 @@ impl DataPlane {
         self
     }
 
+    /// Adopts the fast path's `entries` into the engine (a start after a crash, or an
+    /// upgrade): nothing is read from the TUN before. Returns how many were adopted and
+    /// refused (and removed).
+    pub fn adopt_fastpath(
+        &mut self,
+        entries: Vec<(crate::fastpath::V4Key, crate::fastpath::FlowEntry)>,
+    ) -> (usize, usize) {
+        let Some(fp) = &mut self.fastpath else {
+            return (0, 0);
+        };
+        let counts = fp.adopt(&mut self.engine, entries, self.start);
+        self.drain_events();
+        counts
+    }
+
     /// The same worker with its clock started at `start` (the instant an engine restored
     /// for it took as its `now`, see [`crate::upgrade`]).
     pub fn started_at(mut self, start: Instant) -> Self {
@@ -482,7 +497,7 @@ impl DataPlane {
         // access-log line.
         if let Some(fp) = &mut self.fastpath {
             while let Some(op) = self.engine.poll_fastpath() {
-                fp.apply(op);
+                fp.apply(op, self.start);
             }
         }
         while let Some(mut event) = self.engine.poll_event() {

@@ -39,6 +39,8 @@ pub struct Tun {
     queues: Vec<SyncDevice>,
     name: String,
     offload: bool,
+    /// The key of the steering program attached across the queues (`None`: one queue).
+    steering: Option<kracauer_core::steer::SteerKey>,
 }
 
 /// One queue of the device: what one worker reads and writes. It is a plain descriptor,
@@ -89,6 +91,7 @@ impl Tun {
             queues: devs,
             name: name.to_owned(),
             offload,
+            steering: None,
         })
     }
 
@@ -105,6 +108,16 @@ impl Tun {
     /// Whether reads and writes carry the virtio-net header (offloads on).
     pub fn offload(&self) -> bool {
         self.offload
+    }
+
+    /// Records that a steering program with `key` spreads flows across the queues.
+    pub fn steered_by(&mut self, key: kracauer_core::steer::SteerKey) {
+        self.steering = Some(key);
+    }
+
+    /// The key of the steering program, when one spreads flows across the queues.
+    pub fn steering(&self) -> Option<kracauer_core::steer::SteerKey> {
+        self.steering
     }
 
     /// How many queues are open.

@@ -9,7 +9,7 @@
 use std::fs::File;
 use std::marker::PhantomData;
 use std::path::{Path, PathBuf};
-use std::process::{Child, ExitStatus, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -73,13 +73,57 @@ impl<'tb> Kracauer<'tb> {
         config: &str,
         tun: &str,
     ) -> Result<Self, Error> {
+        Self::start_cmd(
+            ns,
+            ns.command(binary),
+            dir,
+            log,
+            config_file,
+            binary,
+            config,
+            tun,
+        )
+    }
+
+    /// [`Kracauer::start`] inside `holder`'s mount namespace (entered with `nsenter`, as
+    /// the router's network namespace), where bpffs outlives the daemon: its fast-path
+    /// pins survive a `kill -9`, as they do on a host, for the next daemon to adopt.
+    pub fn start_held(
+        tb: &'tb Topology,
+        holder: &BpffsHolder,
+        binary: &Path,
+        config: &str,
+    ) -> Result<Self, Error> {
+        let n = tb.next_start();
+        Self::start_cmd(
+            &tb.router,
+            holder.command(binary),
+            tb.dir(),
+            &format!("kracauer-{n}"),
+            "kracauer.toml",
+            binary,
+            config,
+            TUN,
+        )
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn start_cmd(
+        ns: &Netns,
+        mut command: Command,
+        dir: &Path,
+        log: &str,
+        config_file: &str,
+        binary: &Path,
+        config: &str,
+        tun: &str,
+    ) -> Result<Self, Error> {
         let config_path = dir.join(config_file);
         std::fs::write(&config_path, config)?;
         let log = dir.join(format!("{log}.log"));
         let out = File::create(&log)?;
         let err = out.try_clone()?;
-        let child = ns
-            .command(binary)
+        let child = command
             // The record of the sysctls to put back after a crash lives and dies with the
             // testbed, not in the host's /run/kracauer (a later namespace may reuse this
             // one's inode number, which names the record there).
@@ -228,4 +272,62 @@ pub fn tun_ready(ns: &Netns, tun: &str) -> bool {
     let v6 = ns.ip(["-6", "route", "show", "table", "all", "dev", tun]);
     let v4 = ns.ip(["-4", "route", "show", "table", "all", "dev", tun]);
     matches!((v6, v4), (Ok(v6), Ok(v4)) if !v6.trim().is_empty() && !v4.trim().is_empty())
+}
+
+/// A process that holds a mount namespace of its own in a network namespace, with bpffs
+/// mounted at `/sys/fs/bpf`, for daemons whose BPF pins must outlive them
+/// ([`Kracauer::start_held`]).
+///
+/// `ip netns exec` gives every command a mount namespace of its own (to mount the
+/// namespace's sysfs), so the bpffs a daemon started that way mounts dies with it, and
+/// its pins with it: not what a host, whose bpffs belongs to the host, does. A daemon
+/// entered into this holder's namespaces with `nsenter` sees the network namespace's
+/// sysfs and a bpffs that stays while the holder runs. Dropping the holder kills it (by
+/// its pid); its mount namespace, and the pins, go with it.
+#[derive(Debug)]
+pub struct BpffsHolder {
+    child: Child,
+}
+
+impl BpffsHolder {
+    /// Starts the holder in `ns`.
+    pub fn start(ns: &Netns) -> Result<Self, Error> {
+        let mut child = ns
+            .command("sh")
+            .args([
+                "-c",
+                "mount -t bpf bpf /sys/fs/bpf && echo ready && exec sleep 1000000",
+            ])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .spawn()
+            .map_err(|e| Error::spawn("sh", e))?;
+        let mut line = String::new();
+        if let Some(out) = child.stdout.take() {
+            use std::io::BufRead as _;
+            let _ = std::io::BufReader::new(out).read_line(&mut line);
+        }
+        let holder = Self { child };
+        if line.trim() != "ready" {
+            return Err(Error::Setup("cannot mount bpffs in the holder".into()));
+        }
+        Ok(holder)
+    }
+
+    /// A command that runs `program` in the holder's mount and network namespaces.
+    pub fn command(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
+        let mut cmd = Command::new("nsenter");
+        cmd.arg("-t")
+            .arg(self.child.id().to_string())
+            .args(["-m", "-n", "--"])
+            .arg(program);
+        cmd
+    }
+}
+
+impl Drop for BpffsHolder {
+    fn drop(&mut self) {
+        let _ = kill(Pid::from_raw(self.child.id() as i32), Signal::SIGKILL);
+        let _ = self.child.wait();
+    }
 }

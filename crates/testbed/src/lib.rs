@@ -38,7 +38,7 @@ pub mod server;
 pub mod topology;
 
 pub use client::{Reply, Seen};
-pub use kracauer::Kracauer;
+pub use kracauer::{BpffsHolder, Kracauer};
 pub use netns::{Netns, OwnedNetns};
 pub use outage::Outage;
 /// The TLS library of the clients and backends, for matching on [`Error::Tls`].

@@ -14,17 +14,22 @@
 //!
 //! The operations queue apart from the access-log events and without their cap: an
 //! operation lost would leave an entry that translates another flow on the same 4-tuple.
+//!
+//! An operation carries the flow's name and start as well as its keys and splice: the
+//! daemon writes them into the entry, which is then all a daemon started after a crash
+//! needs to adopt the flow (`adopt.rs`).
 
 use std::net::{Ipv6Addr, SocketAddrV4, SocketAddrV6};
 
 use super::Engine;
 use crate::flow::Phase;
 use crate::flow::table::FlowId;
+use crate::name::HostName;
 use crate::tcp::splice::Splice;
 use crate::time::Time;
 
-/// A flow as the fast path keys and translates it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// A flow as the fast path keys and translates it, with what its access-log line needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FastpathFlow {
     pub client: SocketAddrV4,
     pub service: SocketAddrV4,
@@ -32,10 +37,14 @@ pub struct FastpathFlow {
     pub client6: Ipv6Addr,
     pub backend: SocketAddrV6,
     pub splice: Splice,
+    /// The name the flow was routed by.
+    pub name: Option<HostName>,
+    /// When the flow began (its SYN), in the caller's time.
+    pub created: Time,
 }
 
 /// What the daemon is to do with the fast path's map.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FastpathOp {
     /// Put the flow's entry in the map (a full map: the flow stays on the TUN path).
     Install(FastpathFlow),
@@ -90,6 +99,8 @@ impl Engine {
             client6: flow.conn.prefix.embed(ck.client),
             backend: SocketAddrV6::new(bk.backend, bk.backend_port, 0, 0),
             splice: s.splice,
+            name: s.name.clone(),
+            created: self.clock.external(flow.created),
         })
     }
 
@@ -119,19 +130,18 @@ impl Engine {
             return;
         }
         flow.conn.fastpath = false;
-        let splice = match &flow.phase {
-            Phase::Spliced(s) => s.splice,
-            Phase::Closing(c) => c.spliced.splice,
-            Phase::Custody(c) => c.spliced.splice,
-            _ => return,
+        let Some(spliced) = flow.spliced() else {
+            return;
         };
-        self.fastpath_ops
-            .push_back(FastpathOp::Remove(FastpathFlow {
-                client: SocketAddrV4::new(ck.client, ck.client_port),
-                service: SocketAddrV4::new(ck.service, ck.service_port),
-                client6: flow.conn.prefix.embed(ck.client),
-                backend: SocketAddrV6::new(bk.backend, bk.backend_port, 0, 0),
-                splice,
-            }));
+        let f = FastpathFlow {
+            client: SocketAddrV4::new(ck.client, ck.client_port),
+            service: SocketAddrV4::new(ck.service, ck.service_port),
+            client6: flow.conn.prefix.embed(ck.client),
+            backend: SocketAddrV6::new(bk.backend, bk.backend_port, 0, 0),
+            splice: spliced.splice,
+            name: spliced.name.clone(),
+            created: self.clock.external(flow.created),
+        };
+        self.fastpath_ops.push_back(FastpathOp::Remove(f));
     }
 }

@@ -20,6 +20,7 @@
 //! IPv6 side in `backend.rs`, ICMP in `icmp.rs`, and the packets it makes in `emit.rs`.
 //! See `docs/architecture.md`.
 
+mod adopt;
 mod backend;
 mod client;
 mod clock;
@@ -50,6 +51,7 @@ use std::sync::Arc;
 
 use siphasher::sip::SipHasher24;
 
+pub use self::adopt::{AdoptError, Adopted, AdoptedFlow};
 use self::clock::Clock;
 pub use self::config::{ConfigError, EngineConfig, Service};
 pub use self::event::{ConnectFailure, Event};

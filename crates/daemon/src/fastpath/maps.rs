@@ -6,6 +6,8 @@
 
 use std::net::{Ipv6Addr, SocketAddrV4, SocketAddrV6};
 
+use kracauer_core::engine::FastpathFlow;
+use kracauer_core::name::HostName;
 use kracauer_core::tcp::splice::Splice;
 
 /// `fp_flow.flags`: the client uses timestamps (`ts_offset` applies).
@@ -33,9 +35,14 @@ pub struct V6Key {
     pub client_port: [u8; 2],
 }
 
-/// `struct fp_flow`: the splice and addresses of a flow, and what the program counts.
+/// Room for a host name in an entry (`fp_flow.name`).
+pub const NAME_LEN: usize = 256;
+
+/// `struct fp_flow`: the splice and addresses of a flow, what the program counts, and
+/// what a daemon adopting the entry needs besides (its name, when it began, how far it
+/// closed).
 #[repr(C)]
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FlowEntry {
     pub delta: u32,
     pub ts_offset: u32,
@@ -44,7 +51,9 @@ pub struct FlowEntry {
     pub client_ws: u8,
     pub expand_ws: u8,
     pub backend_port: [u8; 2],
-    pub pad: u16,
+    /// Bytes of `name` in use (0: no name).
+    pub name_len: u8,
+    pub pad: u8,
     pub client6: [u8; 16],
     pub backend6: [u8; 16],
     /// CLOCK_MONOTONIC of the last packet the program forwarded (0: none yet).
@@ -53,11 +62,49 @@ pub struct FlowEntry {
     pub bytes: [u64; 2],
     /// Packets (a GSO super-packet once): [to backend, to client].
     pub packets: [u64; 2],
+    /// CLOCK_MONOTONIC when the flow began (0: not known).
+    pub created_ns: u64,
+    /// The program passed a FIN from the client on to the TUN path.
+    pub client_fin: u8,
+    /// The program passed a FIN from the backend on to the TUN path.
+    pub backend_fin: u8,
+    /// The program passed a RST (either way) on to the TUN path.
+    pub reset: u8,
+    pub pad2: [u8; 5],
+    /// The flow's host name (`name_len` bytes).
+    pub name: [u8; NAME_LEN],
+}
+
+impl Default for FlowEntry {
+    fn default() -> Self {
+        Self {
+            delta: 0,
+            ts_offset: 0,
+            flags: 0,
+            backend_ws: 0,
+            client_ws: 0,
+            expand_ws: 0,
+            backend_port: [0; 2],
+            name_len: 0,
+            pad: 0,
+            client6: [0; 16],
+            backend6: [0; 16],
+            last_seen_ns: 0,
+            bytes: [0; 2],
+            packets: [0; 2],
+            created_ns: 0,
+            client_fin: 0,
+            backend_fin: 0,
+            reset: 0,
+            pad2: [0; 5],
+            name: [0; NAME_LEN],
+        }
+    }
 }
 
 const _: () = assert!(size_of::<V4Key>() == 12);
 const _: () = assert!(size_of::<V6Key>() == 36);
-const _: () = assert!(size_of::<FlowEntry>() == 88);
+const _: () = assert!(size_of::<FlowEntry>() == 360);
 
 /// Both ends of a spliced flow, as the engine knows them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -115,6 +162,35 @@ impl FlowAddrs {
 }
 
 impl FlowEntry {
+    /// The entry for the flow `f` handed over, counters zero, with its name and its
+    /// start (`created_ns`, CLOCK_MONOTONIC) for a daemon that adopts it.
+    pub fn of(f: &FastpathFlow, created_ns: u64) -> Self {
+        let addrs = FlowAddrs {
+            client: f.client,
+            service: f.service,
+            client6: f.client6,
+            backend: f.backend,
+        };
+        let mut e = addrs.entry(&f.splice);
+        e.created_ns = created_ns;
+        if let Some(name) = &f.name {
+            let bytes = name.as_str().as_bytes();
+            let n = bytes.len().min(NAME_LEN - 1);
+            e.name[..n].copy_from_slice(&bytes[..n]);
+            e.name_len = n as u8;
+        }
+        e
+    }
+
+    /// The name written into the entry, if it is one.
+    pub fn name(&self) -> Option<HostName> {
+        let bytes = self.name.get(..usize::from(self.name_len))?;
+        if bytes.is_empty() {
+            return None;
+        }
+        HostName::parse(bytes).ok()
+    }
+
     /// The splice this entry translates with.
     pub fn splice(&self) -> Splice {
         Splice {

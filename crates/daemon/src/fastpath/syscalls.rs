@@ -4,9 +4,7 @@
 
 #![allow(unsafe_code)]
 
-#[cfg(test)]
 use std::io;
-#[cfg(test)]
 use std::os::fd::{AsRawFd, BorrowedFd};
 
 use super::maps::{FlowEntry, V4Key, V6Key};
@@ -17,9 +15,32 @@ use super::maps::{FlowEntry, V4Key, V6Key};
 unsafe impl aya::Pod for V4Key {}
 // SAFETY: as for `V4Key`.
 unsafe impl aya::Pod for V6Key {}
-// SAFETY: as for `V4Key` (the explicit `pad` field fills the one gap before the
-// addresses, and the `u64`s start at an offset of 48).
+// SAFETY: as for `V4Key` (the explicit `pad` and `pad2` fields fill the gaps before the
+// addresses and the name: the `u64`s start at an offset of 48, the name at 104, and the
+// size, 360, is a multiple of 8).
 unsafe impl aya::Pod for FlowEntry {}
+
+/// `TUNSETPERSIST`: `_IOW('T', 203, int)`.
+const TUNSETPERSIST: libc::c_ulong = 0x4004_54cb;
+
+/// Makes the TUN device whose queue `fd` is persistent (`persist`: it outlives its last
+/// descriptor, with its routes) or not (it goes with its last descriptor).
+pub fn set_tun_persist(fd: BorrowedFd<'_>, persist: bool) -> io::Result<()> {
+    // SAFETY: `fd` is a valid open descriptor for the duration of the call (it is
+    // borrowed), and TUNSETPERSIST takes its argument by value (an integer, not a
+    // pointer), so the kernel reads no memory of ours.
+    let rc = unsafe {
+        libc::ioctl(
+            fd.as_raw_fd(),
+            TUNSETPERSIST as _,
+            libc::c_ulong::from(persist),
+        )
+    };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
 
 #[cfg(test)]
 /// `bpf(2)` command: run a loaded program once on given data.

@@ -330,6 +330,31 @@ fn fast(case: &Case, to_backend: bool) -> bool {
     ts <= 1 && sack <= 1 && segment <= mtu
 }
 
+/// The entry after the program passed the case's segment on to the TUN path: a FIN or
+/// RST (in a packet whose IP header it reads) is recorded, nothing else changes.
+fn marked(case: &Case, to_backend: bool, mut entry: FlowEntry) -> FlowEntry {
+    let (l3, ttl) = if to_backend {
+        (20, case.ip[8])
+    } else {
+        (40, case.ip[7])
+    };
+    let fragment = to_backend && case.ip[6] & 0x3f != 0;
+    if fragment || ttl <= 1 {
+        return entry;
+    }
+    let flags = case.ip[l3 + 13];
+    if flags & 0x04 != 0 {
+        entry.reset = 1;
+    } else if flags & 0x01 != 0 {
+        if to_backend {
+            entry.client_fin = 1;
+        } else {
+            entry.backend_fin = 1;
+        }
+    }
+    entry
+}
+
 /// What the TUN path makes of the case's packet: the splice's rewrite, then the
 /// translation with the hop limit decremented once.
 fn reference(case: &Case, to_backend: bool, ident: u16) -> Vec<u8> {
@@ -425,7 +450,11 @@ fn run_case(fp: &mut Fastpath, case: &Case, to_backend: bool) -> (bool, TestRun)
     if !want_fast {
         assert_eq!(got.retval, TC_ACT_OK, "should pass: {ctx}");
         assert_eq!(got.data, case.frame, "passed but changed: {ctx}");
-        assert_eq!(fp.entry(&case.addrs), Some(before), "counted: {ctx}");
+        assert_eq!(
+            fp.entry(&case.addrs),
+            Some(marked(case, to_backend, before)),
+            "counted: {ctx}"
+        );
         return (false, got);
     }
     assert_eq!(got.retval, TC_ACT_REDIRECT, "should redirect: {ctx}");
@@ -533,7 +562,7 @@ fn layout_version_is_the_headers() {
 fn pin_dir_names_the_tun_device_and_the_layout() {
     assert_eq!(
         pin_dir("kracauer0"),
-        Path::new("/sys/fs/bpf/kracauer/kracauer0/v1")
+        Path::new("/sys/fs/bpf/kracauer/kracauer0/v2")
     );
 }
 
@@ -548,4 +577,27 @@ fn entry_gives_back_the_splice_and_addresses_it_was_made_from() {
         assert_eq!(e.splice(), s);
         assert_eq!(e.addrs(&a.v4_key()), a);
     }
+}
+
+#[test]
+fn entry_keeps_the_name_and_start_a_daemon_adopting_it_needs() {
+    let mut r = Rng(7);
+    let a = addrs(&mut r);
+    let f = kracauer_core::engine::FastpathFlow {
+        client: a.client,
+        service: a.service,
+        client6: a.client6,
+        backend: a.backend,
+        splice: r.splice(),
+        name: Some(kracauer_core::name::HostName::parse(b"a.example").unwrap()),
+        created: kracauer_core::time::Time::ZERO,
+    };
+    let e = FlowEntry::of(&f, 123_456);
+    assert_eq!(e.name(), f.name);
+    assert_eq!(e.created_ns, 123_456);
+    assert_eq!(e.splice(), f.splice);
+    assert_eq!(e.addrs(&a.v4_key()), a);
+    assert_eq!((e.client_fin, e.backend_fin, e.reset), (0, 0, 0));
+    let nameless = FlowEntry::of(&kracauer_core::engine::FastpathFlow { name: None, ..f }, 0);
+    assert_eq!(nameless.name(), None);
 }

@@ -2,6 +2,9 @@
 //! [`FastpathOp`]s, gives the access log and the metrics the bytes the program forwarded,
 //! and reports the program's last-seen times to the engine for idle expiry.
 //!
+//! At a start it adopts the entries it is given ([`WorkerFastpath::adopt`]): those a
+//! killed daemon left, or those of the process it took over from.
+//!
 //! Each worker opens the pinned maps itself (its own descriptors), so nothing is shared
 //! between threads. Per flow, nothing is allocated per packet: the map operations happen
 //! once when a flow is handed over and once when it is taken back, and the sweep reads
@@ -13,7 +16,7 @@ use std::path::Path;
 use std::time::Instant;
 
 use aya::maps::{HashMap, MapData};
-use kracauer_core::engine::{Engine, Event, FastpathFlow, FastpathOp, Stats};
+use kracauer_core::engine::{Adopted, AdoptedFlow, Engine, Event, FastpathFlow, FastpathOp, Stats};
 use kracauer_core::time::Time;
 
 use super::maps::{FlowAddrs, FlowEntry, V4Key, V6Key};
@@ -66,15 +69,17 @@ impl WorkerFastpath {
         })
     }
 
-    /// Carries out one operation of the worker's engine.
-    pub fn apply(&mut self, op: FastpathOp) {
+    /// Carries out one operation of the worker's engine (whose clock started at
+    /// `start`).
+    pub fn apply(&mut self, op: FastpathOp, start: Instant) {
         match op {
             FastpathOp::Install(f) => {
                 let a = addrs(&f);
                 let key = a.v4_key();
+                let entry = FlowEntry::of(&f, monotonic_of(f.created, start));
                 let installed = self
                     .flows
-                    .insert(key, a.entry(&f.splice), 0)
+                    .insert(key, entry, 0)
                     .and_then(|()| self.backends.insert(a.v6_key(), key, 0));
                 match installed {
                     Ok(()) => {
@@ -103,6 +108,58 @@ impl WorkerFastpath {
                 }
             }
         }
+    }
+
+    /// Adopts `entries` of the map into `engine` (whose clock started at `start`): each
+    /// becomes a flow handed over (see [`Engine::adopt_fastpath`]), or is removed from
+    /// the map with the reason logged. Returns how many were adopted and refused.
+    pub fn adopt(
+        &mut self,
+        engine: &mut Engine,
+        entries: Vec<(V4Key, FlowEntry)>,
+        start: Instant,
+    ) -> (usize, usize) {
+        let now = crate::runtime::now_since(start);
+        let (mut adopted, mut refused) = (0, 0);
+        for (key, e) in entries {
+            let a = e.addrs(&key);
+            let flow = FastpathFlow {
+                client: a.client,
+                service: a.service,
+                client6: a.client6,
+                backend: a.backend,
+                splice: e.splice(),
+                name: e.name(),
+                created: time_of(e.created_ns, start).unwrap_or(now),
+            };
+            let entry = AdoptedFlow {
+                flow,
+                client_fin: e.client_fin != 0,
+                backend_fin: e.backend_fin != 0,
+                reset: e.reset != 0,
+                last_seen: time_of(e.last_seen_ns, start).unwrap_or(now),
+            };
+            match engine.adopt_fastpath(now, &entry) {
+                Ok(how) => {
+                    adopted += 1;
+                    self.installed.insert(key, a);
+                    if how == Adopted::Closing {
+                        tracing::debug!("fast path: adopted flow {} closes now", a.client);
+                    }
+                }
+                Err(why) => {
+                    refused += 1;
+                    let _ = self.backends.remove(&a.v6_key());
+                    let _ = self.flows.remove(&key);
+                    tracing::info!(
+                        "fast path: flow {} -> {} not adopted ({why}); its entry is removed",
+                        a.client,
+                        a.service
+                    );
+                }
+            }
+        }
+        (adopted, refused)
     }
 
     /// Adds what the program forwarded of a flow taken back to its access-log line.
@@ -158,6 +215,26 @@ impl WorkerFastpath {
     pub fn installed(&self) -> usize {
         self.installed.len()
     }
+}
+
+/// The CLOCK_MONOTONIC nanoseconds of engine time `t` (the worker's clock started at
+/// `start`).
+fn monotonic_of(t: Time, start: Instant) -> u64 {
+    let ago = crate::runtime::now_since(start)
+        .as_micros()
+        .saturating_sub(t.as_micros());
+    monotonic_ns().saturating_sub(ago.saturating_mul(1000))
+}
+
+/// The engine time of CLOCK_MONOTONIC `ns` (the worker's clock started at `start`);
+/// `None` for 0 (not known).
+fn time_of(ns: u64, start: Instant) -> Option<Time> {
+    if ns == 0 {
+        return None;
+    }
+    let ago = monotonic_ns().saturating_sub(ns) / 1000;
+    let now = crate::runtime::now_since(start).as_micros();
+    Some(Time::from_micros(now.saturating_sub(ago)))
 }
 
 /// CLOCK_MONOTONIC in nanoseconds (the program's `bpf_ktime_get_ns`).

@@ -2,6 +2,7 @@
 //! for the commit before reading a packet.
 
 use std::io;
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -18,6 +19,7 @@ use super::syscalls::claim_inherited;
 use super::workers;
 use super::{FD_ENV, READY_TIMEOUT, TESTING_SNAPSHOT_VERSION_ENV};
 use crate::accesslog::{AccessLog, Lines};
+use crate::config::FastpathMode;
 use crate::health::{self, check};
 use crate::host::Host;
 use crate::observe::{Observer, RouteLabels};
@@ -50,9 +52,14 @@ pub fn inherited() -> Option<io::Result<Link>> {
 /// nothing of the host set-up is touched either way.
 pub async fn take_over(link: Link, path: &Path) -> Result<Running, RunError> {
     match prepare(&link, path).await {
-        Ok(running) => {
+        Ok((running, retire)) => {
             let mut running = commit(&link, running)?;
             relisten(&mut running).await;
+            // `fastpath = "off"`: the old process's program and maps go now, not before
+            // the commit (a failed upgrade leaves the old process as it was).
+            if let Some(fd) = retire {
+                crate::fastpath::retire(&running.tun, fd.as_fd());
+            }
             Ok(running)
         }
         Err(why) => {
@@ -108,7 +115,9 @@ async fn relisten(running: &mut Running) {
 }
 
 /// Everything before "ready": the reason as text on failure, for the old process's log.
-async fn prepare(link: &Link, path: &Path) -> Result<Running, String> {
+/// Also returns, with `[tun] fastpath = "off"`, a descriptor of the TUN to remove the old
+/// process's fast path with once committed.
+async fn prepare(link: &Link, path: &Path) -> Result<(Running, Option<OwnedFd>), String> {
     let Loaded { config, routes } = routes::load(path).map_err(|e| e.to_string())?;
     let routes = Arc::new(routes);
     logging::apply_config_level(config.log.level.as_deref());
@@ -239,10 +248,35 @@ async fn prepare(link: &Link, path: &Path) -> Result<Running, String> {
     let mut links = second_chance.links.into_iter();
     let mut senders = Vec::with_capacity(workers);
     let mut planes = Vec::with_capacity(workers);
-    // A fresh fast path: the old process's pins go (its flows return to the TUN path,
-    // where the restored engines know them), new flows are handed over as they splice.
-    let (fastpath, fastpath_maps) =
-        crate::run::start_fastpath(&config, workers).map_err(|e| e.to_string())?;
+    // The old process's program, links and maps are adopted (this build's program takes
+    // their place behind the links), and the flows it had handed over stay on the fast
+    // path: each restored engine marks its own handed over again. With `off` they stay
+    // until the commit (`take_over`).
+    let first = queues[0].as_fd();
+    let (retire, (fastpath, fastpath_maps)) = if config.tun.fastpath == FastpathMode::Off {
+        let fd = first.try_clone_to_owned().map_err(|e| e.to_string())?;
+        (Some(fd), (None, Vec::new()))
+    } else {
+        let started = crate::run::start_fastpath(&config, workers, first);
+        (None, started.map_err(|e| e.to_string())?)
+    };
+    let mut fastpath = fastpath;
+    let mut adopt = match &mut fastpath {
+        Some(fp) => {
+            let refs: Vec<&Engine> = engines.iter().collect();
+            let (each, stale) = crate::fastpath::divide(fp.entries(), &refs, None, false);
+            for (key, e) in &stale {
+                tracing::info!(
+                    "upgrade: removing the fast-path entry of {}, a flow no worker holds",
+                    e.addrs(key).client
+                );
+                fp.remove(&e.addrs(key));
+            }
+            each
+        }
+        None => Vec::new(),
+    }
+    .into_iter();
     let mut fastpath_maps = fastpath_maps.into_iter();
     workers::steer(handed, &queues, key)?;
     for (index, (fd, engine)) in queues.into_iter().zip(engines).enumerate() {
@@ -256,11 +290,18 @@ async fn prepare(link: &Link, path: &Path) -> Result<Running, String> {
                 access.sender(),
             )
             .with_second_chance(links.next().flatten());
-        let plane = match fastpath_maps.next() {
-            Some(maps) => plane.with_fastpath(maps),
+        let plane = plane.started_at(start);
+        planes.push(match fastpath_maps.next() {
+            Some(maps) => {
+                let mut plane = plane.with_fastpath(maps);
+                let (kept, refused) = plane.adopt_fastpath(adopt.next().unwrap_or_default());
+                tracing::info!(
+                    "upgrade: worker {index} keeps {kept} flows on the fast path ({refused} refused)"
+                );
+                plane
+            }
             None => plane,
-        };
-        planes.push(plane.started_at(start));
+        });
     }
     // `[tun] mtu`: new flows agree their MSS from it, the restored ones keep theirs. Last
     // of the fallible steps, so that a failed upgrade leaves the device as it was.
@@ -269,32 +310,35 @@ async fn prepare(link: &Link, path: &Path) -> Result<Running, String> {
         .map_err(|e| format!("cannot set the TUN's MTU to {}: {e}", config.tun.mtu))?;
 
     tracing::info!("upgrade: restored {flows} flows on {workers} queues; ready");
-    Ok(Running {
-        tun: state.tun,
-        offload: state.offload,
-        seed: state.seed,
-        host,
-        workers: Workers::new_parked(planes, stop),
-        senders,
-        health,
-        metrics,
-        published,
-        config,
-        access,
-        control,
-        fastpath,
-        claim: None,
-        reloads_sent: 0,
-        retired,
-        second_chance: second_chance.receiver,
-    })
+    Ok((
+        Running {
+            tun: state.tun,
+            offload: state.offload,
+            seed: state.seed,
+            host,
+            workers: Workers::new_parked(planes, stop),
+            senders,
+            health,
+            metrics,
+            published,
+            config,
+            access,
+            control,
+            fastpath,
+            claim: None,
+            reloads_sent: 0,
+            retired,
+            second_chance: second_chance.receiver,
+        },
+        retire,
+    ))
 }
 
 /// The metrics server on the listener handed over if it is bound where the
 /// configuration says, else on a new one.
 fn metrics_server(
     listen: std::net::SocketAddr,
-    handed: Option<std::os::fd::OwnedFd>,
+    handed: Option<OwnedFd>,
     metrics: metrics::Metrics,
 ) -> Result<MetricsServer, String> {
     let handed = handed

@@ -19,6 +19,7 @@ mod pools;
 mod relisten;
 mod reprefix;
 mod routing;
+mod survival;
 
 use std::io::{Read, Write};
 use std::net::{Ipv6Addr, SocketAddr, TcpStream};

@@ -10,6 +10,7 @@
 #![allow(clippy::unwrap_used)] // test helpers: a failed step is a failed test
 
 mod failures;
+mod fastpath;
 mod phases;
 mod reconfigure;
 mod requests;

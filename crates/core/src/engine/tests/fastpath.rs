@@ -17,9 +17,10 @@ fn spliced_flow_is_handed_over_and_taken_back_when_both_fins_pass() {
     h.engine.enable_fastpath();
     let (synack, _) = h.spliced_http(backend_linux());
     let got = ops(&mut h);
-    let [FastpathOp::Install(f)] = got[..] else {
+    let [FastpathOp::Install(f)] = &got[..] else {
         panic!("{got:?}");
     };
+    let f = f.clone();
     assert_eq!(f.client6, client6());
     assert_eq!(*f.backend.ip(), backend_addr());
     assert_eq!(f.splice.delta, B_ISN.wrapping_sub(synack.seg.seq.0));

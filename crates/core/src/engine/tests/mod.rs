@@ -5,6 +5,7 @@
 //! the backend to the client's embedded address. What the engine sends is parsed back into
 //! [`Sent`] records, so tests read as the conversation they check.
 
+mod adopt;
 mod custody;
 mod failover;
 mod fastpath;
