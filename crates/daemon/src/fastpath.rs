@@ -10,6 +10,7 @@
 //! [`Fastpath::remove_all`] (SIGTERM) detaches and unpins everything.
 
 pub mod maps;
+pub mod syncookie;
 mod syscalls;
 #[cfg(test)]
 mod tests;

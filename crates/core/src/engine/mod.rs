@@ -114,6 +114,9 @@ pub struct Engine {
     fastpath_ops: VecDeque<FastpathOp>,
     /// Prefixes changed since that flows still hold (`prefixes.rs`).
     retired: Vec<crate::addr::Prefix96>,
+    /// The cookie clock: what to add to the caller's `now` (µs) to make the time cookies
+    /// are made and checked at; `None`: the engine's own time (`set_cookie_clock`).
+    cookie_clock: Option<u64>,
 }
 
 /// Most events kept when nobody drains them.
@@ -141,7 +144,10 @@ impl Engine {
             .shared_limits
             .clone()
             .unwrap_or_else(|| Arc::new(SharedLimits::new(key("limits"))));
-        let isn = IsnSource::new(key("isn"), key("cookie"));
+        let isn = IsnSource::new(
+            key("isn"),
+            config.cookie_root.unwrap_or_else(|| key("cookie")),
+        );
         Ok(Self {
             timers: Timers::with_capacity(config.max_flows.min(1 << 20) * 2),
             flows,
@@ -159,6 +165,7 @@ impl Engine {
             fastpath: false,
             fastpath_ops: VecDeque::new(),
             retired: Vec::new(),
+            cookie_clock: None,
             routes,
             health: Arc::default(),
             config,

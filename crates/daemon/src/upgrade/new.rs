@@ -230,6 +230,12 @@ async fn prepare(link: &Link, path: &Path) -> Result<Running, String> {
     // where the restored engines know them), new flows are handed over as they splice.
     let (fastpath, fastpath_maps) =
         crate::run::start_fastpath(&config, workers).map_err(|e| e.to_string())?;
+    let syncookie = crate::fastpath::syncookie::start(
+        &config,
+        fastpath.as_ref(),
+        crate::fastpath::syncookie::root(&config.tun, state.seed),
+        control.syncookie.clone(),
+    );
     let mut fastpath_maps = fastpath_maps.into_iter();
     for (index, (fd, engine)) in queues.into_iter().zip(engines).enumerate() {
         let (tx, rx) = mpsc::channel();
@@ -267,6 +273,7 @@ async fn prepare(link: &Link, path: &Path) -> Result<Running, String> {
         access,
         control,
         fastpath,
+        syncookie,
         claim: None,
         reloads_sent: 0,
         retired,
