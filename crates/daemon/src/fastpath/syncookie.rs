@@ -16,6 +16,8 @@
 pub mod flood;
 pub mod maps;
 mod syscalls;
+#[cfg(test)]
+mod tests;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
