@@ -38,9 +38,7 @@ impl FloodMode {
     /// One look: `syns` SYNs counted in all (the program's counter) at `now_micros`.
     /// Returns the new mode when it changed.
     pub fn look(&mut self, syns: u64, now_micros: u64) -> Option<bool> {
-        let Some((then_syns, then)) = self.last.replace((syns, now_micros)) else {
-            return None;
-        };
+        let (then_syns, then) = self.last.replace((syns, now_micros))?;
         let elapsed = now_micros.saturating_sub(then).max(1);
         self.rate = syns.saturating_sub(then_syns).saturating_mul(1_000_000) / elapsed;
         if !self.on {
