@@ -24,11 +24,13 @@
  * - an ACK whose cookie checks (ack − 1 against seq − 1, this tick or the one before)
  *   goes on to the TUN path, where the engine checks it again and makes the flow from
  *   the cookie's MSS and the options in its TSecr; its connection is remembered;
- * - any other segment without SYN or RST to a service port is dropped and counted.
+ * - any other segment without SYN or RST to a service port is dropped and counted;
+ * - a SYN whose answer has no way out (into the TUN, no route, a blackhole, a local
+ *   address) is dropped and counted: the TUN path's answer would be lost too.
  *
  * Anything it is not sure of goes on untouched (TC_ACT_UNSPEC: the next program, the
  * fast path, then the stack): IPv4 options or fragments, SYN with ACK, FIN or RST, SYN
- * with data, options that do not parse, no route back. */
+ * with data, options that do not parse, a route back the program cannot use. */
 
 #include <linux/bpf.h>
 #include <linux/if_ether.h>
@@ -369,7 +371,11 @@ static __always_inline int answer(struct __sk_buff *skb, struct sc_config *cfg, 
 	fib.ipv4_dst = k.client;
 	fib.ifindex = tun_ifindex;
 	long rc = bpf_fib_lookup(skb, &fib, sizeof(fib), BPF_FIB_LOOKUP_SKIP_NEIGH);
-	if (rc != BPF_FIB_LKUP_RET_SUCCESS || fib.ifindex == tun_ifindex)
+	if ((rc == BPF_FIB_LKUP_RET_SUCCESS && fib.ifindex == tun_ifindex) ||
+	    rc == BPF_FIB_LKUP_RET_BLACKHOLE || rc == BPF_FIB_LKUP_RET_UNREACHABLE ||
+	    rc == BPF_FIB_LKUP_RET_PROHIBIT || rc == BPF_FIB_LKUP_RET_NOT_FWDED)
+		return count(SC_NO_ROUTE, TC_ACT_SHOT);
+	if (rc != BPF_FIB_LKUP_RET_SUCCESS)
 		return count(SC_PASS_ROUTE, TC_ACT_UNSPEC);
 
 	s.th.source = k.service_port;

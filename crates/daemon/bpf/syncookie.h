@@ -38,6 +38,9 @@ enum sc_stat {
 	SC_PASS_UNSURE,	   /* options that do not parse, SYN with data: the TUN path's */
 	SC_PASS_ROUTE,	   /* no route back to the client: the TUN path's */
 	SC_FAILED,	   /* a helper failed after the packet was changed: dropped */
+	SC_NO_ROUTE,	   /* flood mode: a SYN whose answer has no way out (no route, a
+			    * blackhole, a local address, the TUN itself): dropped, as the TUN
+			    * path's answer would be lost */
 	SC_STATS,
 };
 

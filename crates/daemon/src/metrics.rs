@@ -603,11 +603,12 @@ impl Collector for Daemon {
         counter(
             e,
             "kracauer_syncookie_passed",
-            "Segments the kernel program left to the TUN path unanswered, by reason (unsure: options that do not parse, SYN with data; route: no route back), or dropped after a helper failed (failed).",
+            "SYNs and segments the kernel program did not answer: left to the TUN path (unsure: options that do not parse, SYN with data; route: a route back it cannot use), or dropped (failed: a helper failed; no_route: in flood mode, a SYN whose answer has no way out).",
             &[
                 (vec![("reason", "unsure")], k(5)),
                 (vec![("reason", "route")], k(6)),
                 (vec![("reason", "failed")], k(7)),
+                (vec![("reason", "no_route")], k(8)),
             ],
         )?;
         gauge(

@@ -175,7 +175,7 @@ fn kracauer_run(tb: &Topology, fastpath: &str) -> (Run, u64, String) {
         "mtu = 1500\n",
         &format!("mtu = 1500\nfastpath = \"{fastpath}\"\n"),
     );
-    let k = tb.start_kracauer(KRACAUER, &c).unwrap();
+    let k = tb.start_kracauer(KRACAUER, &c).expect("start kracauer");
     assert!(https_get(tb).is_some(), "served before the flood");
     let run = flood(tb, Some(k.pid()));
     let half_open = metric(&k, "kracauer_flows_half_open");
@@ -185,7 +185,7 @@ fn kracauer_run(tb: &Topology, fastpath: &str) -> (Run, u64, String) {
         .filter(|l| l.starts_with("kracauer_syncookie_") && !l.starts_with('#'))
         .collect();
     let sc = sc.join("; ");
-    k.terminate().unwrap();
+    k.terminate().expect("stop kracauer");
     (run, half_open, sc)
 }
 
@@ -203,6 +203,16 @@ fn under_a_syn_flood_kernel_cookies_serve_a_real_client_at_least_four_fifths_as_
     for key in ["all", "default", "to-client"] {
         tb.router
             .sysctl(&format!("net.ipv4.conf.{key}.rp_filter"), "0")
+            .unwrap();
+    }
+    // Answers to the spoofed sources go to the client's router-side neighbour, as on the
+    // Internet they go to the next hop: no address resolution per spoofed source, whose
+    // unresolved queue would hold the answers (and, for an answer made from the flooder's
+    // own packet in the kernel, the flooder's socket memory). The client does not forward.
+    tb.client.sysctl("net.ipv4.ip_forward", "0").unwrap();
+    for half in ["198.51.100.0/25", "198.51.100.128/25"] {
+        tb.router
+            .ip(["route", "add", half, "via", &CLIENT_V4.to_string()])
             .unwrap();
     }
     let _origin = Origin::start(&tb);

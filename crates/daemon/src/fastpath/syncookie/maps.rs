@@ -30,7 +30,7 @@ const _: () = assert!(size_of::<ScConfig>() == 24);
 const _: () = assert!(size_of::<ScKey>() == 12);
 
 /// `enum sc_stat`, in order.
-pub const STATS: [&str; 8] = [
+pub const STATS: [&str; 9] = [
     "syn_seen",
     "syn_answered",
     "syn_passed",
@@ -39,6 +39,7 @@ pub const STATS: [&str; 8] = [
     "pass_unsure",
     "pass_route",
     "failed",
+    "no_route",
 ];
 /// Index of SYNs to a service port.
 pub const SYN_SEEN: usize = 0;

@@ -508,8 +508,8 @@ fn without_flood_mode_nothing_is_touched_and_known_connections_pass_once_it_is_o
 fn layout_version_is_the_headers() {
     let header = include_str!("../../../bpf/syncookie.h");
     assert!(header.contains(&format!("#define SYNCOOKIE_LAYOUT {LAYOUT}\n")));
-    assert_eq!(maps::STATS.len(), 8);
-    assert!(header.contains("SC_FAILED,"));
+    assert_eq!(maps::STATS.len(), 9);
+    assert!(header.contains("SC_NO_ROUTE,"));
 }
 
 #[test]
