@@ -65,10 +65,17 @@ impl Flood {
     }
 }
 
+/// SYN cookies sent by the engine and, with the fast path, by the kernel's SYN cookie
+/// program in flood mode.
+fn cookies_sent(k: &Kracauer<'_>) -> u64 {
+    metric(k, "kracauer_syn_cookies_sent_total")
+        + metric(k, "kracauer_syncookie_syns_total{path=\"kernel\"}")
+}
+
 /// Floods port 443 for `secs` at `rate` packets a second (0: as fast as one raw socket
 /// goes) while four legitimate clients GET in a loop, sampling Kracauer's memory.
 fn flood(tb: &Topology, k: &Kracauer<'_>, secs: u64, rate: u64) -> Flood {
-    let cookies_before = metric(k, "kracauer_syn_cookies_sent_total");
+    let cookies_before = cookies_sent(k);
     let pid = k.pid();
     let started = Instant::now();
     let until = started + Duration::from_secs(secs);
@@ -117,7 +124,7 @@ fn flood(tb: &Topology, k: &Kracauer<'_>, secs: u64, rate: u64) -> Flood {
         attempts,
         ok,
         rss,
-        cookies: metric(k, "kracauer_syn_cookies_sent_total") - cookies_before,
+        cookies: cookies_sent(k) - cookies_before,
         flows_end: metric(k, "kracauer_flows"),
     }
 }
