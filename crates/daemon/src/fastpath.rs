@@ -17,6 +17,7 @@
 //! with its last descriptor again.
 
 pub mod maps;
+pub mod syncookie;
 mod syscalls;
 #[cfg(test)]
 mod tests;

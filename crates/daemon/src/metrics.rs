@@ -52,6 +52,8 @@ pub struct Control {
     pub reloads_refused: AtomicU64,
     /// Whether the last SIGHUP was applied (true before any).
     pub last_reload_ok: AtomicBool,
+    /// The kernel's SYN cookies (`fastpath::syncookie`).
+    pub syncookie: Arc<crate::fastpath::syncookie::Counters>,
 }
 
 impl Default for Control {
@@ -60,6 +62,7 @@ impl Default for Control {
             reloads_applied: AtomicU64::new(0),
             reloads_refused: AtomicU64::new(0),
             last_reload_ok: AtomicBool::new(true),
+            syncookie: Arc::default(),
         }
     }
 }
@@ -549,6 +552,65 @@ impl Collector for Daemon {
             "kracauer_config_last_reload_successful",
             "1 if the last SIGHUP was applied (or there was none), 0 if it was refused.",
             i64::from(control.last_reload_ok.load(Ordering::Relaxed)),
+        )?;
+        let sc = &control.syncookie;
+        let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        gauge(
+            e,
+            "kracauer_syncookie_flood_mode",
+            "1 while SYNs to service ports are answered with cookies in the kernel (flood mode), 0 otherwise or without the kernel program.",
+            i64::from(sc.flood.load(Ordering::Relaxed)),
+        )?;
+        counter(
+            e,
+            "kracauer_syncookie_flood_mode_changes",
+            "Times flood mode turned on and off.",
+            &[
+                (vec![("to", "on")], load(&sc.turned_on)),
+                (vec![("to", "off")], load(&sc.turned_off)),
+            ],
+        )?;
+        gauge(
+            e,
+            "kracauer_syncookie_flood_mode_changed_time_seconds",
+            "When flood mode last turned on or off (Unix time; 0: never).",
+            i64::try_from(load(&sc.changed_at)).unwrap_or(i64::MAX),
+        )?;
+        gauge(
+            e,
+            "kracauer_syncookie_syn_rate",
+            "SYNs a second to service ports, as the kernel program counted them at the last look.",
+            i64::try_from(load(&sc.syn_rate)).unwrap_or(i64::MAX),
+        )?;
+        let k = |i: usize| load(&sc.kernel[i]);
+        counter(
+            e,
+            "kracauer_syncookie_syns",
+            "SYNs to service ports the kernel program saw: answered in the kernel with a cookie (flood mode), or passed to the TUN path.",
+            &[
+                (vec![("path", "kernel")], k(1)),
+                (vec![("path", "tun")], k(2)),
+            ],
+        )?;
+        counter(
+            e,
+            "kracauer_syncookie_cookies_checked",
+            "ACKs of no known connection the kernel program checked in flood mode: valid (passed on) or failed (dropped).",
+            &[
+                (vec![("result", "valid")], k(3)),
+                (vec![("result", "failed")], k(4)),
+            ],
+        )?;
+        counter(
+            e,
+            "kracauer_syncookie_passed",
+            "SYNs and segments the kernel program did not answer: left to the TUN path (unsure: options that do not parse, SYN with data; route: a route back it cannot use), or dropped (failed: a helper failed; no_route: in flood mode, a SYN whose answer has no way out).",
+            &[
+                (vec![("reason", "unsure")], k(5)),
+                (vec![("reason", "route")], k(6)),
+                (vec![("reason", "failed")], k(7)),
+                (vec![("reason", "no_route")], k(8)),
+            ],
         )?;
         gauge(
             e,

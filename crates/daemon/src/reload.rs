@@ -123,6 +123,9 @@ pub async fn reload(path: &Path, running: &mut Running) {
         Vec::new()
     };
     running.control.reloaded(true);
+    if let (Some(mtu), Some(sc)) = (new_mtu, &running.syncookie) {
+        sc.set_mtu(mtu);
+    }
     for what in &plan.restart {
         let how = if matches!(*what, "limits.max_flows" | "[log]" | "[scale_out]") {
             "an upgrade (SIGUSR2) or a restart"

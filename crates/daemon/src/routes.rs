@@ -80,6 +80,14 @@ pub fn shared_limits(seed: [u8; 32]) -> std::sync::Arc<SharedLimits> {
     std::sync::Arc::new(SharedLimits::new(key))
 }
 
+/// The root of the SYN cookies' keys, shared by every worker and the kernel's SYN cookie
+/// program, drawn from `seed` (which a live upgrade carries, so the new workers check the
+/// old ones' cookies). A daemon that adopts a kernel program's pinned secret uses that
+/// instead (`fastpath::syncookie::root`).
+pub fn cookie_root(seed: [u8; 32]) -> [u64; 2] {
+    kracauer_core::tcp::isn::cookie_root_from_seed(&seed)
+}
+
 /// Worker `index`'s seed: `seed` with the index mixed into its last bytes, so workers
 /// share no secret (and no IPv4 ID sequence) while all stay unpredictable from outside.
 pub fn worker_seed(mut seed: [u8; 32], index: usize) -> [u8; 32] {

@@ -185,6 +185,8 @@ pub struct Running {
     pub control: Arc<metrics::Control>,
     /// The kernel fast path, when it runs (removed on an orderly stop).
     pub fastpath: Option<crate::fastpath::Fastpath>,
+    /// The kernel's SYN cookies, when the fast path runs (removed on an orderly stop).
+    pub syncookie: Option<crate::fastpath::syncookie::Handle>,
     /// The lock on this instance's identity (`None` in a process that took over in a
     /// live upgrade: it holds the lock by an inherited descriptor).
     pub claim: Option<crate::instance::Claim>,
@@ -335,6 +337,12 @@ async fn start(path: &Path) -> Result<Running, RunError> {
         None => Vec::new(),
     }
     .into_iter();
+    let syncookie = crate::fastpath::syncookie::start(
+        &config,
+        fastpath.as_ref(),
+        crate::fastpath::syncookie::root(&config.tun, seed),
+        control.syncookie.clone(),
+    );
     let queues = match tun.into_queues() {
         Ok(q) => q,
         Err(e) => {
@@ -426,6 +434,7 @@ async fn start(path: &Path) -> Result<Running, RunError> {
         access,
         control,
         fastpath,
+        syncookie,
         claim,
         reloads_sent: 0,
         retired: Vec::new(),
@@ -471,6 +480,7 @@ async fn stop(running: Running) -> Result<(), RunError> {
         metrics,
         access,
         fastpath,
+        syncookie,
         claim,
         config,
         ..
@@ -490,6 +500,9 @@ async fn stop(running: Running) -> Result<(), RunError> {
     for mut plane in planes {
         plane.close_flows();
         queues.push(plane.into_queue());
+    }
+    if let Some(sc) = syncookie {
+        sc.stop(true);
     }
     if let Some(fp) = fastpath {
         if let Err(e) = fp.remove_all() {
@@ -519,6 +532,9 @@ async fn undo(host: &mut Host) {
 pub fn worker_configs(config: &Config, seed: [u8; 32], workers: usize) -> Vec<EngineConfig> {
     let mut shared = routes::per_worker(routes::engine_config(config, seed), workers);
     shared.shared_limits = Some(routes::shared_limits(seed));
+    // One cookie root for all workers (and the kernel's SYN cookie program): a cookie
+    // any of them made opens the flow at any other.
+    shared.cookie_root = Some(crate::fastpath::syncookie::root(&config.tun, seed));
     (0..workers)
         .map(|index| EngineConfig {
             seed: routes::worker_seed(seed, index),

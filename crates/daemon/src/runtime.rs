@@ -238,6 +238,11 @@ impl DataPlane {
         stop: Arc<AtomicBool>,
         published: Published,
     ) -> Self {
+        let mut engine = engine;
+        let start = Instant::now();
+        // Cookies are made and checked on the host's monotonic clock, which the kernel's
+        // SYN cookie program reads too (`fastpath::syncookie`).
+        engine.set_cookie_clock(crate::fastpath::syncookie::monotonic_micros());
         Self {
             index,
             queue,
@@ -248,7 +253,7 @@ impl DataPlane {
             counters: Counters::default(),
             observer: Observer::new(Arc::default(), RouteLabels::default()),
             access: None,
-            start: Instant::now(),
+            start,
             reports: None,
             second_chance: None,
             fastpath: None,

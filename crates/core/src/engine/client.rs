@@ -243,7 +243,9 @@ impl Engine {
         let o = seg.options;
         let client = ClientOptions::from_syn(&o);
         let client_tsval = o.timestamps.map_or(0, |t| t.0);
-        let (cookie, mss) = self.isn.cookie(key, seg.seq.0, client.mss, now);
+        let (cookie, mss) = self
+            .isn
+            .cookie(key, seg.seq.0, client.mss, self.cookie_time(now));
         let (client, tsval) = match o.timestamps {
             Some(_) => (
                 ClientOptions { mss, ..client },
@@ -276,7 +278,9 @@ impl Engine {
     ) -> Option<Verdict> {
         let c_isn = seg.seq - 1;
         let k_isn = seg.ack - 1;
-        let mss = self.isn.check_cookie(&key, c_isn.0, k_isn.0, now)?;
+        let mss = self
+            .isn
+            .check_cookie(&key, c_isn.0, k_isn.0, self.cookie_time(now))?;
         let client = match seg.options.timestamps {
             Some((_, tsecr)) => {
                 let o = cookie_options_from_tsecr(tsecr, mss);

@@ -80,6 +80,11 @@ pub struct EngineConfig {
     /// The counts this engine's limits are checked against, shared with the daemon's
     /// other workers; `None`: its own (one engine alone). A reload keeps the engine's.
     pub shared_limits: Option<Arc<SharedLimits>>,
+    /// The root of the SYN cookies' keys (`tcp::isn`), when it is shared: every worker
+    /// of the daemon and its kernel SYN cookie program sign and check cookies with it,
+    /// so any of them accepts a cookie any other made. `None`: drawn from the seed (one
+    /// engine alone). A reload keeps the engine's.
+    pub cookie_root: Option<[u64; 2]>,
 }
 
 impl EngineConfig {
@@ -105,6 +110,7 @@ impl EngineConfig {
             seed,
             second_chance: false,
             shared_limits: None,
+            cookie_root: None,
         }
     }
 

@@ -58,6 +58,24 @@ impl Engine {
         self.fastpath = true;
     }
 
+    /// Makes and checks SYN cookies at the caller's `now` plus `offset_micros` from now on
+    /// (the daemon: CLOCK_MONOTONIC at the instant its `now` counts from), so the
+    /// engine's cookies and the kernel's SYN cookie program's share one clock. Without
+    /// it, the engine's own time.
+    pub fn set_cookie_clock(&mut self, offset_micros: u64) {
+        self.cookie_clock = Some(offset_micros);
+    }
+
+    /// The time cookies are made and checked at, for the engine's time `now`.
+    pub(super) fn cookie_time(&self, now: Time) -> Time {
+        match self.cookie_clock {
+            Some(offset) => {
+                Time::from_micros(self.clock.external(now).as_micros().saturating_add(offset))
+            }
+            None => now,
+        }
+    }
+
     /// The next map operation for the daemon, in the order they arose.
     pub fn poll_fastpath(&mut self) -> Option<FastpathOp> {
         self.fastpath_ops.pop_front()

@@ -125,6 +125,9 @@ pub struct Engine {
     /// Until then a segment for no flow is dropped, not reset (`snapshot.rs`,
     /// [`Engine::restore_part`]).
     settling_until: Time,
+    /// The cookie clock: what to add to the caller's `now` (µs) to make the time cookies
+    /// are made and checked at; `None`: the engine's own time (`set_cookie_clock`).
+    cookie_clock: Option<u64>,
 }
 
 /// Most events kept when nobody drains them.
@@ -152,7 +155,10 @@ impl Engine {
             .shared_limits
             .clone()
             .unwrap_or_else(|| Arc::new(SharedLimits::new(key("limits"))));
-        let isn = IsnSource::new(key("isn"), key("cookie"));
+        let isn = IsnSource::new(
+            key("isn"),
+            config.cookie_root.unwrap_or_else(|| key("cookie")),
+        );
         Ok(Self {
             timers: Timers::with_capacity(config.max_flows.min(1 << 20) * 2),
             flows,
@@ -171,6 +177,7 @@ impl Engine {
             fastpath_ops: VecDeque::new(),
             retired: Vec::new(),
             settling_until: Time::ZERO,
+            cookie_clock: None,
             routes,
             health: Arc::default(),
             config,

@@ -12,6 +12,13 @@
 //! the low 5 bits of our TSval carry the client's window scale (or "none") and its
 //! SACK-permitted flag, and come back in the client's TSecr.
 //!
+//! The cookie key is not used as it is: it is the root of one key per epoch of 16 ticks
+//! (about 17 minutes), derived with SipHash ([`cookie_epoch_key`]), so the key that
+//! signs cookies rotates while every path that knows the root (each worker's engine, and
+//! the kernel's SYN cookie program, `crates/daemon/bpf/syncookie.c`) derives the same one
+//! for the same tick. The time a cookie is made and checked at is the caller's cookie
+//! clock: the daemon gives it CLOCK_MONOTONIC, which the kernel's program reads too.
+//!
 //! What a cookie flow loses: the client's exact MSS (rounded down to the table), and,
 //! when the client sent no timestamps, window scaling and SACK (the SYN-ACK then offers
 //! neither, so both ends run without them, as Linux does).
@@ -28,7 +35,9 @@ use crate::time::Time;
 pub const COOKIE_MSS: [u16; 4] = [536, 1220, 1440, 1460];
 
 /// Cookie time tick: 64 s.
-const TICK_MICROS: u64 = 64_000_000;
+pub const TICK_MICROS: u64 = 64_000_000;
+/// The cookie key rotates every `1 << EPOCH_TICKS_LOG2` ticks.
+pub const EPOCH_TICKS_LOG2: u32 = 4;
 const HASH_BITS: u32 = 25;
 const HASH_MASK: u32 = (1 << HASH_BITS) - 1;
 
@@ -39,7 +48,7 @@ const NO_WSCALE: u32 = 0xf;
 #[derive(Debug, Clone)]
 pub struct IsnSource {
     isn_key: [u64; 2],
-    cookie_key: [u64; 2],
+    cookie_root: [u64; 2],
 }
 
 /// What a valid cookie restores.
@@ -54,11 +63,12 @@ pub struct CookieOptions {
 }
 
 impl IsnSource {
-    /// A generator with two independent secret keys.
-    pub fn new(isn_key: [u64; 2], cookie_key: [u64; 2]) -> Self {
+    /// A generator with two independent secret keys: the ISNs' and the root of the
+    /// cookies' epoch keys.
+    pub fn new(isn_key: [u64; 2], cookie_root: [u64; 2]) -> Self {
         Self {
             isn_key,
-            cookie_key,
+            cookie_root,
         }
     }
 
@@ -71,7 +81,8 @@ impl IsnSource {
     }
 
     /// The cookie to use as our ISN for a SYN with sequence `client_isn` and MSS option
-    /// `client_mss` (536 when absent). Returns the cookie and the MSS it encodes.
+    /// `client_mss` (536 when absent), at cookie time `now`. Returns the cookie and the
+    /// MSS it encodes.
     pub fn cookie(
         &self,
         key: &ClientKey,
@@ -90,7 +101,8 @@ impl IsnSource {
     }
 
     /// Checks `cookie` (the client's ACK number minus one) for a connection whose client
-    /// ISN is `client_isn` (its sequence number minus one); returns the MSS it encodes.
+    /// ISN is `client_isn` (its sequence number minus one), at cookie time `now`; returns
+    /// the MSS it encodes.
     pub fn check_cookie(
         &self,
         key: &ClientKey,
@@ -112,13 +124,39 @@ impl IsnSource {
     }
 
     fn cookie_hash(&self, key: &ClientKey, client_isn: u32, tick: u64, idx: u32) -> u32 {
-        let mut h = SipHasher24::new_with_keys(self.cookie_key[0], self.cookie_key[1]);
+        let k = cookie_epoch_key(self.cookie_root, tick >> EPOCH_TICKS_LOG2);
+        let mut h = SipHasher24::new_with_keys(k[0], k[1]);
         hash_tuple(&mut h, key);
         h.write_u32(client_isn);
         h.write_u64(tick);
         h.write_u32(idx);
         h.finish() as u32 & HASH_MASK
     }
+}
+
+/// The key that signs the cookies of the ticks of `epoch`: SipHash-2-4 keyed with `root`
+/// over the epoch and 0 (then 1), each a little-endian `u64`.
+pub fn cookie_epoch_key(root: [u64; 2], epoch: u64) -> [u64; 2] {
+    let derive = |n: u64| {
+        let mut h = SipHasher24::new_with_keys(root[0], root[1]);
+        h.write_u64(epoch);
+        h.write_u64(n);
+        h.finish()
+    };
+    [derive(0), derive(1)]
+}
+
+/// A cookie root drawn from a 32-byte seed (the daemon's: every worker's is the same).
+pub fn cookie_root_from_seed(seed: &[u8; 32]) -> [u64; 2] {
+    let half = |b: &[u8]| u64::from_le_bytes(b.try_into().unwrap_or_default());
+    let derive = |n: u8| {
+        let mut h = SipHasher24::new_with_keys(half(&seed[..8]), half(&seed[8..16]));
+        h.write(&seed[16..]);
+        h.write(b"syn cookie root");
+        h.write_u8(n);
+        h.finish()
+    };
+    [derive(0), derive(1)]
 }
 
 fn hash_tuple(h: &mut impl Hasher, key: &ClientKey) {
@@ -232,6 +270,22 @@ mod tests {
             s.check_cookie(&key(1000), 77, cookie, Time::ZERO),
             Some(1460)
         );
+    }
+
+    #[test]
+    fn the_signing_key_rotates_every_epoch_and_cookies_still_span_the_boundary() {
+        let s = src();
+        let first = EPOCH_TICKS_LOG2;
+        assert_ne!(cookie_epoch_key([3, 4], 0), cookie_epoch_key([3, 4], 1));
+        // Made in the last tick of epoch 0, checked in the first of epoch 1.
+        let last = (1u64 << first) - 1;
+        let made = Time::from_micros(last * TICK_MICROS + 7);
+        let (cookie, _) = s.cookie(&key(1000), 77, 1460, made);
+        let next = Time::from_micros((last + 1) * TICK_MICROS + 3);
+        assert_eq!(s.check_cookie(&key(1000), 77, cookie, next), Some(1460));
+        // Another root signs differently.
+        let other = IsnSource::new([1, 2], [3, 5]);
+        assert_eq!(other.check_cookie(&key(1000), 77, cookie, made), None);
     }
 
     #[test]

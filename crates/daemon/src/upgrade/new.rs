@@ -277,6 +277,12 @@ async fn prepare(link: &Link, path: &Path) -> Result<(Running, Option<OwnedFd>),
         None => Vec::new(),
     }
     .into_iter();
+    let syncookie = crate::fastpath::syncookie::start(
+        &config,
+        fastpath.as_ref(),
+        crate::fastpath::syncookie::root(&config.tun, state.seed),
+        control.syncookie.clone(),
+    );
     let mut fastpath_maps = fastpath_maps.into_iter();
     workers::steer(handed, &queues, key)?;
     for (index, (fd, engine)) in queues.into_iter().zip(engines).enumerate() {
@@ -325,6 +331,7 @@ async fn prepare(link: &Link, path: &Path) -> Result<(Running, Option<OwnedFd>),
             access,
             control,
             fastpath,
+            syncookie,
             claim: None,
             reloads_sent: 0,
             retired,

@@ -12,6 +12,10 @@
 //!   (the kernel holds the second until the first is acknowledged) is served once
 //!   Kracauer takes custody of the first; with custody off it is reset at the deadline.
 //!
+//! - `syn_flood`: a SYN flood from one sender while a real client loops HTTPS requests:
+//!   with its SYN cookies in the kernel, Kracauer serves it at least 0.8× as well as
+//!   nginx behind the kernel's own cookies.
+//!
 //! Privileged: every test is `#[ignore]`d (run them as root with `--include-ignored`) and
 //! panics, naming what is missing, without root, `ip`, nginx, openssl, h2load
 //! (nghttp2-client), python3 or nstat. They build their own namespaces (deleted also on
@@ -22,6 +26,7 @@ mod burst;
 mod nagle;
 mod origin;
 mod stalled;
+mod syn_flood;
 
 use std::io::Write;
 use std::process::Output;

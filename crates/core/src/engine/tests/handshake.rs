@@ -450,3 +450,52 @@ fn address_literal_in_sni_is_treated_as_no_name_not_garbage() {
     );
     assert_eq!(answer.payload, [0x15, 3, 1, 0, 2, 2, 112]);
 }
+
+#[test]
+fn a_cookie_made_by_one_worker_opens_the_flow_at_another_sharing_the_cookie_root() {
+    // Two workers: their own seeds, one cookie root, cookie clocks that count from
+    // different instants of one host clock (each worker started at its own moment).
+    let worker = |seed: u8, started_at: u64| {
+        let mut c = config();
+        c.seed = [seed; 32];
+        c.max_half_open = 0;
+        c.cookie_root = Some([11, 12]);
+        let mut h = Harness::with(c);
+        h.engine.set_cookie_clock(started_at);
+        h
+    };
+    let (mut a, mut b) = (worker(1, 5_000_000), worker(2, 4_000_000));
+    // Both harnesses' `now` is 1000 s, so `b` is 1 s behind on the host clock: move it on.
+    b.now = b.now + Duration::from_secs(1);
+    let synack = a.syn(80);
+    let tsecr = synack.seg.options.timestamps.unwrap().0;
+    let step = b.client_to(
+        80,
+        flags::ACK | flags::PSH,
+        C_ISN + 1,
+        synack.seg.seq.0 + 1,
+        ts(101, tsecr),
+        HTTP_REQUEST,
+    );
+    assert!(
+        step.only_sent().seg.syn(),
+        "the flow went on to the backend"
+    );
+    assert_eq!(b.engine.stats().cookies_accepted, 1);
+
+    // A worker with another root refuses it.
+    let mut c = config();
+    c.cookie_root = Some([11, 13]);
+    let mut other = Harness::with(c);
+    other.engine.set_cookie_clock(4_000_000);
+    other.now = b.now;
+    let step = other.client_to(
+        80,
+        flags::ACK,
+        C_ISN + 1,
+        synack.seg.seq.0 + 1,
+        ts(101, tsecr),
+        HTTP_REQUEST,
+    );
+    assert_eq!(step.verdict, Verdict::Dropped(DropReason::ClientNoFlow));
+}
