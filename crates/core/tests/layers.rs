@@ -26,12 +26,14 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("route", &["base", "name", "addr"]),
     (
         "flow",
-        &["base", "wire", "time", "name", "tcp", "peek", "route"],
+        &[
+            "base", "wire", "time", "name", "tcp", "peek", "route", "quic",
+        ],
     ),
     (
         "engine",
         &[
-            "base", "wire", "time", "name", "addr", "xlat", "tcp", "peek", "route", "flow",
+            "base", "wire", "time", "name", "addr", "xlat", "tcp", "peek", "route", "quic", "flow",
         ],
     ),
 ];

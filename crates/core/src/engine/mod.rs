@@ -38,6 +38,9 @@ pub mod snapshot;
 pub mod stats;
 #[cfg(test)]
 mod tests;
+mod udp;
+mod udp_backend;
+mod udp_snapshot;
 
 use core::hash::Hasher;
 use core::ops::Range;
@@ -105,6 +108,8 @@ pub struct Engine {
     /// The services changed: flows on one no longer served are to be ended
     /// (`services.rs`).
     unserved_sweep: bool,
+    /// QUIC flows (`udp.rs`, `udp_backend.rs`).
+    udp: udp::UdpState,
 }
 
 /// Most events kept when nobody drains them.
@@ -128,6 +133,11 @@ impl Engine {
             [derive(0), derive(1)]
         };
         let flows = FlowTable::new(config.max_flows, key("flow index"));
+        let udp = udp::UdpState::new(
+            config.max_udp_flows,
+            key("udp flow index"),
+            key("quic cid index"),
+        );
         let shared = config
             .shared_limits
             .clone()
@@ -147,6 +157,7 @@ impl Engine {
             next_ident: key("ident")[0] as u16,
             clock: Clock::default(),
             unserved_sweep: false,
+            udp,
             routes,
             health: Arc::default(),
             config,
@@ -185,6 +196,8 @@ impl Engine {
         c.syn_retransmit = config.syn_retransmit;
         c.connect_attempt = config.connect_attempt;
         c.idle_timeout = config.idle_timeout;
+        c.udp_unanswered_timeout = config.udp_unanswered_timeout;
+        c.udp_idle_timeout = config.udp_idle_timeout;
         c.linger = config.linger;
         c.peek_cap = config.peek_cap;
         c.max_peeking_per_client = config.max_peeking_per_client;
@@ -241,10 +254,10 @@ impl Engine {
         // While this engine holds unnamed state, the limits are looked at for pressure
         // (which other engines' flows may cause) every `SWEEP_EVERY`.
         let sweep = (self.peeking > 0).then_some(self.next_sweep);
-        let next = match (self.timers.next(), sweep) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
+        let next = [self.timers.next(), sweep, self.udp_next_timer()]
+            .into_iter()
+            .flatten()
+            .min();
         next.map(|t| self.clock.external(t))
     }
 
@@ -300,6 +313,7 @@ impl Engine {
         if now >= self.next_sweep {
             self.sweep(now, out);
         }
+        self.udp_handle_timeout(now);
         let timeouts = self.timeouts();
         while let Some((at, id)) = self.timers.pop_due(now) {
             let Some(flow) = self.flows.get_mut(id) else {
@@ -419,9 +433,10 @@ impl Engine {
         };
         self.account(ck.client, flow.usage(), Usage::default());
         self.stats.outcome(outcome);
-        let (created, peek) = (flow.created, flow.peek_end);
+        let (created, peek, protocol) = (flow.created, flow.peek_end, flow.protocol);
         let (name, bytes) = flow.into_log();
         self.push_event(Event::Closed {
+            protocol,
             client: SocketAddrV4::new(ck.client, ck.client_port),
             service: SocketAddrV4::new(ck.service, ck.service_port),
             name,
@@ -439,9 +454,13 @@ impl Engine {
     /// (closing, or refused) keeps the outcome it ended with; every other one ends with
     /// [`Outcome::Shutdown`]. Events past the queue's bound are lost, so drain
     /// [`Engine::poll_event`] while calling this with `limit` flows at a time; returns how
-    /// many flows are left.
+    /// many flows are left (QUIC flows, which end first, included).
     pub fn close_flows(&mut self, now: Time, limit: usize) -> usize {
         let now = self.clock.internal(now);
+        let udp_left = self.close_udp_flows(now, limit);
+        if udp_left > 0 {
+            return udp_left + self.flows.len();
+        }
         let ids: Vec<FlowId> = self.flows.iter().map(|(id, ..)| id).take(limit).collect();
         for id in ids {
             let outcome = match self.flows.get(id).map(|f| &f.phase) {
@@ -475,6 +494,12 @@ impl Drop for Engine {
             .flows
             .iter()
             .map(|(_, key, _, flow)| (key.client, flow.usage()))
+            .chain(
+                self.udp
+                    .flows
+                    .iter()
+                    .map(|(_, key, _, flow)| (key.client, flow.usage())),
+            )
             .collect();
         for (client, usage) in held {
             self.account(client, usage, Usage::default());

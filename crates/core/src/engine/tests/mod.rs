@@ -17,6 +17,7 @@ mod rfc5961;
 mod services;
 mod snapshot;
 mod splice;
+mod udp;
 mod unnamed;
 
 use std::net::{Ipv4Addr, Ipv6Addr};
@@ -73,6 +74,7 @@ pub fn config() -> EngineConfig {
             address: SERVICE,
             tls: vec![443],
             http: vec![80],
+            quic: vec![443],
         }],
         [7; 32],
     )

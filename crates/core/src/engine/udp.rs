@@ -1,0 +1,625 @@
+//! QUIC over UDP, the client side (docs/architecture.md, "QUIC"): IPv4 datagrams to a
+//! QUIC service port. Demultiplexing by the client 4-tuple, new flows, the pending phase
+//! that holds datagrams until `quic::InitialPeek` names the host, the route, the refusal,
+//! and the stateless translation of a routed flow's datagrams to its backend.
+//!
+//! - A datagram for no flow is read at once. An Initial whose hello is whole names the
+//!   host and is translated in place; a hello that needs more datagrams makes a pending
+//!   flow (within the limits TCP peeks have: the table, the client address's allowance
+//!   of unnamed connections, the global peek memory); a version Kracauer cannot read
+//!   gets Version Negotiation (v1, v2) as a server would send it; a packet that starts
+//!   nothing is dropped and counted, except a short header whose Destination Connection
+//!   ID a backend chose: a rebinding client, which gets a new mapping to the same
+//!   backend (`udp_backend.rs` learns the IDs).
+//! - A name routes as for TLS, a route's `ports` remap included. No route and no
+//!   default: the client gets an Initial with CONNECTION_CLOSE `unrecognized_name`, and
+//!   no backend a packet. A hello that cannot be read goes to the default backend, or is
+//!   refused with `decode_error`.
+//! - Once routed, the held datagrams go out in order, then every datagram is translated
+//!   in place (IPv4→IPv6, ports, checksum updated; a zero IPv4 checksum computed; a UDP
+//!   GSO super-packet kept whole). A datagram that would not fit the IPv6 MTU gets ICMP
+//!   fragmentation needed.
+
+use core::time::Duration;
+use std::net::{Ipv6Addr, SocketAddrV4, SocketAddrV6};
+
+use hashbrown::HashTable;
+
+use super::{Engine, Verdict};
+use crate::base::{BackendKey, ClientKey, DropReason, Outcome, PeekPath, Protocol, RxChecksum};
+use crate::engine::event::Event;
+use crate::engine::output::Output;
+use crate::engine::stats::Direction;
+use crate::flow::Usage;
+use crate::flow::table::{FlowId, FlowTable, KeyedHash};
+use crate::flow::timers::Timers;
+use crate::flow::udp::{Forwarding, Pending, UdpFlow, UdpPhase, UdpTimeouts};
+use crate::name::HostName;
+use crate::quic::header::{HeaderError, LongHeader, PacketKind};
+use crate::quic::peek::MIN_INITIAL_DATAGRAM;
+use crate::quic::refuse::{self, CRYPTO_ERROR_DECODE_ERROR, CRYPTO_ERROR_UNRECOGNIZED_NAME};
+use crate::quic::{ConnectionId, InitialPeek, QuicPeek, QuicPeekConfig};
+use crate::time::Time;
+use crate::wire::{ChecksumForm, Ipv4Packet, UdpPacket};
+use crate::xlat::{self, HopLimit, V6Rewrite};
+
+/// The engine's QUIC flows: their own table (a UDP 4-tuple is not a TCP one), their
+/// timers, and the index of the connection IDs backends chose.
+#[derive(Debug)]
+pub(super) struct UdpState {
+    pub(super) flows: FlowTable<UdpFlow>,
+    pub(super) timers: Timers,
+    /// Learned connection IDs and the flow each leads to (the newest mapping).
+    cids: HashTable<(ConnectionId, FlowId)>,
+    hasher: KeyedHash,
+    /// Bit n set: some learned ID is n bytes long (a short header does not say).
+    cid_lengths: u32,
+}
+
+impl UdpState {
+    pub(super) fn new(capacity: usize, key: [u64; 2], cid_key: [u64; 2]) -> Self {
+        Self {
+            flows: FlowTable::new(capacity, key),
+            timers: Timers::with_capacity(capacity.min(1 << 16)),
+            cids: HashTable::new(),
+            hasher: KeyedHash::new(cid_key),
+            cid_lengths: 0,
+        }
+    }
+
+    fn hash(&self, cid: &[u8]) -> u64 {
+        use std::hash::BuildHasher;
+        self.hasher.hash_one(cid)
+    }
+
+    /// The flow a learned connection ID leads to.
+    pub(super) fn find_cid(&self, cid: &[u8]) -> Option<FlowId> {
+        self.cids
+            .find(self.hash(cid), |(c, _)| c.as_bytes() == cid)
+            .map(|&(_, id)| id)
+    }
+
+    /// Points `cid` at flow `id` (a new one, or the newest mapping of a rebinding client).
+    pub(super) fn index_cid(&mut self, cid: &ConnectionId, id: FlowId) {
+        let hash = self.hash(cid.as_bytes());
+        let hasher = self.hasher;
+        match self
+            .cids
+            .find_mut(hash, |(c, _)| c.as_bytes() == cid.as_bytes())
+        {
+            Some(entry) => entry.1 = id,
+            None => {
+                self.cids.insert_unique(hash, (cid.clone(), id), |(c, _)| {
+                    use std::hash::BuildHasher;
+                    hasher.hash_one(c.as_bytes())
+                });
+                self.cid_lengths |= 1 << cid.as_bytes().len();
+            }
+        }
+    }
+
+    /// Forgets `cid` if it still leads to flow `id`.
+    pub(super) fn unindex_cid(&mut self, cid: &ConnectionId, id: FlowId) {
+        let hash = self.hash(cid.as_bytes());
+        if let Ok(entry) = self
+            .cids
+            .find_entry(hash, |(c, i)| c.as_bytes() == cid.as_bytes() && *i == id)
+        {
+            entry.remove();
+        }
+    }
+
+    /// The flow a short header's Destination Connection ID leads to, trying every length
+    /// a learned ID has.
+    pub(super) fn find_short_header(&self, packet: &[u8]) -> Option<FlowId> {
+        let mut lengths = self.cid_lengths;
+        while lengths != 0 {
+            let len = lengths.trailing_zeros() as usize;
+            lengths &= lengths - 1;
+            if let Some(id) = packet.get(1..1 + len).and_then(|cid| self.find_cid(cid)) {
+                return Some(id);
+            }
+        }
+        None
+    }
+
+    /// Number of learned connection IDs.
+    pub(super) fn cid_count(&self) -> usize {
+        self.cids.len()
+    }
+}
+
+/// What a finished peek leads to.
+enum Decision {
+    /// The route's backend (the first of the client's order) and port.
+    Forward {
+        backend: Ipv6Addr,
+        port: u16,
+        path: PeekPath,
+    },
+    /// An Initial with CONNECTION_CLOSE carrying `error`, to the client's IDs.
+    Refuse { error: u64, outcome: Outcome },
+    /// Nothing to answer with (the connection IDs could not be read): forgotten.
+    Forget,
+}
+
+impl Engine {
+    /// The timeouts UDP flows' deadlines are made of.
+    pub(super) fn udp_timeouts(&self) -> UdpTimeouts {
+        UdpTimeouts {
+            peek: self.config.peek_timeout,
+            unanswered: self.config.udp_unanswered_timeout,
+            idle: self.config.udp_idle_timeout,
+        }
+    }
+
+    /// The bounds of one Initial peek.
+    fn quic_peek_config(&self) -> QuicPeekConfig {
+        QuicPeekConfig {
+            max_hello_bytes: self.config.peek_cap,
+            ..QuicPeekConfig::default()
+        }
+    }
+
+    /// An IPv4 UDP datagram to a service address.
+    pub(super) fn handle_client_udp(
+        &mut self,
+        now: Time,
+        buf: &mut [u8],
+        start: usize,
+        checksum: RxChecksum,
+        out: &mut Output,
+    ) -> Verdict {
+        let Some(packet) = buf.get(start..) else {
+            return Verdict::Dropped(DropReason::ClientMalformed);
+        };
+        let Ok(ip) = Ipv4Packet::new_checked(packet) else {
+            return Verdict::Dropped(DropReason::ClientMalformed);
+        };
+        if ip.is_fragment() {
+            return Verdict::Dropped(DropReason::ClientFragment);
+        }
+        let Ok(udp) = UdpPacket::new_checked(ip.payload()) else {
+            return Verdict::Dropped(DropReason::ClientMalformed);
+        };
+        let key = ClientKey {
+            client: ip.src_addr(),
+            client_port: udp.src_port(),
+            service: ip.dst_addr(),
+            service_port: udp.dst_port(),
+        };
+        if !self.config.is_quic(key.service, key.service_port) {
+            return Verdict::Dropped(DropReason::ClientNotService);
+        }
+        let total = usize::from(ip.total_len());
+        // A GSO super-packet is cut by the kernel into the segments its sender sized.
+        if checksum != RxChecksum::Partial
+            && total - ip.header_len() + 40 > usize::from(self.config.ipv6_mtu)
+        {
+            if ip.dont_frag() {
+                self.send_frag_needed(packet, out);
+            }
+            return Verdict::Dropped(DropReason::ClientTooBig);
+        }
+        let payload_len = usize::from(udp.len()).saturating_sub(8) as u64;
+        let id = self.udp.flows.find_client(&key);
+        if let Some(flow) = id.and_then(|id| self.udp.flows.get_mut(id)) {
+            if let UdpPhase::Forwarding(f) = &mut flow.phase {
+                flow.last_seen = now;
+                f.bytes[0] += payload_len;
+                return self.udp_to_backend(id, &key, buf, start, total, checksum);
+            }
+        }
+        // From here Kracauer reads the datagram itself.
+        if checksum.needs_verifying()
+            && udp.checksum() != 0
+            && !udp.verify_checksum_v4(key.client, key.service)
+        {
+            return Verdict::Dropped(DropReason::ClientBadChecksum);
+        }
+        let range = start + ip.header_len() + 8..start + ip.header_len() + 8 + payload_len as usize;
+        match id {
+            Some(id) => {
+                let datagram = buf.get(range).unwrap_or_default();
+                self.pending_datagram(now, id, key, datagram, out)
+            }
+            None => self.udp_without_flow(now, key, buf, start, range, checksum, out),
+        }
+    }
+
+    /// Translates a routed flow's datagram for its backend, in place.
+    fn udp_to_backend(
+        &mut self,
+        id: Option<FlowId>,
+        key: &ClientKey,
+        buf: &mut [u8],
+        start: usize,
+        total: usize,
+        checksum: RxChecksum,
+    ) -> Verdict {
+        let Some((_, Some(bk))) = id.and_then(|id| self.udp.flows.keys(id)) else {
+            return Verdict::Dropped(DropReason::ClientQuicNoFlow);
+        };
+        let to = V6Rewrite {
+            src: self.config.prefix.embed(key.client),
+            dst: bk.backend,
+            src_port: key.client_port,
+            dst_port: bk.backend_port,
+        };
+        let opts = xlat::Options {
+            checksum: ChecksumForm::from(checksum),
+            hop_limit: HopLimit::Keep,
+        };
+        match xlat::ipv4_to_ipv6(&mut buf[..start + total], start, &to, opts) {
+            Ok(range) => {
+                let payload = range.len().saturating_sub(48);
+                self.stats.forwarded_quic(Direction::ToBackend, payload);
+                Verdict::Forward(range)
+            }
+            Err(_) => Verdict::Dropped(DropReason::TranslationFailed),
+        }
+    }
+
+    /// A datagram (`buf[datagram]`, the UDP payload) for no flow: an Initial starts
+    /// one; a rebinding client's packet makes a new mapping; the rest is dropped, or
+    /// answered with Version Negotiation.
+    #[allow(clippy::too_many_arguments)]
+    fn udp_without_flow(
+        &mut self,
+        now: Time,
+        key: ClientKey,
+        buf: &mut [u8],
+        start: usize,
+        datagram: core::ops::Range<usize>,
+        checksum: RxChecksum,
+        out: &mut Output,
+    ) -> Verdict {
+        let total = datagram.end - start;
+        let bytes = buf.get(datagram).unwrap_or_default();
+        match LongHeader::new_checked(bytes) {
+            Err(HeaderError::ShortHeader) => {
+                let id = self.udp.find_short_header(bytes);
+                return self.rebind(now, key, id, buf, start, total, checksum);
+            }
+            Err(_) => return Verdict::Dropped(DropReason::ClientQuicNoFlow),
+            Ok(h) => match h.kind() {
+                PacketKind::Initial(_) => {}
+                PacketKind::UnknownVersion(_) if bytes.len() >= MIN_INITIAL_DATAGRAM => {
+                    self.send_version_negotiation(&key, &h, out);
+                    return Verdict::Consumed;
+                }
+                PacketKind::UnknownVersion(_) => {
+                    return Verdict::Dropped(DropReason::ClientQuicDiscarded);
+                }
+                // A Handshake or 0-RTT packet on a new path: a rebinding client, or
+                // nothing.
+                PacketKind::Handshake(_) | PacketKind::ZeroRtt(_) => {
+                    let id = self.udp.find_cid(h.dcid());
+                    return self.rebind(now, key, id, buf, start, total, checksum);
+                }
+                PacketKind::VersionNegotiation | PacketKind::Retry(_) => {
+                    return Verdict::Dropped(DropReason::ClientQuicNoFlow);
+                }
+            },
+        }
+        let mut peek = InitialPeek::new(self.quic_peek_config());
+        let answer = peek.push(bytes);
+        match answer {
+            QuicPeek::NotQuic | QuicPeek::Discarded(_) => {
+                return Verdict::Dropped(DropReason::ClientQuicDiscarded);
+            }
+            // As for a TCP peek, an address past its allowance is served only for
+            // datagrams that name the host at once; the rest its retransmission repairs.
+            QuicPeek::NeedMore if !self.may_hold(key.client) => {
+                return Verdict::Dropped(DropReason::ClientPeekLimit);
+            }
+            _ => {}
+        }
+        if self.udp.flows.len() >= self.udp.flows.capacity() {
+            return Verdict::Dropped(DropReason::FlowTableFull);
+        }
+        let pending = Pending::new(peek, bytes);
+        if matches!(answer, QuicPeek::NeedMore)
+            && self
+                .shared
+                .peek_bytes()
+                .saturating_add(pending.heap_bytes())
+                > self.config.max_peek_bytes
+        {
+            return Verdict::Dropped(DropReason::PeekMemory);
+        }
+        let flow = UdpFlow::new(now, UdpPhase::Pending(Box::new(pending)));
+        let Some(id) = self.udp_insert(key, flow) else {
+            return Verdict::Dropped(DropReason::FlowTableFull);
+        };
+        if !matches!(answer, QuicPeek::NeedMore) {
+            self.peek_done(now, id, key, answer, out);
+        }
+        Verdict::Consumed
+    }
+
+    /// Adds a UDP flow; the limits take what it holds.
+    fn udp_insert(&mut self, key: ClientKey, flow: UdpFlow) -> Option<FlowId> {
+        let usage = flow.usage();
+        let id = self.udp.flows.insert(key, flow).ok()?;
+        self.account(key.client, Usage::default(), usage);
+        self.udp_rearm(id);
+        Some(id)
+    }
+
+    /// A datagram for a pending flow.
+    fn pending_datagram(
+        &mut self,
+        now: Time,
+        id: FlowId,
+        key: ClientKey,
+        datagram: &[u8],
+        out: &mut Output,
+    ) -> Verdict {
+        let over =
+            self.shared.peek_bytes().saturating_add(datagram.len()) > self.config.max_peek_bytes;
+        let Some(flow) = self.udp.flows.get_mut(id) else {
+            return Verdict::Dropped(DropReason::ClientQuicNoFlow);
+        };
+        let before = flow.usage();
+        flow.last_seen = now;
+        let UdpPhase::Pending(pending) = &mut flow.phase else {
+            return Verdict::Dropped(DropReason::ClientQuicNoFlow);
+        };
+        if over {
+            return Verdict::Dropped(DropReason::PeekMemory);
+        }
+        let answer = pending.push(datagram);
+        let after = flow.usage();
+        self.account(key.client, before, after);
+        if !matches!(
+            answer,
+            QuicPeek::NeedMore | QuicPeek::NotQuic | QuicPeek::Discarded(_)
+        ) {
+            self.peek_done(now, id, key, answer, out);
+        }
+        Verdict::Consumed
+    }
+
+    /// What a final peek answer leads to.
+    fn decide(&mut self, key: &ClientKey, answer: &QuicPeek) -> Decision {
+        let routes = self.routes.clone();
+        let (route, path) = match answer {
+            QuicPeek::Found(found) => match routes.lookup_or_default(found.sni.as_ref()) {
+                Some(r) if r.is_default() => (r, PeekPath::DefaultUnnamed),
+                Some(r) => (r, PeekPath::Named),
+                None => {
+                    return Decision::Refuse {
+                        error: CRYPTO_ERROR_UNRECOGNIZED_NAME,
+                        outcome: Outcome::UnknownName,
+                    };
+                }
+            },
+            _ => match routes.default_route() {
+                Some(r) => (r, PeekPath::DefaultUnparsable),
+                None => {
+                    return Decision::Refuse {
+                        error: CRYPTO_ERROR_DECODE_ERROR,
+                        outcome: Outcome::Unparsable,
+                    };
+                }
+            },
+        };
+        match route.pool().candidates(key, &self.health).first() {
+            Some(c) => Decision::Forward {
+                backend: c.address,
+                port: route.backend_port(key.service_port),
+                path,
+            },
+            None => {
+                // A route whose backends are all down refuses as if there were none.
+                self.stats.no_backend += 1;
+                Decision::Refuse {
+                    error: CRYPTO_ERROR_UNRECOGNIZED_NAME,
+                    outcome: Outcome::UnknownName,
+                }
+            }
+        }
+    }
+
+    /// A pending flow's peek gave its final answer: route it, sending what it held in
+    /// order, or refuse it (no backend contacted), or forget it.
+    fn peek_done(
+        &mut self,
+        now: Time,
+        id: FlowId,
+        key: ClientKey,
+        answer: QuicPeek,
+        out: &mut Output,
+    ) {
+        let mut decision = self.decide(&key, &answer);
+        let name = match &answer {
+            QuicPeek::Found(f) => f.sni.clone(),
+            _ => None,
+        };
+        let client = match self.udp.flows.get(id).map(|f| &f.phase) {
+            Some(UdpPhase::Pending(p)) => {
+                p.peek.client().map(|(v, d, s)| (v, d.clone(), s.clone()))
+            }
+            _ => None,
+        };
+        if matches!(decision, Decision::Refuse { .. }) && client.is_none() {
+            decision = Decision::Forget;
+        }
+        match decision {
+            Decision::Forward {
+                backend,
+                port,
+                path,
+            } => self.quic_forward(now, id, key, name, (backend, port), path, out),
+            Decision::Refuse { error, outcome } => {
+                if let Some((version, dcid, scid)) = client {
+                    let src = SocketAddrV4::new(key.service, key.service_port);
+                    let dst = SocketAddrV4::new(key.client, key.client_port);
+                    self.emit_udp_v4(src, dst, refuse::MAX_REFUSAL_LEN, out, |b| {
+                        let (d, s) = (dcid.as_bytes(), scid.as_bytes());
+                        refuse::connection_close(version, d, s, d, error, b).map_err(|_| ())
+                    });
+                }
+                self.set_pending_name(id, name);
+                self.stats.peek_path(Protocol::Quic, PeekPath::Refused);
+                self.udp_finish(now, id, outcome, Some(PeekPath::Refused));
+            }
+            Decision::Forget => {
+                self.stats.peek_path(Protocol::Quic, PeekPath::Reset);
+                self.udp_finish(now, id, Outcome::NotRecognised, Some(PeekPath::Reset));
+            }
+        }
+    }
+
+    /// Routes pending flow `id` to `backend`: indexes it, moves it to `Forwarding`, logs
+    /// it opened, and sends the datagrams it held, in order.
+    #[allow(clippy::too_many_arguments)]
+    fn quic_forward(
+        &mut self,
+        now: Time,
+        id: FlowId,
+        key: ClientKey,
+        name: Option<HostName>,
+        (backend, backend_port): (Ipv6Addr, u16),
+        path: PeekPath,
+        out: &mut Output,
+    ) {
+        let bk = BackendKey {
+            backend,
+            backend_port,
+            client: key.client,
+            client_port: key.client_port,
+        };
+        if self.udp.flows.index_backend(id, bk).is_err() {
+            self.stats.drop(DropReason::TupleCollision);
+            self.udp_finish(now, id, Outcome::Limited, None);
+            return;
+        }
+        let before = self
+            .udp
+            .flows
+            .get(id)
+            .map_or(Usage::default(), UdpFlow::usage);
+        let named = name.clone();
+        let Some(Some(pending)) = self.udp.flows.step(id, move |flow| match flow.phase {
+            UdpPhase::Pending(p) => {
+                let next = UdpPhase::Forwarding(Forwarding::new(named));
+                (
+                    UdpFlow {
+                        phase: next,
+                        ..flow
+                    },
+                    Some(p),
+                )
+            }
+            other => (
+                UdpFlow {
+                    phase: other,
+                    ..flow
+                },
+                None,
+            ),
+        }) else {
+            return;
+        };
+        self.account(key.client, before, Usage::default());
+        self.stats.peek_path(Protocol::Quic, path);
+        self.stats.quic_opened += 1;
+        let created = self.udp.flows.get(id).map_or(now, |f| f.created);
+        self.push_event(Event::Opened {
+            protocol: Protocol::Quic,
+            client: SocketAddrV4::new(key.client, key.client_port),
+            service: SocketAddrV4::new(key.service, key.service_port),
+            name,
+            backend: SocketAddrV6::new(backend, backend_port, 0, 0),
+            peek_time: now.saturating_since(created),
+            connect_time: Duration::ZERO,
+        });
+        let src = self.config.prefix.embed(key.client);
+        let mut sent = 0u64;
+        for d in pending.datagrams() {
+            if self.emit_udp_v6(&src, &backend, (key.client_port, backend_port), d, out) {
+                self.stats.forwarded_quic(Direction::ToBackend, d.len());
+                sent += d.len() as u64;
+            }
+        }
+        if let Some(f) = self.udp.flows.get_mut(id).and_then(UdpFlow::forwarding_mut) {
+            f.bytes[0] += sent;
+        }
+        self.udp_rearm(id);
+    }
+
+    /// Keeps the name a refused pending flow asked for, for its log line.
+    fn set_pending_name(&mut self, id: FlowId, name: Option<HostName>) {
+        if let Some(flow) = self.udp.flows.get_mut(id) {
+            if let UdpPhase::Pending(p) = &mut flow.phase {
+                p.name = name;
+            }
+        }
+    }
+
+    /// A packet on a new 4-tuple whose Destination Connection ID a backend chose
+    /// (`old`, the flow it leads to): the client moved (NAT rebinding). A new mapping to
+    /// the same backend forwards it; the backend validates the new path itself.
+    #[allow(clippy::too_many_arguments)]
+    fn rebind(
+        &mut self,
+        now: Time,
+        key: ClientKey,
+        old: Option<FlowId>,
+        buf: &mut [u8],
+        start: usize,
+        total: usize,
+        checksum: RxChecksum,
+    ) -> Verdict {
+        let Some(old) = old else {
+            return Verdict::Dropped(DropReason::ClientQuicNoFlow);
+        };
+        let (Some((old_key, Some(old_bk))), Some(fw)) = (
+            self.udp.flows.keys(old),
+            self.udp.flows.get(old).and_then(UdpFlow::forwarding),
+        ) else {
+            return Verdict::Dropped(DropReason::ClientQuicNoFlow);
+        };
+        if (old_key.service, old_key.service_port) != (key.service, key.service_port) {
+            return Verdict::Dropped(DropReason::ClientQuicNoFlow);
+        }
+        let mut next = Forwarding::new(fw.name.clone());
+        next.cids = fw.cids.clone();
+        next.rebound = true;
+        let (cids, name) = (next.cids.clone(), next.name.clone());
+        if self.udp.flows.len() >= self.udp.flows.capacity() {
+            return Verdict::Dropped(DropReason::FlowTableFull);
+        }
+        let Some(id) = self.udp_insert(key, UdpFlow::new(now, UdpPhase::Forwarding(next))) else {
+            return Verdict::Dropped(DropReason::FlowTableFull);
+        };
+        let bk = BackendKey {
+            client: key.client,
+            client_port: key.client_port,
+            ..old_bk
+        };
+        if self.udp.flows.index_backend(id, bk).is_err() {
+            self.udp_finish(now, id, Outcome::Limited, None);
+            return Verdict::Dropped(DropReason::TupleCollision);
+        }
+        for cid in &cids {
+            self.udp.index_cid(cid, id);
+        }
+        self.stats.quic_rebinds += 1;
+        self.push_event(Event::Opened {
+            protocol: Protocol::Quic,
+            client: SocketAddrV4::new(key.client, key.client_port),
+            service: SocketAddrV4::new(key.service, key.service_port),
+            name,
+            backend: SocketAddrV6::new(bk.backend, bk.backend_port, 0, 0),
+            peek_time: Duration::ZERO,
+            connect_time: Duration::ZERO,
+        });
+        if let Some(f) = self.udp.flows.get_mut(id).and_then(UdpFlow::forwarding_mut) {
+            f.bytes[0] += total.saturating_sub(28) as u64;
+        }
+        self.udp_to_backend(Some(id), &key, buf, start, total, checksum)
+    }
+}
