@@ -27,13 +27,12 @@ use std::path::PathBuf;
 
 use futures_util::TryStreamExt;
 use kracauer_core::addr::Prefix96;
-use rtnetlink::packet_route::IpProtocol;
 use rtnetlink::packet_route::address::AddressAttribute;
 use rtnetlink::packet_route::link::LinkAttribute;
 use rtnetlink::packet_route::route::{
     RouteAttribute, RouteMessage, RouteProtocol, RouteScope, RouteType,
 };
-use rtnetlink::packet_route::rule::{RuleAction, RuleAttribute, RuleMessage, RulePortRange};
+use rtnetlink::packet_route::rule::{RuleAction, RuleAttribute, RuleMessage};
 use rtnetlink::{Handle, IpVersion, RouteMessageBuilder};
 
 use crate::config::Config;
@@ -103,6 +102,8 @@ pub struct Plan {
     pub prefix: Prefix96,
     /// Each service address with all its TCP ports (tls and http).
     pub services: Vec<(Ipv4Addr, Vec<u16>)>,
+    /// The service addresses with QUIC, each with its UDP ports.
+    pub quic: Vec<(Ipv4Addr, Vec<u16>)>,
     /// The address active health checks come from, routed `local`.
     pub check_source: Ipv6Addr,
 }
@@ -118,6 +119,12 @@ impl Plan {
                 .iter()
                 .map(|l| (l.address, l.tls.iter().chain(&l.http).copied().collect()))
                 .collect(),
+            quic: c
+                .listen
+                .iter()
+                .filter(|l| !l.quic.is_empty())
+                .map(|l| (l.address, l.quic.clone()))
+                .collect(),
             check_source: crate::health::check::source(c.prefix),
         }
     }
@@ -130,6 +137,18 @@ pub enum Divert {
     Route(Ipv4Addr),
     /// This host's address: policy rules for these TCP ports.
     Rules(Ipv4Addr, Vec<u16>),
+    /// This host's address: policy rules for these UDP ports (QUIC). An address with a
+    /// `/32` route needs none: the route carries its UDP too.
+    UdpRules(Ipv4Addr, Vec<u16>),
+}
+
+impl Divert {
+    /// The service address diverted.
+    pub fn address(&self) -> Ipv4Addr {
+        match self {
+            Divert::Route(a) | Divert::Rules(a, _) | Divert::UdpRules(a, _) => *a,
+        }
+    }
 }
 
 /// A netlink connection (its task runs on the current tokio runtime).
@@ -247,27 +266,36 @@ impl Netlink {
                 table_route = true;
             }
             for &port in ports {
-                let mut req = self
-                    .handle
-                    .rule()
-                    .add()
-                    .v4()
-                    .destination_prefix(*address, 32)
-                    .table_id(TABLE)
-                    .priority(DIVERT_PREF)
-                    .action(RuleAction::ToTable);
-                let attrs = &mut req.message_mut().attributes;
-                attrs.push(RuleAttribute::IpProtocol(IpProtocol::Tcp));
-                attrs.push(RuleAttribute::DestinationPortRange(RulePortRange {
-                    start: port,
-                    end: port,
-                }));
-                attrs.push(RuleAttribute::Protocol(RouteProtocol::Other(PROTOCOL)));
-                req.execute()
-                    .await
-                    .map_err(nl(format!("add rule for {address} tcp port {port}")))?;
+                self.add_port_rule(*address, port, false).await?;
             }
             diverts.push(Divert::Rules(*address, ports.clone()));
+        }
+        for (address, ports) in &plan.quic {
+            if diverts
+                .iter()
+                .any(|d| matches!(d, Divert::Route(a) if a == address))
+            {
+                continue;
+            }
+            if !table_route {
+                let r = RouteMessageBuilder::<Ipv4Addr>::new()
+                    .destination_prefix(Ipv4Addr::UNSPECIFIED, 0)
+                    .output_interface(tun)
+                    .table_id(TABLE)
+                    .protocol(RouteProtocol::Other(PROTOCOL))
+                    .scope(RouteScope::Link)
+                    .build();
+                self.add_route(
+                    r,
+                    format!("route default into {} in table {TABLE}", plan.tun),
+                )
+                .await?;
+                table_route = true;
+            }
+            for &port in ports {
+                self.add_port_rule(*address, port, true).await?;
+            }
+            diverts.push(Divert::UdpRules(*address, ports.clone()));
         }
         if table_route {
             self.move_local_rule().await?;
@@ -595,6 +623,8 @@ fn rule_selects_all(r: &RuleMessage) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rtnetlink::packet_route::IpProtocol;
+    use rtnetlink::packet_route::rule::RulePortRange;
 
     fn rule(table: u8, attributes: Vec<RuleAttribute>) -> RuleMessage {
         let mut r = RuleMessage::default();
