@@ -32,6 +32,7 @@ pub mod netns;
 pub mod outage;
 pub mod pattern;
 pub mod pki;
+pub mod quic;
 pub mod server;
 pub mod topology;
 
