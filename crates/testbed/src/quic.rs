@@ -219,7 +219,8 @@ pub async fn request(
     mut progress: impl FnMut(u64),
 ) -> Result<H3Reply, H3Error> {
     let other = |e: &dyn std::fmt::Display| H3Error::Other(e.to_string());
-    let socket = UdpSocket::bind(("0.0.0.0", req.port)).map_err(|e| other(&e))?;
+    let any = if server.is_ipv6() { "::" } else { "0.0.0.0" };
+    let socket = UdpSocket::bind((any, req.port)).map_err(|e| other(&e))?;
     let local_port = socket.local_addr().map_err(|e| other(&e))?.port();
     let runtime = quinn::default_runtime().ok_or_else(|| H3Error::Other("no runtime".into()))?;
     let mut endpoint =

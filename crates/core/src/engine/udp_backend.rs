@@ -196,6 +196,32 @@ impl Engine {
         }
     }
 
+    /// Under pressure (after the TCP flows, `pressure.rs`), ends pending QUIC flows that
+    /// got no datagram for [`STALE_AFTER`](super::pressure::STALE_AFTER), those of the
+    /// addresses holding the most unnamed state first, until the pressure is gone.
+    pub(super) fn udp_sweep(&mut self, now: Time) {
+        let stale_after = super::pressure::STALE_AFTER;
+        let mut stale: Vec<(u32, Time, FlowId)> = self
+            .udp
+            .flows
+            .iter()
+            .filter_map(|(id, key, _, flow)| match flow.phase {
+                UdpPhase::Pending(_) if now.saturating_since(flow.last_seen) >= stale_after => {
+                    Some((self.shared.held_by(key.client), flow.last_seen, id))
+                }
+                _ => None,
+            })
+            .collect();
+        stale.sort_unstable_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+        for (_, _, id) in stale {
+            if !self.under_pressure() {
+                break;
+            }
+            self.udp_finish(now, id, Outcome::Limited, None);
+            self.stats.pressure_cuts += 1;
+        }
+    }
+
     /// When the next UDP timer is due (engine time).
     pub(super) fn udp_next_timer(&self) -> Option<Time> {
         self.udp.timers.next()

@@ -217,3 +217,43 @@ fn shutdown_logs_every_quic_flow() {
         }]
     ));
 }
+
+#[test]
+fn a_reload_without_the_quic_port_forgets_its_flows() {
+    let mut q = Quic::new();
+    let c = Client::new(Version::V1);
+    answered(&mut q, &c);
+    let mut cfg = config();
+    cfg.services[0].quic.clear();
+    q.engine.reconfigure(cfg).unwrap();
+    q.advance(Duration::from_millis(1));
+    assert_eq!(q.engine.quic_flow_count(), 0);
+    assert_eq!(q.engine.quic_learned_cids(), 0);
+    assert_eq!(q.engine.stats().quic_outcomes(Outcome::ServiceRemoved), 1);
+    let step = q.client(CPORT, &short(&SERVER_CID));
+    assert_eq!(step.verdict, Verdict::Dropped(DropReason::ClientNotService));
+}
+
+#[test]
+fn under_pressure_a_stalled_pending_flow_is_cut_and_a_prompt_one_is_not() {
+    let mut cfg = config();
+    cfg.max_peek_bytes = 4000;
+    let mut q = Quic::with(cfg, routes());
+    let c = Client::new(Version::V1);
+    let [first, second] = two_initials(&c, "a.example");
+    q.client(1, &first);
+    assert!(
+        q.engine.under_pressure(),
+        "{} bytes held",
+        q.engine.peek_bytes()
+    );
+    q.advance(Duration::from_millis(900));
+    assert_eq!(q.engine.quic_flow_count(), 1, "not stale yet at this sweep");
+    q.advance(Duration::from_millis(400));
+    assert_eq!(q.engine.quic_flow_count(), 0);
+    assert_eq!(q.engine.stats().quic_outcomes(Outcome::Limited), 1);
+    assert_eq!(q.engine.peek_bytes(), 0);
+    // A client that completes its hello is routed, pressure or not.
+    q.client(2, &first);
+    assert_eq!(q.client(2, &second).sent.len(), 2);
+}
