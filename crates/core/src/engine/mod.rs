@@ -40,6 +40,8 @@ pub mod stats;
 mod tests;
 mod udp;
 mod udp_backend;
+mod udp_emit;
+mod udp_route;
 mod udp_snapshot;
 
 use core::hash::Hasher;
