@@ -447,6 +447,12 @@ impl Collector for Daemon {
         )?;
         counter(
             e,
+            "kracauer_quic_cids_from_clients",
+            "Connection IDs learned from QUIC clients' short headers (a client moved to an ID its backend gave it), for rebinding.",
+            &one(st.quic_cids_from_clients),
+        )?;
+        counter(
+            e,
             "kracauer_quic_version_negotiations",
             "Version Negotiation packets sent for Initials of a QUIC version Kracauer cannot read.",
             &one(st.quic_version_negotiations),
@@ -508,6 +514,12 @@ impl Collector for Daemon {
             "kracauer_flows",
             "Flows in the table, any state.",
             int(s.flows),
+        )?;
+        gauge(
+            e,
+            "kracauer_quic_flows",
+            "QUIC flows in their table (pending and routed).",
+            int(s.quic_flows),
         )?;
         gauge(
             e,

@@ -40,6 +40,7 @@ pub mod stats;
 mod tests;
 mod udp;
 mod udp_backend;
+pub mod udp_cids;
 mod udp_emit;
 mod udp_route;
 mod udp_snapshot;
@@ -138,7 +139,7 @@ impl Engine {
         let udp = udp::UdpState::new(
             config.max_udp_flows,
             key("udp flow index"),
-            key("quic cid index"),
+            key("quic cid owner")[0],
         );
         let shared = config
             .shared_limits
@@ -506,5 +507,6 @@ impl Drop for Engine {
         for (client, usage) in held {
             self.account(client, usage, Usage::default());
         }
+        self.forget_cids();
     }
 }

@@ -69,6 +69,9 @@ pub struct Stats {
     pub quic_rebinds: u64,
     /// Version Negotiation packets sent for Initials of a version Kracauer cannot read.
     pub quic_version_negotiations: u64,
+    /// Connection IDs learned from clients' short headers (a client moved to an ID the
+    /// backend gave it in an encrypted frame).
+    pub quic_cids_from_clients: u64,
 }
 
 /// How many [`PeekPath`]s there are.
@@ -177,6 +180,7 @@ impl Stats {
         self.quic_opened += other.quic_opened;
         self.quic_rebinds += other.quic_rebinds;
         self.quic_version_negotiations += other.quic_version_negotiations;
+        self.quic_cids_from_clients += other.quic_cids_from_clients;
         self.made += other.made;
         self.cookies_sent += other.cookies_sent;
         self.cookies_accepted += other.cookies_accepted;

@@ -20,14 +20,12 @@
 //!   GSO super-packet kept whole). A datagram that would not fit the IPv6 MTU gets ICMP
 //!   fragmentation needed (`udp_emit.rs`).
 
-use hashbrown::HashTable;
-
 use super::{Engine, Verdict};
 use crate::base::{ClientKey, DropReason, RxChecksum};
 use crate::engine::output::Output;
 use crate::engine::stats::Direction;
 use crate::flow::Usage;
-use crate::flow::table::{FlowId, FlowTable, KeyedHash};
+use crate::flow::table::{FlowId, FlowTable};
 use crate::flow::timers::Timers;
 use crate::flow::udp::{Pending, UdpFlow, UdpPhase, UdpTimeouts};
 use crate::quic::header::{HeaderError, LongHeader, PacketKind};
@@ -37,89 +35,24 @@ use crate::time::Time;
 use crate::wire::{ChecksumForm, Ipv4Packet, UdpPacket};
 use crate::xlat::{self, HopLimit, V6Rewrite};
 
-/// The engine's QUIC flows: their own table (a UDP 4-tuple is not a TCP one), their
-/// timers, and the index of the connection IDs backends chose.
+/// The engine's QUIC flows: their own table (a UDP 4-tuple is not a TCP one) and their
+/// timers. The connection IDs backends chose are in the index every worker shares
+/// (`udp_cids.rs`), each entry owned by this engine's `tag` and a flow.
 #[derive(Debug)]
 pub(super) struct UdpState {
     pub(super) flows: FlowTable<UdpFlow>,
     pub(super) timers: Timers,
-    /// Learned connection IDs and the flow each leads to (the newest mapping).
-    cids: HashTable<(ConnectionId, FlowId)>,
-    hasher: KeyedHash,
-    /// Bit n set: some learned ID is n bytes long (a short header does not say).
-    cid_lengths: u32,
+    /// This engine, as the owner of entries in the shared index.
+    pub(super) tag: u64,
 }
 
 impl UdpState {
-    pub(super) fn new(capacity: usize, key: [u64; 2], cid_key: [u64; 2]) -> Self {
+    pub(super) fn new(capacity: usize, key: [u64; 2], tag: u64) -> Self {
         Self {
             flows: FlowTable::new(capacity, key),
             timers: Timers::with_capacity(capacity.min(1 << 16)),
-            cids: HashTable::new(),
-            hasher: KeyedHash::new(cid_key),
-            cid_lengths: 0,
+            tag,
         }
-    }
-
-    fn hash(&self, cid: &[u8]) -> u64 {
-        use std::hash::BuildHasher;
-        self.hasher.hash_one(cid)
-    }
-
-    /// The flow a learned connection ID leads to.
-    pub(super) fn find_cid(&self, cid: &[u8]) -> Option<FlowId> {
-        self.cids
-            .find(self.hash(cid), |(c, _)| c.as_bytes() == cid)
-            .map(|&(_, id)| id)
-    }
-
-    /// Points `cid` at flow `id` (a new one, or the newest mapping of a rebinding client).
-    pub(super) fn index_cid(&mut self, cid: &ConnectionId, id: FlowId) {
-        let hash = self.hash(cid.as_bytes());
-        let hasher = self.hasher;
-        match self
-            .cids
-            .find_mut(hash, |(c, _)| c.as_bytes() == cid.as_bytes())
-        {
-            Some(entry) => entry.1 = id,
-            None => {
-                self.cids.insert_unique(hash, (cid.clone(), id), |(c, _)| {
-                    use std::hash::BuildHasher;
-                    hasher.hash_one(c.as_bytes())
-                });
-                self.cid_lengths |= 1 << cid.as_bytes().len();
-            }
-        }
-    }
-
-    /// Forgets `cid` if it still leads to flow `id`.
-    pub(super) fn unindex_cid(&mut self, cid: &ConnectionId, id: FlowId) {
-        let hash = self.hash(cid.as_bytes());
-        if let Ok(entry) = self
-            .cids
-            .find_entry(hash, |(c, i)| c.as_bytes() == cid.as_bytes() && *i == id)
-        {
-            entry.remove();
-        }
-    }
-
-    /// The flow a short header's Destination Connection ID leads to, trying every length
-    /// a learned ID has.
-    pub(super) fn find_short_header(&self, packet: &[u8]) -> Option<FlowId> {
-        let mut lengths = self.cid_lengths;
-        while lengths != 0 {
-            let len = lengths.trailing_zeros() as usize;
-            lengths &= lengths - 1;
-            if let Some(id) = packet.get(1..1 + len).and_then(|cid| self.find_cid(cid)) {
-                return Some(id);
-            }
-        }
-        None
-    }
-
-    /// Number of learned connection IDs.
-    pub(super) fn cid_count(&self) -> usize {
-        self.cids.len()
     }
 }
 
@@ -187,6 +120,17 @@ impl Engine {
             if let UdpPhase::Forwarding(f) = &mut flow.phase {
                 flow.last_seen = now;
                 f.bytes[0] += payload_len;
+                // One compare of a few bytes per datagram: the client's ID is one Kracauer
+                // knows, save when it moved to another (then, checksum first, learned).
+                let moved = f.unseen_dcid(udp.payload()).and_then(ConnectionId::new);
+                if let (Some(cid), Some(id)) = (moved, id) {
+                    let intact = !checksum.needs_verifying()
+                        || udp.checksum() == 0
+                        || udp.verify_checksum_v4(key.client, key.service);
+                    if intact {
+                        self.learn_client_cid(id, cid.as_bytes());
+                    }
+                }
                 return self.udp_to_backend(id, &key, buf, start, total, checksum);
             }
         }
@@ -258,8 +202,8 @@ impl Engine {
         let bytes = buf.get(datagram).unwrap_or_default();
         match LongHeader::new_checked(bytes) {
             Err(HeaderError::ShortHeader) => {
-                let id = self.udp.find_short_header(bytes);
-                return self.rebind(now, key, id, buf, start, total, checksum);
+                let found = self.shared.cids().find_short_header(bytes);
+                return self.rebind(now, key, found, buf, start, total, checksum);
             }
             Err(_) => return Verdict::Dropped(DropReason::ClientQuicNoFlow),
             Ok(h) => match h.kind() {
@@ -274,8 +218,10 @@ impl Engine {
                 // A Handshake or 0-RTT packet on a new path: a rebinding client, or
                 // nothing.
                 PacketKind::Handshake(_) | PacketKind::ZeroRtt(_) => {
-                    let id = self.udp.find_cid(h.dcid());
-                    return self.rebind(now, key, id, buf, start, total, checksum);
+                    let found = ConnectionId::new(h.dcid()).and_then(|cid| {
+                        Some((cid.clone(), self.shared.cids().get(cid.as_bytes())?))
+                    });
+                    return self.rebind(now, key, found, buf, start, total, checksum);
                 }
                 PacketKind::VersionNegotiation | PacketKind::Retry(_) => {
                     return Verdict::Dropped(DropReason::ClientQuicNoFlow);

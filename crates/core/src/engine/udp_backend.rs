@@ -11,10 +11,12 @@ use super::{Engine, Verdict};
 use crate::base::{BackendKey, DropReason, Outcome, PeekPath, Protocol, RxChecksum};
 use crate::engine::event::Event;
 use crate::engine::stats::Direction;
+use crate::engine::udp_cids::CidRoute;
 use crate::flow::PeekEnd;
 use crate::flow::Usage;
 use crate::flow::table::FlowId;
-use crate::flow::udp::UdpPhase;
+use crate::flow::udp::{Learned, UdpFlow, UdpPhase};
+use crate::quic::ConnectionId;
 use crate::quic::header::{LongHeader, Packet, PacketKind, packets};
 use crate::time::Time;
 use crate::wire::{ChecksumForm, Ipv6Packet, UdpPacket};
@@ -84,14 +86,19 @@ impl Engine {
         };
         f.answered = true;
         f.bytes[1] += payload_len as u64;
-        let mut new_cids = arrayvec::ArrayVec::<_, MAX_LEARN_PACKETS>::new();
+        let mut changes = arrayvec::ArrayVec::<_, MAX_LEARN_PACKETS>::new();
         for cid in learned {
-            if f.learn(cid.as_bytes()) {
-                new_cids.push(cid);
+            match f.learn(cid.as_bytes()) {
+                Learned::Nothing => {}
+                Learned::Added => changes.push((cid, None)),
+                Learned::Replaced(old) => changes.push((cid, Some(old))),
             }
         }
-        for cid in &new_cids {
-            self.udp.index_cid(cid, id);
+        for (cid, old) in &changes {
+            if let Some(old) = old {
+                self.unindex_cid(old, id);
+            }
+            self.index_cid(cid, id);
         }
         // The deadline moved from the short idle time to the long one.
         self.udp_rearm(id);
@@ -113,6 +120,63 @@ impl Engine {
             }
             Err(_) => Verdict::Dropped(DropReason::TranslationFailed),
         }
+    }
+
+    /// The client of routed flow `id` sent a short header to a connection ID Kracauer had
+    /// not seen (it moved to one the backend gave it in an encrypted frame): once the
+    /// datagram's checksum shows it is not damaged, the ID is learned, so that a later
+    /// rebinding that uses it is recognised. Rare: clients change IDs seldom.
+    pub(super) fn learn_client_cid(&mut self, id: FlowId, cid: &[u8]) {
+        let Some(f) = self.udp.flows.get_mut(id).and_then(UdpFlow::forwarding_mut) else {
+            return;
+        };
+        let Some(new) = ConnectionId::new(cid) else {
+            return;
+        };
+        match f.learn(cid) {
+            Learned::Nothing => return,
+            Learned::Added => {}
+            Learned::Replaced(old) => self.unindex_cid(&old, id),
+        }
+        self.index_cid(&new, id);
+        self.stats.quic_cids_from_clients += 1;
+    }
+
+    /// Forgets every connection ID this engine's flows own in the shared index (the
+    /// engine is dropped).
+    pub(super) fn forget_cids(&mut self) {
+        let owned: Vec<(ConnectionId, FlowId)> = self
+            .udp
+            .flows
+            .iter()
+            .filter_map(|(id, _, _, f)| Some((id, f.forwarding()?)))
+            .flat_map(|(id, f)| f.cids.iter().map(move |c| (c.clone(), id)))
+            .collect();
+        for (cid, id) in owned {
+            self.unindex_cid(&cid, id);
+        }
+    }
+
+    /// Points `cid` at routed flow `id` in the shared index.
+    pub(super) fn index_cid(&mut self, cid: &ConnectionId, id: FlowId) {
+        let (Some((ck, Some(bk))), Some(f)) = (
+            self.udp.flows.keys(id),
+            self.udp.flows.get(id).and_then(UdpFlow::forwarding),
+        ) else {
+            return;
+        };
+        let route = CidRoute {
+            owner: (self.udp.tag, id),
+            service: (ck.service, ck.service_port),
+            backend: (bk.backend, bk.backend_port),
+            name: f.name.clone(),
+        };
+        self.shared.cids().insert(cid, route);
+    }
+
+    /// Forgets `cid` in the shared index if flow `id` of this engine still owns it.
+    pub(super) fn unindex_cid(&mut self, cid: &ConnectionId, id: FlowId) {
+        self.shared.cids().remove(cid, (self.udp.tag, id));
     }
 
     /// Makes sure UDP flow `id` has a timer entry no later than its deadline.
@@ -201,7 +265,7 @@ impl Engine {
             UdpPhase::Pending(p) => (p.name, [0; 2], peek_end),
             UdpPhase::Forwarding(f) => {
                 for cid in &f.cids {
-                    self.udp.unindex_cid(cid, id);
+                    self.unindex_cid(cid, id);
                 }
                 (f.name, f.bytes, Some(PeekPath::Named))
             }
@@ -239,9 +303,9 @@ impl Engine {
         self.udp.flows.len()
     }
 
-    /// Connection IDs learned from backends' long headers, all flows together.
+    /// Connection IDs learned, all flows of every engine sharing these limits together.
     pub fn quic_learned_cids(&self) -> usize {
-        self.udp.cid_count()
+        self.shared.cids().len()
     }
 
     /// Number of QUIC flows in the table.
@@ -253,10 +317,10 @@ impl Engine {
 /// The connection ID a backend chose, from one of its long-header packets: the SCID of
 /// an Initial, a Handshake or a Retry (a 0-RTT packet is never a server's; Version
 /// Negotiation echoes the client's IDs).
-fn server_cid(h: &LongHeader<'_>) -> Option<crate::quic::ConnectionId> {
+fn server_cid(h: &LongHeader<'_>) -> Option<ConnectionId> {
     match h.kind() {
         PacketKind::Initial(_) | PacketKind::Handshake(_) | PacketKind::Retry(_) => {
-            crate::quic::ConnectionId::new(h.scid()).filter(|c| !c.as_bytes().is_empty())
+            ConnectionId::new(h.scid()).filter(|c| !c.as_bytes().is_empty())
         }
         _ => None,
     }

@@ -11,12 +11,13 @@ use crate::base::{BackendKey, ClientKey, DropReason, Outcome, PeekPath, Protocol
 use crate::engine::event::Event;
 use crate::engine::output::Output;
 use crate::engine::stats::Direction;
+use crate::engine::udp_cids::CidRoute;
 use crate::flow::Usage;
 use crate::flow::table::FlowId;
 use crate::flow::udp::{Forwarding, UdpFlow, UdpPhase};
 use crate::name::HostName;
-use crate::quic::QuicPeek;
 use crate::quic::refuse::{self, CRYPTO_ERROR_DECODE_ERROR, CRYPTO_ERROR_UNRECOGNIZED_NAME};
+use crate::quic::{ConnectionId, QuicPeek};
 use crate::time::Time;
 
 /// What a finished peek leads to.
@@ -213,34 +214,40 @@ impl Engine {
     }
 
     /// A packet on a new 4-tuple whose Destination Connection ID a backend chose
-    /// (`old`, the flow it leads to): the client moved (NAT rebinding). A new mapping to
-    /// the same backend forwards it; the backend validates the new path itself.
+    /// (`found`: the ID and where it leads, from the index every worker shares): the
+    /// client moved (NAT rebinding). A new mapping to the same backend forwards it, in
+    /// this worker whichever worker holds the old one; the backend validates the new path
+    /// itself.
     #[allow(clippy::too_many_arguments)]
     pub(super) fn rebind(
         &mut self,
         now: Time,
         key: ClientKey,
-        old: Option<FlowId>,
+        found: Option<(ConnectionId, CidRoute)>,
         buf: &mut [u8],
         start: usize,
         total: usize,
         checksum: RxChecksum,
     ) -> Verdict {
-        let Some(old) = old else {
+        let Some((cid, route)) = found else {
             return Verdict::Dropped(DropReason::ClientQuicNoFlow);
         };
-        let (Some((old_key, Some(old_bk))), Some(fw)) = (
-            self.udp.flows.keys(old),
-            self.udp.flows.get(old).and_then(UdpFlow::forwarding),
-        ) else {
-            return Verdict::Dropped(DropReason::ClientQuicNoFlow);
-        };
-        if (old_key.service, old_key.service_port) != (key.service, key.service_port) {
+        if route.service != (key.service, key.service_port) {
             return Verdict::Dropped(DropReason::ClientQuicNoFlow);
         }
-        let mut next = Forwarding::new(fw.name.clone());
-        next.cids = fw.cids.clone();
+        let mut next = Forwarding::new(route.name.clone());
         next.rebound = true;
+        // The old mapping's other IDs, when it is this engine's.
+        let (tag, old) = route.owner;
+        if let Some(fw) = (tag == self.udp.tag)
+            .then(|| self.udp.flows.get(old).and_then(UdpFlow::forwarding))
+            .flatten()
+        {
+            next.cids = fw.cids.clone();
+        }
+        if !next.knows(cid.as_bytes()) {
+            next.learn(cid.as_bytes());
+        }
         let (cids, name) = (next.cids.clone(), next.name.clone());
         if self.udp.flows.len() >= self.udp.flows.capacity() {
             return Verdict::Dropped(DropReason::FlowTableFull);
@@ -249,16 +256,17 @@ impl Engine {
             return Verdict::Dropped(DropReason::FlowTableFull);
         };
         let bk = BackendKey {
+            backend: route.backend.0,
+            backend_port: route.backend.1,
             client: key.client,
             client_port: key.client_port,
-            ..old_bk
         };
         if self.udp.flows.index_backend(id, bk).is_err() {
             self.udp_finish(now, id, Outcome::Limited, None);
             return Verdict::Dropped(DropReason::TupleCollision);
         }
         for cid in &cids {
-            self.udp.index_cid(cid, id);
+            self.index_cid(cid, id);
         }
         self.stats.quic_rebinds += 1;
         self.push_event(Event::Opened {

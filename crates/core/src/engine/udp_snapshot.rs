@@ -2,7 +2,8 @@
 //! section after the TCP flows (`snapshot.rs`).
 //!
 //! ```text
-//! quic counters: packets [2] u64 | bytes [2] u64 | opened, rebinds, version negotiations u64
+//! quic counters: packets [2] u64 | bytes [2] u64 | opened, rebinds, version negotiations,
+//!                connection IDs learned from clients u64
 //!                | outcomes (count u16, then name and u64 each)
 //! flow count u64 | per flow: client, client port, service, service port
 //!                | backend [16], backend port | created, last seen (times)
@@ -38,7 +39,12 @@ impl Engine {
         ] {
             w.u64(v);
         }
-        for v in [s.quic_opened, s.quic_rebinds, s.quic_version_negotiations] {
+        for v in [
+            s.quic_opened,
+            s.quic_rebinds,
+            s.quic_version_negotiations,
+            s.quic_cids_from_clients,
+        ] {
             w.u64(v);
         }
         w.u16(Outcome::ALL.len() as u16);
@@ -83,6 +89,7 @@ impl Engine {
         s.quic_opened = r.u64()?;
         s.quic_rebinds = r.u64()?;
         s.quic_version_negotiations = r.u64()?;
+        s.quic_cids_from_clients = r.u64()?;
         for _ in 0..r.u16()? {
             let name = r.name_str()?;
             let n = r.u64()?;
@@ -139,7 +146,7 @@ impl Engine {
                 .index_backend(id, bk)
                 .map_err(|_| SnapshotError::DuplicateFlow("quic backend"))?;
             for cid in &cids {
-                self.udp.index_cid(cid, id);
+                self.index_cid(cid, id);
             }
             self.udp_rearm(id);
         }

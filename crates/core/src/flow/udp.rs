@@ -23,8 +23,21 @@ use crate::time::Time;
 use super::Usage;
 
 /// Server-chosen connection IDs a flow remembers for rebinding: the SCID of the
-/// backend's Initial and Handshake packets (one, usually) and of a Retry.
-pub const MAX_LEARNED_CIDS: usize = 3;
+/// backend's Initial and Handshake packets (one, usually), of a Retry, and the IDs the
+/// client moved to later (which the backend gave it in encrypted frames; seen in the
+/// client's short headers). The oldest goes first when a new one comes.
+pub const MAX_LEARNED_CIDS: usize = 4;
+
+/// What [`Forwarding::learn`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Learned {
+    /// Known already, empty, or too long: nothing changed.
+    Nothing,
+    /// Remembered.
+    Added,
+    /// Remembered in place of this one, the oldest.
+    Replaced(ConnectionId),
+}
 
 /// The timeouts a UDP flow's deadline is made of.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -96,19 +109,39 @@ impl Forwarding {
         }
     }
 
-    /// Remembers `cid` as one the backend chose; false when it is known already or
-    /// there is no room (the oldest is kept: it is the one clients use longest).
-    pub fn learn(&mut self, cid: &[u8]) -> bool {
-        if cid.is_empty() || self.cids.iter().any(|c| c.as_bytes() == cid) {
-            return false;
+    /// Remembers `cid` as one the backend chose; when all the room is taken, the oldest
+    /// makes way (clients retire old IDs, never new ones).
+    pub fn learn(&mut self, cid: &[u8]) -> Learned {
+        if cid.is_empty() || self.knows(cid) {
+            return Learned::Nothing;
         }
-        match ConnectionId::new(cid) {
-            Some(c) if !self.cids.is_full() => {
-                self.cids.push(c);
-                true
-            }
-            _ => false,
+        let Some(c) = ConnectionId::new(cid) else {
+            return Learned::Nothing;
+        };
+        if self.cids.is_full() {
+            let old = self.cids.remove(0);
+            self.cids.push(c);
+            return Learned::Replaced(old);
         }
+        self.cids.push(c);
+        Learned::Added
+    }
+
+    /// Whether `cid` is one of the learned IDs.
+    pub fn knows(&self, cid: &[u8]) -> bool {
+        self.cids.iter().any(|c| c.as_bytes() == cid)
+    }
+
+    /// The Destination Connection ID of a client's short-header `datagram`, if it is not
+    /// one of the learned IDs: read with the length of the learned ones (a server's IDs
+    /// have one length), so nothing is read before the backend chose one.
+    pub fn unseen_dcid<'d>(&self, datagram: &'d [u8]) -> Option<&'d [u8]> {
+        let len = self.cids.first()?.as_bytes().len();
+        if datagram.first()? & 0x80 != 0 {
+            return None;
+        }
+        let dcid = datagram.get(1..1 + len)?;
+        (!self.knows(dcid)).then_some(dcid)
     }
 }
 
@@ -272,13 +305,30 @@ mod tests {
     #[test]
     fn learned_connection_ids_are_kept_once_and_bounded() {
         let mut f = Forwarding::new(None);
-        assert!(f.learn(b"\x01\x02"));
-        assert!(!f.learn(b"\x01\x02"));
-        assert!(!f.learn(b""));
-        assert!(f.learn(b"\x03"));
-        assert!(f.learn(b"\x04"));
-        assert!(!f.learn(b"\x05"));
-        assert!(!f.learn(&[9; 21]));
+        assert_eq!(f.learn(b"\x01\x02"), Learned::Added);
+        assert_eq!(f.learn(b"\x01\x02"), Learned::Nothing);
+        assert_eq!(f.learn(b""), Learned::Nothing);
+        assert_eq!(f.learn(&[9; 21]), Learned::Nothing);
+        for cid in [b"\x03", b"\x04", b"\x05"] {
+            assert_eq!(f.learn(cid), Learned::Added);
+        }
+        let oldest = ConnectionId::new(b"\x01\x02").unwrap();
+        assert_eq!(f.learn(b"\x06"), Learned::Replaced(oldest));
         assert_eq!(f.cids.len(), MAX_LEARNED_CIDS);
+        assert!(f.knows(b"\x06") && !f.knows(b"\x01\x02"));
+    }
+
+    #[test]
+    fn a_short_header_to_an_unseen_id_of_the_learned_length_is_noticed() {
+        let mut f = Forwarding::new(None);
+        let mut short = vec![0x41, 1, 2, 3, 4, 5, 6, 7, 8, 0xee];
+        assert_eq!(f.unseen_dcid(&short), None, "no ID learned yet: no length");
+        f.learn(&[1, 2, 3, 4, 5, 6, 7, 8]);
+        assert_eq!(f.unseen_dcid(&short), None, "known");
+        short[1] = 9;
+        assert_eq!(f.unseen_dcid(&short), Some(&[9, 2, 3, 4, 5, 6, 7, 8][..]));
+        short[0] = 0xc1;
+        assert_eq!(f.unseen_dcid(&short), None, "a long header");
+        assert_eq!(f.unseen_dcid(&[0x41, 9]), None, "too short");
     }
 }

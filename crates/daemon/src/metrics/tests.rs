@@ -109,6 +109,7 @@ fn counters_and_gauges_carry_the_snapshot_values() {
         "kracauer_flows_ended_total{outcome=\"closed\",protocol=\"quic\"} 0",
         "kracauer_peeks_total{protocol=\"quic\",path=\"refused\"} 0",
         "kracauer_quic_flows_routed_total 0",
+        "kracauer_quic_flows 0",
     ] {
         assert!(has(&text, line), "missing {line}:\n{text}");
     }

@@ -50,7 +50,15 @@ fn a_client_whose_nat_rebinds_its_port_mid_transfer_completes() {
         },
     )
     .unwrap()
-    .unwrap();
+    .unwrap_or_else(|e| {
+        let m = super::metrics(&k);
+        let interesting: Vec<&str> = m
+            .lines()
+            .filter(|l| !l.starts_with('#') && !l.ends_with(" 0") && (l.contains("drops") || l.contains("quic")))
+            .collect();
+        let nat = client.command("nft").args(["list", "ruleset"]).output().unwrap();
+        panic!("{e}\n{}\n{}", interesting.join("\n"), String::from_utf8_lossy(&nat.stdout))
+    });
     assert!(moved, "the NAT moved the client mid-transfer");
     assert_eq!(pattern::first_mismatch(0, &reply.body[..N as usize]), None);
     let tail = String::from_utf8_lossy(&reply.body[N as usize..]);

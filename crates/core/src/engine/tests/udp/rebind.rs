@@ -257,3 +257,68 @@ fn under_pressure_a_stalled_pending_flow_is_cut_and_a_prompt_one_is_not() {
     q.client(2, &first);
     assert_eq!(q.client(2, &second).sent.len(), 2);
 }
+
+#[test]
+fn a_client_that_moved_to_another_id_before_its_nat_rebinds_is_still_recognised() {
+    let mut q = Quic::new();
+    let c = Client::new(Version::V1);
+    answered(&mut q, &c);
+    // The backend gave the client another ID in an encrypted frame; the client uses it
+    // on the path Kracauer knows. A damaged datagram teaches nothing.
+    let next = [0xbb, 9, 8, 7, 6, 5, 4, 3];
+    let mut bad = super::client_dgram(
+        crate::engine::tests::CLIENT,
+        CPORT,
+        443,
+        &short(&next),
+        false,
+    );
+    let last = bad.len() - 1;
+    bad[last] ^= 0x55;
+    // Forwarded as it is (the backend drops it), but not read for an ID.
+    let verdict =
+        q.engine
+            .handle_packet(q.now, &mut bad, crate::engine::tests::HEADROOM, &mut q.out);
+    assert!(matches!(verdict, Verdict::Forward(_)));
+    assert_eq!(q.engine.quic_learned_cids(), 1);
+    assert!(q.client(CPORT, &short(&next)).forwarded.is_some());
+    assert_eq!(q.engine.quic_learned_cids(), 2);
+    assert_eq!(q.engine.stats().quic_cids_from_clients, 1);
+    // Then its NAT moves it: recognised by the new ID.
+    let moved = q.client(CPORT + 5, &short(&next));
+    assert_eq!(moved.forwarded.unwrap().dport, 8443);
+    assert_eq!(q.engine.stats().quic_rebinds, 1);
+}
+
+#[test]
+fn a_client_rebound_onto_another_worker_reaches_the_same_backend() {
+    // Two workers' engines share their limits, as the daemon's do; the kernel's steering
+    // may hand the client's new 4-tuple to the other one.
+    let shared = Arc::new(crate::engine::SharedLimits::new([3, 4]));
+    let worker = |seed: u8| {
+        let mut cfg = config();
+        cfg.seed = [seed; 32];
+        cfg.shared_limits = Some(Arc::clone(&shared));
+        Quic::with(cfg, routes())
+    };
+    let (mut a, mut b) = (worker(1), worker(2));
+    let c = Client::new(Version::V1);
+    answered(&mut a, &c);
+    let step = b.client(CPORT + 1, &short(&SERVER_CID));
+    let d = step.forwarded.expect("the other worker makes the mapping");
+    assert_eq!(d.dst, std::net::IpAddr::from(backend_addr()));
+    assert_eq!((d.sport, d.dport), (CPORT + 1, 8443));
+    assert_eq!(b.engine.stats().quic_rebinds, 1);
+    // The backend's answer on the new path is steered to that worker, which has it.
+    assert_eq!(
+        b.backend(CPORT + 1, &short(&c.scid))
+            .forwarded
+            .unwrap()
+            .dport,
+        CPORT + 1
+    );
+    // The first worker's old mapping ends; the ID stays with the newer one.
+    a.advance(Duration::from_secs(181));
+    assert_eq!(a.engine.quic_flow_count(), 0);
+    assert!(b.client(CPORT + 2, &short(&SERVER_CID)).forwarded.is_some());
+}
