@@ -19,6 +19,7 @@ fn config() -> EngineConfig {
             address: "203.0.113.10".parse().expect("address"),
             tls: vec![443],
             http: vec![80],
+            quic: vec![],
         }],
         [7; 32],
     );

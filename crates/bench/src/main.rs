@@ -84,6 +84,7 @@ fn run(plan: &Plan) -> Result<(), Error> {
     let tb = Topology::build(Variant::Routed)?;
     peers::wire_ceiling(&tb)?;
     let mut backend = Backend::start(&tb)?;
+    let _h3 = tb.start_h3()?;
     let hello = Arc::new(proto::client_hello()?);
     let mut samples = Samples::default();
     for round in 0..plan.rounds {
@@ -275,6 +276,38 @@ fn measure(
                 bytes as f64 * 8.0 / 1e9 / secs,
             ),
             Err(e) => eprintln!("bench: {}: the real TLS download failed: {e}", peer.name()),
+        }
+    }
+    // HTTP/3: one download over QUIC (quinn + h3 client and backend), end to end; nginx
+    // cannot route QUIC by name, so it has no figure here.
+    if peer != Peer::Nginx {
+        let n = plan.h3_bytes;
+        let req = kracauer_testbed::quic::Request {
+            sni: "a.example".into(),
+            path: format!("/bytes/{n}"),
+            port: 0,
+        };
+        let start = Instant::now();
+        let got = kracauer_testbed::quic::get(
+            &tb.client,
+            &tb.client_tls(),
+            peers::h3_addr(peer),
+            req,
+            |_| {},
+        )?;
+        let secs = start.elapsed().as_secs_f64();
+        match got {
+            Ok(r) if r.body.len() as u64 >= n => samples.add(
+                peer,
+                "HTTP/3 download x1: Gbit/s",
+                n as f64 * 8.0 / 1e9 / secs,
+            ),
+            Ok(r) => eprintln!(
+                "bench: {}: the HTTP/3 download ended short ({} bytes)",
+                peer.name(),
+                r.body.len()
+            ),
+            Err(e) => eprintln!("bench: {}: the HTTP/3 download failed: {e}", peer.name()),
         }
     }
     // Idle connections: router-side memory by difference.

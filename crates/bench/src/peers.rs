@@ -66,6 +66,11 @@ impl Peer {
     }
 }
 
+/// Where the client dials for the HTTP/3 download (UDP).
+pub fn h3_addr(peer: Peer) -> SocketAddr {
+    peer.tls_addr()
+}
+
 /// Gives the client an IPv6 address and route through the router, and the backends a
 /// route back, for the kernel-only ceiling. Done once per testbed.
 pub fn wire_ceiling(tb: &Topology) -> Result<(), Error> {
@@ -110,12 +115,12 @@ pub fn wire_ceiling(tb: &Topology) -> Result<(), Error> {
     Ok(())
 }
 
-/// Kracauer's configuration: TLS on 443, the bench name to the raw backend, `a.example`
+/// Kracauer's configuration: TLS and QUIC on 443, the bench name to the raw backend, `a.example`
 /// to backend a's HTTPS on 443.
 pub fn kracauer_config(offload: bool) -> String {
     format!(
         "prefix = \"{PREFIX}\"\n\n[tun]\nname = \"kracauer0\"\nmtu = 1500\noffload = {offload}\n\n\
-         [[listen]]\naddress = \"{SERVICE_V4}\"\ntls = [{HTTPS_PORT}]\n\n\
+         [[listen]]\naddress = \"{SERVICE_V4}\"\ntls = [{HTTPS_PORT}]\nquic = [{HTTPS_PORT}]\n\n\
          [[route]]\nhosts = [\"{BENCH_NAME}\"]\nbackend = \"{BACKEND_A}\"\nports = {{ {HTTPS_PORT} = {RAW_PORT} }}\n\n\
          [[route]]\nhosts = [\"a.example\"]\nbackend = \"{BACKEND_A}\"\n"
     )

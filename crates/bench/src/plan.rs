@@ -21,6 +21,8 @@ pub struct Plan {
     pub rate: Duration,
     pub idle: usize,
     pub tls_bytes: u64,
+    /// Bytes of the HTTP/3 download.
+    pub h3_bytes: u64,
     pub perf: bool,
     pub out: PathBuf,
 }
@@ -38,6 +40,7 @@ impl Plan {
             rate: Duration::from_secs(3),
             idle: 10_000,
             tls_bytes: 256 << 20,
+            h3_bytes: 64 << 20,
             perf: true,
             out: PathBuf::from("bench/results"),
         };
@@ -57,6 +60,7 @@ impl Plan {
                     plan.rate = Duration::from_millis(500);
                     plan.idle = 300;
                     plan.tls_bytes = 16 << 20;
+                    plan.h3_bytes = 8 << 20;
                     plan.perf = false;
                     plan.rounds = 1;
                 }

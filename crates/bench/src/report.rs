@@ -217,7 +217,11 @@ const METHOD: &str = "### How each figure is measured\n\n\
   so nginx's figure is a lower bound), and the TCP buffer pages (`mem`, machine-wide: it \
   also counts the client's and backend's sockets).\n\
 - real TLS download: one HTTPS GET of the testbed's `/source/N` through rustls on both \
-  ends (backend a on 443), the whole connection timed.\n";
+  ends (backend a on 443), the whole connection timed.\n\
+- HTTP/3 download: one `GET /bytes/N` over QUIC (quinn + h3 on both ends, backend a on UDP \
+  443; N = 64 MiB, 8 MiB quick), the whole connection timed, handshake included. kracauer: \
+  `quic = [443]`, the client dials 203.0.113.10; kernel: the client dials the backend's \
+  IPv6 address. nginx cannot route QUIC by name and has no figure.\n";
 
 const COLOURS: [RGBColor; 4] = [
     RGBColor(31, 119, 180),

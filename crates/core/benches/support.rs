@@ -34,6 +34,7 @@ pub fn engine(max_flows: usize) -> Engine {
             address: SERVICE,
             tls: vec![443],
             http: vec![80],
+            quic: vec![],
         }],
         [9; 32],
     );

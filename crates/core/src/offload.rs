@@ -17,8 +17,10 @@
 //!
 //! UDP segmentation offload (`TUN_F_USO4/6`, kernels from 6.2) is on where the kernel has
 //! it: a UDP super-packet (`GSO_UDP_L4`, both families) is read the same way and keeps
-//! its partial checksum and `gso_type` (the engine carries no UDP yet and drops it,
-//! counted, as it drops any UDP). Any other partial checksum (ICMP, UDP without GSO) is
+//! its partial checksum and `gso_type`: the engine translates a QUIC flow's super-packet
+//! whole (`engine/udp.rs`; UDP GSO is the same `gso_type` in both families), and the
+//! kernel cuts it into datagrams when it leaves. DF stays set on an IPv4 one (QUIC sets
+//! DF on every datagram). Any other partial checksum (ICMP, UDP without GSO) is
 //! finished here in software before the engine sees it: such packets are rare and small.
 //! UFO (`GSO_UDP`, fragmenting) is never enabled and is refused.
 //!

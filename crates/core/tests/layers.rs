@@ -27,13 +27,13 @@ const LAYERS: &[(&str, &[&str])] = &[
     (
         "flow",
         &[
-            "base", "wire", "time", "name", "addr", "tcp", "peek", "route",
+            "base", "wire", "time", "name", "addr", "tcp", "peek", "route", "quic",
         ],
     ),
     (
         "engine",
         &[
-            "base", "wire", "time", "name", "addr", "xlat", "tcp", "peek", "route", "flow",
+            "base", "wire", "time", "name", "addr", "xlat", "tcp", "peek", "route", "quic", "flow",
         ],
     ),
 ];

@@ -392,6 +392,7 @@ fn text_line(r: &Record, out: &mut String) {
     // Writing to a String cannot fail.
     let _ = match &r.event {
         Event::Opened {
+            protocol,
             client,
             service,
             name,
@@ -400,12 +401,14 @@ fn text_line(r: &Record, out: &mut String) {
             connect_time,
         } => write!(
             out,
-            "{time} DEBUG kracauer::access: opened client={client} service={service} name={} backend={backend} peek_ms={} connect_ms={} route={route}",
+            "{time} DEBUG kracauer::access: opened client={client} service={service} protocol={} name={} backend={backend} peek_ms={} connect_ms={} route={route}",
+            protocol.name(),
             name.as_ref().map_or("-", |n| n.as_str()),
             peek_time.as_millis(),
             connect_time.as_millis(),
         ),
         Event::Closed {
+            protocol,
             client,
             service,
             name,
@@ -418,7 +421,8 @@ fn text_line(r: &Record, out: &mut String) {
         } => {
             let _ = write!(
                 out,
-                "{time}  INFO kracauer::access: closed client={client} service={service} name={} backend=",
+                "{time}  INFO kracauer::access: closed client={client} service={service} protocol={} name={} backend=",
+                protocol.name(),
                 name.as_ref().map_or("-", |n| n.as_str()),
             );
             let _ = match backend {
@@ -444,6 +448,8 @@ struct JsonLine<'a> {
     event: &'static str,
     client: String,
     service: String,
+    /// `tls`, `http` or `quic`.
+    protocol: &'static str,
     name: Option<&'a str>,
     backend: Option<String>,
     route: Option<&'a str>,
@@ -469,6 +475,7 @@ fn json_line(r: &Record, out: &mut String) {
     let route = r.route.as_deref();
     let line = match &r.event {
         Event::Opened {
+            protocol,
             client,
             service,
             name,
@@ -480,6 +487,7 @@ fn json_line(r: &Record, out: &mut String) {
             event: "opened",
             client: client.to_string(),
             service: service.to_string(),
+            protocol: protocol.name(),
             name: name.as_ref().map(|n| n.as_str()),
             backend: Some(backend.to_string()),
             route,
@@ -492,6 +500,7 @@ fn json_line(r: &Record, out: &mut String) {
             connect_ms: Some(connect_time.as_millis() as u64),
         },
         Event::Closed {
+            protocol,
             client,
             service,
             name,
@@ -506,6 +515,7 @@ fn json_line(r: &Record, out: &mut String) {
             event: "closed",
             client: client.to_string(),
             service: service.to_string(),
+            protocol: protocol.name(),
             name: name.as_ref().map(|n| n.as_str()),
             backend: backend.map(|b| b.to_string()),
             route,

@@ -51,8 +51,8 @@ pub fn report_with_host(
     for l in &c.listen {
         let _ = writeln!(
             out,
-            "listen    {}  tls {:?}  http {:?}",
-            l.address, l.tls, l.http
+            "listen    {}  tls {:?}  http {:?}  quic {:?}",
+            l.address, l.tls, l.http, l.quic
         );
     }
     if let Some(m) = &c.metrics {

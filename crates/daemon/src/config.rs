@@ -131,6 +131,13 @@ pub struct Timeouts {
     /// Nagle holds the rest of its hello until the first segment is acknowledged waits
     /// this long.
     pub custody: Duration,
+    /// A QUIC flow whose backend has not answered yet is forgotten after this long
+    /// without a datagram (default 30 s).
+    pub quic_unanswered: Duration,
+    /// A QUIC flow is forgotten after this long without a datagram either way (default
+    /// 3 min; RFC 4787 asks for at least 2 min, and QUIC clients send PINGs well within
+    /// their own idle timeout).
+    pub quic_idle: Duration,
 }
 
 impl Default for Timeouts {
@@ -143,6 +150,8 @@ impl Default for Timeouts {
             idle: Duration::from_secs(7440),
             linger: Duration::from_secs(30),
             custody: Duration::from_millis(100),
+            quic_unanswered: Duration::from_secs(30),
+            quic_idle: Duration::from_secs(180),
         }
     }
 }
@@ -219,6 +228,8 @@ pub struct Listen {
     pub address: Ipv4Addr,
     pub tls: Vec<u16>,
     pub http: Vec<u16>,
+    /// UDP ports of QUIC (HTTP/3), routed by the same names as `tls`.
+    pub quic: Vec<u16>,
 }
 
 /// One `[[route]]` table, as written (names are resolved by the route table).
@@ -303,6 +314,8 @@ struct RawTimeouts {
     idle: Option<Spanned<String>>,
     linger: Option<Spanned<String>>,
     custody: Option<Spanned<String>>,
+    quic_unanswered: Option<Spanned<String>>,
+    quic_idle: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -582,6 +595,8 @@ impl Validator<'_> {
             idle: get(&raw.idle, "idle", d.idle)?,
             linger: get(&raw.linger, "linger", d.linger)?,
             custody: get_or_zero(&raw.custody, "custody", d.custody, true)?,
+            quic_unanswered: get(&raw.quic_unanswered, "quic_unanswered", d.quic_unanswered)?,
+            quic_idle: get(&raw.quic_idle, "quic_idle", d.quic_idle)?,
         })
     }
 
@@ -774,17 +789,11 @@ impl Validator<'_> {
                     ),
                 );
             }
-            if let Some(q) = l.quic.first() {
-                return self.err(
-                    q.span(),
-                    "listen.quic: QUIC is not supported by this version yet; remove `quic` (tls and http are)",
-                );
-            }
-            if l.tls.is_empty() && l.http.is_empty() {
+            if l.tls.is_empty() && l.http.is_empty() && l.quic.is_empty() {
                 return self.err(
                     l_span,
                     format!(
-                        "listen: {address} has no ports: give `tls = [443]` and/or `http = [80]`"
+                        "listen: {address} has no ports: give `tls = [443]`, `http = [80]` and/or `quic = [443]`"
                     ),
                 );
             }
@@ -806,10 +815,29 @@ impl Validator<'_> {
                     }
                 }
             }
+            // QUIC is UDP: its ports are a namespace of their own (443 is both TLS and
+            // QUIC as a rule).
+            let mut udp: HashMap<u16, ()> = HashMap::new();
+            for p in &l.quic {
+                let port = *p.get_ref();
+                if port == 0 {
+                    return self.err(
+                        p.span(),
+                        "listen.quic: port 0 is not a service port (1 to 65535)",
+                    );
+                }
+                if udp.insert(port, ()).is_some() {
+                    return self.err(
+                        p.span(),
+                        format!("listen.quic: port {port} of {address} is listed twice"),
+                    );
+                }
+            }
             out.push(Listen {
                 address,
                 tls: l.tls.iter().map(|p| *p.get_ref()).collect(),
                 http: l.http.iter().map(|p| *p.get_ref()).collect(),
+                quic: l.quic.iter().map(|p| *p.get_ref()).collect(),
             });
         }
         Ok(out)
@@ -862,10 +890,9 @@ impl Validator<'_> {
                     );
                 }
             };
-            if !listen
-                .iter()
-                .any(|l| l.tls.contains(&service) || l.http.contains(&service))
-            {
+            if !listen.iter().any(|l| {
+                l.tls.contains(&service) || l.http.contains(&service) || l.quic.contains(&service)
+            }) {
                 return self.err(
                     k.span(),
                     format!("route.ports: {service} is not a service port of any [[listen]] table, so nothing would use this remap"),

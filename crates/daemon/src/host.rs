@@ -250,6 +250,9 @@ impl Host {
                 Divert::Rules(a, ports) => format!(
                     "{a} tcp ports {ports:?} diverted into {tun} by policy rules (local address)"
                 ),
+                Divert::UdpRules(a, ports) => format!(
+                    "{a} udp ports {ports:?} (QUIC) diverted into {tun} by policy rules (local address)"
+                ),
             });
         }
         out
@@ -342,16 +345,26 @@ pub async fn preview(c: &Config) -> Result<Vec<String>, NetError> {
     let plan = Plan::new(c);
     let mut moves_local = false;
     for (address, ports) in &plan.services {
+        let quic = plan
+            .quic
+            .iter()
+            .find(|(a, _)| a == address)
+            .map_or(&[][..], |(_, p)| &p[..]);
         if netlink.owns(*address).await? {
             moves_local = true;
-            for port in ports {
+            let tcp = ports.iter().map(|p| ("tcp", p));
+            for (proto, port) in tcp.chain(quic.iter().map(|p| ("udp", p))) {
                 out.push(format!(
-                    "rule pref {} to {address} tcp dport {port} lookup {} proto {}",
+                    "rule pref {} to {address} {proto} dport {port} lookup {} proto {}",
                     ids.divert_pref, ids.table, ids.protocol
                 ));
             }
-        } else {
+        } else if quic.is_empty() {
             out.push(format!("route {address}/32 into {tun}"));
+        } else {
+            out.push(format!(
+                "route {address}/32 into {tun} (carries QUIC udp ports {quic:?} too)"
+            ));
         }
     }
     if moves_local {

@@ -323,19 +323,32 @@ impl Collector for Daemon {
         let e = &mut e;
         let s = Snapshot::total(&workers);
         let st = &s.stats;
-        let dir = |i: usize, v: u64| (vec![("direction", ["to_backend", "to_client"][i])], v);
+        let dir = |i: usize, protocol: &'static str, v: u64| {
+            let direction = ["to_backend", "to_client"][i];
+            (vec![("direction", direction), ("protocol", protocol)], v)
+        };
 
         counter(
             e,
             "kracauer_packets",
-            "Packets translated and forwarded, by direction (a GSO super-packet counts once).",
-            &[dir(0, st.packets[0]), dir(1, st.packets[1])],
+            "Packets translated and forwarded, by direction and protocol (tcp, quic; a GSO super-packet counts once).",
+            &[
+                dir(0, "tcp", st.packets[0]),
+                dir(1, "tcp", st.packets[1]),
+                dir(0, "quic", st.quic_packets[0]),
+                dir(1, "quic", st.quic_packets[1]),
+            ],
         )?;
         counter(
             e,
             "kracauer_bytes",
-            "TCP payload bytes forwarded, by direction.",
-            &[dir(0, st.bytes[0]), dir(1, st.bytes[1])],
+            "Payload bytes forwarded (TCP payload, or UDP payload of QUIC), by direction and protocol.",
+            &[
+                dir(0, "tcp", st.bytes[0]),
+                dir(1, "tcp", st.bytes[1]),
+                dir(0, "quic", st.quic_bytes[0]),
+                dir(1, "quic", st.quic_bytes[1]),
+            ],
         )?;
         counter(
             e,
@@ -360,17 +373,29 @@ impl Collector for Daemon {
         )?;
         let outcomes: Vec<_> = Outcome::ALL
             .iter()
-            .map(|o| (vec![("outcome", o.name())], st.outcomes(*o)))
+            .map(|o| {
+                (
+                    vec![("outcome", o.name()), ("protocol", "tcp")],
+                    st.outcomes(*o),
+                )
+            })
+            .chain(Outcome::ALL.iter().map(|o| {
+                (
+                    vec![("outcome", o.name()), ("protocol", "quic")],
+                    st.quic_outcomes(*o),
+                )
+            }))
             .collect();
         counter(
             e,
             "kracauer_flows_ended",
-            "Flows that ended, by outcome.",
+            "Flows that ended, by outcome and protocol (tcp, quic).",
             &outcomes,
         )?;
-        let peeks: Vec<_> = [(Protocol::Tls, "tls"), (Protocol::Http, "http")]
+        let peeks: Vec<_> = Protocol::ALL
             .iter()
-            .flat_map(|&(p, name)| {
+            .map(|&p| (p, p.name()))
+            .flat_map(|(p, name)| {
                 PeekPath::ALL.iter().map(move |&path| {
                     (
                         vec![("protocol", name), ("path", path.name())],
@@ -382,7 +407,7 @@ impl Collector for Daemon {
         counter(
             e,
             "kracauer_peeks",
-            "Peeks ended, by protocol and path: named (a route matched), default_unnamed (no name or an unknown one, sent to the default backend), default_unparsable (bytes that could not be read to a name, sent to the default backend as they are), refused (alert, 421, 400 or 431), reset (not the protocol, no default).",
+            "Peeks ended, by protocol (tls, http, quic) and path: named (a route matched), default_unnamed (no name or an unknown one, sent to the default backend), default_unparsable (bytes that could not be read to a name, sent to the default backend as they are), refused (alert, 421, 400 or 431), reset (not the protocol, no default).",
             &peeks,
         )?;
         counter(
@@ -410,6 +435,30 @@ impl Collector for Daemon {
             "kracauer_flows_spliced",
             "Flows that reached their backend.",
             &one(st.spliced),
+        )?;
+        counter(
+            e,
+            "kracauer_quic_flows_routed",
+            "QUIC flows whose Initials named a route (or the default) and went to its backend.",
+            &one(st.quic_opened),
+        )?;
+        counter(
+            e,
+            "kracauer_quic_rebinds",
+            "New mappings for rebinding QUIC clients: a packet on a new 4-tuple to a connection ID a backend chose.",
+            &one(st.quic_rebinds),
+        )?;
+        counter(
+            e,
+            "kracauer_quic_cids_from_clients",
+            "Connection IDs learned from QUIC clients' short headers (a client moved to an ID its backend gave it), for rebinding.",
+            &one(st.quic_cids_from_clients),
+        )?;
+        counter(
+            e,
+            "kracauer_quic_version_negotiations",
+            "Version Negotiation packets sent for Initials of a QUIC version Kracauer cannot read.",
+            &one(st.quic_version_negotiations),
         )?;
         counter(
             e,
@@ -469,6 +518,12 @@ impl Collector for Daemon {
             "kracauer_flows",
             "Flows in the table, any state.",
             int(s.flows),
+        )?;
+        gauge(
+            e,
+            "kracauer_quic_flows",
+            "QUIC flows in their table (pending and routed).",
+            int(s.quic_flows),
         )?;
         gauge(
             e,

@@ -108,6 +108,8 @@ pub struct Plan {
     pub prefix: Prefix96,
     /// Each service address with all its TCP ports (tls and http).
     pub services: Vec<(Ipv4Addr, Vec<u16>)>,
+    /// The service addresses with QUIC, each with its UDP ports.
+    pub quic: Vec<(Ipv4Addr, Vec<u16>)>,
     /// The address active health checks come from, routed `local`.
     pub check_source: Ipv6Addr,
 }
@@ -124,6 +126,12 @@ impl Plan {
                 .iter()
                 .map(|l| (l.address, l.tls.iter().chain(&l.http).copied().collect()))
                 .collect(),
+            quic: c
+                .listen
+                .iter()
+                .filter(|l| !l.quic.is_empty())
+                .map(|l| (l.address, l.quic.clone()))
+                .collect(),
             check_source: crate::health::check::source(c.prefix),
         }
     }
@@ -136,6 +144,18 @@ pub enum Divert {
     Route(Ipv4Addr),
     /// This host's address: policy rules for these TCP ports.
     Rules(Ipv4Addr, Vec<u16>),
+    /// This host's address: policy rules for these UDP ports (QUIC). An address with a
+    /// `/32` route needs none: the route carries its UDP too.
+    UdpRules(Ipv4Addr, Vec<u16>),
+}
+
+impl Divert {
+    /// The service address diverted.
+    pub fn address(&self) -> Ipv4Addr {
+        match self {
+            Divert::Route(a) | Divert::Rules(a, _) | Divert::UdpRules(a, _) => *a,
+        }
+    }
 }
 
 /// A netlink connection (its task runs on the current tokio runtime), acting for the
@@ -235,9 +255,36 @@ impl Netlink {
                 table_route = true;
             }
             for &port in ports {
-                self.add_port_rule(*address, port).await?;
+                self.add_port_rule(*address, port, false).await?;
             }
             diverts.push(Divert::Rules(*address, ports.clone()));
+        }
+        for (address, ports) in &plan.quic {
+            if diverts
+                .iter()
+                .any(|d| matches!(d, Divert::Route(a) if a == address))
+            {
+                continue;
+            }
+            if !table_route {
+                let r = RouteMessageBuilder::<Ipv4Addr>::new()
+                    .destination_prefix(Ipv4Addr::UNSPECIFIED, 0)
+                    .output_interface(tun)
+                    .table_id(TABLE)
+                    .protocol(RouteProtocol::Other(PROTOCOL))
+                    .scope(RouteScope::Link)
+                    .build();
+                self.add_route(
+                    r,
+                    format!("route default into {} in table {TABLE}", plan.tun),
+                )
+                .await?;
+                table_route = true;
+            }
+            for &port in ports {
+                self.add_port_rule(*address, port, true).await?;
+            }
+            diverts.push(Divert::UdpRules(*address, ports.clone()));
         }
         if table_route {
             self.move_local_rule().await?;

@@ -290,6 +290,7 @@ impl Observer {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use kracauer_core::engine::Protocol;
     use kracauer_core::name::HostName;
     use std::path::Path;
 
@@ -303,6 +304,7 @@ mod tests {
 
     fn closed(name: Option<&str>, backend: bool, outcome: Outcome) -> Event {
         Event::Closed {
+            protocol: Protocol::Tls,
             client: "198.51.100.2:40000".parse().unwrap(),
             service: "203.0.113.10:443".parse().unwrap(),
             name: name.map(|n| HostName::parse(n.as_bytes()).unwrap()),
@@ -358,6 +360,7 @@ mod tests {
     fn opened_flows_fill_the_peek_and_connect_histograms() {
         let mut o = observer();
         let label = o.observe(&Event::Opened {
+            protocol: Protocol::Tls,
             client: "198.51.100.2:40000".parse().unwrap(),
             service: "203.0.113.10:443".parse().unwrap(),
             name: Some(HostName::parse(b"a.example").unwrap()),

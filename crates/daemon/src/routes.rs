@@ -38,6 +38,7 @@ pub fn engine_config(c: &Config, seed: [u8; 32]) -> EngineConfig {
             address: l.address,
             tls: l.tls.clone(),
             http: l.http.clone(),
+            quic: l.quic.clone(),
         })
         .collect();
     let mut e = EngineConfig::new(c.prefix, services, seed);
@@ -50,6 +51,8 @@ pub fn engine_config(c: &Config, seed: [u8; 32]) -> EngineConfig {
     e.idle_timeout = t.idle;
     e.linger = t.linger;
     e.custody_delay = t.custody;
+    e.udp_unanswered_timeout = t.quic_unanswered;
+    e.udp_idle_timeout = t.quic_idle;
     let l = &c.limits;
     e.max_flows = l.max_flows;
     e.max_half_open = l.max_half_open;
@@ -67,6 +70,7 @@ pub fn engine_config(c: &Config, seed: [u8; 32]) -> EngineConfig {
 /// configured figure however the kernel spreads its connections over the workers.
 pub fn per_worker(mut e: EngineConfig, workers: usize) -> EngineConfig {
     e.max_flows = e.max_flows.div_ceil(workers.max(1));
+    e.max_udp_flows = e.max_udp_flows.div_ceil(workers.max(1));
     e
 }
 
@@ -253,6 +257,7 @@ ports = { 443 = 8443 }
                 address: Ipv4Addr::new(203, 0, 113, 10),
                 tls: vec![443],
                 http: vec![80, 8080],
+                quic: vec![],
             }]
         );
         assert_eq!(e.ipv6_mtu, 1400);

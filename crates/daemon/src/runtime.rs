@@ -61,6 +61,8 @@ pub struct Snapshot {
     pub stats: Stats,
     /// Flows in the table.
     pub flows: usize,
+    /// QUIC flows in their table.
+    pub quic_flows: usize,
     /// Flows whose SYN was answered and whose handshake has not completed.
     pub half_open: usize,
     /// Bytes held by peek buffers.
@@ -91,6 +93,7 @@ impl Snapshot {
         for w in workers {
             t.stats.add(&w.stats);
             t.flows += w.flows;
+            t.quic_flows += w.quic_flows;
             t.half_open += w.half_open;
             t.peek_bytes += w.peek_bytes;
             t.tun_packets += w.tun_packets;
@@ -547,6 +550,7 @@ impl DataPlane {
         let snapshot = Snapshot {
             stats,
             flows: self.engine.flow_count(),
+            quic_flows: self.engine.quic_flow_count(),
             half_open: self.engine.half_open(),
             peek_bytes: self.engine.peek_bytes(),
             tun_packets: c.tun_packets,

@@ -199,3 +199,22 @@ fn check_shows_the_log_settings_and_what_the_host_set_up_would_change() {
         "forwarding is per interface: {out}"
     );
 }
+
+#[test]
+fn check_shows_quic_ports_beside_tls_and_http() {
+    let path = config_file(
+        "quic",
+        &format!(
+            "{}\nquic = [443]\n\n[[route]]\nhosts = [\"a.example\"]\nbackend = \"2001:db8:1::2\"\n",
+            HEAD.trim_end()
+        ),
+    );
+    let o = check(&path);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("listen    203.0.113.10  tls [443]  http [80]  quic [443]")),
+        "{out}"
+    );
+}

@@ -4,8 +4,8 @@
 //! It builds the `kracauer-testbed` topology (an IPv4-only client, a router, two IPv6-only
 //! backends that answer with the peer address they saw), runs `kracauer run` in process on
 //! a thread that has entered the router's namespace (the TUN device, routes and metrics
-//! socket are made there), fetches `https://` and `http://` for two names and one unknown
-//! name, prints what the client asked and what each backend saw, stops the daemon with
+//! socket are made there), fetches `https://`, `http://` and HTTP/3 (QUIC) for two names
+//! and one unknown name, prints what the client asked and what each backend saw, stops the daemon with
 //! SIGTERM (it cleans its set-up), deletes the namespaces, and exits 0 when every request
 //! came out as it should.
 
@@ -17,7 +17,7 @@ use std::process::ExitCode;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use kracauer_testbed::demo::{narrate, terminate_self};
+use kracauer_testbed::demo::{narrate, narrate_quic, terminate_self};
 use kracauer_testbed::{Topology, Variant, is_root};
 
 use clap::{ArgAction, Parser};
@@ -64,7 +64,7 @@ fn demo(verbose: u8) -> ExitCode {
 fn show() -> Result<bool, String> {
     let tb = Topology::build(Variant::Routed).map_err(|e| format!("building the testbed: {e}"))?;
     let config: PathBuf = tb.dir().join("kracauer.toml");
-    std::fs::write(&config, tb.config(""))
+    std::fs::write(&config, tb.quic_config(""))
         .map_err(|e| format!("writing {}: {e}", config.display()))?;
 
     let (done_tx, done) = mpsc::channel::<Result<(), RunError>>();
@@ -91,7 +91,8 @@ fn show() -> Result<bool, String> {
 
     let mut out = io::stdout().lock();
     let fetches = narrate(&tb, &mut out).map_err(|e| format!("writing: {e}"))?;
-    let all_good = fetches.iter().all(|f| f.as_expected());
+    let quic = narrate_quic(&tb, &mut out).map_err(|e| format!("writing: {e}"))?;
+    let all_good = fetches.iter().all(|f| f.as_expected()) && quic.iter().all(|f| f.as_expected());
 
     terminate_self().map_err(|e| e.to_string())?;
     let stopped = match done.recv_timeout(PATIENCE) {

@@ -38,6 +38,21 @@ fn demo_shows_each_backend_saw_the_client_and_cleans_up() {
         );
     }
     assert!(text.contains("TLS alert unrecognized_name"), "{text}");
+    for url in ["h3://a.example/whoami", "h3://b.example/whoami"] {
+        let line = text
+            .lines()
+            .find(|l| l.starts_with(&format!("{url} ")))
+            .unwrap_or_else(|| panic!("no line for {url}:\n{text}"));
+        assert!(
+            line.contains("HTTP/3 backend saw 2001:db8:64::c633:6402 = 198.51.100.2 port")
+                && line.contains("(the client's own UDP port)"),
+            "{line}"
+        );
+    }
+    assert!(
+        text.contains("QUIC CONNECTION_CLOSE unrecognized_name (0x170); no backend contacted"),
+        "{text}"
+    );
     // Its namespaces are gone: `testbed krc-tbPID-N: ...` names them.
     let tag = text
         .split_whitespace()

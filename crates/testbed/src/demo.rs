@@ -8,6 +8,7 @@ use std::io::{self, Write};
 
 use crate::Error;
 use crate::client::{Reply, embedded_v4};
+use crate::quic::{H3Backend, H3Error, H3Reply};
 use crate::topology::{
     BACKEND_A, BACKEND_B, CLIENT_V4, HTTP_PORT, HTTPS_PORT, NAMES_A, PREFIX, SERVICE_V4, TUN,
     Topology,
@@ -122,6 +123,109 @@ pub fn narrate(tb: &Topology, out: &mut impl Write) -> io::Result<Vec<Fetch>> {
             outcome,
         };
         if refused && tb.contacts_a.len() + tb.contacts_b.len() != before {
+            fetch.outcome = Err(Error::Setup("a backend was contacted".into()));
+        }
+        writeln!(out, "{}", fetch.line())?;
+        fetches.push(fetch);
+    }
+    Ok(fetches)
+}
+
+/// One HTTP/3 request of the demo and what came of it.
+#[derive(Debug)]
+pub struct QuicFetch {
+    /// What the client asked, e.g. `h3://a.example/whoami`.
+    pub url: String,
+    pub refused_expected: bool,
+    pub outcome: Result<Result<H3Reply, H3Error>, Error>,
+}
+
+impl QuicFetch {
+    /// The IPv4 address embedded in what the backend saw.
+    fn embedded(ip: &str) -> Option<std::net::Ipv4Addr> {
+        let ip: std::net::IpAddr = ip.parse().ok()?;
+        embedded_v4(std::net::SocketAddr::new(ip, 0))
+    }
+
+    /// What the backend said it saw: address and UDP port.
+    fn seen(&self) -> Option<(String, u16)> {
+        let Ok(Ok(r)) = &self.outcome else {
+            return None;
+        };
+        let text = String::from_utf8_lossy(&r.body);
+        let (ip, port) = text.trim().rsplit_once(' ')?;
+        Some((ip.to_owned(), port.parse().ok()?))
+    }
+
+    /// An answer from a backend that saw the client's embedded address and own UDP port,
+    /// or (for an unknown name) Kracauer's CONNECTION_CLOSE `unrecognized_name`.
+    pub fn as_expected(&self) -> bool {
+        match (&self.outcome, self.refused_expected) {
+            (Ok(Ok(r)), false) => self.seen().is_some_and(|(ip, port)| {
+                Self::embedded(&ip) == Some(CLIENT_V4) && port == r.local_port
+            }),
+            (Ok(Err(H3Error::Closed(0x170))), true) => true,
+            _ => false,
+        }
+    }
+
+    /// The line the demo prints for this request.
+    pub fn line(&self) -> String {
+        let url = format!("{:<24}", self.url);
+        match (&self.outcome, self.seen()) {
+            (Ok(Ok(r)), Some((ip, port))) => {
+                let v4 = Self::embedded(&ip).map_or_else(|| "?".to_owned(), |a| a.to_string());
+                let own = if port == r.local_port {
+                    "the client's own UDP port".to_owned()
+                } else {
+                    format!("the client used {}", r.local_port)
+                };
+                format!("{url} -> HTTP/3 backend saw {ip} = {v4} port {port} ({own})")
+            }
+            (Ok(Err(H3Error::Closed(0x170))), _) => format!(
+                "{url} -> refused by kracauer: QUIC CONNECTION_CLOSE unrecognized_name (0x170); no backend contacted"
+            ),
+            (Ok(Err(e)), _) => format!("{url} -> FAILED: {e}"),
+            (Ok(Ok(r)), None) => format!("{url} -> FAILED: HTTP {}", r.status),
+            (Err(e), _) => format!("{url} -> FAILED: {e}"),
+        }
+    }
+}
+
+/// HTTP/3 over QUIC to UDP 443 (kracauer's configuration must list `quic = [443]`; the
+/// HTTP/3 backends are started here and stopped on return): `a.example`, `b.example` and
+/// an unknown name, a line each.
+pub fn narrate_quic(tb: &Topology, out: &mut impl Write) -> io::Result<Vec<QuicFetch>> {
+    writeln!(out)?;
+    writeln!(
+        out,
+        "HTTP/3 (QUIC on UDP {HTTPS_PORT}, routed by the SNI in the Initial):"
+    )?;
+    let backends = match tb.start_h3() {
+        Ok(b) => b,
+        Err(e) => {
+            writeln!(out, "  cannot start the HTTP/3 backends: {e}")?;
+            return Ok(vec![QuicFetch {
+                url: "h3://a.example/whoami".into(),
+                refused_expected: false,
+                outcome: Err(e),
+            }]);
+        }
+    };
+    let mut fetches = Vec::new();
+    for (name, refused) in [
+        ("a.example", false),
+        ("b.example", false),
+        ("unknown.example", true),
+    ] {
+        let before: u64 = backends.iter().map(H3Backend::incoming).sum();
+        let mut fetch = QuicFetch {
+            url: format!("h3://{name}/whoami"),
+            refused_expected: refused,
+            outcome: tb.h3_get(name, "/whoami", 0),
+        };
+        let after: u64 = backends.iter().map(H3Backend::incoming).sum();
+        if refused && after != before {
             fetch.outcome = Err(Error::Setup("a backend was contacted".into()));
         }
         writeln!(out, "{}", fetch.line())?;

@@ -35,6 +35,14 @@ impl Pki {
 
     /// A TLS server configuration with a certificate for `names` signed by this CA.
     pub fn server_config(&self, names: &[&str]) -> Result<Arc<ServerConfig>, Error> {
+        Ok(self.server_config_and_cert(names)?.0)
+    }
+
+    /// [`Pki::server_config`], with the certificate (DER) it serves.
+    pub fn server_config_and_cert(
+        &self,
+        names: &[&str],
+    ) -> Result<(Arc<ServerConfig>, Vec<u8>), Error> {
         let key = KeyPair::generate()?;
         let mut params =
             CertificateParams::new(names.iter().map(|n| (*n).to_owned()).collect::<Vec<_>>())?;
@@ -48,7 +56,7 @@ impl Pki {
             .with_safe_default_protocol_versions()?
             .with_no_client_auth()
             .with_single_cert(vec![cert.der().clone()], key_der)?;
-        Ok(Arc::new(config))
+        Ok((Arc::new(config), cert.der().to_vec()))
     }
 
     /// A TLS client configuration that trusts only this CA.

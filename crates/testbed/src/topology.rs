@@ -14,6 +14,7 @@ use crate::client::{self, Reply};
 use crate::kracauer::Kracauer;
 use crate::netns::{self, Netns};
 use crate::pki::Pki;
+use crate::quic::{H3Backend, H3Error, H3Reply};
 use crate::server::{ContactLog, Mode, Server};
 use crate::{Error, is_root};
 
@@ -106,6 +107,10 @@ pub struct Topology {
     /// Backend b (2001:db8:1::3).
     pub backend_b: Netns,
     client_tls: Arc<ClientConfig>,
+    /// The certificates of backends a and b (for the HTTP/3 backends).
+    backend_tls: Vec<Arc<rustls::ServerConfig>>,
+    /// Their certificates (DER).
+    backend_certs: Vec<Vec<u8>>,
     /// Connections backend a accepted.
     pub contacts_a: ContactLog,
     /// Connections backend b accepted.
@@ -147,6 +152,8 @@ impl Topology {
             backend_a,
             backend_b,
             client_tls: pki.client_config()?,
+            backend_tls: Vec::new(),
+            backend_certs: Vec::new(),
             contacts_a: ContactLog::default(),
             contacts_b: ContactLog::default(),
             contacts_router: ContactLog::default(),
@@ -254,7 +261,9 @@ impl Topology {
             (&self.backend_a, NAMES_A, &self.contacts_a),
             (&self.backend_b, NAMES_B, &self.contacts_b),
         ] {
-            let tls = pki.server_config(&names)?;
+            let (tls, cert) = pki.server_config_and_cert(&names)?;
+            self.backend_tls.push(Arc::clone(&tls));
+            self.backend_certs.push(cert);
             let any = |port| SocketAddr::V6(SocketAddrV6::new(Ipv6Addr::UNSPECIFIED, port, 0, 0));
             for (port, mode) in [
                 (HTTP_PORT, Mode::Http),
@@ -384,6 +393,55 @@ impl Topology {
     pub fn download(&self, host: &str, n: u64) -> Result<u64, Error> {
         self.client
             .run(|| client::download(Self::service(HTTP_PORT), host, n))?
+    }
+
+    /// Starts an HTTP/3 backend on UDP 443 in backends a and b (their certificates,
+    /// ALPN `h3`; see [`crate::quic`]). They stop when dropped.
+    pub fn start_h3(&self) -> Result<[H3Backend; 2], Error> {
+        let any = SocketAddr::V6(SocketAddrV6::new(Ipv6Addr::UNSPECIFIED, HTTPS_PORT, 0, 0));
+        let tls = |i: usize| {
+            self.backend_tls
+                .get(i)
+                .cloned()
+                .ok_or_else(|| Error::Setup("no backend certificate".into()))
+        };
+        Ok([
+            H3Backend::start(&self.backend_a, any, &*tls(0)?)?,
+            H3Backend::start(&self.backend_b, any, &*tls(1)?)?,
+        ])
+    }
+
+    /// The certificate (DER) backend a (0) or b (1) serves.
+    pub fn backend_cert(&self, i: usize) -> Option<&[u8]> {
+        self.backend_certs.get(i).map(Vec::as_slice)
+    }
+
+    /// [`Topology::config`] with QUIC on UDP 443 of the service address too.
+    pub fn quic_config(&self, extra: &str) -> String {
+        self.config(extra)
+            .replacen("http = [80]\n", "http = [80]\nquic = [443]\n", 1)
+    }
+
+    /// An HTTP/3 `GET path` with server name `sni` to UDP 443 of the service address,
+    /// from the client (its UDP port `port`, 0 for any).
+    pub fn h3_get(
+        &self,
+        sni: &str,
+        path: &str,
+        port: u16,
+    ) -> Result<Result<H3Reply, H3Error>, Error> {
+        let req = crate::quic::Request {
+            sni: sni.to_owned(),
+            path: path.to_owned(),
+            port,
+        };
+        crate::quic::get(
+            &self.client,
+            &self.client_tls,
+            Self::service(HTTPS_PORT),
+            req,
+            |_| {},
+        )
     }
 
     /// The client-side TLS configuration (trusts the testbed's CA only).

@@ -61,6 +61,22 @@ pub enum Protocol {
     Tls,
     /// HTTP/1.x `Host`.
     Http,
+    /// QUIC (UDP): the SNI of the ClientHello in the client's Initial packets.
+    Quic,
+}
+
+impl Protocol {
+    /// Every protocol, in declaration order.
+    pub const ALL: &'static [Protocol] = &[Protocol::Tls, Protocol::Http, Protocol::Quic];
+
+    /// Lower-case name for metrics labels and logs.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Protocol::Tls => "tls",
+            Protocol::Http => "http",
+            Protocol::Quic => "quic",
+        }
+    }
 }
 
 /// What the device that delivered a packet says of its TCP or UDP checksum.

@@ -67,6 +67,9 @@ drop_reasons! {
     ClientPeekLimit = "client_peek_limit", Client, "Bytes from an address holding its allowance of unnamed connections that did not name a host at once (the client sends them again), or, under pressure, a SYN a cookie would cost its options.";
     ClientSecondChanceNoFlow = "client_second_chance_no_flow", Client, "Segment a peer instance passed on as a second chance (docs/scale-out.md) for no flow held here either: not answered, another peer may hold it.";
     ClientIcmp = "client_icmp", Client, "ICMPv4 with a bad checksum, not an error about a known flow, or that cannot be translated.";
+    ClientQuicNoFlow = "client_quic_no_flow", Client, "UDP datagram to a QUIC port for no flow that starts none: no long header (a short header whose connection ID no backend chose, garbage), or a Handshake or 0-RTT packet.";
+    ClientQuicDiscarded = "client_quic_discarded", Client, "QUIC Initial for no flow that a server discards too (in a datagram under 1200 bytes, not authenticating, a version Kracauer cannot read in a short datagram).";
+    ClientTooBig = "client_too_big", Client, "IPv4 datagram too large for the IPv6 MTU once translated (answered with ICMP fragmentation needed when DF is set).";
     BackendMalformed = "backend_malformed", Backend, "IPv6 or TCP header that does not parse.";
     BackendNotPrefix = "backend_not_prefix", Backend, "IPv6 packet whose destination is not in the translation prefix.";
     BackendNoFlow = "backend_no_flow", Backend, "Segment for no known flow (answered with RST).";
@@ -74,7 +77,8 @@ drop_reasons! {
     BackendBadSynAck = "backend_bad_synack", Backend, "SYN-ACK whose ACK number does not match the SYN Kracauer sent.";
     BackendUnexpected = "backend_unexpected", Backend, "Segment the flow's state cannot use (data before the handshake ended).";
     BackendIcmp = "backend_icmp", Backend, "ICMPv6 that is not an error about a known flow, or that cannot be translated.";
-    BackendNotTcp = "backend_not_tcp", Backend, "IPv6 packet to the prefix that is neither TCP nor ICMPv6.";
+    BackendNotTcp = "backend_not_tcp", Backend, "IPv6 packet to the prefix that is neither TCP, UDP nor ICMPv6.";
+    BackendUdpNoFlow = "backend_udp_no_flow", Backend, "UDP datagram from a backend for no QUIC flow (dropped silently).";
     FlowTableFull = "flow_table_full", Internal, "No room for a new flow (max_flows).";
     PeekMemory = "peek_memory", Internal, "The global cap on peek-buffer bytes is reached.";
     TupleCollision = "tuple_collision", Internal, "A second client connection would map onto an IPv6 4-tuple in use.";

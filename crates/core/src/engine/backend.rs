@@ -47,6 +47,9 @@ impl Engine {
         match upper.protocol {
             ip_proto::TCP => {}
             ip_proto::ICMPV6 => return self.backend_icmp(now, packet, out),
+            ip_proto::UDP => {
+                return self.handle_backend_udp(now, buf, start, upper.offset, checksum);
+            }
             _ => return Verdict::Dropped(DropReason::BackendNotTcp),
         }
         let end = ip.payload_range().end;
@@ -209,8 +212,10 @@ impl Engine {
         handover: &Handover,
         created: Time,
     ) {
-        if let Some((ck, _)) = self.flows.keys(id) {
+        let protocol = self.flows.get(id).map(|f| f.protocol);
+        if let (Some((ck, _)), Some(protocol)) = (self.flows.keys(id), protocol) {
             self.push_event(Event::Opened {
+                protocol,
                 client: SocketAddrV4::new(ck.client, ck.client_port),
                 service: SocketAddrV4::new(ck.service, ck.service_port),
                 name,

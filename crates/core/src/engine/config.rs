@@ -19,6 +19,8 @@ pub struct Service {
     pub address: Ipv4Addr,
     pub tls: Vec<u16>,
     pub http: Vec<u16>,
+    /// UDP ports of QUIC, routed by the SNI of the client's Initial (`engine/udp.rs`).
+    pub quic: Vec<u16>,
 }
 
 /// Everything the engine needs besides the routes.
@@ -66,6 +68,15 @@ pub struct EngineConfig {
     pub linger: Duration,
     /// Most flows of any state (default 1,000,000).
     pub max_flows: usize,
+    /// Most QUIC (UDP) flows, in a table of their own (default 65,536). The table is
+    /// reserved at the start, as the TCP one is.
+    pub max_udp_flows: usize,
+    /// A QUIC flow whose backend has not answered yet is forgotten after this long
+    /// without a datagram (default 30 s).
+    pub udp_unanswered_timeout: Duration,
+    /// A QUIC flow the backend has answered is forgotten after this long without a
+    /// datagram either way (default 180 s; RFC 4787 REQ-5 asks for at least 2 minutes).
+    pub udp_idle_timeout: Duration,
     /// Most half-open flows (SYN answered, no ACK yet); past it, SYN cookies (default
     /// 16,384).
     pub max_half_open: usize,
@@ -106,6 +117,9 @@ impl EngineConfig {
             idle_timeout: Duration::from_secs(7440),
             linger: Duration::from_secs(30),
             max_flows: 1_000_000,
+            max_udp_flows: 65_536,
+            udp_unanswered_timeout: Duration::from_secs(30),
+            udp_idle_timeout: Duration::from_secs(180),
             max_half_open: 16_384,
             seed,
             second_chance: false,
@@ -124,6 +138,13 @@ impl EngineConfig {
         } else {
             None
         }
+    }
+
+    /// Whether `address` and UDP `port` are a QUIC service.
+    pub fn is_quic(&self, address: Ipv4Addr, port: u16) -> bool {
+        self.services
+            .iter()
+            .any(|s| s.address == address && s.quic.contains(&port))
     }
 
     /// Whether `address` is a service address (any port).
@@ -147,6 +168,9 @@ impl EngineConfig {
         if self.max_flows == 0 || self.max_flows > u32::MAX as usize {
             return Err(ConfigError::MaxFlows(self.max_flows));
         }
+        if self.max_udp_flows == 0 || self.max_udp_flows > u32::MAX as usize {
+            return Err(ConfigError::MaxUdpFlows(self.max_udp_flows));
+        }
         if self.peek_cap == 0 || self.peek_cap > crate::peek::tls::MAX_HELLO_BYTES {
             return Err(ConfigError::PeekCap);
         }
@@ -163,6 +187,8 @@ pub enum ConfigError {
     WindowScale(u8),
     #[error("max_flows {0} must be between 1 and 4294967295")]
     MaxFlows(usize),
+    #[error("max_udp_flows {0} must be between 1 and 4294967295")]
+    MaxUdpFlows(usize),
     #[error("peek_cap must be from 1 byte to 16,793,600 (a largest ClientHello over records)")]
     PeekCap,
 }

@@ -6,7 +6,7 @@
 use core::time::Duration;
 use std::net::{SocketAddrV4, SocketAddrV6};
 
-use crate::base::Outcome;
+use crate::base::{Outcome, Protocol};
 use crate::flow::PeekEnd;
 use crate::name::HostName;
 
@@ -37,6 +37,8 @@ impl ConnectFailure {
 pub enum Event {
     /// A flow reached its backend.
     Opened {
+        /// TLS or HTTP over TCP, or QUIC over UDP.
+        protocol: Protocol,
         client: SocketAddrV4,
         service: SocketAddrV4,
         name: Option<HostName>,
@@ -49,6 +51,7 @@ pub enum Event {
     },
     /// A flow ended.
     Closed {
+        protocol: Protocol,
         client: SocketAddrV4,
         service: SocketAddrV4,
         name: Option<HostName>,

@@ -30,11 +30,12 @@ fn delta_of(flow: &Flow) -> Option<u32> {
     flow.spliced().map(|s| s.splice.delta)
 }
 
-/// Addresses and ports of the TCP packet embedded in an ICMP error, read from the
-/// (possibly truncated) copy: (src, dst, src port, dst port).
-fn embedded_v4(payload: &[u8]) -> Option<(Ipv4Addr, Ipv4Addr, u16, u16)> {
+/// Addresses and ports of the TCP or UDP packet embedded in an ICMP error, read from
+/// the (possibly truncated) copy: (src, dst, src port, dst port), and whether it is UDP.
+fn embedded_v4(payload: &[u8]) -> Option<(Ipv4Addr, Ipv4Addr, u16, u16, bool)> {
     let ip = Ipv4Packet::new_checked_header(payload).ok()?;
-    if ip.protocol() != ip_proto::TCP || ip.frag_offset() != 0 {
+    let udp = ip.protocol() == ip_proto::UDP;
+    if !(udp || ip.protocol() == ip_proto::TCP) || ip.frag_offset() != 0 {
         return None;
     }
     let ports = payload.get(ip.header_len()..ip.header_len() + 4)?;
@@ -43,13 +44,15 @@ fn embedded_v4(payload: &[u8]) -> Option<(Ipv4Addr, Ipv4Addr, u16, u16)> {
         ip.dst_addr(),
         u16::from_be_bytes([ports[0], ports[1]]),
         u16::from_be_bytes([ports[2], ports[3]]),
+        udp,
     ))
 }
 
 /// As [`embedded_v4`], for an IPv6 packet Kracauer sent (no extension headers).
-fn embedded_v6(payload: &[u8]) -> Option<(Ipv6Addr, Ipv6Addr, u16, u16)> {
+fn embedded_v6(payload: &[u8]) -> Option<(Ipv6Addr, Ipv6Addr, u16, u16, bool)> {
     let ip = Ipv6Packet::new_checked_header(payload).ok()?;
-    if ip.next_header() != ip_proto::TCP {
+    let udp = ip.next_header() == ip_proto::UDP;
+    if !(udp || ip.next_header() == ip_proto::TCP) {
         return None;
     }
     let ports = payload.get(40..44)?;
@@ -58,6 +61,7 @@ fn embedded_v6(payload: &[u8]) -> Option<(Ipv6Addr, Ipv6Addr, u16, u16)> {
         ip.dst_addr(),
         u16::from_be_bytes([ports[0], ports[1]]),
         u16::from_be_bytes([ports[2], ports[3]]),
+        udp,
     ))
 }
 
@@ -123,9 +127,12 @@ impl Engine {
         if !icmp.is_error() {
             return Verdict::Dropped(DropReason::BackendIcmp);
         }
-        let Some((src, dst, sport, dport)) = embedded_v6(icmp.payload()) else {
+        let Some((src, dst, sport, dport, udp)) = embedded_v6(icmp.payload()) else {
             return Verdict::Dropped(DropReason::BackendIcmp);
         };
+        if udp {
+            return self.udp_backend_icmp(packet, (src, dst, sport, dport), out);
+        }
         let Some((prefix, client)) = self.extract_client(src) else {
             return Verdict::Dropped(DropReason::BackendIcmp);
         };
@@ -203,7 +210,7 @@ impl Engine {
         if !icmp.is_error() {
             return Verdict::Dropped(DropReason::ClientIcmp);
         }
-        let Some((src, dst, sport, dport)) = embedded_v4(icmp.payload()) else {
+        let Some((src, dst, sport, dport, udp)) = embedded_v4(icmp.payload()) else {
             return Verdict::Dropped(DropReason::ClientIcmp);
         };
         let key = ClientKey {
@@ -212,6 +219,9 @@ impl Engine {
             service: src,
             service_port: sport,
         };
+        if udp {
+            return self.udp_client_icmp(packet, key, out);
+        }
         let Some(id) = self.flows.find_client(&key) else {
             return Verdict::Dropped(DropReason::ClientIcmp);
         };

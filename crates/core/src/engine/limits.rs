@@ -20,6 +20,7 @@
 //! little earlier than it would be, never refused. The key is secret, so an attacker
 //! cannot aim at a victim's buckets. Fixed memory (64 KiB), no allocation after start.
 
+use crate::engine::udp_cids::SharedCids;
 use core::fmt;
 use core::hash::Hasher;
 use std::net::Ipv4Addr;
@@ -43,6 +44,8 @@ pub struct SharedLimits {
     key: [u64; 2],
     /// The current second (high 32 bits) and the challenge ACKs sent in it (low 32).
     challenges: AtomicU64,
+    /// The QUIC connection IDs backends chose, for rebinding across workers.
+    cids: SharedCids,
 }
 
 impl fmt::Debug for SharedLimits {
@@ -64,7 +67,13 @@ impl SharedLimits {
             held: (0..ROWS * BUCKETS).map(|_| AtomicU32::new(0)).collect(),
             key,
             challenges: AtomicU64::new(0),
+            cids: SharedCids::new([key[1] ^ 0x5155_4943_4349_4453, key[0].rotate_left(29)]),
         }
+    }
+
+    /// The QUIC connection IDs every engine learned (`udp_cids.rs`).
+    pub fn cids(&self) -> &SharedCids {
+        &self.cids
     }
 
     /// Half-open handshakes held, all engines together.

@@ -42,6 +42,12 @@ pub mod snapshot;
 pub mod stats;
 #[cfg(test)]
 mod tests;
+mod udp;
+mod udp_backend;
+pub mod udp_cids;
+mod udp_emit;
+mod udp_route;
+mod udp_snapshot;
 
 use core::hash::Hasher;
 use core::ops::Range;
@@ -128,6 +134,8 @@ pub struct Engine {
     /// The cookie clock: what to add to the caller's `now` (µs) to make the time cookies
     /// are made and checked at; `None`: the engine's own time (`set_cookie_clock`).
     cookie_clock: Option<u64>,
+    /// QUIC flows (`udp.rs`, `udp_backend.rs`).
+    udp: udp::UdpState,
 }
 
 /// Most events kept when nobody drains them.
@@ -151,6 +159,11 @@ impl Engine {
             [derive(0), derive(1)]
         };
         let flows = FlowTable::new(config.max_flows, key("flow index"));
+        let udp = udp::UdpState::new(
+            config.max_udp_flows,
+            key("udp flow index"),
+            key("quic cid owner")[0],
+        );
         let shared = config
             .shared_limits
             .clone()
@@ -178,6 +191,7 @@ impl Engine {
             retired: Vec::new(),
             settling_until: Time::ZERO,
             cookie_clock: None,
+            udp,
             routes,
             health: Arc::default(),
             config,
@@ -218,6 +232,8 @@ impl Engine {
         c.syn_retransmit = config.syn_retransmit;
         c.connect_attempt = config.connect_attempt;
         c.idle_timeout = config.idle_timeout;
+        c.udp_unanswered_timeout = config.udp_unanswered_timeout;
+        c.udp_idle_timeout = config.udp_idle_timeout;
         c.linger = config.linger;
         c.peek_cap = config.peek_cap;
         c.max_peeking_per_client = config.max_peeking_per_client;
@@ -279,10 +295,10 @@ impl Engine {
         // (which other engines' flows may cause) every `SWEEP_EVERY`.
         // So are the retired prefixes, for flows that ended.
         let sweep = (self.peeking > 0 || !self.retired.is_empty()).then_some(self.next_sweep);
-        let next = match (self.timers.next(), sweep) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
+        let next = [self.timers.next(), sweep, self.udp_next_timer()]
+            .into_iter()
+            .flatten()
+            .min();
         next.map(|t| self.clock.external(t))
     }
 
@@ -353,6 +369,7 @@ impl Engine {
             self.sweep(now, out);
             self.sweep_retired();
         }
+        self.udp_handle_timeout(now);
         let timeouts = self.timeouts();
         while let Some((at, id)) = self.timers.pop_due(now) {
             let Some(flow) = self.flows.get_mut(id) else {
@@ -473,9 +490,10 @@ impl Engine {
         };
         self.account(ck.client, flow.usage(), Usage::default());
         self.stats.outcome(outcome);
-        let (created, peek) = (flow.created, flow.peek_end);
+        let (created, peek, protocol) = (flow.created, flow.peek_end, flow.protocol);
         let (name, bytes) = flow.into_log();
         self.push_event(Event::Closed {
+            protocol,
             client: SocketAddrV4::new(ck.client, ck.client_port),
             service: SocketAddrV4::new(ck.service, ck.service_port),
             name,
@@ -493,9 +511,13 @@ impl Engine {
     /// (closing, or refused) keeps the outcome it ended with; every other one ends with
     /// [`Outcome::Shutdown`]. Events past the queue's bound are lost, so drain
     /// [`Engine::poll_event`] while calling this with `limit` flows at a time; returns how
-    /// many flows are left.
+    /// many flows are left (QUIC flows, which end first, included).
     pub fn close_flows(&mut self, now: Time, limit: usize) -> usize {
         let now = self.clock.internal(now);
+        let udp_left = self.close_udp_flows(now, limit);
+        if udp_left > 0 {
+            return udp_left + self.flows.len();
+        }
         let ids: Vec<FlowId> = self.flows.iter().map(|(id, ..)| id).take(limit).collect();
         for id in ids {
             let outcome = match self.flows.get(id).map(|f| &f.phase) {
@@ -529,9 +551,16 @@ impl Drop for Engine {
             .flows
             .iter()
             .map(|(_, key, _, flow)| (key.client, flow.usage()))
+            .chain(
+                self.udp
+                    .flows
+                    .iter()
+                    .map(|(_, key, _, flow)| (key.client, flow.usage())),
+            )
             .collect();
         for (client, usage) in held {
             self.account(client, usage, Usage::default());
         }
+        self.forget_cids();
     }
 }

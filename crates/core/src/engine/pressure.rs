@@ -17,7 +17,8 @@
 //!   - every [`SWEEP_EVERY`] each engine cuts ([`Outcome::Limited`]) the unnamed flows
 //!     that made no progress for [`STALE_AFTER`], those of the addresses holding the most
 //!     unnamed state first and the oldest of each first, until the pressure is gone. A
-//!     peek is reset; a handshake is forgotten silently (no RST for what may be a
+//!     peek is reset; a pending QUIC flow is forgotten (its client retransmits its
+//!     Initial); a handshake is forgotten silently (no RST for what may be a
 //!     spoofed source; a real client's late ACK finds no flow and gets its RST then). A peek that completes its hello promptly is never stale, so an address whose
 //!     clients complete their hellos promptly is never cut.
 
@@ -82,5 +83,6 @@ impl Engine {
             self.finish(now, id, Outcome::Limited);
             self.stats.pressure_cuts += 1;
         }
+        self.udp_sweep(now);
     }
 }

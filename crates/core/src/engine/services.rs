@@ -12,6 +12,9 @@
 //!   sequence numbers a RST would need, so each side is reset at its next segment (a
 //!   client segment, or a backend one, for no flow), as after a restart.
 //!
+//! QUIC flows on a UDP port no longer listed in `quic` are forgotten the same way
+//! (nothing to reset: the client's next datagram is dropped as not a service).
+//!
 //! The flows are ended [`BATCH`] at a time, so that the RSTs of one call fit in the
 //! caller's [`Output`] and the access-log events in the queue.
 
@@ -36,7 +39,18 @@ impl Engine {
             .map(|(id, ..)| id)
             .take(BATCH + 1)
             .collect();
-        self.unserved_sweep = unserved.len() > BATCH;
+        let quic: Vec<FlowId> = self
+            .udp
+            .flows
+            .iter()
+            .filter(|(_, key, ..)| !config.is_quic(key.service, key.service_port))
+            .map(|(id, ..)| id)
+            .take(BATCH + 1)
+            .collect();
+        self.unserved_sweep = unserved.len() > BATCH || quic.len() > BATCH;
+        for id in quic.into_iter().take(BATCH) {
+            self.udp_finish(now, id, Outcome::ServiceRemoved, None);
+        }
         for id in unserved.into_iter().take(BATCH) {
             let setting_up = matches!(
                 self.flows.get(id).map(|f| &f.phase),

@@ -6,6 +6,7 @@
 //! body: engine time u64 | seed [32] | next IPv4 ident u16
 //!       | prefix [16] | window scale u8 | IPv6 MTU u16 | services
 //!       | counters (by name) | flow count u64 | flows (flow/snapshot.rs)
+//!       | QUIC counters and flows (udp_snapshot.rs)
 //! ```
 //!
 //! Big-endian throughout. The checksum (SipHash-2-4 under a zero key: a check against
@@ -126,6 +127,7 @@ impl Engine {
             let backend = backend.map(|b| (b.backend, b.backend_port));
             write_flow(&mut w, &key, backend, flow, now);
         }
+        self.write_udp(&mut w, now);
         seal(&w.into_bytes())
     }
 
@@ -197,7 +199,7 @@ impl Engine {
                     &mut others
                 },
             )?;
-            engine.restore_flows(r, *its_then, &keep)?;
+            engine.restore_flows(r, *its_then, &keep, i == own)?;
         }
         Ok(engine)
     }
@@ -218,6 +220,7 @@ impl Engine {
         r: &mut Reader<'_>,
         then: Time,
         keep: &impl Fn(&ClientKey) -> bool,
+        own: bool,
     ) -> Result<(), SnapshotError> {
         let engine = self;
         let flows = r.u64()?;
@@ -252,6 +255,7 @@ impl Engine {
             }
             engine.rearm(id);
         }
+        engine.read_udp(r, then, own, keep)?;
         if r.remaining() > 0 {
             return Err(SnapshotError::TrailingBytes(r.remaining()));
         }
@@ -266,7 +270,7 @@ fn write_settings(w: &mut Writer, c: &EngineConfig) {
     w.u16(c.services.len() as u16);
     for s in &c.services {
         w.raw(&s.address.octets());
-        for ports in [&s.tls, &s.http] {
+        for ports in [&s.tls, &s.http, &s.quic] {
             w.u16(ports.len() as u16);
             for &p in ports {
                 w.u16(p);
@@ -289,14 +293,19 @@ fn check_settings(r: &mut Reader<'_>, c: &EngineConfig) -> Result<Vec<Service>, 
     let mut services = Vec::new();
     for _ in 0..n {
         let address = Ipv4Addr::from(r.raw::<4>()?);
-        let mut ports = [Vec::new(), Vec::new()];
+        let mut ports = [Vec::new(), Vec::new(), Vec::new()];
         for list in &mut ports {
             for _ in 0..r.u16()? {
                 list.push(r.u16()?);
             }
         }
-        let [tls, http] = ports;
-        services.push(Service { address, tls, http });
+        let [tls, http, quic] = ports;
+        services.push(Service {
+            address,
+            tls,
+            http,
+            quic,
+        });
     }
     Ok(services)
 }

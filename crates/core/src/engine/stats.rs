@@ -38,8 +38,8 @@ pub struct Stats {
     pub cookies_accepted: u64,
     /// Flows that reached the spliced state.
     pub spliced: u64,
-    /// Peeks ended, by protocol (TLS, HTTP) and by the path taken ([`PeekPath`]).
-    peeks: [[u64; PEEK_PATHS]; 2],
+    /// Peeks ended, by protocol (TLS, HTTP, QUIC) and by the path taken ([`PeekPath`]).
+    peeks: [[u64; PEEK_PATHS]; 3],
     /// Backend SYNs sent again to the next backend of a pool, after a RST, an ICMPv6
     /// error or silence from the one before.
     pub failovers: u64,
@@ -64,6 +64,23 @@ pub struct Stats {
     pub second_chance_held: u64,
     /// Segments every peer said it holds no flow for, answered with RST here.
     pub second_chance_orphans_reset: u64,
+    /// QUIC datagrams forwarded, by direction: [to backend, to client] (a GSO
+    /// super-packet counts once).
+    pub quic_packets: [u64; 2],
+    /// UDP payload bytes of QUIC flows forwarded, by direction.
+    pub quic_bytes: [u64; 2],
+    /// QUIC flows that reached their backend (their Initials sent on).
+    pub quic_opened: u64,
+    /// QUIC flows ended, by outcome.
+    quic_outcomes: Vec<u64>,
+    /// New mappings made for a rebinding QUIC client: a packet on a new 4-tuple whose
+    /// Destination Connection ID a backend chose.
+    pub quic_rebinds: u64,
+    /// Version Negotiation packets sent for Initials of a version Kracauer cannot read.
+    pub quic_version_negotiations: u64,
+    /// Connection IDs learned from clients' short headers (a client moved to an ID the
+    /// backend gave it in an encrypted frame).
+    pub quic_cids_from_clients: u64,
 }
 
 /// How many [`PeekPath`]s there are.
@@ -74,6 +91,7 @@ impl Stats {
         Self {
             drops: vec![0; DropReason::ALL.len()],
             outcomes: vec![0; Outcome::ALL.len()],
+            quic_outcomes: vec![0; Outcome::ALL.len()],
             ..Default::default()
         }
     }
@@ -88,6 +106,35 @@ impl Stats {
         if let Some(c) = self.outcomes.get_mut(outcome as usize) {
             *c += 1;
         }
+    }
+
+    /// Counts a QUIC flow's end.
+    pub(crate) fn quic_outcome(&mut self, outcome: Outcome) {
+        if let Some(c) = self.quic_outcomes.get_mut(outcome as usize) {
+            *c += 1;
+        }
+    }
+
+    /// QUIC flows that ended with `outcome`.
+    pub fn quic_outcomes(&self, outcome: Outcome) -> u64 {
+        self.quic_outcomes
+            .get(outcome as usize)
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// Sets the count of QUIC flows that ended with `outcome` (a restored snapshot's).
+    pub(crate) fn set_quic_outcomes(&mut self, outcome: Outcome, n: u64) {
+        if let Some(c) = self.quic_outcomes.get_mut(outcome as usize) {
+            *c = n;
+        }
+    }
+
+    /// Counts a forwarded QUIC datagram of `payload` UDP payload bytes.
+    pub(crate) fn forwarded_quic(&mut self, dir: Direction, payload: usize) {
+        let i = dir as usize;
+        self.quic_packets[i] += 1;
+        self.quic_bytes[i] += payload as u64;
     }
 
     pub(crate) fn peek_path(&mut self, protocol: Protocol, path: PeekPath) {
@@ -132,10 +179,17 @@ impl Stats {
         };
         grow(&mut self.drops, &other.drops);
         grow(&mut self.outcomes, &other.outcomes);
+        grow(&mut self.quic_outcomes, &other.quic_outcomes);
         for i in 0..2 {
             self.packets[i] += other.packets[i];
             self.bytes[i] += other.bytes[i];
+            self.quic_packets[i] += other.quic_packets[i];
+            self.quic_bytes[i] += other.quic_bytes[i];
         }
+        self.quic_opened += other.quic_opened;
+        self.quic_rebinds += other.quic_rebinds;
+        self.quic_version_negotiations += other.quic_version_negotiations;
+        self.quic_cids_from_clients += other.quic_cids_from_clients;
         self.made += other.made;
         self.cookies_sent += other.cookies_sent;
         self.cookies_accepted += other.cookies_accepted;
@@ -247,6 +301,8 @@ mod tests {
         for (i, p) in PeekPath::ALL.iter().enumerate() {
             assert_eq!(*p as usize, i);
         }
-        assert_eq!((Protocol::Tls as usize, Protocol::Http as usize), (0, 1));
+        for (i, p) in Protocol::ALL.iter().enumerate() {
+            assert_eq!(*p as usize, i);
+        }
     }
 }

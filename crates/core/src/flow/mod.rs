@@ -29,6 +29,7 @@ pub mod snapshot;
 pub mod spliced;
 pub mod table;
 pub mod timers;
+pub mod udp;
 
 use core::fmt;
 use core::time::Duration;

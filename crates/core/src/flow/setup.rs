@@ -438,7 +438,9 @@ impl Refused {
     /// The answer this refusal sends for `protocol`.
     pub fn answer(&self, protocol: Protocol) -> &[u8] {
         match (protocol, self.refusal) {
-            (Protocol::Tls, _) => &self.alert,
+            // A QUIC flow is never a TCP flow's phase: its refusal is an Initial
+            // (`quic::refuse`); the alert stands in.
+            (Protocol::Tls | Protocol::Quic, _) => &self.alert,
             (Protocol::Http, Refusal::UnknownName) => http::misdirected_response(),
             (Protocol::Http, Refusal::Malformed | Refusal::DuplicateExtension) => {
                 http::BAD_REQUEST_RESPONSE
@@ -469,7 +471,8 @@ fn peek(protocol: Protocol, bytes: &[u8], cap: usize) -> Peeked {
             HttpPeek::Invalid(HttpError::TooLarge) => Peeked::Unnamed(Unnamed::TooLarge),
             HttpPeek::Invalid(_) => Peeked::Unnamed(Unnamed::Malformed),
         },
-        Protocol::Tls => match tls::peek(
+        // QUIC hellos are read by `quic::InitialPeek`, never here; TLS rules stand in.
+        Protocol::Tls | Protocol::Quic => match tls::peek(
             bytes,
             &TlsPeekConfig {
                 max_hello_bytes: cap,

@@ -306,6 +306,7 @@ pub fn write_flow(
     w.u8(match flow.protocol {
         Protocol::Tls => 0,
         Protocol::Http => 1,
+        Protocol::Quic => 2,
     });
     w.time(flow.created, now);
     w.time(flow.last_seen, now);

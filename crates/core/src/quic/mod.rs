@@ -58,4 +58,4 @@ impl Version {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -144,6 +144,7 @@ pub fn engine_config() -> EngineConfig {
             address: SERVICE,
             tls: vec![443],
             http: vec![80],
+            quic: vec![],
         }],
         [7; 32],
     )

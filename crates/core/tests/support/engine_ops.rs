@@ -105,6 +105,7 @@ pub fn run(data: &[u8]) -> Stats {
             address: SERVICE,
             tls: vec![443],
             http: vec![80],
+            quic: vec![],
         }],
         [3; 32],
     );

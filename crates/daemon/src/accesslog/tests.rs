@@ -2,7 +2,7 @@
 //! stalls: the sender never waits, and written plus dropped is every line.
 
 use super::*;
-use kracauer_core::engine::{Outcome, PeekEnd, PeekPath, Unnamed};
+use kracauer_core::engine::{Outcome, PeekEnd, PeekPath, Protocol, Unnamed};
 use kracauer_core::name::HostName;
 use std::sync::{Condvar, Mutex};
 use std::time::Instant;
@@ -17,6 +17,7 @@ fn closed() -> Record {
         time: at(),
         route: Some(Arc::from("a.example")),
         event: Event::Closed {
+            protocol: Protocol::Tls,
             client: "198.51.100.2:40000".parse().unwrap(),
             service: "203.0.113.10:443".parse().unwrap(),
             name: Some(HostName::parse(b"x.a.example").unwrap()),
@@ -38,6 +39,7 @@ fn refused() -> Record {
         time: at(),
         route: None,
         event: Event::Closed {
+            protocol: Protocol::Tls,
             client: "198.51.100.2:40000".parse().unwrap(),
             service: "203.0.113.10:80".parse().unwrap(),
             name: None,
@@ -56,6 +58,7 @@ fn opened() -> Record {
         time: at(),
         route: Some(Arc::from("a.example")),
         event: Event::Opened {
+            protocol: Protocol::Tls,
             client: "198.51.100.2:40000".parse().unwrap(),
             service: "203.0.113.10:443".parse().unwrap(),
             name: Some(HostName::parse(b"x.a.example").unwrap()),
@@ -77,7 +80,7 @@ fn closed_flow_is_one_text_line_with_every_field_of_the_old_tracing_line() {
     assert_eq!(
         line(&closed(), LogFormat::Text),
         "2026-01-02T03:04:05.678901Z  INFO kracauer::access: closed client=198.51.100.2:40000 \
-         service=203.0.113.10:443 name=x.a.example backend=[2001:db8:1::2]:8443 to_backend=517 \
+         service=203.0.113.10:443 protocol=tls name=x.a.example backend=[2001:db8:1::2]:8443 to_backend=517 \
          to_client=4096 duration_ms=1250 outcome=closed path=named route=a.example\n"
     );
 }
@@ -114,7 +117,7 @@ fn opened_flow_line_carries_peek_and_connect_times() {
     assert!(
         l.ends_with(
             " DEBUG kracauer::access: opened client=198.51.100.2:40000 service=203.0.113.10:443 \
-             name=x.a.example backend=[2001:db8:1::2]:8443 peek_ms=12 connect_ms=3 route=a.example\n"
+             protocol=tls name=x.a.example backend=[2001:db8:1::2]:8443 peek_ms=12 connect_ms=3 route=a.example\n"
         ),
         "{l}"
     );
@@ -130,6 +133,7 @@ fn json_lines_carry_the_documented_fields() {
             "event": "closed",
             "client": "198.51.100.2:40000",
             "service": "203.0.113.10:443",
+            "protocol": "tls",
             "name": "x.a.example",
             "backend": "[2001:db8:1::2]:8443",
             "route": "a.example",

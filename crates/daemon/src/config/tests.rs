@@ -79,7 +79,8 @@ fn design_example_without_quic_is_accepted_in_full() {
         vec![Listen {
             address: Ipv4Addr::new(203, 0, 113, 10),
             tls: vec![443],
-            http: vec![80]
+            http: vec![80],
+            quic: vec![],
         }]
     );
     assert_eq!(c.routes.len(), 1);
@@ -144,11 +145,39 @@ fn zero_workers_is_an_error_at_its_value() {
 }
 
 #[test]
-fn quic_port_is_refused_until_quic_exists() {
-    let e = error(&good_with("http = [80]", "http = [80]\nquic = [443]"));
+fn quic_ports_are_accepted_beside_tls_on_the_same_port() {
+    let c = parse_str(&good_with("http = [80]", "http = [80]\nquic = [443, 8443]")).unwrap();
+    assert_eq!(c.listen[0].tls, [443]);
+    assert_eq!(c.listen[0].quic, [443, 8443]);
+}
+
+#[test]
+fn a_quic_only_listen_is_accepted_and_bad_quic_ports_are_named() {
+    let quic_only = GOOD.replace("tls = [443]\nhttp = [80]", "quic = [443]");
+    let c = parse_str(&quic_only).unwrap();
+    assert_eq!((c.listen[0].tls.len(), c.listen[0].quic.len()), (0, 1));
+    let e = error(&good_with("http = [80]", "http = [80]\nquic = [0]"));
     assert!(
-        e.starts_with("k.toml:12:9: listen.quic: QUIC is not supported"),
+        e.contains("listen.quic: port 0 is not a service port"),
         "{e}"
+    );
+    let e = error(&good_with("http = [80]", "http = [80]\nquic = [443, 443]"));
+    assert!(
+        e.contains("listen.quic: port 443 of 203.0.113.10 is listed twice"),
+        "{e}"
+    );
+}
+
+#[test]
+fn quic_timeouts_default_to_at_least_two_minutes_and_can_be_set() {
+    let c = parse_str(GOOD).unwrap();
+    assert!(c.timeouts.quic_idle >= std::time::Duration::from_secs(120));
+    let t = GOOD.to_owned() + "[timeouts]\nquic_idle = \"10m\"\nquic_unanswered = \"5s\"\n";
+    let c = parse_str(&t).unwrap();
+    assert_eq!(c.timeouts.quic_idle, std::time::Duration::from_secs(600));
+    assert_eq!(
+        c.timeouts.quic_unanswered,
+        std::time::Duration::from_secs(5)
     );
 }
 

@@ -16,23 +16,25 @@ impl Host {
     /// what `c` adds. Returns the diversions to undo once the workers serve `c`'s
     /// services ([`Host::undivert`]), or, on an error, changes nothing.
     pub async fn divert_for(&mut self, c: &Config) -> Result<Vec<Divert>, NetError> {
-        let services = Plan::new(c).services;
+        let plan = Plan::new(c);
+        let services = plan.services;
         let mut owned: Vec<Ipv4Addr> = Vec::new();
         for (address, _) in &services {
-            let known = self.diverts.iter().any(|d| match d {
-                Divert::Route(a) | Divert::Rules(a, _) => a == address,
-            });
+            let known = self.diverts.iter().any(|d| d.address() == *address);
             if !known && self.netlink.owns(*address).await? {
                 owned.push(*address);
             }
         }
-        let r = Rediversion::plan(&self.diverts, &services, &owned);
+        let r = Rediversion::plan(&self.diverts, &services, &plan.quic, &owned);
         if r.is_empty() {
             return Ok(Vec::new());
         }
         if !r.add.is_empty() {
             let tun = self.netlink.link_index(&c.tun.name).await?;
-            let rules_before = self.diverts.iter().any(|d| matches!(d, Divert::Rules(..)));
+            let rules_before = self
+                .diverts
+                .iter()
+                .any(|d| matches!(d, Divert::Rules(..) | Divert::UdpRules(..)));
             self.netlink
                 .divert(&r.add, rules_before, tun, &c.tun.name)
                 .await?;

@@ -103,8 +103,13 @@ fn counters_and_gauges_carry_the_snapshot_values() {
         "kracauer_tun_packets_total{worker=\"1\"} 7",
         "kracauer_tun_super_packets_total{worker=\"1\"} 4",
         "kracauer_flows_half_open 1",
-        "kracauer_packets_total{direction=\"to_client\"} 0",
-        "kracauer_flows_ended_total{outcome=\"closed\"} 0",
+        "kracauer_packets_total{direction=\"to_client\",protocol=\"tcp\"} 0",
+        "kracauer_packets_total{direction=\"to_client\",protocol=\"quic\"} 0",
+        "kracauer_flows_ended_total{outcome=\"closed\",protocol=\"tcp\"} 0",
+        "kracauer_flows_ended_total{outcome=\"closed\",protocol=\"quic\"} 0",
+        "kracauer_peeks_total{protocol=\"quic\",path=\"refused\"} 0",
+        "kracauer_quic_flows_routed_total 0",
+        "kracauer_quic_flows 0",
     ] {
         assert!(has(&text, line), "missing {line}:\n{text}");
     }

@@ -35,13 +35,34 @@ pub struct Rediversion {
 
 impl Rediversion {
     /// From the diversions `current` to those `services` (each address with all its TCP
-    /// ports) need; `owned` lists the new addresses this host owns (they get rules).
-    pub fn plan(current: &[Divert], services: &[(Ipv4Addr, Vec<u16>)], owned: &[Ipv4Addr]) -> Self {
+    /// ports) and `quic` (the addresses with UDP ports) need; `owned` lists the new
+    /// addresses this host owns (they get rules).
+    pub fn plan(
+        current: &[Divert],
+        services: &[(Ipv4Addr, Vec<u16>)],
+        quic: &[(Ipv4Addr, Vec<u16>)],
+        owned: &[Ipv4Addr],
+    ) -> Self {
         let mut r = Self::default();
+        r.plan_tcp(current, services, owned);
+        r.plan_udp(current, quic);
+        r
+    }
+
+    fn plan_tcp(
+        &mut self,
+        current: &[Divert],
+        services: &[(Ipv4Addr, Vec<u16>)],
+        owned: &[Ipv4Addr],
+    ) {
+        let r = self;
         for (address, ports) in services {
-            let was = current.iter().find(|d| divert_address(d) == *address);
+            let was = current
+                .iter()
+                .find(|d| !matches!(d, Divert::UdpRules(..)) && d.address() == *address);
             match was {
                 Some(Divert::Route(_)) => r.after.push(Divert::Route(*address)),
+                Some(Divert::UdpRules(..)) => {}
                 Some(Divert::Rules(_, old)) => {
                     let added: Vec<u16> =
                         ports.iter().filter(|p| !old.contains(p)).copied().collect();
@@ -66,22 +87,56 @@ impl Rediversion {
             }
         }
         for d in current {
-            if !services.iter().any(|(a, _)| *a == divert_address(d)) {
+            if !matches!(d, Divert::UdpRules(..))
+                && !services.iter().any(|(a, _)| *a == d.address())
+            {
                 r.remove.push(d.clone());
             }
         }
-        r
+    }
+
+    /// The UDP rules of the addresses the TCP plan diverts by rules (an address with a
+    /// `/32` route needs none).
+    fn plan_udp(&mut self, current: &[Divert], quic: &[(Ipv4Addr, Vec<u16>)]) {
+        for (address, ports) in quic {
+            let by_rules = self
+                .after
+                .iter()
+                .any(|d| matches!(d, Divert::Rules(a, _) if a == address));
+            if !by_rules {
+                continue;
+            }
+            let old = current.iter().find_map(|d| match d {
+                Divert::UdpRules(a, old) if a == address => Some(old.clone()),
+                _ => None,
+            });
+            let old = old.unwrap_or_default();
+            let added: Vec<u16> = ports.iter().filter(|p| !old.contains(p)).copied().collect();
+            let gone: Vec<u16> = old.iter().filter(|p| !ports.contains(p)).copied().collect();
+            if !added.is_empty() {
+                self.add.push(Divert::UdpRules(*address, added));
+            }
+            if !gone.is_empty() {
+                self.remove.push(Divert::UdpRules(*address, gone));
+            }
+            self.after.push(Divert::UdpRules(*address, ports.clone()));
+        }
+        for d in current {
+            if let Divert::UdpRules(a, old) = d {
+                let kept = self
+                    .after
+                    .iter()
+                    .any(|x| matches!(x, Divert::UdpRules(b, _) if b == a));
+                if !kept {
+                    self.remove.push(Divert::UdpRules(*a, old.clone()));
+                }
+            }
+        }
     }
 
     /// Whether nothing changes.
     pub fn is_empty(&self) -> bool {
         self.add.is_empty() && self.remove.is_empty()
-    }
-}
-
-fn divert_address(d: &Divert) -> Ipv4Addr {
-    match d {
-        Divert::Route(a) | Divert::Rules(a, _) => *a,
     }
 }
 
@@ -116,7 +171,9 @@ impl Netlink {
         tun_name: &str,
         done: &mut Vec<Divert>,
     ) -> Result<(), NetError> {
-        let rules = add.iter().any(|d| matches!(d, Divert::Rules(..)));
+        let rules = add
+            .iter()
+            .any(|d| matches!(d, Divert::Rules(..) | Divert::UdpRules(..)));
         if rules && !rules_before {
             let r = RouteMessageBuilder::<Ipv4Addr>::new()
                 .destination_prefix(Ipv4Addr::UNSPECIFIED, 0)
@@ -149,8 +206,14 @@ impl Netlink {
                 }
                 Divert::Rules(address, ports) => {
                     for &port in ports {
-                        self.add_port_rule(*address, port).await?;
+                        self.add_port_rule(*address, port, false).await?;
                         done.push(Divert::Rules(*address, vec![port]));
+                    }
+                }
+                Divert::UdpRules(address, ports) => {
+                    for &port in ports {
+                        self.add_port_rule(*address, port, true).await?;
+                        done.push(Divert::UdpRules(*address, vec![port]));
                     }
                 }
             }
@@ -158,8 +221,14 @@ impl Netlink {
         Ok(())
     }
 
-    /// The policy rule that diverts `address` TCP `port` to the instance's table.
-    pub(super) async fn add_port_rule(&self, address: Ipv4Addr, port: u16) -> Result<(), NetError> {
+    /// The policy rule that diverts `address` TCP (or, `udp`, UDP) `port` to the
+    /// instance's table.
+    pub(super) async fn add_port_rule(
+        &self,
+        address: Ipv4Addr,
+        port: u16,
+        udp: bool,
+    ) -> Result<(), NetError> {
         let mut req = self
             .handle
             .rule()
@@ -170,7 +239,11 @@ impl Netlink {
             .priority(self.ids.divert_pref)
             .action(RuleAction::ToTable);
         let attrs = &mut req.message_mut().attributes;
-        attrs.push(RuleAttribute::IpProtocol(IpProtocol::Tcp));
+        attrs.push(RuleAttribute::IpProtocol(if udp {
+            IpProtocol::Udp
+        } else {
+            IpProtocol::Tcp
+        }));
         attrs.push(RuleAttribute::DestinationPortRange(RulePortRange {
             start: port,
             end: port,
@@ -178,9 +251,10 @@ impl Netlink {
         attrs.push(RuleAttribute::Protocol(RouteProtocol::Other(
             self.ids.protocol,
         )));
+        let proto = if udp { "udp" } else { "tcp" };
         req.execute()
             .await
-            .map_err(nl(format!("add rule for {address} tcp port {port}")))
+            .map_err(nl(format!("add rule for {address} {proto} port {port}")))
     }
 
     /// Removes the diversions `remove` (only this instance's: routes and rules tagged
@@ -195,9 +269,15 @@ impl Netlink {
                 for r in rules.iter().filter(|r| {
                     rule_protocol(r) == Some(self.ids.protocol)
                         && rule_table(r) == self.ids.table
-                        && rule_diverts(r).is_some_and(|(a, p)| {
-                            remove.iter().any(|d| {
-                                matches!(d, Divert::Rules(addr, ports) if *addr == a && ports.contains(&p))
+                        && rule_diverts(r).is_some_and(|(a, p, udp)| {
+                            remove.iter().any(|d| match d {
+                                Divert::Rules(addr, ports) => {
+                                    !udp && *addr == a && ports.contains(&p)
+                                }
+                                Divert::UdpRules(addr, ports) => {
+                                    udp && *addr == a && ports.contains(&p)
+                                }
+                                Divert::Route(_) => false,
                             })
                         })
                 }) {
@@ -246,8 +326,8 @@ impl Netlink {
     }
 }
 
-/// The address and port a diversion rule selects.
-fn rule_diverts(r: &rtnetlink::packet_route::rule::RuleMessage) -> Option<(Ipv4Addr, u16)> {
+/// The address and port a diversion rule selects, and whether it is UDP's.
+fn rule_diverts(r: &rtnetlink::packet_route::rule::RuleMessage) -> Option<(Ipv4Addr, u16, bool)> {
     let address = r.attributes.iter().find_map(|a| match a {
         RuleAttribute::Destination(std::net::IpAddr::V4(a)) => Some(*a),
         _ => None,
@@ -256,7 +336,11 @@ fn rule_diverts(r: &rtnetlink::packet_route::rule::RuleMessage) -> Option<(Ipv4A
         RuleAttribute::DestinationPortRange(p) if p.start == p.end => Some(p.start),
         _ => None,
     })?;
-    Some((address, port))
+    let udp = r
+        .attributes
+        .iter()
+        .any(|a| matches!(a, RuleAttribute::IpProtocol(IpProtocol::Udp)));
+    Some((address, port, udp))
 }
 
 /// An IPv4 route's destination.
@@ -280,6 +364,7 @@ mod tests {
             &[Divert::Rules(A, vec![80, 443])],
             &[(A, vec![443, 8080])],
             &[],
+            &[],
         );
         assert_eq!(r.add, [Divert::Rules(A, vec![8080])]);
         assert_eq!(r.remove, [Divert::Rules(A, vec![80])]);
@@ -288,17 +373,22 @@ mod tests {
 
     #[test]
     fn ports_changed_under_a_route_change_nothing() {
-        let r = Rediversion::plan(&[Divert::Route(A)], &[(A, vec![8080])], &[A]);
+        let r = Rediversion::plan(&[Divert::Route(A)], &[(A, vec![8080])], &[], &[A]);
         assert!(r.is_empty());
         assert_eq!(r.after, [Divert::Route(A)]);
     }
 
     #[test]
     fn a_new_address_is_routed_or_ruled_as_a_start_would_and_a_removed_one_undone() {
-        let r = Rediversion::plan(&[Divert::Route(A)], &[(B, vec![443])], &[]);
+        let r = Rediversion::plan(&[Divert::Route(A)], &[(B, vec![443])], &[], &[]);
         assert_eq!(r.add, [Divert::Route(B)]);
         assert_eq!(r.remove, [Divert::Route(A)]);
-        let r = Rediversion::plan(&[Divert::Route(A)], &[(A, vec![80]), (B, vec![443])], &[B]);
+        let r = Rediversion::plan(
+            &[Divert::Route(A)],
+            &[(A, vec![80]), (B, vec![443])],
+            &[],
+            &[B],
+        );
         assert_eq!(r.add, [Divert::Rules(B, vec![443])]);
         assert!(r.remove.is_empty());
         assert_eq!(r.after, [Divert::Route(A), Divert::Rules(B, vec![443])]);
@@ -307,8 +397,36 @@ mod tests {
     #[test]
     fn the_same_services_change_nothing() {
         let now = [Divert::Rules(A, vec![80]), Divert::Route(B)];
-        let r = Rediversion::plan(&now, &[(A, vec![80]), (B, vec![1, 2])], &[]);
+        let r = Rediversion::plan(&now, &[(A, vec![80]), (B, vec![1, 2])], &[], &[]);
         assert!(r.is_empty());
         assert_eq!(r.after, now);
+    }
+
+    #[test]
+    fn quic_ports_get_udp_rules_on_an_owned_address_and_nothing_under_a_route() {
+        // Added beside the TCP rules of an owned address; a route carries UDP already.
+        let r = Rediversion::plan(
+            &[Divert::Rules(A, vec![443]), Divert::Route(B)],
+            &[(A, vec![443]), (B, vec![443])],
+            &[(A, vec![443]), (B, vec![443])],
+            &[],
+        );
+        assert_eq!(r.add, [Divert::UdpRules(A, vec![443])]);
+        assert!(r.remove.is_empty());
+        // Changed, then dropped with the address's QUIC.
+        let now = [Divert::Rules(A, vec![443]), Divert::UdpRules(A, vec![443])];
+        let r = Rediversion::plan(&now, &[(A, vec![443])], &[(A, vec![8443])], &[]);
+        assert_eq!(r.add, [Divert::UdpRules(A, vec![8443])]);
+        assert_eq!(r.remove, [Divert::UdpRules(A, vec![443])]);
+        let r = Rediversion::plan(&now, &[(A, vec![443])], &[], &[]);
+        assert!(r.add.is_empty());
+        assert_eq!(r.remove, [Divert::UdpRules(A, vec![443])]);
+        assert_eq!(r.after, [Divert::Rules(A, vec![443])]);
+        // A new owned address gets both.
+        let r = Rediversion::plan(&[], &[(A, vec![443])], &[(A, vec![443])], &[A]);
+        assert_eq!(
+            r.add,
+            [Divert::Rules(A, vec![443]), Divert::UdpRules(A, vec![443])]
+        );
     }
 }

@@ -60,8 +60,8 @@ impl State {
                     w.u8(0);
                     w.raw(&a.octets());
                 }
-                Divert::Rules(a, ports) => {
-                    w.u8(1);
+                Divert::Rules(a, ports) | Divert::UdpRules(a, ports) => {
+                    w.u8(if matches!(d, Divert::Rules(..)) { 1 } else { 2 });
                     w.raw(&a.octets());
                     w.u16(ports.len() as u16);
                     for &p in ports {
@@ -111,12 +111,16 @@ impl State {
             let address = Ipv4Addr::from(r.raw::<4>()?);
             diverts.push(match tag {
                 0 => Divert::Route(address),
-                1 => {
+                1 | 2 => {
                     let mut ports = Vec::new();
                     for _ in 0..r.u16()? {
                         ports.push(r.u16()?);
                     }
-                    Divert::Rules(address, ports)
+                    if tag == 1 {
+                        Divert::Rules(address, ports)
+                    } else {
+                        Divert::UdpRules(address, ports)
+                    }
                 }
                 _ => return Err(SnapshotError::BadField("diversion")),
             });
@@ -156,6 +160,7 @@ mod tests {
             diverts: vec![
                 Divert::Route(Ipv4Addr::new(203, 0, 113, 10)),
                 Divert::Rules(Ipv4Addr::new(203, 0, 113, 11), vec![80, 443]),
+                Divert::UdpRules(Ipv4Addr::new(203, 0, 113, 11), vec![443]),
             ],
             snapshots: vec![vec![1, 2, 3], vec![]],
         }

@@ -84,7 +84,10 @@ fn at_the_benchmark_connection_rate_every_flow_has_its_access_line() {
     assert_eq!(run.failed, 0, "{run:?}\n{}", k.log());
     let body = all_ended(&k, N);
     assert_eq!(
-        metric(&body, "kracauer_flows_ended_total{outcome=\"closed\"}"),
+        metric(
+            &body,
+            "kracauer_flows_ended_total{outcome=\"closed\",protocol=\"tcp\"}"
+        ),
         Some(N)
     );
     let written = eventually(

@@ -47,7 +47,10 @@ fn flows_are_counted_per_route_with_their_bytes_connect_failures_and_times() {
             1,
         ),
         ("kracauer_route_refused_total{route=\"c.example\"}", 1),
-        ("kracauer_flows_ended_total{outcome=\"unknown_name\"}", 1),
+        (
+            "kracauer_flows_ended_total{outcome=\"unknown_name\",protocol=\"tcp\"}",
+            1,
+        ),
         ("kracauer_peek_duration_seconds_count", 5),
         ("kracauer_backend_connect_duration_seconds_count", 5),
         (

@@ -120,7 +120,10 @@ fn stalled_hellos_and_a_trickler_are_cut_at_the_peek_deadline_and_others_are_ser
         &k,
         "kracauer_drops_total{reason=\"client_peek_limit\",side=\"client\"}",
     );
-    let peek_timeouts = metric(&k, "kracauer_flows_ended_total{outcome=\"peek_timeout\"}");
+    let peek_timeouts = metric(
+        &k,
+        "kracauer_flows_ended_total{outcome=\"peek_timeout\",protocol=\"tcp\"}",
+    );
     let (attempts, ok) = legit;
     figure(&format!(
         "slow hellos: 5000 attempted from one address; connected {connected}, reset {reset} \

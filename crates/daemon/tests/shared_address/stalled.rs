@@ -85,7 +85,10 @@ fn stalled_hellos_among_2000_connections_from_one_address_are_cut_and_the_rest_s
     // The metrics snapshot is at most a second old.
     let mut peek_timeouts = 0;
     for _ in 0..30 {
-        peek_timeouts = metric(&k, "kracauer_flows_ended_total{outcome=\"peek_timeout\"}");
+        peek_timeouts = metric(
+            &k,
+            "kracauer_flows_ended_total{outcome=\"peek_timeout\",protocol=\"tcp\"}",
+        );
         if peek_timeouts >= u64::from(STALLED) {
             break;
         }

@@ -3,7 +3,8 @@
 //! - `transfers`: transfers in flight survive upgrades to new binary files;
 //! - `failures`: a failed upgrade leaves the old daemon serving with its flows;
 //! - `phases`: connections caught by an upgrade in each phase of their life end as they
-//!   would have without it.
+//!   would have without it;
+//! - `quic`: an HTTP/3 download goes on through an upgrade.
 //!
 //! Privileged: every test is `#[ignore]`d (run as root with `--include-ignored`).
 
@@ -12,6 +13,7 @@
 mod failures;
 mod fastpath;
 mod phases;
+mod quic;
 mod reconfigure;
 mod requests;
 mod transfers;

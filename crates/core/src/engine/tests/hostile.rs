@@ -484,9 +484,10 @@ fn tcp_to_an_address_that_is_not_a_service_is_not_answered() {
 }
 
 #[test]
-fn udp_to_a_service_address_is_dropped_as_not_service() {
+fn udp_to_a_port_that_is_not_quic_is_dropped_as_not_service() {
     let mut h = Harness::new();
-    let udp = [0xc3, 0x50, 0x01, 0xbb, 0, 12, 0, 0, 1, 2, 3, 4];
+    // To port 53: the service speaks QUIC on 443 only.
+    let udp = [0xc3, 0x50, 0x00, 0x35, 0, 12, 0, 0, 1, 2, 3, 4];
     assert_silent_drop(
         &mut h,
         ipv4(ip_proto::UDP, &udp),
@@ -556,11 +557,15 @@ fn backend_noise_is_counted_by_reason() {
         .unwrap();
     bad[HEADROOM + 4..HEADROOM + 6].copy_from_slice(&1000u16.to_be_bytes());
     assert_silent_drop(&mut h, bad.clone(), DropReason::BackendMalformed);
-    // UDP towards the prefix.
+    // UDP towards the prefix for no QUIC flow, and another protocol.
     let mut udp = bad;
     udp[HEADROOM + 4..HEADROOM + 6].copy_from_slice(&20u16.to_be_bytes());
     udp[HEADROOM + 6] = ip_proto::UDP;
-    assert_silent_drop(&mut h, udp, DropReason::BackendNotTcp);
+    udp[HEADROOM + 44..HEADROOM + 46].copy_from_slice(&20u16.to_be_bytes());
+    assert_silent_drop(&mut h, udp.clone(), DropReason::BackendUdpNoFlow);
+    let mut gre = udp;
+    gre[HEADROOM + 6] = 47;
+    assert_silent_drop(&mut h, gre, DropReason::BackendNotTcp);
     // A TCP segment for no flow: RST to the backend so it frees its socket.
     let step = h.backend_from(80, flags::ACK, 5, 9, TcpOptionsSpec::default(), &[]);
     assert_eq!(step.verdict, Verdict::Dropped(DropReason::BackendNoFlow));

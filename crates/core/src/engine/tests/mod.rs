@@ -21,6 +21,7 @@ mod secondchance;
 mod services;
 mod snapshot;
 mod splice;
+mod udp;
 mod unnamed;
 
 use std::net::{Ipv4Addr, Ipv6Addr};
@@ -77,6 +78,7 @@ pub fn config() -> EngineConfig {
             address: SERVICE,
             tls: vec![443],
             http: vec![80],
+            quic: vec![443],
         }],
         [7; 32],
     )

@@ -379,6 +379,7 @@ fn second_client_connection_onto_the_same_backend_tuple_is_refused() {
         address: Ipv4Addr::new(203, 0, 113, 11),
         tls: vec![],
         http: vec![80],
+        quic: vec![],
     });
     let mut h = Harness::with(c);
     h.spliced_http(backend_linux());

@@ -5,5 +5,5 @@ mod header;
 mod peek;
 mod refuse;
 mod rfc;
-mod util;
+pub(crate) mod util;
 mod vectors;

@@ -60,6 +60,7 @@ fn engine(seed: u8, root: [u64; 2]) -> Engine {
             address: SERVICE,
             tls: vec![],
             http: vec![443],
+            quic: vec![],
         }],
         [seed; 32],
     );
