@@ -8,6 +8,7 @@
 #![deny(unsafe_code)]
 
 pub mod accesslog;
+pub mod bpfrun;
 pub mod check;
 pub mod config;
 pub mod fastpath;

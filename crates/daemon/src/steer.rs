@@ -144,7 +144,9 @@ impl Steering {
         let mut frame = Vec::with_capacity(14 + ip_packet.len());
         frame.extend_from_slice(&[0x02, 0, 0, 0, 0, 1, 0x02, 0, 0, 0, 0, 2, 0x88, 0xb5]);
         frame.extend_from_slice(ip_packet);
-        syscalls::test_run(self.program()?, &frame).map_err(SteerError::TestRun)
+        crate::bpfrun::test_run(self.program()?, &frame, 0, None)
+            .map(|r| r.retval)
+            .map_err(SteerError::TestRun)
     }
 
     /// Checks the loaded program against the reference [`steer::steer_value`] on

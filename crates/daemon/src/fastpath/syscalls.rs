@@ -1,6 +1,7 @@
-//! The fast path's `unsafe`: the [`aya::Pod`] promises for the map structs, and
-//! `BPF_PROG_TEST_RUN` (which aya does not expose) for the differential tests. Every block
-//! says why it is sound; what this module exports is safe to call.
+//! The fast path's `unsafe`: the [`aya::Pod`] promises for the map structs and the
+//! `TUNSETPERSIST` ioctl; and, for the differential tests, a tc test run with GSO metadata
+//! (through [`crate::bpfrun`]). Every block says why it is sound; what this module exports
+//! is safe to call.
 
 #![allow(unsafe_code)]
 
@@ -43,9 +44,6 @@ pub fn set_tun_persist(fd: BorrowedFd<'_>, persist: bool) -> io::Result<()> {
 }
 
 #[cfg(test)]
-/// `bpf(2)` command: run a loaded program once on given data.
-const BPF_PROG_TEST_RUN: libc::c_long = 10;
-#[cfg(test)]
 /// Size of `struct __sk_buff` (uapi, kernel 6.x).
 const SKB_CTX_LEN: usize = 192;
 #[cfg(test)]
@@ -56,14 +54,7 @@ const GSO_SEGS_AT: usize = 164;
 const GSO_SIZE_AT: usize = 176;
 
 #[cfg(test)]
-/// What one test run gave back.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TestRun {
-    /// The program's return value (`TC_ACT_*`).
-    pub retval: u32,
-    /// The packet as the program left it.
-    pub data: Vec<u8>,
-}
+pub use crate::bpfrun::TestRun;
 
 #[cfg(test)]
 /// `BPF_PROG_TEST_RUN` of the tc program `prog` once on the Ethernet frame `frame`,
@@ -74,69 +65,9 @@ pub fn test_run(
     gso_size: u32,
     gso_segs: u32,
 ) -> io::Result<TestRun> {
-    let size = u32::try_from(frame.len())
-        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "packet too long"))?;
-    // Room for the frame grown by IPv4→IPv6 and then some.
-    let mut out = vec![0u8; frame.len() + 256];
     let mut ctx = [0u8; SKB_CTX_LEN];
     ctx[GSO_SEGS_AT..GSO_SEGS_AT + 4].copy_from_slice(&gso_segs.to_ne_bytes());
     ctx[GSO_SIZE_AT..GSO_SIZE_AT + 4].copy_from_slice(&gso_size.to_ne_bytes());
-    let mut attr = TestRunAttr {
-        prog_fd: prog.as_raw_fd() as u32,
-        data_size_in: size,
-        data_size_out: out.len() as u32,
-        data_in: frame.as_ptr() as u64,
-        data_out: out.as_mut_ptr() as u64,
-        repeat: 1,
-        ctx_size_in: SKB_CTX_LEN as u32,
-        ctx_in: ctx.as_ptr() as u64,
-        ..TestRunAttr::default()
-    };
-    // SAFETY: `attr` is the BPF_PROG_TEST_RUN prefix of `union bpf_attr`, zero-padded to
-    // 128 bytes. Its pointers are `data_in` (`frame`, `size` bytes), `data_out` (`out`,
-    // `data_size_out` bytes, written by the kernel at most that far) and `ctx_in` (`ctx`,
-    // `ctx_size_in` bytes), all alive for the whole call; `ctx_out` is 0, so the kernel
-    // writes no context back.
-    let rc = unsafe {
-        libc::syscall(
-            libc::SYS_bpf,
-            BPF_PROG_TEST_RUN,
-            &mut attr as *mut TestRunAttr,
-            size_of::<TestRunAttr>() as libc::c_uint,
-        )
-    };
-    if rc < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    out.truncate(attr.data_size_out as usize);
-    Ok(TestRun {
-        retval: attr.retval,
-        data: out,
-    })
+    // Room for the frame grown by IPv4→IPv6 and then some.
+    crate::bpfrun::test_run(prog, frame, frame.len() + 256, Some(&ctx))
 }
-
-#[cfg(test)]
-/// The `BPF_PROG_TEST_RUN` prefix of `union bpf_attr`, padded with zeros to 128 bytes.
-#[repr(C)]
-#[derive(Debug, Default)]
-struct TestRunAttr {
-    prog_fd: u32,
-    retval: u32,
-    data_size_in: u32,
-    data_size_out: u32,
-    data_in: u64,
-    data_out: u64,
-    repeat: u32,
-    duration: u32,
-    ctx_size_in: u32,
-    ctx_size_out: u32,
-    ctx_in: u64,
-    ctx_out: u64,
-    flags: u32,
-    cpu: u32,
-    batch_size: u32,
-    rest: [u32; 13],
-}
-
-#[cfg(test)]
-const _: () = assert!(size_of::<TestRunAttr>() == 128);
