@@ -45,8 +45,10 @@ impl Engine {
         }
         let mut held = [false; 8];
         let mut overflow = false;
-        for (.., flow) in self.flows.iter() {
-            match self.retired.iter().position(|p| *p == flow.conn.prefix) {
+        let tcp = self.flows.iter().map(|(.., f)| f.conn.prefix);
+        let udp = self.udp.flows.iter().map(|(.., f)| f.prefix);
+        for prefix in tcp.chain(udp) {
+            match self.retired.iter().position(|p| *p == prefix) {
                 Some(i) if i < held.len() => held[i] = true,
                 Some(_) => overflow = true,
                 None => {}

@@ -54,7 +54,7 @@ use crate::time::Time;
 pub const MAGIC: [u8; 8] = *b"KRCSNAP\n";
 /// The format this build writes and reads. Any change to what a snapshot holds, or how,
 /// takes a new number: a build refuses every version but its own.
-pub const SNAPSHOT_VERSION: u16 = 3;
+pub const SNAPSHOT_VERSION: u16 = 4;
 /// Magic, version, body length and checksum.
 const HEADER_LEN: usize = 8 + 2 + 8 + 8;
 

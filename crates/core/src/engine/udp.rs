@@ -161,11 +161,14 @@ impl Engine {
         total: usize,
         checksum: RxChecksum,
     ) -> Verdict {
-        let Some((_, Some(bk))) = id.and_then(|id| self.udp.flows.keys(id)) else {
+        let (Some((_, Some(bk))), Some(prefix)) = (
+            id.and_then(|id| self.udp.flows.keys(id)),
+            id.and_then(|id| self.udp.flows.get(id)).map(|f| f.prefix),
+        ) else {
             return Verdict::Dropped(DropReason::ClientQuicNoFlow);
         };
         let to = V6Rewrite {
-            src: self.config.prefix.embed(key.client),
+            src: prefix.embed(key.client),
             dst: bk.backend,
             src_port: key.client_port,
             dst_port: bk.backend_port,
@@ -254,7 +257,11 @@ impl Engine {
         {
             return Verdict::Dropped(DropReason::PeekMemory);
         }
-        let flow = UdpFlow::new(now, UdpPhase::Pending(Box::new(pending)));
+        let flow = UdpFlow::new(
+            now,
+            self.config.prefix,
+            UdpPhase::Pending(Box::new(pending)),
+        );
         let Some(id) = self.udp_insert(key, flow) else {
             return Verdict::Dropped(DropReason::FlowTableFull);
         };

@@ -42,7 +42,7 @@ impl Engine {
         let Ok(ip) = Ipv6Packet::new_checked(packet) else {
             return Verdict::Dropped(DropReason::BackendMalformed);
         };
-        let Some(client) = self.config.prefix.extract(ip.dst_addr()) else {
+        let Some((prefix, client)) = self.extract_client(ip.dst_addr()) else {
             return Verdict::Dropped(DropReason::BackendNotPrefix);
         };
         let end = ip.payload_range().end;
@@ -64,6 +64,10 @@ impl Engine {
         let Some((ck, _)) = self.udp.flows.keys(id) else {
             return Verdict::Dropped(DropReason::BackendUdpNoFlow);
         };
+        if self.udp.flows.get(id).map(|f| f.prefix) != Some(prefix) {
+            // The flow's 4-tuple under another prefix than it began with.
+            return Verdict::Dropped(DropReason::BackendNotPrefix);
+        }
         let datagram = udp.payload();
         let payload_len = datagram.len();
         // Steady state is short headers: one bit says there is nothing to learn.

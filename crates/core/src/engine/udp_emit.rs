@@ -234,7 +234,7 @@ impl Engine {
         (src, dst, sport, dport): (Ipv6Addr, Ipv6Addr, u16, u16),
         out: &mut Output,
     ) -> Verdict {
-        let Some(client) = self.config.prefix.extract(src) else {
+        let Some((_, client)) = self.extract_client(src) else {
             return Verdict::Dropped(DropReason::BackendIcmp);
         };
         let key = BackendKey {
@@ -285,20 +285,19 @@ impl Engine {
         key: ClientKey,
         out: &mut Output,
     ) -> Verdict {
-        let Some((_, Some(bk))) = self
-            .udp
-            .flows
-            .find_client(&key)
-            .and_then(|id| self.udp.flows.keys(id))
-        else {
+        let id = self.udp.flows.find_client(&key);
+        let (Some((_, Some(bk))), Some(prefix)) = (
+            id.and_then(|id| self.udp.flows.keys(id)),
+            id.and_then(|id| self.udp.flows.get(id)).map(|f| f.prefix),
+        ) else {
             return Verdict::Dropped(DropReason::ClientIcmp);
         };
         let Ok(ip) = Ipv4Packet::new_checked(packet) else {
             return Verdict::Dropped(DropReason::ClientIcmp);
         };
-        let client6 = self.config.prefix.embed(key.client);
+        let client6 = prefix.embed(key.client);
         let params = IcmpV6Params {
-            src: self.config.prefix.embed(ip.src_addr()),
+            src: prefix.embed(ip.src_addr()),
             dst: bk.backend,
             hop_limit: HopLimit::Keep,
             mtus: NextHopMtus {

@@ -180,7 +180,11 @@ impl Engine {
         self.account(key.client, before, Usage::default());
         self.stats.peek_path(Protocol::Quic, path);
         self.stats.quic_opened += 1;
-        let created = self.udp.flows.get(id).map_or(now, |f| f.created);
+        let (created, prefix) = self
+            .udp
+            .flows
+            .get(id)
+            .map_or((now, self.config.prefix), |f| (f.created, f.prefix));
         self.push_event(Event::Opened {
             protocol: Protocol::Quic,
             client: SocketAddrV4::new(key.client, key.client_port),
@@ -190,7 +194,7 @@ impl Engine {
             peek_time: now.saturating_since(created),
             connect_time: Duration::ZERO,
         });
-        let src = self.config.prefix.embed(key.client);
+        let src = prefix.embed(key.client);
         let mut sent = 0u64;
         for d in pending.datagrams() {
             if self.emit_udp_v6(&src, &backend, (key.client_port, backend_port), d, out) {
@@ -252,7 +256,8 @@ impl Engine {
         if self.udp.flows.len() >= self.udp.flows.capacity() {
             return Verdict::Dropped(DropReason::FlowTableFull);
         }
-        let Some(id) = self.udp_insert(key, UdpFlow::new(now, UdpPhase::Forwarding(next))) else {
+        let flow = UdpFlow::new(now, self.config.prefix, UdpPhase::Forwarding(next));
+        let Some(id) = self.udp_insert(key, flow) else {
             return Verdict::Dropped(DropReason::FlowTableFull);
         };
         let bk = BackendKey {

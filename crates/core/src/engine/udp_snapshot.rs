@@ -6,7 +6,7 @@
 //!                connection IDs learned from clients u64
 //!                | outcomes (count u16, then name and u64 each)
 //! flow count u64 | per flow: client, client port, service, service port
-//!                | backend [16], backend port | created, last seen (times)
+//!                | backend [16], backend port | prefix [16] | created, last seen (times)
 //!                | name | answered bool | bytes [2] u64 | rebound bool
 //!                | connection IDs (count u8, each: length u8, bytes)
 //! ```
@@ -20,6 +20,7 @@
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 use super::Engine;
+use crate::addr::Prefix96;
 use crate::base::{BackendKey, ClientKey, Outcome};
 use crate::flow::snapshot::{Reader, SnapshotError, Writer};
 use crate::flow::table::TableError;
@@ -66,6 +67,7 @@ impl Engine {
             w.u16(key.service_port);
             w.raw(&bk.backend.octets());
             w.u16(bk.backend_port);
+            w.raw(&flow.prefix.network().octets());
             w.time(flow.created, now);
             w.time(flow.last_seen, now);
             w.name(f.name.as_ref());
@@ -120,6 +122,8 @@ impl Engine {
             };
             let backend = Ipv6Addr::from(r.raw::<16>()?);
             let backend_port = r.u16()?;
+            let prefix = Prefix96::new(Ipv6Addr::from(r.raw::<16>()?))
+                .map_err(|_| SnapshotError::BadField("quic flow prefix"))?;
             let created = r.time(then)?;
             let last_seen = r.time(then)?;
             let mut f = Forwarding::new(r.name("quic name")?);
@@ -141,7 +145,8 @@ impl Engine {
                 continue;
             }
             let cids = f.cids.clone();
-            let mut flow = UdpFlow::new(created, UdpPhase::Forwarding(f));
+            self.retire(prefix);
+            let mut flow = UdpFlow::new(created, prefix, UdpPhase::Forwarding(f));
             flow.last_seen = last_seen;
             let id = self.udp.flows.insert(key, flow).map_err(|e| match e {
                 TableError::ClientTupleTaken => SnapshotError::DuplicateFlow("quic client"),

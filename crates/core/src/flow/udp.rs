@@ -16,6 +16,7 @@ use core::time::Duration;
 
 use arrayvec::ArrayVec;
 
+use crate::addr::Prefix96;
 use crate::name::HostName;
 use crate::quic::{ConnectionId, InitialPeek, QuicPeek};
 use crate::time::Time;
@@ -59,6 +60,9 @@ pub struct UdpFlow {
     pub last_seen: Time,
     /// When its earliest timer entry fires (see `flow::timers`).
     pub armed: Time,
+    /// The /96 the backend knows the client by: the prefix in force when the flow
+    /// began, kept to its end across a prefix change (`engine/prefixes.rs`).
+    pub prefix: Prefix96,
     pub phase: UdpPhase,
 }
 
@@ -207,12 +211,13 @@ impl Pending {
 }
 
 impl UdpFlow {
-    /// A flow whose first datagram came at `now`.
-    pub fn new(now: Time, phase: UdpPhase) -> Self {
+    /// A flow whose first datagram came at `now`, under `prefix`.
+    pub fn new(now: Time, prefix: Prefix96, phase: UdpPhase) -> Self {
         Self {
             created: now,
             last_seen: now,
             armed: Time::NEVER,
+            prefix,
             phase,
         }
     }
@@ -279,10 +284,18 @@ mod tests {
         assert_eq!(p.len(), 3);
     }
 
+    fn test_prefix() -> Prefix96 {
+        "2001:db8:64::/96".parse().unwrap()
+    }
+
     #[test]
     fn a_pending_flow_ends_at_its_peek_deadline_and_holds_its_bytes() {
         let p = Pending::new(InitialPeek::new(QuicPeekConfig::default()), &[0; 1200]);
-        let f = UdpFlow::new(Time::from_millis(10), UdpPhase::Pending(Box::new(p)));
+        let f = UdpFlow::new(
+            Time::from_millis(10),
+            test_prefix(),
+            UdpPhase::Pending(Box::new(p)),
+        );
         assert_eq!(f.deadline(&timeouts()), Time::from_millis(5010));
         let u = f.usage();
         assert!(u.peeking && !u.half_open);
@@ -293,6 +306,7 @@ mod tests {
     fn idle_time_is_short_until_the_backend_answers() {
         let mut f = UdpFlow::new(
             Time::from_millis(0),
+            test_prefix(),
             UdpPhase::Forwarding(Forwarding::new(None)),
         );
         f.last_seen = Time::from_millis(1000);

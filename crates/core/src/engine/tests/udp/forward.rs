@@ -390,3 +390,34 @@ fn an_icmp_packet_too_big_about_a_quic_datagram_reaches_the_client() {
         [&CPORT.to_be_bytes()[..], &443u16.to_be_bytes()[..]].concat()
     );
 }
+
+#[test]
+fn a_quic_flow_keeps_its_prefix_across_a_prefix_change_and_a_new_one_takes_the_new() {
+    let mut q = Quic::new();
+    let c = Client::new(Version::V1);
+    q.client(CPORT, &initial(&c, "a.example"));
+    let old = crate::engine::tests::prefix();
+    let new: crate::addr::Prefix96 = "2001:db8:65::/96".parse().unwrap();
+    let mut changed = config();
+    changed.prefix = new;
+    q.engine.reconfigure(changed).unwrap();
+    assert_eq!(q.engine.retired_prefixes(), &[old]);
+    // The running flow's datagrams still come from the old prefix, and the backend's
+    // answers to it still reach the client.
+    let up = q.client(CPORT, &short(&[3; 8]));
+    assert_eq!(
+        up.forwarded.expect("forwarded").src,
+        std::net::IpAddr::from(client6())
+    );
+    let back = q.backend(CPORT, &backend_handshake(&c.scid, &[0xaa; 8]));
+    assert_eq!(back.forwarded.expect("forwarded").dst, v4(CLIENT));
+    // A new flow takes the new prefix.
+    let c2 = Client::new(Version::V1);
+    let out = q.client(CPORT + 1, &initial(&c2, "a.example")).all();
+    assert_eq!(out[0].src, std::net::IpAddr::from(new.embed(CLIENT)));
+    // Once the old flow has ended, the old prefix is forgotten.
+    q.advance(Duration::from_secs(600));
+    assert_eq!(q.engine.quic_flow_count(), 0);
+    q.advance(Duration::from_secs(1));
+    assert!(q.engine.retired_prefixes().is_empty());
+}
