@@ -77,9 +77,11 @@ fn one_gib_each_way_arrives_intact_through_the_kernel_and_not_through_the_tun() 
         (1..1000).contains(&tun_packets),
         "TUN packets {tun_packets}"
     );
-    // The metrics count what the program forwarded: the bodies and the request heads.
+    // The metrics count what was forwarded: the bodies and the request heads, but not the
+    // bytes the peek held and Kracauer replayed (as on the TUN path), which may include
+    // the first bytes of the upload's body.
     assert!(
-        to_client >= n && to_backend >= n,
+        to_client >= n && to_backend >= n - 64 * 1024,
         "{to_backend} {to_client}"
     );
     // (The pins live in the daemon's own mount namespace, which `ip netns exec` gives it,
