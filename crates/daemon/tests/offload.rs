@@ -8,6 +8,7 @@
 //! Privileged: every test is `#[ignore]`d (run them as root with `--include-ignored`) and
 //! panics when root or `ip` is missing.
 
+use kracauer_testbed::prom::{drops, one, samples};
 use kracauer_testbed::{Topology, Variant, client, require_privileged};
 
 /// The binary under test.
@@ -29,33 +30,6 @@ fn config(tb: &Topology, tun: &str) -> String {
         &format!("mtu = 1500\nfastpath = \"off\"\n{tun}\n"),
         1,
     )
-}
-
-/// The value of every sample of `name` in a Prometheus text body, by label set.
-fn samples<'a>(body: &'a str, name: &str) -> Vec<(&'a str, u64)> {
-    body.lines()
-        .filter(|l| !l.starts_with('#'))
-        .filter_map(|l| {
-            let (key, value) = l.rsplit_once(' ')?;
-            let labels = key.strip_prefix(name)?;
-            (labels.is_empty() || labels.starts_with('{'))
-                .then(|| (labels, value.parse().ok()))
-                .and_then(|(k, v)| Some((k, v?)))
-        })
-        .collect()
-}
-
-fn one(body: &str, name: &str) -> u64 {
-    let s = samples(body, name);
-    assert_eq!(s.len(), 1, "{name} in:\n{body}");
-    s[0].1
-}
-
-fn drops(body: &str, reason: &str) -> u64 {
-    samples(body, "kracauer_drops_total")
-        .iter()
-        .find(|(l, _)| l.contains(&format!("reason=\"{reason}\"")))
-        .map_or_else(|| panic!("no drop reason {reason}:\n{body}"), |s| s.1)
 }
 
 /// The metrics once a snapshot counting at least `bytes` forwarded payload bytes has

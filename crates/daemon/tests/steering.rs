@@ -12,6 +12,7 @@
 
 use std::io::Write as _;
 
+use kracauer_testbed::prom::{drops, one, samples};
 use kracauer_testbed::topology::{HTTP_PORT, PREFIX, ROUTER_V6};
 use kracauer_testbed::{Netns, Topology, Variant, client, require_privileged_and};
 
@@ -65,33 +66,6 @@ fn counted(ns: &Netns) -> u64 {
         .nth(1)
         .and_then(|n| n.parse().ok())
         .unwrap_or_else(|| panic!("no packet count in {text}"))
-}
-
-/// The value of every sample of `name` in a Prometheus text body, by label set.
-fn samples<'a>(body: &'a str, name: &str) -> Vec<(&'a str, u64)> {
-    body.lines()
-        .filter(|l| !l.starts_with('#'))
-        .filter_map(|l| {
-            let (key, value) = l.rsplit_once(' ')?;
-            let labels = key.strip_prefix(name)?;
-            (labels.is_empty() || labels.starts_with('{'))
-                .then(|| (labels, value.parse().ok()))
-                .and_then(|(k, v)| Some((k, v?)))
-        })
-        .collect()
-}
-
-fn one(body: &str, name: &str) -> u64 {
-    let s = samples(body, name);
-    assert_eq!(s.len(), 1, "{name} in:\n{body}");
-    s[0].1
-}
-
-fn drops(body: &str, reason: &str) -> u64 {
-    samples(body, "kracauer_drops_total")
-        .iter()
-        .find(|(l, _)| l.contains(&format!("reason=\"{reason}\"")))
-        .map_or_else(|| panic!("no drop reason {reason}:\n{body}"), |s| s.1)
 }
 
 /// The metrics once a snapshot counting `flows` spliced flows has been published
