@@ -75,13 +75,15 @@ impl Engine {
         // corrupt and the receiver drops it, and summing its payload would cost more than
         // the whole translation.
         let id = self.flows.find_client(&key);
-        let forwarding = id
-            .and_then(|id| self.flows.get(id))
-            .is_some_and(|f| match f.phase {
-                Phase::Spliced(_) | Phase::Custody(_) => true,
-                Phase::Closing(_) => !seg.syn() || seg.ack_flag(),
-                _ => false,
-            });
+        let anew = id.is_some_and(|id| self.starts_anew(now, id, &key, &seg));
+        let forwarding = !anew
+            && id
+                .and_then(|id| self.flows.get(id))
+                .is_some_and(|f| match f.phase {
+                    Phase::Spliced(_) | Phase::Custody(_) => true,
+                    Phase::Closing(_) => !seg.syn() || seg.ack_flag(),
+                    _ => false,
+                });
         let checksum_ok =
             forwarding || !checksum.needs_verifying() || tcp.verify_checksum_v4(client, service);
         let payload_start = start + ip.header_len() + seg.payload_offset;
@@ -92,17 +94,14 @@ impl Engine {
             // scanner's probe; spliced flows leave the judgement to the backend.
             return Verdict::Dropped(DropReason::ClientBadFlags);
         }
-        // A new SYN on a closing tuple starts fresh: the old flow ends here.
+        // A new connection on a closing tuple starts fresh: the old flow ends here.
         let id = match id {
-            Some(id) if seg.syn() && !seg.ack_flag() => {
-                match self.flows.get(id).map(|f| &f.phase) {
-                    Some(Phase::Closing(c)) => {
-                        let outcome = c.outcome;
-                        self.finish(now, id, outcome);
-                        None
-                    }
-                    _ => Some(id),
+            Some(id) if anew => {
+                if let Some(Phase::Closing(c)) = self.flows.get(id).map(|f| &f.phase) {
+                    let outcome = c.outcome;
+                    self.finish(now, id, outcome);
                 }
+                None
             }
             other => other,
         };
@@ -144,6 +143,31 @@ impl Engine {
                 self.client_setup(now, id, key, &seg, &buf[payload], out)
             }
         }
+    }
+
+    /// Whether `seg` opens a new connection on the tuple of flow `id`, which is closing:
+    /// a SYN, or an ACK whose cookie checks. The second is how a new connection that
+    /// reuses the client port shows itself when its SYN was answered without the engine
+    /// seeing it (the kernel's SYN cookies in flood mode): the old flow must not carry
+    /// it. A segment of the old connection passes the cookie check only by chance
+    /// (25 bits of hash, and the tick).
+    fn starts_anew(&self, now: Time, id: FlowId, key: &ClientKey, seg: &SegInfo) -> bool {
+        if !matches!(
+            self.flows.get(id).map(|f| &f.phase),
+            Some(Phase::Closing(_))
+        ) {
+            return false;
+        }
+        if seg.syn() {
+            return !seg.ack_flag();
+        }
+        seg.ack_flag()
+            && !seg.fin()
+            && !seg.rst()
+            && self
+                .isn
+                .check_cookie(key, (seg.seq - 1).0, (seg.ack - 1).0, self.cookie_time(now))
+                .is_some()
     }
 
     /// A segment for no known flow: a SYN starts one, an ACK may carry a valid cookie,

@@ -1,8 +1,9 @@
 //! Robustness end to end: the real `kracauer run` (the binary cargo built for this test
 //! run) in the testbed's router namespace under a SYN flood from spoofed sources
 //! (`syn_flood`), under thousands of stalled ClientHellos and a one-byte-a-second trickle
-//! (`slow_clients`), across links with small MTUs (`path_mtu`) and under a fragment spray
-//! (`fragments`). Each test prints its figures (run with `--nocapture` to see them;
+//! (`slow_clients`), across links with small MTUs (`path_mtu`), under a fragment spray
+//! (`fragments`), and with a client port reused under the kernel's SYN cookies
+//! (`port_reuse`). Each test prints its figures (run with `--nocapture` to see them;
 //! docs/robustness.md has a run's figures) and asserts what the issue asks: real clients
 //! served, memory bounded, limits held.
 //!
@@ -14,6 +15,7 @@
 
 mod fragments;
 mod path_mtu;
+mod port_reuse;
 mod slow_clients;
 mod syn_flood;
 
@@ -64,7 +66,10 @@ fn curl_get(tb: &Topology, src: Ipv4Addr) -> Option<Duration> {
         .client
         .command("curl")
         .args(["-sS", "--max-time", "15", "-o", "/dev/null"])
-        .args(["-w", "%{http_code} %{time_connect}"])
+        .args([
+            "-w",
+            "%{http_code} %{time_connect} %{time_total} %{local_port}",
+        ])
         .args(["--interface", &src.to_string(), "-H", "Host: a.example"])
         .arg(format!("http://{SERVICE_V4}:{HTTP_PORT}/"))
         .stdin(Stdio::null())
@@ -73,6 +78,13 @@ fn curl_get(tb: &Topology, src: Ipv4Addr) -> Option<Duration> {
     let text = String::from_utf8_lossy(&out.stdout);
     let mut words = text.split_whitespace();
     if words.next() != Some("200") {
+        // Say why, so a lost request in a run's figures can be traced.
+        figure(&format!(
+            "curl from {src} failed ({}): {} {}",
+            out.status,
+            text.trim(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
         return None;
     }
     let secs: f64 = words.next()?.parse().ok()?;
@@ -99,6 +111,20 @@ fn metric(k: &Kracauer<'_>, name: &str) -> u64 {
         .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
         .and_then(|l| l.rsplit(' ').next()?.parse().ok())
         .unwrap_or(0)
+}
+
+/// Prints the daemon's non-zero drop and kernel SYN-cookie counters as a figure line, so a
+/// run's figures say where packets went.
+fn figure_counters(k: &Kracauer<'_>) {
+    let body = k.metrics().map(|r| r.body).unwrap_or_default();
+    let lines: Vec<&str> = body
+        .lines()
+        .filter(|l| {
+            (l.starts_with("kracauer_drops_total") || l.starts_with("kracauer_syncookie"))
+                && !l.ends_with(" 0")
+        })
+        .collect();
+    figure(&format!("counters: {}", lines.join("; ")));
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {

@@ -12,7 +12,7 @@ use kracauer_testbed::topology::{CLIENT_V4, HTTPS_PORT, SERVICE_V4};
 use kracauer_testbed::{Topology, Variant};
 
 use super::{
-    KRACAUER, curl_get, figure, legit_until, metric, output_text, percentile,
+    KRACAUER, curl_get, figure, figure_counters, legit_until, metric, output_text, percentile,
     require_privileged_with_tools, serial,
 };
 
@@ -125,6 +125,7 @@ fn stalled_hellos_and_a_trickler_are_cut_at_the_peek_deadline_and_others_are_ser
         "kracauer_flows_ended_total{outcome=\"peek_timeout\",protocol=\"tcp\"}",
     );
     let (attempts, ok) = legit;
+    figure_counters(&k);
     figure(&format!(
         "slow hellos: 5000 attempted from one address; connected {connected}, reset {reset} \
          (first at {first:.1} s, last at {last:.1} s); SYNs over the per-address cap {limited}; \

@@ -443,6 +443,66 @@ fn new_syn_on_a_closing_tuple_starts_fresh() {
 }
 
 #[test]
+fn a_cookie_ack_on_a_closing_tuple_starts_a_new_flow_instead_of_riding_the_old_one() {
+    // The kernel's SYN cookie program answers the SYN of a connection that reuses the
+    // client port of a flow still lingering as closing: the engine sees only the ACK.
+    let worker = || {
+        let mut c = config();
+        c.max_half_open = 0;
+        c.cookie_root = Some([11, 12]);
+        let mut h = Harness::with(c);
+        h.engine.set_cookie_clock(5_000_000);
+        h
+    };
+    let (mut h, mut kernel) = (worker(), worker());
+    let (synack, _) = h.spliced_http(backend_linux());
+    h.client_to(
+        80,
+        flags::RST,
+        C_ISN + 1,
+        synack.seg.seq.0 + 1,
+        TcpOptionsSpec::default(),
+        &[],
+    );
+    assert_eq!(h.engine.flow_count(), 1, "lingering as closing");
+    let accepted = h.engine.stats().cookies_accepted;
+    let new_isn = C_ISN + 50_000;
+    let cookie = kernel.client_to(80, flags::SYN, new_isn, 0, linux_syn_options(), &[]);
+    let cookie = cookie.only_sent();
+    let tsecr = cookie.seg.options.timestamps.unwrap().0;
+    let step = h.client_to(
+        80,
+        flags::ACK | flags::PSH,
+        new_isn + 1,
+        cookie.seg.seq.0 + 1,
+        ts(101, tsecr),
+        HTTP_REQUEST,
+    );
+    let sent = step.only_sent();
+    assert!(
+        sent.seg.syn() && sent.seg.seq == SeqNumber(new_isn),
+        "a new backend connection with the new ISN, not the old flow's translation: {sent:?}"
+    );
+    assert!(step.forwarded.is_none());
+    assert_eq!(h.engine.stats().cookies_accepted, accepted + 1);
+    assert_eq!(h.engine.stats().outcomes(Outcome::ClientReset), 1);
+    assert_eq!(h.engine.flow_count(), 1);
+}
+
+#[test]
+fn a_stray_ack_of_the_old_connection_on_a_closing_tuple_still_rides_the_old_flow() {
+    let mut h = Harness::new();
+    let (synack, _) = h.spliced_http(backend_linux());
+    let k = synack.seg.seq.0;
+    let c_end = C_ISN + 1 + HTTP_REQUEST.len() as u32;
+    h.client_to(80, flags::ACK | flags::FIN, c_end, k + 1, ts(201, 0), &[]);
+    let step = h.client_to(80, flags::ACK, c_end + 1, k + 1, ts(202, 0), &[]);
+    assert!(step.forwarded.is_some(), "forwarded as before");
+    assert_eq!(h.engine.stats().cookies_accepted, 0);
+    assert_eq!(h.engine.flow_count(), 1);
+}
+
+#[test]
 fn corrupt_segment_is_forwarded_still_corrupt_not_recomputed() {
     let mut h = Harness::new();
     let (synack, _) = h.spliced_http(backend_linux());
