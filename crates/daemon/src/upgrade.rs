@@ -34,6 +34,7 @@
 
 mod link;
 mod new;
+mod offload;
 mod old;
 mod state;
 #[allow(unsafe_code)]
