@@ -10,8 +10,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use kracauer_testbed::topology::HTTP_PORT;
-use kracauer_testbed::{Kracauer, Topology, Variant, prom, require_privileged};
+use kracauer_testbed::{
+    Kracauer, Topology, Variant, prom, require_privileged, require_privileged_and,
+};
 
+use super::fastpath::{count_rsts, rsts};
 use super::{
     KRACAUER, connect, daemons, eventually, install, metric, paced_download, serial, start_with,
     terminate, usr2, usr2_fails,
@@ -30,6 +33,11 @@ fn with_offload(tb: &Topology, offload: bool) -> String {
 /// Whether the kernel's TUN device carries the virtio-net header (`IFF_VNET_HDR` in its
 /// `tun_flags`).
 fn vnet_hdr(tb: &Topology) -> bool {
+    tun_flags(tb) & 0x4000 != 0
+}
+
+/// The kernel's flags of the TUN device (`/sys/class/net/<tun>/tun_flags`).
+fn tun_flags(tb: &Topology) -> u32 {
     let tun = kracauer_testbed::topology::TUN;
     let out = tb
         .router
@@ -38,8 +46,7 @@ fn vnet_hdr(tb: &Topology) -> bool {
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
-    let flags = u32::from_str_radix(text.trim().trim_start_matches("0x"), 16).unwrap();
-    flags & 0x4000 != 0
+    u32::from_str_radix(text.trim().trim_start_matches("0x"), 16).unwrap()
 }
 
 /// GSO super-packets read from the TUN so far, all workers.
@@ -61,14 +68,16 @@ fn half_uploads(tb: &Topology, n: usize, total: u64) -> Vec<TcpStream> {
 }
 
 #[test]
-#[ignore = "privileged: needs root and network namespaces (run with --include-ignored)"]
+#[ignore = "privileged: needs root, network namespaces and nft (run with --include-ignored)"]
 fn offload_turned_off_and_on_by_upgrades_reopens_the_queues_and_breaks_no_transfer() {
-    require_privileged(
+    require_privileged_and(
         "offload_turned_off_and_on_by_upgrades_reopens_the_queues_and_breaks_no_transfer",
+        &["nft"],
     );
     let _serial = serial();
     let tb = Topology::build(Variant::Routed).unwrap();
     let (k, exe, _reaper) = start_with(&tb, &with_offload(&tb, true));
+    count_rsts(&tb);
     assert_eq!(metric(&k, "kracauer_tun_offload"), 1);
     assert!(vnet_hdr(&tb));
     let (small, big, total) = (1 << 20, 40 << 20, 2_000_000);
@@ -131,8 +140,61 @@ fn offload_turned_off_and_on_by_upgrades_reopens_the_queues_and_breaks_no_transf
         "{body}"
     );
     assert!(!k.log().contains("could not change"), "{}", k.log());
+    assert_eq!(rsts(&tb), 0, "RSTs seen by the client");
     assert_eq!(daemons(k.config_path()), [pid]);
     terminate(pid);
+}
+
+#[test]
+#[ignore = "privileged: needs root, network namespaces, BPF and nft (run with --include-ignored)"]
+fn offload_turned_on_by_an_upgrade_with_the_fast_path_keeps_its_flow_and_device() {
+    require_privileged_and(
+        "offload_turned_on_by_an_upgrade_with_the_fast_path_keeps_its_flow_and_device",
+        &["nft"],
+    );
+    let _serial = serial();
+    let tb = Topology::build(Variant::Routed).unwrap();
+    let config = |offload: bool| {
+        tb.config("").replacen(
+            "mtu = 1500\n",
+            &format!("mtu = 1500\noffload = {offload}\nfastpath = \"on\"\n"),
+            1,
+        )
+    };
+    let (k, exe, _reaper) = start_with(&tb, &config(false));
+    count_rsts(&tb);
+    assert!(!vnet_hdr(&tb));
+    let slow = Arc::new(AtomicBool::new(true));
+    let download = paced_download(&tb, 40 << 20, slow.clone());
+    let request = paced_download(&tb, 1 << 20, slow.clone());
+    std::fs::write(k.config_path(), config(true)).unwrap();
+    install(&exe, None);
+    let pid = usr2(k.pid() as i32, &k, 1);
+    eventually("the queues re-opened", Duration::from_secs(60), || {
+        (k.log().contains("re-opened with offloads on") && metric(&k, "kracauer_tun_offload") == 1)
+            .then_some(())
+    });
+    assert!(vnet_hdr(&tb), "the device's own flag");
+    assert!(
+        tun_flags(&tb) & 0x0800 != 0,
+        "the fast path's device stays persistent"
+    );
+    assert_eq!(tb.download("a.example", 300_000).unwrap(), 300_000);
+    slow.store(false, Ordering::Relaxed);
+    download.join().expect("the download completed intact");
+    request.join().expect("the download completed intact");
+    assert_eq!(rsts(&tb), 0, "RSTs seen by the client");
+    // The stop makes the device transient again through the descriptor the fast path
+    // took from the new queues: it goes with the daemon.
+    terminate(pid);
+    let tun = kracauer_testbed::topology::TUN;
+    let gone = tb
+        .router
+        .command("ip")
+        .args(["link", "show", tun])
+        .output()
+        .unwrap();
+    assert!(!gone.status.success(), "{tun} outlived the daemon");
 }
 
 #[test]
