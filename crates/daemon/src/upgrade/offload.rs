@@ -32,8 +32,11 @@ use super::syscalls::{self, IFF_PERSIST};
 use crate::runtime::DataPlane;
 use crate::tun::Queue;
 
-/// How long the new process waits for the old one's queues to close.
+/// How long the new process waits for the old one to exit.
 const LET_GO: Duration = Duration::from_secs(10);
+/// How long, once it has, the new process tries to attach its first queue in the new
+/// mode while some other descriptor of a queue is still open.
+const RETRY: Duration = Duration::from_secs(2);
 /// `TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6`: what the device is opened with at a start.
 const TCP_OFFLOADS: libc::c_uint = libc::TUN_F_CSUM | libc::TUN_F_TSO4 | libc::TUN_F_TSO6;
 /// `TUN_F_USO4 | TUN_F_USO6`, asked for beside them where the kernel has them (6.2).
@@ -92,7 +95,7 @@ pub fn reopen(
              [tun] offload = {want}: another process held a queue of {name:?} for {} s, so \
              its mode could not change; a restart applies it",
             on(got),
-            LET_GO.as_secs()
+            RETRY.as_secs()
         );
     }
     Ok(got)
@@ -121,7 +124,7 @@ fn close_all(planes: &mut [DataPlane]) -> Result<(), String> {
 
 /// Attaches `n` queues to `name`, the first with the header if `want`; returns them and
 /// whether the device took the header. While another queue is still open the device
-/// keeps its mode: the attempt is undone and made again, for at most [`LET_GO`].
+/// keeps its mode: the attempt is undone and made again, for at most [`RETRY`].
 fn attach_all(
     n: usize,
     name: &str,
@@ -135,7 +138,7 @@ fn attach_all(
         Ok(fd)
     };
     let flags = plain | if want { IFF_VNET_HDR } else { 0 };
-    let end = Instant::now() + LET_GO;
+    let end = Instant::now() + RETRY;
     let (first, got) = loop {
         let fd = open(flags)?;
         let got = syscalls::tun_flags(fd.as_fd()).map_err(|e| format!("TUNGETIFF: {e}"))?
