@@ -3,8 +3,9 @@
 //! reload, an upgrade and `kracauer check` refuse, naming it, while the old daemon serves
 //! on.
 
-use std::io::Read;
+use std::io::{BufRead, BufReader, Read};
 use std::net::TcpStream;
+use std::process::Stdio;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -142,6 +143,87 @@ fn offload_turned_off_and_on_by_upgrades_reopens_the_queues_and_breaks_no_transf
     assert!(!k.log().contains("could not change"), "{}", k.log());
     assert_eq!(rsts(&tb), 0, "RSTs seen by the client");
     assert_eq!(daemons(k.config_path()), [pid]);
+    terminate(pid);
+}
+
+/// A queue of the testbed's TUN held, disabled, by another process (`hold_queue.py`)
+/// until dropped.
+struct HeldQueue(std::process::Child);
+
+impl HeldQueue {
+    fn new(tb: &Topology) -> Self {
+        let mut child = tb
+            .router
+            .command("python3")
+            .args(["-c", include_str!("hold_queue.py")])
+            .arg(kracauer_testbed::topology::TUN)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        assert_eq!(line.trim(), "held");
+        Self(child)
+    }
+}
+
+impl Drop for HeldQueue {
+    fn drop(&mut self) {
+        drop(self.0.stdin.take());
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+#[ignore = "privileged: needs root, network namespaces, python3 and nft (run with --include-ignored)"]
+fn a_queue_held_elsewhere_keeps_the_devices_offload_mode_and_the_workers_read_it() {
+    require_privileged_and(
+        "a_queue_held_elsewhere_keeps_the_devices_offload_mode_and_the_workers_read_it",
+        &["nft", "python3"],
+    );
+    let _serial = serial();
+    let tb = Topology::build(Variant::Routed).unwrap();
+    let (k, exe, _reaper) = start_with(&tb, &with_offload(&tb, true));
+    count_rsts(&tb);
+    let slow = Arc::new(AtomicBool::new(true));
+    let download = paced_download(&tb, 8 << 20, slow.clone());
+    let held = HeldQueue::new(&tb);
+    std::fs::write(k.config_path(), with_offload(&tb, false)).unwrap();
+    install(&exe, None);
+    let mut pid = usr2(k.pid() as i32, &k, 1);
+    eventually("the queues re-opened", Duration::from_secs(60), || {
+        k.log()
+            .contains("re-opened with offloads on as the device has them")
+            .then_some(())
+    });
+    // The device kept its header, and so do the workers: everything parses.
+    assert!(vnet_hdr(&tb));
+    assert_eq!(metric(&k, "kracauer_tun_offload"), 1);
+    assert_eq!(tb.download("a.example", 300_000).unwrap(), 300_000);
+    // Once the other process lets go, the next upgrade applies it.
+    drop(held);
+    install(&exe, None);
+    pid = usr2(pid, &k, 2);
+    eventually("the queues re-opened", Duration::from_secs(60), || {
+        (k.log()
+            .contains("re-opened with offloads off ([tun] offload = false)")
+            && metric(&k, "kracauer_tun_offload") == 0)
+            .then_some(())
+    });
+    assert!(!vnet_hdr(&tb));
+    slow.store(false, Ordering::Relaxed);
+    download.join().expect("the download completed intact");
+    assert_eq!(tb.download("a.example", 300_000).unwrap(), 300_000);
+    assert_eq!(rsts(&tb), 0, "RSTs seen by the client");
+    let body = k.metrics().unwrap().body;
+    assert_eq!(
+        prom::one(&body, "kracauer_tun_header_errors_total"),
+        0,
+        "{body}"
+    );
     terminate(pid);
 }
 
