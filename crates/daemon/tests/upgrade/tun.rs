@@ -88,6 +88,14 @@ fn offload_turned_off_and_on_by_upgrades_reopens_the_queues_and_breaks_no_transf
         .collect();
     downloads.push(paced_download(&tb, big, slow.clone()));
     let mut uploads = half_uploads(&tb, 8, total);
+    // A reload leaves it to an upgrade, and says so.
+    k.reload(&with_offload(&tb, false)).unwrap();
+    eventually("the reload's warning", Duration::from_secs(30), || {
+        k.log()
+            .contains("reload: [tun] offload changed; that takes an upgrade (SIGUSR2) or a restart")
+            .then_some(())
+    });
+    assert!(vnet_hdr(&tb));
     let mut pid = k.pid() as i32;
     for (n, offload) in [(1, false), (2, true)] {
         std::fs::write(k.config_path(), with_offload(&tb, offload)).unwrap();
