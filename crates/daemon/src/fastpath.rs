@@ -282,6 +282,13 @@ impl Fastpath {
         Ok(())
     }
 
+    /// Puts `fd` (a queue of the same TUN device, or none) in place of the descriptor
+    /// kept by [`keep_tun`](Self::keep_tun), which is returned: a live upgrade that
+    /// re-opens every queue lets go of it first (`upgrade/offload.rs`).
+    pub fn swap_tun(&mut self, fd: Option<OwnedFd>) -> Option<OwnedFd> {
+        std::mem::replace(&mut self.tun, fd)
+    }
+
     /// Detaches the program from every interface with a pinned link that is not in
     /// `keep` (an earlier daemon's choice of interfaces).
     pub fn detach_others(&mut self, keep: &[String]) -> Result<(), FastpathError> {

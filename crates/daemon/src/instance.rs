@@ -179,6 +179,24 @@ impl Record {
         })
     }
 
+    /// What in `c`, read from `path`, this running instance could not take from a reload
+    /// or a live upgrade, when it runs `path` as the same instance: a new `[tun] name`
+    /// (one line, naming the setting and why; empty otherwise).
+    pub fn needs_restart(&self, c: &Config, path: &Path) -> Vec<String> {
+        if self.instance != c.instance || self.config != absolute(path) || self.tun == c.tun.name {
+            return Vec::new();
+        }
+        vec![format!(
+            "[tun] name: instance {} (pid {}) runs this configuration on the TUN device {:?}, \
+             not {:?}: a reload or a live upgrade (SIGUSR2) refuses a new name; it takes {}",
+            self.instance,
+            self.pid,
+            self.tun,
+            c.tun.name,
+            crate::reload::how_to_apply("[tun] name")
+        )]
+    }
+
     /// What `c`, read from `path`, would collide with in this running instance, one line
     /// each. The same instance number with the same configuration file is the running
     /// instance itself (`check` before a reload or an upgrade): nothing.
@@ -290,6 +308,15 @@ pub fn collisions(c: &Config, path: &Path, dir: &Path) -> Vec<String> {
     running(dir)
         .iter()
         .flat_map(|r| r.collisions(c, path))
+        .collect()
+}
+
+/// What the instance running `path` here could not take from `c` but by a restart
+/// ([`Record::needs_restart`]), one line each.
+pub fn needs_restart(c: &Config, path: &Path, dir: &Path) -> Vec<String> {
+    running(dir)
+        .iter()
+        .flat_map(|r| r.needs_restart(c, path))
         .collect()
 }
 

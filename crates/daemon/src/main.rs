@@ -129,11 +129,15 @@ fn main() -> ExitCode {
                 print!("{}", check::report(&config, &l.config, &l.routes));
                 let dir = kracauer::instance::state_dir();
                 let collides = kracauer::instance::collisions(&l.config, &config, &dir);
-                if collides.is_empty() {
+                let restart = kracauer::instance::needs_restart(&l.config, &config, &dir);
+                if collides.is_empty() && restart.is_empty() {
                     return ExitCode::SUCCESS;
                 }
                 for c in collides {
                     eprintln!("kracauer: collides with a running instance: {c}");
+                }
+                for r in restart {
+                    eprintln!("kracauer: {r}");
                 }
                 ExitCode::from(1)
             }

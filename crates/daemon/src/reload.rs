@@ -10,8 +10,10 @@
 //! `[metrics]` (the endpoint moves) and `prefix` (new flows take it, the old one is served
 //! until its last flow ends: `reload/prefix.rs`). Not applied, named in a warning, the
 //! running value kept: `limits.max_flows` and `[log]` (the flow table and the access log
-//! are made at the start: an upgrade, SIGUSR2, applies them), and `[tun]` but its `mtu`
-//! (a restart; a new MTU is set on the device, and new flows agree their MSS from it).
+//! are made at the start: an upgrade, SIGUSR2, applies them), `[tun] offload`, `workers`
+//! and the fast path's settings (how the queues are opened: an upgrade applies them too),
+//! and `[tun] name` and `instance` (a restart: [`how_to_apply`] says why). A new `[tun]
+//! mtu` is set on the device, and new flows agree their MSS from it.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -127,13 +129,9 @@ pub async fn reload(path: &Path, running: &mut Running) {
         sc.set_mtu(mtu);
     }
     for what in &plan.restart {
-        let how = if matches!(*what, "limits.max_flows" | "[log]" | "[scale_out]") {
-            "an upgrade (SIGUSR2) or a restart"
-        } else {
-            "a restart"
-        };
         tracing::warn!(
-            "reload: {what} changed; that takes {how} (the running value stays in force)"
+            "reload: {what} changed; that takes {} (the running value stays in force)",
+            how_to_apply(what)
         );
     }
     if let Some(prefix) = new_prefix {
@@ -439,17 +437,45 @@ pub fn messages(
         .collect())
 }
 
-/// The settings that differ between `a` and `b` and a reload cannot apply:
-/// `limits.max_flows`, `[log]` and `[scale_out]` take an upgrade (SIGUSR2) or a restart,
-/// `[tun]` but its `mtu` a restart.
+/// How a setting [`needs_restart`] names is applied: `[tun] name` and `instance` only by
+/// a restart (a live upgrade refuses them: the TUN device is the instance's identity, its
+/// flows, routes, rules and fast-path pins are on it), the others by a live upgrade
+/// (SIGUSR2) too.
+pub fn how_to_apply(setting: &str) -> &'static str {
+    match setting {
+        "[tun] name" | "instance" => {
+            "a restart, which resets every connection (a live upgrade refuses it: the TUN \
+             device is this instance's identity; see \"Upgrades and restarts\" in the \
+             operator guide)"
+        }
+        _ => "an upgrade (SIGUSR2) or a restart",
+    }
+}
+
+/// The settings that differ between `a` and `b` and a reload cannot apply, one name
+/// each: `[tun] name` and `instance` take a restart; `[tun] offload`, `workers`,
+/// `fastpath` and `fastpath_interfaces`, `limits.max_flows`, `[log]` and `[scale_out]`
+/// an upgrade (SIGUSR2) or a restart ([`how_to_apply`]).
 pub fn needs_restart(a: &Config, b: &Config) -> Vec<&'static str> {
     let mut out = Vec::new();
-    let same_mtu = crate::config::Tun {
-        mtu: a.tun.mtu,
-        ..b.tun.clone()
-    };
-    if a.tun != same_mtu {
-        out.push("[tun]");
+    let (x, y) = (&a.tun, &b.tun);
+    if a.instance != b.instance {
+        out.push("instance");
+    }
+    if x.name != y.name {
+        out.push("[tun] name");
+    }
+    if x.offload != y.offload {
+        out.push("[tun] offload");
+    }
+    if x.workers != y.workers {
+        out.push("[tun] workers");
+    }
+    if x.fastpath != y.fastpath {
+        out.push("[tun] fastpath");
+    }
+    if x.fastpath_interfaces != y.fastpath_interfaces {
+        out.push("[tun] fastpath_interfaces");
     }
     if a.log != b.log {
         out.push("[log]");

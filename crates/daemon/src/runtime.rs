@@ -440,6 +440,13 @@ impl DataPlane {
         &self.queue
     }
 
+    /// Puts `queue` in place of the worker's queue, which is returned (a live upgrade
+    /// that re-opens the queues in another offload mode, `upgrade/offload.rs`). Only
+    /// while parked: a running worker reads its queue's mode once, as it starts.
+    pub fn replace_queue(&mut self, queue: Queue) -> Queue {
+        std::mem::replace(&mut self.queue, queue)
+    }
+
     /// The queue, for the control plane to close after tearing the host set-up down.
     pub fn into_queue(self) -> Queue {
         self.queue

@@ -7,7 +7,8 @@
 //! up to 64 KB, which the engine translates whole. tun-rs also asks for UDP segmentation
 //! offload (`TUN_F_USO4/6`) where the kernel has it; such packets are read correctly and
 //! dropped by the engine, which carries no UDP yet. Where the kernel refuses offloads,
-//! the device is opened again without, and the log says so.
+//! the device is opened again without, and the log says so. A live upgrade to another
+//! `[tun] offload` re-opens every queue in the new mode (`upgrade/offload.rs`).
 //!
 //! With more than one worker the device is multi-queue (`IFF_MULTI_QUEUE`, one descriptor
 //! per queue) and a steering program ([`crate::steer`]) makes the kernel put both

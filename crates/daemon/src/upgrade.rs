@@ -24,9 +24,15 @@
 //!    nothing) and the queues, and says **Ready**, reading nothing yet;
 //! 4. the old one answers **Commit** and exits without undoing the host set-up; the new
 //!    one starts its workers on the queues. The steering program stays attached to the
-//!    device, which never lost a queue. Only now does the new process bring the host's
-//!    diversions to its configuration's listen addresses and ports, if they changed
-//!    (its engines serve them already, and end the flows of removed ones).
+//!    device, which never lost a queue. With another `[tun] offload`, the new process
+//!    first waits for the old one's exit and re-opens every queue in the new mode
+//!    (`upgrade/offload.rs`: the device's mode changes only while it has no queue).
+//!    Only now does the new process bring the host's diversions to its configuration's
+//!    listen addresses and ports, if they changed (its engines serve them already, and
+//!    end the flows of removed ones).
+//!
+//! A new `[tun] name` or `instance` is refused (a **Fail** before ready): the device is the
+//! instance's identity (`reload::how_to_apply`).
 //!
 //! Any failure before the commit (a **Fail**, the socket closing, no answer within
 //! [`HELLO_TIMEOUT`] or [`READY_TIMEOUT`]) and the old process kills the child, waits
@@ -34,6 +40,7 @@
 
 mod link;
 mod new;
+mod offload;
 mod old;
 mod state;
 #[allow(unsafe_code)]

@@ -108,6 +108,11 @@ impl Workers {
         &self.parked
     }
 
+    /// The parked planes, to change before they resume (a live upgrade's new queues).
+    pub fn parked_mut(&mut self) -> &mut [DataPlane] {
+        &mut self.parked
+    }
+
     /// Starts a thread on every parked plane.
     pub fn resume(&mut self) -> io::Result<()> {
         self.stop.store(false, Ordering::Relaxed);

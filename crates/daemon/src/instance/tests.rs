@@ -111,6 +111,24 @@ fn each_shared_identifier_is_named_as_a_collision() {
 }
 
 #[test]
+fn a_new_tun_name_for_the_running_configuration_is_named_as_taking_a_restart() {
+    let path = Path::new("/etc/kracauer/zero.toml");
+    let running = Record::of(&config(ZERO), path);
+    assert!(running.needs_restart(&config(ZERO), path).is_empty());
+    let renamed = config(&format!("{ZERO}[tun]\nname = \"k-new\"\n"));
+    let found = running.needs_restart(&renamed, path).join("\n");
+    assert!(found.starts_with("[tun] name:"), "{found}");
+    assert!(found.contains("\"kracauer0\", not \"k-new\""), "{found}");
+    assert!(found.contains("refuses a new name"), "{found}");
+    // Another instance's file, or another number: a collision's business, not this.
+    assert!(
+        running
+            .needs_restart(&renamed, Path::new("/etc/kracauer/other.toml"))
+            .is_empty()
+    );
+}
+
+#[test]
 fn record_text_round_trips_and_a_foreign_line_is_not_trusted() {
     let r = Record::of(&config(ONE), Path::new("/etc/kracauer/one.toml"));
     assert_eq!(Record::parse(&r.to_text()), Some(r.clone()));

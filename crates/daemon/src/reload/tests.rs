@@ -99,9 +99,22 @@ fn settings_that_take_a_restart_keep_their_running_values() {
         BASE.replace("a.example", "b.example")
     ));
     let plan = plan(&running, &new);
-    assert_eq!(plan.restart, ["[tun]"]);
+    assert_eq!(plan.restart, ["[tun] name"]);
+    assert!(how_to_apply("[tun] name").starts_with("a restart"));
     assert_eq!(plan.in_force.tun, running.tun);
     assert_eq!(plan.in_force.routes, new.routes);
+}
+
+#[test]
+fn a_reload_names_each_tun_setting_it_leaves_to_an_upgrade() {
+    let running = parse(BASE);
+    let new = parse(&format!("{BASE}\n[tun]\noffload = false\nworkers = 3\n"));
+    let plan = plan(&running, &new);
+    assert_eq!(plan.restart, ["[tun] offload", "[tun] workers"]);
+    for what in plan.restart {
+        assert_eq!(how_to_apply(what), "an upgrade (SIGUSR2) or a restart");
+    }
+    assert_eq!(plan.in_force.tun, running.tun);
 }
 
 #[test]

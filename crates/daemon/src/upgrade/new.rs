@@ -12,12 +12,13 @@ use std::time::Instant;
 use kracauer_core::engine::Engine;
 use kracauer_core::engine::snapshot::{SNAPSHOT_VERSION, version};
 use kracauer_core::steer::SteerKey;
+use rustix::process::Pid;
 
 use super::link::{Kind, Link};
 use super::state::State;
 use super::syscalls::claim_inherited;
-use super::workers;
 use super::{FD_ENV, READY_TIMEOUT, TESTING_SNAPSHOT_VERSION_ENV};
+use super::{offload, workers};
 use crate::accesslog::{AccessLog, Lines};
 use crate::config::FastpathMode;
 use crate::health::{self, check};
@@ -53,13 +54,19 @@ pub fn inherited() -> Option<io::Result<Link>> {
 pub async fn take_over(link: Link, path: &Path) -> Result<Running, RunError> {
     match prepare(&link, path).await {
         Ok((running, retire)) => {
-            let mut running = commit(&link, running)?;
-            relisten(&mut running).await;
+            let (mut running, old) = commit(&link, running)?;
             // `fastpath = "off"`: the old process's program and maps go now, not before
             // the commit (a failed upgrade leaves the old process as it was).
             if let Some(fd) = retire {
                 crate::fastpath::retire(&running.tun, fd.as_fd());
             }
+            if running.config.tun.offload != running.offload {
+                reopen(&mut running, old)?;
+            }
+            running.workers.resume().map_err(|e| {
+                RunError::Upgrade(format!("cannot start the data-plane threads: {e}"))
+            })?;
+            relisten(&mut running).await;
             Ok(running)
         }
         Err(why) => {
@@ -69,9 +76,12 @@ pub async fn take_over(link: Link, path: &Path) -> Result<Running, RunError> {
     }
 }
 
-/// Says ready and waits for the commit; only then do the workers start.
-fn commit(link: &Link, mut running: Running) -> Result<Running, RunError> {
+/// Says ready and waits for the commit; only then may the workers start. Also returns
+/// the old process's pid (this one's parent until it exits).
+fn commit(link: &Link, running: Running) -> Result<(Running, Option<Pid>), RunError> {
     let fail = |why: String| RunError::Upgrade(why);
+    // The old process is this one's parent until it exits.
+    let old = rustix::process::getppid();
     link.send(Kind::Ready, &[], &[])
         .map_err(|e| fail(format!("cannot say ready: {e}")))?;
     match link.recv(READY_TIMEOUT) {
@@ -88,11 +98,38 @@ fn commit(link: &Link, mut running: Running) -> Result<Running, RunError> {
         }
         Err(e) => return Err(fail(format!("no commit from the old process: {e}"))),
     }
-    running
-        .workers
-        .resume()
-        .map_err(|e| fail(format!("cannot start the data-plane threads: {e}")))?;
-    Ok(running)
+    Ok((running, old))
+}
+
+/// `[tun] offload` changed: every queue re-opened in the new mode once the old process
+/// has exited (`upgrade/offload.rs`), the fast path's descriptor of the device let go of
+/// meanwhile and taken again from the new queues.
+fn reopen(running: &mut Running, old: Option<Pid>) -> Result<(), RunError> {
+    let want = running.config.tun.offload;
+    let kept = running.fastpath.as_mut().and_then(|fp| fp.swap_tun(None));
+    let had = kept.is_some();
+    drop(kept);
+    let got =
+        offload::reopen(running.workers.parked_mut(), &running.tun, want, old).map_err(|e| {
+            RunError::Upgrade(format!("after the commit, re-opening the TUN queues: {e}"))
+        })?;
+    if had {
+        let fd = running
+            .workers
+            .parked()
+            .first()
+            .map(|p| p.queue().as_fd().try_clone_to_owned());
+        match (fd, running.fastpath.as_mut()) {
+            (Some(Ok(fd)), Some(fp)) => drop(fp.swap_tun(Some(fd))),
+            (Some(Err(e)), _) => tracing::warn!(
+                "upgrade: the fast path keeps no descriptor of the TUN (to make it transient at the stop): {e}"
+            ),
+            _ => {}
+        }
+    }
+    running.offload = got;
+    running.published.offload.store(got, Ordering::Relaxed);
+    Ok(())
 }
 
 /// After the commit: brings the host's diversions to this configuration's listen
@@ -146,20 +183,18 @@ async fn prepare(link: &Link, path: &Path) -> Result<(Running, Option<OwnedFd>),
     }
     if state.tun != config.tun.name {
         return Err(format!(
-            "[tun] name is {:?}, the running TUN is {:?}: that takes a restart",
-            config.tun.name, state.tun
+            "[tun] name is {:?}, the running TUN is {:?}: that takes {}",
+            config.tun.name,
+            state.tun,
+            crate::reload::how_to_apply("[tun] name")
         ));
     }
     if !crate::instance::held(config.instance, &crate::instance::state_dir()) {
         return Err(format!(
-            "instance = {} is not the running instance's number: that takes a restart",
-            config.instance
+            "instance = {} is not the running instance's number: that takes {}",
+            config.instance,
+            crate::reload::how_to_apply("instance")
         ));
-    }
-    if !config.tun.offload && state.offload {
-        tracing::warn!(
-            "upgrade: keeping the TUN queues as they were opened, with offloads; [tun] offload = false takes a restart"
-        );
     }
     let accepted = std::env::var(TESTING_SNAPSHOT_VERSION_ENV)
         .ok()

@@ -33,14 +33,14 @@ fn metric_sum(k: &Kracauer<'_>, name: &str) -> u64 {
         .sum::<f64>() as u64
 }
 
-fn count_rsts(tb: &Topology) {
+pub(super) fn count_rsts(tb: &Topology) {
     nft(
         &tb.client,
         "table inet krc_rst {\n chain input { type filter hook input priority 0; tcp flags & rst == rst counter; }\n}\n",
     );
 }
 
-fn rsts(tb: &Topology) -> u64 {
+pub(super) fn rsts(tb: &Topology) -> u64 {
     let out = tb
         .client
         .command("nft")

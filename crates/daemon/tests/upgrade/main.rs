@@ -4,7 +4,9 @@
 //! - `failures`: a failed upgrade leaves the old daemon serving with its flows;
 //! - `phases`: connections caught by an upgrade in each phase of their life end as they
 //!   would have without it;
-//! - `quic`: an HTTP/3 download goes on through an upgrade.
+//! - `quic`: an HTTP/3 download goes on through an upgrade;
+//! - `tun`: `[tun] offload` changed by upgrades under transfers, and a new `[tun] name`
+//!   refused.
 //!
 //! Privileged: every test is `#[ignore]`d (run as root with `--include-ignored`).
 
@@ -17,6 +19,7 @@ mod quic;
 mod reconfigure;
 mod requests;
 mod transfers;
+mod tun;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;

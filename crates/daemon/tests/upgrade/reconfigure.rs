@@ -34,7 +34,7 @@ fn get_c(tb: &Topology, port: u16) -> Result<u16, ErrorKind> {
 }
 
 /// Starts `POST /sink` of `total` bytes on `s` and sends the first half.
-fn half_upload(s: &mut TcpStream, total: u64) {
+pub(super) fn half_upload(s: &mut TcpStream, total: u64) {
     write!(
         s,
         "POST /sink HTTP/1.1\r\nHost: a.example\r\nContent-Length: {total}\r\nConnection: close\r\n\r\n"
@@ -43,7 +43,7 @@ fn half_upload(s: &mut TcpStream, total: u64) {
     send(s, 0, total / 2);
 }
 
-fn send(s: &mut TcpStream, from: u64, to: u64) {
+pub(super) fn send(s: &mut TcpStream, from: u64, to: u64) {
     let mut buf = vec![0u8; 64 * 1024];
     let mut at = from;
     while at < to {
