@@ -23,7 +23,8 @@ impl Topology {
     pub fn set_link_mtus(&self, client: u16, backend: u16) -> Result<(), Error> {
         let (client, backend) = (client.to_string(), backend.to_string());
         self.client.ip(["link", "set", "eth0", "mtu", &client])?;
-        self.router.ip(["link", "set", "to-client", "mtu", &client])?;
+        self.router
+            .ip(["link", "set", "to-client", "mtu", &client])?;
         for dev in ["to-a", "to-b", "br0"] {
             self.router.ip(["link", "set", dev, "mtu", &backend])?;
         }
@@ -109,7 +110,8 @@ mod tests {
                            TcpExt: 0 7 1\n\
                            IpExt: InNoRoutes InTruncatedPkts\n\
                            IpExt: 3 4\n";
-    const SNMP6: &str = "Ip6InReceives                   \t12\nIcmp6InPktTooBigs               \t5\n";
+    const SNMP6: &str =
+        "Ip6InReceives                   \t12\nIcmp6InPktTooBigs               \t5\n";
 
     #[test]
     fn counters_are_found_by_their_nstat_names() {

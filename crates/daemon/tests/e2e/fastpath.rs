@@ -35,7 +35,11 @@ pub(super) fn scrape(k: &kracauer_testbed::Kracauer<'_>) -> String {
 
 /// Downloads and uploads `n` bytes each way, checking every byte, and returns the TUN
 /// packets and the metrics' bytes by direction once the flows have ended.
-pub(super) fn both_ways(tb: &Topology, k: &kracauer_testbed::Kracauer<'_>, n: u64) -> (u64, u64, u64) {
+pub(super) fn both_ways(
+    tb: &Topology,
+    k: &kracauer_testbed::Kracauer<'_>,
+    n: u64,
+) -> (u64, u64, u64) {
     assert_eq!(tb.download("a.example", n).expect("download"), n);
     let reply = tb.upload("a.example", n).expect("upload");
     assert!(

@@ -6,10 +6,10 @@
 //! segments that fit, which the kernel path carries again.
 
 use kracauer_testbed::topology::{CLIENT_V4, CLIENT_V6, SERVICE_V4};
-use kracauer_testbed::{Netns, Topology, Variant, require_privileged};
+use kracauer_testbed::{Netns, Topology, Variant, prom, require_privileged};
 
 use super::KRACAUER;
-use super::fastpath::{both_ways, config};
+use super::fastpath::{both_ways, config, scrape};
 use super::figure;
 
 /// Bytes each way: through the TUN alone this is well over 6,000 packets (GSO
@@ -59,12 +59,13 @@ fn fast_path_flows_cross_a_1280_backend_link_through_translated_packet_too_big()
     let (unreach1, oow1) = icmp_counters(&tb.client, false);
     let backend1 = icmp_counters(&tb.backend_a, true);
     let client_route = route(&tb.client, &SERVICE_V4.to_string());
+    let repeated = prom::drops(&scrape(&k), "backend_too_big_repeated");
     figure(&format!(
         "path MTU, fast path on (client link 1400, backend link 1280): {N} bytes each way \
          intact; TUN packets {tun_packets}; bytes counted to backend {to_backend}, to client \
-         {to_client}; Fragmentation Needed received by the client +{}; client \
-         TcpExtOutOfWindowIcmps +{}; backend a TcpExtOutOfWindowIcmps +{}; client route: \
-         {client_route}",
+         {to_client}; Fragmentation Needed received by the client +{} (repeats not passed \
+         on {repeated}); client TcpExtOutOfWindowIcmps +{}; backend a \
+         TcpExtOutOfWindowIcmps +{}; client route: {client_route}",
         unreach1 - unreach0,
         oow1 - oow0,
         backend1.1 - backend0.1,
@@ -82,8 +83,14 @@ fn fast_path_flows_cross_a_1280_backend_link_through_translated_packet_too_big()
         unreach1 > unreach0,
         "the client got the translated Fragmentation Needed"
     );
-    assert_eq!(oow1, oow0, "the client's kernel accepted every translated error");
-    assert_eq!(backend1.1, backend0.1, "no error reached backend a out of window");
+    assert_eq!(
+        oow1, oow0,
+        "the client's kernel accepted every translated error"
+    );
+    assert_eq!(
+        backend1.1, backend0.1,
+        "no error reached backend a out of window"
+    );
     assert!(
         client_route.contains("mtu 1260"),
         "the client learned 1280 − 20: {client_route}"
@@ -124,12 +131,13 @@ fn fast_path_flows_cross_a_small_ipv4_mtu_through_translated_fragmentation_neede
     let client1 = icmp_counters(&tb.client, false);
     let (too_big1, oow1) = icmp_counters(&tb.backend_a, true);
     let backend_route = route(&tb.backend_a, &CLIENT_V6.to_string());
+    let repeated = prom::drops(&scrape(&k), "client_too_big_repeated");
     figure(&format!(
         "path MTU, fast path on (router's route to the client 1280): {N} bytes each way \
          intact; TUN packets {tun_packets}; bytes counted to backend {to_backend}, to client \
-         {to_client}; Packet Too Big received by backend a +{}; backend a \
-         TcpExtOutOfWindowIcmps +{}; client TcpExtOutOfWindowIcmps +{}; backend a's route: \
-         {backend_route}",
+         {to_client}; Packet Too Big received by backend a +{} (repeats not passed on \
+         {repeated}); backend a TcpExtOutOfWindowIcmps +{}; client TcpExtOutOfWindowIcmps \
+         +{}; backend a's route: {backend_route}",
         too_big1 - too_big0,
         oow1 - oow0,
         client1.1 - client0.1,
@@ -146,8 +154,14 @@ fn fast_path_flows_cross_a_small_ipv4_mtu_through_translated_fragmentation_neede
         too_big1 > too_big0,
         "backend a got the translated Packet Too Big"
     );
-    assert_eq!(oow1, oow0, "backend a's kernel accepted every translated error");
-    assert_eq!(client1.1, client0.1, "no error reached the client out of window");
+    assert_eq!(
+        oow1, oow0,
+        "backend a's kernel accepted every translated error"
+    );
+    assert_eq!(
+        client1.1, client0.1,
+        "no error reached the client out of window"
+    );
     assert!(
         backend_route.contains("mtu 1300"),
         "backend a learned 1280 + 20: {backend_route}"

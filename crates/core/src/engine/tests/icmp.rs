@@ -257,10 +257,7 @@ fn packet_too_big_repeating_the_last_mtu_for_the_flow_within_100_ms_is_dropped_a
     h.now = h.now + std::time::Duration::from_millis(100);
     let (v, out) = run(&mut h, too_big(1280));
     assert_eq!((v, out.len()), (Verdict::Consumed, 1));
-    assert_eq!(
-        h.engine.stats().drops(DropReason::BackendTooBigRepeated),
-        3
-    );
+    assert_eq!(h.engine.stats().drops(DropReason::BackendTooBigRepeated), 3);
 }
 
 #[test]
