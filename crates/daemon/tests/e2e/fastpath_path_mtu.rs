@@ -28,8 +28,9 @@ fn icmp_counters(ns: &Netns, v6: bool) -> (u64, u64) {
         "IcmpInDestUnreachs"
     };
     (
-        ns.net_counter(received).unwrap(),
-        ns.net_counter("TcpExtOutOfWindowIcmps").unwrap(),
+        ns.net_counter(received).expect("an ICMP counter"),
+        ns.net_counter("TcpExtOutOfWindowIcmps")
+            .expect("TcpExtOutOfWindowIcmps"),
     )
 }
 
