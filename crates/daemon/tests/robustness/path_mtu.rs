@@ -17,9 +17,8 @@ fn large_transfers_cross_small_mtus_through_translated_packet_too_big() {
     // Client link 1400, backend link 1280 (the IPv6 minimum); the TUN stays at 1500, so
     // Kracauer announces MSS 1440 and the small links must be found by PMTUD.
     tb.set_link_mtus(1400, 1280).unwrap();
-    // The TUN path's translation of the errors is what is checked here (the kernel fast
-    // path passes ICMP to the TUN path too, but carries the data: its own MTU handling
-    // is the fast-path tests' and the differential test's).
+    // The TUN path alone here; the same with the kernel fast path carrying the data is
+    // `e2e/fastpath_path_mtu.rs`.
     let config = tb
         .config("")
         .replacen("mtu = 1500\n", "mtu = 1500\nfastpath = \"off\"\n", 1);
