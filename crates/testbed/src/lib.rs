@@ -33,6 +33,7 @@ pub mod netns;
 pub mod outage;
 pub mod pattern;
 pub mod pki;
+mod pmtu;
 pub mod prom;
 pub mod quic;
 pub mod scaleout;

@@ -70,6 +70,7 @@ drop_reasons! {
     ClientQuicNoFlow = "client_quic_no_flow", Client, "UDP datagram to a QUIC port for no flow that starts none: no long header (a short header whose connection ID no backend chose, garbage), or a Handshake or 0-RTT packet.";
     ClientQuicDiscarded = "client_quic_discarded", Client, "QUIC Initial for no flow that a server discards too (in a datagram under 1200 bytes, not authenticating, a version Kracauer cannot read in a short datagram).";
     ClientTooBig = "client_too_big", Client, "IPv4 datagram too large for the IPv6 MTU once translated (answered with ICMP fragmentation needed when DF is set).";
+    ClientTooBigRepeated = "client_too_big_repeated", Client, "ICMP fragmentation needed for a flow whose backend was sent Packet Too Big with the same MTU less than 100 ms before: it already lowered its MSS and sent again what was in flight.";
     BackendMalformed = "backend_malformed", Backend, "IPv6 or TCP header that does not parse.";
     BackendNotPrefix = "backend_not_prefix", Backend, "IPv6 packet whose destination is not in the translation prefix.";
     BackendNoFlow = "backend_no_flow", Backend, "Segment for no known flow (answered with RST).";
@@ -77,6 +78,7 @@ drop_reasons! {
     BackendBadSynAck = "backend_bad_synack", Backend, "SYN-ACK whose ACK number does not match the SYN Kracauer sent.";
     BackendUnexpected = "backend_unexpected", Backend, "Segment the flow's state cannot use (data before the handshake ended).";
     BackendIcmp = "backend_icmp", Backend, "ICMPv6 that is not an error about a known flow, or that cannot be translated.";
+    BackendTooBigRepeated = "backend_too_big_repeated", Backend, "ICMPv6 Packet Too Big for a flow whose client was sent fragmentation needed with the same MTU less than 100 ms before: it already lowered its MSS and sent again what was in flight.";
     BackendNotTcp = "backend_not_tcp", Backend, "IPv6 packet to the prefix that is neither TCP, UDP nor ICMPv6.";
     BackendUdpNoFlow = "backend_udp_no_flow", Backend, "UDP datagram from a backend for no QUIC flow (dropped silently).";
     FlowTableFull = "flow_table_full", Internal, "No room for a new flow (max_flows).";

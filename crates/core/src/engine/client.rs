@@ -45,7 +45,7 @@ impl Engine {
         }
         match ip.protocol() {
             ip_proto::TCP => {}
-            ip_proto::ICMP => return self.client_icmp(packet, out),
+            ip_proto::ICMP => return self.client_icmp(now, packet, out),
             ip_proto::UDP => return self.handle_client_udp(now, buf, start, checksum, out),
             _ => return Verdict::Dropped(DropReason::ClientNotService),
         }

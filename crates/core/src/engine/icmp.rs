@@ -4,14 +4,25 @@
 //! ICMP errors whose embedded sequence number is outside its window). An error about the
 //! backend SYN fails that attempt at once: the next backend of the pool, or the client's
 //! RST. Echo requests to a service address are answered.
+//!
+//! A Packet Too Big (or Fragmentation Needed) that repeats, for the same flow and the same
+//! MTU, one translated less than [`TOO_BIG_REPEAT`] before is dropped: the first one made
+//! the sender lower its MSS and send again everything it had in flight, so the later
+//! ones, about segments already sent again, tell it nothing. With the kernel fast path
+//! they would also come late: the too-big segments take the TUN path, the smaller ones
+//! sent again take the kernel's and may be acknowledged before the errors about the
+//! first ones come back, which the sender's kernel then counts out of window
+//! (`TcpExtOutOfWindowIcmps`).
 
 use std::net::{Ipv4Addr, Ipv6Addr};
+use std::time::Duration;
 
 use super::{Engine, Verdict};
 use crate::base::{BackendKey, ClientKey};
 use crate::engine::event::ConnectFailure;
 use crate::engine::output::Output;
 use crate::engine::stats::DropReason;
+use crate::flow::table::FlowId;
 use crate::flow::{Flow, Phase};
 use crate::time::Time;
 use crate::wire::icmpv4::msg_type as v4type;
@@ -19,6 +30,21 @@ use crate::wire::icmpv6::msg_type as v6type;
 use crate::wire::{Icmpv4Packet, Icmpv6Packet, Ipv4Packet, Ipv6Packet, ip_proto};
 use crate::xlat::{HopLimit, InnerFlow, InnerMapping, InnerProtocol, NextHopMtus};
 use crate::xlat::{IcmpV4Params, IcmpV6Params, icmpv4_to_icmpv6, icmpv6_to_icmpv4};
+
+/// How long a translated Packet Too Big (or Fragmentation Needed) stands for the repeats
+/// of its MTU for its flow: well under the least retransmission timeout (200 ms in Linux),
+/// so that if the translated error is lost, the sender's next try is answered again.
+const TOO_BIG_REPEAT: Duration = Duration::from_millis(100);
+
+/// The last Packet Too Big or Fragmentation Needed an engine translated: its flow, which
+/// side it went to, the MTU it reported and when.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct TooBig {
+    flow: FlowId,
+    to_client: bool,
+    mtu: u32,
+    at: Time,
+}
 
 /// Largest ICMPv4 error Kracauer makes (RFC 1812 §4.3.2.3).
 const MAX_ICMPV4: usize = 576;
@@ -171,6 +197,15 @@ impl Engine {
             },
             identification: self.ident(),
         };
+        let too_big = (icmp.msg_type() == v6type::PACKET_TOO_BIG).then(|| TooBig {
+            flow: id,
+            to_client: true,
+            mtu: icmp.mtu(),
+            at: now,
+        });
+        if too_big.is_some_and(|t| self.repeats_too_big(&t)) {
+            return Verdict::Dropped(DropReason::BackendTooBigRepeated);
+        }
         let mut map = FlowMap {
             to_client: Some((ck, delta)),
             to_backend: None,
@@ -180,6 +215,7 @@ impl Engine {
         }) {
             Ok(Ok(())) => {
                 self.stats.made += 1;
+                self.last_too_big = too_big.or(self.last_too_big);
                 Verdict::Consumed
             }
             Ok(Err(_)) => Verdict::Dropped(DropReason::BackendIcmp),
@@ -189,7 +225,7 @@ impl Engine {
 
     /// An ICMPv4 packet to a service address: echo requests are answered; an error about
     /// a packet of a spliced flow becomes an ICMPv6 error to its backend.
-    pub(super) fn client_icmp(&mut self, packet: &[u8], out: &mut Output) -> Verdict {
+    pub(super) fn client_icmp(&mut self, now: Time, packet: &[u8], out: &mut Output) -> Verdict {
         let Ok(ip) = Ipv4Packet::new_checked(packet) else {
             return Verdict::Dropped(DropReason::ClientMalformed);
         };
@@ -242,6 +278,17 @@ impl Engine {
                 ipv6: u32::from(self.config.ipv6_mtu),
             },
         };
+        let frag_needed = icmp.msg_type() == v4type::DEST_UNREACHABLE
+            && icmp.code() == crate::wire::icmpv4::unreachable::FRAG_NEEDED;
+        let too_big = frag_needed.then(|| TooBig {
+            flow: id,
+            to_client: false,
+            mtu: u32::from(icmp.next_hop_mtu()),
+            at: now,
+        });
+        if too_big.is_some_and(|t| self.repeats_too_big(&t)) {
+            return Verdict::Dropped(DropReason::ClientTooBigRepeated);
+        }
         let mut map = FlowMap {
             to_client: None,
             to_backend: Some((bk, client6, delta)),
@@ -251,11 +298,21 @@ impl Engine {
         }) {
             Ok(Ok(())) => {
                 self.stats.made += 1;
+                self.last_too_big = too_big.or(self.last_too_big);
                 Verdict::Consumed
             }
             Ok(Err(_)) => Verdict::Dropped(DropReason::ClientIcmp),
             Err(_) => Verdict::Dropped(DropReason::OutputFull),
         }
+    }
+
+    /// Whether `t` repeats the last Packet Too Big or Fragmentation Needed translated:
+    /// the same flow, side and MTU, less than [`TOO_BIG_REPEAT`] after it.
+    fn repeats_too_big(&self, t: &TooBig) -> bool {
+        self.last_too_big.is_some_and(|last| {
+            (last.flow, last.to_client, last.mtu) == (t.flow, t.to_client, t.mtu)
+                && t.at.saturating_since(last.at) < TOO_BIG_REPEAT
+        })
     }
 
     /// Answers an echo request to a service address.

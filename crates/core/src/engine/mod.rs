@@ -136,6 +136,9 @@ pub struct Engine {
     cookie_clock: Option<u64>,
     /// QUIC flows (`udp.rs`, `udp_backend.rs`).
     udp: udp::UdpState,
+    /// The last Packet Too Big or Fragmentation Needed translated (`icmp.rs`): its
+    /// repeats are not.
+    last_too_big: Option<icmp::TooBig>,
 }
 
 /// Most events kept when nobody drains them.
@@ -192,6 +195,7 @@ impl Engine {
             settling_until: Time::ZERO,
             cookie_clock: None,
             udp,
+            last_too_big: None,
             routes,
             health: Arc::default(),
             config,

@@ -12,14 +12,14 @@ use kracauer_testbed::{Topology, Variant, client, require_privileged, require_pr
 use super::{KRACAUER, eventually};
 
 /// A testbed configuration with the fast path on, and `extra` appended.
-fn config(tb: &Topology, extra: &str) -> String {
+pub(super) fn config(tb: &Topology, extra: &str) -> String {
     let c = tb.config(extra);
     assert!(c.contains("mtu = 1500\n"), "{c}");
     c.replace("mtu = 1500\n", "mtu = 1500\nfastpath = \"on\"\n")
 }
 
 /// The sum of every series of `name` in a scrape.
-fn metric_sum(body: &str, name: &str) -> u64 {
+pub(super) fn metric_sum(body: &str, name: &str) -> u64 {
     body.lines()
         .filter(|l| {
             l.strip_prefix(name)
@@ -29,13 +29,17 @@ fn metric_sum(body: &str, name: &str) -> u64 {
         .sum::<f64>() as u64
 }
 
-fn scrape(k: &kracauer_testbed::Kracauer<'_>) -> String {
+pub(super) fn scrape(k: &kracauer_testbed::Kracauer<'_>) -> String {
     k.metrics().map(|r| r.body).unwrap_or_default()
 }
 
 /// Downloads and uploads `n` bytes each way, checking every byte, and returns the TUN
 /// packets and the metrics' bytes by direction once the flows have ended.
-fn both_ways(tb: &Topology, k: &kracauer_testbed::Kracauer<'_>, n: u64) -> (u64, u64, u64) {
+pub(super) fn both_ways(
+    tb: &Topology,
+    k: &kracauer_testbed::Kracauer<'_>,
+    n: u64,
+) -> (u64, u64, u64) {
     assert_eq!(tb.download("a.example", n).expect("download"), n);
     let reply = tb.upload("a.example", n).expect("upload");
     assert!(

@@ -10,6 +10,8 @@
 //! namespaces and deletes them on drop, also when it fails, so the tests run in parallel.
 
 mod fastpath;
+mod fastpath_firewall;
+mod fastpath_path_mtu;
 mod heads;
 mod hellos;
 mod lifecycle;
@@ -31,6 +33,11 @@ use kracauer_testbed::{Reply, Topology, client, pattern};
 
 /// The binary under test.
 const KRACAUER: &str = env!("CARGO_BIN_EXE_kracauer");
+
+/// Writes a line of figures straight to stderr (the harness captures `eprintln!`).
+fn figure(line: &str) {
+    let _ = std::io::stderr().write_all(format!("[figures] {line}\n").as_bytes());
+}
 
 /// Polls `f` until it returns `Some` or `limit` passes (a bound on waiting, not a timed
 /// assertion: the condition is what is checked).

@@ -80,9 +80,10 @@ fn echo_request_to_a_service_address_is_answered() {
     assert_eq!(icmp.payload(), b"ping!");
 }
 
-#[test]
-fn packet_too_big_from_the_backend_side_becomes_frag_needed_with_the_inner_ack_mapped_back() {
-    let mut h = Harness::new();
+/// Splices a flow in `h` and sends a 1400-byte client segment through it: the splice's
+/// SYN-ACK sequence number (k) and the first 1232 bytes of the segment as Kracauer sent it
+/// to the backend (what a Packet Too Big quotes).
+fn spliced_big_segment(h: &mut Harness) -> (u32, Vec<u8>) {
     let (synack, _) = h.spliced_http(backend_linux());
     let k = synack.seg.seq.0;
     // A big client segment, as it left Kracauer towards the backend.
@@ -113,8 +114,16 @@ fn packet_too_big_from_the_backend_side_becomes_frag_needed_with_the_inner_ack_m
     let mut inner = vec![0u8; seg.v6_len()];
     seg.emit_v6(&client6(), &backend_addr(), &mut inner)
         .unwrap();
+    inner.truncate(1232);
+    (k, inner)
+}
+
+#[test]
+fn packet_too_big_from_the_backend_side_becomes_frag_needed_with_the_inner_ack_mapped_back() {
+    let mut h = Harness::new();
+    let (k, inner) = spliced_big_segment(&mut h);
     let router: Ipv6Addr = "2001:db8:1::1".parse().unwrap();
-    let (v, out) = run(&mut h, icmpv6_to_client(router, 2, 0, 1280, &inner[..1232]));
+    let (v, out) = run(&mut h, icmpv6_to_client(router, 2, 0, 1280, &inner));
     assert_eq!(v, Verdict::Consumed);
     let ip = Ipv4Packet::new_checked(&out[0][..]).unwrap();
     assert_eq!((ip.src_addr(), ip.dst_addr()), (SERVICE, CLIENT));
@@ -218,4 +227,63 @@ fn error_about_no_known_flow_is_dropped_and_counted() {
     let (v, out) = run(&mut h, icmpv4_to_service(CLIENT, 3, 1, 0, &inner));
     assert_eq!(v, Verdict::Dropped(DropReason::ClientIcmp));
     assert!(out.is_empty());
+}
+
+#[test]
+fn packet_too_big_repeating_the_last_mtu_for_the_flow_within_100_ms_is_dropped_and_counted() {
+    let mut h = Harness::new();
+    let (_, inner) = spliced_big_segment(&mut h);
+    let router: Ipv6Addr = "2001:db8:1::1".parse().unwrap();
+    let too_big = |mtu| icmpv6_to_client(router, 2, 0, mtu, &inner);
+    let (v, out) = run(&mut h, too_big(1280));
+    assert_eq!((v, out.len()), (Verdict::Consumed, 1));
+    // The client lowered its MSS and sent everything in flight again: the errors about
+    // the other segments it had sent tell it nothing, and may come after those were
+    // acknowledged.
+    for _ in 0..2 {
+        let (v, out) = run(&mut h, too_big(1280));
+        assert_eq!(v, Verdict::Dropped(DropReason::BackendTooBigRepeated));
+        assert!(out.is_empty());
+    }
+    h.now = h.now + std::time::Duration::from_millis(99);
+    let (v, _) = run(&mut h, too_big(1280));
+    assert_eq!(v, Verdict::Dropped(DropReason::BackendTooBigRepeated));
+    // Another MTU is news; and once the time has passed, the same MTU is answered again
+    // (the first translation may have been lost).
+    let (v, out) = run(&mut h, too_big(1300));
+    assert_eq!((v, out.len()), (Verdict::Consumed, 1));
+    let (v, out) = run(&mut h, too_big(1280));
+    assert_eq!((v, out.len()), (Verdict::Consumed, 1));
+    h.now = h.now + std::time::Duration::from_millis(100);
+    let (v, out) = run(&mut h, too_big(1280));
+    assert_eq!((v, out.len()), (Verdict::Consumed, 1));
+    assert_eq!(h.engine.stats().drops(DropReason::BackendTooBigRepeated), 3);
+}
+
+#[test]
+fn frag_needed_repeating_the_last_mtu_for_the_flow_within_100_ms_is_dropped_and_counted() {
+    let mut h = Harness::new();
+    let (synack, _) = h.spliced_http(backend_linux());
+    let seg = Segment {
+        src_port: 80,
+        dst_port: CPORT,
+        seq: SeqNumber(synack.seg.seq.0 + 1),
+        ack: SeqNumber(C_ISN + 1),
+        flags: flags::ACK,
+        window: 4000,
+        options: TcpOptionsSpec::default(),
+        payload: &[7; 100],
+    };
+    let mut inner = vec![0u8; seg.v4_len()];
+    seg.emit_v4(SERVICE, CLIENT, 9, &mut inner).unwrap();
+    let router = Ipv4Addr::new(198, 51, 100, 1);
+    let frag_needed = || icmpv4_to_service(router, 3, 4, 1280, &inner[..48]);
+    let (v, out) = run(&mut h, frag_needed());
+    assert_eq!((v, out.len()), (Verdict::Consumed, 1));
+    let (v, out) = run(&mut h, frag_needed());
+    assert_eq!(v, Verdict::Dropped(DropReason::ClientTooBigRepeated));
+    assert!(out.is_empty());
+    h.now = h.now + std::time::Duration::from_millis(100);
+    let (v, out) = run(&mut h, frag_needed());
+    assert_eq!((v, out.len()), (Verdict::Consumed, 1));
 }
