@@ -127,7 +127,10 @@ pub async fn reload(path: &Path, running: &mut Running) {
         sc.set_mtu(mtu);
     }
     for what in &plan.restart {
-        let how = if matches!(*what, "limits.max_flows" | "[log]" | "[scale_out]") {
+        let how = if matches!(
+            *what,
+            "limits.max_flows" | "[log]" | "[scale_out]" | "[tun] restart_grace"
+        ) {
             "an upgrade (SIGUSR2) or a restart"
         } else {
             "a restart"
@@ -440,16 +443,21 @@ pub fn messages(
 }
 
 /// The settings that differ between `a` and `b` and a reload cannot apply:
-/// `limits.max_flows`, `[log]` and `[scale_out]` take an upgrade (SIGUSR2) or a restart,
+/// `limits.max_flows`, `[log]`, `[scale_out]` and `[tun] restart_grace` take an upgrade
+/// (SIGUSR2: the new process starts its own carrier keeper) or a restart, the rest of
 /// `[tun]` but its `mtu` a restart.
 pub fn needs_restart(a: &Config, b: &Config) -> Vec<&'static str> {
     let mut out = Vec::new();
     let same_mtu = crate::config::Tun {
         mtu: a.tun.mtu,
+        restart_grace: a.tun.restart_grace,
         ..b.tun.clone()
     };
     if a.tun != same_mtu {
         out.push("[tun]");
+    }
+    if a.tun.restart_grace != b.tun.restart_grace {
+        out.push("[tun] restart_grace");
     }
     if a.log != b.log {
         out.push("[log]");
