@@ -136,17 +136,19 @@ impl ScaleOut {
         &self.guard.dir
     }
 
-    /// Kracauer's configuration for instance `i` (1 or 2): its number, its prefix, the
-    /// service address routed to it (HTTP on port 80), a.example to backend a and
-    /// b.example to backend b, metrics on 127.0.0.1:9641 in its namespace.
+    /// Kracauer's configuration for instance `i` (1 or 2): its number, its prefix, two
+    /// workers, the kernel fast path as by default (`auto`) and the default
+    /// `restart_grace`, the service address routed to it (HTTP on port 80), a.example to
+    /// backend a and b.example to backend b, metrics on 127.0.0.1:9641 in its namespace.
     pub fn config(i: u8) -> String {
+        Self::config_with_tun(i, "")
+    }
+
+    /// [`config`](Self::config) with more `[tun]` lines (e.g. `restart_grace = "60s"`).
+    pub fn config_with_tun(i: u8, tun: &str) -> String {
         let mut c = String::new();
         let _ = writeln!(c, "instance = {i}\nprefix = \"{}\"\n", prefix(i));
-        // Without the fast path: BIRD withdraws a killed instance because its routes go
-        // with its TUN, and the fast path keeps the TUN (persistent) through a crash so
-        // that its flows survive. The two do not combine yet (an open question for
-        // scale-out: withdraw on crash, or keep the crashed instance's flows).
-        let _ = writeln!(c, "[tun]\nworkers = 2\nfastpath = \"off\"\n");
+        let _ = writeln!(c, "[tun]\nworkers = 2\n{tun}\n");
         let _ = writeln!(
             c,
             "[[listen]]\naddress = \"{SERVICE_V4}\"\nhttp = [{HTTP_PORT}]\n"
@@ -265,8 +267,8 @@ fn instance_bird(i: u8) -> Result<String, Error> {
         (u6_1.to_string(), u6.to_string()),
         (prefix(1), prefix(i)),
         (
-            "KRACAUER_PROTO = 108;".to_owned(),
-            format!("KRACAUER_PROTO = {};", 107 + i),
+            "via \"kracauer1\"".to_owned(),
+            format!("via \"kracauer{i}\""),
         ),
     ] {
         if !text.contains(&from) {

@@ -25,12 +25,12 @@ fn other_lines_do_not_end_the_keeper_early() {
 #[test]
 fn a_read_error_counts_as_the_daemon_gone() {
     struct Broken;
-    impl std::io::Read for Broken {
-        fn read(&mut self, _: &mut [u8]) -> std::io::Result<usize> {
-            Err(std::io::Error::other("broken pipe"))
+    impl io::Read for Broken {
+        fn read(&mut self, _: &mut [u8]) -> io::Result<usize> {
+            Err(io::Error::other("broken pipe"))
         }
     }
-    assert_eq!(ending(std::io::BufReader::new(Broken)), Ending::Gone);
+    assert_eq!(ending(BufReader::new(Broken)), Ending::Gone);
 }
 
 #[test]

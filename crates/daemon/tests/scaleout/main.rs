@@ -1,8 +1,10 @@
 //! Scale-out end to end (docs/scale-out.md): instances that never collide on one host
 //! (`instances`), and instances behind an upstream router that spreads flows over them
 //! by ECMP, each announced by its own BIRD (`bgp`, on the testbed's
-//! [`ScaleOut`](kracauer_testbed::scaleout::ScaleOut) topology), and a returning
-//! instance that breaks no running flow with second chance (`rebalance`).
+//! [`ScaleOut`](kracauer_testbed::scaleout::ScaleOut) topology), a crash withdrawn only
+//! when no restart comes within the grace (`crash`), and a returning instance that
+//! breaks no running flow with second chance (`rebalance`). The instances run the
+//! kernel fast path, as by default.
 //!
 //! Privileged: every test is `#[ignore]`d (run them as root with `--include-ignored`) and
 //! panics when root, `ip` or BIRD is missing. Every test builds its own uniquely named
@@ -11,6 +13,7 @@
 #![allow(clippy::unwrap_used)] // test helpers: a failed step is a failed test
 
 mod bgp;
+mod crash;
 mod instances;
 mod rebalance;
 
