@@ -107,6 +107,31 @@ impl<'tb> Kracauer<'tb> {
         )
     }
 
+    /// [`Kracauer::start_in`] inside `holder`'s mount namespace (see
+    /// [`start_held`](Self::start_held)); `holder` runs in `ns`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn start_in_held(
+        ns: &Netns,
+        holder: &BpffsHolder,
+        dir: &Path,
+        log: &str,
+        config_file: &str,
+        binary: &Path,
+        config: &str,
+        tun: &str,
+    ) -> Result<Self, Error> {
+        Self::start_cmd(
+            ns,
+            holder.command(binary),
+            dir,
+            log,
+            config_file,
+            binary,
+            config,
+            tun,
+        )
+    }
+
     #[allow(clippy::too_many_arguments)]
     fn start_cmd(
         ns: &Netns,

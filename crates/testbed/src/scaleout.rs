@@ -20,7 +20,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use crate::bird::Bird;
-use crate::kracauer::Kracauer;
+use crate::kracauer::{BpffsHolder, Kracauer};
 use crate::netns::Netns;
 use crate::server::{ContactLog, Mode, Server};
 use crate::topology::{BACKEND_A, BACKEND_B, CLIENT_V4, Guard, HTTP_PORT, ROUTER_V4, SERVICE_V4};
@@ -194,6 +194,29 @@ impl ScaleOut {
         let n = self.starts.fetch_add(1, Ordering::SeqCst);
         Kracauer::start_in(
             &self.hosts[usize::from(i - 1)],
+            self.dir(),
+            &format!("kracauer{i}-{n}"),
+            &format!("kracauer{i}.toml"),
+            binary,
+            config,
+            &format!("kracauer{i}"),
+        )
+    }
+
+    /// [`start_kracauer_with`](Self::start_kracauer_with) inside `holder`'s mount
+    /// namespace (a [`BpffsHolder`] started in instance `i`'s host): its bpffs, and the
+    /// fast path's pins, outlive the daemon as a host's do, for a restart to adopt.
+    pub fn start_kracauer_held(
+        &self,
+        i: u8,
+        holder: &BpffsHolder,
+        binary: &Path,
+        config: &str,
+    ) -> Result<Kracauer<'_>, Error> {
+        let n = self.starts.fetch_add(1, Ordering::SeqCst);
+        Kracauer::start_in_held(
+            &self.hosts[usize::from(i - 1)],
+            holder,
             self.dir(),
             &format!("kracauer{i}-{n}"),
             &format!("kracauer{i}.toml"),

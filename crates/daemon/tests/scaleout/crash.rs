@@ -12,8 +12,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use kracauer_testbed::require_privileged_and;
 use kracauer_testbed::scaleout::ScaleOut;
+use kracauer_testbed::{BpffsHolder, require_privileged_and};
 
 use super::bgp::{
     HOLD_TIME, build, downloads, hosts, intact, paced_download, seen_from, wait_announced,
@@ -75,16 +75,19 @@ fn end_keeper(pid: i32) {
 }
 
 #[test]
-#[ignore = "privileged: needs root, network namespaces, a TUN device and BIRD (run with --include-ignored)"]
+#[ignore = "privileged: needs root, network namespaces, a TUN device, BIRD and nsenter (run with --include-ignored)"]
 fn a_crashed_instance_not_restarted_is_withdrawn_after_the_grace_and_new_connections_use_the_other()
 {
     require_privileged_and(
         "a_crashed_instance_not_restarted_is_withdrawn_after_the_grace_and_new_connections_use_the_other",
-        &["bird"],
+        &["bird", "nsenter"],
     );
     let (_turn, so) = build();
+    let holder = BpffsHolder::start(&so.hosts[0]).unwrap();
     // The default configuration: the fast path (auto) and restart_grace 5 s.
-    let k1 = so.start_kracauer(1, Path::new(KRACAUER)).unwrap();
+    let k1 = so
+        .start_kracauer_held(1, &holder, Path::new(KRACAUER), &ScaleOut::config(1))
+        .unwrap();
     let _k2 = so.start_kracauer(2, Path::new(KRACAUER)).unwrap();
     wait_announced(&so, &[1, 2]);
     let log = k1.log();
@@ -160,18 +163,20 @@ fn a_crashed_instance_not_restarted_is_withdrawn_after_the_grace_and_new_connect
 }
 
 #[test]
-#[ignore = "privileged: needs root, network namespaces, a TUN device and BIRD (run with --include-ignored)"]
+#[ignore = "privileged: needs root, network namespaces, a TUN device, BIRD and nsenter (run with --include-ignored)"]
 fn a_crashed_instance_restarted_within_the_grace_withdraws_nothing_and_its_spliced_transfers_complete()
  {
     require_privileged_and(
         "a_crashed_instance_restarted_within_the_grace_withdraws_nothing_and_its_spliced_transfers_complete",
-        &["bird"],
+        &["bird", "nsenter"],
     );
     let (_turn, so) = build();
     // A grace long enough for a restart on a loaded machine.
     let config = ScaleOut::config_with_tun(1, "restart_grace = \"60s\"");
+    // bpffs outlives the daemon, as on a host: the restart adopts the kernel path's flows.
+    let holder = BpffsHolder::start(&so.hosts[0]).unwrap();
     let k1 = so
-        .start_kracauer_with(1, Path::new(KRACAUER), &config)
+        .start_kracauer_held(1, &holder, Path::new(KRACAUER), &config)
         .unwrap();
     let _k2 = so.start_kracauer(2, Path::new(KRACAUER)).unwrap();
     wait_announced(&so, &[1, 2]);
@@ -221,7 +226,7 @@ fn a_crashed_instance_restarted_within_the_grace_withdraws_nothing_and_its_splic
     };
     k1.kill9().unwrap();
     let k1 = so
-        .start_kracauer_with(1, Path::new(KRACAUER), &config)
+        .start_kracauer_held(1, &holder, Path::new(KRACAUER), &config)
         .unwrap();
     assert!(
         alive(keeper),
