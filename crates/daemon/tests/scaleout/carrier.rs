@@ -1,10 +1,13 @@
-//! A crash (`kill -9`) of an instance running the kernel fast path, on the ECMP topology
-//! with BIRD following the TUN's link (`check link`, docs/scale-out/bird-instance.conf):
-//! - not restarted: its carrier keeper keeps the carrier for `[tun] restart_grace`, then
-//!   lets go; the carrier goes off, BIRD withdraws the instance by an UPDATE, and every
-//!   new connection succeeds through the other instance;
-//! - restarted within the grace: nothing is withdrawn upstream, and transfers the fast
-//!   path carried through the crash are adopted and complete intact.
+//! The TUN's carrier as the signal BIRD follows (`check link`,
+//! docs/scale-out/bird-instance.conf), on the ECMP topology, for an instance running the
+//! kernel fast path and so a carrier keeper:
+//! - `kill -9`, not restarted: the keeper keeps the carrier for `[tun] restart_grace`,
+//!   then lets go; the carrier goes off, BIRD withdraws the instance by an UPDATE, and
+//!   every new connection succeeds through the other instance;
+//! - `kill -9`, restarted within the grace: nothing is withdrawn upstream, and transfers
+//!   the fast path carried through the crash are adopted and complete intact;
+//! - a live upgrade: nothing is withdrawn; the old process's keeper lets go after its
+//!   grace while the new process's holds the carrier.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -16,7 +19,8 @@ use kracauer_testbed::scaleout::ScaleOut;
 use kracauer_testbed::{BpffsHolder, require_privileged_and};
 
 use super::bgp::{
-    HOLD_TIME, build, downloads, hosts, intact, paced_download, seen_from, wait_announced,
+    HOLD_TIME, build, downloads, hosts, intact, paced_download, seen_from, took_over,
+    wait_announced,
 };
 use super::{KRACAUER, eventually};
 
@@ -267,4 +271,95 @@ fn a_crashed_instance_restarted_within_the_grace_withdraws_nothing_and_its_splic
     assert!(k1.terminate().unwrap().success());
     wait_announced(&so, &[2]);
     end_keeper(keeper);
+}
+
+#[test]
+#[ignore = "privileged: needs root, network namespaces, a TUN device and BIRD (run with --include-ignored)"]
+fn a_live_upgrade_of_a_fast_path_instance_withdraws_nothing_and_the_new_process_keeps_the_carrier()
+{
+    require_privileged_and(
+        "a_live_upgrade_of_a_fast_path_instance_withdraws_nothing_and_the_new_process_keeps_the_carrier",
+        &["bird"],
+    );
+    // The upgraded daemon is not our child: be its reaper.
+    rustix::process::set_child_subreaper(Some(rustix::process::getpid())).unwrap();
+    let (_turn, so) = build();
+    let k1 = so.start_kracauer(1, Path::new(KRACAUER)).unwrap();
+    let _k2 = so.start_kracauer(2, Path::new(KRACAUER)).unwrap();
+    wait_announced(&so, &[1, 2]);
+    let old_keeper = keeper_pid(&k1.log()).unwrap_or_else(|| panic!("no keeper: {}", k1.log()));
+    let counters = |p: &str| so.bird_upstream.protocol(p).unwrap();
+    let (v4, v6) = (counters("k1_4"), counters("k1_6"));
+
+    let watching = Arc::new(AtomicBool::new(true));
+    let missing = {
+        let up = so.upstream.clone();
+        let watching = watching.clone();
+        thread::spawn(move || {
+            let mut missing = Vec::new();
+            while watching.load(Ordering::Relaxed) {
+                let routes = up
+                    .ip(["-4", "route", "show", "203.0.113.10"])
+                    .unwrap_or_default();
+                if !routes.contains(&ScaleOut::host_v4(1).to_string()) {
+                    missing.push(routes);
+                }
+                thread::sleep(Duration::from_millis(10));
+            }
+            missing
+        })
+    };
+    rustix::process::kill_process(
+        rustix::process::Pid::from_raw(k1.pid() as i32).unwrap(),
+        rustix::process::Signal::USR2,
+    )
+    .unwrap();
+    let new = eventually("the upgrade to commit", Duration::from_secs(60), || {
+        took_over(&k1.log())
+    });
+    let _end = super::EndOnDrop::new(new);
+    let new_keeper = eventually("the new process's keeper", Duration::from_secs(30), || {
+        keeper_pid(&k1.log()).filter(|&k| k != old_keeper)
+    });
+    // The old process's keeper holds its grace, then lets go; the new process's queues
+    // and keeper hold the carrier.
+    eventually("the old keeper to let go", Duration::from_secs(60), || {
+        (!alive(old_keeper)).then_some(())
+    });
+    assert!(
+        k1.log().contains("grace over; letting go of kracauer1"),
+        "{}",
+        k1.log()
+    );
+    assert!(alive(new_keeper));
+    let link = so.hosts[0].ip(["link", "show", "kracauer1"]).unwrap();
+    assert!(!link.contains("NO-CARRIER"), "{link}");
+    let size = 64 * 1024;
+    intact(&downloads(&so, 50, size, 10), size);
+    watching.store(false, Ordering::Relaxed);
+    let missing = missing.join().unwrap();
+    assert!(
+        missing.is_empty(),
+        "instance 1 was missing upstream: {missing:?}"
+    );
+    let (v4_after, v6_after) = (counters("k1_4"), counters("k1_6"));
+    assert!(v4_after.established() && v6_after.established());
+    assert_eq!(v4_after.withdraws, v4.withdraws, "no IPv4 withdrawal");
+    assert_eq!(v6_after.withdraws, v6.withdraws, "no IPv6 withdrawal");
+
+    // SIGTERM of the new process: withdrawn at once, its keeper stopped before it exits.
+    let pid = rustix::process::Pid::from_raw(new).unwrap();
+    rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
+    let status =
+        rustix::process::waitpid(Some(pid), rustix::process::WaitOptions::empty()).unwrap();
+    assert!(
+        status.is_some_and(|(_, s)| s.exit_status() == Some(0)),
+        "{status:?}"
+    );
+    assert!(!alive(new_keeper), "the keeper went before the daemon");
+    wait_announced(&so, &[2]);
+    assert!(
+        so.hosts[0].ip(["link", "show", "kracauer1"]).is_err(),
+        "the TUN is gone"
+    );
 }
