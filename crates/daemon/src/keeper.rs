@@ -120,7 +120,8 @@ impl Keeper {
 
     /// An orderly stop: tells the keeper to let go at once and waits until it has exited
     /// (its queue closed), so that the device can go with the daemon's last queue.
-    pub fn stop(mut self) {
+    pub fn stop(mut self, tun: &str) {
+        forget(tun, self.pid());
         if let Some(mut input) = self.input.take() {
             if let Err(e) = writeln!(input, "{STOP}") {
                 tracing::warn!("carrier keeper: cannot tell it to stop ({e}); ending it");
@@ -156,6 +157,7 @@ pub fn start(tun: &str, grace: Duration, fastpath: bool) -> Option<Keeper> {
                 k.pid(),
                 humantime::format_duration(grace)
             );
+            succeed(tun, k.pid());
             Some(k)
         }
         Err(e) => {
@@ -163,6 +165,76 @@ pub fn start(tun: &str, grace: Duration, fastpath: bool) -> Option<Keeper> {
             None
         }
     }
+}
+
+/// Where the pid of the TUN device `tun`'s running keeper is recorded: beside the
+/// sysctl record, in the runtime directory.
+pub fn record_path(tun: &str) -> std::path::PathBuf {
+    let state = crate::sysctl::state_path(tun);
+    let name = state
+        .file_name()
+        .map_or_else(String::new, |n| n.to_string_lossy().into_owned())
+        .replacen("sysctl-", "tun-", 1)
+        .replace(".state", ".keeper");
+    state.with_file_name(name)
+}
+
+/// Records `pid` as `tun`'s keeper, and ends the keeper the record named before if it
+/// still runs: it kept the carrier for a daemon that is gone (a crashed one, or the old
+/// process of a live upgrade), and this process and its own keeper hold it now. Left
+/// running, it would keep the device, and the crashed process's mount namespace, until
+/// its grace is over.
+fn succeed(tun: &str, pid: u32) {
+    let path = record_path(tun);
+    if let Some(old) = std::fs::read_to_string(&path)
+        .ok()
+        .and_then(|t| t.trim().parse::<u32>().ok())
+        .filter(|&old| old != pid && is_keeper_of(old, tun))
+    {
+        match rustix::process::Pid::from_raw(old as i32)
+            .map(|p| rustix::process::kill_process(p, rustix::process::Signal::TERM))
+        {
+            Some(Ok(())) => tracing::info!(
+                "carrier keeper: ended pid {old}, the keeper of an earlier process (this one holds the carrier now)"
+            ),
+            Some(Err(e)) => tracing::warn!("carrier keeper: cannot end pid {old}: {e}"),
+            None => {}
+        }
+    }
+    if let Err(e) = std::fs::write(&path, format!("{pid}\n")) {
+        tracing::warn!(
+            "carrier keeper: cannot record its pid at {} ({e}); the next process cannot end it early",
+            path.display()
+        );
+    }
+}
+
+/// Removes the record of `tun`'s keeper `pid` (an orderly stop ends it).
+fn forget(tun: &str, pid: u32) {
+    let path = record_path(tun);
+    let ours = std::fs::read_to_string(&path)
+        .ok()
+        .and_then(|t| t.trim().parse::<u32>().ok())
+        == Some(pid);
+    if ours {
+        let _ = std::fs::remove_file(path);
+    }
+}
+
+/// Whether process `pid` is `kracauer hold-carrier --tun TUN` (a recorded pid may have
+/// been reused by anything since).
+fn is_keeper_of(pid: u32, tun: &str) -> bool {
+    std::fs::read(format!("/proc/{pid}/cmdline"))
+        .is_ok_and(|cmdline| is_keeper_cmdline(&cmdline, tun))
+}
+
+/// Whether `cmdline` (NUL-separated, as `/proc/PID/cmdline`) is the keeper's for `tun`.
+pub fn is_keeper_cmdline(cmdline: &[u8], tun: &str) -> bool {
+    let args: Vec<&[u8]> = cmdline.split(|&b| b == 0).collect();
+    args.get(1) == Some(&SUBCOMMAND.as_bytes())
+        && args
+            .windows(2)
+            .any(|w| w[0] == b"--tun" && w[1] == tun.as_bytes())
 }
 
 /// How the daemon's side of the keeper's input ended.

@@ -530,7 +530,7 @@ async fn stop(running: Running, keeper: Option<crate::keeper::Keeper>) -> Result
         }
     }
     if let Some(k) = keeper {
-        k.stop();
+        k.stop(&config.tun.name);
     }
     drop(queues);
     // Every worker, and with it every sender, is gone: what is queued is written.

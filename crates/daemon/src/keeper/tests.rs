@@ -46,3 +46,32 @@ fn no_keeper_without_the_fast_path_or_with_a_zero_grace() {
     assert!(start("kracauer-none", Duration::from_secs(5), false).is_none());
     assert!(start("kracauer-none", Duration::ZERO, true).is_none());
 }
+
+#[test]
+fn only_the_keeper_of_that_tun_is_recognised_by_its_command_line() {
+    let keeper = b"/proc/self/exe\0hold-carrier\0--tun\0kracauer1\0--grace-ms\05000\0";
+    assert!(is_keeper_cmdline(keeper, "kracauer1"));
+    assert!(!is_keeper_cmdline(keeper, "kracauer2"));
+    assert!(!is_keeper_cmdline(keeper, "kracauer"));
+    assert!(!is_keeper_cmdline(
+        b"/usr/sbin/kracauer\0run\0--config\0/etc/kracauer/kracauer.toml\0",
+        "kracauer1"
+    ));
+    assert!(!is_keeper_cmdline(
+        b"sleep\0hold-carrier --tun kracauer1\0",
+        "kracauer1"
+    ));
+    assert!(!is_keeper_cmdline(b"", "kracauer1"));
+}
+
+#[test]
+fn the_record_lives_beside_the_sysctl_record() {
+    let path = record_path("kracauer1");
+    let sysctl = crate::sysctl::state_path("kracauer1");
+    assert_eq!(path.parent(), sysctl.parent());
+    let name = path.file_name().unwrap().to_string_lossy().into_owned();
+    assert!(
+        name.starts_with("tun-netns") && name.ends_with("-kracauer1.keeper"),
+        "{name}"
+    );
+}

@@ -4,10 +4,11 @@
 //! - `kill -9`, not restarted: the keeper keeps the carrier for `[tun] restart_grace`,
 //!   then lets go; the carrier goes off, BIRD withdraws the instance by an UPDATE, and
 //!   every new connection succeeds through the other instance;
-//! - `kill -9`, restarted within the grace: nothing is withdrawn upstream, and transfers
-//!   the fast path carried through the crash are adopted and complete intact;
-//! - a live upgrade: nothing is withdrawn; the old process's keeper lets go after its
-//!   grace while the new process's holds the carrier.
+//! - `kill -9`, restarted within the grace: nothing is withdrawn upstream, the new
+//!   process ends the old keeper, and transfers the fast path carried through the crash
+//!   are adopted and complete intact;
+//! - a live upgrade: nothing is withdrawn; the new process ends the old process's
+//!   keeper and holds the carrier with its own.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -232,11 +233,18 @@ fn a_crashed_instance_restarted_within_the_grace_withdraws_nothing_and_its_splic
     let k1 = so
         .start_kracauer_held(1, &holder, Path::new(KRACAUER), &config)
         .unwrap();
-    assert!(
-        alive(keeper),
-        "the restart came within the old keeper's grace"
-    );
+    // The restart came within the old keeper's grace, and the new process, holding the
+    // carrier itself, ended that keeper.
     let log = k1.log();
+    assert!(
+        log.contains(&format!(
+            "carrier keeper: ended pid {keeper}, the keeper of an earlier process"
+        )),
+        "{log}"
+    );
+    eventually("the old keeper to end", Duration::from_secs(30), || {
+        (!alive(keeper)).then_some(())
+    });
     let adopted: usize = log
         .lines()
         .filter_map(|l| l.split(" adopted ").nth(1))
@@ -265,11 +273,11 @@ fn a_crashed_instance_restarted_within_the_grace_withdraws_nothing_and_its_splic
     assert_eq!(v6_after.withdraws, v6.withdraws, "no IPv6 withdrawal");
     assert_eq!(so.announced(), hosts());
 
-    // An orderly stop withdraws at once (it turns the carrier off), also while the
-    // crashed process's keeper still holds its queue.
-    assert!(alive(keeper));
+    // An orderly stop withdraws at once (it turns the carrier off), and the TUN goes.
     assert!(k1.terminate().unwrap().success());
     wait_announced(&so, &[2]);
+    let link = so.hosts[0].ip(["link", "show", "kracauer1"]);
+    assert!(link.is_err(), "the TUN stayed: {link:?}");
     end_keeper(keeper);
 }
 
@@ -321,13 +329,15 @@ fn a_live_upgrade_of_a_fast_path_instance_withdraws_nothing_and_the_new_process_
     let new_keeper = eventually("the new process's keeper", Duration::from_secs(30), || {
         keeper_pid(&k1.log()).filter(|&k| k != old_keeper)
     });
-    // The old process's keeper holds its grace, then lets go; the new process's queues
-    // and keeper hold the carrier.
-    eventually("the old keeper to let go", Duration::from_secs(60), || {
+    // The new process, holding the carrier with its queues and its own keeper, ends the
+    // old process's keeper.
+    eventually("the old keeper to end", Duration::from_secs(60), || {
         (!alive(old_keeper)).then_some(())
     });
     assert!(
-        k1.log().contains("grace over; letting go of kracauer1"),
+        k1.log().contains(&format!(
+            "carrier keeper: ended pid {old_keeper}, the keeper of an earlier process"
+        )),
         "{}",
         k1.log()
     );
