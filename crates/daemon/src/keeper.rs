@@ -20,6 +20,12 @@
 //!   upgrade, whose new process runs its own keeper): it holds the queue for the grace,
 //!   then exits; the carrier goes off then unless a daemon has attached queues again.
 //!
+//! The keeper's pid is recorded beside the sysctl record ([`record_path`]). A daemon
+//! whose own keeper holds ends the one an earlier process left (SIGTERM, after checking
+//! its command line): a restarted or upgraded daemon holds the carrier itself, and the
+//! old keeper would only keep the device (and a crashed process's mount namespace) for
+//! the rest of its grace.
+//!
 //! Between its attach and its disable (microseconds) the keeper's queue is enabled and
 //! the kernel spreads the device's packets over one more queue: a packet steered there is
 //! dropped, one steered to another worker meanwhile is handled as a live upgrade to more

@@ -9,7 +9,10 @@
 //!   applies the last two), and the log says so;
 //! - SIGUSR1 reopens a `file:` access log (logrotate);
 //! - SIGUSR2 is a live upgrade ([`crate::upgrade`]);
-//! - SIGINT and SIGTERM stop the data plane, undo the host set-up and exit 0.
+//! - SIGINT and SIGTERM stop the data plane, turn the TUN's carrier off (a routing
+//!   daemon following the link withdraws the instance), undo the host set-up, stop the
+//!   carrier keeper ([`crate::keeper`], which holds the carrier for `[tun]
+//!   restart_grace` after a crash while the fast path runs) and exit 0.
 //!
 //! If a data-plane worker fails (the TUN went away), all stop, the set-up is undone and
 //! `run` fails.
