@@ -49,7 +49,7 @@ fn no_keeper_without_the_fast_path_or_with_a_zero_grace() {
 
 #[test]
 fn only_the_keeper_of_that_tun_is_recognised_by_its_command_line() {
-    let keeper = b"/proc/self/exe\0hold-carrier\0--tun\0kracauer1\0--grace-ms\05000\0";
+    let keeper = b"/proc/self/exe\0hold-carrier\0--tun\0kracauer1\0--grace-ms\0\x35000\0";
     assert!(is_keeper_cmdline(keeper, "kracauer1"));
     assert!(!is_keeper_cmdline(keeper, "kracauer2"));
     assert!(!is_keeper_cmdline(keeper, "kracauer"));
