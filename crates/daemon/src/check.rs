@@ -48,6 +48,7 @@ pub fn report_with_host(
         if c.tun.offload { "on" } else { "off" }
     );
     let _ = writeln!(out, "fastpath  {}", crate::fastpath::expected(&c.tun));
+    let _ = writeln!(out, "grace     {}", restart_grace(&c.tun));
     for l in &c.listen {
         let _ = writeln!(
             out,
@@ -142,4 +143,16 @@ fn backends(pool: &Pool) -> String {
         out.push_str("  hash tuple");
     }
     out
+}
+
+/// What `[tun] restart_grace` does, for the report.
+fn restart_grace(tun: &crate::config::Tun) -> String {
+    if tun.restart_grace.is_zero() {
+        return "none: a crash takes the TUN's carrier at once ([tun] restart_grace = \"0s\")"
+            .to_owned();
+    }
+    format!(
+        "{}: with the fast path, a crash keeps the TUN's carrier on that long for a restart ([tun] restart_grace)",
+        humantime::format_duration(tun.restart_grace)
+    )
 }

@@ -204,7 +204,16 @@ pub struct Tun {
     /// Where the fast path's program is attached (`fastpath_interfaces`); `None`: every
     /// interface that is up, other than `lo` and the TUN device.
     pub fastpath_interfaces: Option<Vec<String>>,
+    /// How long the TUN keeps its carrier after the daemon dies without an orderly stop
+    /// (`restart_grace`; zero: no carrier keeper), so that a quick restart withdraws
+    /// nothing ([`crate::keeper`]).
+    pub restart_grace: Duration,
 }
+
+/// `[tun] restart_grace` when not given.
+pub const DEFAULT_RESTART_GRACE: Duration = Duration::from_secs(5);
+/// The longest `[tun] restart_grace`: a crashed instance stays announced this long.
+pub const MAX_RESTART_GRACE: Duration = Duration::from_secs(3600);
 
 /// `[tun] fastpath`: whether spliced flows are translated in the kernel.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
@@ -337,6 +346,7 @@ struct RawTun {
     workers: Option<Spanned<u16>>,
     fastpath: Option<FastpathMode>,
     fastpath_interfaces: Option<Spanned<Vec<String>>>,
+    restart_grace: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -696,6 +706,8 @@ impl Validator<'_> {
         let (fastpath, fastpath_interfaces) = raw.as_ref().map_or((None, None), |t| {
             (t.fastpath, t.fastpath_interfaces.clone())
         });
+        let restart_grace =
+            self.restart_grace(raw.as_ref().and_then(|t| t.restart_grace.as_ref()))?;
         let (name, mtu, offload, workers) = raw.map_or((None, None, None, None), |t| {
             (t.name, t.mtu, t.offload, t.workers)
         });
@@ -763,7 +775,32 @@ impl Validator<'_> {
             workers,
             fastpath: fastpath.unwrap_or_default(),
             fastpath_interfaces,
+            restart_grace,
         })
+    }
+
+    /// `[tun] restart_grace`: a duration from zero (no carrier keeper) to an hour.
+    fn restart_grace(&self, raw: Option<&Spanned<String>>) -> Result<Duration, ConfigError> {
+        let Some(v) = raw else {
+            return Ok(DEFAULT_RESTART_GRACE);
+        };
+        match humantime::parse_duration(v.get_ref()) {
+            Ok(t) if t <= MAX_RESTART_GRACE => Ok(t),
+            Ok(_) => self.err(
+                v.span(),
+                format!(
+                    "tun.restart_grace: {:?} is longer than an hour; a crashed instance stays announced that long",
+                    v.get_ref()
+                ),
+            ),
+            Err(e) => self.err(
+                v.span(),
+                format!(
+                    "tun.restart_grace: {:?} is not a duration ({e}); write e.g. \"5s\", or \"0s\" to withdraw at once after a crash",
+                    v.get_ref()
+                ),
+            ),
+        }
     }
 
     fn listen(&self, raw: &[Spanned<RawListen>]) -> Result<Vec<Listen>, ConfigError> {

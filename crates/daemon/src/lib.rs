@@ -15,6 +15,7 @@ pub mod fastpath;
 pub mod health;
 pub mod host;
 pub mod instance;
+pub mod keeper;
 pub mod logging;
 pub mod metrics;
 pub mod netlink;

@@ -4,7 +4,8 @@
 //! its own crate (`kracauer-demo`, it links the testbed); `kracauer demo` is hidden and
 //! says how to run it. Two more hidden subcommands serve packaging:
 //! `kracauer completions SHELL` prints a completion script and `kracauer manpages DIR`
-//! writes the man pages, both from this command line's own definition.
+//! writes the man pages, both from this command line's own definition. The hidden
+//! `kracauer hold-carrier` is the carrier keeper `run` starts ([`kracauer::keeper`]).
 
 #![deny(unsafe_code)]
 
@@ -109,6 +110,17 @@ enum Command {
         /// Where to write them (it must exist).
         dir: PathBuf,
     },
+    /// The carrier keeper `kracauer run` starts for itself: holds a disabled queue of the
+    /// TUN device until its standard input says `stop`, or for the grace after it ends.
+    #[command(hide = true, name = "hold-carrier")]
+    HoldCarrier {
+        /// The TUN device.
+        #[arg(long)]
+        tun: String,
+        /// How long to keep the carrier after the daemon is gone, in milliseconds.
+        #[arg(long)]
+        grace_ms: u64,
+    },
 }
 
 fn main() -> ExitCode {
@@ -174,6 +186,18 @@ fn main() -> ExitCode {
                 ExitCode::from(1)
             }
         },
+        Command::HoldCarrier { tun, grace_ms } => {
+            kracauer::logging::init(cli.verbose);
+            let grace = std::time::Duration::from_millis(grace_ms);
+            let stdin = std::io::stdin().lock();
+            match kracauer::keeper::hold(&tun, grace, stdin, std::io::stdout()) {
+                Ok(_) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("kracauer hold-carrier: {e}");
+                    ExitCode::from(1)
+                }
+            }
+        }
         Command::Addr { address, prefix } => match addr(address, prefix) {
             Ok(line) => {
                 println!("{line}");

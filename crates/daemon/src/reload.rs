@@ -454,8 +454,8 @@ pub fn how_to_apply(setting: &str) -> &'static str {
 
 /// The settings that differ between `a` and `b` and a reload cannot apply, one name
 /// each: `[tun] name` and `instance` take a restart; `[tun] offload`, `workers`,
-/// `fastpath` and `fastpath_interfaces`, `limits.max_flows`, `[log]` and `[scale_out]`
-/// an upgrade (SIGUSR2) or a restart ([`how_to_apply`]).
+/// `fastpath`, `fastpath_interfaces` and `restart_grace`, `limits.max_flows`, `[log]` and
+/// `[scale_out]` an upgrade (SIGUSR2) or a restart ([`how_to_apply`]).
 pub fn needs_restart(a: &Config, b: &Config) -> Vec<&'static str> {
     let mut out = Vec::new();
     let (x, y) = (&a.tun, &b.tun);
@@ -476,6 +476,9 @@ pub fn needs_restart(a: &Config, b: &Config) -> Vec<&'static str> {
     }
     if x.fastpath_interfaces != y.fastpath_interfaces {
         out.push("[tun] fastpath_interfaces");
+    }
+    if a.tun.restart_grace != b.tun.restart_grace {
+        out.push("[tun] restart_grace");
     }
     if a.log != b.log {
         out.push("[log]");

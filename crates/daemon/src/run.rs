@@ -9,7 +9,10 @@
 //!   applies the last two), and the log says so;
 //! - SIGUSR1 reopens a `file:` access log (logrotate);
 //! - SIGUSR2 is a live upgrade ([`crate::upgrade`]);
-//! - SIGINT and SIGTERM stop the data plane, undo the host set-up and exit 0.
+//! - SIGINT and SIGTERM stop the data plane, turn the TUN's carrier off (a routing
+//!   daemon following the link withdraws the instance), undo the host set-up, stop the
+//!   carrier keeper ([`crate::keeper`], which holds the carrier for `[tun]
+//!   restart_grace` after a crash while the fast path runs) and exit 0.
 //!
 //! If a data-plane worker fails (the TUN went away), all stop, the set-up is undone and
 //! `run` fails.
@@ -100,6 +103,13 @@ async fn control(path: PathBuf) -> Result<(), RunError> {
         }
         None => start(&path).await?,
     };
+    // After a live upgrade too: the old process's keeper holds the carrier for its grace
+    // once that process is gone; this one's covers this process.
+    let keeper = crate::keeper::start(
+        &running.tun,
+        running.config.tun.restart_grace,
+        running.fastpath.is_some(),
+    );
     tracing::info!(
         "kracauer {} running on {} (config {}, pid {})",
         env!("CARGO_PKG_VERSION"),
@@ -142,6 +152,9 @@ async fn control(path: PathBuf) -> Result<(), RunError> {
                             "upgrade: pid {pid} took over; exiting, the host set-up left to it"
                         );
                         notify::hand_over(pid);
+                        // The keeper's input closes with this process: it keeps the
+                        // carrier for its grace, in case the new process dies too.
+                        drop(keeper);
                         return Ok(());
                     }
                     upgrade::Upgrade::Failed(why) => {
@@ -158,7 +171,7 @@ async fn control(path: PathBuf) -> Result<(), RunError> {
         }
     }
     notify::stopping();
-    stop(running).await
+    stop(running, keeper).await
 }
 
 /// What a running daemon holds: what `control` serves with, and what an upgrade hands
@@ -471,9 +484,11 @@ pub fn start_fastpath(
     Ok((Some(fp), maps))
 }
 
-/// An orderly stop: the workers stopped, every flow still open logged (outcome
-/// `shutdown`), the host set-up undone.
-async fn stop(running: Running) -> Result<(), RunError> {
+/// An orderly stop: the workers stopped, the TUN's carrier off (a routing daemon that
+/// follows it withdraws the instance at once), every flow still open logged (outcome
+/// `shutdown`), the host set-up undone, the carrier keeper stopped before the device's
+/// last queue closes (a queue it holds would keep the device).
+async fn stop(running: Running, keeper: Option<crate::keeper::Keeper>) -> Result<(), RunError> {
     let Running {
         mut host,
         workers,
@@ -486,6 +501,14 @@ async fn stop(running: Running) -> Result<(), RunError> {
         ..
     } = running;
     let (planes, errors) = workers.finish();
+    if let Some(plane) = planes.first() {
+        use std::os::fd::AsFd;
+        if let Err(e) = crate::tun::syscalls::set_carrier(plane.queue().as_fd(), false) {
+            tracing::warn!(
+                "cannot turn the TUN's carrier off ({e}): it goes with the device instead"
+            );
+        }
+    }
     if let Some(m) = metrics {
         m.task.abort();
     }
@@ -508,6 +531,9 @@ async fn stop(running: Running) -> Result<(), RunError> {
         if let Err(e) = fp.remove_all() {
             tracing::error!("could not remove the fast path: {e}");
         }
+    }
+    if let Some(k) = keeper {
+        k.stop(&config.tun.name);
     }
     drop(queues);
     // Every worker, and with it every sender, is gone: what is queued is written.

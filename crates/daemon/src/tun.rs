@@ -25,6 +25,8 @@ use kracauer_core::offload;
 use rustix::event::{PollFd, PollFlags, Timespec};
 use tun_rs::{DeviceBuilder, SyncDevice};
 
+pub(crate) mod syscalls;
+
 /// How to open the device.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TunOptions {
@@ -53,9 +55,11 @@ pub struct Queue {
 }
 
 impl Tun {
-    /// Creates or attaches to the TUN device `name` with `opts`. The device is left down
-    /// (so per-device sysctls can be set before the kernel configures IPv6 on it);
-    /// [`up`](Self::up) brings it up.
+    /// Creates or attaches to the TUN device `name` with `opts`. A new device is left
+    /// down (so per-device sysctls can be set before the kernel configures IPv6 on it);
+    /// [`up`](Self::up) brings it up. An existing one (persistent, or held by a carrier
+    /// keeper after a crash) keeps its state: taking it down would flush its routes and
+    /// tell a routing daemon watching its link to withdraw them.
     pub fn open(name: &str, opts: TunOptions) -> io::Result<Self> {
         let (first, opts) = match first_queue(name, opts) {
             Err(e) if opts.queues > 1 => {
@@ -126,7 +130,7 @@ impl Tun {
         self.queues.len()
     }
 
-    /// The first queue's descriptor, for device-wide settings (steering).
+    /// The first queue's descriptor, for device-wide settings (steering, the carrier).
     pub fn first_queue_fd(&self) -> BorrowedFd<'_> {
         self.queues[0].as_fd()
     }
@@ -198,7 +202,7 @@ fn build(name: &str, opts: TunOptions, offload: bool, multi: bool) -> io::Result
         .packet_information(false)
         .offload(offload)
         .multi_queue(multi)
-        .enable(false)
+        .inherit_enable_state()
         .build_sync()
 }
 

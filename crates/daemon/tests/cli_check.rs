@@ -172,6 +172,45 @@ fn check_says_which_path_spliced_flows_take_and_why() {
 }
 
 #[test]
+fn check_shows_the_restart_grace_and_refuses_a_bad_one_at_its_line() {
+    let o = check(&config_file("grace-default", HEAD));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("grace     5s: with the fast path")),
+        "{out}"
+    );
+    let path = config_file(
+        "grace-zero",
+        &HEAD.replace(
+            "\n\n[[listen]]",
+            "\n\n[tun]\nrestart_grace = \"0s\"\n\n[[listen]]",
+        ),
+    );
+    let out = String::from_utf8_lossy(&check(&path).stdout).into_owned();
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("grace     none: a crash takes")),
+        "{out}"
+    );
+    let path = config_file(
+        "grace-bad",
+        &HEAD.replace(
+            "\n\n[[listen]]",
+            "\n\n[tun]\nrestart_grace = \"a while\"\n\n[[listen]]",
+        ),
+    );
+    let o = check(&path);
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("tun.restart_grace: \"a while\" is not a duration"),
+        "{err}"
+    );
+}
+
+#[test]
 fn check_shows_the_log_settings_and_what_the_host_set_up_would_change() {
     let path = config_file(
         "host",

@@ -43,8 +43,9 @@ pub struct Kracauer<'tb> {
 impl<'tb> Kracauer<'tb> {
     /// Writes `config`, starts the daemon in `tb`'s router namespace, and waits until its
     /// TUN device carries a route for the prefix and one for IPv4 (the service address's
-    /// /32, or the policy table's default route) and, when the configuration has a
-    /// `[metrics]` table, until the metrics endpoint accepts connections. `binary` is the
+    /// /32, or the policy table's default route), its log says it runs (`running on`)
+    /// and, when the configuration has a `[metrics]` table, until the metrics endpoint
+    /// accepts connections. `binary` is the
     /// `kracauer` executable to run.
     pub fn start(tb: &'tb Topology, binary: &Path, config: &str) -> Result<Self, Error> {
         let n = tb.next_start();
@@ -60,8 +61,8 @@ impl<'tb> Kracauer<'tb> {
     }
 
     /// Starts `binary run` with `config` (written to `dir/config_file`) in `ns`, its log
-    /// in `dir/LOG.log`, and waits until the TUN `tun` carries an IPv6 and an IPv4 route
-    /// (and the metrics endpoint [`METRICS`] answers, when the configuration serves
+    /// in `dir/LOG.log`, and waits until the TUN `tun` carries an IPv6 and an IPv4 route,
+    /// its log says it runs (and the metrics endpoint [`METRICS`] answers, when the configuration serves
     /// metrics there). For several daemons in one testbed (instances of their own), each
     /// with its own configuration file and TUN.
     pub fn start_in(
@@ -104,6 +105,31 @@ impl<'tb> Kracauer<'tb> {
             binary,
             config,
             TUN,
+        )
+    }
+
+    /// [`Kracauer::start_in`] inside `holder`'s mount namespace (see
+    /// [`start_held`](Self::start_held)); `holder` runs in `ns`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn start_in_held(
+        ns: &Netns,
+        holder: &BpffsHolder,
+        dir: &Path,
+        log: &str,
+        config_file: &str,
+        binary: &Path,
+        config: &str,
+        tun: &str,
+    ) -> Result<Self, Error> {
+        Self::start_cmd(
+            ns,
+            holder.command(binary),
+            dir,
+            log,
+            config_file,
+            binary,
+            config,
+            tun,
         )
     }
 
@@ -159,7 +185,12 @@ impl<'tb> Kracauer<'tb> {
                     self.log()
                 )));
             }
-            if tun_ready(&self.ns, &self.tun) && (!metrics || self.metrics().is_ok()) {
+            // The routes alone do not say it: a persistent TUN keeps those of a killed
+            // daemon, and a restart no longer takes it down. The daemon's own line does.
+            if tun_ready(&self.ns, &self.tun)
+                && self.log().contains(" running on ")
+                && (!metrics || self.metrics().is_ok())
+            {
                 return Ok(());
             }
             if Instant::now() > deadline {

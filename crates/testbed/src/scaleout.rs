@@ -20,7 +20,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use crate::bird::Bird;
-use crate::kracauer::Kracauer;
+use crate::kracauer::{BpffsHolder, Kracauer};
 use crate::netns::Netns;
 use crate::server::{ContactLog, Mode, Server};
 use crate::topology::{BACKEND_A, BACKEND_B, CLIENT_V4, Guard, HTTP_PORT, ROUTER_V4, SERVICE_V4};
@@ -136,17 +136,19 @@ impl ScaleOut {
         &self.guard.dir
     }
 
-    /// Kracauer's configuration for instance `i` (1 or 2): its number, its prefix, the
-    /// service address routed to it (HTTP on port 80), a.example to backend a and
-    /// b.example to backend b, metrics on 127.0.0.1:9641 in its namespace.
+    /// Kracauer's configuration for instance `i` (1 or 2): its number, its prefix, two
+    /// workers, the kernel fast path as by default (`auto`) and the default
+    /// `restart_grace`, the service address routed to it (HTTP on port 80), a.example to
+    /// backend a and b.example to backend b, metrics on 127.0.0.1:9641 in its namespace.
     pub fn config(i: u8) -> String {
+        Self::config_with_tun(i, "")
+    }
+
+    /// [`config`](Self::config) with more `[tun]` lines (e.g. `restart_grace = "60s"`).
+    pub fn config_with_tun(i: u8, tun: &str) -> String {
         let mut c = String::new();
         let _ = writeln!(c, "instance = {i}\nprefix = \"{}\"\n", prefix(i));
-        // Without the fast path: BIRD withdraws a killed instance because its routes go
-        // with its TUN, and the fast path keeps the TUN (persistent) through a crash so
-        // that its flows survive. The two do not combine yet (an open question for
-        // scale-out: withdraw on crash, or keep the crashed instance's flows).
-        let _ = writeln!(c, "[tun]\nworkers = 2\nfastpath = \"off\"\n");
+        let _ = writeln!(c, "[tun]\nworkers = 2\n{tun}\n");
         let _ = writeln!(
             c,
             "[[listen]]\naddress = \"{SERVICE_V4}\"\nhttp = [{HTTP_PORT}]\n"
@@ -192,6 +194,29 @@ impl ScaleOut {
         let n = self.starts.fetch_add(1, Ordering::SeqCst);
         Kracauer::start_in(
             &self.hosts[usize::from(i - 1)],
+            self.dir(),
+            &format!("kracauer{i}-{n}"),
+            &format!("kracauer{i}.toml"),
+            binary,
+            config,
+            &format!("kracauer{i}"),
+        )
+    }
+
+    /// [`start_kracauer_with`](Self::start_kracauer_with) inside `holder`'s mount
+    /// namespace (a [`BpffsHolder`] started in instance `i`'s host): its bpffs, and the
+    /// fast path's pins, outlive the daemon as a host's do, for a restart to adopt.
+    pub fn start_kracauer_held(
+        &self,
+        i: u8,
+        holder: &BpffsHolder,
+        binary: &Path,
+        config: &str,
+    ) -> Result<Kracauer<'_>, Error> {
+        let n = self.starts.fetch_add(1, Ordering::SeqCst);
+        Kracauer::start_in_held(
+            &self.hosts[usize::from(i - 1)],
+            holder,
             self.dir(),
             &format!("kracauer{i}-{n}"),
             &format!("kracauer{i}.toml"),
@@ -265,8 +290,8 @@ fn instance_bird(i: u8) -> Result<String, Error> {
         (u6_1.to_string(), u6.to_string()),
         (prefix(1), prefix(i)),
         (
-            "KRACAUER_PROTO = 108;".to_owned(),
-            format!("KRACAUER_PROTO = {};", 107 + i),
+            "via \"kracauer1\"".to_owned(),
+            format!("via \"kracauer{i}\""),
         ),
     ] {
         if !text.contains(&from) {

@@ -72,6 +72,7 @@ fn design_example_without_quic_is_accepted_in_full() {
             mtu: 1500,
             offload: true,
             workers: None,
+            restart_grace: DEFAULT_RESTART_GRACE,
         }
     );
     assert_eq!(
@@ -116,6 +117,7 @@ fn minimal_config_gets_documented_defaults() {
             mtu: DEFAULT_MTU,
             offload: true,
             workers: None,
+            restart_grace: DEFAULT_RESTART_GRACE,
         }
     );
     assert!(c.default_backend.is_empty());
@@ -131,6 +133,48 @@ fn tun_offload_and_workers_are_read() {
     .unwrap();
     assert!(!c.tun.offload);
     assert_eq!(c.tun.workers, Some(4));
+}
+
+#[test]
+fn restart_grace_defaults_to_5s_takes_a_duration_and_zero_turns_the_keeper_off() {
+    assert_eq!(DEFAULT_RESTART_GRACE, Duration::from_secs(5));
+    let with = |v: &str| {
+        parse_str(&format!(
+            "prefix = \"2001:db8:64::/96\"\n[tun]\nrestart_grace = \"{v}\"\n[[listen]]\naddress = \"203.0.113.10\"\ntls = [443]\n"
+        ))
+    };
+    assert_eq!(
+        with("30s").unwrap().tun.restart_grace,
+        Duration::from_secs(30)
+    );
+    assert_eq!(
+        with("1500ms").unwrap().tun.restart_grace,
+        Duration::from_millis(1500)
+    );
+    assert_eq!(with("0s").unwrap().tun.restart_grace, Duration::ZERO);
+    assert_eq!(with("1h").unwrap().tun.restart_grace, MAX_RESTART_GRACE);
+}
+
+#[test]
+fn a_bad_or_too_long_restart_grace_is_refused_at_its_value() {
+    let with = |v: &str| {
+        error(&format!(
+            "prefix = \"2001:db8:64::/96\"\n[tun]\nrestart_grace = \"{v}\"\n[[listen]]\naddress = \"203.0.113.10\"\ntls = [443]\n"
+        ))
+    };
+    let e = with("soon");
+    assert!(e.contains(":3:17:"), "{e}");
+    assert!(
+        e.contains("tun.restart_grace: \"soon\" is not a duration"),
+        "{e}"
+    );
+    assert!(e.contains("\"0s\""), "{e}");
+    let e = with("2h");
+    assert!(e.contains(":3:17:"), "{e}");
+    assert!(
+        e.contains("tun.restart_grace: \"2h\" is longer than an hour"),
+        "{e}"
+    );
 }
 
 #[test]

@@ -213,3 +213,16 @@ fn log_changes_take_a_restart() {
     let b = parse(&format!("{BASE}\n[log]\naccess = \"off\"\n"));
     assert_eq!(needs_restart(&parse(BASE), &b), ["[log]"]);
 }
+
+#[test]
+fn a_restart_grace_change_takes_an_upgrade_and_keeps_the_running_value() {
+    let running = parse(BASE);
+    let new = parse(&format!("{BASE}\n[tun]\nrestart_grace = \"30s\"\n"));
+    assert_eq!(needs_restart(&running, &new), ["[tun] restart_grace"]);
+    let with_mtu = parse(&format!(
+        "{BASE}\n[tun]\nrestart_grace = \"30s\"\nmtu = 1400\n"
+    ));
+    assert_eq!(needs_restart(&running, &with_mtu), ["[tun] restart_grace"]);
+    let plan = plan(&running, &new);
+    assert_eq!(plan.in_force.tun.restart_grace, running.tun.restart_grace);
+}

@@ -28,9 +28,9 @@ use std::time::{Duration, Instant};
 
 use rustix::process::Pid;
 
-use super::syscalls::{self, IFF_PERSIST};
 use crate::runtime::DataPlane;
 use crate::tun::Queue;
+use crate::tun::syscalls::{self, IFF_PERSIST};
 
 /// How long the new process waits for the old one to exit.
 const LET_GO: Duration = Duration::from_secs(10);
@@ -57,7 +57,7 @@ pub fn reopen(
         return Ok(want);
     };
     let handed = first.queue().as_fd();
-    let flags = syscalls::tun_flags(handed).map_err(|e| format!("TUNGETIFF: {e}"))?;
+    let flags = tun_flags(handed).map_err(|e| format!("TUNGETIFF: {e}"))?;
     let persistent = flags & IFF_PERSIST != 0;
     if !persistent {
         syscalls::set_persist(handed, true)
@@ -116,7 +116,7 @@ fn wait_for_exit(old: Option<Pid>) {
 fn close_all(planes: &mut [DataPlane]) -> Result<(), String> {
     for plane in planes {
         let placeholder =
-            syscalls::open_tun().map_err(|e| format!("cannot open /dev/net/tun: {e}"))?;
+            syscalls::open_unattached().map_err(|e| format!("cannot open /dev/net/tun: {e}"))?;
         drop(plane.replace_queue(Queue::adopt(placeholder, false)));
     }
     Ok(())
@@ -132,18 +132,14 @@ fn attach_all(
     want: bool,
 ) -> Result<(Vec<OwnedFd>, bool), String> {
     let open = |flags| -> Result<OwnedFd, String> {
-        let fd = syscalls::open_tun().map_err(|e| format!("cannot open /dev/net/tun: {e}"))?;
-        syscalls::attach(fd.as_fd(), name, flags)
-            .map_err(|e| format!("cannot attach a queue to the TUN device {name:?}: {e}"))?;
-        Ok(fd)
+        syscalls::attach(name, flags)
+            .map_err(|e| format!("cannot attach a queue to the TUN device {name:?}: {e}"))
     };
     let flags = plain | if want { IFF_VNET_HDR } else { 0 };
     let end = Instant::now() + RETRY;
     let (first, got) = loop {
         let fd = open(flags)?;
-        let got = syscalls::tun_flags(fd.as_fd()).map_err(|e| format!("TUNGETIFF: {e}"))?
-            & IFF_VNET_HDR
-            != 0;
+        let got = tun_flags(fd.as_fd()).map_err(|e| format!("TUNGETIFF: {e}"))? & IFF_VNET_HDR != 0;
         if got == want || Instant::now() >= end {
             break (fd, got);
         }
@@ -163,4 +159,9 @@ fn attach_all(
         fds.push(open(flags)?);
     }
     Ok((fds, got))
+}
+
+/// The flags of the device `queue` is a queue of.
+fn tun_flags(queue: std::os::fd::BorrowedFd<'_>) -> std::io::Result<libc::c_short> {
+    syscalls::device(queue).map(|(_, flags)| flags)
 }

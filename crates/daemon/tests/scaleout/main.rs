@@ -1,8 +1,11 @@
 //! Scale-out end to end (docs/scale-out.md): instances that never collide on one host
 //! (`instances`), and instances behind an upstream router that spreads flows over them
 //! by ECMP, each announced by its own BIRD (`bgp`, on the testbed's
-//! [`ScaleOut`](kracauer_testbed::scaleout::ScaleOut) topology), and a returning
-//! instance that breaks no running flow with second chance (`rebalance`).
+//! [`ScaleOut`](kracauer_testbed::scaleout::ScaleOut) topology), the TUN's carrier as what
+//! BIRD follows: a crash withdrawn only when no restart comes within the grace, a live
+//! upgrade of a fast-path instance withdrawing nothing (`carrier`), and a returning instance that
+//! breaks no running flow with second chance (`rebalance`). The instances run the
+//! kernel fast path, as by default.
 //!
 //! Privileged: every test is `#[ignore]`d (run them as root with `--include-ignored`) and
 //! panics when root, `ip` or BIRD is missing. Every test builds its own uniquely named
@@ -11,6 +14,7 @@
 #![allow(clippy::unwrap_used)] // test helpers: a failed step is a failed test
 
 mod bgp;
+mod carrier;
 mod instances;
 mod rebalance;
 
@@ -40,4 +44,25 @@ fn lines(s: &str) -> Vec<String> {
         .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
         .filter(|l| !l.is_empty())
         .collect()
+}
+
+/// A daemon this test does not own as a child (the new process of a live upgrade): ended
+/// by SIGTERM (by its pid) and reaped when the test ends, also when it fails, so that
+/// it does not outlive its deleted namespaces.
+struct EndOnDrop(Option<rustix::process::Pid>);
+
+impl EndOnDrop {
+    fn new(pid: i32) -> Self {
+        Self(rustix::process::Pid::from_raw(pid))
+    }
+}
+
+impl Drop for EndOnDrop {
+    fn drop(&mut self) {
+        if let Some(pid) = self.0 {
+            if rustix::process::kill_process(pid, rustix::process::Signal::TERM).is_ok() {
+                let _ = rustix::process::waitpid(Some(pid), rustix::process::WaitOptions::empty());
+            }
+        }
+    }
 }

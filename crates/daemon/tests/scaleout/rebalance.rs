@@ -191,7 +191,12 @@ fn with_second_chance_a_flow_no_instance_holds_is_reset_once_every_peer_says_so(
     );
     let (_turn, so) = build();
     let binary = Path::new(KRACAUER);
-    let config = ScaleOut::config_with_second_chance;
+    // Without the fast path: this is the crash that loses the instance's flows (with it
+    // they would live on in the kernel and the restart would adopt them), and it is
+    // withdrawn at once (no carrier keeper).
+    let config = |i| {
+        ScaleOut::config_with_second_chance(i).replace("[tun]\n", "[tun]\nfastpath = \"off\"\n")
+    };
     let k1 = so.start_kracauer_with(1, binary, &config(1)).unwrap();
     let k2 = so.start_kracauer_with(2, binary, &config(2)).unwrap();
     wait_announced(&so, &[1, 2]);

@@ -522,6 +522,7 @@ fn the_root_without_the_fast_path_is_the_seeds() {
         workers: None,
         fastpath: FastpathMode::Off,
         fastpath_interfaces: None,
+        restart_grace: std::time::Duration::ZERO,
     };
     assert_eq!(root(&tun, [5; 32]), crate::routes::cookie_root([5; 32]));
     assert_ne!(root(&tun, [5; 32]), root(&tun, [6; 32]));
