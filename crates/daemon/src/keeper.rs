@@ -191,11 +191,26 @@ pub fn record_path(tun: &str) -> std::path::PathBuf {
 /// running, it would keep the device, and the crashed process's mount namespace, until
 /// its grace is over.
 fn succeed(tun: &str, pid: u32) {
+    end_earlier(tun, Some(pid));
+    if let Err(e) = std::fs::write(record_path(tun), format!("{pid}\n")) {
+        tracing::warn!(
+            "carrier keeper: cannot record its pid at {} ({e}); the next process cannot end it early",
+            record_path(tun).display()
+        );
+    }
+}
+
+/// Ends the keeper `tun`'s record names, unless it is `except` or no longer a keeper of
+/// `tun`. Also called by a live upgrade that re-opens the queues for another
+/// `[tun] offload`: the device takes a new mode only from a queue attached alone, and a
+/// keeper's disabled queue counts (the carrier is off for that moment anyway, every queue
+/// being closed).
+pub fn end_earlier(tun: &str, except: Option<u32>) {
     let path = record_path(tun);
     if let Some(old) = std::fs::read_to_string(&path)
         .ok()
         .and_then(|t| t.trim().parse::<u32>().ok())
-        .filter(|&old| old != pid && is_keeper_of(old, tun))
+        .filter(|&old| Some(old) != except && is_keeper_of(old, tun))
     {
         match rustix::process::Pid::from_raw(old as i32)
             .map(|p| rustix::process::kill_process(p, rustix::process::Signal::TERM))
@@ -206,12 +221,6 @@ fn succeed(tun: &str, pid: u32) {
             Some(Err(e)) => tracing::warn!("carrier keeper: cannot end pid {old}: {e}"),
             None => {}
         }
-    }
-    if let Err(e) = std::fs::write(&path, format!("{pid}\n")) {
-        tracing::warn!(
-            "carrier keeper: cannot record its pid at {} ({e}); the next process cannot end it early",
-            path.display()
-        );
     }
 }
 

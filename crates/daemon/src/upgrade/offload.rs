@@ -69,6 +69,9 @@ pub fn reopen(
         }
     }
     wait_for_exit(old);
+    // A carrier keeper's disabled queue would keep the device in its mode: the old
+    // process's goes now (this process starts its own once it runs).
+    crate::keeper::end_earlier(name, None);
     let plain = (libc::IFF_TUN | libc::IFF_NO_PI) as libc::c_short
         | (flags & libc::IFF_MULTI_QUEUE as libc::c_short);
     let mut result = close_all(planes).and_then(|()| attach_all(planes.len(), name, plain, want));
