@@ -421,7 +421,8 @@ fn release_tun(tun: &str, tun_fd: Option<BorrowedFd<'_>>) {
     let _ = std::fs::remove_file(&mark);
 }
 
-/// Removes the pins of other layout versions under the TUN device's folder.
+/// Removes the pins of other layout versions (`v<N>`) under the TUN device's folder,
+/// and nothing else there: the SYN cookie program's `syncookie-v<N>` is its own.
 fn remove_other_layouts(tun: &str) -> Result<(), FastpathError> {
     let ours = pin_dir(tun);
     let Some(parent) = ours.parent() else {
@@ -431,7 +432,7 @@ fn remove_other_layouts(tun: &str) -> Result<(), FastpathError> {
         return Ok(());
     };
     for e in entries.flatten() {
-        if e.path() != ours {
+        if e.path() != ours && is_layout_dir(&e.file_name().to_string_lossy()) {
             tracing::warn!(
                 "fast path: removing {} (another layout version; its flows are not adopted)",
                 e.path().display()
@@ -440,6 +441,12 @@ fn remove_other_layouts(tun: &str) -> Result<(), FastpathError> {
         }
     }
     Ok(())
+}
+
+/// Whether `name` is a fast-path layout folder's name: `v` and a number.
+fn is_layout_dir(name: &str) -> bool {
+    name.strip_prefix('v')
+        .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
 }
 
 /// Entries of the flow map, as read from it.

@@ -601,3 +601,13 @@ fn entry_keeps_the_name_and_start_a_daemon_adopting_it_needs() {
     let nameless = FlowEntry::of(&kracauer_core::engine::FastpathFlow { name: None, ..f }, 0);
     assert_eq!(nameless.name(), None);
 }
+
+#[test]
+fn only_other_fast_path_layouts_are_removed_not_the_syn_cookie_programs_pins() {
+    assert!(is_layout_dir("v1"));
+    assert!(is_layout_dir("v12"));
+    assert!(!is_layout_dir("syncookie-v1"));
+    assert!(!is_layout_dir("v"));
+    assert!(!is_layout_dir("vx"));
+    assert!(!is_layout_dir("keeper"));
+}
