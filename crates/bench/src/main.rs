@@ -1,9 +1,11 @@
-//! `kracauer-bench`: Kracauer against nginx (`ssl_preread`, transparent `proxy_bind` to
-//! the embedded address) and against the kernel forwarding plain IPv6 (the ceiling), on
-//! the namespace testbed, in one run. Workloads: bulk download and upload with 1 and 8
-//! streams, connection rate at concurrency 64, idle connections' memory, and one real
-//! TLS download. Rounds alternate the peers; the report gives medians and the
-//! Kracauer/nginx ratio, as markdown and PNG plots.
+//! `kracauer-bench`: Kracauer (with the kernel fast path on, off, and without TUN
+//! offloads) against nginx (`ssl_preread`, transparent `proxy_bind` to the embedded
+//! address) and against the kernel forwarding plain IPv6 (the ceiling), on the namespace
+//! testbed, in one run. Workloads: bulk download and upload with 1 and 8 streams,
+//! connection rate at concurrency 64, idle connections' memory, one real TLS and one
+//! HTTP/3 download. Rounds alternate the peers; the report gives medians, ratios to the
+//! peers of the same run, the machine's load, issue 21's goals judged, a profile with the
+//! fast path on, and PNG plots.
 //!
 //! `kracauer-bench --kracauer PATH [--quick] [--out DIR] [--rounds N] [--no-perf]`. Needs
 //! root. The binary under test is always given: the bench never guesses which build of
@@ -12,12 +14,13 @@
 
 mod peers;
 mod plan;
+mod profile;
 mod proto;
 mod report;
 
 use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
-use std::process::{Command, ExitCode, Stdio};
+use std::process::{ExitCode, Stdio};
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -62,6 +65,10 @@ fn main() -> ExitCode {
     }
 }
 
+/// How long the machine's load is sampled, with no peer carrying traffic, at the start,
+/// before each round and at the end (for the report: the machine is shared).
+const LOAD_WINDOW: Duration = Duration::from_secs(1);
+
 fn raise_nofile() {
     use nix::sys::resource::{Resource, getrlimit, setrlimit};
     if let Ok((_, hard)) = getrlimit(Resource::RLIMIT_NOFILE) {
@@ -87,7 +94,14 @@ fn run(plan: &Plan) -> Result<(), Error> {
     let _h3 = tb.start_h3()?;
     let hello = Arc::new(proto::client_hello()?);
     let mut samples = Samples::default();
+    let mut loads = vec![("start".to_owned(), peers::load(LOAD_WINDOW))];
     for round in 0..plan.rounds {
+        if round > 0 {
+            loads.push((
+                format!("before round {}", round + 1),
+                peers::load(LOAD_WINDOW),
+            ));
+        }
         // Alternate the order each round so no peer always runs first.
         let mut order = peers.clone();
         if round % 2 == 1 {
@@ -114,10 +128,20 @@ fn run(plan: &Plan) -> Result<(), Error> {
             result?;
         }
     }
+    loads.push((
+        "end of the measurements".to_owned(),
+        peers::load(LOAD_WINDOW),
+    ));
     let perf = if plan.perf {
-        profile(plan, &tb, &hello).unwrap_or_else(|e| format!("perf failed: {e}\n"))
+        [false, true]
+            .into_iter()
+            .map(|up| {
+                profile::profile(plan, &tb, &hello, up)
+                    .unwrap_or_else(|e| format!("perf failed: {e}\n"))
+            })
+            .collect()
     } else {
-        String::new()
+        Vec::new()
     };
     drop(backend);
     let nginx_conf = peers::nginx_config(std::path::Path::new("/tmp/krc-tbPID-N"));
@@ -127,6 +151,7 @@ fn run(plan: &Plan) -> Result<(), Error> {
         &samples,
         &peers,
         &nginx_conf,
+        &loads,
         &perf,
         started.elapsed(),
     )?;
@@ -162,8 +187,10 @@ fn measure(
         })?
         .map_err(|e| Error::Setup(format!("{}: the warm-up request failed: {e}", peer.name())))?;
     samples.seen(peer, backend.last_peer());
+    let mut tun_before = running.tun_packets();
     for (up, streams) in [(false, 1), (false, 8), (true, 1), (true, 8)] {
         let what = format!("bulk {} x{streams}", if up { "upload" } else { "download" });
+        let t0 = tun_before;
         let m0 = peers::machine_cpu();
         let p0 = peers::process_cpu(&pids);
         let dur = plan.bulk;
@@ -184,6 +211,8 @@ fn measure(
         })?;
         let m1 = peers::machine_cpu();
         let p1 = peers::process_cpu(&pids);
+        let t1 = running.tun_packets();
+        tun_before = t1;
         let mut bytes = 0u64;
         let mut secs = 0f64;
         let mut failed = false;
@@ -216,6 +245,15 @@ fn measure(
                 peer,
                 &format!("{what}: router process CPU s/GB"),
                 (p1 - p0) / gb,
+            );
+        }
+        // Proof of which datapath carried the bytes: with the fast path the TUN sees a
+        // flow's handshake, first bytes and close, not its data.
+        if let (Some(t0), Some(t1)) = (t0, t1) {
+            samples.add(
+                peer,
+                &format!("{what}: TUN packets read per MB"),
+                t1.saturating_sub(t0) as f64 / (gb * 1e3),
             );
         }
     }
@@ -411,81 +449,6 @@ fn tls_download(
         return Err(Error::Setup(format!("TLS download got {got} of {n} bytes")));
     }
     Ok((got, start.elapsed().as_secs_f64()))
-}
-
-/// Where the time goes with Kracauer in the path: `perf record -a` of the whole machine
-/// during a single-stream download, reported by thread name, then by thread and symbol.
-fn profile(plan: &Plan, tb: &Topology, hello: &Arc<Vec<u8>>) -> Result<String, Error> {
-    let running = Running::start(Peer::Kracauer, tb, &plan.kracauer)?;
-    let data = tb.dir().join("perf.data");
-    let secs = plan.bulk.as_secs().max(2) + 1;
-    let mut rec = Command::new("perf")
-        .args(["record", "-q", "-F", "999", "-g", "-a", "-o"])
-        .arg(&data)
-        .args(["--", "sleep", &secs.to_string()])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .map_err(|e| Error::Setup(format!("perf: {e}")))?;
-    thread::sleep(Duration::from_millis(300));
-    let h = Arc::clone(hello);
-    let addr = Peer::Kracauer.raw_addr();
-    let dur = Duration::from_secs(secs.saturating_sub(1));
-    let _ = tb
-        .client
-        .run(move || proto::bulk_stream(addr, &h, false, dur));
-    let _ = rec.wait();
-    running.stop()?;
-    let report = |sort: &str, lines: usize, filter: Option<&str>| -> Result<String, Error> {
-        let children = sort == "sym";
-        let out = Command::new("perf")
-            .arg("report")
-            .args(filter)
-            .arg(if children {
-                "--children"
-            } else {
-                "--no-children"
-            })
-            .args(filter.map(|_| "--percentage=relative"))
-            .args([
-                "--stdio",
-                "-g",
-                "none",
-                "--sort",
-                sort,
-                "--percent-limit",
-                if children { "3" } else { "1" },
-                "-i",
-            ])
-            .arg(&data)
-            .stderr(Stdio::null())
-            .output()
-            .map_err(|e| Error::Setup(format!("perf report: {e}")))?;
-        Ok(String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
-            .take(lines)
-            .map(|l| format!("{l}\n"))
-            .collect())
-    };
-    // By symbol, only the threads on the data path: the daemon's workers, the backend
-    // sending and the client thread reading (the machine may be running other work).
-    let client_thread: String = format!("in-{}", tb.client.name())
-        .chars()
-        .take(15)
-        .collect();
-    let comms = format!(
-        "--comms=kracauer-w0,kracauer-w1,kracauer-w2,kracauer-w3,raw backend,{client_thread}"
-    );
-    // Inclusive time of the daemon's workers by function: which syscall, and what the
-    // kernel ran in their context (softirq delivery of what they wrote).
-    let workers = "--comms=kracauer-w0,kracauer-w1,kracauer-w2,kracauer-w3";
-    Ok(format!(
-        "{}\n{}\nInclusive (children) time of the workers, by function, as a share of their own time, above 3%:\n\n{}",
-        report("comm", 15, None)?,
-        report("comm,sym", 40, Some(&comms))?,
-        report("sym", 45, Some(workers))?
-    ))
 }
 
 /// The raw backend's process in backend a's namespace.

@@ -1,5 +1,5 @@
-//! The three peers on the router and the router-side accounting: Kracauer (the real
-//! daemon), nginx `stream` with `ssl_preread` and a transparent `proxy_bind` to the
+//! The peers on the router and the router-side accounting: Kracauer (the real daemon,
+//! with the kernel fast path on, off, and without TUN offloads), nginx `stream` with `ssl_preread` and a transparent `proxy_bind` to the
 //! embedded address, and the kernel forwarding plain IPv6 (the ceiling); CPU from
 //! `/proc/stat` and `/proc/PID/stat`, memory from `/proc/PID/status` and the router
 //! namespace's `/proc/net/sockstat`.
@@ -11,7 +11,7 @@ use std::process::{Child, Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use kracauer_testbed::topology::{BACKEND_A, HTTPS_PORT, PREFIX, ROUTER_V6, SERVICE_V4};
+use kracauer_testbed::topology::{BACKEND_A, HTTPS_PORT, METRICS, PREFIX, ROUTER_V6, SERVICE_V4};
 use kracauer_testbed::{Error, Kracauer, Netns, Topology};
 
 use crate::proto::{BENCH_NAME, RAW_PORT};
@@ -25,27 +25,70 @@ const ROUTER_ADDR6: &str = "2001:db8:2::1";
 /// Which peer carries the traffic.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Peer {
-    Kracauer,
+    /// The real daemon, with these `[tun]` settings.
+    Kracauer(KracauerTun),
     Nginx,
     Kernel,
-    /// Kracauer with `offload = false`: one packet of at most the MTU per read and write.
-    KracauerNoOffload,
+}
+
+/// The `[tun]` settings that tell the Kracauer peers apart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KracauerTun {
+    /// `offload`: GSO super-packets on the TUN.
+    pub offload: bool,
+    /// `fastpath = "on"` (spliced flows' data and ACKs translated by the tc BPF program,
+    /// never crossing the TUN; the daemon refuses to start without it) or `"off"` (every
+    /// packet through the TUN).
+    pub fastpath: bool,
 }
 
 impl Peer {
-    pub const ALL: [Peer; 4] = [
-        Peer::Kracauer,
+    /// Kracauer with the kernel fast path (`fastpath = "on"`) and TUN offloads.
+    pub const FASTPATH_ON: Peer = Peer::Kracauer(KracauerTun {
+        offload: true,
+        fastpath: true,
+    });
+    /// Kracauer with every packet through the TUN (`fastpath = "off"`) and its offloads:
+    /// the datapath before the kernel fast path.
+    pub const FASTPATH_OFF: Peer = Peer::Kracauer(KracauerTun {
+        offload: true,
+        fastpath: false,
+    });
+    /// Kracauer through the TUN without offloads: one packet of at most the MTU per read
+    /// and write (`offload = false`, `fastpath = "off"`).
+    pub const NO_OFFLOAD: Peer = Peer::Kracauer(KracauerTun {
+        offload: false,
+        fastpath: false,
+    });
+
+    pub const ALL: [Peer; 5] = [
+        Peer::FASTPATH_ON,
+        Peer::FASTPATH_OFF,
         Peer::Nginx,
         Peer::Kernel,
-        Peer::KracauerNoOffload,
+        Peer::NO_OFFLOAD,
     ];
 
     pub fn name(self) -> &'static str {
         match self {
-            Peer::Kracauer => "kracauer",
+            Peer::Kracauer(KracauerTun {
+                offload: true,
+                fastpath: true,
+            }) => "kracauer fastpath=on",
+            Peer::Kracauer(KracauerTun {
+                offload: true,
+                fastpath: false,
+            }) => "kracauer fastpath=off",
+            Peer::Kracauer(KracauerTun {
+                offload: false,
+                fastpath: false,
+            }) => "kracauer offload=false",
+            Peer::Kracauer(KracauerTun {
+                offload: false,
+                fastpath: true,
+            }) => "kracauer offload=false fastpath=on",
             Peer::Nginx => "nginx",
             Peer::Kernel => "kernel",
-            Peer::KracauerNoOffload => "kracauer offload=false",
         }
     }
 
@@ -116,10 +159,14 @@ pub fn wire_ceiling(tb: &Topology) -> Result<(), Error> {
 }
 
 /// Kracauer's configuration: TLS and QUIC on 443, the bench name to the raw backend, `a.example`
-/// to backend a's HTTPS on 443.
-pub fn kracauer_config(offload: bool) -> String {
+/// to backend a's HTTPS on 443, metrics (the bench reads the TUN's packet count from them).
+pub fn kracauer_config(tun: KracauerTun) -> String {
+    let KracauerTun { offload, fastpath } = tun;
+    let fastpath = if fastpath { "on" } else { "off" };
     format!(
-        "prefix = \"{PREFIX}\"\n\n[tun]\nname = \"kracauer0\"\nmtu = 1500\noffload = {offload}\n\n\
+        "prefix = \"{PREFIX}\"\n\n[tun]\nname = \"kracauer0\"\nmtu = 1500\noffload = {offload}\n\
+         fastpath = \"{fastpath}\"\n\n\
+         [metrics]\nlisten = \"{METRICS}\"\n\n\
          [[listen]]\naddress = \"{SERVICE_V4}\"\ntls = [{HTTPS_PORT}]\nquic = [{HTTPS_PORT}]\n\n\
          [[route]]\nhosts = [\"{BENCH_NAME}\"]\nbackend = \"{BACKEND_A}\"\nports = {{ {HTTPS_PORT} = {RAW_PORT} }}\n\n\
          [[route]]\nhosts = [\"a.example\"]\nbackend = \"{BACKEND_A}\"\n"
@@ -197,14 +244,14 @@ impl<'tb> Running<'tb> {
     /// Starts `peer`; `kracauer` is the binary the Kracauer peers run.
     pub fn start(peer: Peer, tb: &'tb Topology, kracauer: &Path) -> Result<Self, Error> {
         match peer {
-            Peer::Kracauer | Peer::KracauerNoOffload => {
+            Peer::Kracauer(tun) => {
                 // The router forwards to the TUN; without this, a TIME_WAIT socket nginx
                 // left on 203.0.113.10:443 (up to 60 s) is found by the kernel's early
                 // demux, and ip_forward drops a packet that carries a socket: a client
                 // SYN reusing that port is black-holed until the TIME_WAIT expires.
                 tb.router.sysctl("net.ipv4.ip_early_demux", "0")?;
                 Ok(Running::Kracauer {
-                    k: tb.start_kracauer(kracauer, &kracauer_config(peer == Peer::Kracauer))?,
+                    k: tb.start_kracauer(kracauer, &kracauer_config(tun))?,
                     tb,
                 })
             }
@@ -256,6 +303,21 @@ impl<'tb> Running<'tb> {
                 pids
             }
         }
+    }
+
+    /// Packets Kracauer has read from its TUN so far (`kracauer_tun_packets_total`, every
+    /// worker; a GSO super-packet counts once); `None` for the other peers or when the
+    /// metrics do not answer. The workers publish their counters once a second, so this
+    /// first waits a little longer than that: the count includes every packet until the
+    /// call.
+    pub fn tun_packets(&self) -> Option<u64> {
+        let Running::Kracauer { k, .. } = self else {
+            return None;
+        };
+        thread::sleep(Duration::from_millis(1_100));
+        let body = k.metrics().ok()?.body;
+        let per_worker = kracauer_testbed::prom::samples(&body, "kracauer_tun_packets_total");
+        (!per_worker.is_empty()).then(|| per_worker.iter().map(|(_, n)| n).sum())
     }
 
     /// Stops the peer and undoes what it set up.
@@ -365,6 +427,32 @@ pub fn machine_cpu() -> f64 {
         .map(|(_, x)| *x)
         .sum();
     busy as f64 / clk_tck()
+}
+
+/// How loaded the shared machine is while no peer carries traffic: `/proc/loadavg`'s
+/// three averages and the busy share of all CPUs over `window` (0.0 idle, 1.0 every core
+/// busy), sampled by the caller between workloads.
+#[derive(Debug, Clone)]
+pub struct Load {
+    pub loadavg: String,
+    pub busy: f64,
+}
+
+pub fn load(window: Duration) -> Load {
+    let loadavg = std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_default();
+    let cores = std::fs::read_to_string("/proc/stat")
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.starts_with("cpu") && l.as_bytes().get(3).is_some_and(u8::is_ascii_digit))
+        .count()
+        .max(1) as f64;
+    let b0 = machine_cpu();
+    let t0 = Instant::now();
+    thread::sleep(window);
+    let busy = (machine_cpu() - b0) / t0.elapsed().as_secs_f64() / cores;
+    Load { loadavg, busy }
 }
 
 /// CPU seconds (user + system) of `pids`.
