@@ -12,25 +12,25 @@
 //! kracauer it measures.
 #![deny(unsafe_code)]
 
+mod machine;
 mod peers;
 mod plan;
 mod profile;
 mod proto;
 mod report;
 
-use std::net::{SocketAddr, TcpStream};
+use std::net::TcpStream;
 use std::path::PathBuf;
-use std::process::{ExitCode, Stdio};
+use std::process::ExitCode;
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use kracauer_testbed::{Error, Topology, Variant};
-use rustls::pki_types::ServerName;
-use rustls::{ClientConnection, StreamOwned};
 
 use peers::{Peer, Running};
 use plan::Plan;
+use proto::Backend;
 use report::Samples;
 
 fn main() -> ExitCode {
@@ -94,12 +94,12 @@ fn run(plan: &Plan) -> Result<(), Error> {
     let _h3 = tb.start_h3()?;
     let hello = Arc::new(proto::client_hello()?);
     let mut samples = Samples::default();
-    let mut loads = vec![("start".to_owned(), peers::load(LOAD_WINDOW))];
+    let mut loads = vec![("start".to_owned(), machine::load(LOAD_WINDOW))];
     for round in 0..plan.rounds {
         if round > 0 {
             loads.push((
                 format!("before round {}", round + 1),
-                peers::load(LOAD_WINDOW),
+                machine::load(LOAD_WINDOW),
             ));
         }
         // Alternate the order each round so no peer always runs first.
@@ -130,7 +130,7 @@ fn run(plan: &Plan) -> Result<(), Error> {
     }
     loads.push((
         "end of the measurements".to_owned(),
-        peers::load(LOAD_WINDOW),
+        machine::load(LOAD_WINDOW),
     ));
     let perf = if plan.perf {
         [false, true]
@@ -187,12 +187,14 @@ fn measure(
         })?
         .map_err(|e| Error::Setup(format!("{}: the warm-up request failed: {e}", peer.name())))?;
     samples.seen(peer, backend.last_peer());
-    let mut tun_before = running.tun_packets();
+    let mut before = running.metrics();
     for (up, streams) in [(false, 1), (false, 8), (true, 1), (true, 8)] {
         let what = format!("bulk {} x{streams}", if up { "upload" } else { "download" });
-        let t0 = tun_before;
-        let m0 = peers::machine_cpu();
-        let p0 = peers::process_cpu(&pids);
+        let t0 = before
+            .as_ref()
+            .map(|m| m.sum("kracauer_tun_packets_total", ""));
+        let m0 = machine::machine_cpu();
+        let p0 = machine::process_cpu(&pids);
         let dur = plan.bulk;
         let h = Arc::clone(hello);
         let results = tb.client.run(move || {
@@ -209,10 +211,13 @@ fn measure(
                     .collect::<Vec<_>>()
             })
         })?;
-        let m1 = peers::machine_cpu();
-        let p1 = peers::process_cpu(&pids);
-        let t1 = running.tun_packets();
-        tun_before = t1;
+        let m1 = machine::machine_cpu();
+        let p1 = machine::process_cpu(&pids);
+        let after = running.metrics();
+        let t1 = after
+            .as_ref()
+            .map(|m| m.sum("kracauer_tun_packets_total", ""));
+        before = after;
         let mut bytes = 0u64;
         let mut secs = 0f64;
         let mut failed = false;
@@ -301,13 +306,17 @@ fn measure(
         samples.add(peer, "rate c64: TTFB p50 ms", pct(0.5));
         samples.add(peer, "rate c64: TTFB p99 ms", pct(0.99));
         samples.add(peer, "rate c64: failed connections", errors as f64);
+        rate_diagnostics(peer, running, before.as_ref(), samples);
     }
     // Real TLS: one download through rustls, end to end.
     {
         let config = tb.client_tls();
         let n = plan.tls_bytes;
         let taddr = peer.tls_addr();
-        match tb.client.run(move || tls_download(&config, taddr, n))? {
+        match tb
+            .client
+            .run(move || proto::tls_download(&config, taddr, n))?
+        {
             Ok((bytes, secs)) => samples.add(
                 peer,
                 "real TLS download x1: Gbit/s",
@@ -350,10 +359,10 @@ fn measure(
     }
     // Idle connections: router-side memory by difference.
     if peer != Peer::Kernel {
-        let (tcp_v4, tcp_v6) = peers::tcp_slab_sizes();
-        let s0 = peers::sockstat(&tb.router);
-        let b0 = peers::sockstat(&tb.backend_a).v6;
-        let r0 = peers::rss(&pids);
+        let (tcp_v4, tcp_v6) = machine::tcp_slab_sizes();
+        let s0 = machine::sockstat(&tb.router);
+        let b0 = machine::sockstat(&tb.backend_a).v6;
+        let r0 = machine::rss(&pids);
         let n = plan.idle;
         let h = Arc::clone(hello);
         let (conns, failed): (Vec<TcpStream>, usize) = tb.client.run(move || {
@@ -372,15 +381,15 @@ fn measure(
         samples.add(peer, "idle: connections that failed to open", failed as f64);
         let n = conns.len();
         let deadline = Instant::now() + Duration::from_secs(30);
-        let held = || peers::sockstat(&tb.backend_a).v6.saturating_sub(b0) as usize;
+        let held = || machine::sockstat(&tb.backend_a).v6.saturating_sub(b0) as usize;
         while held() < n && Instant::now() < deadline {
             thread::sleep(Duration::from_millis(50));
         }
         let held = held().min(n);
         thread::sleep(Duration::from_millis(300));
         let pids = running.pids();
-        let s1 = peers::sockstat(&tb.router);
-        let r1 = peers::rss(&pids);
+        let s1 = machine::sockstat(&tb.router);
+        let r1 = machine::rss(&pids);
         let per = |x: f64| x / held.max(1) as f64;
         let process = per(r1 as f64 - r0 as f64);
         let sockets_v4 = s1.v4 as f64 - s0.v4 as f64;
@@ -409,7 +418,7 @@ fn measure(
         // closes), so the backend keeps no TIME_WAIT for tuples later runs reuse.
         drop(conns);
         let deadline = Instant::now() + Duration::from_secs(10);
-        while peers::close_wait(&tb.backend_a) < held && Instant::now() < deadline {
+        while machine::close_wait(&tb.backend_a) < held && Instant::now() < deadline {
             thread::sleep(Duration::from_millis(100));
         }
         backend.drop_idle()?;
@@ -418,96 +427,60 @@ fn measure(
     Ok(())
 }
 
-fn tls_download(
-    config: &Arc<rustls::ClientConfig>,
-    addr: SocketAddr,
-    n: u64,
-) -> Result<(u64, f64), Error> {
-    use std::io::{Read, Write};
-    let start = Instant::now();
-    let s = TcpStream::connect_timeout(&addr, Duration::from_secs(10))?;
-    s.set_read_timeout(Some(Duration::from_secs(30)))?;
-    let name = ServerName::try_from("a.example").map_err(|e| Error::Setup(e.to_string()))?;
-    let conn = ClientConnection::new(Arc::clone(config), name)?;
-    let mut tls = StreamOwned::new(conn, s);
-    write!(
-        tls,
-        "GET /source/{n} HTTP/1.1\r\nHost: a.example\r\nConnection: close\r\n\r\n"
-    )?;
-    tls.flush()?;
-    let mut buf = vec![0u8; 64 * 1024];
-    let mut got = 0u64;
-    loop {
-        match tls.read(&mut buf) {
-            Ok(0) => break,
-            Ok(k) => got += k as u64,
-            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => break,
-            Err(e) => return Err(e.into()),
+/// What Kracauer's counters say about the rate run (SYN-flood mode in the kernel, drops
+/// by reason), then a wait until flood mode is off again, so that the next workloads
+/// start from the daemon's normal mode.
+fn rate_diagnostics(
+    peer: Peer,
+    running: &Running<'_>,
+    before: Option<&peers::Metrics>,
+    samples: &mut Samples,
+) {
+    let (Some(before), Some(after)) = (before, running.metrics()) else {
+        return;
+    };
+    let grew = |name: &str, label: &str| {
+        after
+            .sum(name, label)
+            .saturating_sub(before.sum(name, label))
+    };
+    samples.add(
+        peer,
+        "rate c64: SYN-flood mode turned on (times)",
+        grew("kracauer_syncookie_flood_mode_changes_total", "to=\"on\"") as f64,
+    );
+    samples.add(
+        peer,
+        "rate c64: SYNs answered by the kernel program",
+        grew("kracauer_syncookie_syns_total", "path=\"kernel\"") as f64,
+    );
+    samples.add(
+        peer,
+        "rate c64: packets Kracauer dropped",
+        grew("kracauer_drops_total", "") as f64,
+    );
+    for name in [
+        "kracauer_drops_total",
+        "kracauer_syncookie_cookies_checked_total",
+        "kracauer_syncookie_passed_total",
+        "kracauer_syn_cookies_sent_total",
+        "kracauer_syn_cookies_accepted_total",
+        "kracauer_flows_ended_total",
+    ] {
+        for (labels, n) in after.grown(before, name) {
+            eprintln!("bench: {}: rate run: {name}{labels} +{n}", peer.name());
         }
     }
-    if got < n {
-        return Err(Error::Setup(format!("TLS download got {got} of {n} bytes")));
-    }
-    Ok((got, start.elapsed().as_secs_f64()))
-}
-
-/// The raw backend's process in backend a's namespace.
-#[derive(Debug)]
-struct Backend {
-    child: std::process::Child,
-    stdin: std::process::ChildStdin,
-    peer_file: PathBuf,
-}
-
-impl Backend {
-    fn start(tb: &Topology) -> Result<Backend, Error> {
-        use std::io::BufRead;
-        let peer_file = tb.dir().join("backend-peer");
-        let mut child = tb
-            .backend_a
-            .command(std::env::current_exe()?)
-            .arg("--serve-backend")
-            .arg(&peer_file)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .map_err(|e| Error::Setup(format!("cannot start the backend: {e}")))?;
-        let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
-            return Err(Error::Setup("the backend has no pipes".into()));
-        };
-        let mut line = String::new();
-        std::io::BufReader::new(stdout).read_line(&mut line)?;
-        if line.trim() != "ready" {
-            let _ = child.kill();
-            let _ = child.wait();
-            return Err(Error::Setup("the backend did not start".into()));
-        }
-        Ok(Backend {
-            child,
-            stdin,
-            peer_file,
-        })
-    }
-
-    fn drop_idle(&mut self) -> Result<(), Error> {
-        use std::io::Write;
-        self.stdin.write_all(b"drop\n")?;
-        Ok(())
-    }
-
-    fn last_peer(&self) -> Option<SocketAddr> {
-        std::fs::read_to_string(&self.peer_file)
-            .ok()?
-            .trim()
-            .parse()
-            .ok()
-    }
-}
-
-impl Drop for Backend {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+    match running.wait_flood_mode_off(Duration::from_secs(30)) {
+        Some(d) if d > Duration::from_secs(2) => eprintln!(
+            "bench: {}: SYN-flood mode went off {:.0} s after the rate run",
+            peer.name(),
+            d.as_secs_f64()
+        ),
+        Some(_) => {}
+        None => eprintln!(
+            "bench: {}: SYN-flood mode still on 30 s after the rate run",
+            peer.name()
+        ),
     }
 }

@@ -1,10 +1,8 @@
-//! The peers on the router and the router-side accounting: Kracauer (the real daemon,
-//! with the kernel fast path on, off, and without TUN offloads), nginx `stream` with `ssl_preread` and a transparent `proxy_bind` to the
-//! embedded address, and the kernel forwarding plain IPv6 (the ceiling); CPU from
-//! `/proc/stat` and `/proc/PID/stat`, memory from `/proc/PID/status` and the router
-//! namespace's `/proc/net/sockstat`.
+//! The peers on the router: Kracauer (the real daemon, with the kernel fast path on, off,
+//! and without TUN offloads), nginx `stream` with `ssl_preread` and a transparent
+//! `proxy_bind` to the embedded address, and the kernel forwarding plain IPv6 (the
+//! ceiling): their configurations, starting and stopping them, and their processes.
 
-use std::fmt::Write as _;
 use std::net::{Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -12,7 +10,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use kracauer_testbed::topology::{BACKEND_A, HTTPS_PORT, METRICS, PREFIX, ROUTER_V6, SERVICE_V4};
-use kracauer_testbed::{Error, Kracauer, Netns, Topology};
+use kracauer_testbed::{Error, Kracauer, Topology};
 
 use crate::proto::{BENCH_NAME, RAW_PORT};
 
@@ -305,19 +303,31 @@ impl<'tb> Running<'tb> {
         }
     }
 
-    /// Packets Kracauer has read from its TUN so far (`kracauer_tun_packets_total`, every
-    /// worker; a GSO super-packet counts once); `None` for the other peers or when the
-    /// metrics do not answer. The workers publish their counters once a second, so this
-    /// first waits a little longer than that: the count includes every packet until the
-    /// call.
-    pub fn tun_packets(&self) -> Option<u64> {
+    /// Kracauer's metrics now; `None` for the other peers or when they do not answer.
+    /// The workers publish their counters once a second (and the kernel programs' are
+    /// read as often), so this first waits a little longer than that: the counts include
+    /// everything until the call.
+    pub fn metrics(&self) -> Option<Metrics> {
         let Running::Kracauer { k, .. } = self else {
             return None;
         };
         thread::sleep(Duration::from_millis(1_100));
-        let body = k.metrics().ok()?.body;
-        let per_worker = kracauer_testbed::prom::samples(&body, "kracauer_tun_packets_total");
-        (!per_worker.is_empty()).then(|| per_worker.iter().map(|(_, n)| n).sum())
+        Some(Metrics(k.metrics().ok()?.body))
+    }
+
+    /// Waits (up to `limit`) until Kracauer's SYN-flood mode is off; returns how long it
+    /// waited, or `None` when it was still on at the limit or the peer has no such mode.
+    pub fn wait_flood_mode_off(&self, limit: Duration) -> Option<Duration> {
+        let start = Instant::now();
+        loop {
+            let m = self.metrics()?;
+            if m.sum("kracauer_syncookie_flood_mode", "") == 0 {
+                return Some(start.elapsed());
+            }
+            if start.elapsed() > limit {
+                return None;
+            }
+        }
     }
 
     /// Stops the peer and undoes what it set up.
@@ -353,13 +363,40 @@ impl<'tb> Running<'tb> {
                 let r = &tb.router;
                 eprintln!(
                     "bench: TCP sockets nginx left in the router namespace: {}",
-                    socket_states(r)
+                    crate::machine::socket_states(r)
                 );
                 r.ip(["-6", "route", "del", "local", PREFIX, "dev", "lo"])?;
                 r.ip(["addr", "del", &format!("{SERVICE_V4}/32"), "dev", "lo"])?;
             }
         }
         Ok(())
+    }
+}
+
+/// One scrape of Kracauer's metrics (Prometheus text).
+#[derive(Debug, Clone)]
+pub struct Metrics(String);
+
+impl Metrics {
+    /// The sum of `name`'s samples whose labels contain `label` (`""`: every sample).
+    pub fn sum(&self, name: &str, label: &str) -> u64 {
+        kracauer_testbed::prom::samples(&self.0, name)
+            .iter()
+            .filter(|(l, _)| l.contains(label))
+            .map(|(_, n)| n)
+            .sum()
+    }
+
+    /// `name`'s samples that grew since `before`, by label set, with the growth.
+    pub fn grown(&self, before: &Metrics, name: &str) -> Vec<(String, u64)> {
+        let old = kracauer_testbed::prom::samples(&before.0, name);
+        kracauer_testbed::prom::samples(&self.0, name)
+            .into_iter()
+            .filter_map(|(l, n)| {
+                let was = old.iter().find(|(o, _)| *o == l).map_or(0, |o| o.1);
+                (n > was).then(|| (l.to_owned(), n - was))
+            })
+            .collect()
     }
 }
 
@@ -373,221 +410,11 @@ fn children(parent: u32) -> Vec<u32> {
         let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
             continue;
         };
-        if let Some(stat) = proc_stat(pid) {
+        if let Some(stat) = crate::machine::proc_stat(pid) {
             if stat.ppid == parent {
                 out.push(pid);
             }
         }
     }
     out
-}
-
-struct ProcStat {
-    ppid: u32,
-    ticks: u64,
-}
-
-fn proc_stat(pid: u32) -> Option<ProcStat> {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let after = &s[s.rfind(')')? + 2..];
-    let f: Vec<&str> = after.split_whitespace().collect();
-    // Fields after the name: state(0) ppid(1) ... utime(11) stime(12).
-    Some(ProcStat {
-        ppid: f.get(1)?.parse().ok()?,
-        ticks: f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?,
-    })
-}
-
-fn clk_tck() -> f64 {
-    nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
-        .ok()
-        .flatten()
-        .map_or(100.0, |v| v as f64)
-}
-
-/// Busy CPU seconds of the whole machine (all of `/proc/stat`'s `cpu` line but idle and
-/// iowait).
-pub fn machine_cpu() -> f64 {
-    let Ok(s) = std::fs::read_to_string("/proc/stat") else {
-        return 0.0;
-    };
-    let Some(line) = s.lines().next() else {
-        return 0.0;
-    };
-    let v: Vec<u64> = line
-        .split_whitespace()
-        .skip(1)
-        .filter_map(|x| x.parse().ok())
-        .collect();
-    // user nice system idle iowait irq softirq steal (guest is inside user).
-    let busy: u64 = v
-        .iter()
-        .enumerate()
-        .filter(|(i, _)| *i != 3 && *i != 4 && *i < 8)
-        .map(|(_, x)| *x)
-        .sum();
-    busy as f64 / clk_tck()
-}
-
-/// How loaded the shared machine is while no peer carries traffic: `/proc/loadavg`'s
-/// three averages and the busy share of all CPUs over `window` (0.0 idle, 1.0 every core
-/// busy), sampled by the caller between workloads.
-#[derive(Debug, Clone)]
-pub struct Load {
-    pub loadavg: String,
-    pub busy: f64,
-}
-
-pub fn load(window: Duration) -> Load {
-    let loadavg = std::fs::read_to_string("/proc/loadavg")
-        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_default();
-    let cores = std::fs::read_to_string("/proc/stat")
-        .unwrap_or_default()
-        .lines()
-        .filter(|l| l.starts_with("cpu") && l.as_bytes().get(3).is_some_and(u8::is_ascii_digit))
-        .count()
-        .max(1) as f64;
-    let b0 = machine_cpu();
-    let t0 = Instant::now();
-    thread::sleep(window);
-    let busy = (machine_cpu() - b0) / t0.elapsed().as_secs_f64() / cores;
-    Load { loadavg, busy }
-}
-
-/// CPU seconds (user + system) of `pids`.
-pub fn process_cpu(pids: &[u32]) -> f64 {
-    let ticks: u64 = pids
-        .iter()
-        .filter_map(|p| proc_stat(*p))
-        .map(|s| s.ticks)
-        .sum();
-    ticks as f64 / clk_tck()
-}
-
-/// Resident memory of `pids`, in bytes.
-pub fn rss(pids: &[u32]) -> u64 {
-    pids.iter()
-        .filter_map(|p| std::fs::read_to_string(format!("/proc/{p}/status")).ok())
-        .filter_map(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
-        })
-        .sum::<u64>()
-        * 1024
-}
-
-/// The router namespace's socket accounting: TCP sockets in use (v4 + v6) and the TCP
-/// memory pages the kernel reports (`mem`, global to the machine).
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Sockstat {
-    pub v4: u64,
-    pub v6: u64,
-    pub mem_pages: u64,
-}
-
-pub fn sockstat(ns: &Netns) -> Sockstat {
-    let mut st = Sockstat::default();
-    for file in ["/proc/net/sockstat", "/proc/net/sockstat6"] {
-        let Ok(out) = ns.command("cat").arg(file).output() else {
-            continue;
-        };
-        for line in String::from_utf8_lossy(&out.stdout).lines() {
-            let mut words = line.split_whitespace();
-            let proto = words.next().unwrap_or_default();
-            if proto != "TCP:" && proto != "TCP6:" {
-                continue;
-            }
-            let w: Vec<&str> = words.collect();
-            for pair in w.chunks(2) {
-                if let [k, v] = pair {
-                    let v: u64 = v.parse().unwrap_or(0);
-                    match *k {
-                        "inuse" if proto == "TCP:" => st.v4 += v,
-                        "inuse" => st.v6 += v,
-                        "mem" => st.mem_pages += v,
-                        _ => {}
-                    }
-                }
-            }
-        }
-    }
-    st
-}
-
-/// The size of one TCP socket object in the kernel's slab (v4 and v6), in bytes, from
-/// `/proc/slabinfo`; 0 when unreadable.
-pub fn tcp_slab_sizes() -> (u64, u64) {
-    let s = std::fs::read_to_string("/proc/slabinfo").unwrap_or_default();
-    let size = |name: &str| {
-        s.lines()
-            .find(|l| l.split_whitespace().next() == Some(name))
-            .and_then(|l| l.split_whitespace().nth(3)?.parse().ok())
-            .unwrap_or(0)
-    };
-    (size("TCP"), size("TCPv6"))
-}
-
-/// The machine, for the report.
-pub fn describe_machine() -> String {
-    let mut out = String::new();
-    let cpu = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-    let model = cpu
-        .lines()
-        .find(|l| l.starts_with("model name"))
-        .and_then(|l| l.split_once(':'))
-        .map_or("unknown", |(_, m)| m.trim());
-    let cores = cpu.lines().filter(|l| l.starts_with("processor")).count();
-    let mem = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
-    let total = mem.lines().next().unwrap_or("").trim().to_owned();
-    let kernel = Command::new("uname")
-        .arg("-srvm")
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
-        .unwrap_or_default();
-    let nginx = Command::new("nginx")
-        .arg("-v")
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stderr).trim().to_owned())
-        .unwrap_or_default();
-    let _ = writeln!(
-        out,
-        "- CPU: {model}, {cores} logical cores (shared with other work during the run)"
-    );
-    let _ = writeln!(out, "- Memory: {total}");
-    let _ = writeln!(out, "- Kernel: {kernel}");
-    let _ = writeln!(out, "- nginx: {nginx}");
-    out
-}
-
-/// How many TCP sockets in `ns` are in CLOSE_WAIT (their peer has closed).
-pub fn close_wait(ns: &Netns) -> usize {
-    ns.command("ss")
-        .args(["-Htn", "state", "close-wait"])
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).lines().count())
-        .unwrap_or(0)
-}
-
-/// A count of the TCP sockets in `ns` by state (`ss -Htan`), e.g. `TIME-WAIT=812`.
-pub fn socket_states(ns: &Netns) -> String {
-    let out = ns
-        .command("ss")
-        .args(["-Htan"])
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
-        .unwrap_or_default();
-    let mut counts: Vec<(String, usize)> = Vec::new();
-    for state in out.lines().filter_map(|l| l.split_whitespace().next()) {
-        match counts.iter_mut().find(|(s, _)| s == state) {
-            Some((_, n)) => *n += 1,
-            None => counts.push((state.to_owned(), 1)),
-        }
-    }
-    counts
-        .iter()
-        .map(|(s, n)| format!("{s}={n}"))
-        .collect::<Vec<_>>()
-        .join(" ")
 }

@@ -10,7 +10,8 @@ use kracauer_testbed::Error;
 use plotters::prelude::*;
 
 use crate::Plan;
-use crate::peers::{self, Peer};
+use crate::machine;
+use crate::peers::Peer;
 
 /// Every measurement, in the order metrics first appeared.
 #[derive(Debug, Default)]
@@ -173,7 +174,7 @@ pub fn write(
     s: &Samples,
     peers: &[Peer],
     nginx_conf: &str,
-    loads: &[(String, peers::Load)],
+    loads: &[(String, machine::Load)],
     perf: &[String],
     took: Duration,
 ) -> Result<String, Error> {
@@ -202,7 +203,7 @@ pub fn write(
         plan.kracauer_version,
         plan.kracauer.display()
     );
-    let _ = writeln!(md, "## Machine\n\n{}", peers::describe_machine());
+    let _ = writeln!(md, "## Machine\n\n{}", machine::describe_machine());
     let _ = writeln!(
         md,
         "Load of the shared machine, sampled with no peer carrying traffic (the busy share \
