@@ -85,6 +85,22 @@ pub fn load(window: Duration) -> Load {
     Load { loadavg, busy }
 }
 
+/// The kernel's softirq threads (`ksoftirqd/N`): they carry the network receive work
+/// that does not run in the context of the task that raised it.
+pub fn softirq_threads() -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_string_lossy().parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                .is_ok_and(|c| c.starts_with("ksoftirqd/"))
+        })
+        .collect()
+}
+
 /// CPU seconds (user + system) of `pids`.
 pub fn process_cpu(pids: &[u32]) -> f64 {
     let ticks: u64 = pids

@@ -193,6 +193,15 @@ fn measure(
         let t0 = before
             .as_ref()
             .map(|m| m.sum("kracauer_tun_packets_total", ""));
+        // Every process on the data path: this one (the client's threads), the backend's,
+        // the router's, and the softirq threads.
+        let path: Vec<u32> = pids
+            .iter()
+            .copied()
+            .chain([std::process::id(), backend.pid()])
+            .chain(machine::softirq_threads())
+            .collect();
+        let d0 = machine::process_cpu(&path);
         let m0 = machine::machine_cpu();
         let p0 = machine::process_cpu(&pids);
         let dur = plan.bulk;
@@ -213,6 +222,7 @@ fn measure(
         })?;
         let m1 = machine::machine_cpu();
         let p1 = machine::process_cpu(&pids);
+        let d1 = machine::process_cpu(&path);
         let after = running.metrics();
         let t1 = after
             .as_ref()
@@ -245,6 +255,12 @@ fn measure(
             &format!("{what}: GB per machine CPU s"),
             gb / (m1 - m0),
         );
+        samples.add(peer, &format!("{what}: data-path CPU s/GB"), (d1 - d0) / gb);
+        samples.add(
+            peer,
+            &format!("{what}: GB per data-path CPU s"),
+            gb / (d1 - d0),
+        );
         if peer != Peer::Kernel {
             samples.add(
                 peer,
@@ -266,21 +282,25 @@ fn measure(
     {
         let h = Arc::clone(hello);
         let dur = plan.rate;
-        let (count, errors, mut ttfb, secs) = tb.client.run(move || {
+        let (count, errors, mut ttfb, secs, kinds) = tb.client.run(move || {
             let start = Instant::now();
-            let per: Vec<(Vec<Duration>, u64)> = thread::scope(|s| {
+            let per: Vec<(Vec<Duration>, u64, Option<String>)> = thread::scope(|s| {
                 let handles: Vec<_> = (0..64)
                     .map(|_| {
                         s.spawn(|| {
                             let mut t = Vec::new();
                             let mut errors = 0u64;
+                            let mut last = None;
                             while start.elapsed() < dur {
                                 match proto::request(addr, &h) {
                                     Ok(d) => t.push(d),
-                                    Err(_) => errors += 1,
+                                    Err(e) => {
+                                        errors += 1;
+                                        last = Some(e.to_string());
+                                    }
                                 }
                             }
-                            (t, errors)
+                            (t, errors, last)
                         })
                     })
                     .collect();
@@ -288,13 +308,18 @@ fn measure(
             });
             let secs = start.elapsed().as_secs_f64();
             let errors: u64 = per.iter().map(|p| p.1).sum();
+            let mut kinds: Vec<String> = per.iter().filter_map(|p| p.2.clone()).collect();
+            kinds.sort();
+            kinds.dedup();
             let all: Vec<Duration> = per.into_iter().flat_map(|p| p.0).collect();
-            (all.len(), errors, all, secs)
+            (all.len(), errors, all, secs, kinds)
         })?;
         if errors > 0 {
             eprintln!(
-                "bench: {}: {errors} failed connections in the rate run",
-                peer.name()
+                "bench: {}: {errors} failed connections in the rate run ({secs:.1} s; \
+                 the threads' last errors: {})",
+                peer.name(),
+                kinds.join("; ")
             );
         }
         ttfb.sort();
@@ -365,16 +390,24 @@ fn measure(
         let r0 = machine::rss(&pids);
         let n = plan.idle;
         let h = Arc::clone(hello);
-        let (conns, failed): (Vec<TcpStream>, usize) = tb.client.run(move || {
+        let (conns, failed, last): (Vec<TcpStream>, usize, String) = tb.client.run(move || {
             let mut failed = 0;
+            let mut last = String::new();
             let conns = (0..n)
-                .filter_map(|_| proto::open_idle(addr, &h).map_err(|_| failed += 1).ok())
+                .filter_map(|_| {
+                    proto::open_idle(addr, &h)
+                        .map_err(|e| {
+                            failed += 1;
+                            last = e.to_string();
+                        })
+                        .ok()
+                })
                 .collect();
-            (conns, failed)
+            (conns, failed, last)
         })?;
         if failed > 0 {
             eprintln!(
-                "bench: {}: {failed} idle connections failed to open",
+                "bench: {}: {failed} idle connections failed to open (the last: {last})",
                 peer.name()
             );
         }

@@ -358,6 +358,11 @@ impl Backend {
         })
     }
 
+    /// The backend process's id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub fn drop_idle(&mut self) -> Result<(), Error> {
         use std::io::Write;
         self.stdin.write_all(b"drop\n")?;
