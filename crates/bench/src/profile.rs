@@ -93,16 +93,181 @@ pub fn profile(
         "--comms=raw backend,{client_thread},kracauer-w0,kracauer-w1,kracauer-w2,kracauer-w3,\
          ksoftirqd/0,ksoftirqd/1,ksoftirqd/2,ksoftirqd/3"
     );
+    let names: Vec<&str> = comms.trim_start_matches("--comms=").split(',').collect();
+    let script = Command::new("perf")
+        .args(["script", "-F", "comm,ip,sym", "-i"])
+        .arg(&data)
+        .stderr(Stdio::null())
+        .output()
+        .map_err(|e| Error::Setup(format!("perf script: {e}")))?;
+    let shares = by_owner(&String::from_utf8_lossy(&script.stdout), &names);
     Ok(format!(
         "{dir}, one stream, {moved} while profiled.\n\n\
          By thread name, the whole machine (self time, above 1%):\n\n{}\n\
+         The data-path threads' samples by owner: each sample goes to the innermost frame \
+         of its call chain that one of these owns (so the BPF program's helpers are the \
+         program's, a copy inside sendmsg is sendmsg's):\n\n{shares}\n\
          The data-path threads only, by thread and symbol (self time, share of theirs, \
-         above 1%):\n\n{}\n\
-         The data-path threads only, by function (inclusive time with callees, share of \
-         theirs, above 2%):\n\n{}",
+         above 1%):\n\n{}",
         report("comm", false, "1", 15, None)?,
-        report("comm,sym", false, "1", 40, Some(&comms))?,
-        report("sym", true, "2", 70, Some(&comms))?,
+        report("comm,sym", false, "1", 30, Some(&comms))?,
         dir = if up { "Upload" } else { "Download" },
     ))
+}
+
+/// Who owns a kernel or user frame, from its symbol: the first rule (in order) whose
+/// pattern starts the symbol names it.
+const OWNERS: &[(&str, &[&str])] = &[
+    (
+        "fast path tc BPF program (kracauer_fastpath) and its helpers",
+        &["bpf_prog_"],
+    ),
+    (
+        "tc ingress hook (TCX) around the program",
+        &["tcx_", "sch_handle_ingress", "tcf_"],
+    ),
+    ("veth devices", &["veth_"]),
+    (
+        "the testbed's bridge and br_netfilter",
+        &["br_", "ip_sabotage_in", "nf_bridge"],
+    ),
+    ("IP forwarding", &["ip6_forward", "ip_forward"]),
+    ("TUN device", &["tun_"]),
+    (
+        "TCP receive (segments in, ACK processing)",
+        &[
+            "tcp_v6_rcv",
+            "tcp_v4_rcv",
+            "tcp_v6_do_rcv",
+            "tcp_v4_do_rcv",
+            "tcp_rcv_established",
+        ],
+    ),
+    (
+        "TCP recvmsg (the receiver's copy to user space)",
+        &["tcp_recvmsg"],
+    ),
+    (
+        "TCP transmit (segments out, timers, IP output)",
+        &[
+            "tcp_write_xmit",
+            "__tcp_transmit_skb",
+            "tcp_tsq_handler",
+            "tcp_pace_kick",
+            "ip6_xmit",
+            "__ip_queue_xmit",
+        ],
+    ),
+    (
+        "TCP sendmsg (the sender's copy from user space)",
+        &["tcp_sendmsg"],
+    ),
+    (
+        "IPv6/IPv4 receive",
+        &["ip6_rcv", "ip_rcv", "ip6_input", "ip_local_deliver"],
+    ),
+    (
+        "device receive (backlog, netif_receive_skb)",
+        &["__netif_receive_skb", "process_backlog", "net_rx_action"],
+    ),
+    (
+        "scheduler, wake-ups",
+        &[
+            "__schedule",
+            "schedule",
+            "try_to_wake_up",
+            "finish_task_switch",
+        ],
+    ),
+];
+
+/// The data-path threads' (`names`) samples in `perf script -F comm,ip,sym` output,
+/// shared out by [`OWNERS`] (user-space frames: "user space"; the rest: "other kernel"),
+/// as lines `share  owner`, largest first.
+fn by_owner(script: &str, names: &[&str]) -> String {
+    let mut counts: Vec<(&str, u64)> = Vec::new();
+    let mut total = 0u64;
+    for block in script.split("\n\n") {
+        let mut lines = block.lines().filter(|l| !l.trim().is_empty());
+        let Some(comm) = lines.next().map(str::trim) else {
+            continue;
+        };
+        if !names.contains(&comm) {
+            continue;
+        }
+        let mut owner = None;
+        let mut user = None;
+        for frame in lines {
+            let mut words = frame.split_whitespace();
+            let ip = words.next().unwrap_or("");
+            let sym = words.next().unwrap_or("");
+            // Kernel text is at 0xffff...; the leaf frame says where the sample was.
+            user.get_or_insert(ip.len() < 16);
+            if let Some((name, _)) = OWNERS
+                .iter()
+                .find(|(_, pats)| pats.iter().any(|p| sym.starts_with(p)))
+            {
+                owner = Some(*name);
+                break;
+            }
+        }
+        let user = user.unwrap_or(false);
+        let owner = owner.unwrap_or(if user { "user space" } else { "other kernel" });
+        total += 1;
+        match counts.iter_mut().find(|(o, _)| *o == owner) {
+            Some((_, n)) => *n += 1,
+            None => counts.push((owner, 1)),
+        }
+    }
+    counts.sort_by_key(|c| std::cmp::Reverse(c.1));
+    let mut out = String::new();
+    for (owner, n) in counts {
+        out.push_str(&format!(
+            "    {:5.1}%  {owner}\n",
+            n as f64 * 100.0 / total.max(1) as f64
+        ));
+    }
+    out.push_str(&format!("    ({total} samples)\n"));
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SCRIPT: &str = "raw backend \n\
+\tffffffff81aa0001 bpf_skb_change_proto\n\
+\tffffffffc0001234 bpf_prog_9a0411e812aaf12c_kracauer_fastpath\n\
+\tffffffff81aa0002 tcx_ingress\n\
+\tffffffff81aa0003 tcp_sendmsg_locked\n\
+\t           1234 __send\n\
+\n\
+raw backend \n\
+\tffffffff81aa0004 _copy_from_iter\n\
+\tffffffff81aa0003 tcp_sendmsg_locked\n\
+\t           1234 __send\n\
+\n\
+rustc \n\
+\tffffffff81aa0004 _copy_from_iter\n\
+\n\
+in-krc-tb1-0 \n\
+\t           5678 kracauer_bench::proto::bulk_stream\n\
+\n\
+in-krc-tb1-0 \n\
+\tffffffff81aa0005 some_kernel_function\n\
+\t           5678 kracauer_bench::proto::bulk_stream\n";
+
+    #[test]
+    fn samples_go_to_the_innermost_owner_and_other_threads_are_left_out() {
+        let out = by_owner(SCRIPT, &["raw backend", "in-krc-tb1-0"]);
+        assert!(out.contains("(4 samples)"), "{out}");
+        for line in [
+            "25.0%  fast path tc BPF program",
+            "25.0%  TCP sendmsg",
+            "25.0%  user space",
+            "25.0%  other kernel",
+        ] {
+            assert!(out.contains(line), "{line:?} in:\n{out}");
+        }
+    }
 }
