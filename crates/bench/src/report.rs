@@ -130,19 +130,6 @@ fn goals(s: &Samples) -> String {
         &bulk("router process CPU s/GB", &[1, 8]),
         &|r| r <= 0.5,
     );
-    // The process figure leaves out what runs in softirq, the fast path's BPF program
-    // included; the router's whole cost is what the machine spends beyond the kernel's
-    // plain forwarding of the same bytes.
-    let above_kernel = |p: Peer, m: &str| Some(s.median(p, m)? - s.median(Peer::Kernel, m)?);
-    row(
-        "router CPU per GB ≤ 0.5× nginx (cross-check: whole-machine CPU s/GB above the kernel's)",
-        &|m| match (above_kernel(on, m), above_kernel(Peer::Nginx, m)) {
-            (Some(k), Some(n)) if n > 0.0 => Some(k / n),
-            _ => None,
-        },
-        &bulk("machine CPU s/GB", &[1, 8]),
-        &|r| r <= 0.5,
-    );
     row(
         "connection rate not below today's (fastpath=off, the TUN path)",
         &|m| s.ratio(on, Peer::FASTPATH_OFF, m),
