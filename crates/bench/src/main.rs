@@ -1,33 +1,36 @@
-//! `kracauer-bench`: Kracauer against nginx (`ssl_preread`, transparent `proxy_bind` to
-//! the embedded address) and against the kernel forwarding plain IPv6 (the ceiling), on
-//! the namespace testbed, in one run. Workloads: bulk download and upload with 1 and 8
-//! streams, connection rate at concurrency 64, idle connections' memory, and one real
-//! TLS download. Rounds alternate the peers; the report gives medians and the
-//! Kracauer/nginx ratio, as markdown and PNG plots.
+//! `kracauer-bench`: Kracauer (with the kernel fast path on, off, and without TUN
+//! offloads) against nginx (`ssl_preread`, transparent `proxy_bind` to the embedded
+//! address) and against the kernel forwarding plain IPv6 (the ceiling), on the namespace
+//! testbed, in one run. Workloads: bulk download and upload with 1 and 8 streams,
+//! connection rate at concurrency 64, idle connections' memory, one real TLS and one
+//! HTTP/3 download. Rounds alternate the peers; the report gives medians, ratios to the
+//! peers of the same run, the machine's load, issue 21's goals judged, a profile with the
+//! fast path on, and PNG plots.
 //!
 //! `kracauer-bench --kracauer PATH [--quick] [--out DIR] [--rounds N] [--no-perf]`. Needs
 //! root. The binary under test is always given: the bench never guesses which build of
 //! kracauer it measures.
 #![deny(unsafe_code)]
 
+mod machine;
 mod peers;
 mod plan;
+mod profile;
 mod proto;
 mod report;
 
-use std::net::{SocketAddr, TcpStream};
+use std::net::TcpStream;
 use std::path::PathBuf;
-use std::process::{Command, ExitCode, Stdio};
+use std::process::ExitCode;
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use kracauer_testbed::{Error, Topology, Variant};
-use rustls::pki_types::ServerName;
-use rustls::{ClientConnection, StreamOwned};
 
 use peers::{Peer, Running};
 use plan::Plan;
+use proto::Backend;
 use report::Samples;
 
 fn main() -> ExitCode {
@@ -62,6 +65,10 @@ fn main() -> ExitCode {
     }
 }
 
+/// How long the machine's load is sampled, with no peer carrying traffic, at the start,
+/// before each round and at the end (for the report: the machine is shared).
+const LOAD_WINDOW: Duration = Duration::from_secs(1);
+
 fn raise_nofile() {
     use nix::sys::resource::{Resource, getrlimit, setrlimit};
     if let Ok((_, hard)) = getrlimit(Resource::RLIMIT_NOFILE) {
@@ -87,7 +94,14 @@ fn run(plan: &Plan) -> Result<(), Error> {
     let _h3 = tb.start_h3()?;
     let hello = Arc::new(proto::client_hello()?);
     let mut samples = Samples::default();
+    let mut loads = vec![("start".to_owned(), machine::load(LOAD_WINDOW))];
     for round in 0..plan.rounds {
+        if round > 0 {
+            loads.push((
+                format!("before round {}", round + 1),
+                machine::load(LOAD_WINDOW),
+            ));
+        }
         // Alternate the order each round so no peer always runs first.
         let mut order = peers.clone();
         if round % 2 == 1 {
@@ -114,10 +128,20 @@ fn run(plan: &Plan) -> Result<(), Error> {
             result?;
         }
     }
+    loads.push((
+        "end of the measurements".to_owned(),
+        machine::load(LOAD_WINDOW),
+    ));
     let perf = if plan.perf {
-        profile(plan, &tb, &hello).unwrap_or_else(|e| format!("perf failed: {e}\n"))
+        [false, true]
+            .into_iter()
+            .map(|up| {
+                profile::profile(plan, &tb, &hello, up)
+                    .unwrap_or_else(|e| format!("perf failed: {e}\n"))
+            })
+            .collect()
     } else {
-        String::new()
+        Vec::new()
     };
     drop(backend);
     let nginx_conf = peers::nginx_config(std::path::Path::new("/tmp/krc-tbPID-N"));
@@ -127,6 +151,7 @@ fn run(plan: &Plan) -> Result<(), Error> {
         &samples,
         &peers,
         &nginx_conf,
+        &loads,
         &perf,
         started.elapsed(),
     )?;
@@ -162,10 +187,23 @@ fn measure(
         })?
         .map_err(|e| Error::Setup(format!("{}: the warm-up request failed: {e}", peer.name())))?;
     samples.seen(peer, backend.last_peer());
+    let mut before = running.metrics();
     for (up, streams) in [(false, 1), (false, 8), (true, 1), (true, 8)] {
         let what = format!("bulk {} x{streams}", if up { "upload" } else { "download" });
-        let m0 = peers::machine_cpu();
-        let p0 = peers::process_cpu(&pids);
+        let t0 = before
+            .as_ref()
+            .map(|m| m.sum("kracauer_tun_packets_total", ""));
+        // Every process on the data path: this one (the client's threads), the backend's,
+        // the router's, and the softirq threads.
+        let path: Vec<u32> = pids
+            .iter()
+            .copied()
+            .chain([std::process::id(), backend.pid()])
+            .chain(machine::softirq_threads())
+            .collect();
+        let d0 = machine::process_cpu(&path);
+        let m0 = machine::machine_cpu();
+        let p0 = machine::process_cpu(&pids);
         let dur = plan.bulk;
         let h = Arc::clone(hello);
         let results = tb.client.run(move || {
@@ -182,8 +220,14 @@ fn measure(
                     .collect::<Vec<_>>()
             })
         })?;
-        let m1 = peers::machine_cpu();
-        let p1 = peers::process_cpu(&pids);
+        let m1 = machine::machine_cpu();
+        let p1 = machine::process_cpu(&pids);
+        let d1 = machine::process_cpu(&path);
+        let after = running.metrics();
+        let t1 = after
+            .as_ref()
+            .map(|m| m.sum("kracauer_tun_packets_total", ""));
+        before = after;
         let mut bytes = 0u64;
         let mut secs = 0f64;
         let mut failed = false;
@@ -211,6 +255,12 @@ fn measure(
             &format!("{what}: GB per machine CPU s"),
             gb / (m1 - m0),
         );
+        samples.add(peer, &format!("{what}: data-path CPU s/GB"), (d1 - d0) / gb);
+        samples.add(
+            peer,
+            &format!("{what}: GB per data-path CPU s"),
+            gb / (d1 - d0),
+        );
         if peer != Peer::Kernel {
             samples.add(
                 peer,
@@ -218,26 +268,39 @@ fn measure(
                 (p1 - p0) / gb,
             );
         }
+        // Proof of which datapath carried the bytes: with the fast path the TUN sees a
+        // flow's handshake, first bytes and close, not its data.
+        if let (Some(t0), Some(t1)) = (t0, t1) {
+            samples.add(
+                peer,
+                &format!("{what}: TUN packets read per MB"),
+                t1.saturating_sub(t0) as f64 / (gb * 1e3),
+            );
+        }
     }
     // Connection rate at concurrency 64.
     {
         let h = Arc::clone(hello);
         let dur = plan.rate;
-        let (count, errors, mut ttfb, secs) = tb.client.run(move || {
+        let (count, errors, mut ttfb, secs, kinds) = tb.client.run(move || {
             let start = Instant::now();
-            let per: Vec<(Vec<Duration>, u64)> = thread::scope(|s| {
+            let per: Vec<(Vec<Duration>, u64, Option<String>)> = thread::scope(|s| {
                 let handles: Vec<_> = (0..64)
                     .map(|_| {
                         s.spawn(|| {
                             let mut t = Vec::new();
                             let mut errors = 0u64;
+                            let mut last = None;
                             while start.elapsed() < dur {
                                 match proto::request(addr, &h) {
                                     Ok(d) => t.push(d),
-                                    Err(_) => errors += 1,
+                                    Err(e) => {
+                                        errors += 1;
+                                        last = Some(e.to_string());
+                                    }
                                 }
                             }
-                            (t, errors)
+                            (t, errors, last)
                         })
                     })
                     .collect();
@@ -245,13 +308,18 @@ fn measure(
             });
             let secs = start.elapsed().as_secs_f64();
             let errors: u64 = per.iter().map(|p| p.1).sum();
+            let mut kinds: Vec<String> = per.iter().filter_map(|p| p.2.clone()).collect();
+            kinds.sort();
+            kinds.dedup();
             let all: Vec<Duration> = per.into_iter().flat_map(|p| p.0).collect();
-            (all.len(), errors, all, secs)
+            (all.len(), errors, all, secs, kinds)
         })?;
         if errors > 0 {
             eprintln!(
-                "bench: {}: {errors} failed connections in the rate run",
-                peer.name()
+                "bench: {}: {errors} failed connections in the rate run ({secs:.1} s; \
+                 the threads' last errors: {})",
+                peer.name(),
+                kinds.join("; ")
             );
         }
         ttfb.sort();
@@ -263,13 +331,17 @@ fn measure(
         samples.add(peer, "rate c64: TTFB p50 ms", pct(0.5));
         samples.add(peer, "rate c64: TTFB p99 ms", pct(0.99));
         samples.add(peer, "rate c64: failed connections", errors as f64);
+        rate_diagnostics(peer, running, before.as_ref(), samples);
     }
     // Real TLS: one download through rustls, end to end.
     {
         let config = tb.client_tls();
         let n = plan.tls_bytes;
         let taddr = peer.tls_addr();
-        match tb.client.run(move || tls_download(&config, taddr, n))? {
+        match tb
+            .client
+            .run(move || proto::tls_download(&config, taddr, n))?
+        {
             Ok((bytes, secs)) => samples.add(
                 peer,
                 "real TLS download x1: Gbit/s",
@@ -312,37 +384,45 @@ fn measure(
     }
     // Idle connections: router-side memory by difference.
     if peer != Peer::Kernel {
-        let (tcp_v4, tcp_v6) = peers::tcp_slab_sizes();
-        let s0 = peers::sockstat(&tb.router);
-        let b0 = peers::sockstat(&tb.backend_a).v6;
-        let r0 = peers::rss(&pids);
+        let (tcp_v4, tcp_v6) = machine::tcp_slab_sizes();
+        let s0 = machine::sockstat(&tb.router);
+        let b0 = machine::sockstat(&tb.backend_a).v6;
+        let r0 = machine::rss(&pids);
         let n = plan.idle;
         let h = Arc::clone(hello);
-        let (conns, failed): (Vec<TcpStream>, usize) = tb.client.run(move || {
+        let (conns, failed, last): (Vec<TcpStream>, usize, String) = tb.client.run(move || {
             let mut failed = 0;
+            let mut last = String::new();
             let conns = (0..n)
-                .filter_map(|_| proto::open_idle(addr, &h).map_err(|_| failed += 1).ok())
+                .filter_map(|_| {
+                    proto::open_idle(addr, &h)
+                        .map_err(|e| {
+                            failed += 1;
+                            last = e.to_string();
+                        })
+                        .ok()
+                })
                 .collect();
-            (conns, failed)
+            (conns, failed, last)
         })?;
         if failed > 0 {
             eprintln!(
-                "bench: {}: {failed} idle connections failed to open",
+                "bench: {}: {failed} idle connections failed to open (the last: {last})",
                 peer.name()
             );
         }
         samples.add(peer, "idle: connections that failed to open", failed as f64);
         let n = conns.len();
         let deadline = Instant::now() + Duration::from_secs(30);
-        let held = || peers::sockstat(&tb.backend_a).v6.saturating_sub(b0) as usize;
+        let held = || machine::sockstat(&tb.backend_a).v6.saturating_sub(b0) as usize;
         while held() < n && Instant::now() < deadline {
             thread::sleep(Duration::from_millis(50));
         }
         let held = held().min(n);
         thread::sleep(Duration::from_millis(300));
         let pids = running.pids();
-        let s1 = peers::sockstat(&tb.router);
-        let r1 = peers::rss(&pids);
+        let s1 = machine::sockstat(&tb.router);
+        let r1 = machine::rss(&pids);
         let per = |x: f64| x / held.max(1) as f64;
         let process = per(r1 as f64 - r0 as f64);
         let sockets_v4 = s1.v4 as f64 - s0.v4 as f64;
@@ -371,7 +451,7 @@ fn measure(
         // closes), so the backend keeps no TIME_WAIT for tuples later runs reuse.
         drop(conns);
         let deadline = Instant::now() + Duration::from_secs(10);
-        while peers::close_wait(&tb.backend_a) < held && Instant::now() < deadline {
+        while machine::close_wait(&tb.backend_a) < held && Instant::now() < deadline {
             thread::sleep(Duration::from_millis(100));
         }
         backend.drop_idle()?;
@@ -380,171 +460,60 @@ fn measure(
     Ok(())
 }
 
-fn tls_download(
-    config: &Arc<rustls::ClientConfig>,
-    addr: SocketAddr,
-    n: u64,
-) -> Result<(u64, f64), Error> {
-    use std::io::{Read, Write};
-    let start = Instant::now();
-    let s = TcpStream::connect_timeout(&addr, Duration::from_secs(10))?;
-    s.set_read_timeout(Some(Duration::from_secs(30)))?;
-    let name = ServerName::try_from("a.example").map_err(|e| Error::Setup(e.to_string()))?;
-    let conn = ClientConnection::new(Arc::clone(config), name)?;
-    let mut tls = StreamOwned::new(conn, s);
-    write!(
-        tls,
-        "GET /source/{n} HTTP/1.1\r\nHost: a.example\r\nConnection: close\r\n\r\n"
-    )?;
-    tls.flush()?;
-    let mut buf = vec![0u8; 64 * 1024];
-    let mut got = 0u64;
-    loop {
-        match tls.read(&mut buf) {
-            Ok(0) => break,
-            Ok(k) => got += k as u64,
-            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => break,
-            Err(e) => return Err(e.into()),
-        }
-    }
-    if got < n {
-        return Err(Error::Setup(format!("TLS download got {got} of {n} bytes")));
-    }
-    Ok((got, start.elapsed().as_secs_f64()))
-}
-
-/// Where the time goes with Kracauer in the path: `perf record -a` of the whole machine
-/// during a single-stream download, reported by thread name, then by thread and symbol.
-fn profile(plan: &Plan, tb: &Topology, hello: &Arc<Vec<u8>>) -> Result<String, Error> {
-    let running = Running::start(Peer::Kracauer, tb, &plan.kracauer)?;
-    let data = tb.dir().join("perf.data");
-    let secs = plan.bulk.as_secs().max(2) + 1;
-    let mut rec = Command::new("perf")
-        .args(["record", "-q", "-F", "999", "-g", "-a", "-o"])
-        .arg(&data)
-        .args(["--", "sleep", &secs.to_string()])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .map_err(|e| Error::Setup(format!("perf: {e}")))?;
-    thread::sleep(Duration::from_millis(300));
-    let h = Arc::clone(hello);
-    let addr = Peer::Kracauer.raw_addr();
-    let dur = Duration::from_secs(secs.saturating_sub(1));
-    let _ = tb
-        .client
-        .run(move || proto::bulk_stream(addr, &h, false, dur));
-    let _ = rec.wait();
-    running.stop()?;
-    let report = |sort: &str, lines: usize, filter: Option<&str>| -> Result<String, Error> {
-        let children = sort == "sym";
-        let out = Command::new("perf")
-            .arg("report")
-            .args(filter)
-            .arg(if children {
-                "--children"
-            } else {
-                "--no-children"
-            })
-            .args(filter.map(|_| "--percentage=relative"))
-            .args([
-                "--stdio",
-                "-g",
-                "none",
-                "--sort",
-                sort,
-                "--percent-limit",
-                if children { "3" } else { "1" },
-                "-i",
-            ])
-            .arg(&data)
-            .stderr(Stdio::null())
-            .output()
-            .map_err(|e| Error::Setup(format!("perf report: {e}")))?;
-        Ok(String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
-            .take(lines)
-            .map(|l| format!("{l}\n"))
-            .collect())
+/// What Kracauer's counters say about the rate run (SYN-flood mode in the kernel, drops
+/// by reason), then a wait until flood mode is off again, so that the next workloads
+/// start from the daemon's normal mode.
+fn rate_diagnostics(
+    peer: Peer,
+    running: &Running<'_>,
+    before: Option<&peers::Metrics>,
+    samples: &mut Samples,
+) {
+    let (Some(before), Some(after)) = (before, running.metrics()) else {
+        return;
     };
-    // By symbol, only the threads on the data path: the daemon's workers, the backend
-    // sending and the client thread reading (the machine may be running other work).
-    let client_thread: String = format!("in-{}", tb.client.name())
-        .chars()
-        .take(15)
-        .collect();
-    let comms = format!(
-        "--comms=kracauer-w0,kracauer-w1,kracauer-w2,kracauer-w3,raw backend,{client_thread}"
+    let grew = |name: &str, label: &str| {
+        after
+            .sum(name, label)
+            .saturating_sub(before.sum(name, label))
+    };
+    samples.add(
+        peer,
+        "rate c64: SYN-flood mode turned on (times)",
+        grew("kracauer_syncookie_flood_mode_changes_total", "to=\"on\"") as f64,
     );
-    // Inclusive time of the daemon's workers by function: which syscall, and what the
-    // kernel ran in their context (softirq delivery of what they wrote).
-    let workers = "--comms=kracauer-w0,kracauer-w1,kracauer-w2,kracauer-w3";
-    Ok(format!(
-        "{}\n{}\nInclusive (children) time of the workers, by function, as a share of their own time, above 3%:\n\n{}",
-        report("comm", 15, None)?,
-        report("comm,sym", 40, Some(&comms))?,
-        report("sym", 45, Some(workers))?
-    ))
-}
-
-/// The raw backend's process in backend a's namespace.
-#[derive(Debug)]
-struct Backend {
-    child: std::process::Child,
-    stdin: std::process::ChildStdin,
-    peer_file: PathBuf,
-}
-
-impl Backend {
-    fn start(tb: &Topology) -> Result<Backend, Error> {
-        use std::io::BufRead;
-        let peer_file = tb.dir().join("backend-peer");
-        let mut child = tb
-            .backend_a
-            .command(std::env::current_exe()?)
-            .arg("--serve-backend")
-            .arg(&peer_file)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .map_err(|e| Error::Setup(format!("cannot start the backend: {e}")))?;
-        let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
-            return Err(Error::Setup("the backend has no pipes".into()));
-        };
-        let mut line = String::new();
-        std::io::BufReader::new(stdout).read_line(&mut line)?;
-        if line.trim() != "ready" {
-            let _ = child.kill();
-            let _ = child.wait();
-            return Err(Error::Setup("the backend did not start".into()));
+    samples.add(
+        peer,
+        "rate c64: SYNs answered by the kernel program",
+        grew("kracauer_syncookie_syns_total", "path=\"kernel\"") as f64,
+    );
+    samples.add(
+        peer,
+        "rate c64: packets Kracauer dropped",
+        grew("kracauer_drops_total", "") as f64,
+    );
+    for name in [
+        "kracauer_drops_total",
+        "kracauer_syncookie_cookies_checked_total",
+        "kracauer_syncookie_passed_total",
+        "kracauer_syn_cookies_sent_total",
+        "kracauer_syn_cookies_accepted_total",
+        "kracauer_flows_ended_total",
+    ] {
+        for (labels, n) in after.grown(before, name) {
+            eprintln!("bench: {}: rate run: {name}{labels} +{n}", peer.name());
         }
-        Ok(Backend {
-            child,
-            stdin,
-            peer_file,
-        })
     }
-
-    fn drop_idle(&mut self) -> Result<(), Error> {
-        use std::io::Write;
-        self.stdin.write_all(b"drop\n")?;
-        Ok(())
-    }
-
-    fn last_peer(&self) -> Option<SocketAddr> {
-        std::fs::read_to_string(&self.peer_file)
-            .ok()?
-            .trim()
-            .parse()
-            .ok()
-    }
-}
-
-impl Drop for Backend {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+    match running.wait_flood_mode_off(Duration::from_secs(30)) {
+        Some(d) if d > Duration::from_secs(2) => eprintln!(
+            "bench: {}: SYN-flood mode went off {:.0} s after the rate run",
+            peer.name(),
+            d.as_secs_f64()
+        ),
+        Some(_) => {}
+        None => eprintln!(
+            "bench: {}: SYN-flood mode still on 30 s after the rate run",
+            peer.name()
+        ),
     }
 }

@@ -1,18 +1,16 @@
-//! The three peers on the router and the router-side accounting: Kracauer (the real
-//! daemon), nginx `stream` with `ssl_preread` and a transparent `proxy_bind` to the
-//! embedded address, and the kernel forwarding plain IPv6 (the ceiling); CPU from
-//! `/proc/stat` and `/proc/PID/stat`, memory from `/proc/PID/status` and the router
-//! namespace's `/proc/net/sockstat`.
+//! The peers on the router: Kracauer (the real daemon, with the kernel fast path on, off,
+//! and without TUN offloads), nginx `stream` with `ssl_preread` and a transparent
+//! `proxy_bind` to the embedded address, and the kernel forwarding plain IPv6 (the
+//! ceiling): their configurations, starting and stopping them, and their processes.
 
-use std::fmt::Write as _;
 use std::net::{Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use kracauer_testbed::topology::{BACKEND_A, HTTPS_PORT, PREFIX, ROUTER_V6, SERVICE_V4};
-use kracauer_testbed::{Error, Kracauer, Netns, Topology};
+use kracauer_testbed::topology::{BACKEND_A, HTTPS_PORT, METRICS, PREFIX, ROUTER_V6, SERVICE_V4};
+use kracauer_testbed::{Error, Kracauer, Topology};
 
 use crate::proto::{BENCH_NAME, RAW_PORT};
 
@@ -25,27 +23,70 @@ const ROUTER_ADDR6: &str = "2001:db8:2::1";
 /// Which peer carries the traffic.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Peer {
-    Kracauer,
+    /// The real daemon, with these `[tun]` settings.
+    Kracauer(KracauerTun),
     Nginx,
     Kernel,
-    /// Kracauer with `offload = false`: one packet of at most the MTU per read and write.
-    KracauerNoOffload,
+}
+
+/// The `[tun]` settings that tell the Kracauer peers apart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KracauerTun {
+    /// `offload`: GSO super-packets on the TUN.
+    pub offload: bool,
+    /// `fastpath = "on"` (spliced flows' data and ACKs translated by the tc BPF program,
+    /// never crossing the TUN; the daemon refuses to start without it) or `"off"` (every
+    /// packet through the TUN).
+    pub fastpath: bool,
 }
 
 impl Peer {
-    pub const ALL: [Peer; 4] = [
-        Peer::Kracauer,
+    /// Kracauer with the kernel fast path (`fastpath = "on"`) and TUN offloads.
+    pub const FASTPATH_ON: Peer = Peer::Kracauer(KracauerTun {
+        offload: true,
+        fastpath: true,
+    });
+    /// Kracauer with every packet through the TUN (`fastpath = "off"`) and its offloads:
+    /// the datapath before the kernel fast path.
+    pub const FASTPATH_OFF: Peer = Peer::Kracauer(KracauerTun {
+        offload: true,
+        fastpath: false,
+    });
+    /// Kracauer through the TUN without offloads: one packet of at most the MTU per read
+    /// and write (`offload = false`, `fastpath = "off"`).
+    pub const NO_OFFLOAD: Peer = Peer::Kracauer(KracauerTun {
+        offload: false,
+        fastpath: false,
+    });
+
+    pub const ALL: [Peer; 5] = [
+        Peer::FASTPATH_ON,
+        Peer::FASTPATH_OFF,
         Peer::Nginx,
         Peer::Kernel,
-        Peer::KracauerNoOffload,
+        Peer::NO_OFFLOAD,
     ];
 
     pub fn name(self) -> &'static str {
         match self {
-            Peer::Kracauer => "kracauer",
+            Peer::Kracauer(KracauerTun {
+                offload: true,
+                fastpath: true,
+            }) => "kracauer fastpath=on",
+            Peer::Kracauer(KracauerTun {
+                offload: true,
+                fastpath: false,
+            }) => "kracauer fastpath=off",
+            Peer::Kracauer(KracauerTun {
+                offload: false,
+                fastpath: false,
+            }) => "kracauer offload=false",
+            Peer::Kracauer(KracauerTun {
+                offload: false,
+                fastpath: true,
+            }) => "kracauer offload=false fastpath=on",
             Peer::Nginx => "nginx",
             Peer::Kernel => "kernel",
-            Peer::KracauerNoOffload => "kracauer offload=false",
         }
     }
 
@@ -116,10 +157,14 @@ pub fn wire_ceiling(tb: &Topology) -> Result<(), Error> {
 }
 
 /// Kracauer's configuration: TLS and QUIC on 443, the bench name to the raw backend, `a.example`
-/// to backend a's HTTPS on 443.
-pub fn kracauer_config(offload: bool) -> String {
+/// to backend a's HTTPS on 443, metrics (the bench reads the TUN's packet count from them).
+pub fn kracauer_config(tun: KracauerTun) -> String {
+    let KracauerTun { offload, fastpath } = tun;
+    let fastpath = if fastpath { "on" } else { "off" };
     format!(
-        "prefix = \"{PREFIX}\"\n\n[tun]\nname = \"kracauer0\"\nmtu = 1500\noffload = {offload}\n\n\
+        "prefix = \"{PREFIX}\"\n\n[tun]\nname = \"kracauer0\"\nmtu = 1500\noffload = {offload}\n\
+         fastpath = \"{fastpath}\"\n\n\
+         [metrics]\nlisten = \"{METRICS}\"\n\n\
          [[listen]]\naddress = \"{SERVICE_V4}\"\ntls = [{HTTPS_PORT}]\nquic = [{HTTPS_PORT}]\n\n\
          [[route]]\nhosts = [\"{BENCH_NAME}\"]\nbackend = \"{BACKEND_A}\"\nports = {{ {HTTPS_PORT} = {RAW_PORT} }}\n\n\
          [[route]]\nhosts = [\"a.example\"]\nbackend = \"{BACKEND_A}\"\n"
@@ -197,14 +242,14 @@ impl<'tb> Running<'tb> {
     /// Starts `peer`; `kracauer` is the binary the Kracauer peers run.
     pub fn start(peer: Peer, tb: &'tb Topology, kracauer: &Path) -> Result<Self, Error> {
         match peer {
-            Peer::Kracauer | Peer::KracauerNoOffload => {
+            Peer::Kracauer(tun) => {
                 // The router forwards to the TUN; without this, a TIME_WAIT socket nginx
                 // left on 203.0.113.10:443 (up to 60 s) is found by the kernel's early
                 // demux, and ip_forward drops a packet that carries a socket: a client
                 // SYN reusing that port is black-holed until the TIME_WAIT expires.
                 tb.router.sysctl("net.ipv4.ip_early_demux", "0")?;
                 Ok(Running::Kracauer {
-                    k: tb.start_kracauer(kracauer, &kracauer_config(peer == Peer::Kracauer))?,
+                    k: tb.start_kracauer(kracauer, &kracauer_config(tun))?,
                     tb,
                 })
             }
@@ -258,6 +303,33 @@ impl<'tb> Running<'tb> {
         }
     }
 
+    /// Kracauer's metrics now; `None` for the other peers or when they do not answer.
+    /// The workers publish their counters once a second (and the kernel programs' are
+    /// read as often), so this first waits a little longer than that: the counts include
+    /// everything until the call.
+    pub fn metrics(&self) -> Option<Metrics> {
+        let Running::Kracauer { k, .. } = self else {
+            return None;
+        };
+        thread::sleep(Duration::from_millis(1_100));
+        Some(Metrics(k.metrics().ok()?.body))
+    }
+
+    /// Waits (up to `limit`) until Kracauer's SYN-flood mode is off; returns how long it
+    /// waited, or `None` when it was still on at the limit or the peer has no such mode.
+    pub fn wait_flood_mode_off(&self, limit: Duration) -> Option<Duration> {
+        let start = Instant::now();
+        loop {
+            let m = self.metrics()?;
+            if m.sum("kracauer_syncookie_flood_mode", "") == 0 {
+                return Some(start.elapsed());
+            }
+            if start.elapsed() > limit {
+                return None;
+            }
+        }
+    }
+
     /// Stops the peer and undoes what it set up.
     pub fn stop(self) -> Result<(), Error> {
         match self {
@@ -291,13 +363,40 @@ impl<'tb> Running<'tb> {
                 let r = &tb.router;
                 eprintln!(
                     "bench: TCP sockets nginx left in the router namespace: {}",
-                    socket_states(r)
+                    crate::machine::socket_states(r)
                 );
                 r.ip(["-6", "route", "del", "local", PREFIX, "dev", "lo"])?;
                 r.ip(["addr", "del", &format!("{SERVICE_V4}/32"), "dev", "lo"])?;
             }
         }
         Ok(())
+    }
+}
+
+/// One scrape of Kracauer's metrics (Prometheus text).
+#[derive(Debug, Clone)]
+pub struct Metrics(String);
+
+impl Metrics {
+    /// The sum of `name`'s samples whose labels contain `label` (`""`: every sample).
+    pub fn sum(&self, name: &str, label: &str) -> u64 {
+        kracauer_testbed::prom::samples(&self.0, name)
+            .iter()
+            .filter(|(l, _)| l.contains(label))
+            .map(|(_, n)| n)
+            .sum()
+    }
+
+    /// `name`'s samples that grew since `before`, by label set, with the growth.
+    pub fn grown(&self, before: &Metrics, name: &str) -> Vec<(String, u64)> {
+        let old = kracauer_testbed::prom::samples(&before.0, name);
+        kracauer_testbed::prom::samples(&self.0, name)
+            .into_iter()
+            .filter_map(|(l, n)| {
+                let was = old.iter().find(|(o, _)| *o == l).map_or(0, |o| o.1);
+                (n > was).then(|| (l.to_owned(), n - was))
+            })
+            .collect()
     }
 }
 
@@ -311,195 +410,11 @@ fn children(parent: u32) -> Vec<u32> {
         let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
             continue;
         };
-        if let Some(stat) = proc_stat(pid) {
+        if let Some(stat) = crate::machine::proc_stat(pid) {
             if stat.ppid == parent {
                 out.push(pid);
             }
         }
     }
     out
-}
-
-struct ProcStat {
-    ppid: u32,
-    ticks: u64,
-}
-
-fn proc_stat(pid: u32) -> Option<ProcStat> {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let after = &s[s.rfind(')')? + 2..];
-    let f: Vec<&str> = after.split_whitespace().collect();
-    // Fields after the name: state(0) ppid(1) ... utime(11) stime(12).
-    Some(ProcStat {
-        ppid: f.get(1)?.parse().ok()?,
-        ticks: f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?,
-    })
-}
-
-fn clk_tck() -> f64 {
-    nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
-        .ok()
-        .flatten()
-        .map_or(100.0, |v| v as f64)
-}
-
-/// Busy CPU seconds of the whole machine (all of `/proc/stat`'s `cpu` line but idle and
-/// iowait).
-pub fn machine_cpu() -> f64 {
-    let Ok(s) = std::fs::read_to_string("/proc/stat") else {
-        return 0.0;
-    };
-    let Some(line) = s.lines().next() else {
-        return 0.0;
-    };
-    let v: Vec<u64> = line
-        .split_whitespace()
-        .skip(1)
-        .filter_map(|x| x.parse().ok())
-        .collect();
-    // user nice system idle iowait irq softirq steal (guest is inside user).
-    let busy: u64 = v
-        .iter()
-        .enumerate()
-        .filter(|(i, _)| *i != 3 && *i != 4 && *i < 8)
-        .map(|(_, x)| *x)
-        .sum();
-    busy as f64 / clk_tck()
-}
-
-/// CPU seconds (user + system) of `pids`.
-pub fn process_cpu(pids: &[u32]) -> f64 {
-    let ticks: u64 = pids
-        .iter()
-        .filter_map(|p| proc_stat(*p))
-        .map(|s| s.ticks)
-        .sum();
-    ticks as f64 / clk_tck()
-}
-
-/// Resident memory of `pids`, in bytes.
-pub fn rss(pids: &[u32]) -> u64 {
-    pids.iter()
-        .filter_map(|p| std::fs::read_to_string(format!("/proc/{p}/status")).ok())
-        .filter_map(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
-        })
-        .sum::<u64>()
-        * 1024
-}
-
-/// The router namespace's socket accounting: TCP sockets in use (v4 + v6) and the TCP
-/// memory pages the kernel reports (`mem`, global to the machine).
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Sockstat {
-    pub v4: u64,
-    pub v6: u64,
-    pub mem_pages: u64,
-}
-
-pub fn sockstat(ns: &Netns) -> Sockstat {
-    let mut st = Sockstat::default();
-    for file in ["/proc/net/sockstat", "/proc/net/sockstat6"] {
-        let Ok(out) = ns.command("cat").arg(file).output() else {
-            continue;
-        };
-        for line in String::from_utf8_lossy(&out.stdout).lines() {
-            let mut words = line.split_whitespace();
-            let proto = words.next().unwrap_or_default();
-            if proto != "TCP:" && proto != "TCP6:" {
-                continue;
-            }
-            let w: Vec<&str> = words.collect();
-            for pair in w.chunks(2) {
-                if let [k, v] = pair {
-                    let v: u64 = v.parse().unwrap_or(0);
-                    match *k {
-                        "inuse" if proto == "TCP:" => st.v4 += v,
-                        "inuse" => st.v6 += v,
-                        "mem" => st.mem_pages += v,
-                        _ => {}
-                    }
-                }
-            }
-        }
-    }
-    st
-}
-
-/// The size of one TCP socket object in the kernel's slab (v4 and v6), in bytes, from
-/// `/proc/slabinfo`; 0 when unreadable.
-pub fn tcp_slab_sizes() -> (u64, u64) {
-    let s = std::fs::read_to_string("/proc/slabinfo").unwrap_or_default();
-    let size = |name: &str| {
-        s.lines()
-            .find(|l| l.split_whitespace().next() == Some(name))
-            .and_then(|l| l.split_whitespace().nth(3)?.parse().ok())
-            .unwrap_or(0)
-    };
-    (size("TCP"), size("TCPv6"))
-}
-
-/// The machine, for the report.
-pub fn describe_machine() -> String {
-    let mut out = String::new();
-    let cpu = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-    let model = cpu
-        .lines()
-        .find(|l| l.starts_with("model name"))
-        .and_then(|l| l.split_once(':'))
-        .map_or("unknown", |(_, m)| m.trim());
-    let cores = cpu.lines().filter(|l| l.starts_with("processor")).count();
-    let mem = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
-    let total = mem.lines().next().unwrap_or("").trim().to_owned();
-    let kernel = Command::new("uname")
-        .arg("-srvm")
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
-        .unwrap_or_default();
-    let nginx = Command::new("nginx")
-        .arg("-v")
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stderr).trim().to_owned())
-        .unwrap_or_default();
-    let _ = writeln!(
-        out,
-        "- CPU: {model}, {cores} logical cores (shared with other work during the run)"
-    );
-    let _ = writeln!(out, "- Memory: {total}");
-    let _ = writeln!(out, "- Kernel: {kernel}");
-    let _ = writeln!(out, "- nginx: {nginx}");
-    out
-}
-
-/// How many TCP sockets in `ns` are in CLOSE_WAIT (their peer has closed).
-pub fn close_wait(ns: &Netns) -> usize {
-    ns.command("ss")
-        .args(["-Htn", "state", "close-wait"])
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).lines().count())
-        .unwrap_or(0)
-}
-
-/// A count of the TCP sockets in `ns` by state (`ss -Htan`), e.g. `TIME-WAIT=812`.
-pub fn socket_states(ns: &Netns) -> String {
-    let out = ns
-        .command("ss")
-        .args(["-Htan"])
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
-        .unwrap_or_default();
-    let mut counts: Vec<(String, usize)> = Vec::new();
-    for state in out.lines().filter_map(|l| l.split_whitespace().next()) {
-        match counts.iter_mut().find(|(s, _)| s == state) {
-            Some((_, n)) => *n += 1,
-            None => counts.push((state.to_owned(), 1)),
-        }
-    }
-    counts
-        .iter()
-        .map(|(s, n)| format!("{s}={n}"))
-        .collect::<Vec<_>>()
-        .join(" ")
 }

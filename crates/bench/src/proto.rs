@@ -3,6 +3,9 @@
 //! command (`op`, u64 big-endian argument) and raw bytes; the backend in backend a's
 //! namespace answers without any TLS, so the peers are measured rather than crypto.
 //!
+//! The backend runs as its own process ([`Backend`]); [`tls_download`] is the one real TLS
+//! client (the testbed's HTTPS backend, not this protocol).
+//!
 //! Commands: `D` download (the backend sends until the client closes), `U` upload (the
 //! backend counts bytes until EOF and answers the count as 8 bytes), `R` request/response
 //! (1 KB answer, then the backend waits for the client's close), `I` idle (held open).
@@ -16,10 +19,11 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use std::path::PathBuf;
+use std::process::Stdio;
 
-use kracauer_testbed::Error;
+use kracauer_testbed::{Error, Topology};
 use rustls::pki_types::ServerName;
-use rustls::{ClientConfig, ClientConnection, RootCertStore};
+use rustls::{ClientConfig, ClientConnection, RootCertStore, StreamOwned};
 
 /// The port the raw backend listens on (in backend a).
 pub const RAW_PORT: u16 = 9000;
@@ -279,4 +283,104 @@ pub fn serve_backend(peer_file: PathBuf) -> Result<(), Error> {
         line.clear();
     }
     Ok(())
+}
+
+/// One real TLS download of `n` bytes from the testbed's HTTPS backend through `addr`:
+/// returns (bytes, seconds), the whole connection timed.
+pub fn tls_download(
+    config: &Arc<ClientConfig>,
+    addr: SocketAddr,
+    n: u64,
+) -> Result<(u64, f64), Error> {
+    let start = Instant::now();
+    let s = TcpStream::connect_timeout(&addr, Duration::from_secs(10))?;
+    s.set_read_timeout(Some(Duration::from_secs(30)))?;
+    let name = ServerName::try_from("a.example").map_err(|e| Error::Setup(e.to_string()))?;
+    let conn = ClientConnection::new(Arc::clone(config), name)?;
+    let mut tls = StreamOwned::new(conn, s);
+    write!(
+        tls,
+        "GET /source/{n} HTTP/1.1\r\nHost: a.example\r\nConnection: close\r\n\r\n"
+    )?;
+    tls.flush()?;
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut got = 0u64;
+    loop {
+        match tls.read(&mut buf) {
+            Ok(0) => break,
+            Ok(k) => got += k as u64,
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => break,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    if got < n {
+        return Err(Error::Setup(format!("TLS download got {got} of {n} bytes")));
+    }
+    Ok((got, start.elapsed().as_secs_f64()))
+}
+
+/// The raw backend's process in backend a's namespace.
+#[derive(Debug)]
+pub struct Backend {
+    child: std::process::Child,
+    stdin: std::process::ChildStdin,
+    pub peer_file: PathBuf,
+}
+
+impl Backend {
+    pub fn start(tb: &Topology) -> Result<Backend, Error> {
+        use std::io::BufRead;
+        let peer_file = tb.dir().join("backend-peer");
+        let mut child = tb
+            .backend_a
+            .command(std::env::current_exe()?)
+            .arg("--serve-backend")
+            .arg(&peer_file)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .map_err(|e| Error::Setup(format!("cannot start the backend: {e}")))?;
+        let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
+            return Err(Error::Setup("the backend has no pipes".into()));
+        };
+        let mut line = String::new();
+        io::BufReader::new(stdout).read_line(&mut line)?;
+        if line.trim() != "ready" {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(Error::Setup("the backend did not start".into()));
+        }
+        Ok(Backend {
+            child,
+            stdin,
+            peer_file,
+        })
+    }
+
+    /// The backend process's id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn drop_idle(&mut self) -> Result<(), Error> {
+        use std::io::Write;
+        self.stdin.write_all(b"drop\n")?;
+        Ok(())
+    }
+
+    pub fn last_peer(&self) -> Option<SocketAddr> {
+        std::fs::read_to_string(&self.peer_file)
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
+    }
+}
+
+impl Drop for Backend {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }

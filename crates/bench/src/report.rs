@@ -10,7 +10,8 @@ use kracauer_testbed::Error;
 use plotters::prelude::*;
 
 use crate::Plan;
-use crate::peers::{self, Peer};
+use crate::machine;
+use crate::peers::Peer;
 
 /// Every measurement, in the order metrics first appeared.
 #[derive(Debug, Default)]
@@ -54,6 +55,90 @@ impl Samples {
     }
 }
 
+impl Samples {
+    /// `a`'s median of `metric` over `b`'s, when both have one and `b`'s is not zero.
+    pub fn ratio(&self, a: Peer, b: Peer, metric: &str) -> Option<f64> {
+        match (self.median(a, metric), self.median(b, metric)) {
+            (Some(x), Some(y)) if y != 0.0 => Some(x / y),
+            _ => None,
+        }
+    }
+}
+
+/// Issue 21's goals for the fast path, each judged from this run's medians, with the
+/// figures it rests on.
+fn goals(s: &Samples) -> String {
+    let on = Peer::FASTPATH_ON;
+    let mut out = String::from(
+        "### Issue 21's goals, judged from this run's medians\n\n\
+         | goal | figures (fastpath=on over the peer, same run) | verdict |\n|---|---|---|\n",
+    );
+    let mut row = |goal: &str,
+                   ratio: &dyn Fn(&str) -> Option<f64>,
+                   metrics: &[String],
+                   ok: &dyn Fn(f64) -> bool| {
+        let got: Vec<(String, Option<f64>)> =
+            metrics.iter().map(|m| (m.clone(), ratio(m))).collect();
+        let figures = got
+            .iter()
+            .map(|(m, r)| {
+                let r = r.map_or("–".to_owned(), |r| format!("{r:.2}×"));
+                format!("{}: {r}", m.split(':').next().unwrap_or(m))
+            })
+            .collect::<Vec<_>>()
+            .join("; ");
+        let verdict = if got.iter().any(|(_, r)| r.is_none()) {
+            "not measured"
+        } else if got.iter().all(|(_, r)| r.is_some_and(ok)) {
+            "**met**"
+        } else {
+            "**not met**"
+        };
+        let _ = writeln!(out, "| {goal} | {figures} | {verdict} |");
+    };
+    let bulk = |suffix: &str, streams: &[u32]| -> Vec<String> {
+        ["download", "upload"]
+            .iter()
+            .flat_map(|d| {
+                streams
+                    .iter()
+                    .map(move |n| format!("bulk {d} x{n}: {suffix}"))
+            })
+            .collect()
+    };
+    row(
+        "one stream ≥ 0.9× the kernel's IPv6 forwarding, both directions",
+        &|m| s.ratio(on, Peer::Kernel, m),
+        &bulk("Gbit/s", &[1]),
+        &|r| r >= 0.9,
+    );
+    row(
+        "bytes per whole-machine CPU second ≥ 2× nginx, 1 and 8 streams",
+        &|m| s.ratio(on, Peer::Nginx, m),
+        &bulk("GB per machine CPU s", &[1, 8]),
+        &|r| r >= 2.0,
+    );
+    row(
+        "the same, counting only the data path's CPU (client, backend, router, ksoftirqd)",
+        &|m| s.ratio(on, Peer::Nginx, m),
+        &bulk("GB per data-path CPU s", &[1, 8]),
+        &|r| r >= 2.0,
+    );
+    row(
+        "router CPU per GB ≤ 0.5× nginx (router process CPU)",
+        &|m| s.ratio(on, Peer::Nginx, m),
+        &bulk("router process CPU s/GB", &[1, 8]),
+        &|r| r <= 0.5,
+    );
+    row(
+        "connection rate not below today's (fastpath=off, the TUN path)",
+        &|m| s.ratio(on, Peer::FASTPATH_OFF, m),
+        &["rate c64: connections/s".to_owned()],
+        &|r| r >= 1.0,
+    );
+    out
+}
+
 fn median(mut v: Vec<f64>) -> Option<f64> {
     if v.is_empty() {
         return None;
@@ -82,7 +167,8 @@ pub fn write(
     s: &Samples,
     peers: &[Peer],
     nginx_conf: &str,
-    perf: &str,
+    loads: &[(String, machine::Load)],
+    perf: &[String],
     took: Duration,
 ) -> Result<String, Error> {
     let mut md = String::new();
@@ -110,38 +196,55 @@ pub fn write(
         plan.kracauer_version,
         plan.kracauer.display()
     );
-    let _ = writeln!(md, "## Machine\n\n{}", peers::describe_machine());
+    let _ = writeln!(md, "## Machine\n\n{}", machine::describe_machine());
+    let _ = writeln!(
+        md,
+        "Load of the shared machine, sampled with no peer carrying traffic (the busy share \
+         is of all CPUs over {:.0} s; other builds and tests ran beside this bench):\n\n\
+         | when | loadavg 1/5/15 min | busy share of all CPUs |\n|---|---|---:|",
+        crate::LOAD_WINDOW.as_secs_f64()
+    );
+    for (when, l) in loads {
+        let _ = writeln!(md, "| {when} | {} | {:.0}% |", l.loadavg, l.busy * 100.0);
+    }
+    let _ = writeln!(md);
     let _ = writeln!(md, "## Results\n");
+    let ratios: [(Peer, Peer); 5] = [
+        (Peer::FASTPATH_ON, Peer::Kernel),
+        (Peer::FASTPATH_ON, Peer::Nginx),
+        (Peer::FASTPATH_ON, Peer::FASTPATH_OFF),
+        (Peer::FASTPATH_OFF, Peer::Kernel),
+        (Peer::FASTPATH_OFF, Peer::Nginx),
+    ];
+    let short = |p: Peer| p.name().trim_start_matches("kracauer ");
     let _ = write!(md, "| metric |");
     for p in peers {
         let _ = write!(md, " {} |", p.name());
     }
-    let _ = writeln!(
-        md,
-        " kracauer/nginx | kracauer/kernel | kracauer/kracauer offload=false |"
-    );
-    let _ = write!(md, "|---|");
-    for _ in peers {
+    for (a, b) in ratios {
+        let _ = write!(md, " {} / {} |", short(a), short(b));
+    }
+    let _ = write!(md, "\n|---|");
+    for _ in peers.iter().chain(ratios.iter().map(|r| &r.0)) {
         let _ = write!(md, "---:|");
     }
-    let _ = writeln!(md, "---:|---:|---:|");
+    let _ = writeln!(md);
     for m in &s.metrics {
         let _ = write!(md, "| {m} |");
         for p in peers {
             let _ = write!(md, " {} |", fmt(s.median(*p, m)));
         }
-        let ratio = |other: Peer| match (s.median(Peer::Kracauer, m), s.median(other, m)) {
-            (Some(k), Some(n)) if n != 0.0 => format!("{:.2}", k / n),
-            _ => "–".to_owned(),
-        };
-        let _ = writeln!(
-            md,
-            " {} | {} | {} |",
-            ratio(Peer::Nginx),
-            ratio(Peer::Kernel),
-            ratio(Peer::KracauerNoOffload)
-        );
+        for (a, b) in ratios {
+            let _ = write!(
+                md,
+                " {} |",
+                s.ratio(a, b, m)
+                    .map_or("–".to_owned(), |r| format!("{r:.2}"))
+            );
+        }
+        let _ = writeln!(md);
     }
+    let _ = writeln!(md, "\n{}", goals(s));
     let _ = writeln!(
         md,
         "\nThe client address the backend saw through each peer (its warm-up request):\n"
@@ -166,12 +269,16 @@ pub fn write(
     if !perf.is_empty() {
         let _ = writeln!(
             md,
-            "\n## Where the time goes with Kracauer in the path\n\n`perf record -F 999 -g -a` \
-             of the whole machine during a single-stream download (self time, entries above \
-             1%), by thread name, then by thread and symbol (`kracauer-wN` are the \
-             daemon's workers; softirq work is charged to the thread it interrupted):\n\n\
-             ```\n{perf}```"
+            "\n## Where the time goes with the fast path on\n\n`perf record -F 999 -g -a` of \
+             the whole machine during one single-stream transfer through Kracauer with \
+             `fastpath = \"on\"`, each direction. `raw backend` is the backend's process, \
+             `in-krc-…` the client's threads, `kracauer-wN` the daemon's workers; softirq \
+             work (the tc BPF program, forwarding, veth, the receiving TCP stack) is charged \
+             to the thread it interrupted."
         );
+        for p in perf {
+            let _ = writeln!(md, "\n```\n{p}```");
+        }
     }
     let _ = writeln!(
         md,
@@ -189,24 +296,42 @@ const METHOD: &str = "### How each figure is measured\n\n\
 - The client (its own namespace, IPv4 only) sends a real TLS ClientHello made by rustls \
   for `bench.example`, then a 9-byte command and raw bytes; the backend (backend a's \
   namespace) answers without TLS. So the peers are measured, not TLS crypto.\n\
-- kracauer: the daemon translating on its TUN device in the router namespace, with its \
-  defaults: TUN offloads on (GSO super-packets translated whole) and one worker per CPU. \
-  kracauer offload=false: the same with `offload = false` (one packet of at most the MTU \
-  per read and per write), to show what the offloads bring. nginx: \
+- kracauer fastpath=on: the daemon in the router namespace with `fastpath = \"on\"`: \
+  once a connection is spliced its data and ACK segments are translated by the tc BPF \
+  program at the ingress of the router's interfaces and never cross the TUN (the daemon \
+  refuses to start without the program, so this column cannot silently fall back); TUN \
+  offloads on, one worker per CPU. kracauer fastpath=off: the same daemon with \
+  `fastpath = \"off\"`: every packet through the TUN (GSO super-packets translated \
+  whole), the datapath before issue 21. kracauer offload=false: `fastpath = \"off\"` and \
+  `offload = false` (one packet of at most the MTU per read and per write), to show what \
+  the offloads bring. nginx: \
   `stream`, `ssl_preread`, `proxy_bind 2001:db8:64::$remote_addr transparent`, as root \
   (configuration below). kernel: the client dials the backend's IPv6 address directly and \
   the router forwards plain IPv6, no translation (the ceiling; it has no router process, \
   and no idle-memory figure).\n\
+- TUN packets read per MB: `kracauer_tun_packets_total` (every worker; a GSO \
+  super-packet counts once) from the daemon's metrics before and after the run, over the \
+  MB moved: which datapath carried the bytes.\n\
 - Gbit/s: bytes delivered over the wall time of the run (downloads: bytes the client read; \
   uploads: bytes the backend confirms). 8 streams: the sum.\n\
 - machine CPU s/GB: busy time of the whole machine from `/proc/stat` (all but idle and \
   iowait) over the run, divided by GB moved. The machine is shared with other work, so \
   this figure carries their noise; the router process figure does not.\n\
-- GB per machine CPU s: the same two figures the other way up (throughput per \
+- data-path CPU s/GB, GB per data-path CPU s: user + system time (`/proc/PID/stat`) of \
+  every process on the data path: the bench's own (the client's threads), the backend's, \
+  the router's (none for the kernel) and the `ksoftirqd/N` threads, over GB moved. With \
+  tick accounting (no `CONFIG_IRQ_TIME_ACCOUNTING`, as here) softirq work is charged to \
+  the task it interrupted, so the forwarding, the BPF program and the TCP stacks' receive \
+  path are in it; softirq that interrupted the idle task or another machine user is not. \
+  Unlike the machine figure it leaves out other work on a shared machine.\n\
+- GB per machine CPU s: the machine figure the other way up (throughput per \
   whole-machine CPU second; higher is better).\n\
 - router process CPU s/GB: user + system time of the kracauer process, or of nginx's \
   master and workers, from `/proc/PID/stat`. Kernel work done in softirq on behalf of a \
-  peer (forwarding, nginx's two TCP stacks' receive path) is in the machine figure only.\n\
+  peer (forwarding, nginx's two TCP stacks' receive path, and the fast path's tc BPF \
+  program, which runs in softirq at the router's ingress) is in the machine figure only: \
+  with the fast path on, the daemon's process does almost nothing per byte, so compare \
+  the whole-machine figures too.\n\
 - rate c64: 64 client threads loop connect, ClientHello + command, read a 1 KB answer, \
   close. TTFB is from before connect() to the first answer byte.\n\
 - idle: N connections opened one after another and held, each having sent its hello (so \
@@ -223,8 +348,9 @@ const METHOD: &str = "### How each figure is measured\n\n\
   `quic = [443]`, the client dials 203.0.113.10; kernel: the client dials the backend's \
   IPv6 address. nginx cannot route QUIC by name and has no figure.\n";
 
-const COLOURS: [RGBColor; 4] = [
+const COLOURS: [RGBColor; 5] = [
     RGBColor(31, 119, 180),
+    RGBColor(44, 160, 44),
     RGBColor(255, 127, 14),
     RGBColor(120, 120, 120),
     RGBColor(158, 202, 225),
@@ -247,11 +373,21 @@ fn load_font() -> Result<(), String> {
 
 fn plot_all(plan: &Plan, s: &Samples, peers: &[Peer]) -> Result<Vec<String>, String> {
     load_font()?;
-    let groups: [(&str, &str, &str); 5] = [
+    let groups: [(&str, &str, &str); 7] = [
         (
             "throughput.png",
             "Bulk throughput (Gbit/s, higher is better)",
             ": Gbit/s",
+        ),
+        (
+            "bytes_per_cpu.png",
+            "GB moved per whole-machine CPU second (higher is better)",
+            ": GB per machine CPU s",
+        ),
+        (
+            "bytes_per_datapath_cpu.png",
+            "GB moved per data-path CPU second (higher is better)",
+            ": GB per data-path CPU s",
         ),
         (
             "cpu_machine.png",

@@ -1,6 +1,8 @@
 //! The quick bench as a smoke test: `kracauer-bench --quick` runs end to end against every
-//! peer (Kracauer, nginx, the kernel) and writes its report and plots. No thresholds: the
-//! figures are printed, never asserted.
+//! peer (Kracauer with the kernel fast path on and off, nginx, the kernel) and writes its
+//! report and plots. No thresholds on speed: the figures are printed, never asserted; the
+//! one check on a figure is a packet count (the fast path column's bytes did not cross
+//! the TUN).
 //!
 //! The kracauer binary is another package's, so cargo gives this test no path to it: the
 //! test asks cargo to build it (`cargo build -p kracauer --message-format=json`, in this
@@ -69,14 +71,35 @@ fn quick_bench_runs_end_to_end_and_writes_its_report() {
         "rate c64: connections/s",
         "idle: total bytes/conn",
         "real TLS download x1: Gbit/s",
+        "bulk download x1: TUN packets read per MB",
+        "### Issue 21's goals, judged from this run's medians",
     ] {
         assert!(report.contains(row), "the report lacks {row:?}:\n{report}");
     }
     assert!(
         report.contains(
-            "| metric | kracauer | nginx | kernel | kracauer offload=false | kracauer/nginx |"
+            "| metric | kracauer fastpath=on | kracauer fastpath=off | nginx | kernel | kracauer offload=false | fastpath=on / kernel |"
         ),
         "the report lacks a peer column:\n{report}"
+    );
+    // The fastpath=on column measured the kernel fast path: its bulk bytes did not cross
+    // the TUN (a count of packets, not a timing).
+    let row = |metric: &str| -> Vec<f64> {
+        report
+            .lines()
+            .find(|l| l.starts_with(&format!("| {metric} |")))
+            .unwrap_or_else(|| panic!("no row {metric:?}:\n{report}"))
+            .split('|')
+            .skip(2)
+            .map(|c| c.trim().parse().unwrap_or(f64::NAN))
+            .collect()
+    };
+    let tun = row("bulk download x1: TUN packets read per MB");
+    let (on, off) = (tun[0], tun[1]);
+    assert!(
+        on.is_finite() && off.is_finite() && on * 10.0 < off,
+        "fastpath=on read {on} TUN packets per MB, fastpath=off {off}: the fast path did \
+         not carry the bytes:\n{report}"
     );
     assert!(
         out.join("throughput.png").is_file(),
