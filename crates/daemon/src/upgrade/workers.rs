@@ -59,7 +59,12 @@ pub fn requeue(mut queues: Vec<OwnedFd>, want: usize) -> Vec<OwnedFd> {
 
 /// The engines for `configs` (one per queue) from the old process's `snapshots`: each
 /// restored whole when the number of workers is the same, else each with the flows the
-/// kernel will steer to its queue.
+/// kernel will steer to its queue. Either way each settles for [`SETTLE`]: with the
+/// same number of workers the steering can still change for a moment, when the new
+/// process's carrier keeper attaches its queue (enabled until it disables it, which
+/// waits for the RTNL lock: hundreds of milliseconds on a busy host), and a segment of a
+/// flow steered to the other worker meanwhile is dropped, not reset (a live upgrade
+/// under load with the fast path on reset or stalled a few new connections so).
 pub fn restore(
     configs: Vec<EngineConfig>,
     routes: &Arc<RouteTable>,
@@ -74,8 +79,10 @@ pub fn restore(
         .enumerate()
         .map(|(i, c)| {
             if same {
-                return Engine::restore(c, routes.clone(), snapshots[i], Time::ZERO)
-                    .map_err(|e| format!("worker {i}'s snapshot refused: {e}"));
+                let mut e = Engine::restore(c, routes.clone(), snapshots[i], Time::ZERO)
+                    .map_err(|e| format!("worker {i}'s snapshot refused: {e}"))?;
+                e.settle_for(Time::ZERO, SETTLE);
+                return Ok(e);
             }
             let mine = |k: &kracauer_core::base::ClientKey| {
                 usize::from(queue_of(queue_hash(k.client, k.client_port, key), queues)) == i
