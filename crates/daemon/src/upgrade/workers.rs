@@ -61,10 +61,11 @@ pub fn requeue(mut queues: Vec<OwnedFd>, want: usize) -> Vec<OwnedFd> {
 /// restored whole when the number of workers is the same, else each with the flows the
 /// kernel will steer to its queue. Either way each settles for [`SETTLE`]: with the
 /// same number of workers the steering can still change for a moment, when the new
-/// process's carrier keeper attaches its queue (enabled until it disables it, which
-/// waits for the RTNL lock: hundreds of milliseconds on a busy host), and a segment of a
-/// flow steered to the other worker meanwhile is dropped, not reset (a live upgrade
-/// under load with the fast path on reset or stalled a few new connections so).
+/// process's carrier keeper attaches its queue (enabled until its second ioctl disables
+/// it; both wait for the RTNL lock, which on a busy host can take hundreds of
+/// milliseconds), and a segment steered to the worker without its flow meanwhile is
+/// dropped, not reset (unsettled, a live upgrade under load with the fast path on reset
+/// a few new connections so).
 pub fn restore(
     configs: Vec<EngineConfig>,
     routes: &Arc<RouteTable>,
