@@ -61,7 +61,7 @@ drop_reasons! {
     ClientFragment = "client_fragment", Client, "IPv4 fragment to a service: dropped by design, never reassembled (docs/robustness.md).";
     ClientBadFlags = "client_bad_flags", Client, "Impossible flag combination (SYN with FIN or RST, no ACK on a non-SYN).";
     ClientNoFlow = "client_no_flow", Client, "Non-SYN segment for no known flow and no valid cookie (answered with RST).";
-    ClientNoFlowSettling = "client_no_flow_settling", Client, "Non-SYN segment for no known flow in the seconds after an upgrade divided the flows among another number of workers: dropped without a RST (it may have reached the worker that held its flow before), the client sends it again.";
+    ClientNoFlowSettling = "client_no_flow_settling", Client, "Non-SYN segment for no known flow in the seconds after a live upgrade: dropped without a RST (the steering may have changed for a moment, or the upgrade divided the flows among another number of workers), the client sends it again.";
     ClientOutOfWindow = "client_out_of_window", Client, "Segment outside what Kracauer can accept in this state.";
     ClientPeekHoles = "client_peek_holes", Client, "Peek segment that would leave too many holes in the peek buffer.";
     ClientPeekLimit = "client_peek_limit", Client, "Bytes from an address holding its allowance of unnamed connections that did not name a host at once (the client sends them again), or, under pressure, a SYN a cookie would cost its options.";
@@ -74,7 +74,7 @@ drop_reasons! {
     BackendMalformed = "backend_malformed", Backend, "IPv6 or TCP header that does not parse.";
     BackendNotPrefix = "backend_not_prefix", Backend, "IPv6 packet whose destination is not in the translation prefix.";
     BackendNoFlow = "backend_no_flow", Backend, "Segment for no known flow (answered with RST).";
-    BackendNoFlowSettling = "backend_no_flow_settling", Backend, "Segment for no known flow in the seconds after an upgrade divided the flows among another number of workers: dropped without a RST, the backend sends it again.";
+    BackendNoFlowSettling = "backend_no_flow_settling", Backend, "Segment for no known flow in the seconds after a live upgrade (the steering may have changed for a moment, or the flows were divided among another number of workers): dropped without a RST, the backend sends it again.";
     BackendBadSynAck = "backend_bad_synack", Backend, "SYN-ACK whose ACK number does not match the SYN Kracauer sent.";
     BackendUnexpected = "backend_unexpected", Backend, "Segment the flow's state cannot use (data before the handshake ended).";
     BackendIcmp = "backend_icmp", Backend, "ICMPv6 that is not an error about a known flow, or that cannot be translated.";

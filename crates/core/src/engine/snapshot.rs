@@ -207,8 +207,10 @@ impl Engine {
     /// For `settle` from now on, a segment for no flow is dropped and counted
     /// (`*_no_flow_settling`) rather than answered with a RST: after a restore that
     /// divided the flows among another number of workers, segments queued before the
-    /// steering changed may reach a worker that does not hold their flow; the peer sends
-    /// them again, and they then reach the right one.
+    /// steering changed may reach a worker that does not hold their flow, and so may
+    /// segments steered while the number of queues changed for a moment (the daemon's
+    /// carrier keeper attaching its queue); the peer sends them again, and they then
+    /// reach the right one.
     pub fn settle_for(&mut self, now: Time, settle: core::time::Duration) {
         self.settling_until = self.clock.internal(now) + settle;
     }

@@ -287,11 +287,15 @@ fn a_live_upgrade_under_load_withdraws_nothing_and_drops_nothing() {
     // The upgraded daemon is not our child: be its reaper.
     rustix::process::set_child_subreaper(Some(rustix::process::getpid())).unwrap();
     let (_turn, so) = build();
-    // The TUN path: under this load (100 slow transfers and 100 new connections) a live
-    // upgrade with the kernel fast path on stalls or resets some transfers in about one
-    // run of three here, with or without a carrier keeper (an open fast-path upgrade
-    // problem, not scale-out's). A fast-path instance's upgrade, keeper and all, is
-    // `carrier`'s test.
+    // The TUN path: under this load (100 slow transfers and 100 new connections) a run
+    // with the kernel fast path on fails now and then here, with or without a carrier
+    // keeper. In every failing run looked at, a BGP session (BFD: 100 ms x 3) went down
+    // 1 to 5 s after the SIGUSR2, of either instance, the upgraded one or the other; the
+    // upstream router then sent that instance's flows to the other, which does not hold
+    // them (`client_no_flow`, no second chance here), and the failed transfers were
+    // exactly that instance's. The handover itself kept every flow (each fast-path entry
+    // adopted, none refused; `upgrade/fastpath.rs` runs the same load on one instance).
+    // A fast-path instance's upgrade, keeper and all, is `carrier`'s test.
     let config = |i| ScaleOut::config_with_tun(i, "fastpath = \"off\"");
     let k1 = so
         .start_kracauer_with(1, Path::new(KRACAUER), &config(1))
