@@ -17,7 +17,7 @@ use kracauer_testbed::scaleout::{ScaleOut, from_instance, prefix};
 use kracauer_testbed::{Error, client, pattern, require_privileged_and};
 use rustix::process::{Pid, Signal, WaitOptions};
 
-use super::{KRACAUER, eventually};
+use super::{KRACAUER, RouteWatch, eventually};
 
 /// The BGP hold time of the guide's configurations: a withdrawal seen before it passes
 /// came by an UPDATE, not by the session timing out.
@@ -318,24 +318,7 @@ fn a_live_upgrade_under_load_withdraws_nothing_and_drops_nothing() {
     );
 
     // Watch the upstream router's routes through the whole upgrade.
-    let watching = Arc::new(AtomicBool::new(true));
-    let missing = {
-        let up = so.upstream.clone();
-        let watching = watching.clone();
-        thread::spawn(move || {
-            let mut missing = Vec::new();
-            while watching.load(Ordering::Relaxed) {
-                let routes = up
-                    .ip(["-4", "route", "show", "203.0.113.10"])
-                    .unwrap_or_default();
-                if !routes.contains(&ScaleOut::host_v4(1).to_string()) {
-                    missing.push(routes);
-                }
-                thread::sleep(Duration::from_millis(10));
-            }
-            missing
-        })
-    };
+    let watch = RouteWatch::start(&so);
     rustix::process::kill_process(Pid::from_raw(k1.pid() as i32).unwrap(), Signal::USR2).unwrap();
     let new = eventually("the upgrade to commit", Duration::from_secs(60), || {
         took_over(&k1.log())
@@ -349,8 +332,7 @@ fn a_live_upgrade_under_load_withdraws_nothing_and_drops_nothing() {
         .into_iter()
         .filter_map(|t| t.join().expect("a transfer thread").err())
         .collect();
-    watching.store(false, Ordering::Relaxed);
-    let missing = missing.join().unwrap();
+    let missing = watch.stop();
     assert!(failed.is_empty(), "transfers dropped: {failed:?}");
     assert!(
         missing.is_empty(),

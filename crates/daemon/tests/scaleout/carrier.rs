@@ -23,7 +23,7 @@ use super::bgp::{
     HOLD_TIME, build, downloads, hosts, intact, paced_download, seen_from, took_over,
     wait_announced,
 };
-use super::{KRACAUER, eventually};
+use super::{KRACAUER, RouteWatch, eventually};
 
 /// The carrier keeper's pid, from the line the daemon logs when it starts it.
 fn keeper_pid(log: &str) -> Option<i32> {
@@ -211,24 +211,7 @@ fn a_crashed_instance_restarted_within_the_grace_withdraws_nothing_and_its_splic
     // Spliced, with data flowing: on the kernel path.
     thread::sleep(Duration::from_millis(500));
 
-    let watching = Arc::new(AtomicBool::new(true));
-    let missing = {
-        let up = so.upstream.clone();
-        let watching = watching.clone();
-        thread::spawn(move || {
-            let mut missing = Vec::new();
-            while watching.load(Ordering::Relaxed) {
-                let routes = up
-                    .ip(["-4", "route", "show", "203.0.113.10"])
-                    .unwrap_or_default();
-                if !routes.contains(&ScaleOut::host_v4(1).to_string()) {
-                    missing.push(routes);
-                }
-                thread::sleep(Duration::from_millis(10));
-            }
-            missing
-        })
-    };
+    let watch = RouteWatch::start(&so);
     k1.kill9().unwrap();
     let k1 = so
         .start_kracauer_held(1, &holder, Path::new(KRACAUER), &config)
@@ -260,8 +243,7 @@ fn a_crashed_instance_restarted_within_the_grace_withdraws_nothing_and_its_splic
         .into_iter()
         .filter_map(|t| t.join().expect("a transfer thread").err())
         .collect();
-    watching.store(false, Ordering::Relaxed);
-    let missing = missing.join().unwrap();
+    let missing = watch.stop();
     assert!(failed.is_empty(), "transfers broken: {failed:?}");
     assert!(
         missing.is_empty(),
@@ -299,24 +281,7 @@ fn a_live_upgrade_of_a_fast_path_instance_withdraws_nothing_and_the_new_process_
     let counters = |p: &str| so.bird_upstream.protocol(p).unwrap();
     let (v4, v6) = (counters("k1_4"), counters("k1_6"));
 
-    let watching = Arc::new(AtomicBool::new(true));
-    let missing = {
-        let up = so.upstream.clone();
-        let watching = watching.clone();
-        thread::spawn(move || {
-            let mut missing = Vec::new();
-            while watching.load(Ordering::Relaxed) {
-                let routes = up
-                    .ip(["-4", "route", "show", "203.0.113.10"])
-                    .unwrap_or_default();
-                if !routes.contains(&ScaleOut::host_v4(1).to_string()) {
-                    missing.push(routes);
-                }
-                thread::sleep(Duration::from_millis(10));
-            }
-            missing
-        })
-    };
+    let watch = RouteWatch::start(&so);
     rustix::process::kill_process(
         rustix::process::Pid::from_raw(k1.pid() as i32).unwrap(),
         rustix::process::Signal::USR2,
@@ -346,8 +311,7 @@ fn a_live_upgrade_of_a_fast_path_instance_withdraws_nothing_and_the_new_process_
     assert!(!link.contains("NO-CARRIER"), "{link}");
     let size = 64 * 1024;
     intact(&downloads(&so, 50, size, 10), size);
-    watching.store(false, Ordering::Relaxed);
-    let missing = missing.join().unwrap();
+    let missing = watch.stop();
     assert!(
         missing.is_empty(),
         "instance 1 was missing upstream: {missing:?}"

@@ -66,3 +66,42 @@ impl Drop for EndOnDrop {
         }
     }
 }
+
+/// Samples the upstream router's route to the service address every 10 ms, from
+/// [`start`](Self::start) to [`stop`](Self::stop), keeping each sample that lacks
+/// instance 1's next hop.
+struct RouteWatch {
+    watching: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: thread::JoinHandle<Vec<String>>,
+}
+
+impl RouteWatch {
+    fn start(so: &kracauer_testbed::scaleout::ScaleOut) -> Self {
+        use std::sync::atomic::Ordering;
+        let watching = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let up = so.upstream.clone();
+        let on = watching.clone();
+        let via = kracauer_testbed::scaleout::ScaleOut::host_v4(1).to_string();
+        let thread = thread::spawn(move || {
+            let mut missing = Vec::new();
+            while on.load(Ordering::Relaxed) {
+                let routes = up
+                    .ip(["-4", "route", "show", "203.0.113.10"])
+                    .unwrap_or_default();
+                if !routes.contains(&via) {
+                    missing.push(routes);
+                }
+                thread::sleep(Duration::from_millis(10));
+            }
+            missing
+        });
+        Self { watching, thread }
+    }
+
+    /// The samples that missed instance 1.
+    fn stop(self) -> Vec<String> {
+        self.watching
+            .store(false, std::sync::atomic::Ordering::Relaxed);
+        self.thread.join().unwrap()
+    }
+}
