@@ -21,7 +21,11 @@
  *
  * A FIN or RST of a flow in the map passes too, but the entry records that it did
  * (fp_flow.client_fin, backend_fin, reset): the entry is all a daemon that adopts the flow
- * after a restart knows of it. */
+ * after a restart knows of it. From the RST or the second FIN on, the flow is closing:
+ * its segments pass to the TUN path too, before the daemon has taken the entry back. A
+ * client that reuses the port at once (its new SYN answered by the SYN cookie program)
+ * must not have its new connection translated with the old flow's offsets; the engine
+ * tells the two apart. */
 
 #include <linux/bpf.h>
 #include <linux/if_ether.h>
@@ -319,6 +323,12 @@ static __always_inline int mark_close(struct fp_flow *f, struct tcphdr *th, int 
 	return count(FP_PASS_UNSURE, TC_ACT_OK);
 }
 
+/* Whether flow `f` is closing (a RST, or a FIN each way, passed): the TUN path's. */
+static __always_inline int closing(struct fp_flow *f)
+{
+	return f->reset || (f->client_fin && f->backend_fin);
+}
+
 /* Client → backend: IPv4 in, IPv6 out. */
 static __always_inline int to_backend(struct __sk_buff *skb)
 {
@@ -354,7 +364,7 @@ static __always_inline int to_backend(struct __sk_buff *skb)
 		return mark_close(f, th, 0);
 	if (check_tcp(skb, th, end, ETH_HLEN + sizeof(*ip), &s))
 		return count(FP_PASS_UNSURE, TC_ACT_OK);
-	if (!f)
+	if (!f || closing(f))
 		return count(FP_PASS_NO_FLOW, TC_ACT_OK);
 
 	struct bpf_fib_lookup fib = {};
@@ -485,7 +495,7 @@ static __always_inline int to_client(struct __sk_buff *skb)
 		return mark_close(f, th, 1);
 	if (check_tcp(skb, th, end, ETH_HLEN + sizeof(*ip6), &s))
 		return count(FP_PASS_UNSURE, TC_ACT_OK);
-	if (!f)
+	if (!f || closing(f))
 		return count(FP_PASS_NO_FLOW, TC_ACT_OK);
 
 	struct bpf_fib_lookup fib = {};

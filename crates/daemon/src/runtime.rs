@@ -349,6 +349,7 @@ impl DataPlane {
             self.take_reloads();
             if self.engine.poll_timeout().is_some_and(|at| at <= now()) {
                 self.engine.handle_timeout(now(), &mut out);
+                self.apply_fastpath_ops();
                 self.flush(&mut out);
             }
             let mut handled = 0;
@@ -385,10 +386,13 @@ impl DataPlane {
                     self.counters.tun_super_packets += 1;
                 }
                 let packet = &mut buf[..end];
-                match self
-                    .engine
-                    .handle_packet_with(now(), packet, START, rx.checksum, &mut out)
-                {
+                let verdict =
+                    self.engine
+                        .handle_packet_with(now(), packet, START, rx.checksum, &mut out);
+                // Before anything the packet caused leaves: a closing flow's entry must be
+                // gone before the client can answer what is sent (a SYN-ACK on its port).
+                self.apply_fastpath_ops();
+                match verdict {
                     Verdict::Forward(range) => self.forward(packet, range, &rx),
                     Verdict::Consumed => {}
                     Verdict::SecondChance => self.pass_on(packet),
@@ -506,15 +510,22 @@ impl DataPlane {
         out.clear();
     }
 
-    /// Counts every flow event the engine queued and hands the access log its lines.
-    fn drain_events(&mut self) {
-        // Map operations first: a flow's removal (with its counters) comes before its
-        // access-log line.
+    /// Carries out the engine's fast-path map operations, in order, at once: the worker
+    /// calls it after every packet and timeout it handled, before writing what they
+    /// caused, so the kernel never translates with an entry the engine has given up.
+    fn apply_fastpath_ops(&mut self) {
         if let Some(fp) = &mut self.fastpath {
             while let Some(op) = self.engine.poll_fastpath() {
                 fp.apply(op, self.start);
             }
         }
+    }
+
+    /// Counts every flow event the engine queued and hands the access log its lines.
+    fn drain_events(&mut self) {
+        // Map operations first: a flow's removal (with its counters) comes before its
+        // access-log line.
+        self.apply_fastpath_ops();
         while let Some(mut event) = self.engine.poll_event() {
             if let Some(fp) = &mut self.fastpath {
                 fp.closed(&mut event);

@@ -81,7 +81,7 @@ fn at_the_benchmark_connection_rate_every_flow_has_its_access_line() {
         .unwrap();
 
     let run = load(&tb, N, CONCURRENCY);
-    assert_eq!(run.failed, 0, "{run:?}\n{}", k.log());
+    assert_eq!(run.failed, 0, "{run}\n{}", k.log());
     let body = all_ended(&k, N);
     assert_eq!(
         metric(
@@ -161,7 +161,7 @@ fn a_stalled_log_sink_never_holds_up_a_connection_and_the_drop_count_is_every_mi
     assert_eq!(
         run.failed,
         0,
-        "a connection failed while the log sink was stalled: {run:?}\n{}",
+        "a connection failed while the log sink was stalled: {run}\n{}",
         k.log()
     );
     let body = all_ended(&k, N);

@@ -73,11 +73,28 @@ fn scrape(k: &Kracauer<'_>) -> String {
 }
 
 /// What a load run did.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 struct Load {
     ok: u64,
     failed: u64,
     elapsed: Duration,
+    /// Why connections failed, with the client port and when (the first few): what a
+    /// failed assertion prints, to find the packets in a capture.
+    why: Vec<String>,
+}
+
+impl std::fmt::Display for Load {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} ok, {} failed in {:.1?}",
+            self.ok, self.failed, self.elapsed
+        )?;
+        for why in &self.why {
+            write!(f, "\n  {why}")?;
+        }
+        Ok(())
+    }
 }
 
 impl Load {
@@ -93,6 +110,7 @@ fn load(tb: &Topology, n: u64, concurrency: usize) -> Load {
     let next = AtomicU64::new(0);
     let ok = AtomicU64::new(0);
     let failed = AtomicU64::new(0);
+    let why = std::sync::Mutex::new(Vec::new());
     let start = Instant::now();
     tb.client
         .run(|| {
@@ -100,11 +118,19 @@ fn load(tb: &Topology, n: u64, concurrency: usize) -> Load {
                 for _ in 0..concurrency {
                     s.spawn(|| {
                         while next.fetch_add(1, Ordering::Relaxed) < n {
-                            let counter = match get_once(Topology::service(HTTP_PORT)) {
-                                Ok(true) => &ok,
-                                _ => &failed,
+                            match get_once(Topology::service(HTTP_PORT)) {
+                                Ok(()) => ok.fetch_add(1, Ordering::Relaxed),
+                                Err(e) => {
+                                    let mut why = why.lock().unwrap_or_else(|e| e.into_inner());
+                                    if why.len() < 20 {
+                                        why.push(format!(
+                                            "{:.3}s: {e}",
+                                            start.elapsed().as_secs_f64()
+                                        ));
+                                    }
+                                    failed.fetch_add(1, Ordering::Relaxed)
+                                }
                             };
-                            counter.fetch_add(1, Ordering::Relaxed);
                         }
                     });
                 }
@@ -115,16 +141,29 @@ fn load(tb: &Topology, n: u64, concurrency: usize) -> Load {
         ok: ok.into_inner(),
         failed: failed.into_inner(),
         elapsed: start.elapsed(),
+        why: why.into_inner().unwrap_or_else(|e| e.into_inner()),
     }
 }
 
-/// One `GET /` for `a.example`; whether it was answered 200.
-fn get_once(addr: SocketAddr) -> std::io::Result<bool> {
-    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(10))?;
-    s.set_read_timeout(Some(Duration::from_secs(10)))?;
-    s.set_write_timeout(Some(Duration::from_secs(10)))?;
-    s.write_all(b"GET / HTTP/1.1\r\nHost: a.example\r\nConnection: close\r\n\r\n")?;
-    let mut answer = Vec::new();
-    s.read_to_end(&mut answer)?;
-    Ok(answer.starts_with(b"HTTP/1.1 200"))
+/// One `GET /` for `a.example`, answered 200; or why not, with the client port.
+fn get_once(addr: SocketAddr) -> Result<(), String> {
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(10))
+        .map_err(|e| format!("connect: {e}"))?;
+    let port = s.local_addr().map_or(0, |a| a.port());
+    let exchange = |s: &mut TcpStream| -> std::io::Result<Vec<u8>> {
+        s.set_read_timeout(Some(Duration::from_secs(10)))?;
+        s.set_write_timeout(Some(Duration::from_secs(10)))?;
+        s.write_all(b"GET / HTTP/1.1\r\nHost: a.example\r\nConnection: close\r\n\r\n")?;
+        let mut answer = Vec::new();
+        s.read_to_end(&mut answer)?;
+        Ok(answer)
+    };
+    match exchange(&mut s) {
+        Ok(a) if a.starts_with(b"HTTP/1.1 200") => Ok(()),
+        Ok(a) => Err(format!(
+            "port {port}: answered {:?}",
+            String::from_utf8_lossy(&a[..a.len().min(40)])
+        )),
+        Err(e) => Err(format!("port {port}: {e}")),
+    }
 }
