@@ -515,18 +515,23 @@ fn program_translates_generated_segments_byte_for_byte_like_the_tun_path() {
     .expect("namespace thread");
 }
 
-#[test]
-#[ignore = "privileged: loads a tc program (CAP_BPF) and routes in a namespace"]
-fn segment_of_no_flow_or_of_a_removed_flow_passes_untouched() {
-    kracauer_testbed::require_privileged("fastpath::no_flow");
-    let (ns, tun_ifindex) = namespace("fpnoflow");
+/// Loads the program in a namespace of its own (named after `tag`) and runs `check` on
+/// `n` generated segments it would take, alternating directions (`check` gets the case,
+/// whether it goes to the backend, and its index); returns the program's counters.
+fn on_fast_cases(
+    tag: &str,
+    seed: u64,
+    n: usize,
+    mut check: impl FnMut(&mut Fastpath, &Case, bool, usize) + Send,
+) -> [u64; 7] {
+    let (ns, tun_ifindex) = namespace(tag);
     let tun = ns.name().to_owned();
     let _pins = Pins(pin_dir(&tun));
     ns.run(|| {
         let mut fp = Fastpath::load(&tun, tun_ifindex, 16).expect("load");
-        let mut r = Rng(7);
+        let mut r = Rng(seed);
         let mut checked = 0;
-        while checked < 50 {
+        while checked < n {
             let to_backend = checked % 2 == 0;
             let case = if to_backend {
                 client_case(&mut r)
@@ -536,78 +541,67 @@ fn segment_of_no_flow_or_of_a_removed_flow_passes_untouched() {
             if !fast(&case, to_backend) {
                 continue;
             }
-            let (fast, _) = run_case(&mut fp, &case, to_backend);
-            assert!(fast);
-            fp.remove(&case.addrs);
-            let fd = fp.program_fd().expect("program");
-            let got = test_run(fd, &case.frame, case.gso_size, 0).expect("test run");
-            assert_eq!((got.retval, &got.data), (TC_ACT_OK, &case.frame));
+            check(&mut fp, &case, to_backend, checked);
             checked += 1;
         }
         let stats = fp.stats();
-        assert_eq!(stats[0] + stats[1], 50, "{stats:?}");
-        assert_eq!(stats[2], 50, "{stats:?}");
         fp.remove_all().expect("remove");
+        stats
     })
-    .expect("namespace thread");
+    .expect("namespace thread")
+}
+
+#[test]
+#[ignore = "privileged: loads a tc program (CAP_BPF) and routes in a namespace"]
+fn segment_of_no_flow_or_of_a_removed_flow_passes_untouched() {
+    kracauer_testbed::require_privileged("fastpath::no_flow");
+    let stats = on_fast_cases("fpnoflow", 7, 50, |fp, case, to_backend, _| {
+        let (fast, _) = run_case(fp, case, to_backend);
+        assert!(fast);
+        fp.remove(&case.addrs);
+        let fd = fp.program_fd().expect("program");
+        let got = test_run(fd, &case.frame, case.gso_size, 0).expect("test run");
+        assert_eq!((got.retval, &got.data), (TC_ACT_OK, &case.frame));
+    });
+    assert_eq!(stats[0] + stats[1], 50, "{stats:?}");
+    assert_eq!(stats[2], 50, "{stats:?}");
 }
 
 #[test]
 #[ignore = "privileged: loads a tc program (CAP_BPF) and routes in a namespace"]
 fn segment_of_a_flow_whose_entry_recorded_a_reset_or_both_fins_passes_untouched() {
     kracauer_testbed::require_privileged("fastpath::closing");
-    let (ns, tun_ifindex) = namespace("fpclosing");
-    let tun = ns.name().to_owned();
-    let _pins = Pins(pin_dir(&tun));
-    ns.run(|| {
-        let mut fp = Fastpath::load(&tun, tun_ifindex, 16).expect("load");
-        let mut r = Rng(11);
-        // Closing as the program records it: a RST either way, a FIN each way; and one FIN
-        // alone, which is not closing (the other side still sends).
-        let marks: [(u8, u8, u8, bool); 5] = [
-            (0, 0, 1, false),
-            (1, 1, 0, false),
-            (1, 1, 1, false),
-            (1, 0, 0, true),
-            (0, 1, 0, true),
-        ];
-        let mut checked = 0;
-        while checked < 50 {
-            let to_backend = checked % 2 == 0;
-            let case = if to_backend {
-                client_case(&mut r)
-            } else {
-                backend_case(&mut r)
-            };
-            if !fast(&case, to_backend) {
-                continue;
-            }
-            let (client_fin, backend_fin, reset, still_fast) = marks[checked % marks.len()];
-            fp.install(&case.addrs, &case.splice).expect("install");
-            let mut entry = fp.entry(&case.addrs).expect("entry");
-            (entry.client_fin, entry.backend_fin, entry.reset) = (client_fin, backend_fin, reset);
-            fp.flows
-                .insert(case.addrs.v4_key(), entry, 0)
-                .expect("mark the entry");
-            let fd = fp.program_fd().expect("program");
-            let got = test_run(fd, &case.frame, case.gso_size, 0).expect("test run");
-            let ctx = format!("fin {client_fin}/{backend_fin} rst {reset} to_backend {to_backend}");
-            if still_fast {
-                assert_eq!(got.retval, TC_ACT_REDIRECT, "{ctx}");
-            } else {
-                assert_eq!((got.retval, &got.data), (TC_ACT_OK, &case.frame), "{ctx}");
-                let after = fp.entry(&case.addrs).expect("entry");
-                assert_eq!(after.packets, entry.packets, "counted as forwarded: {ctx}");
-            }
-            fp.remove(&case.addrs);
-            checked += 1;
+    // Closing as the program records it: a RST either way, a FIN each way; and one FIN
+    // alone, which is not closing (the other side still sends).
+    let marks: [(u8, u8, u8, bool); 5] = [
+        (0, 0, 1, false),
+        (1, 1, 0, false),
+        (1, 1, 1, false),
+        (1, 0, 0, true),
+        (0, 1, 0, true),
+    ];
+    let stats = on_fast_cases("fpclosing", 11, 50, |fp, case, to_backend, i| {
+        let (client_fin, backend_fin, reset, still_fast) = marks[i % marks.len()];
+        fp.install(&case.addrs, &case.splice).expect("install");
+        let mut entry = fp.entry(&case.addrs).expect("entry");
+        (entry.client_fin, entry.backend_fin, entry.reset) = (client_fin, backend_fin, reset);
+        fp.flows
+            .insert(case.addrs.v4_key(), entry, 0)
+            .expect("mark the entry");
+        let fd = fp.program_fd().expect("program");
+        let got = test_run(fd, &case.frame, case.gso_size, 0).expect("test run");
+        let ctx = format!("fin {client_fin}/{backend_fin} rst {reset} to_backend {to_backend}");
+        if still_fast {
+            assert_eq!(got.retval, TC_ACT_REDIRECT, "{ctx}");
+        } else {
+            assert_eq!((got.retval, &got.data), (TC_ACT_OK, &case.frame), "{ctx}");
+            let after = fp.entry(&case.addrs).expect("entry");
+            assert_eq!(after.packets, entry.packets, "counted as forwarded: {ctx}");
         }
-        let stats = fp.stats();
-        assert_eq!(stats[0] + stats[1], 20, "{stats:?}");
-        assert_eq!(stats[2], 30, "{stats:?}");
-        fp.remove_all().expect("remove");
-    })
-    .expect("namespace thread");
+        fp.remove(&case.addrs);
+    });
+    assert_eq!(stats[0] + stats[1], 20, "{stats:?}");
+    assert_eq!(stats[2], 30, "{stats:?}");
 }
 
 #[test]
