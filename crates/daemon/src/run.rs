@@ -112,6 +112,12 @@ async fn control(path: PathBuf) -> Result<(), RunError> {
         running.config.tun.restart_grace,
         running.fastpath.is_some(),
     );
+    // The fast path's program is looked at once now (a scrape after the log's
+    // "running on" sees it attached), then every second for the metrics.
+    let mut look_tick = tokio::time::interval(crate::fastpath::counters::LOOK_EVERY);
+    look_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    look_tick.tick().await;
+    running.control.fastpath.look(running.fastpath.as_ref());
     tracing::info!(
         "kracauer {} running on {} (config {}, pid {})",
         env!("CARGO_PKG_VERSION"),
@@ -125,12 +131,6 @@ async fn control(path: PathBuf) -> Result<(), RunError> {
         running.config.tun.name,
         if workers == 1 { "" } else { "s" }
     );
-    // The fast path's program is looked at once now (the first scrape sees it
-    // attached), then every second for the metrics.
-    let mut look_tick = tokio::time::interval(crate::fastpath::counters::LOOK_EVERY);
-    look_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-    look_tick.tick().await;
-    running.control.fastpath.look(running.fastpath.as_ref());
     notify::ready(&status);
 
     let mut retire_tick = tokio::time::interval(std::time::Duration::from_secs(1));
