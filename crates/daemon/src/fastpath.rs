@@ -16,6 +16,7 @@
 //! [`retire`] (`fastpath = "off"`) detach and unpin everything and let the device go
 //! with its last descriptor again.
 
+pub mod counters;
 pub mod maps;
 pub mod syncookie;
 mod syscalls;
@@ -35,7 +36,7 @@ use aya::{Ebpf, EbpfError, EbpfLoader};
 use kracauer_core::tcp::splice::Splice;
 
 pub use maps::{FlowAddrs, FlowEntry, V4Key, V6Key};
-pub use worker::WorkerFastpath;
+pub use worker::{HandOvers, WorkerFastpath};
 
 use crate::config::{FastpathMode, Tun};
 

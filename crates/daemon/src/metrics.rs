@@ -3,7 +3,8 @@
 //!
 //! Scraping never touches a worker or its engine: it renders the [`Snapshot`]s the workers
 //! publish about once a second (a worker only `try_lock`s to publish, so a scrape cannot
-//! make it wait), the access log's and the control plane's atomic counters, and the
+//! make it wait), the access log's and the control plane's atomic counters (among them
+//! the kernel fast path's, looked at once a second: [`crate::fastpath::counters`]), and the
 //! process's own figures from `/proc/self` ([`process`]). The HTTP side stays small and
 //! runs on the control plane's runtime: one request per connection, a request head of at
 //! most 8 KiB read within 5 seconds, the whole exchange within 10, and at most
@@ -54,6 +55,8 @@ pub struct Control {
     pub last_reload_ok: AtomicBool,
     /// The kernel's SYN cookies (`fastpath::syncookie`).
     pub syncookie: Arc<crate::fastpath::syncookie::Counters>,
+    /// The kernel fast path's program (`fastpath::counters`).
+    pub fastpath: Arc<crate::fastpath::counters::Counters>,
 }
 
 impl Default for Control {
@@ -63,6 +66,7 @@ impl Default for Control {
             reloads_refused: AtomicU64::new(0),
             last_reload_ok: AtomicBool::new(true),
             syncookie: Arc::default(),
+            fastpath: Arc::default(),
         }
     }
 }
@@ -608,6 +612,7 @@ impl Collector for Daemon {
             "1 if the last SIGHUP was applied (or there was none), 0 if it was refused.",
             i64::from(control.last_reload_ok.load(Ordering::Relaxed)),
         )?;
+        fastpath::encode(e, &s.fastpath, &control.fastpath)?;
         let sc = &control.syncookie;
         let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
         gauge(
@@ -759,6 +764,7 @@ impl Collector for Daemon {
     }
 }
 
+mod fastpath;
 mod secondchance;
 #[cfg(test)]
 mod tests;

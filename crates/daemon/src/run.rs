@@ -9,6 +9,8 @@
 //!   applies the last two), and the log says so;
 //! - SIGUSR1 reopens a `file:` access log (logrotate);
 //! - SIGUSR2 is a live upgrade ([`crate::upgrade`]);
+//! - every second, the kernel fast path's program is looked at for the metrics
+//!   ([`crate::fastpath::counters`]: attached or not, its counters);
 //! - SIGINT and SIGTERM stop the data plane, turn the TUN's carrier off (a routing
 //!   daemon following the link withdraws the instance), undo the host set-up, stop the
 //!   carrier keeper ([`crate::keeper`], which holds the carrier for `[tun]
@@ -110,6 +112,12 @@ async fn control(path: PathBuf) -> Result<(), RunError> {
         running.config.tun.restart_grace,
         running.fastpath.is_some(),
     );
+    // The fast path's program is looked at once now (a scrape after the log's
+    // "running on" sees it attached), then every second for the metrics.
+    let mut look_tick = tokio::time::interval(crate::fastpath::counters::LOOK_EVERY);
+    look_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    look_tick.tick().await;
+    running.control.fastpath.look(running.fastpath.as_ref());
     tracing::info!(
         "kracauer {} running on {} (config {}, pid {})",
         env!("CARGO_PKG_VERSION"),
@@ -162,6 +170,7 @@ async fn control(path: PathBuf) -> Result<(), RunError> {
                     }
                 }
             }
+            _ = look_tick.tick() => running.control.fastpath.look(running.fastpath.as_ref()),
             _ = retire_tick.tick(), if !running.retired.is_empty() => {
                 reload::drain_retired(&mut running).await;
             }

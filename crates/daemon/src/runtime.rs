@@ -33,7 +33,7 @@ use kracauer_core::time::Time;
 use tokio::sync::mpsc::UnboundedSender;
 
 use crate::accesslog::{self, Record};
-use crate::fastpath::WorkerFastpath;
+use crate::fastpath::{HandOvers, WorkerFastpath};
 use crate::health::{self, BackendState};
 use crate::observe::{FlowStats, Observer, RouteLabels};
 use crate::tun::Queue;
@@ -83,6 +83,8 @@ pub struct Snapshot {
     pub uptime: Duration,
     /// Peek and connect times, per-route counters.
     pub flow_stats: FlowStats,
+    /// Flows handed to the kernel fast path, and hand-overs its map refused.
+    pub fastpath: HandOvers,
 }
 
 impl Snapshot {
@@ -103,6 +105,7 @@ impl Snapshot {
             t.reloads = t.reloads.max(w.reloads);
             t.uptime = t.uptime.max(w.uptime);
             t.flow_stats.add(&w.flow_stats);
+            t.fastpath.add(&w.fastpath);
         }
         t
     }
@@ -579,6 +582,11 @@ impl DataPlane {
             retired: self.engine.retired_prefixes().to_vec(),
             uptime,
             flow_stats: self.observer.stats().clone(),
+            fastpath: self
+                .fastpath
+                .as_ref()
+                .map(WorkerFastpath::handovers)
+                .unwrap_or_default(),
         };
         let all = if wait {
             Some(

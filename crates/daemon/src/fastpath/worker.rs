@@ -215,6 +215,31 @@ impl WorkerFastpath {
     pub fn installed(&self) -> usize {
         self.installed.len()
     }
+
+    /// What the worker publishes of its hand-overs.
+    pub fn handovers(&self) -> HandOvers {
+        HandOvers {
+            flows: self.installed(),
+            refused: self.full,
+        }
+    }
+}
+
+/// A worker's hand-overs to the program, as published for the metrics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct HandOvers {
+    /// Flows handed over now.
+    pub flows: usize,
+    /// Hand-overs the map refused (full): those flows stayed on the TUN path.
+    pub refused: u64,
+}
+
+impl HandOvers {
+    /// Adds another worker's.
+    pub fn add(&mut self, other: &HandOvers) {
+        self.flows += other.flows;
+        self.refused += other.refused;
+    }
 }
 
 /// The CLOCK_MONOTONIC nanoseconds of engine time `t` (the worker's clock started at

@@ -56,6 +56,10 @@ fn every_metric_name_of_the_hand_written_exposition_is_kept() {
         "kracauer_tun_write_errors_total",
         "kracauer_reloads_total",
         "kracauer_uptime_seconds",
+        "kracauer_fastpath_running",
+        "kracauer_fastpath_packets_total",
+        "kracauer_fastpath_flows",
+        "kracauer_fastpath_handovers_refused_total",
     ] {
         assert!(
             t.lines().any(|l| l.starts_with(&format!("# TYPE {name} "))),
@@ -208,6 +212,51 @@ fn log_drops_reloads_build_and_process_are_exposed() {
             "{name} missing:\n{t}"
         );
     }
+}
+
+#[test]
+fn fast_path_program_counters_and_every_workers_handovers_are_exposed() {
+    let w = |flows, refused| Snapshot {
+        fastpath: crate::fastpath::HandOvers { flows, refused },
+        ..Snapshot::default()
+    };
+    let (m, sources) = metrics(vec![w(3, 1), w(2, 4)], true);
+    let off = m.render();
+    assert!(has(&off, "kracauer_fastpath_running 0"), "{off}");
+    assert!(
+        has(
+            &off,
+            "kracauer_fastpath_packets_total{result=\"to_client\"} 0"
+        ),
+        "{off}"
+    );
+    sources
+        .control
+        .fastpath
+        .record(true, [10, 20, 30, 40, 50, 60, 70]);
+    let t = m.render();
+    for line in [
+        "kracauer_fastpath_running 1",
+        "kracauer_fastpath_flows 5",
+        "kracauer_fastpath_handovers_refused_total 5",
+        "kracauer_fastpath_packets_total{result=\"to_backend\"} 10",
+        "kracauer_fastpath_packets_total{result=\"to_client\"} 20",
+        "kracauer_fastpath_packets_total{result=\"no_flow\"} 30",
+        "kracauer_fastpath_packets_total{result=\"unsure\"} 40",
+        "kracauer_fastpath_packets_total{result=\"route\"} 50",
+        "kracauer_fastpath_packets_total{result=\"too_big\"} 60",
+        "kracauer_fastpath_packets_total{result=\"failed\"} 70",
+    ] {
+        assert!(has(&t, line), "missing {line}:\n{t}");
+    }
+    // The program removed: not running, its counters as last read.
+    sources.control.fastpath.look(None);
+    let t = m.render();
+    assert!(has(&t, "kracauer_fastpath_running 0"), "{t}");
+    assert!(
+        has(&t, "kracauer_fastpath_packets_total{result=\"failed\"} 70"),
+        "{t}"
+    );
 }
 
 #[test]

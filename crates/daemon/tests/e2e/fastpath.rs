@@ -1,8 +1,9 @@
 //! The kernel fast path end to end: with `[tun] fastpath = "on"` the data of spliced
 //! flows bypasses the TUN (its packet counter stays at what the handshakes, peeks and
 //! closes need) and arrives intact both ways, in both address variants, under loss and
-//! with many flows at once; the metrics count its bytes; SIGTERM removes the program and
-//! its pins.
+//! with many flows at once; the metrics count its bytes, say that it runs (or, with
+//! `fastpath = "off"`, that it does not), how many flows it carries and what its program
+//! did with the packets; SIGTERM removes the program and its pins.
 
 use std::time::Duration;
 
@@ -27,6 +28,19 @@ pub(super) fn metric_sum(body: &str, name: &str) -> u64 {
         })
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum::<f64>() as u64
+}
+
+/// Whether `body` has the line `line`.
+fn has(body: &str, line: &str) -> bool {
+    body.lines().any(|l| l == line)
+}
+
+/// The program's counter of `result` in a scrape.
+fn result(body: &str, result: &str) -> u64 {
+    let prefix = format!("kracauer_fastpath_packets_total{{result=\"{result}\"}} ");
+    body.lines()
+        .find_map(|l| l.strip_prefix(&prefix)?.parse::<f64>().ok())
+        .unwrap_or_else(|| panic!("no {prefix}in\n{body}")) as u64
 }
 
 pub(super) fn scrape(k: &kracauer_testbed::Kracauer<'_>) -> String {
@@ -72,6 +86,25 @@ fn one_gib_each_way_arrives_intact_through_the_kernel_and_not_through_the_tun() 
     let tb = Topology::build(Variant::Routed).unwrap();
     let k = tb.start_kracauer(KRACAUER, &config(&tb, "")).unwrap();
     assert!(k.log().contains("fast path: on"), "{}", k.log());
+    let body = scrape(&k);
+    assert!(has(&body, "kracauer_fastpath_running 1"), "{body}");
+    // An upload half sent: its flow is spliced and handed to the kernel, and stays so
+    // until the rest has gone through it.
+    let half = 4 << 20;
+    let mut s = super::open(&tb, HTTP_PORT);
+    super::start_upload(&mut s, "a.example", 2 * half, half);
+    eventually(
+        "the flow on the kernel path",
+        Duration::from_secs(30),
+        || (metric_sum(&scrape(&k), "kracauer_fastpath_flows") == 1).then_some(()),
+    );
+    super::send_pattern(&mut s, half, 2 * half);
+    let reply = super::read_all(&mut s);
+    assert!(
+        reply.contains(&format!("sink={} mismatch=none", 2 * half)),
+        "{reply}"
+    );
+    drop(s);
     let n = 1 << 30;
     let (tun_packets, to_backend, to_client) = both_ways(&tb, &k, n);
     // Through the TUN, 2 GiB would be well over 30,000 packets even as 64 KB
@@ -88,9 +121,55 @@ fn one_gib_each_way_arrives_intact_through_the_kernel_and_not_through_the_tun() 
         to_client >= n && to_backend >= n - 64 * 1024,
         "{to_backend} {to_client}"
     );
+    // The program's own counters (read once a second): it translated the data both ways,
+    // each packet at most a 64 KiB GRO super-packet, and passed the handshakes (TCP of
+    // no flow it carries) to the TUN path. Nothing was refused a hand-over, and with the
+    // flows ended none is on the kernel path.
+    let body = eventually("the program's counters", Duration::from_secs(30), || {
+        let b = scrape(&k);
+        (result(&b, "to_client") >= n / (64 * 1024)).then_some(b)
+    });
+    assert!(result(&body, "to_backend") >= n / (64 * 1024), "{body}");
+    assert!(result(&body, "no_flow") > 0, "{body}");
+    assert_eq!(result(&body, "failed"), 0, "{body}");
+    assert_eq!(
+        metric_sum(&body, "kracauer_fastpath_handovers_refused_total"),
+        0
+    );
+    assert_eq!(metric_sum(&body, "kracauer_fastpath_flows"), 0, "{body}");
+    assert!(has(&body, "kracauer_fastpath_running 1"), "{body}");
     // (The pins live in the daemon's own mount namespace, which `ip netns exec` gives it,
     // so they cannot be looked at from here.)
     assert!(k.terminate().unwrap().success());
+}
+
+#[test]
+#[ignore = "privileged: needs root, network namespaces and BPF (run with --include-ignored)"]
+fn with_the_fast_path_off_the_metrics_say_it_does_not_run_and_data_crosses_the_tun() {
+    require_privileged(
+        "with_the_fast_path_off_the_metrics_say_it_does_not_run_and_data_crosses_the_tun",
+    );
+    let tb = Topology::build(Variant::Routed).unwrap();
+    let c = tb.config("");
+    assert!(c.contains("mtu = 1500\n"), "{c}");
+    let c = c.replace("mtu = 1500\n", "mtu = 1500\nfastpath = \"off\"\n");
+    let k = tb.start_kracauer(KRACAUER, &c).unwrap();
+    assert!(k.log().contains("fast path: off"), "{}", k.log());
+    let n = 10 * 1000 * 1000;
+    assert_eq!(tb.download("a.example", n).expect("download"), n);
+    // Every byte crosses the TUN, 64 KiB at most per (super-)packet (the workers publish
+    // their counters once a second).
+    let body = eventually("the data on the TUN", Duration::from_secs(30), || {
+        let b = scrape(&k);
+        (metric_sum(&b, "kracauer_tun_packets_total") >= n / (64 * 1024)).then_some(b)
+    });
+    assert!(has(&body, "kracauer_fastpath_running 0"), "{body}");
+    assert_eq!(
+        metric_sum(&body, "kracauer_fastpath_packets_total"),
+        0,
+        "{body}"
+    );
+    assert_eq!(metric_sum(&body, "kracauer_fastpath_flows"), 0, "{body}");
 }
 
 #[test]
