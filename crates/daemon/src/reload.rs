@@ -128,6 +128,9 @@ pub async fn reload(path: &Path, running: &mut Running) {
     if let (Some(mtu), Some(sc)) = (new_mtu, &running.syncookie) {
         sc.set_mtu(mtu);
     }
+    if let Some(sc) = &running.syncookie {
+        sc.set_max_half_open(plan.in_force.limits.max_half_open);
+    }
     for what in &plan.restart {
         tracing::warn!(
             "reload: {what} changed; that takes {} (the running value stays in force)",

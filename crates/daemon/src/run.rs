@@ -364,6 +364,7 @@ async fn start(path: &Path) -> Result<Running, RunError> {
         fastpath.as_ref(),
         crate::fastpath::syncookie::root(&config.tun, seed),
         control.syncookie.clone(),
+        engines.first().map(|e| e.shared_limits().clone()),
     );
     let queues = match tun.into_queues() {
         Ok(q) => q,

@@ -32,6 +32,8 @@ use aya::programs::tc::{SchedClassifierLink, TcAttachOptions, TcAttachType};
 
 pub use maps::{ScConfig, ScKey};
 
+use kracauer_core::engine::SharedLimits;
+
 use super::FastpathError;
 use crate::config::{Config, FastpathMode, Tun};
 use flood::FloodMode;
@@ -239,6 +241,8 @@ pub struct Handle {
 enum Command {
     /// The MSS changed (a reload of `[tun] mtu`).
     Mss(u16),
+    /// `limits.max_half_open` changed (a reload).
+    MaxHalfOpen(usize),
     /// Stop; with `true`, detach and unpin the program (an orderly stop).
     Stop(bool),
 }
@@ -247,6 +251,11 @@ impl Handle {
     /// Tells the program the MSS for IPv6 MTU `mtu`.
     pub fn set_mtu(&self, mtu: u16) {
         let _ = self.tx.send(Command::Mss(mss_for(mtu)));
+    }
+
+    /// Tells the flood-mode decision the new `limits.max_half_open`.
+    pub fn set_max_half_open(&self, max: usize) {
+        let _ = self.tx.send(Command::MaxHalfOpen(max));
     }
 
     /// Stops the thread, detaching and unpinning the program when `remove` (an orderly
@@ -275,14 +284,17 @@ fn mss_for(mtu: u16) -> u16 {
 
 /// Starts the program for `config` with cookie root `root`, when the fast path runs
 /// (`fastpath`): loaded, told the root, MSS and window scale, attached where the fast
-/// path is, and its thread started. A failure is a warning: SYNs then take the TUN path.
+/// path is, and its thread started, which reads the workers' unanswered handshakes from
+/// `limits` (any worker's: they share them) for flood mode. A failure is a warning: SYNs
+/// then take the TUN path.
 pub fn start(
     config: &Config,
     fastpath: Option<&super::Fastpath>,
     root: [u64; 2],
     counters: std::sync::Arc<Counters>,
+    limits: Option<std::sync::Arc<SharedLimits>>,
 ) -> Option<Handle> {
-    let fp = fastpath?;
+    let (fp, limits) = (fastpath?, limits?);
     let attempt = || -> Result<Syncookie, FastpathError> {
         let tun = &config.tun.name;
         let index = std::fs::read_to_string(format!("/sys/class/net/{tun}/ifindex"))
@@ -304,15 +316,17 @@ pub fn start(
     };
     match attempt() {
         Ok(sc) => {
+            let max_half_open = config.limits.max_half_open;
             tracing::info!(
-                "SYN cookies in the kernel: ready, at the fast path's interfaces; flood mode at {} SYN/s to service ports",
-                flood::ON_RATE
+                "SYN cookies in the kernel: ready, at the fast path's interfaces; flood mode at {} SYN/s to service ports with {} handshakes unanswered",
+                flood::ON_RATE,
+                max_half_open.div_ceil(flood::UNANSWERED_SHARE)
             );
             let (tx, rx) = mpsc::channel();
             counters.running.store(true, Ordering::Relaxed);
             let thread = std::thread::Builder::new()
                 .name("kracauer-syncookie".into())
-                .spawn(move || run(sc, rx, &counters))
+                .spawn(move || run(sc, rx, &counters, &limits, max_half_open))
                 .ok()?;
             Some(Handle {
                 tx,
@@ -330,7 +344,13 @@ pub fn start(
 }
 
 /// The program's thread: a look at its counters every [`flood::LOOK_EVERY`].
-fn run(mut sc: Syncookie, rx: Receiver<Command>, counters: &Counters) {
+fn run(
+    mut sc: Syncookie,
+    rx: Receiver<Command>,
+    counters: &Counters,
+    limits: &SharedLimits,
+    mut max_half_open: usize,
+) {
     let mut mode = FloodMode::default();
     loop {
         match rx.recv_timeout(flood::LOOK_EVERY) {
@@ -339,6 +359,10 @@ fn run(mut sc: Syncookie, rx: Receiver<Command>, counters: &Counters) {
                 if let Err(e) = sc.configure(c) {
                     tracing::warn!("SYN cookies in the kernel: cannot set the MSS: {e}");
                 }
+                continue;
+            }
+            Ok(Command::MaxHalfOpen(max)) => {
+                max_half_open = max;
                 continue;
             }
             Ok(Command::Stop(remove)) => {
@@ -357,7 +381,12 @@ fn run(mut sc: Syncookie, rx: Receiver<Command>, counters: &Counters) {
         for (slot, v) in counters.kernel.iter().zip(stats) {
             slot.store(v, Ordering::Relaxed);
         }
-        let changed = mode.look(stats[maps::SYN_SEEN], monotonic_micros());
+        let changed = mode.look(
+            stats[maps::SYN_SEEN],
+            monotonic_micros(),
+            limits.half_open(),
+            max_half_open,
+        );
         counters.syn_rate.store(mode.rate, Ordering::Relaxed);
         let Some(on) = changed else { continue };
         let c = ScConfig {

@@ -317,6 +317,7 @@ async fn prepare(link: &Link, path: &Path) -> Result<(Running, Option<OwnedFd>),
         fastpath.as_ref(),
         crate::fastpath::syncookie::root(&config.tun, state.seed),
         control.syncookie.clone(),
+        engines.first().map(|e| e.shared_limits().clone()),
     );
     let mut fastpath_maps = fastpath_maps.into_iter();
     workers::steer(handed, &queues, key)?;

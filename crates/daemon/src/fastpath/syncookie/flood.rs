@@ -1,17 +1,25 @@
 //! When the kernel answers SYNs: flood mode, decided from the rate of SYNs to service
-//! ports that the program counts. On at [`ON_RATE`] SYNs a second over one look
-//! ([`LOOK_EVERY`]); off once the rate has stayed under [`OFF_RATE`] for [`HOLD`].
+//! ports that the program counts and from the handshakes the TUN path holds unanswered.
+//! On when one look ([`LOOK_EVERY`]) sees [`ON_RATE`] SYNs a second or more *and* at least
+//! one [`UNANSWERED_SHARE`]th of `limits.max_half_open` handshakes wait for their ACK (a
+//! SYN-ACK sent, no answer: what spoofed SYNs leave); off once the rate has stayed under
+//! [`OFF_RATE`] for [`HOLD`].
 //!
 //! Below the flood rate the TUN path answers every SYN as it always has (state, every
 //! option the client offered); a cookie costs a client without timestamps its window
-//! scaling and SACK, so the kernel's cookies are for floods only.
+//! scaling and SACK, so the kernel's cookies are for floods only. A busy population of
+//! real clients makes as many SYNs as a flood, but completes its handshakes within a
+//! round trip, so it holds a few handshakes at a time, not thousands: the rate alone
+//! would put real clients on cookies (the benchmark's one client at concurrency 64 did).
 
 use std::time::Duration;
 
 /// How often the daemon looks at the program's counters.
 pub const LOOK_EVERY: Duration = Duration::from_millis(100);
-/// SYNs a second to service ports that turn flood mode on.
+/// SYNs a second to service ports that turn flood mode on...
 pub const ON_RATE: u64 = 5_000;
+/// ...while at least this share (1/n) of `limits.max_half_open` handshakes is unanswered.
+pub const UNANSWERED_SHARE: usize = 8;
 /// SYNs a second under which flood mode may end...
 pub const OFF_RATE: u64 = 2_500;
 /// ...once the rate has stayed under it this long.
@@ -35,14 +43,22 @@ impl FloodMode {
         self.on
     }
 
-    /// One look: `syns` SYNs counted in all (the program's counter) at `now_micros`.
+    /// One look: `syns` SYNs counted in all (the program's counter) at `now_micros`,
+    /// with `half_open` of at most `max_half_open` handshakes unanswered on the TUN path.
     /// Returns the new mode when it changed.
-    pub fn look(&mut self, syns: u64, now_micros: u64) -> Option<bool> {
+    pub fn look(
+        &mut self,
+        syns: u64,
+        now_micros: u64,
+        half_open: usize,
+        max_half_open: usize,
+    ) -> Option<bool> {
         let (then_syns, then) = self.last.replace((syns, now_micros))?;
         let elapsed = now_micros.saturating_sub(then).max(1);
         self.rate = syns.saturating_sub(then_syns).saturating_mul(1_000_000) / elapsed;
         if !self.on {
-            if self.rate >= ON_RATE {
+            let unanswered = half_open.saturating_mul(UNANSWERED_SHARE) >= max_half_open;
+            if self.rate >= ON_RATE && unanswered {
                 self.on = true;
                 self.calm_since = None;
                 return Some(true);
@@ -68,6 +84,9 @@ mod tests {
     use super::*;
 
     const STEP: u64 = 100_000;
+    /// `limits.max_half_open`'s default, and handshakes a spoofed flood leaves unanswered.
+    const BOUND: usize = 16_384;
+    const STUCK: usize = 4_000;
 
     #[test]
     fn a_flood_turns_the_mode_on_at_once_and_off_only_after_a_calm_hold() {
@@ -75,29 +94,29 @@ mod tests {
         let mut syns = 0;
         let mut t = 0;
         assert_eq!(
-            m.look(syns, t),
+            m.look(syns, t, STUCK, BOUND),
             None,
             "the first look only sets the baseline"
         );
         // 100 SYN/s: off.
         for _ in 0..10 {
             (syns, t) = (syns + 10, t + STEP);
-            assert_eq!(m.look(syns, t), None);
+            assert_eq!(m.look(syns, t, STUCK, BOUND), None);
         }
         // 20,000 SYN/s: on at the first look.
         (syns, t) = (syns + 2_000, t + STEP);
-        assert_eq!(m.look(syns, t), Some(true));
+        assert_eq!(m.look(syns, t, STUCK, BOUND), Some(true));
         assert_eq!(m.rate, 20_000);
         // 3,000 SYN/s (between the two rates) keeps it on however long.
         for _ in 0..200 {
             (syns, t) = (syns + 300, t + STEP);
-            assert_eq!(m.look(syns, t), None);
+            assert_eq!(m.look(syns, t, STUCK, BOUND), None);
         }
         // Calm: off after HOLD, not before.
         let calm_from = t + STEP;
         loop {
             (syns, t) = (syns + 1, t + STEP);
-            match m.look(syns, t) {
+            match m.look(syns, t, STUCK, BOUND) {
                 None => assert!(t - calm_from < HOLD.as_micros() as u64),
                 Some(on) => {
                     assert!(!on);
@@ -112,21 +131,46 @@ mod tests {
     #[test]
     fn a_burst_during_the_calm_hold_starts_the_hold_again() {
         let mut m = FloodMode::default();
-        m.look(0, 0);
-        assert_eq!(m.look(1_000, STEP), Some(true));
+        m.look(0, 0, STUCK, BOUND);
+        assert_eq!(m.look(1_000, STEP, STUCK, BOUND), Some(true));
         let mut syns = 1_000;
         let mut t = STEP;
         for _ in 0..50 {
             (syns, t) = (syns + 1, t + STEP);
-            assert_eq!(m.look(syns, t), None);
+            assert_eq!(m.look(syns, t, STUCK, BOUND), None);
         }
         (syns, t) = (syns + 1_000, t + STEP);
-        assert_eq!(m.look(syns, t), None, "still on");
+        assert_eq!(m.look(syns, t, STUCK, BOUND), None, "still on");
         for _ in 0..100 {
             (syns, t) = (syns + 1, t + STEP);
-            assert_eq!(m.look(syns, t), None, "the hold counts from the burst");
+            assert_eq!(
+                m.look(syns, t, STUCK, BOUND),
+                None,
+                "the hold counts from the burst"
+            );
         }
         (syns, t) = (syns + 1, t + STEP);
-        assert_eq!(m.look(syns, t), Some(false));
+        assert_eq!(m.look(syns, t, STUCK, BOUND), Some(false));
+    }
+
+    #[test]
+    fn a_busy_rate_of_handshakes_that_complete_leaves_flood_mode_off() {
+        let mut m = FloodMode::default();
+        m.look(0, 0, 0, BOUND);
+        let (mut syns, mut t) = (0, 0);
+        // 20,000 SYN/s whose handshakes complete within a round trip: a few dozen at a
+        // time wait for their ACK.
+        for _ in 0..100 {
+            (syns, t) = (syns + 2_000, t + STEP);
+            assert_eq!(m.look(syns, t, 40, BOUND), None);
+        }
+        assert!(!m.on());
+        // The same rate once an eighth of the bound is unanswered: a flood.
+        (syns, t) = (syns + 2_000, t + STEP);
+        assert_eq!(m.look(syns, t, BOUND / 8, BOUND), Some(true));
+        // Unanswered handshakes alone, at a calm rate, are not a flood.
+        let mut calm = FloodMode::default();
+        calm.look(0, 0, BOUND, BOUND);
+        assert_eq!(calm.look(100, STEP, BOUND, BOUND), None);
     }
 }
