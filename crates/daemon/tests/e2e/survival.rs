@@ -23,7 +23,7 @@ use super::{KRACAUER, eventually};
 const N: u64 = 200 * 1000 * 1000;
 
 /// The testbed configuration with `[tun] fastpath = mode`.
-fn config(tb: &Topology, mode: &str) -> String {
+pub(super) fn config(tb: &Topology, mode: &str) -> String {
     let c = tb.config("");
     c.replace(
         "mtu = 1500\n",
