@@ -126,6 +126,7 @@ pub(super) fn intact(results: &[Result<u64, Error>], size: u64) {
 #[test]
 #[ignore = "privileged: needs root, network namespaces, a TUN device and BIRD (run with --include-ignored)"]
 fn ecmp_spreads_200_connections_over_both_instances_and_every_transfer_is_intact() {
+    let _machine = super::beside();
     require_privileged_and(
         "ecmp_spreads_200_connections_over_both_instances_and_every_transfer_is_intact",
         &["bird"],
@@ -197,6 +198,7 @@ fn withdrawn_when(stop: impl FnOnce(kracauer_testbed::Kracauer<'_>), what: &str)
 #[test]
 #[ignore = "privileged: needs root, network namespaces, a TUN device and BIRD (run with --include-ignored)"]
 fn sigterm_withdraws_the_instance_and_every_new_connection_succeeds_through_the_other() {
+    let _machine = super::beside();
     require_privileged_and(
         "sigterm_withdraws_the_instance_and_every_new_connection_succeeds_through_the_other",
         &["bird"],
@@ -280,6 +282,7 @@ pub(super) fn took_over(log: &str) -> Option<i32> {
 #[test]
 #[ignore = "privileged: needs root, network namespaces, a TUN device and BIRD (run with --include-ignored)"]
 fn a_live_upgrade_under_load_withdraws_nothing_and_drops_nothing() {
+    let _machine = super::alone();
     require_privileged_and(
         "a_live_upgrade_under_load_withdraws_nothing_and_drops_nothing",
         &["bird"],

@@ -83,6 +83,7 @@ fn end_keeper(pid: i32) {
 #[ignore = "privileged: needs root, network namespaces, a TUN device, BIRD and nsenter (run with --include-ignored)"]
 fn a_crashed_instance_not_restarted_is_withdrawn_after_the_grace_and_new_connections_use_the_other()
 {
+    let _machine = super::beside();
     require_privileged_and(
         "a_crashed_instance_not_restarted_is_withdrawn_after_the_grace_and_new_connections_use_the_other",
         &["bird", "nsenter"],
@@ -171,6 +172,7 @@ fn a_crashed_instance_not_restarted_is_withdrawn_after_the_grace_and_new_connect
 #[ignore = "privileged: needs root, network namespaces, a TUN device, BIRD and nsenter (run with --include-ignored)"]
 fn a_crashed_instance_restarted_within_the_grace_withdraws_nothing_and_its_spliced_transfers_complete()
  {
+    let _machine = super::beside();
     require_privileged_and(
         "a_crashed_instance_restarted_within_the_grace_withdraws_nothing_and_its_spliced_transfers_complete",
         &["bird", "nsenter"],
@@ -267,6 +269,7 @@ fn a_crashed_instance_restarted_within_the_grace_withdraws_nothing_and_its_splic
 #[ignore = "privileged: needs root, network namespaces, a TUN device and BIRD (run with --include-ignored)"]
 fn a_live_upgrade_of_a_fast_path_instance_withdraws_nothing_and_the_new_process_keeps_the_carrier()
 {
+    let _machine = super::beside();
     require_privileged_and(
         "a_live_upgrade_of_a_fast_path_instance_withdraws_nothing_and_the_new_process_keeps_the_carrier",
         &["bird"],

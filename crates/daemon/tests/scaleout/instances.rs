@@ -95,6 +95,7 @@ fn start_1<'tb>(tb: &'tb Topology, n: u32) -> Kracauer<'tb> {
 #[test]
 #[ignore = "privileged: needs root, network namespaces and a TUN device (run with --include-ignored)"]
 fn two_instances_on_one_host_serve_side_by_side_and_stopping_one_leaves_the_other_intact() {
+    let _machine = super::beside();
     require_privileged(
         "two_instances_on_one_host_serve_side_by_side_and_stopping_one_leaves_the_other_intact",
     );

@@ -130,6 +130,7 @@ fn instance_2_comes_back(
 #[test]
 #[ignore = "privileged: needs root, network namespaces, a TUN device and BIRD (run with --include-ignored)"]
 fn with_second_chance_a_returning_instance_breaks_no_running_transfer() {
+    let _machine = super::beside();
     require_privileged_and(
         "with_second_chance_a_returning_instance_breaks_no_running_transfer",
         &["bird"],
@@ -162,6 +163,7 @@ fn with_second_chance_a_returning_instance_breaks_no_running_transfer() {
 #[test]
 #[ignore = "privileged: needs root, network namespaces, a TUN device and BIRD (run with --include-ignored)"]
 fn without_second_chance_a_returning_instance_resets_the_transfers_moved_to_it() {
+    let _machine = super::beside();
     require_privileged_and(
         "without_second_chance_a_returning_instance_resets_the_transfers_moved_to_it",
         &["bird"],
@@ -185,6 +187,7 @@ fn without_second_chance_a_returning_instance_resets_the_transfers_moved_to_it()
 #[test]
 #[ignore = "privileged: needs root, network namespaces, a TUN device and BIRD (run with --include-ignored)"]
 fn with_second_chance_a_flow_no_instance_holds_is_reset_once_every_peer_says_so() {
+    let _machine = super::beside();
     require_privileged_and(
         "with_second_chance_a_flow_no_instance_holds_is_reset_once_every_peer_says_so",
         &["bird"],
