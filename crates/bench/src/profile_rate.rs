@@ -24,6 +24,17 @@ use crate::rate;
 /// perf's sampling frequency: one sample is this many µs of one CPU.
 const FREQ: u32 = 999;
 
+/// The owners only the fast path has: their samples are also broken down by leaf
+/// function (what in the program or the syscall costs).
+const OWN: [&str; 3] = [
+    "tc BPF program (kracauer_",
+    "bpf() map syscalls",
+    "tc ingress hook",
+];
+
+/// The TUN's owners: what a packet the fast path carries no longer costs.
+const TUN: [&str; 3] = ["TUN read", "TUN write", "TUN device"];
+
 /// The two peers compared.
 const PEERS: [Peer; 2] = [Peer::FASTPATH_ON, Peer::FASTPATH_OFF];
 
@@ -34,6 +45,8 @@ struct Tally {
     secs: f64,
     /// Samples by owner (busy data-path work).
     owners: BTreeMap<String, u64>,
+    /// Samples of the fast path's own owners ([`OWN`]), by owner and leaf function.
+    leaves: BTreeMap<String, u64>,
     /// Samples by process role.
     roles: BTreeMap<String, u64>,
     /// Idle samples and samples of other machine users.
@@ -121,6 +134,15 @@ impl Tally {
                 None if s.user() => user_owner(role, &s),
                 None => "other kernel".to_owned(),
             };
+            if OWN.iter().any(|o| owner.contains(o)) {
+                let leaf = s.frames.first().map_or("?", |f| f.1);
+                // A program's own code: `bpf_prog_<tag>_<name>`, the tag left out.
+                let leaf = leaf
+                    .strip_prefix("bpf_prog_")
+                    .map_or(leaf, |_| "(its own code)");
+                let short = owner.split(" (").next().unwrap_or(&owner);
+                *self.leaves.entry(format!("{short}: {leaf}")).or_default() += 1;
+            }
             *self.owners.entry(owner).or_default() += 1;
             *self.roles.entry(role.to_owned()).or_default() += 1;
         }
@@ -275,6 +297,25 @@ fn render(dur: Duration, rounds: usize, t: &[Tally; 2]) -> String {
         share(&t[0], t[0].others),
         share(&t[1], t[1].others),
     );
+    let sum = |t: &Tally, pats: &[&str]| -> u64 {
+        t.owners
+            .iter()
+            .filter(|(k, _)| pats.iter().any(|p| k.contains(p)))
+            .map(|(_, n)| n)
+            .sum()
+    };
+    row(
+        &mut out,
+        "the fast path's own work (programs, TCX hook, map syscalls)",
+        t[0].per_conn(sum(&t[0], &OWN)),
+        t[1].per_conn(sum(&t[1], &OWN)),
+    );
+    row(
+        &mut out,
+        "the TUN's work (read, write, the device)",
+        t[0].per_conn(sum(&t[0], &TUN)),
+        t[1].per_conn(sum(&t[1], &TUN)),
+    );
     out.push_str("\nCPU µs per connection by process:\n\n");
     table(&mut out, t, |t| &t.roles, false);
     out.push_str(
@@ -283,6 +324,20 @@ fn render(dur: Duration, rounds: usize, t: &[Tally; 2]) -> String {
          largest difference first, differences under 1 µs left out:\n\n",
     );
     table(&mut out, t, |t| &t.owners, true);
+    out.push_str(
+        "\nThe fast path's own owners (its two tc programs, the TCX hook, the daemon's map \
+         syscalls) by leaf function, CPU µs per connection (fast path on only):\n\n",
+    );
+    let mut leaves: Vec<(&String, f64)> = t[0]
+        .leaves
+        .iter()
+        .map(|(k, n)| (k, t[0].per_conn(*n)))
+        .filter(|(_, us)| *us >= 0.1)
+        .collect();
+    leaves.sort_by(|a, b| b.1.total_cmp(&a.1));
+    for (k, us) in leaves {
+        out.push_str(&format!("    {k:<71} {us:>12.2}\n"));
+    }
     out
 }
 
@@ -419,5 +474,11 @@ in-krc-tb1-0  700\n\
             .unwrap_or_else(|| panic!("no map syscall line in:\n{text}"));
         // One sample per connection: 1001.0 µs on, 0 off.
         assert!(line.ends_with("1001.0          0.0    +1001.0"), "{line:?}");
+        // The fast path's own work: the map syscall and the two programs' samples.
+        let own = text
+            .lines()
+            .find(|l| l.starts_with("the fast path's own work"))
+            .unwrap_or_else(|| panic!("no own-work line in:\n{text}"));
+        assert!(own.ends_with("3003.0          0.0    +3003.0"), "{own:?}");
     }
 }
