@@ -43,6 +43,8 @@ const PEERS: [Peer; 2] = [Peer::FASTPATH_ON, Peer::FASTPATH_OFF];
 struct Tally {
     conns: usize,
     secs: f64,
+    /// Connections a second of each run.
+    runs: Vec<f64>,
     /// Samples by owner (busy data-path work).
     owners: BTreeMap<String, u64>,
     /// Samples of the fast path's own owners ([`OWN`]), by owner and leaf function.
@@ -234,6 +236,7 @@ fn one_run(
         tally.add(&String::from_utf8_lossy(&script.stdout), &pids);
         tally.conns += r.count;
         tally.secs += r.secs;
+        tally.runs.push(r.per_sec());
         Ok::<_, Error>(())
     })();
     running.stop()?;
@@ -265,6 +268,13 @@ fn render(dur: Duration, rounds: usize, t: &[Tally; 2]) -> String {
         rate(&t[0]),
         rate(&t[1]),
     );
+    for (t, name) in t.iter().zip(["on", "off"]) {
+        let runs: Vec<String> = t.runs.iter().map(|r| format!("{r:.0}")).collect();
+        out.push_str(&format!(
+            "    each run, fastpath={name}: {}\n",
+            runs.join(", ")
+        ));
+    }
     row(
         &mut out,
         "SYN-flood mode turned on (times, all runs)",
