@@ -219,6 +219,17 @@ pub const OWNERS: &[(&str, &[&str])] = &[
         &["__netif_receive_skb", "process_backlog", "net_rx_action"],
     ),
     (
+        "IPIs to other CPUs (TLB shootdowns, remote calls)",
+        &[
+            "smp_call_function",
+            "native_flush_tlb_multi",
+            "flush_tlb_mm_range",
+            "x2apic_send_IPI",
+            "__x2apic_send_IPI",
+            "native_send_call_func",
+        ],
+    ),
+    (
         "threads: create, exit, stacks",
         &[
             "copy_process",
