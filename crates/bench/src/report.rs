@@ -361,7 +361,7 @@ const METHOD: &str = "### How each figure is measured\n\n\
   with the fast path on, the daemon's process does almost nothing per byte, so compare \
   the whole-machine figures too.\n\
 - rate c64: 64 client threads loop connect, ClientHello + command, read a 1 KB answer, \
-  close. TTFB is from before connect() to the first answer byte.\n\
+  close. TTFB is from before connect() to the first answer byte. The backend serves each connection on a thread it keeps for the next one (a thread made and ended per connection would add the kernel's thread creation and exit, with their TLB-shootdown IPIs, to every connection).\n\
 - idle: N connections opened one after another and held, each having sent its hello (so \
   each reaches the backend). Memory by difference before and after: the peer's RSS \
   (`VmRSS` of its processes), the router namespace's TCP sockets \
