@@ -5,9 +5,11 @@
 //! connection rate at concurrency 64, idle connections' memory, one real TLS and one
 //! HTTP/3 download. Rounds alternate the peers; the report gives medians, ratios to the
 //! peers of the same run, the machine's load, issue 21's goals judged, a profile with the
-//! fast path on, and PNG plots.
+//! fast path on (single-stream transfers) and of the rate run (fast path on and off), and
+//! PNG plots.
 //!
-//! `kracauer-bench --kracauer PATH [--quick] [--out DIR] [--rounds N] [--no-perf]`. Needs
+//! `kracauer-bench --kracauer PATH [--quick] [--out DIR] [--rounds N] [--no-perf]
+//! [--rate-only]`. Needs
 //! root. The binary under test is always given: the bench never guesses which build of
 //! kracauer it measures.
 #![deny(unsafe_code)]
@@ -16,7 +18,9 @@ mod machine;
 mod peers;
 mod plan;
 mod profile;
+mod profile_rate;
 mod proto;
+mod rate;
 mod report;
 
 use std::net::TcpStream;
@@ -80,13 +84,18 @@ fn raise_nofile() {
 fn run(plan: &Plan) -> Result<(), Error> {
     let started = Instant::now();
     raise_nofile();
-    let nginx = peers::ensure_nginx();
-    if let Err(e) = &nginx {
+    let nginx = if plan.rate_only {
+        Err(Error::Setup("--rate-only".into()))
+    } else {
+        peers::ensure_nginx()
+    };
+    if let (Err(e), false) = (&nginx, plan.rate_only) {
         eprintln!("bench: nginx unavailable, it is left out of this run: {e}");
     }
     let peers: Vec<Peer> = Peer::ALL
         .into_iter()
         .filter(|p| *p != Peer::Nginx || nginx.is_ok())
+        .filter(|p| !plan.rate_only || matches!(*p, Peer::FASTPATH_ON | Peer::FASTPATH_OFF))
         .collect();
     let tb = Topology::build(Variant::Routed)?;
     peers::wire_ceiling(&tb)?;
@@ -132,7 +141,7 @@ fn run(plan: &Plan) -> Result<(), Error> {
         "end of the measurements".to_owned(),
         machine::load(LOAD_WINDOW),
     ));
-    let perf = if plan.perf {
+    let perf = if plan.perf && !plan.rate_only {
         [false, true]
             .into_iter()
             .map(|up| {
@@ -143,6 +152,13 @@ fn run(plan: &Plan) -> Result<(), Error> {
     } else {
         Vec::new()
     };
+    // The rate run profiled, fast path on and off: one pair per round with --rate-only,
+    // two pairs in a full run.
+    let rate_perf = plan.perf.then(|| {
+        let rounds = if plan.rate_only { plan.rounds } else { 2 };
+        profile_rate::profile(plan, &tb, &hello, backend.pid(), rounds)
+            .unwrap_or_else(|e| format!("perf failed: {e}\n"))
+    });
     drop(backend);
     let nginx_conf = peers::nginx_config(std::path::Path::new("/tmp/krc-tbPID-N"));
     std::fs::create_dir_all(&plan.out)?;
@@ -152,7 +168,10 @@ fn run(plan: &Plan) -> Result<(), Error> {
         &peers,
         &nginx_conf,
         &loads,
-        &perf,
+        &report::Profiles {
+            bulk: perf,
+            rate: rate_perf,
+        },
         started.elapsed(),
     )?;
     println!("{text}");
@@ -173,22 +192,15 @@ fn measure(
     let addr = peer.raw_addr();
     // Warm up (neighbour discovery, first flow) and check the path end to end.
     let _ = std::fs::remove_file(&backend.peer_file);
-    let h = Arc::clone(hello);
-    tb.client
-        .run(move || {
-            let deadline = Instant::now() + Duration::from_secs(10);
-            loop {
-                match proto::request(addr, &h) {
-                    Ok(_) => return Ok(()),
-                    Err(e) if Instant::now() > deadline => return Err(e),
-                    Err(_) => thread::sleep(Duration::from_millis(100)),
-                }
-            }
-        })?
-        .map_err(|e| Error::Setup(format!("{}: the warm-up request failed: {e}", peer.name())))?;
+    rate::warm_up(tb, hello, addr).map_err(|e| Error::Setup(format!("{}: {e}", peer.name())))?;
     samples.seen(peer, backend.last_peer());
     let mut before = running.metrics();
-    for (up, streams) in [(false, 1), (false, 8), (true, 1), (true, 8)] {
+    let bulk: &[(bool, usize)] = if plan.rate_only {
+        &[]
+    } else {
+        &[(false, 1), (false, 8), (true, 1), (true, 8)]
+    };
+    for &(up, streams) in bulk {
         let what = format!("bulk {} x{streams}", if up { "upload" } else { "download" });
         let t0 = before
             .as_ref()
@@ -280,58 +292,32 @@ fn measure(
     }
     // Connection rate at concurrency 64.
     {
-        let h = Arc::clone(hello);
-        let dur = plan.rate;
-        let (count, errors, mut ttfb, secs, kinds) = tb.client.run(move || {
-            let start = Instant::now();
-            let per: Vec<(Vec<Duration>, u64, Option<String>)> = thread::scope(|s| {
-                let handles: Vec<_> = (0..64)
-                    .map(|_| {
-                        s.spawn(|| {
-                            let mut t = Vec::new();
-                            let mut errors = 0u64;
-                            let mut last = None;
-                            while start.elapsed() < dur {
-                                match proto::request(addr, &h) {
-                                    Ok(d) => t.push(d),
-                                    Err(e) => {
-                                        errors += 1;
-                                        last = Some(e.to_string());
-                                    }
-                                }
-                            }
-                            (t, errors, last)
-                        })
-                    })
-                    .collect();
-                handles.into_iter().filter_map(|t| t.join().ok()).collect()
-            });
-            let secs = start.elapsed().as_secs_f64();
-            let errors: u64 = per.iter().map(|p| p.1).sum();
-            let mut kinds: Vec<String> = per.iter().filter_map(|p| p.2.clone()).collect();
-            kinds.sort();
-            kinds.dedup();
-            let all: Vec<Duration> = per.into_iter().flat_map(|p| p.0).collect();
-            (all.len(), errors, all, secs, kinds)
-        })?;
-        if errors > 0 {
+        let r = rate::run(tb, hello, addr, plan.rate)?;
+        if r.errors > 0 {
             eprintln!(
-                "bench: {}: {errors} failed connections in the rate run ({secs:.1} s; \
+                "bench: {}: {} failed connections in the rate run ({:.1} s; \
                  the threads' last errors: {})",
                 peer.name(),
-                kinds.join("; ")
+                r.errors,
+                r.secs,
+                r.kinds.join("; ")
             );
         }
-        ttfb.sort();
-        let pct = |p: f64| {
-            ttfb.get(((ttfb.len() as f64 - 1.0) * p).round() as usize)
-                .map_or(f64::NAN, |d| d.as_secs_f64() * 1e3)
-        };
-        samples.add(peer, "rate c64: connections/s", count as f64 / secs);
-        samples.add(peer, "rate c64: TTFB p50 ms", pct(0.5));
-        samples.add(peer, "rate c64: TTFB p99 ms", pct(0.99));
-        samples.add(peer, "rate c64: failed connections", errors as f64);
+        eprintln!(
+            "bench: {}: rate run: {:.0} connections/s, TTFB p50 {:.1} ms, p99 {:.1} ms",
+            peer.name(),
+            r.per_sec(),
+            r.ttfb_ms(0.5),
+            r.ttfb_ms(0.99)
+        );
+        samples.add(peer, "rate c64: connections/s", r.per_sec());
+        samples.add(peer, "rate c64: TTFB p50 ms", r.ttfb_ms(0.5));
+        samples.add(peer, "rate c64: TTFB p99 ms", r.ttfb_ms(0.99));
+        samples.add(peer, "rate c64: failed connections", r.errors as f64);
         rate_diagnostics(peer, running, before.as_ref(), samples);
+    }
+    if plan.rate_only {
+        return Ok(());
     }
     // Real TLS: one download through rustls, end to end.
     {

@@ -5,8 +5,8 @@ use std::process::Command;
 use std::time::Duration;
 
 /// How to call `kracauer-bench`.
-pub const USAGE: &str = "usage: kracauer-bench --kracauer PATH [--quick] [--out DIR] [--rounds N] [--no-perf]\n\
-     \n  --kracauer PATH  the kracauer binary to measure (required: the bench never guesses\n                   which build it measures; e.g. target/release/kracauer after\n                   `cargo build --release -p kracauer`)";
+pub const USAGE: &str = "usage: kracauer-bench --kracauer PATH [--quick] [--out DIR] [--rounds N] [--no-perf] [--rate-only]\n\
+     \n  --kracauer PATH  the kracauer binary to measure (required: the bench never guesses\n                   which build it measures; e.g. target/release/kracauer after\n                   `cargo build --release -p kracauer`)\n  --rate-only      only the connection-rate run, Kracauer with the fast path on and off,\n                   and (unless --no-perf) its profile, one per round";
 
 /// The knobs of one run.
 #[derive(Debug, Clone)]
@@ -24,6 +24,8 @@ pub struct Plan {
     /// Bytes of the HTTP/3 download.
     pub h3_bytes: u64,
     pub perf: bool,
+    /// Only the rate run, of the fast path on and off, and its profile.
+    pub rate_only: bool,
     pub out: PathBuf,
 }
 
@@ -42,6 +44,7 @@ impl Plan {
             tls_bytes: 256 << 20,
             h3_bytes: 64 << 20,
             perf: true,
+            rate_only: false,
             out: PathBuf::from("bench/results"),
         };
         let mut args = args.into_iter();
@@ -65,6 +68,7 @@ impl Plan {
                     plan.rounds = 1;
                 }
                 "--no-perf" => plan.perf = false,
+                "--rate-only" => plan.rate_only = true,
                 "--out" => plan.out = args.next().ok_or("--out needs a directory")?.into(),
                 "--rounds" => {
                     rounds = Some(

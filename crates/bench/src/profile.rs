@@ -95,7 +95,7 @@ pub fn profile(
     );
     let names: Vec<&str> = comms.trim_start_matches("--comms=").split(',').collect();
     let script = Command::new("perf")
-        .args(["script", "-F", "comm,ip,sym", "-i"])
+        .args(["script", "-F", "comm,pid,ip,sym", "-i"])
         .arg(&data)
         .stderr(Stdio::null())
         .output()
@@ -115,24 +115,61 @@ pub fn profile(
     ))
 }
 
-/// Who owns a kernel or user frame, from its symbol: the first rule (in order) whose
-/// pattern starts the symbol names it.
-const OWNERS: &[(&str, &[&str])] = &[
+/// Who owns a kernel frame, from its symbol: the first rule (in order) whose pattern
+/// starts the symbol names it. A frame may match several rules (every `tun_` symbol is
+/// the TUN device's): the more specific come first. The BPF programs are told apart by
+/// [`program_owner`].
+pub const OWNERS: &[(&str, &[&str])] = &[
+    ("veth devices", &["veth_"]),
     (
-        "fast path tc BPF program (kracauer_fastpath) and its helpers",
-        &["bpf_prog_"],
-    ),
-    (
-        "tc ingress hook (TCX) around the program",
+        "tc ingress hook (TCX) around the programs",
         &["tcx_", "sch_handle_ingress", "tcf_"],
     ),
-    ("veth devices", &["veth_"]),
     (
         "the testbed's bridge and br_netfilter",
         &["br_", "ip_sabotage_in", "nf_bridge"],
     ),
     ("IP forwarding", &["ip6_forward", "ip_forward"]),
-    ("TUN device", &["tun_"]),
+    (
+        "bpf() map syscalls (the daemon's map updates, lookups, deletes)",
+        &[
+            "__sys_bpf",
+            "__x64_sys_bpf",
+            "map_update_elem",
+            "map_delete_elem",
+            "map_lookup_elem",
+        ],
+    ),
+    (
+        "TUN read (the daemon's read)",
+        &["tun_chr_read_iter", "tun_do_read", "tun_put_user"],
+    ),
+    (
+        "TUN write (the daemon's write, and the packet's way on)",
+        &["tun_chr_write_iter", "tun_get_user"],
+    ),
+    ("TUN device (the kernel handing packets to it)", &["tun_"]),
+    (
+        "TCP handshake, listen and accept",
+        &[
+            "tcp_conn_request",
+            "tcp_v4_conn_request",
+            "tcp_v6_conn_request",
+            "tcp_v4_syn_recv_sock",
+            "tcp_v6_syn_recv_sock",
+            "tcp_check_req",
+            "inet_csk_accept",
+            "tcp_rcv_state_process",
+        ],
+    ),
+    (
+        "TCP connect",
+        &["tcp_v4_connect", "tcp_v6_connect", "__inet_stream_connect"],
+    ),
+    (
+        "TCP TIME_WAIT",
+        &["inet_twsk_", "tcp_time_wait", "tcp_timewait_state_process"],
+    ),
     (
         "TCP receive (segments in, ACK processing)",
         &[
@@ -163,12 +200,55 @@ const OWNERS: &[(&str, &[&str])] = &[
         &["tcp_sendmsg"],
     ),
     (
+        "socket create and close",
+        &[
+            "__sys_socket",
+            "__sock_create",
+            "tcp_close",
+            "inet_release",
+            "inet6_release",
+            "__fput",
+        ],
+    ),
+    (
         "IPv6/IPv4 receive",
         &["ip6_rcv", "ip_rcv", "ip6_input", "ip_local_deliver"],
     ),
     (
         "device receive (backlog, netif_receive_skb)",
         &["__netif_receive_skb", "process_backlog", "net_rx_action"],
+    ),
+    (
+        "IPIs to other CPUs (TLB shootdowns, remote calls)",
+        &[
+            "smp_call_function",
+            "native_flush_tlb_multi",
+            "flush_tlb_mm_range",
+            "x2apic_send_IPI",
+            "__x2apic_send_IPI",
+            "native_send_call_func",
+        ],
+    ),
+    (
+        "threads: create, exit, stacks",
+        &[
+            "copy_process",
+            "do_exit",
+            "__do_sys_clone",
+            "do_mmap",
+            "__vm_munmap",
+            "do_mprotect_pkey",
+            "mmput",
+        ],
+    ),
+    (
+        "page faults",
+        &["exc_page_fault", "do_user_addr_fault", "handle_mm_fault"],
+    ),
+    ("futex (thread waits and wake-ups)", &["futex_", "do_futex"]),
+    (
+        "poll and epoll waits",
+        &["do_epoll_wait", "ep_poll", "do_sys_poll", "do_select"],
     ),
     (
         "scheduler, wake-ups",
@@ -179,40 +259,109 @@ const OWNERS: &[(&str, &[&str])] = &[
             "finish_task_switch",
         ],
     ),
+    ("softirq (other)", &["handle_softirqs", "__do_softirq"]),
+    (
+        IDLE,
+        &[
+            "pv_native_safe_halt",
+            "native_safe_halt",
+            "default_idle",
+            "cpuidle_enter",
+            "do_idle",
+            "cpu_idle_poll",
+            "acpi_idle",
+            "intel_idle",
+            "mwait_idle",
+        ],
+    ),
 ];
 
-/// The data-path threads' (`names`) samples in `perf script -F comm,ip,sym` output,
+/// The owner of the idle loop's frames (no work).
+pub const IDLE: &str = "idle";
+
+/// The owner of a frame in one of the BPF programs (kallsyms names a program
+/// `bpf_prog_<tag>_<name>`, the name cut to 15 characters), its helpers included.
+pub fn program_owner(sym: &str) -> Option<&'static str> {
+    let rest = sym.strip_prefix("bpf_prog_")?;
+    Some(if rest.contains("syncoo") {
+        "SYN cookie tc BPF program (kracauer_syncookie) and its helpers"
+    } else if rest.contains("steer") {
+        "TUN steering BPF program"
+    } else {
+        "fast path tc BPF program (kracauer_fastpath) and its helpers"
+    })
+}
+
+/// One sample of `perf script -F comm,pid,ip,sym` output: the thread's name, its
+/// process, and its call chain as (address, symbol), innermost first.
+#[derive(Debug)]
+pub struct Sample<'a> {
+    pub comm: &'a str,
+    pub pid: u32,
+    pub frames: Vec<(&'a str, &'a str)>,
+}
+
+impl Sample<'_> {
+    /// Whether the sample was taken in user space (its leaf frame is not kernel text,
+    /// which lives at 0xffff...).
+    pub fn user(&self) -> bool {
+        self.frames
+            .first()
+            .is_some_and(|(ip, _)| !(ip.len() == 16 && ip.starts_with("ffff")))
+    }
+
+    /// The owner ([`program_owner`], [`OWNERS`]) of the innermost frame one owns.
+    pub fn owner(&self) -> Option<&'static str> {
+        self.frames.iter().find_map(|(_, sym)| {
+            program_owner(sym).or_else(|| {
+                OWNERS
+                    .iter()
+                    .find(|(_, pats)| pats.iter().any(|p| sym.starts_with(p)))
+                    .map(|(name, _)| *name)
+            })
+        })
+    }
+}
+
+/// The samples of `perf script -F comm,pid,ip,sym` output.
+pub fn samples(script: &str) -> Vec<Sample<'_>> {
+    script
+        .split("\n\n")
+        .filter_map(|block| {
+            let mut lines = block.lines().filter(|l| !l.trim().is_empty());
+            let head = lines.next()?.trim_end();
+            // `comm pid`: the thread's name may hold spaces, the pid is the last word.
+            let (comm, pid) = head.rsplit_once(char::is_whitespace)?;
+            let frames = lines
+                .map(|l| {
+                    let mut words = l.split_whitespace();
+                    (words.next().unwrap_or(""), words.next().unwrap_or(""))
+                })
+                .collect();
+            Some(Sample {
+                comm: comm.trim(),
+                pid: pid.parse().ok()?,
+                frames,
+            })
+        })
+        .collect()
+}
+
+/// The data-path threads' (`names`) samples in `perf script -F comm,pid,ip,sym` output,
 /// shared out by [`OWNERS`] (user-space frames: "user space"; the rest: "other kernel"),
 /// as lines `share  owner`, largest first.
 fn by_owner(script: &str, names: &[&str]) -> String {
     let mut counts: Vec<(&str, u64)> = Vec::new();
     let mut total = 0u64;
-    for block in script.split("\n\n") {
-        let mut lines = block.lines().filter(|l| !l.trim().is_empty());
-        let Some(comm) = lines.next().map(str::trim) else {
-            continue;
-        };
-        if !names.contains(&comm) {
+    for sample in samples(script) {
+        if !names.contains(&sample.comm) {
             continue;
         }
-        let mut owner = None;
-        let mut user = None;
-        for frame in lines {
-            let mut words = frame.split_whitespace();
-            let ip = words.next().unwrap_or("");
-            let sym = words.next().unwrap_or("");
-            // Kernel text is at 0xffff...; the leaf frame says where the sample was.
-            user.get_or_insert(ip.len() < 16);
-            if let Some((name, _)) = OWNERS
-                .iter()
-                .find(|(_, pats)| pats.iter().any(|p| sym.starts_with(p)))
-            {
-                owner = Some(*name);
-                break;
-            }
-        }
-        let user = user.unwrap_or(false);
-        let owner = owner.unwrap_or(if user { "user space" } else { "other kernel" });
+        let owner = sample.owner().unwrap_or(if sample.user() {
+            "user space"
+        } else {
+            "other kernel"
+        });
         total += 1;
         match counts.iter_mut().find(|(o, _)| *o == owner) {
             Some((_, n)) => *n += 1,
@@ -235,25 +384,25 @@ fn by_owner(script: &str, names: &[&str]) -> String {
 mod tests {
     use super::*;
 
-    const SCRIPT: &str = "raw backend \n\
+    const SCRIPT: &str = "raw backend  4242\n\
 \tffffffff81aa0001 bpf_skb_change_proto\n\
 \tffffffffc0001234 bpf_prog_9a0411e812aaf12c_kracauer_fastpath\n\
 \tffffffff81aa0002 tcx_ingress\n\
 \tffffffff81aa0003 tcp_sendmsg_locked\n\
 \t           1234 __send\n\
 \n\
-raw backend \n\
+raw backend  4242\n\
 \tffffffff81aa0004 _copy_from_iter\n\
 \tffffffff81aa0003 tcp_sendmsg_locked\n\
 \t           1234 __send\n\
 \n\
-rustc \n\
+rustc  99\n\
 \tffffffff81aa0004 _copy_from_iter\n\
 \n\
-in-krc-tb1-0 \n\
+in-krc-tb1-0  77\n\
 \t           5678 kracauer_bench::proto::bulk_stream\n\
 \n\
-in-krc-tb1-0 \n\
+in-krc-tb1-0  77\n\
 \tffffffff81aa0005 some_kernel_function\n\
 \t           5678 kracauer_bench::proto::bulk_stream\n";
 

@@ -14,7 +14,7 @@ use std::io::{self, Read, Write};
 use std::net::{Ipv6Addr, Shutdown, SocketAddr, SocketAddrV6, TcpListener, TcpStream};
 use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError, mpsc};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -128,6 +128,7 @@ fn accept_loop(
     last: &Mutex<Option<SocketAddr>>,
     file: &std::path::Path,
 ) {
+    let workers: Arc<Workers> = Arc::default();
     loop {
         let accepted = l.accept();
         if stop.load(Ordering::SeqCst) {
@@ -144,13 +145,50 @@ fn accept_loop(
             }
             *last = Some(peer);
         }
-        let (idle, count) = (Arc::clone(idle), Arc::clone(count));
-        let _ = thread::Builder::new()
-            .stack_size(256 * 1024)
-            .spawn(move || {
-                let _ = serve(s, &idle, &count);
-            });
+        dispatch(&workers, s, idle, count);
     }
+}
+
+/// The backend's idle worker threads, each waiting for its next connection.
+type Workers = Mutex<Vec<mpsc::Sender<TcpStream>>>;
+
+/// Hands connection `s` to an idle worker thread, or to a new one when none is idle.
+/// Workers are kept, never ended: a thread made and ended per connection would put the
+/// kernel's thread creation and exit (stacks mapped and unmapped, TLB shootdowns, IPIs
+/// in a VM) into every connection the rate run measures, which no real backend does.
+fn dispatch(
+    workers: &Arc<Workers>,
+    s: TcpStream,
+    idle: &Arc<Mutex<Vec<TcpStream>>>,
+    count: &Arc<AtomicUsize>,
+) {
+    let mut s = s;
+    loop {
+        let worker = workers.lock().unwrap_or_else(PoisonError::into_inner).pop();
+        match worker {
+            Some(tx) => match tx.send(s) {
+                Ok(()) => return,
+                // That worker is gone (only a panic ends one); try the next.
+                Err(mpsc::SendError(back)) => s = back,
+            },
+            None => break,
+        }
+    }
+    let (workers, idle, count) = (Arc::clone(workers), Arc::clone(idle), Arc::clone(count));
+    let _ = thread::Builder::new()
+        .stack_size(256 * 1024)
+        .spawn(move || {
+            let (tx, rx) = mpsc::channel();
+            let mut next = Some(s);
+            while let Some(s) = next.take() {
+                let _ = serve(s, &idle, &count);
+                workers
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .push(tx.clone());
+                next = rx.recv().ok();
+            }
+        });
 }
 
 fn serve(mut s: TcpStream, idle: &Mutex<Vec<TcpStream>>, count: &AtomicUsize) -> io::Result<()> {

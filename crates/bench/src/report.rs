@@ -161,6 +161,15 @@ fn fmt(v: Option<f64>) -> String {
     }
 }
 
+/// The profiles of the run, as text (empty without perf).
+#[derive(Debug, Default)]
+pub struct Profiles {
+    /// The single-stream transfers with the fast path on, each direction.
+    pub bulk: Vec<String>,
+    /// The rate run, fast path on and off.
+    pub rate: Option<String>,
+}
+
 /// Writes `report.md` and the plots into `plan.out`; returns the markdown.
 pub fn write(
     plan: &Plan,
@@ -168,7 +177,7 @@ pub fn write(
     peers: &[Peer],
     nginx_conf: &str,
     loads: &[(String, machine::Load)],
-    perf: &[String],
+    perf: &Profiles,
     took: Duration,
 ) -> Result<String, Error> {
     let mut md = String::new();
@@ -266,7 +275,7 @@ pub fn write(
             let _ = writeln!(md, "No plots: {e}");
         }
     }
-    if !perf.is_empty() {
+    if !perf.bulk.is_empty() {
         let _ = writeln!(
             md,
             "\n## Where the time goes with the fast path on\n\n`perf record -F 999 -g -a` of \
@@ -276,9 +285,28 @@ pub fn write(
              work (the tc BPF program, forwarding, veth, the receiving TCP stack) is charged \
              to the thread it interrupted."
         );
-        for p in perf {
+        for p in &perf.bulk {
             let _ = writeln!(md, "\n```\n{p}```");
         }
+    }
+    if let Some(p) = &perf.rate {
+        let _ = writeln!(
+            md,
+            "\n## Where the connection rate goes, fast path on and off\n\n\
+             `perf record -F 999 -g -a` of the whole machine during the rate run through \
+             Kracauer with `fastpath = \"on\"` and `\"off\"`, alternated. Every sample \
+             of a process on the data path (the client's threads, the backend, the \
+             daemon, the `ksoftirqd` threads, softirq on idle CPUs) is CPU time spent on \
+             the connections, 1/999 s of one CPU; divided by the connections the run \
+             made, it is CPU µs per connection. The rate run keeps the machine's CPUs \
+             busy, so a peer that costs more µs per connection makes fewer a second: the \
+             difference column says where the rate goes. Kernel samples go to the \
+             innermost frame an owner has (softirq work is charged to the thread it \
+             interrupted); the daemon's user space goes to the module of its leaf \
+             function (no frame pointers in user space). The window opens 0.3 s before \
+             the load and closes about 0.3 s after it; the idle samples are not \
+             counted.\n\n```\n{p}```"
+        );
     }
     let _ = writeln!(
         md,
@@ -333,7 +361,7 @@ const METHOD: &str = "### How each figure is measured\n\n\
   with the fast path on, the daemon's process does almost nothing per byte, so compare \
   the whole-machine figures too.\n\
 - rate c64: 64 client threads loop connect, ClientHello + command, read a 1 KB answer, \
-  close. TTFB is from before connect() to the first answer byte.\n\
+  close. TTFB is from before connect() to the first answer byte. The backend serves each connection on a thread it keeps for the next one (a thread made and ended per connection would add the kernel's thread creation and exit, with their TLB-shootdown IPIs, to every connection).\n\
 - idle: N connections opened one after another and held, each having sent its hello (so \
   each reaches the backend). Memory by difference before and after: the peer's RSS \
   (`VmRSS` of its processes), the router namespace's TCP sockets \
