@@ -516,7 +516,7 @@ impl DataPlane {
     /// Carries out the engine's fast-path map operations, in order, at once: the worker
     /// calls it after every packet and timeout it handled, before writing what they
     /// caused, so the kernel never translates with an entry the engine has given up.
-    fn apply_fastpath_ops(&mut self) {
+    pub(super) fn apply_fastpath_ops(&mut self) {
         if let Some(fp) = &mut self.fastpath {
             while let Some(op) = self.engine.poll_fastpath() {
                 fp.apply(op, self.start);

@@ -287,6 +287,7 @@ impl Engine {
             ),
         };
         self.stats.cookies_sent += 1;
+        self.shared.add_cookie_sent();
         let syn = (seg.seq, client_tsval);
         self.send_synack(key, syn, client, (SeqNumber(cookie), tsval), out);
     }

@@ -38,6 +38,8 @@ pub const BUCKETS: usize = 8192;
 /// Counts shared by every engine of one daemon.
 pub struct SharedLimits {
     half_open: AtomicUsize,
+    /// SYNs every engine answered with a SYN cookie (no state), in all.
+    cookies_sent: AtomicU64,
     peek_bytes: AtomicUsize,
     /// `ROWS` rows of `BUCKETS` counters.
     held: Box<[AtomicU32]>,
@@ -63,6 +65,7 @@ impl SharedLimits {
     pub fn new(key: [u64; 2]) -> Self {
         Self {
             half_open: AtomicUsize::new(0),
+            cookies_sent: AtomicU64::new(0),
             peek_bytes: AtomicUsize::new(0),
             held: (0..ROWS * BUCKETS).map(|_| AtomicU32::new(0)).collect(),
             key,
@@ -93,6 +96,17 @@ impl SharedLimits {
             .map(|i| self.held.get(i).map_or(0, |c| c.load(Relaxed)))
             .min()
             .unwrap_or(0)
+    }
+
+    /// SYNs the engines sharing these counts answered with a cookie, in all (the kernel
+    /// SYN cookie program's flood mode reads it: a flood from few addresses is answered
+    /// with cookies past each address's allowance and holds few handshakes).
+    pub fn cookies_sent(&self) -> u64 {
+        self.cookies_sent.load(Relaxed)
+    }
+
+    pub(crate) fn add_cookie_sent(&self) {
+        self.cookies_sent.fetch_add(1, Relaxed);
     }
 
     pub(crate) fn add_half_open(&self, n: usize) {

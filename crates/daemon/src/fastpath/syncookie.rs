@@ -318,9 +318,10 @@ pub fn start(
         Ok(sc) => {
             let max_half_open = config.limits.max_half_open;
             tracing::info!(
-                "SYN cookies in the kernel: ready, at the fast path's interfaces; flood mode at {} SYN/s to service ports with {} handshakes unanswered",
+                "SYN cookies in the kernel: ready, at the fast path's interfaces; flood mode at {} SYN/s to service ports with {} handshakes unanswered or 1 SYN in {} answered with a cookie",
                 flood::ON_RATE,
-                max_half_open.div_ceil(flood::UNANSWERED_SHARE)
+                max_half_open.div_ceil(flood::UNANSWERED_SHARE),
+                flood::UNANSWERED_SHARE
             );
             let (tx, rx) = mpsc::channel();
             counters.running.store(true, Ordering::Relaxed);
@@ -384,8 +385,7 @@ fn run(
         let changed = mode.look(
             stats[maps::SYN_SEEN],
             monotonic_micros(),
-            limits.half_open(),
-            max_half_open,
+            (limits.half_open(), max_half_open, limits.cookies_sent()),
         );
         counters.syn_rate.store(mode.rate, Ordering::Relaxed);
         let Some(on) = changed else { continue };

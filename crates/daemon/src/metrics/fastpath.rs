@@ -29,7 +29,7 @@ pub(super) fn encode(
     counter(
         e,
         "kracauer_fastpath_packets",
-        "Packets the kernel fast path's program saw at the interfaces' ingress, by result: translated (to_backend, to_client; a GRO super-packet counts once), passed untouched to the TUN path (no_flow: TCP of no flow handed over; unsure: not TCP, SYN, FIN, RST, options it does not rewrite, fragments, extension headers, TTL 1; route: no route, or the route into the TUN; too_big: over the route's MTU), or dropped after a helper failed (failed). Counted since the program's pinned maps were created: a restart after a crash and a live upgrade go on from the same values.",
+        "Packets the kernel fast path's program saw at the interfaces' ingress, by result: translated (to_backend, to_client; a GRO super-packet counts once), passed untouched to the TUN path (no_flow: TCP of no flow handed over, or of one closing after its RST or second FIN; unsure: not TCP, SYN, FIN, RST, options it does not rewrite, fragments, extension headers, TTL 1; route: no route, or the route into the TUN; too_big: over the route's MTU), or dropped after a helper failed (failed). Counted since the program's pinned maps were created: a restart after a crash and a live upgrade go on from the same values.",
         &packets,
     )?;
     gauge(

@@ -46,10 +46,11 @@ impl DataPlane {
             let packet = &mut buf[..end];
             match task {
                 Task::Segment => {
-                    match self
-                        .engine
-                        .handle_second_chance(now, packet, START, rx.checksum, out)
-                    {
+                    let verdict =
+                        self.engine
+                            .handle_second_chance(now, packet, START, rx.checksum, out);
+                    self.apply_fastpath_ops();
+                    match verdict {
                         Verdict::Forward(range) => self.forward(packet, range, &rx),
                         Verdict::Dropped(DropReason::ClientSecondChanceNoFlow) => {
                             link.not_held(packet, START, peer);
@@ -59,6 +60,7 @@ impl DataPlane {
                 }
                 Task::Orphan => {
                     self.engine.reset_orphan(packet, START, out);
+                    self.apply_fastpath_ops();
                 }
             }
             self.flush(out);

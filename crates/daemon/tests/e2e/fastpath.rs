@@ -54,15 +54,21 @@ pub(super) fn both_ways(
     k: &kracauer_testbed::Kracauer<'_>,
     n: u64,
 ) -> (u64, u64, u64) {
+    let ended = metric_sum(&scrape(k), "kracauer_flows_ended_total");
     assert_eq!(tb.download("a.example", n).expect("download"), n);
     let reply = tb.upload("a.example", n).expect("upload");
     assert!(
         reply.body.contains(&format!("sink={n} mismatch=none")),
         "{reply:?}"
     );
-    let body = eventually("the flows to end", Duration::from_secs(60), || {
+    // Both flows ended (after their linger) and none left: a snapshot the workers
+    // published before the transfers (they publish once a second; 100 MB can take less)
+    // also has no flow, but not the two more ended ones.
+    let body = eventually("the flows to end", Duration::from_secs(90), || {
         let b = scrape(k);
-        (metric_sum(&b, "kracauer_flows") == 0 && !b.is_empty()).then_some(b)
+        (metric_sum(&b, "kracauer_flows") == 0
+            && metric_sum(&b, "kracauer_flows_ended_total") >= ended + 2)
+            .then_some(b)
     });
     let bytes = |dir: &str| {
         body.lines()

@@ -195,6 +195,12 @@ fn limits_are_shared_by_every_engine_of_a_daemon() {
         &[],
     ));
     assert_eq!(a.engine.stats().cookies_sent, 2, "the bound is global");
+    // The shared count of cookies (what the kernel program's flood mode reads) counts
+    // every engine's.
+    assert_eq!(
+        shared.cookies_sent(),
+        a.engine.stats().cookies_sent + b.engine.stats().cookies_sent
+    );
     // An engine that goes away gives back what its flows held.
     drop(b);
     assert_eq!((shared.held_by(CLIENT), shared.half_open()), (1, 1));
