@@ -224,23 +224,34 @@ fn under_a_syn_flood_kernel_cookies_serve_a_real_client_at_least_four_fifths_as_
     ));
     let (tun, _, _) = kracauer_run(&tb, "off");
     tun.report("kracauer, TUN path only");
+    // Each side twice, the requests summed: one 12 s run under an unpaced flood moves by
+    // ±20% with what else the 2 cores do (single-run ratios from 0.75 to 1.34 on a quiet
+    // machine). Kracauer's runs before nginx's: a Kracauer started after nginx would meet
+    // nginx's TIME_WAIT sockets (the bench report's early-demux finding).
+    let (kernel2, _, _) = kracauer_run(&tb, "on");
+    kernel2.report("kracauer, SYN cookies in the kernel (second run)");
 
     let peer = StreamPeer::start(&tb);
     let nginx = flood(&tb, None);
     nginx.report("nginx");
+    let nginx2 = flood(&tb, None);
+    nginx2.report("nginx (second run)");
     drop(peer);
 
-    let ratio = kernel.ok.len() as f64 / nginx.ok.len().max(1) as f64;
+    let ratio = (kernel.ok.len() + kernel2.ok.len()) as f64
+        / (nginx.ok.len() + nginx2.ok.len()).max(1) as f64;
     figure(&format!(
-        "syn flood: kracauer (kernel path) / nginx requests = {ratio:.2}; TUN path / nginx = {:.2}",
+        "syn flood: kracauer (kernel path) / nginx requests, two runs each = {ratio:.2}; TUN path / nginx (one run) = {:.2}",
         tun.ok.len() as f64 / nginx.ok.len().max(1) as f64
     ));
-    assert!(
-        kernel.success() >= 0.99,
-        "real client's success through the kernel path: {}/{}",
-        kernel.ok.len(),
-        kernel.attempts
-    );
+    for k in [&kernel, &kernel2] {
+        assert!(
+            k.success() >= 0.99,
+            "real client's success through the kernel path: {}/{}",
+            k.ok.len(),
+            k.attempts
+        );
+    }
     assert!(
         ratio >= 0.8,
         "kracauer completed {ratio:.2}x nginx's requests"
