@@ -94,13 +94,8 @@ pub fn profile(
          ksoftirqd/0,ksoftirqd/1,ksoftirqd/2,ksoftirqd/3"
     );
     let names: Vec<&str> = comms.trim_start_matches("--comms=").split(',').collect();
-    let script = Command::new("perf")
-        .args(["script", "-F", "comm,pid,ip,sym", "-i"])
-        .arg(&data)
-        .stderr(Stdio::null())
-        .output()
-        .map_err(|e| Error::Setup(format!("perf script: {e}")))?;
-    let shares = by_owner(&String::from_utf8_lossy(&script.stdout), &names);
+    let script = perf_script(&data)?;
+    let shares = by_owner(&script, &names);
     Ok(format!(
         "{dir}, one stream, {moved} while profiled.\n\n\
          By thread name, the whole machine (self time, above 1%):\n\n{}\n\
@@ -278,6 +273,18 @@ pub const OWNERS: &[(&str, &[&str])] = &[
 
 /// The owner of the idle loop's frames (no work).
 pub const IDLE: &str = "idle";
+
+/// `perf script` of the recording `data`: one line per sample and frame (command, pid,
+/// address, symbol).
+pub fn perf_script(data: &std::path::Path) -> Result<String, Error> {
+    let script = Command::new("perf")
+        .args(["script", "-F", "comm,pid,ip,sym", "-i"])
+        .arg(data)
+        .stderr(Stdio::null())
+        .output()
+        .map_err(|e| Error::Setup(format!("perf script: {e}")))?;
+    Ok(String::from_utf8_lossy(&script.stdout).into_owned())
+}
 
 /// The owner of a frame in one of the BPF programs (kallsyms names a program
 /// `bpf_prog_<tag>_<name>`, the name cut to 15 characters), its helpers included.

@@ -18,7 +18,7 @@ use kracauer_testbed::{Error, Topology};
 
 use crate::peers::{Peer, Running};
 use crate::plan::Plan;
-use crate::profile::{IDLE, Sample, samples};
+use crate::profile::{IDLE, Sample, perf_script, samples};
 use crate::rate;
 
 /// perf's sampling frequency: one sample is this many µs of one CPU.
@@ -218,12 +218,7 @@ fn one_run(
                 .sum("kracauer_syncookie_syns_total", "path=\"kernel\"")
                 .saturating_sub(b.sum("kracauer_syncookie_syns_total", "path=\"kernel\""));
         }
-        let script = Command::new("perf")
-            .args(["script", "-F", "comm,pid,ip,sym", "-i"])
-            .arg(&data)
-            .stderr(Stdio::null())
-            .output()
-            .map_err(|e| Error::Setup(format!("perf script: {e}")))?;
+        let script = perf_script(&data)?;
         let _ = std::fs::remove_file(&data);
         let pids = Pids {
             client: std::process::id(),
@@ -233,7 +228,7 @@ fn one_run(
         // perf records 0.3 s before and about 0.3 s after the load: count the
         // connections of the whole window's rate (the samples outside the run are
         // mostly idle, which is not counted).
-        tally.add(&String::from_utf8_lossy(&script.stdout), &pids);
+        tally.add(&script, &pids);
         tally.conns += r.count;
         tally.secs += r.secs;
         tally.runs.push(r.per_sec());
