@@ -460,39 +460,25 @@ pub fn how_to_apply(setting: &str) -> &'static str {
 /// `fastpath`, `fastpath_interfaces` and `restart_grace`, `limits.max_flows`, `[log]` and
 /// `[scale_out]` an upgrade (SIGUSR2) or a restart ([`how_to_apply`]).
 pub fn needs_restart(a: &Config, b: &Config) -> Vec<&'static str> {
-    let mut out = Vec::new();
     let (x, y) = (&a.tun, &b.tun);
-    if a.instance != b.instance {
-        out.push("instance");
-    }
-    if x.name != y.name {
-        out.push("[tun] name");
-    }
-    if x.offload != y.offload {
-        out.push("[tun] offload");
-    }
-    if x.workers != y.workers {
-        out.push("[tun] workers");
-    }
-    if x.fastpath != y.fastpath {
-        out.push("[tun] fastpath");
-    }
-    if x.fastpath_interfaces != y.fastpath_interfaces {
-        out.push("[tun] fastpath_interfaces");
-    }
-    if a.tun.restart_grace != b.tun.restart_grace {
-        out.push("[tun] restart_grace");
-    }
-    if a.log != b.log {
-        out.push("[log]");
-    }
-    if a.limits.max_flows != b.limits.max_flows {
-        out.push("limits.max_flows");
-    }
-    if a.scale_out != b.scale_out {
-        out.push("[scale_out]");
-    }
-    out
+    [
+        ("instance", a.instance != b.instance),
+        ("[tun] name", x.name != y.name),
+        ("[tun] offload", x.offload != y.offload),
+        ("[tun] workers", x.workers != y.workers),
+        ("[tun] fastpath", x.fastpath != y.fastpath),
+        (
+            "[tun] fastpath_interfaces",
+            x.fastpath_interfaces != y.fastpath_interfaces,
+        ),
+        ("[tun] restart_grace", x.restart_grace != y.restart_grace),
+        ("[log]", a.log != b.log),
+        ("limits.max_flows", a.limits.max_flows != b.limits.max_flows),
+        ("[scale_out]", a.scale_out != b.scale_out),
+    ]
+    .into_iter()
+    .filter_map(|(setting, differs)| differs.then_some(setting))
+    .collect()
 }
 
 mod prefix;

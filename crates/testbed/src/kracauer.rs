@@ -48,9 +48,20 @@ impl<'tb> Kracauer<'tb> {
     /// accepts connections. `binary` is the
     /// `kracauer` executable to run.
     pub fn start(tb: &'tb Topology, binary: &Path, config: &str) -> Result<Self, Error> {
+        Self::start_router(tb, None, binary, config)
+    }
+
+    /// The testbed's one daemon in the router namespace, with or without a bpffs holder.
+    fn start_router(
+        tb: &'tb Topology,
+        holder: Option<&BpffsHolder>,
+        binary: &Path,
+        config: &str,
+    ) -> Result<Self, Error> {
         let n = tb.next_start();
         Self::start_in(
             &tb.router,
+            holder,
             tb.dir(),
             &format!("kracauer-{n}"),
             "kracauer.toml",
@@ -64,9 +75,12 @@ impl<'tb> Kracauer<'tb> {
     /// in `dir/LOG.log`, and waits until the TUN `tun` carries an IPv6 and an IPv4 route,
     /// its log says it runs (and the metrics endpoint [`METRICS`] answers, when the configuration serves
     /// metrics there). For several daemons in one testbed (instances of their own), each
-    /// with its own configuration file and TUN.
+    /// with its own configuration file and TUN. With a `holder` (running in `ns`), inside
+    /// its mount namespace (see [`start_held`](Self::start_held)).
+    #[allow(clippy::too_many_arguments)]
     pub fn start_in(
         ns: &Netns,
+        holder: Option<&BpffsHolder>,
         dir: &Path,
         log: &str,
         config_file: &str,
@@ -74,76 +88,7 @@ impl<'tb> Kracauer<'tb> {
         config: &str,
         tun: &str,
     ) -> Result<Self, Error> {
-        Self::start_cmd(
-            ns,
-            ns.command(binary),
-            dir,
-            log,
-            config_file,
-            binary,
-            config,
-            tun,
-        )
-    }
-
-    /// [`Kracauer::start`] inside `holder`'s mount namespace (entered with `nsenter`, as
-    /// the router's network namespace), where bpffs outlives the daemon: its fast-path
-    /// pins survive a `kill -9`, as they do on a host, for the next daemon to adopt.
-    pub fn start_held(
-        tb: &'tb Topology,
-        holder: &BpffsHolder,
-        binary: &Path,
-        config: &str,
-    ) -> Result<Self, Error> {
-        let n = tb.next_start();
-        Self::start_cmd(
-            &tb.router,
-            holder.command(binary),
-            tb.dir(),
-            &format!("kracauer-{n}"),
-            "kracauer.toml",
-            binary,
-            config,
-            TUN,
-        )
-    }
-
-    /// [`Kracauer::start_in`] inside `holder`'s mount namespace (see
-    /// [`start_held`](Self::start_held)); `holder` runs in `ns`.
-    #[allow(clippy::too_many_arguments)]
-    pub fn start_in_held(
-        ns: &Netns,
-        holder: &BpffsHolder,
-        dir: &Path,
-        log: &str,
-        config_file: &str,
-        binary: &Path,
-        config: &str,
-        tun: &str,
-    ) -> Result<Self, Error> {
-        Self::start_cmd(
-            ns,
-            holder.command(binary),
-            dir,
-            log,
-            config_file,
-            binary,
-            config,
-            tun,
-        )
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn start_cmd(
-        ns: &Netns,
-        mut command: Command,
-        dir: &Path,
-        log: &str,
-        config_file: &str,
-        binary: &Path,
-        config: &str,
-        tun: &str,
-    ) -> Result<Self, Error> {
+        let mut command = holder.map_or_else(|| ns.command(binary), |h| h.command(binary));
         let config_path = dir.join(config_file);
         std::fs::write(&config_path, config)?;
         let log = dir.join(format!("{log}.log"));
@@ -173,6 +118,18 @@ impl<'tb> Kracauer<'tb> {
         };
         k.wait_ready(config.contains(METRICS))?;
         Ok(k)
+    }
+
+    /// [`Kracauer::start`] inside `holder`'s mount namespace (entered with `nsenter`, as
+    /// the router's network namespace), where bpffs outlives the daemon: its fast-path
+    /// pins survive a `kill -9`, as they do on a host, for the next daemon to adopt.
+    pub fn start_held(
+        tb: &'tb Topology,
+        holder: &BpffsHolder,
+        binary: &Path,
+        config: &str,
+    ) -> Result<Self, Error> {
+        Self::start_router(tb, Some(holder), binary, config)
     }
 
     fn wait_ready(&mut self, metrics: bool) -> Result<(), Error> {

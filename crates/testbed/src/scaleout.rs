@@ -191,16 +191,7 @@ impl ScaleOut {
         binary: &Path,
         config: &str,
     ) -> Result<Kracauer<'_>, Error> {
-        let n = self.starts.fetch_add(1, Ordering::SeqCst);
-        Kracauer::start_in(
-            &self.hosts[usize::from(i - 1)],
-            self.dir(),
-            &format!("kracauer{i}-{n}"),
-            &format!("kracauer{i}.toml"),
-            binary,
-            config,
-            &format!("kracauer{i}"),
-        )
+        self.start_instance(i, None, binary, config)
     }
 
     /// [`start_kracauer_with`](Self::start_kracauer_with) inside `holder`'s mount
@@ -213,8 +204,18 @@ impl ScaleOut {
         binary: &Path,
         config: &str,
     ) -> Result<Kracauer<'_>, Error> {
+        self.start_instance(i, Some(holder), binary, config)
+    }
+
+    fn start_instance(
+        &self,
+        i: u8,
+        holder: Option<&BpffsHolder>,
+        binary: &Path,
+        config: &str,
+    ) -> Result<Kracauer<'_>, Error> {
         let n = self.starts.fetch_add(1, Ordering::SeqCst);
-        Kracauer::start_in_held(
+        Kracauer::start_in(
             &self.hosts[usize::from(i - 1)],
             holder,
             self.dir(),

@@ -245,16 +245,8 @@ fn a_crashed_instance_restarted_within_the_grace_withdraws_nothing_and_its_splic
         .into_iter()
         .filter_map(|t| t.join().expect("a transfer thread").err())
         .collect();
-    let missing = watch.stop();
     assert!(failed.is_empty(), "transfers broken: {failed:?}");
-    assert!(
-        missing.is_empty(),
-        "instance 1 was missing upstream: {missing:?}"
-    );
-    let (v4_after, v6_after) = (counters("k1_4"), counters("k1_6"));
-    assert!(v4_after.established() && v6_after.established());
-    assert_eq!(v4_after.withdraws, v4.withdraws, "no IPv4 withdrawal");
-    assert_eq!(v6_after.withdraws, v6.withdraws, "no IPv6 withdrawal");
+    watch.assert_nothing_withdrawn(&so, (&v4, &v6));
     assert_eq!(so.announced(), hosts());
 
     // An orderly stop withdraws at once (it turns the carrier off), and the TUN goes.
@@ -314,15 +306,7 @@ fn a_live_upgrade_of_a_fast_path_instance_withdraws_nothing_and_the_new_process_
     assert!(!link.contains("NO-CARRIER"), "{link}");
     let size = 64 * 1024;
     intact(&downloads(&so, 50, size, 10), size);
-    let missing = watch.stop();
-    assert!(
-        missing.is_empty(),
-        "instance 1 was missing upstream: {missing:?}"
-    );
-    let (v4_after, v6_after) = (counters("k1_4"), counters("k1_6"));
-    assert!(v4_after.established() && v6_after.established());
-    assert_eq!(v4_after.withdraws, v4.withdraws, "no IPv4 withdrawal");
-    assert_eq!(v6_after.withdraws, v6.withdraws, "no IPv6 withdrawal");
+    watch.assert_nothing_withdrawn(&so, (&v4, &v6));
 
     // SIGTERM of the new process: withdrawn at once, its keeper stopped before it exits.
     let pid = rustix::process::Pid::from_raw(new).unwrap();

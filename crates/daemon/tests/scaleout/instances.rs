@@ -82,6 +82,7 @@ fn kracauer(tb: &Topology, args: &[&str], config: &Path) -> (bool, String) {
 fn start_1<'tb>(tb: &'tb Topology, n: u32) -> Kracauer<'tb> {
     Kracauer::start_in(
         &tb.router,
+        None,
         tb.dir(),
         &format!("instance1-{n}"),
         "instance1.toml",

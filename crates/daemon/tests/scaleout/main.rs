@@ -120,4 +120,27 @@ impl RouteWatch {
             .store(false, std::sync::atomic::Ordering::Relaxed);
         self.thread.join().unwrap()
     }
+
+    /// Stops the watch and checks that instance 1 stayed announced: never missing
+    /// upstream, both its BGP sessions up, and no withdrawal since `before` (the upstream
+    /// router's `k1_4` and `k1_6` sessions then).
+    fn assert_nothing_withdrawn(
+        self,
+        so: &kracauer_testbed::scaleout::ScaleOut,
+        before: (
+            &kracauer_testbed::bird::Protocol,
+            &kracauer_testbed::bird::Protocol,
+        ),
+    ) {
+        let missing = self.stop();
+        assert!(
+            missing.is_empty(),
+            "instance 1 was missing upstream: {missing:?}"
+        );
+        let counters = |p: &str| so.bird_upstream.protocol(p).unwrap();
+        let (v4_after, v6_after) = (counters("k1_4"), counters("k1_6"));
+        assert!(v4_after.established() && v6_after.established());
+        assert_eq!(v4_after.withdraws, before.0.withdraws, "no IPv4 withdrawal");
+        assert_eq!(v6_after.withdraws, before.1.withdraws, "no IPv6 withdrawal");
+    }
 }
